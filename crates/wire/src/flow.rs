@@ -1,0 +1,230 @@
+//! The transport flow key of an IPv4 packet: what NAT, connection tracking and hashing
+//! key on.
+//!
+//! For TCP and UDP the key is the 5-tuple. For ICMP echo request and reply it uses the
+//! echo identifier in both port positions, as connection trackers do, so an echo and its
+//! reply map to the same flow. Other protocols key on addresses and protocol alone.
+
+use std::net::Ipv4Addr;
+
+use crate::{Error, need};
+
+/// IP protocol numbers the data path cares about.
+pub mod proto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+}
+
+/// A flow's key in the direction the packet travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub proto: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+impl FlowKey {
+    /// The key of the reply direction.
+    pub fn reversed(&self) -> FlowKey {
+        FlowKey {
+            proto: self.proto,
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+        }
+    }
+}
+
+/// Where the pieces of a validated IPv4 packet sit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Layout {
+    /// Header length including options (IHL × 4).
+    pub header_len: usize,
+    /// Total length from the header; bytes past it in the buffer are link padding.
+    pub total_len: usize,
+    pub proto: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    /// Fragment offset in bytes; 0 for unfragmented packets and first fragments.
+    pub frag_offset: usize,
+    pub more_frags: bool,
+    pub dont_frag: bool,
+}
+
+impl Ipv4Layout {
+    /// Validates an IPv4 header: version, IHL, total length against the buffer, header
+    /// checksum. Options are skipped (their length comes from IHL), never interpreted.
+    pub fn parse(packet: &[u8]) -> Result<Ipv4Layout, Error> {
+        need("ipv4", packet, 20)?;
+        if packet[0] >> 4 != 4 {
+            return Err(Error::Malformed {
+                what: "ipv4",
+                why: "version is not 4",
+            });
+        }
+        let header_len = usize::from(packet[0] & 0x0f) * 4;
+        if header_len < 20 {
+            return Err(Error::Malformed {
+                what: "ipv4",
+                why: "IHL below 5",
+            });
+        }
+        let total_len = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+        if total_len < header_len {
+            return Err(Error::Malformed {
+                what: "ipv4",
+                why: "total length shorter than header",
+            });
+        }
+        need("ipv4", packet, total_len)?;
+        if crate::checksum::sum(&packet[..header_len]) != 0xffff {
+            return Err(Error::Malformed {
+                what: "ipv4",
+                why: "bad header checksum",
+            });
+        }
+        let flags_frag = u16::from_be_bytes([packet[6], packet[7]]);
+        Ok(Ipv4Layout {
+            header_len,
+            total_len,
+            proto: packet[9],
+            src: Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]),
+            dst: Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]),
+            ttl: packet[8],
+            frag_offset: usize::from(flags_frag & 0x1fff) * 8,
+            more_frags: flags_frag & 0x2000 != 0,
+            dont_frag: flags_frag & 0x4000 != 0,
+        })
+    }
+
+    /// Whether the packet is a fragment (first or later).
+    pub fn is_fragment(&self) -> bool {
+        self.more_frags || self.frag_offset != 0
+    }
+
+    /// The transport flow key. Later fragments carry no ports and give [`Error::Fragment`].
+    pub fn flow_key(&self, packet: &[u8]) -> Result<FlowKey, Error> {
+        let (src_port, dst_port) = match self.proto {
+            proto::TCP | proto::UDP | proto::ICMP if self.frag_offset != 0 => {
+                return Err(Error::Fragment);
+            }
+            proto::TCP | proto::UDP => {
+                let l4 = &packet[self.header_len..self.total_len];
+                need("l4 ports", l4, 4)?;
+                (
+                    u16::from_be_bytes([l4[0], l4[1]]),
+                    u16::from_be_bytes([l4[2], l4[3]]),
+                )
+            }
+            proto::ICMP => {
+                let l4 = &packet[self.header_len..self.total_len];
+                need("icmp", l4, 8)?;
+                match l4[0] {
+                    // Echo reply (0) and echo request (8): the identifier names the flow.
+                    0 | 8 => {
+                        let id = u16::from_be_bytes([l4[4], l4[5]]);
+                        (id, id)
+                    }
+                    _ => (0, 0),
+                }
+            }
+            _ => (0, 0),
+        };
+        Ok(FlowKey {
+            proto: self.proto,
+            src: self.src,
+            dst: self.dst,
+            src_port,
+            dst_port,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A UDP DNS query captured on a Linux host (tshark -x), IPv4 header and UDP header.
+    const DNS_QUERY: [u8; 28] = [
+        0x45, 0x00, 0x00, 0x1c, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0xc8,
+        0x0a, 0xc0, 0xa8, 0x64, 0x03, 0xc3, 0x50, 0x00, 0x35, 0x00, 0x08, 0x00, 0x00,
+    ];
+
+    fn with_checksum(mut p: Vec<u8>) -> Vec<u8> {
+        let hl = usize::from(p[0] & 0xf) * 4;
+        p[10] = 0;
+        p[11] = 0;
+        let c = crate::checksum::checksum(&p[..hl]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn udp_key() {
+        let p = with_checksum(DNS_QUERY.to_vec());
+        let l = Ipv4Layout::parse(&p).unwrap();
+        assert!(l.dont_frag);
+        let k = l.flow_key(&p).unwrap();
+        assert_eq!(k.src, Ipv4Addr::new(192, 168, 200, 10));
+        assert_eq!(k.dst_port, 53);
+        assert_eq!(k.src_port, 50000);
+        assert_eq!(k.reversed().reversed(), k);
+    }
+
+    #[test]
+    fn options_are_skipped() {
+        // Same packet with one 4-byte option (NOP NOP NOP EOL): IHL 6.
+        let mut p = DNS_QUERY[..20].to_vec();
+        p[0] = 0x46;
+        p[3] = 0x20;
+        p.extend_from_slice(&[1, 1, 1, 0]);
+        p.extend_from_slice(&DNS_QUERY[20..]);
+        let p = with_checksum(p);
+        let l = Ipv4Layout::parse(&p).unwrap();
+        assert_eq!(l.header_len, 24);
+        assert_eq!(l.flow_key(&p).unwrap().dst_port, 53);
+    }
+
+    #[test]
+    fn later_fragment_has_no_key_and_bad_checksum_is_rejected() {
+        let mut p = DNS_QUERY.to_vec();
+        p[6] = 0x00;
+        p[7] = 0x10; // offset 128 bytes
+        let p = with_checksum(p);
+        let l = Ipv4Layout::parse(&p).unwrap();
+        assert!(l.is_fragment());
+        assert_eq!(l.flow_key(&p), Err(Error::Fragment));
+        let mut bad = p.clone();
+        bad[10] ^= 0xff;
+        assert!(Ipv4Layout::parse(&bad).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            if let Ok(l) = Ipv4Layout::parse(&bytes) {
+                let _ = l.flow_key(&bytes);
+            }
+        }
+
+        #[test]
+        fn never_panics_with_valid_checksum(bytes in proptest::collection::vec(any::<u8>(), 20..80), ihl in 5u8..16) {
+            let mut p = bytes;
+            p[0] = 0x40 | ihl;
+            let len = p.len() as u16;
+            p[2..4].copy_from_slice(&len.to_be_bytes());
+            let hl = usize::from(ihl) * 4;
+            if hl <= p.len() {
+                let p = with_checksum(p);
+                let l = Ipv4Layout::parse(&p).unwrap();
+                let _ = l.flow_key(&p);
+            }
+        }
+    }
+}
