@@ -1,0 +1,98 @@
+//! The forwarding information base: longest-prefix match over IPv4 routes.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use prefix_trie::PrefixMap;
+
+use crate::IfIndex;
+
+/// Where a route sends packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The interface packets leave by.
+    pub iface: IfIndex,
+    /// The next hop, or `None` when the destination is on the link itself (a connected
+    /// route).
+    pub gateway: Option<Ipv4Addr>,
+    /// Where the route came from; a later source may replace an earlier one's route.
+    pub origin: Origin,
+}
+
+/// Who installed a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Origin {
+    /// The subnet of an interface address.
+    Connected,
+    /// Configured.
+    Static,
+}
+
+/// IPv4 FIB.
+#[derive(Debug, Default)]
+pub struct Fib {
+    routes: PrefixMap<Ipv4Net, Route>,
+}
+
+impl Fib {
+    pub fn new() -> Fib {
+        Fib::default()
+    }
+
+    /// Installs (or replaces) the route to `prefix`. The prefix is normalised (host bits
+    /// cleared) first.
+    pub fn insert(&mut self, prefix: Ipv4Net, route: Route) -> Option<Route> {
+        self.routes.insert(prefix.trunc(), route)
+    }
+
+    pub fn remove(&mut self, prefix: Ipv4Net) -> Option<Route> {
+        self.routes.remove(&prefix.trunc())
+    }
+
+    /// Longest-prefix match.
+    pub fn lookup(&self, dst: Ipv4Addr) -> Option<(Ipv4Net, &Route)> {
+        // A /32 prefix is always valid; `Ipv4Net::from` cannot fail.
+        self.routes.get_lpm(&Ipv4Net::from(dst))
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Ipv4Net, &Route)> {
+        self.routes.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(i: usize) -> Route {
+        Route {
+            iface: IfIndex(i),
+            gateway: None,
+            origin: Origin::Static,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let mut fib = Fib::new();
+        fib.insert("0.0.0.0/0".parse().unwrap(), r(0));
+        fib.insert("192.168.0.0/16".parse().unwrap(), r(1));
+        fib.insert("192.168.133.74/32".parse().unwrap(), r(2));
+        fib.insert("192.168.100.9/24".parse().unwrap(), r(3));
+        let at = |a: &str| fib.lookup(a.parse().unwrap()).map(|(_, r)| r.iface.0);
+        assert_eq!(at("192.168.133.74"), Some(2));
+        assert_eq!(at("192.168.133.75"), Some(1));
+        assert_eq!(at("192.168.100.200"), Some(3));
+        assert_eq!(at("8.8.8.8"), Some(0));
+        assert_eq!(fib.lookup("192.168.100.0".parse().unwrap()).map(|(p, _)| p.to_string()),
+                   Some("192.168.100.0/24".to_string()));
+    }
+}
