@@ -1,0 +1,447 @@
+//! NATVM's role: the RRAS NAT between the inside networks and the external network.
+//!
+//! Packets from inside that leave by the external interface are masqueraded to the
+//! external address ([`Nat::outbound`]); packets arriving at the external address are
+//! translated back for connections the table knows, or sent to an inside server by a port
+//! forward ([`Nat::inbound`]). Every connection has two keys: its `inner` key (as the inside
+//! host sends, before SNAT) and its `outer` key (as the outside sends back, before DNAT).
+//! An outbound packet matching `inner` gets the source of `outer`'s destination; an inbound
+//! packet matching `outer` gets the destination of `inner`'s source. SNAT connections and
+//! port-forwarded ones differ only in which side created them.
+//!
+//! Mapping behaviour (RFC 4787 terms): address-and-port-dependent. An external port is
+//! reused toward different remote endpoints, so port exhaustion is per remote endpoint.
+//! The source port is kept when it is free (port preservation).
+//!
+//! The table is bounded: when it is full a new connection is refused and counted, and the
+//! established ones keep working. Later IPv4 fragments carry no ports and are dropped and
+//! counted. Sans-IO: `now` is passed in.
+
+mod conn;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use strata_wire::checksum::{update16, update32};
+use strata_wire::flow::{FlowKey, Ipv4Layout, proto};
+
+pub use conn::{Conn, Origin, TcpState, Timeouts};
+
+/// A port forward: a port of the external address sent to an inside server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortForward {
+    /// [`proto::TCP`] or [`proto::UDP`].
+    pub proto: u8,
+    pub external_port: u16,
+    pub internal: SocketAddrV4,
+}
+
+/// NAT configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The address inside hosts are masqueraded to.
+    pub external_addr: Ipv4Addr,
+    /// Ports (and ICMP identifiers) SNAT may use.
+    pub ports: RangeInclusive<u16>,
+    pub forwards: Vec<PortForward>,
+    /// Most connections tracked at once.
+    pub max_conns: usize,
+    pub timeouts: Timeouts,
+}
+
+impl Config {
+    pub fn new(external_addr: Ipv4Addr) -> Config {
+        Config {
+            external_addr,
+            ports: 1024..=65535,
+            forwards: Vec::new(),
+            max_conns: 65536,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// What [`Nat::inbound`] or [`Nat::outbound`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Rewritten for a tracked connection.
+    Translated,
+    /// Not NAT's business (no connection, no forward); pass it on unchanged.
+    Untouched,
+    /// Refused; a counter says why.
+    Dropped(DropReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The connection table is full.
+    TableFull,
+    /// No external port is free toward this remote endpoint.
+    PortsExhausted,
+    /// A later fragment: no ports to translate by.
+    Fragment,
+    /// Not a valid IPv4 packet, or too short for its protocol.
+    Malformed,
+}
+
+/// NAT counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub translated_out: u64,
+    pub translated_in: u64,
+    pub conns_created: u64,
+    pub conns_expired: u64,
+    pub table_full: u64,
+    pub ports_exhausted: u64,
+    pub fragments: u64,
+    pub malformed: u64,
+}
+
+/// The NAT and its connection table.
+#[derive(Debug)]
+pub struct Nat {
+    config: Config,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    by_inner: HashMap<FlowKey, usize>,
+    by_outer: HashMap<FlowKey, usize>,
+    /// Where the search for a free port resumes.
+    cursor: u16,
+    counters: Counters,
+    next_sweep: Duration,
+}
+
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+impl Nat {
+    pub fn new(config: Config) -> Nat {
+        Nat {
+            cursor: *config.ports.start(),
+            config,
+            conns: Vec::new(),
+            free: Vec::new(),
+            by_inner: HashMap::new(),
+            by_outer: HashMap::new(),
+            counters: Counters::default(),
+            next_sweep: SWEEP_INTERVAL,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Live connections, ordered by inner key.
+    pub fn conns(&self) -> Vec<&Conn> {
+        let mut v: Vec<&Conn> = self.conns.iter().flatten().collect();
+        v.sort_by_key(|c| c.inner);
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_inner.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_inner.is_empty()
+    }
+
+    fn key(&mut self, packet: &[u8]) -> Result<(Ipv4Layout, FlowKey), DropReason> {
+        let layout = Ipv4Layout::parse(packet).map_err(|_| {
+            self.counters.malformed += 1;
+            DropReason::Malformed
+        })?;
+        let key = layout.flow_key(packet).map_err(|e| match e {
+            strata_wire::Error::Fragment => {
+                self.counters.fragments += 1;
+                DropReason::Fragment
+            }
+            _ => {
+                self.counters.malformed += 1;
+                DropReason::Malformed
+            }
+        })?;
+        Ok((layout, key))
+    }
+
+    /// A packet from inside leaving by the external interface: masquerade it.
+    pub fn outbound(&mut self, now: Duration, packet: &mut [u8]) -> Action {
+        let (layout, key) = match self.key(packet) {
+            Ok(k) => k,
+            Err(r) => return Action::Dropped(r),
+        };
+        if key.src == self.config.external_addr || !translatable(key.proto) {
+            return Action::Untouched;
+        }
+        let index = match self.lookup(now, Side::Inner, &key) {
+            Some(i) => i,
+            None => match self.create_snat(now, key) {
+                Ok(i) => i,
+                Err(r) => return Action::Dropped(r),
+            },
+        };
+        let Some(conn) = self.conns[index].as_mut() else {
+            return Action::Untouched;
+        };
+        conn.seen(now, true, tcp_flags(&layout, packet), &self.config.timeouts);
+        let to = (conn.outer.dst, conn.outer.dst_port);
+        rewrite(packet, &layout, Endpoint::Source, to.0, to.1);
+        self.counters.translated_out += 1;
+        Action::Translated
+    }
+
+    /// A packet arriving on the external interface: translate it back if it belongs to a
+    /// connection or a port forward.
+    pub fn inbound(&mut self, now: Duration, packet: &mut [u8]) -> Action {
+        let (layout, key) = match self.key(packet) {
+            Ok(k) => k,
+            Err(DropReason::Fragment) => return Action::Untouched,
+            Err(r) => return Action::Dropped(r),
+        };
+        if key.dst != self.config.external_addr || !translatable(key.proto) {
+            return Action::Untouched;
+        }
+        let index = match self.lookup(now, Side::Outer, &key) {
+            Some(i) => i,
+            None => match self.create_forward(now, key) {
+                Some(Ok(i)) => i,
+                Some(Err(r)) => return Action::Dropped(r),
+                None => return Action::Untouched,
+            },
+        };
+        let Some(conn) = self.conns[index].as_mut() else {
+            return Action::Untouched;
+        };
+        conn.seen(now, false, tcp_flags(&layout, packet), &self.config.timeouts);
+        let to = (conn.inner.src, conn.inner.src_port);
+        rewrite(packet, &layout, Endpoint::Destination, to.0, to.1);
+        self.counters.translated_in += 1;
+        Action::Translated
+    }
+
+    fn lookup(&mut self, now: Duration, side: Side, key: &FlowKey) -> Option<usize> {
+        let map = match side {
+            Side::Inner => &self.by_inner,
+            Side::Outer => &self.by_outer,
+        };
+        let index = *map.get(key)?;
+        if self.conns[index].as_ref().is_some_and(|c| c.expires <= now) {
+            self.remove(index);
+            self.counters.conns_expired += 1;
+            return None;
+        }
+        Some(index)
+    }
+
+    fn create_snat(&mut self, now: Duration, inner: FlowKey) -> Result<usize, DropReason> {
+        self.room(now)?;
+        let port = self.free_port(&inner).ok_or_else(|| {
+            self.counters.ports_exhausted += 1;
+            DropReason::PortsExhausted
+        })?;
+        let outer = FlowKey {
+            proto: inner.proto,
+            src: inner.dst,
+            // ICMP echo: the identifier stands in both port positions of the key.
+            src_port: if inner.proto == proto::ICMP { port } else { inner.dst_port },
+            dst: self.config.external_addr,
+            dst_port: port,
+        };
+        Ok(self.insert(now, inner, outer, Origin::Snat))
+    }
+
+    fn create_forward(&mut self, now: Duration, outer: FlowKey) -> Option<Result<usize, DropReason>> {
+        let fwd = *self
+            .config
+            .forwards
+            .iter()
+            .find(|f| f.proto == outer.proto && f.external_port == outer.dst_port)?;
+        if let Err(r) = self.room(now) {
+            return Some(Err(r));
+        }
+        let inner = FlowKey {
+            proto: outer.proto,
+            src: *fwd.internal.ip(),
+            src_port: fwd.internal.port(),
+            dst: outer.src,
+            dst_port: outer.src_port,
+        };
+        if self.by_inner.contains_key(&inner) {
+            // The server already talks to that endpoint through an SNAT mapping.
+            self.counters.ports_exhausted += 1;
+            return Some(Err(DropReason::PortsExhausted));
+        }
+        Some(Ok(self.insert(now, inner, outer, Origin::PortForward)))
+    }
+
+    /// Makes sure one more connection fits, sweeping expired ones if the table is full.
+    fn room(&mut self, now: Duration) -> Result<(), DropReason> {
+        if self.len() >= self.config.max_conns {
+            self.sweep(now);
+        }
+        if self.len() >= self.config.max_conns {
+            self.counters.table_full += 1;
+            return Err(DropReason::TableFull);
+        }
+        Ok(())
+    }
+
+    /// A free external port toward `inner`'s remote endpoint: the inside port if free,
+    /// else the next free one from the cursor.
+    fn free_port(&mut self, inner: &FlowKey) -> Option<u16> {
+        let (lo, hi) = (*self.config.ports.start(), *self.config.ports.end());
+        let taken = |nat: &Nat, port: u16| {
+            let outer = FlowKey {
+                proto: inner.proto,
+                src: inner.dst,
+                src_port: if inner.proto == proto::ICMP { port } else { inner.dst_port },
+                dst: nat.config.external_addr,
+                dst_port: port,
+            };
+            nat.by_outer.contains_key(&outer)
+                || nat
+                    .config
+                    .forwards
+                    .iter()
+                    .any(|f| f.proto == inner.proto && f.external_port == port)
+        };
+        let want = inner.src_port;
+        if (lo..=hi).contains(&want) && !taken(self, want) {
+            return Some(want);
+        }
+        let span = u32::from(hi - lo) + 1;
+        for _ in 0..span {
+            let port = self.cursor;
+            self.cursor = if self.cursor >= hi { lo } else { self.cursor + 1 };
+            if !taken(self, port) {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    fn insert(&mut self, now: Duration, inner: FlowKey, outer: FlowKey, origin: Origin) -> usize {
+        let conn = Conn::new(now, inner, outer, origin, &self.config.timeouts);
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.conns[i] = Some(conn);
+                i
+            }
+            None => {
+                self.conns.push(Some(conn));
+                self.conns.len() - 1
+            }
+        };
+        self.by_inner.insert(inner, index);
+        self.by_outer.insert(outer, index);
+        self.counters.conns_created += 1;
+        index
+    }
+
+    fn remove(&mut self, index: usize) {
+        if let Some(conn) = self.conns[index].take() {
+            self.by_inner.remove(&conn.inner);
+            self.by_outer.remove(&conn.outer);
+            self.free.push(index);
+        }
+    }
+
+    fn sweep(&mut self, now: Duration) {
+        for index in 0..self.conns.len() {
+            if self.conns[index].as_ref().is_some_and(|c| c.expires <= now) {
+                self.remove(index);
+                self.counters.conns_expired += 1;
+            }
+        }
+    }
+
+    /// Expires idle connections.
+    pub fn poll(&mut self, now: Duration) {
+        if now >= self.next_sweep {
+            self.sweep(now);
+            self.next_sweep = now + SWEEP_INTERVAL;
+        }
+    }
+
+    /// When [`Nat::poll`] next has work: only while connections exist.
+    pub fn poll_at(&self) -> Option<Duration> {
+        (!self.is_empty()).then_some(self.next_sweep)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Inner,
+    Outer,
+}
+
+fn translatable(p: u8) -> bool {
+    matches!(p, proto::TCP | proto::UDP | proto::ICMP)
+}
+
+fn tcp_flags(layout: &Ipv4Layout, packet: &[u8]) -> Option<u8> {
+    (layout.proto == proto::TCP)
+        .then(|| packet.get(layout.header_len + 13).copied())
+        .flatten()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Source,
+    Destination,
+}
+
+/// Rewrites the source or destination address and port (or ICMP echo identifier) of a
+/// validated packet, updating the IP and transport checksums incrementally (RFC 1624).
+fn rewrite(packet: &mut [u8], layout: &Ipv4Layout, which: Endpoint, addr: Ipv4Addr, port: u16) {
+    let (addr_at, port_at) = match which {
+        Endpoint::Source => (12, 0),
+        Endpoint::Destination => (16, 2),
+    };
+    let old_addr = [
+        packet[addr_at],
+        packet[addr_at + 1],
+        packet[addr_at + 2],
+        packet[addr_at + 3],
+    ];
+    let new_addr = addr.octets();
+    packet[addr_at..addr_at + 4].copy_from_slice(&new_addr);
+    let ip_check = u16::from_be_bytes([packet[10], packet[11]]);
+    packet[10..12].copy_from_slice(&update32(ip_check, old_addr, new_addr).to_be_bytes());
+
+    let l4 = &mut packet[layout.header_len..layout.total_len];
+    let (port_at, check_at, pseudo) = match layout.proto {
+        proto::TCP => (port_at, 16, true),
+        proto::UDP => (port_at, 6, true),
+        // Echo identifier at offset 4; the ICMP checksum has no pseudo-header.
+        proto::ICMP => (4, 2, false),
+        _ => return,
+    };
+    if l4.len() < check_at + 2 || l4.len() < port_at + 2 {
+        return;
+    }
+    let old_port = u16::from_be_bytes([l4[port_at], l4[port_at + 1]]);
+    l4[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    let mut check = u16::from_be_bytes([l4[check_at], l4[check_at + 1]]);
+    if layout.proto == proto::UDP && check == 0 {
+        // RFC 768: zero means the sender computed no checksum; leave it so.
+        return;
+    }
+    if pseudo {
+        check = update32(check, old_addr, new_addr);
+    }
+    check = update16(check, old_port, port);
+    if layout.proto == proto::UDP && check == 0 {
+        check = 0xffff;
+    }
+    l4[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! NAT behaviour; checksums verified with smoltcp's independent code.
+
+use super::*;
+use strata_wire::{IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
+
+const EXT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 200, 10);
+const WEB: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
+const T0: Duration = Duration::ZERO;
+
+/// IPv4 + TCP (20-byte header) with correct checksums.
+fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let mut p = vec![0u8; 40];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let c = strata_wire::checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[32] = 0x50;
+    p[33] = flags;
+    p[34..36].copy_from_slice(&1024u16.to_be_bytes());
+    fill_l4(&mut p);
+    p
+}
+
+fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    let mut p = vec![0u8; 32];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&32u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let c = strata_wire::checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[24..26].copy_from_slice(&12u16.to_be_bytes());
+    p[28..32].copy_from_slice(b"ping");
+    fill_l4(&mut p);
+    p
+}
+
+fn fill_l4(p: &mut [u8]) {
+    let ip = Ipv4Packet::new_checked(&p[..]).unwrap();
+    let (src, dst, proto) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
+    let l4 = &mut p[20..];
+    match proto {
+        IpProtocol::Tcp => TcpPacket::new_unchecked(l4).fill_checksum(&src.into(), &dst.into()),
+        IpProtocol::Udp => UdpPacket::new_unchecked(l4).fill_checksum(&src.into(), &dst.into()),
+        _ => unreachable!(),
+    }
+}
+
+fn assert_valid(p: &[u8]) {
+    let ip = Ipv4Packet::new_checked(p).unwrap();
+    assert!(ip.verify_checksum(), "IPv4 header checksum");
+    let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+    match ip.next_header() {
+        IpProtocol::Tcp => assert!(TcpPacket::new_checked(ip.payload()).unwrap().verify_checksum(&src, &dst)),
+        IpProtocol::Udp => assert!(UdpPacket::new_checked(ip.payload()).unwrap().verify_checksum(&src, &dst)),
+        _ => {}
+    }
+}
+
+fn key(p: &[u8]) -> FlowKey {
+    Ipv4Layout::parse(p).unwrap().flow_key(p).unwrap()
+}
+
+#[test]
+fn masquerade_and_reply() {
+    let mut nat = Nat::new(Config::new(EXT));
+    let mut syn = tcp(CLIENT, 49152, WEB, 80, 0x02);
+    assert_eq!(nat.outbound(T0, &mut syn), Action::Translated);
+    assert_valid(&syn);
+    let k = key(&syn);
+    assert_eq!((k.src, k.src_port), (EXT, 49152), "the source port is preserved when free");
+    let mut synack = tcp(WEB, 80, EXT, 49152, 0x12);
+    assert_eq!(nat.inbound(T0, &mut synack), Action::Translated);
+    assert_valid(&synack);
+    assert_eq!(key(&synack).dst, CLIENT);
+    assert_eq!(nat.conns()[0].tcp, Some(TcpState::Established));
+    // Unrelated traffic to the external address is not NAT's.
+    let mut stray = tcp(WEB, 80, EXT, 5555, 0x02);
+    assert_eq!(nat.inbound(T0, &mut stray), Action::Untouched);
+}
+
+#[test]
+fn port_clash_gets_another_port_and_reuse_toward_other_remotes() {
+    let mut nat = Nat::new(Config::new(EXT));
+    let other = Ipv4Addr::new(192, 168, 200, 11);
+    let mut a = udp(CLIENT, 5000, WEB, 53);
+    let mut b = udp(other, 5000, WEB, 53);
+    let mut c = udp(other, 5000, Ipv4Addr::new(203, 0, 113, 101), 53);
+    nat.outbound(T0, &mut a);
+    nat.outbound(T0, &mut b);
+    nat.outbound(T0, &mut c);
+    assert_valid(&b);
+    assert_eq!(key(&a).src_port, 5000);
+    assert_ne!(key(&b).src_port, 5000, "same remote endpoint: a different port");
+    assert_eq!(key(&c).src_port, 5000, "another remote endpoint: the port is reused");
+}
+
+#[test]
+fn port_forward_in_and_reply_out() {
+    let mut config = Config::new(EXT);
+    config.forwards.push(PortForward {
+        proto: proto::TCP,
+        external_port: 8080,
+        internal: SocketAddrV4::new(CLIENT, 80),
+    });
+    let mut nat = Nat::new(config);
+    let mut syn = tcp(WEB, 40000, EXT, 8080, 0x02);
+    assert_eq!(nat.inbound(T0, &mut syn), Action::Translated);
+    assert_valid(&syn);
+    assert_eq!((key(&syn).dst, key(&syn).dst_port), (CLIENT, 80));
+    let mut synack = tcp(CLIENT, 80, WEB, 40000, 0x12);
+    assert_eq!(nat.outbound(T0, &mut synack), Action::Translated);
+    assert_valid(&synack);
+    assert_eq!((key(&synack).src, key(&synack).src_port), (EXT, 8080));
+    assert_eq!(nat.conns()[0].origin, Origin::PortForward);
+}
+
+#[test]
+fn full_table_refuses_new_but_keeps_existing() {
+    let mut config = Config::new(EXT);
+    config.max_conns = 1;
+    let mut nat = Nat::new(config);
+    let mut first = udp(CLIENT, 1, WEB, 53);
+    assert_eq!(nat.outbound(T0, &mut first), Action::Translated);
+    let mut second = udp(CLIENT, 2, WEB, 53);
+    assert_eq!(nat.outbound(T0, &mut second), Action::Dropped(DropReason::TableFull));
+    assert_eq!(nat.counters().table_full, 1);
+    let mut again = udp(CLIENT, 1, WEB, 53);
+    assert_eq!(nat.outbound(T0, &mut again), Action::Translated);
+    // Once the first expires, there is room again.
+    let later = T0 + Timeouts::default().udp + Duration::from_secs(1);
+    let mut second = udp(CLIENT, 2, WEB, 53);
+    assert_eq!(nat.outbound(later, &mut second), Action::Translated);
+    assert_eq!(nat.counters().conns_expired, 1);
+}
+
+#[test]
+fn tcp_timeouts_follow_state() {
+    let mut nat = Nat::new(Config::new(EXT));
+    let mut syn = tcp(CLIENT, 49152, WEB, 80, 0x02);
+    nat.outbound(T0, &mut syn);
+    let t = Timeouts::default();
+    assert_eq!(nat.conns()[0].expires, T0 + t.tcp_transitory);
+    let mut synack = tcp(WEB, 80, EXT, 49152, 0x12);
+    nat.inbound(T0, &mut synack);
+    assert_eq!(nat.conns()[0].expires, T0 + t.tcp_established);
+    let mut rst = tcp(CLIENT, 49152, WEB, 80, 0x04);
+    nat.outbound(T0, &mut rst);
+    assert_eq!(nat.conns()[0].tcp, Some(TcpState::Closed));
+    nat.poll(T0 + Duration::from_secs(20));
+    assert!(nat.is_empty());
+}
+
+#[test]
+fn later_fragments_are_dropped_and_counted() {
+    let mut nat = Nat::new(Config::new(EXT));
+    let mut p = udp(CLIENT, 1, WEB, 53);
+    p[6] = 0x00;
+    p[7] = 0x08;
+    p[10] = 0;
+    p[11] = 0;
+    let c = strata_wire::checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(nat.outbound(T0, &mut p), Action::Dropped(DropReason::Fragment));
+    assert_eq!(nat.counters().fragments, 1);
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_packets_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+        let mut nat = Nat::new(Config::new(EXT));
+        let mut a = bytes.clone();
+        let mut b = bytes;
+        let _ = nat.outbound(T0, &mut a);
+        let _ = nat.inbound(T0, &mut b);
+    }
+
+    #[test]
+    fn translation_keeps_checksums_valid(sport in 1u16.., dport in 1u16.., tcp_not_udp in proptest::prelude::any::<bool>()) {
+        let mut nat = Nat::new(Config::new(EXT));
+        let mut p = if tcp_not_udp { tcp(CLIENT, sport, WEB, dport, 0x02) } else { udp(CLIENT, sport, WEB, dport) };
+        nat.outbound(T0, &mut p);
+        assert_valid(&p);
+        let k = key(&p);
+        let mut back = if tcp_not_udp { tcp(WEB, dport, EXT, k.src_port, 0x12) } else { udp(WEB, dport, EXT, k.src_port) };
+        proptest::prop_assert_eq!(nat.inbound(T0, &mut back), Action::Translated);
+        assert_valid(&back);
+        proptest::prop_assert_eq!(key(&back).dst_port, sport);
+    }
+}
