@@ -1,0 +1,15 @@
+//! The applications a node runs on its own stack: servers (HTTP, DNS) that run for the
+//! node's life, and client tasks (ping, HTTP GET) that a scenario starts and reads back.
+
+pub mod dns;
+pub mod http;
+pub mod ping;
+
+use smoltcp::iface::SocketSet;
+use smoltcp::socket::tcp;
+
+pub(crate) fn tcp_socket(sockets: &mut SocketSet<'static>, buffer: usize) -> smoltcp::iface::SocketHandle {
+    let rx = tcp::SocketBuffer::new(vec![0; buffer]);
+    let tx = tcp::SocketBuffer::new(vec![0; buffer]);
+    sockets.add(tcp::Socket::new(rx, tx))
+}
