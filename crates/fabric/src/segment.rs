@@ -237,11 +237,15 @@ mod tests {
         s.send(t0, pa, frame(B, A));
         assert_eq!(s.poll_deliver(t0), None, "latency holds the frame");
         let t1 = t0 + SegmentConfig::default().latency;
-        let got: Vec<_> = std::iter::from_fn(|| s.poll_deliver(t1)).map(|(p, _)| p).collect();
+        let got: Vec<_> = std::iter::from_fn(|| s.poll_deliver(t1))
+            .map(|(p, _)| p)
+            .collect();
         assert_eq!(got, vec![pb, pc], "unknown destination floods");
         s.send(t1, pb, frame(A, B));
         let t2 = t1 + SegmentConfig::default().latency;
-        let got: Vec<_> = std::iter::from_fn(|| s.poll_deliver(t2)).map(|(p, _)| p).collect();
+        let got: Vec<_> = std::iter::from_fn(|| s.poll_deliver(t2))
+            .map(|(p, _)| p)
+            .collect();
         assert_eq!(got, vec![pa], "learned destination goes to one port");
         s.send(t2, pa, frame(BCAST, A));
         assert_eq!(s.captured().last().map(|c| c.to.len()), Some(2));

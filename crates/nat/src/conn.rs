@@ -71,7 +71,13 @@ const FIN: u8 = 0x01;
 const RST: u8 = 0x04;
 
 impl Conn {
-    pub(crate) fn new(now: Duration, inner: FlowKey, outer: FlowKey, origin: Origin, t: &Timeouts) -> Conn {
+    pub(crate) fn new(
+        now: Duration,
+        inner: FlowKey,
+        outer: FlowKey,
+        origin: Origin,
+        t: &Timeouts,
+    ) -> Conn {
         let tcp = (inner.proto == proto::TCP).then_some(TcpState::Opening);
         let mut c = Conn {
             inner,

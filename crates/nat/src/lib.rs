@@ -218,7 +218,12 @@ impl Nat {
         let Some(conn) = self.conns[index].as_mut() else {
             return Action::Untouched;
         };
-        conn.seen(now, false, tcp_flags(&layout, packet), &self.config.timeouts);
+        conn.seen(
+            now,
+            false,
+            tcp_flags(&layout, packet),
+            &self.config.timeouts,
+        );
         let to = (conn.inner.src, conn.inner.src_port);
         rewrite(packet, &layout, Endpoint::Destination, to.0, to.1);
         self.counters.translated_in += 1;
@@ -249,14 +254,22 @@ impl Nat {
             proto: inner.proto,
             src: inner.dst,
             // ICMP echo: the identifier stands in both port positions of the key.
-            src_port: if inner.proto == proto::ICMP { port } else { inner.dst_port },
+            src_port: if inner.proto == proto::ICMP {
+                port
+            } else {
+                inner.dst_port
+            },
             dst: self.config.external_addr,
             dst_port: port,
         };
         Ok(self.insert(now, inner, outer, Origin::Snat))
     }
 
-    fn create_forward(&mut self, now: Duration, outer: FlowKey) -> Option<Result<usize, DropReason>> {
+    fn create_forward(
+        &mut self,
+        now: Duration,
+        outer: FlowKey,
+    ) -> Option<Result<usize, DropReason>> {
         let fwd = *self
             .config
             .forwards
@@ -300,7 +313,11 @@ impl Nat {
             let outer = FlowKey {
                 proto: inner.proto,
                 src: inner.dst,
-                src_port: if inner.proto == proto::ICMP { port } else { inner.dst_port },
+                src_port: if inner.proto == proto::ICMP {
+                    port
+                } else {
+                    inner.dst_port
+                },
                 dst: nat.config.external_addr,
                 dst_port: port,
             };
@@ -318,7 +335,11 @@ impl Nat {
         let span = u32::from(hi - lo) + 1;
         for _ in 0..span {
             let port = self.cursor;
-            self.cursor = if self.cursor >= hi { lo } else { self.cursor + 1 };
+            self.cursor = if self.cursor >= hi {
+                lo
+            } else {
+                self.cursor + 1
+            };
             if !taken(self, port) {
                 return Some(port);
             }

@@ -62,8 +62,16 @@ fn assert_valid(p: &[u8]) {
     assert!(ip.verify_checksum(), "IPv4 header checksum");
     let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
     match ip.next_header() {
-        IpProtocol::Tcp => assert!(TcpPacket::new_checked(ip.payload()).unwrap().verify_checksum(&src, &dst)),
-        IpProtocol::Udp => assert!(UdpPacket::new_checked(ip.payload()).unwrap().verify_checksum(&src, &dst)),
+        IpProtocol::Tcp => assert!(
+            TcpPacket::new_checked(ip.payload())
+                .unwrap()
+                .verify_checksum(&src, &dst)
+        ),
+        IpProtocol::Udp => assert!(
+            UdpPacket::new_checked(ip.payload())
+                .unwrap()
+                .verify_checksum(&src, &dst)
+        ),
         _ => {}
     }
 }
@@ -79,7 +87,11 @@ fn masquerade_and_reply() {
     assert_eq!(nat.outbound(T0, &mut syn), Action::Translated);
     assert_valid(&syn);
     let k = key(&syn);
-    assert_eq!((k.src, k.src_port), (EXT, 49152), "the source port is preserved when free");
+    assert_eq!(
+        (k.src, k.src_port),
+        (EXT, 49152),
+        "the source port is preserved when free"
+    );
     let mut synack = tcp(WEB, 80, EXT, 49152, 0x12);
     assert_eq!(nat.inbound(T0, &mut synack), Action::Translated);
     assert_valid(&synack);
@@ -102,8 +114,16 @@ fn port_clash_gets_another_port_and_reuse_toward_other_remotes() {
     nat.outbound(T0, &mut c);
     assert_valid(&b);
     assert_eq!(key(&a).src_port, 5000);
-    assert_ne!(key(&b).src_port, 5000, "same remote endpoint: a different port");
-    assert_eq!(key(&c).src_port, 5000, "another remote endpoint: the port is reused");
+    assert_ne!(
+        key(&b).src_port,
+        5000,
+        "same remote endpoint: a different port"
+    );
+    assert_eq!(
+        key(&c).src_port,
+        5000,
+        "another remote endpoint: the port is reused"
+    );
 }
 
 #[test]
@@ -134,7 +154,10 @@ fn full_table_refuses_new_but_keeps_existing() {
     let mut first = udp(CLIENT, 1, WEB, 53);
     assert_eq!(nat.outbound(T0, &mut first), Action::Translated);
     let mut second = udp(CLIENT, 2, WEB, 53);
-    assert_eq!(nat.outbound(T0, &mut second), Action::Dropped(DropReason::TableFull));
+    assert_eq!(
+        nat.outbound(T0, &mut second),
+        Action::Dropped(DropReason::TableFull)
+    );
     assert_eq!(nat.counters().table_full, 1);
     let mut again = udp(CLIENT, 1, WEB, 53);
     assert_eq!(nat.outbound(T0, &mut again), Action::Translated);
@@ -172,7 +195,10 @@ fn later_fragments_are_dropped_and_counted() {
     p[11] = 0;
     let c = strata_wire::checksum::checksum(&p[..20]);
     p[10..12].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(nat.outbound(T0, &mut p), Action::Dropped(DropReason::Fragment));
+    assert_eq!(
+        nat.outbound(T0, &mut p),
+        Action::Dropped(DropReason::Fragment)
+    );
     assert_eq!(nat.counters().fragments, 1);
 }
 

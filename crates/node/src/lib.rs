@@ -29,6 +29,7 @@ use strata_nat::Nat;
 use strata_router::{Hooks, IfIndex, Interface, Router, Verdict};
 use strata_wire::EthernetAddress;
 
+use apps::dns::{Lookup, LookupReport};
 use apps::http::{self, GetReport, Page};
 use apps::ping::{Ping, PingReport};
 use device::QueueDevice;
@@ -49,8 +50,15 @@ pub struct NicConfig {
 /// A server a node runs.
 #[derive(Debug, Clone)]
 pub enum ServiceConfig {
-    Http { port: u16, pages: Vec<Page>, backlog: usize },
-    Dns { port: u16, records: Vec<(String, Ipv4Addr)> },
+    Http {
+        port: u16,
+        pages: Vec<Page>,
+        backlog: usize,
+    },
+    Dns {
+        port: u16,
+        records: Vec<(String, Ipv4Addr)>,
+    },
 }
 
 /// The NAT role: which NIC faces outside, and the NAT's configuration.
@@ -99,7 +107,14 @@ pub enum TaskSpec {
         interval: Duration,
         timeout: Duration,
     },
-    HttpGet { url: String, timeout: Duration },
+    HttpGet {
+        url: String,
+        timeout: Duration,
+    },
+    Resolve {
+        name: String,
+        timeout: Duration,
+    },
 }
 
 /// What a finished task found.
@@ -107,12 +122,14 @@ pub enum TaskSpec {
 pub enum TaskReport {
     Ping(PingReport),
     Http(GetReport),
+    Resolve(LookupReport),
 }
 
 #[derive(Debug)]
 enum Task {
     Ping(Ping),
     Http(http::Get),
+    Resolve(Lookup),
 }
 
 #[derive(Debug)]
@@ -148,7 +165,13 @@ impl Hooks for NatHooks<'_> {
         }
     }
 
-    fn post_routing(&mut self, now: Duration, in_if: Option<IfIndex>, out_if: IfIndex, packet: &mut [u8]) -> Verdict {
+    fn post_routing(
+        &mut self,
+        now: Duration,
+        in_if: Option<IfIndex>,
+        out_if: IfIndex,
+        packet: &mut [u8],
+    ) -> Verdict {
         match &mut self.nat {
             Some((external, nat)) if *external == out_if && in_if != Some(*external) => {
                 verdict(nat.outbound(now, packet))
@@ -182,7 +205,9 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -252,9 +277,11 @@ impl Node {
             .services
             .into_iter()
             .map(|s| match s {
-                ServiceConfig::Http { port, pages, backlog } => {
-                    Service::Http(http::Server::new(&mut sockets, port, pages, backlog))
-                }
+                ServiceConfig::Http {
+                    port,
+                    pages,
+                    backlog,
+                } => Service::Http(http::Server::new(&mut sockets, port, pages, backlog)),
                 ServiceConfig::Dns { port, records } => {
                     Service::Dns(apps::dns::Server::new(&mut sockets, port, records))
                 }
@@ -334,7 +361,8 @@ impl Node {
         // Each round lets the stack take in what arrived and send what the apps wrote;
         // stop when a round moves nothing. The bound only guards against a bug looping.
         for _ in 0..64 {
-            let changed = self.iface.poll(at, &mut self.device, &mut self.sockets) == PollResult::SocketStateChanged;
+            let changed = self.iface.poll(at, &mut self.device, &mut self.sockets)
+                == PollResult::SocketStateChanged;
             let mut progressed = false;
             for service in &mut self.services {
                 progressed |= match service {
@@ -346,6 +374,7 @@ impl Node {
                 progressed |= match task {
                     Task::Ping(p) => p.poll(now, &mut self.sockets),
                     Task::Http(g) => g.poll(now, self.iface.context(), &mut self.sockets),
+                    Task::Resolve(l) => l.poll(now, &mut self.sockets),
                 };
             }
             let sent = !self.device.tx.is_empty();
@@ -375,12 +404,17 @@ impl Node {
         let tasks = self.tasks.iter().filter_map(|t| match t {
             Task::Ping(p) => p.poll_at(),
             Task::Http(g) => g.poll_at(),
+            Task::Resolve(l) => l.poll_at(),
         });
-        [stack, self.router.poll_at(), self.nat.as_ref().and_then(|(_, n)| n.poll_at())]
-            .into_iter()
-            .flatten()
-            .chain(tasks)
-            .min()
+        [
+            stack,
+            self.router.poll_at(),
+            self.nat.as_ref().and_then(|(_, n)| n.poll_at()),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(tasks)
+        .min()
     }
 
     fn ephemeral_port(&mut self) -> u16 {
@@ -404,7 +438,15 @@ impl Node {
             } => {
                 let ident = self.next_ident;
                 self.next_ident = self.next_ident.wrapping_add(1);
-                Task::Ping(Ping::start(now, &mut self.sockets, target, ident, count, interval, timeout))
+                Task::Ping(Ping::start(
+                    now,
+                    &mut self.sockets,
+                    target,
+                    ident,
+                    count,
+                    interval,
+                    timeout,
+                ))
             }
             TaskSpec::HttpGet { url, timeout } => {
                 let port = self.ephemeral_port();
@@ -418,6 +460,14 @@ impl Node {
                     self.dns_server,
                 ))
             }
+            TaskSpec::Resolve { name, timeout } => Task::Resolve(Lookup::start(
+                now,
+                self.iface.context(),
+                &mut self.sockets,
+                &name,
+                self.dns_server,
+                timeout,
+            )),
         };
         self.tasks.push(task);
         TaskId(self.tasks.len() - 1)
@@ -428,6 +478,7 @@ impl Node {
         match self.tasks.get(id.0)? {
             Task::Ping(p) => p.report().cloned().map(TaskReport::Ping),
             Task::Http(g) => g.report().cloned().map(TaskReport::Http),
+            Task::Resolve(l) => l.report().cloned().map(TaskReport::Resolve),
         }
     }
 }

@@ -8,7 +8,13 @@ use strata_node::apps::http::Page;
 use strata_node::{NicConfig, Node, NodeConfig, ServiceConfig, TaskReport, TaskSpec};
 use strata_wire::EthernetAddress;
 
-fn node(name: &str, mac: u8, addr: &str, services: Vec<ServiceConfig>, dns: Option<Ipv4Addr>) -> Node {
+fn node(
+    name: &str,
+    mac: u8,
+    addr: &str,
+    services: Vec<ServiceConfig>,
+    dns: Option<Ipv4Addr>,
+) -> Node {
     Node::new(
         NodeConfig {
             name: name.into(),
@@ -31,13 +37,22 @@ fn node(name: &str, mac: u8, addr: &str, services: Vec<ServiceConfig>, dns: Opti
 }
 
 /// Runs both nodes until `done` or 60 virtual seconds; each frame takes 100 µs.
-fn run(start: Duration, a: &mut Node, b: &mut Node, mut done: impl FnMut(&Node) -> bool) -> Duration {
+fn run(
+    start: Duration,
+    a: &mut Node,
+    b: &mut Node,
+    mut done: impl FnMut(&Node) -> bool,
+) -> Duration {
     let mut now = start;
     let mut wire: Vec<(Duration, bool, Vec<u8>)> = Vec::new();
     while now < start + Duration::from_secs(60) {
         for (at, to_b, frame) in std::mem::take(&mut wire) {
             if at <= now {
-                if to_b { b.receive(now, 0, frame) } else { a.receive(now, 0, frame) }
+                if to_b {
+                    b.receive(now, 0, frame)
+                } else {
+                    a.receive(now, 0, frame)
+                }
             } else {
                 wire.push((at, to_b, frame));
             }
@@ -69,15 +84,27 @@ fn ping_dns_and_http_between_two_stacks() {
     let server_services = vec![
         ServiceConfig::Http {
             port: 80,
-            pages: vec![Page { path: "/".into(), body: "<h1>Portal</h1>".into() }],
+            pages: vec![Page {
+                path: "/".into(),
+                body: "<h1>Portal</h1>".into(),
+            }],
             backlog: 2,
         },
         ServiceConfig::Dns {
             port: 53,
-            records: vec![("portal.azurestack.local".into(), "10.0.0.2".parse().unwrap())],
+            records: vec![(
+                "portal.azurestack.local".into(),
+                "10.0.0.2".parse().unwrap(),
+            )],
         },
     ];
-    let mut client = node("client", 1, "10.0.0.1/24", vec![], Some("10.0.0.2".parse().unwrap()));
+    let mut client = node(
+        "client",
+        1,
+        "10.0.0.1/24",
+        vec![],
+        Some("10.0.0.2".parse().unwrap()),
+    );
     let mut server = node("server", 2, "10.0.0.2/24", server_services, None);
 
     let ping = client.start_task(
@@ -89,7 +116,9 @@ fn ping_dns_and_http_between_two_stacks() {
             timeout: Duration::from_secs(2),
         },
     );
-    let now = run(Duration::ZERO, &mut client, &mut server, |c| c.task_report(ping).is_some());
+    let now = run(Duration::ZERO, &mut client, &mut server, |c| {
+        c.task_report(ping).is_some()
+    });
     match client.task_report(ping) {
         Some(TaskReport::Ping(r)) => {
             assert_eq!((r.sent, r.received), (3, 3), "{r:?}");
@@ -99,15 +128,26 @@ fn ping_dns_and_http_between_two_stacks() {
 
     let get = client.start_task(
         now,
-        TaskSpec::HttpGet { url: "http://portal.azurestack.local/".into(), timeout: Duration::from_secs(10) },
+        TaskSpec::HttpGet {
+            url: "http://portal.azurestack.local/".into(),
+            timeout: Duration::from_secs(10),
+        },
     );
-    run(now, &mut client, &mut server, |c| c.task_report(get).is_some());
+    run(now, &mut client, &mut server, |c| {
+        c.task_report(get).is_some()
+    });
     match client.task_report(get) {
         Some(TaskReport::Http(r)) => {
             assert_eq!(r.error, None);
             assert_eq!(r.status, Some(200));
             assert_eq!(r.body, "<h1>Portal</h1>");
-            assert_eq!(r.resolved, Some(("portal.azurestack.local".into(), "10.0.0.2".parse().unwrap())));
+            assert_eq!(
+                r.resolved,
+                Some((
+                    "portal.azurestack.local".into(),
+                    "10.0.0.2".parse().unwrap()
+                ))
+            );
         }
         other => panic!("{other:?}"),
     }

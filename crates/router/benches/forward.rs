@@ -31,10 +31,13 @@ fn router(routes: u32) -> Router {
     for i in 0..routes {
         let net = 0x0a00_0000u32 + (i << 8);
         let prefix = ipnet::Ipv4Net::new(Ipv4Addr::from(net), 24).unwrap();
-        r.add_route(prefix, "192.168.100.7".parse().unwrap()).unwrap();
+        r.add_route(prefix, "192.168.100.7".parse().unwrap())
+            .unwrap();
     }
     // Resolve the next hop with an ARP reply.
-    let mut arp = vec![2, 0, 0, 0, 1, 2, 2, 0, 0, 0, 0, 7, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 2];
+    let mut arp = vec![
+        2, 0, 0, 0, 1, 2, 2, 0, 0, 0, 0, 7, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 2,
+    ];
     arp.extend_from_slice(&[2, 0, 0, 0, 0, 7, 192, 168, 100, 7]);
     arp.extend_from_slice(&[2, 0, 0, 0, 1, 2, 192, 168, 100, 1]);
     r.receive(Duration::ZERO, IfIndex(1), arp, &mut NoHooks);
@@ -46,7 +49,9 @@ fn frame(dst: Ipv4Addr) -> Vec<u8> {
     let mut f = Vec::with_capacity(64);
     f.extend_from_slice(IN_MAC.as_bytes());
     f.extend_from_slice(&[2, 0, 0, 0, 0, 9, 0x08, 0x00]);
-    let mut ip = vec![0x45, 0, 0, 46, 0, 1, 0x40, 0, 64, 17, 0, 0, 192, 168, 200, 10];
+    let mut ip = vec![
+        0x45, 0, 0, 46, 0, 1, 0x40, 0, 64, 17, 0, 0, 192, 168, 200, 10,
+    ];
     ip.extend_from_slice(&dst.octets());
     let c = strata_wire::checksum::checksum(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
@@ -68,7 +73,12 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 buf.clear();
                 buf.extend_from_slice(&template);
-                r.receive(Duration::ZERO, IfIndex(0), std::mem::take(&mut buf), &mut NoHooks);
+                r.receive(
+                    Duration::ZERO,
+                    IfIndex(0),
+                    std::mem::take(&mut buf),
+                    &mut NoHooks,
+                );
                 let (_, out) = r.poll_transmit().expect("forwarded");
                 buf = out;
             })

@@ -92,7 +92,10 @@ mod tests {
         assert_eq!(at("192.168.133.75"), Some(1));
         assert_eq!(at("192.168.100.200"), Some(3));
         assert_eq!(at("8.8.8.8"), Some(0));
-        assert_eq!(fib.lookup("192.168.100.0".parse().unwrap()).map(|(p, _)| p.to_string()),
-                   Some("192.168.100.0/24".to_string()));
+        assert_eq!(
+            fib.lookup("192.168.100.0".parse().unwrap())
+                .map(|(p, _)| p.to_string()),
+            Some("192.168.100.0/24".to_string())
+        );
     }
 }

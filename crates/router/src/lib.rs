@@ -267,10 +267,9 @@ impl Router {
 
     fn is_local(&self, dst: Ipv4Addr) -> bool {
         dst.is_broadcast()
-            || self
-                .ifaces
-                .iter()
-                .any(|i| i.addr.addr() == dst || (i.addr.prefix_len() < 31 && i.addr.broadcast() == dst))
+            || self.ifaces.iter().any(|i| {
+                i.addr.addr() == dst || (i.addr.prefix_len() < 31 && i.addr.broadcast() == dst)
+            })
     }
 
     /// Takes a frame received on `in_if`. Returns the packet if it is for this node;
@@ -340,7 +339,13 @@ impl Router {
         }
     }
 
-    fn forward<H: Hooks>(&mut self, now: Duration, in_if: IfIndex, mut frame: Vec<u8>, hooks: &mut H) {
+    fn forward<H: Hooks>(
+        &mut self,
+        now: Duration,
+        in_if: IfIndex,
+        mut frame: Vec<u8>,
+        hooks: &mut H,
+    ) {
         let ip = &frame[ETHERNET_HEADER_LEN..];
         let ttl = ip[8];
         let dst = Ipv4Addr::from([ip[16], ip[17], ip[18], ip[19]]);
@@ -351,7 +356,15 @@ impl Router {
         }
         let Some((_, route)) = self.fib.lookup(dst) else {
             self.counters.count(Drop::NoRoute);
-            self.icmp_error(now, in_if, &frame, icmp::UNREACHABLE, icmp::NET_UNREACHABLE, 0, hooks);
+            self.icmp_error(
+                now,
+                in_if,
+                &frame,
+                icmp::UNREACHABLE,
+                icmp::NET_UNREACHABLE,
+                0,
+                hooks,
+            );
             return;
         };
         let route = *route;
@@ -365,7 +378,15 @@ impl Router {
             self.counters.count(Drop::TooBig);
             let dont_frag = ip[6] & 0x40 != 0;
             if dont_frag {
-                self.icmp_error(now, in_if, &frame, icmp::UNREACHABLE, icmp::FRAG_NEEDED, mtu as u32, hooks);
+                self.icmp_error(
+                    now,
+                    in_if,
+                    &frame,
+                    icmp::UNREACHABLE,
+                    icmp::FRAG_NEEDED,
+                    mtu as u32,
+                    hooks,
+                );
             }
             return;
         }
@@ -404,20 +425,37 @@ impl Router {
         };
         let mut frame = vec![0u8; ETHERNET_HEADER_LEN + layout.total_len];
         frame[ETHERNET_HEADER_LEN..].copy_from_slice(&packet[..layout.total_len]);
-        if hooks.post_routing(now, None, route.iface, &mut frame[ETHERNET_HEADER_LEN..]) == Verdict::Drop {
+        if hooks.post_routing(now, None, route.iface, &mut frame[ETHERNET_HEADER_LEN..])
+            == Verdict::Drop
+        {
             self.counters.count(Drop::Hook);
             return;
         }
         self.counters.originated += 1;
-        self.transmit(now, route.iface, route.gateway.unwrap_or(layout.dst), frame, hooks);
+        self.transmit(
+            now,
+            route.iface,
+            route.gateway.unwrap_or(layout.dst),
+            frame,
+            hooks,
+        );
     }
 
     /// Puts the Ethernet header on and sends, or waits for ARP.
-    fn transmit<H: Hooks>(&mut self, now: Duration, out_if: IfIndex, next_hop: Ipv4Addr, mut frame: Vec<u8>, hooks: &mut H) {
+    fn transmit<H: Hooks>(
+        &mut self,
+        now: Duration,
+        out_if: IfIndex,
+        next_hop: Ipv4Addr,
+        mut frame: Vec<u8>,
+        hooks: &mut H,
+    ) {
         let iface = &self.ifaces[out_if.0];
         frame[6..12].copy_from_slice(iface.mac.as_bytes());
         frame[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        if next_hop.is_broadcast() || (iface.addr.prefix_len() < 31 && next_hop == iface.addr.broadcast()) {
+        if next_hop.is_broadcast()
+            || (iface.addr.prefix_len() < 31 && next_hop == iface.addr.broadcast())
+        {
             frame[0..6].copy_from_slice(&[0xff; 6]);
             self.outbox.push_back((out_if, frame));
             return;
@@ -460,9 +498,13 @@ impl Router {
             // Not a neighbour on this link; answer nothing, learn nothing.
             return;
         }
-        let released = self
-            .neighbors
-            .learn(now, in_if, source_protocol_addr, source_hardware_addr, for_us);
+        let released = self.neighbors.learn(
+            now,
+            in_if,
+            source_protocol_addr,
+            source_hardware_addr,
+            for_us,
+        );
         for mut frame in released {
             frame[0..6].copy_from_slice(source_hardware_addr.as_bytes());
             self.outbox.push_back((in_if, frame));
@@ -526,8 +568,22 @@ impl Router {
 
     /// Host unreachable for a frame whose next hop did not resolve. The frame was routed,
     /// so its interface of arrival is unknown; the error comes from the outgoing one.
-    fn icmp_error_from_out<H: Hooks>(&mut self, now: Duration, out_if: IfIndex, frame: &[u8], hooks: &mut H) {
-        self.icmp_error(now, out_if, frame, icmp::UNREACHABLE, icmp::HOST_UNREACHABLE, 0, hooks);
+    fn icmp_error_from_out<H: Hooks>(
+        &mut self,
+        now: Duration,
+        out_if: IfIndex,
+        frame: &[u8],
+        hooks: &mut H,
+    ) {
+        self.icmp_error(
+            now,
+            out_if,
+            frame,
+            icmp::UNREACHABLE,
+            icmp::HOST_UNREACHABLE,
+            0,
+            hooks,
+        );
     }
 
     /// Runs timers: ARP retransmission and failure.
@@ -558,7 +614,9 @@ fn arp_frame(src: EthernetAddress, dst: EthernetAddress, repr: &strata_wire::Arp
     frame[0..6].copy_from_slice(dst.as_bytes());
     frame[6..12].copy_from_slice(src.as_bytes());
     frame[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-    repr.emit(&mut strata_wire::ArpPacket::new_unchecked(&mut frame[ETHERNET_HEADER_LEN..]));
+    repr.emit(&mut strata_wire::ArpPacket::new_unchecked(
+        &mut frame[ETHERNET_HEADER_LEN..],
+    ));
     frame
 }
 

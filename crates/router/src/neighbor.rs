@@ -78,7 +78,12 @@ impl NeighborCache {
         }
     }
 
-    pub(crate) fn lookup(&self, now: Duration, iface: IfIndex, ip: Ipv4Addr) -> Option<EthernetAddress> {
+    pub(crate) fn lookup(
+        &self,
+        now: Duration,
+        iface: IfIndex,
+        ip: Ipv4Addr,
+    ) -> Option<EthernetAddress> {
         match self.entries.get(&(iface, ip)) {
             Some(Entry::Reachable { mac, expires }) if *expires > now => Some(*mac),
             _ => None,
@@ -114,7 +119,13 @@ impl NeighborCache {
     }
 
     /// Queues a frame until `ip` resolves.
-    pub(crate) fn enqueue(&mut self, now: Duration, iface: IfIndex, ip: Ipv4Addr, frame: Vec<u8>) -> Enqueued {
+    pub(crate) fn enqueue(
+        &mut self,
+        now: Duration,
+        iface: IfIndex,
+        ip: Ipv4Addr,
+        frame: Vec<u8>,
+    ) -> Enqueued {
         let key = (iface, ip);
         match self.entries.get_mut(&key) {
             Some(Entry::Incomplete { pending, .. }) => {
@@ -227,7 +238,10 @@ mod tests {
         let t = Duration::ZERO;
         assert_eq!(c.enqueue(t, IfIndex(0), IP, vec![1]), Enqueued::Resolve);
         assert_eq!(c.enqueue(t, IfIndex(0), IP, vec![2]), Enqueued::Waiting);
-        assert_eq!(c.enqueue(t, IfIndex(0), IP, vec![3]), Enqueued::DroppedOldest);
+        assert_eq!(
+            c.enqueue(t, IfIndex(0), IP, vec![3]),
+            Enqueued::DroppedOldest
+        );
         let released = c.learn(t, IfIndex(0), IP, MAC, false);
         assert_eq!(released, VecDeque::from([vec![2], vec![3]]));
         assert_eq!(c.lookup(t, IfIndex(0), IP), Some(MAC));
@@ -250,8 +264,14 @@ mod tests {
             }
         }
         assert_eq!(probes, usize::from(MAX_PROBES));
-        assert!(matches!(c.enqueue(t, IfIndex(1), IP, vec![1]), Enqueued::Refused(_)));
-        assert_eq!(c.enqueue(t + FAILED_HOLD, IfIndex(1), IP, vec![1]), Enqueued::Resolve);
+        assert!(matches!(
+            c.enqueue(t, IfIndex(1), IP, vec![1]),
+            Enqueued::Refused(_)
+        ));
+        assert_eq!(
+            c.enqueue(t + FAILED_HOLD, IfIndex(1), IP, vec![1]),
+            Enqueued::Resolve
+        );
     }
 
     #[test]
@@ -260,7 +280,10 @@ mod tests {
         let t = Duration::ZERO;
         c.enqueue(t, IfIndex(0), IP, vec![]);
         let other = Ipv4Addr::new(10, 0, 0, 2);
-        assert!(matches!(c.enqueue(t, IfIndex(0), other, vec![]), Enqueued::Refused(_)));
+        assert!(matches!(
+            c.enqueue(t, IfIndex(0), other, vec![]),
+            Enqueued::Refused(_)
+        ));
         assert!(c.learn(t, IfIndex(0), other, MAC, true).is_empty());
         assert_eq!(c.lookup(t, IfIndex(0), other), None);
     }

@@ -30,8 +30,11 @@ fn router() -> Router {
         addr: "192.168.100.1/24".parse().unwrap(),
         mtu: 1500,
     });
-    r.add_route("10.0.0.0/8".parse().unwrap(), "192.168.100.7".parse().unwrap())
-        .unwrap();
+    r.add_route(
+        "10.0.0.0/8".parse().unwrap(),
+        "192.168.100.7".parse().unwrap(),
+    )
+    .unwrap();
     r
 }
 
@@ -127,7 +130,10 @@ fn forwards_after_arp_with_ttl_and_checksum_updated() {
     assert_eq!(eth.src_addr(), R_OUT);
     let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
     assert_eq!(ip.hop_limit(), 63);
-    assert!(ip.verify_checksum(), "incremental update keeps the header checksum valid");
+    assert!(
+        ip.verify_checksum(),
+        "incremental update keeps the header checksum valid"
+    );
     assert_eq!(r.counters().forwarded, 1);
 }
 
@@ -135,7 +141,8 @@ fn forwards_after_arp_with_ttl_and_checksum_updated() {
 fn ttl_expiry_sends_time_exceeded_from_ingress_address() {
     let mut r = router();
     // Make the sender resolvable so the error goes out at once.
-    r.neighbors.learn(T, IfIndex(0), "192.168.200.10".parse().unwrap(), HOST, true);
+    r.neighbors
+        .learn(T, IfIndex(0), "192.168.200.10".parse().unwrap(), HOST, true);
     let frame = udp_frame([192, 168, 200, 10], [10, 1, 2, 3], 1, 4);
     r.receive(T, IfIndex(0), frame, &mut NoHooks);
     let out = drain(&mut r);
@@ -154,8 +161,14 @@ fn ttl_expiry_sends_time_exceeded_from_ingress_address() {
 #[test]
 fn no_route_is_net_unreachable_and_df_too_big_is_frag_needed() {
     let mut r = router();
-    r.neighbors.learn(T, IfIndex(0), "192.168.200.10".parse().unwrap(), HOST, true);
-    r.receive(T, IfIndex(0), udp_frame([192, 168, 200, 10], [8, 8, 8, 8], 64, 4), &mut NoHooks);
+    r.neighbors
+        .learn(T, IfIndex(0), "192.168.200.10".parse().unwrap(), HOST, true);
+    r.receive(
+        T,
+        IfIndex(0),
+        udp_frame([192, 168, 200, 10], [8, 8, 8, 8], 64, 4),
+        &mut NoHooks,
+    );
     let out = drain(&mut r);
     let eth = EthernetFrame::new_checked(&out[0].1[..]).unwrap();
     let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
@@ -163,7 +176,12 @@ fn no_route_is_net_unreachable_and_df_too_big_is_frag_needed() {
     assert_eq!((u8::from(icmp.msg_type()), icmp.msg_code()), (3, 0));
 
     r.ifaces[1].mtu = 100;
-    r.receive(T, IfIndex(0), udp_frame([192, 168, 200, 10], [10, 0, 0, 1], 64, 200), &mut NoHooks);
+    r.receive(
+        T,
+        IfIndex(0),
+        udp_frame([192, 168, 200, 10], [10, 0, 0, 1], 64, 200),
+        &mut NoHooks,
+    );
     let out = drain(&mut r);
     let eth = EthernetFrame::new_checked(&out[0].1[..]).unwrap();
     let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
@@ -185,7 +203,12 @@ fn local_delivery_trims_padding_and_hosts_do_not_forward() {
     frame.resize(60, 0);
     let d = host.receive(T, IfIndex(0), frame, &mut NoHooks).unwrap();
     assert_eq!(d.packet.len(), 30);
-    host.receive(T, IfIndex(0), udp_frame([192, 168, 200, 10], [10, 0, 0, 1], 64, 2), &mut NoHooks);
+    host.receive(
+        T,
+        IfIndex(0),
+        udp_frame([192, 168, 200, 10], [10, 0, 0, 1], 64, 2),
+        &mut NoHooks,
+    );
     assert_eq!(host.counters().not_forwarding, 1);
     let mut other = udp_frame([192, 168, 200, 10], [192, 168, 200, 1], 64, 2);
     other[0..6].copy_from_slice(&[2, 9, 9, 9, 9, 9]);
@@ -196,8 +219,14 @@ fn local_delivery_trims_padding_and_hosts_do_not_forward() {
 #[test]
 fn unresolved_next_hop_gives_host_unreachable() {
     let mut r = router();
-    r.neighbors.learn(T, IfIndex(0), "192.168.200.10".parse().unwrap(), HOST, true);
-    r.receive(T, IfIndex(0), udp_frame([192, 168, 200, 10], [10, 0, 0, 1], 64, 2), &mut NoHooks);
+    r.neighbors
+        .learn(T, IfIndex(0), "192.168.200.10".parse().unwrap(), HOST, true);
+    r.receive(
+        T,
+        IfIndex(0),
+        udp_frame([192, 168, 200, 10], [10, 0, 0, 1], 64, 2),
+        &mut NoHooks,
+    );
     drain(&mut r);
     let mut now = T;
     let mut seen_unreachable = false;

@@ -72,8 +72,16 @@ fn describe_ipv4(p: &[u8], out: &mut String) {
             let id = u16::from_be_bytes([l4[4], l4[5]]);
             let seq = u16::from_be_bytes([l4[6], l4[7]]);
             let _ = match (l4[0], l4[1]) {
-                (8, _) => write!(out, "ICMP echo request {} > {} id {id} seq {seq}", l.src, l.dst),
-                (0, _) => write!(out, "ICMP echo reply {} > {} id {id} seq {seq}", l.src, l.dst),
+                (8, _) => write!(
+                    out,
+                    "ICMP echo request {} > {} id {id} seq {seq}",
+                    l.src, l.dst
+                ),
+                (0, _) => write!(
+                    out,
+                    "ICMP echo reply {} > {} id {id} seq {seq}",
+                    l.src, l.dst
+                ),
                 (3, code) => write!(out, "ICMP unreachable code {code} {} > {}", l.src, l.dst),
                 (11, code) => write!(out, "ICMP time exceeded code {code} {} > {}", l.src, l.dst),
                 (t, c) => write!(out, "ICMP type {t} code {c} {} > {}", l.src, l.dst),

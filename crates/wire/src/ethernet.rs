@@ -4,7 +4,7 @@
 //! a 12-bit VLAN ID) is read here so that switches can forward tagged frames and hosts can
 //! find the payload behind the tag.
 
-use crate::{EthernetAddress, Error, need};
+use crate::{Error, EthernetAddress, need};
 
 /// The TPID that marks an 802.1Q tag.
 pub const TPID_8021Q: u16 = 0x8100;

@@ -25,7 +25,11 @@ pub struct Server {
 }
 
 impl Server {
-    pub(crate) fn new(sockets: &mut SocketSet<'static>, port: u16, records: Vec<(String, Ipv4Addr)>) -> Server {
+    pub(crate) fn new(
+        sockets: &mut SocketSet<'static>,
+        port: u16,
+        records: Vec<(String, Ipv4Addr)>,
+    ) -> Server {
         let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 8192]);
         let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 8192]);
         let mut socket = udp::Socket::new(rx, tx);
@@ -86,7 +90,11 @@ impl Server {
             return reply.build_bytes_vec().ok();
         }
         let question = packet.questions[0].clone();
-        let name = question.qname.to_string().trim_end_matches('.').to_ascii_lowercase();
+        let name = question
+            .qname
+            .to_string()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         let found = self.records.get(&name).copied();
         reply.questions.push(question.clone());
         match found {
@@ -125,7 +133,10 @@ mod tests {
         Server::new(
             &mut sockets,
             53,
-            vec![("Portal.AzureStack.local".into(), Ipv4Addr::new(192, 168, 133, 74))],
+            vec![(
+                "Portal.AzureStack.local".into(),
+                Ipv4Addr::new(192, 168, 133, 74),
+            )],
         )
     }
 
@@ -156,5 +167,117 @@ mod tests {
         let reply = s.answer(&[0xab, 0xcd, 0xff]).unwrap();
         assert_eq!(reply[3] & 0x0f, 1, "FORMERR");
         assert!(s.answer(&[0x01]).is_none());
+    }
+}
+
+/// What a DNS lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupReport {
+    pub name: String,
+    pub server: Option<Ipv4Addr>,
+    pub addresses: Vec<Ipv4Addr>,
+    pub error: Option<String>,
+}
+
+/// A DNS lookup client task, on smoltcp's DNS socket (which retries on its own).
+pub struct Lookup {
+    socket: Option<(SocketHandle, smoltcp::socket::dns::QueryHandle)>,
+    deadline: std::time::Duration,
+    report: LookupReport,
+    done: bool,
+}
+
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lookup")
+            .field("report", &self.report)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl Lookup {
+    pub(crate) fn start(
+        now: std::time::Duration,
+        cx: &mut smoltcp::iface::Context,
+        sockets: &mut SocketSet<'static>,
+        name: &str,
+        server: Option<Ipv4Addr>,
+        timeout: std::time::Duration,
+    ) -> Lookup {
+        use smoltcp::socket::dns;
+        let mut lookup = Lookup {
+            socket: None,
+            deadline: now + timeout,
+            report: LookupReport {
+                name: name.to_string(),
+                server,
+                addresses: Vec::new(),
+                error: None,
+            },
+            done: false,
+        };
+        let Some(server) = server else {
+            lookup.report.error = Some("no DNS server configured".into());
+            lookup.done = true;
+            return lookup;
+        };
+        let mut socket = dns::Socket::new(&[smoltcp::wire::IpAddress::Ipv4(server)], vec![None]);
+        match socket.start_query(cx, name, smoltcp::wire::DnsQueryType::A) {
+            Ok(query) => lookup.socket = Some((sockets.add(socket), query)),
+            Err(e) => {
+                lookup.report.error = Some(format!("cannot query {name:?}: {e:?}"));
+                lookup.done = true;
+            }
+        }
+        lookup
+    }
+
+    pub(crate) fn poll(
+        &mut self,
+        now: std::time::Duration,
+        sockets: &mut SocketSet<'static>,
+    ) -> bool {
+        use smoltcp::socket::dns;
+        let Some((handle, query)) = self.socket else {
+            return false;
+        };
+        let result = if now >= self.deadline {
+            Err(Some("timed out".to_string()))
+        } else {
+            match sockets
+                .get_mut::<dns::Socket>(handle)
+                .get_query_result(query)
+            {
+                Err(dns::GetQueryResultError::Pending) => return false,
+                Err(dns::GetQueryResultError::Failed) => {
+                    Err(Some("no answer (NXDOMAIN or server failure)".to_string()))
+                }
+                Ok(addrs) => Ok(addrs
+                    .iter()
+                    .filter_map(|a| match a {
+                        smoltcp::wire::IpAddress::Ipv4(v4) => Some(*v4),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()),
+            }
+        };
+        sockets.remove(handle);
+        self.socket = None;
+        self.done = true;
+        match result {
+            Ok(addrs) => self.report.addresses = addrs,
+            Err(e) => self.report.error = e,
+        }
+        true
+    }
+
+    pub(crate) fn poll_at(&self) -> Option<std::time::Duration> {
+        (!self.done).then_some(self.deadline)
+    }
+
+    pub(crate) fn report(&self) -> Option<&LookupReport> {
+        self.done.then_some(&self.report)
     }
 }

@@ -43,7 +43,12 @@ pub struct Server {
 
 impl Server {
     /// Opens `backlog` listening sockets: that many connections can be open at once.
-    pub(crate) fn new(sockets: &mut SocketSet<'static>, port: u16, pages: Vec<Page>, backlog: usize) -> Server {
+    pub(crate) fn new(
+        sockets: &mut SocketSet<'static>,
+        port: u16,
+        pages: Vec<Page>,
+        backlog: usize,
+    ) -> Server {
         let conns = (0..backlog.max(1))
             .map(|_| Conn {
                 handle: tcp_socket(sockets, BUFFER),
@@ -91,7 +96,9 @@ impl Server {
                     progressed = true;
                 }
                 if let Some(response) = answer(&self.pages, &conn.request) {
-                    if response.starts_with(b"HTTP/1.1 400") || response.starts_with(b"HTTP/1.1 431") {
+                    if response.starts_with(b"HTTP/1.1 400")
+                        || response.starts_with(b"HTTP/1.1 431")
+                    {
                         self.bad_requests += 1;
                     } else {
                         self.served += 1;
@@ -125,7 +132,9 @@ fn answer(pages: &[Page], request: &[u8]) -> Option<Vec<u8>> {
     match req.parse(request) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) if request.len() <= MAX_HEAD => return None,
-        Ok(httparse::Status::Partial) => return Some(response(431, "Request Header Fields Too Large", "")),
+        Ok(httparse::Status::Partial) => {
+            return Some(response(431, "Request Header Fields Too Large", ""));
+        }
         Err(_) => return Some(response(400, "Bad Request", "bad request\n")),
     }
     let path = req.path.unwrap_or("/");
@@ -163,7 +172,10 @@ pub struct GetReport {
 }
 
 enum State {
-    Resolving { socket: SocketHandle, query: dns::QueryHandle },
+    Resolving {
+        socket: SocketHandle,
+        query: dns::QueryHandle,
+    },
     Connecting,
     Receiving,
     Done,
@@ -204,7 +216,11 @@ pub fn parse_url(url: &str) -> Result<(String, u16, String), String> {
         None => (rest, "/"),
     };
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("{url}: bad port {p:?}"))?),
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("{url}: bad port {p:?}"))?,
+        ),
         None => (authority, 80),
     };
     if host.is_empty() {
@@ -296,13 +312,21 @@ impl Get {
         self.state = State::Done;
     }
 
-    pub(crate) fn poll(&mut self, now: Duration, cx: &mut Context, sockets: &mut SocketSet<'static>) -> bool {
+    pub(crate) fn poll(
+        &mut self,
+        now: Duration,
+        cx: &mut Context,
+        sockets: &mut SocketSet<'static>,
+    ) -> bool {
         if matches!(self.state, State::Done) {
             return false;
         }
         if now >= self.deadline {
             sockets.get_mut::<tcp::Socket>(self.tcp).abort();
-            self.fail(now, format!("timed out after {:?}", self.deadline - self.started));
+            self.fail(
+                now,
+                format!("timed out after {:?}", self.deadline - self.started),
+            );
             return true;
         }
         match self.state {
@@ -319,6 +343,8 @@ impl Get {
                         sockets.remove(socket);
                         match addrs.iter().find_map(|a| match a {
                             IpAddress::Ipv4(v4) => Some(*v4),
+                            #[allow(unreachable_patterns)]
+                            _ => None,
                         }) {
                             Some(ip) => {
                                 self.report.resolved = Some((self.host.clone(), ip));
@@ -426,7 +452,11 @@ mod tests {
             path: "/".into(),
             body: "hello".into(),
         }];
-        assert_eq!(answer(&pages, b"GET / HTTP/1.1\r\nHost: x\r\n"), None, "head not complete");
+        assert_eq!(
+            answer(&pages, b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            None,
+            "head not complete"
+        );
         let ok = answer(&pages, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert!(ok.starts_with(b"HTTP/1.1 200 OK\r\n"));
         assert!(ok.ends_with(b"\r\n\r\nhello"));

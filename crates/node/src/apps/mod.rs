@@ -8,7 +8,10 @@ pub mod ping;
 use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp;
 
-pub(crate) fn tcp_socket(sockets: &mut SocketSet<'static>, buffer: usize) -> smoltcp::iface::SocketHandle {
+pub(crate) fn tcp_socket(
+    sockets: &mut SocketSet<'static>,
+    buffer: usize,
+) -> smoltcp::iface::SocketHandle {
     let rx = tcp::SocketBuffer::new(vec![0; buffer]);
     let tx = tcp::SocketBuffer::new(vec![0; buffer]);
     sockets.add(tcp::Socket::new(rx, tx))

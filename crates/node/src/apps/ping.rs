@@ -6,7 +6,7 @@ use std::time::Duration;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::icmp;
-use smoltcp::wire::{IpAddress, Icmpv4Packet, Icmpv4Repr};
+use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress};
 
 const PAYLOAD: &[u8] = b"strata ping payload 0123456789ab";
 
@@ -82,7 +82,9 @@ impl Ping {
             let Ok(packet) = Icmpv4Packet::new_checked(&buf[..n]) else {
                 continue;
             };
-            if let Ok(Icmpv4Repr::EchoReply { ident, seq_no, .. }) = Icmpv4Repr::parse(&packet, &caps) {
+            if let Ok(Icmpv4Repr::EchoReply { ident, seq_no, .. }) =
+                Icmpv4Repr::parse(&packet, &caps)
+            {
                 let seq = usize::from(seq_no);
                 if ident == self.report.ident
                     && from == IpAddress::Ipv4(self.report.target)
@@ -102,7 +104,10 @@ impl Ping {
             };
             let mut bytes = vec![0u8; repr.buffer_len()];
             repr.emit(&mut Icmpv4Packet::new_unchecked(&mut bytes[..]), &caps);
-            if socket.send_slice(&bytes, IpAddress::Ipv4(self.report.target)).is_ok() {
+            if socket
+                .send_slice(&bytes, IpAddress::Ipv4(self.report.target))
+                .is_ok()
+            {
                 self.sent_at.push(now);
                 self.replies.push(None);
                 self.report.sent += 1;

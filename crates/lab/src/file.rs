@@ -1,0 +1,638 @@
+//! The lab file: a TOML description of a topology and its scenarios, read into a
+//! validated [`Topology`]. The format is documented in `docs/lab-file.md`.
+//!
+//! Every error names the file, the line and column of the offending value, and what was
+//! expected.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::topology::{
+    Expect, Kind, NatSpec, Network, NicSpec, NodeSpec, RouteSpec, Scenario, ScenarioAction,
+    Topology,
+};
+use strata_node::ServiceConfig;
+use strata_node::apps::http::Page;
+use strata_node::nat::{PortForward, Timeouts};
+
+/// An error in a lab file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct LabFileError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabFile {
+    lab: LabMeta,
+    #[serde(default, rename = "network")]
+    networks: Vec<NetworkDef>,
+    #[serde(default, rename = "node")]
+    nodes: Vec<NodeDef>,
+    #[serde(default, rename = "scenario")]
+    scenarios: Vec<ScenarioDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabMeta {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "default_seed")]
+    seed: u64,
+    /// One-way latency of every segment, in microseconds.
+    #[serde(default = "default_latency")]
+    latency_us: u64,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn default_latency() -> u64 {
+    100
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkDef {
+    name: Spanned<String>,
+    prefix: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "default_mtu")]
+    mtu: usize,
+}
+
+fn default_mtu() -> usize {
+    1500
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeDef {
+    name: Spanned<String>,
+    #[serde(default)]
+    kind: Kind,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    nic: Vec<NicDef>,
+    #[serde(default)]
+    route: Vec<RouteDef>,
+    dns: Option<Spanned<String>>,
+    nat: Option<NatDef>,
+    #[serde(default)]
+    http: Vec<HttpDef>,
+    dns_server: Option<DnsServerDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NicDef {
+    name: Option<String>,
+    network: Spanned<String>,
+    address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteDef {
+    prefix: Spanned<String>,
+    via: Spanned<String>,
+    #[serde(default)]
+    note: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NatDef {
+    external: Spanned<String>,
+    #[serde(default)]
+    forward: Vec<ForwardDef>,
+    #[serde(default = "default_max_conns")]
+    max_conns: usize,
+}
+
+fn default_max_conns() -> usize {
+    65536
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForwardDef {
+    protocol: Spanned<String>,
+    port: u16,
+    to: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpDef {
+    #[serde(default = "default_http_port")]
+    port: u16,
+    #[serde(default = "default_backlog")]
+    backlog: usize,
+    #[serde(default)]
+    page: Vec<PageDef>,
+}
+
+fn default_http_port() -> u16 {
+    80
+}
+
+fn default_backlog() -> usize {
+    8
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageDef {
+    path: String,
+    body: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsServerDef {
+    records: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioDef {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    from: Spanned<String>,
+    ping: Option<Spanned<String>>,
+    http: Option<Spanned<String>>,
+    resolve: Option<Spanned<String>>,
+    #[serde(default = "default_count")]
+    count: u16,
+    #[serde(default = "default_expect")]
+    expect: Spanned<String>,
+    expect_status: Option<u16>,
+    expect_body: Option<String>,
+    expect_address: Option<Spanned<String>>,
+    path: Option<Spanned<Vec<String>>>,
+    return_path: Option<Spanned<Vec<String>>>,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+}
+
+fn default_count() -> u16 {
+    3
+}
+
+fn default_expect() -> Spanned<String> {
+    Spanned::new(0..0, "success".to_string())
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Reads and validates a lab file's text. `file` names it in errors.
+pub fn parse(file: &str, text: &str) -> Result<Topology, LabFileError> {
+    let err = |span: std::ops::Range<usize>, message: String| {
+        let (line, column) = line_col(text, span.start);
+        LabFileError {
+            file: file.to_string(),
+            line,
+            column,
+            message,
+        }
+    };
+    let raw: LabFile = toml::from_str(text).map_err(|e| {
+        err(
+            e.span().unwrap_or(0..0),
+            e.message().trim_end().replace('\n', "; "),
+        )
+    })?;
+    Checker { err: &err }.check(raw)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+struct Checker<'a, E: Fn(std::ops::Range<usize>, String) -> LabFileError> {
+    err: &'a E,
+}
+
+impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
+    fn at<T>(&self, s: &Spanned<T>, message: String) -> LabFileError {
+        (self.err)(s.span(), message)
+    }
+
+    fn addr(&self, s: &Spanned<String>, what: &str) -> Result<Ipv4Addr, LabFileError> {
+        s.get_ref().parse().map_err(|_| {
+            self.at(
+                s,
+                format!(
+                    "expected {what} as an IPv4 address like 192.168.100.1, found {:?}",
+                    s.get_ref()
+                ),
+            )
+        })
+    }
+
+    fn prefix(&self, s: &Spanned<String>, what: &str) -> Result<Ipv4Net, LabFileError> {
+        s.get_ref().parse().map_err(|_| {
+            self.at(
+                s,
+                format!(
+                    "expected {what} as an IPv4 prefix like 192.168.100.0/24, found {:?}",
+                    s.get_ref()
+                ),
+            )
+        })
+    }
+
+    fn check(&self, raw: LabFile) -> Result<Topology, LabFileError> {
+        let mut networks: Vec<Network> = Vec::new();
+        let mut network_index = HashMap::new();
+        for def in &raw.networks {
+            let prefix = self.prefix(&def.prefix, "the network's prefix")?;
+            if prefix != prefix.trunc() {
+                return Err(self.at(
+                    &def.prefix,
+                    format!(
+                        "network prefix {prefix} has host bits set; did you mean {}?",
+                        prefix.trunc()
+                    ),
+                ));
+            }
+            if network_index.contains_key(def.name.get_ref()) {
+                return Err(self.at(
+                    &def.name,
+                    format!("duplicate network {:?}", def.name.get_ref()),
+                ));
+            }
+            if let Some(other) = networks
+                .iter()
+                .find(|n| n.prefix.contains(&prefix) || prefix.contains(&n.prefix))
+            {
+                return Err(self.at(
+                    &def.prefix,
+                    format!(
+                        "network {prefix} overlaps network {:?} ({})",
+                        other.name, other.prefix
+                    ),
+                ));
+            }
+            if !(68..=9000).contains(&def.mtu) {
+                return Err(self.at(&def.name, format!("MTU {} out of range 68..=9000", def.mtu)));
+            }
+            network_index.insert(def.name.get_ref().clone(), networks.len());
+            networks.push(Network {
+                name: def.name.get_ref().clone(),
+                prefix,
+                mtu: def.mtu,
+                description: def.description.clone(),
+            });
+        }
+        let network_names = || {
+            networks
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+
+        let mut nodes: Vec<NodeSpec> = Vec::new();
+        let mut node_index: HashMap<String, usize> = HashMap::new();
+        let mut owners: HashMap<Ipv4Addr, String> = HashMap::new();
+        for def in &raw.nodes {
+            let name = def.name.get_ref().clone();
+            if node_index.contains_key(&name) {
+                return Err(self.at(&def.name, format!("duplicate node {name:?}")));
+            }
+            if def.nic.is_empty() {
+                return Err(self.at(
+                    &def.name,
+                    format!(
+                        "node {name:?} has no NIC: add a [[node.nic]] with a network and an address"
+                    ),
+                ));
+            }
+            let mut nics = Vec::new();
+            for (i, nic) in def.nic.iter().enumerate() {
+                let Some(&network) = network_index.get(nic.network.get_ref()) else {
+                    return Err(self.at(
+                        &nic.network,
+                        format!("NIC of {name:?} is on network {:?}, which does not exist (networks: {})", nic.network.get_ref(), network_names()),
+                    ));
+                };
+                let addr = self.prefix(&nic.address, "the NIC's address with its prefix length")?;
+                let net = &networks[network];
+                if addr.trunc() != net.prefix {
+                    return Err(self.at(
+                        &nic.address,
+                        format!(
+                            "address {addr} is not on network {:?} ({})",
+                            net.name, net.prefix
+                        ),
+                    ));
+                }
+                if addr.addr() == net.prefix.network()
+                    || (net.prefix.prefix_len() < 31 && addr.addr() == net.prefix.broadcast())
+                {
+                    return Err(self.at(
+                        &nic.address,
+                        format!("{} is the network's own or broadcast address", addr.addr()),
+                    ));
+                }
+                if let Some(owner) = owners.get(&addr.addr()) {
+                    return Err(self.at(
+                        &nic.address,
+                        format!(
+                            "duplicate address {}: {owner:?} has it already",
+                            addr.addr()
+                        ),
+                    ));
+                }
+                if nics.iter().any(|n: &NicSpec| n.network == network) {
+                    return Err(self.at(
+                        &nic.network,
+                        format!("node {name:?} has two NICs on network {:?}", net.name),
+                    ));
+                }
+                owners.insert(addr.addr(), name.clone());
+                nics.push(NicSpec {
+                    name: nic.name.clone().unwrap_or_else(|| {
+                        format!(
+                            "Ethernet{}",
+                            if i == 0 {
+                                String::new()
+                            } else {
+                                format!(" {}", i + 1)
+                            }
+                        )
+                    }),
+                    network,
+                    addr,
+                });
+            }
+            let mut routes = Vec::new();
+            for r in &def.route {
+                let prefix = self.prefix(&r.prefix, "the route's prefix")?;
+                let via = self.addr(&r.via, "the route's next hop")?;
+                let connected = nics
+                    .iter()
+                    .any(|n| n.addr.contains(&via) && n.addr.addr() != via);
+                if !connected {
+                    return Err(self.at(
+                        &r.via,
+                        format!("next hop {via} of route {prefix} is unreachable: it is on none of {name:?}'s networks"),
+                    ));
+                }
+                routes.push(RouteSpec {
+                    prefix: prefix.trunc(),
+                    via,
+                    note: r.note.clone(),
+                });
+            }
+            let dns = match &def.dns {
+                Some(s) => Some(self.addr(s, "the DNS server")?),
+                None => None,
+            };
+            let nat = match &def.nat {
+                None => None,
+                Some(n) => {
+                    let Some(external_nic) = nics
+                        .iter()
+                        .position(|nic| networks[nic.network].name == *n.external.get_ref())
+                    else {
+                        return Err(self.at(
+                            &n.external,
+                            format!("NAT's external network {:?} is not one of {name:?}'s NICs' networks", n.external.get_ref()),
+                        ));
+                    };
+                    if def.kind != Kind::Router {
+                        return Err(self.at(
+                            &def.name,
+                            format!("node {name:?} has a NAT but is not kind = \"router\""),
+                        ));
+                    }
+                    let mut forwards = Vec::new();
+                    for f in &n.forward {
+                        let proto = match f.protocol.get_ref().as_str() {
+                            "tcp" => strata_wire::flow::proto::TCP,
+                            "udp" => strata_wire::flow::proto::UDP,
+                            other => {
+                                return Err(self.at(
+                                    &f.protocol,
+                                    format!(
+                                        "expected protocol \"tcp\" or \"udp\", found {other:?}"
+                                    ),
+                                ));
+                            }
+                        };
+                        let internal: SocketAddrV4 = f.to.get_ref().parse().map_err(|_| {
+                            self.at(&f.to, format!("expected an address and port like 192.168.200.10:80, found {:?}", f.to.get_ref()))
+                        })?;
+                        forwards.push(PortForward {
+                            proto,
+                            external_port: f.port,
+                            internal,
+                        });
+                    }
+                    Some(NatSpec {
+                        external_nic,
+                        forwards,
+                        max_conns: n.max_conns,
+                        timeouts: Timeouts::default(),
+                    })
+                }
+            };
+            let mut services = Vec::new();
+            for h in &def.http {
+                services.push(ServiceConfig::Http {
+                    port: h.port,
+                    backlog: h.backlog,
+                    pages: h
+                        .page
+                        .iter()
+                        .map(|p| Page {
+                            path: p.path.clone(),
+                            body: p.body.clone(),
+                        })
+                        .collect(),
+                });
+            }
+            if let Some(d) = &def.dns_server {
+                let mut records = Vec::new();
+                for (record, addr) in &d.records {
+                    if !strata_node::apps::dns::valid_name(record) {
+                        return Err(self.at(addr, format!("{record:?} is not a valid DNS name")));
+                    }
+                    records.push((record.clone(), self.addr(addr, "the record's address")?));
+                }
+                services.push(ServiceConfig::Dns { port: 53, records });
+            }
+            node_index.insert(name.clone(), nodes.len());
+            nodes.push(NodeSpec {
+                name,
+                kind: def.kind,
+                description: def.description.clone(),
+                nics,
+                routes,
+                dns,
+                nat,
+                services,
+            });
+        }
+
+        let node_names = || {
+            nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut scenarios = Vec::new();
+        let mut scenario_names = HashMap::new();
+        for def in &raw.scenarios {
+            if scenario_names
+                .insert(def.name.get_ref().clone(), ())
+                .is_some()
+            {
+                return Err(self.at(
+                    &def.name,
+                    format!("duplicate scenario {:?}", def.name.get_ref()),
+                ));
+            }
+            let Some(&from) = node_index.get(def.from.get_ref()) else {
+                return Err(self.at(
+                    &def.from,
+                    format!(
+                        "unknown node {:?} (nodes: {})",
+                        def.from.get_ref(),
+                        node_names()
+                    ),
+                ));
+            };
+            let action = match (&def.ping, &def.http, &def.resolve) {
+                (Some(target), None, None) => ScenarioAction::Ping {
+                    target: self.addr(target, "the ping target")?,
+                    count: def.count,
+                },
+                (None, Some(url), None) => {
+                    strata_node::apps::http::parse_url(url.get_ref())
+                        .map_err(|e| self.at(url, format!("expected an http:// URL: {e}")))?;
+                    ScenarioAction::Http {
+                        url: url.get_ref().clone(),
+                    }
+                }
+                (None, None, Some(name)) => {
+                    if !strata_node::apps::dns::valid_name(name.get_ref()) {
+                        return Err(self.at(
+                            name,
+                            format!("{:?} is not a valid DNS name", name.get_ref()),
+                        ));
+                    }
+                    ScenarioAction::Resolve {
+                        name: name.get_ref().clone(),
+                    }
+                }
+                _ => {
+                    return Err(self.at(
+                        &def.name,
+                        "a scenario has exactly one of `ping`, `http` or `resolve`".to_string(),
+                    ));
+                }
+            };
+            if nodes[from].dns.is_none()
+                && (matches!(action, ScenarioAction::Resolve { .. })
+                    || matches!(&action, ScenarioAction::Http { url } if strata_node::apps::http::parse_url(url).is_ok_and(|(h, _, _)| h.parse::<Ipv4Addr>().is_err())))
+            {
+                return Err(self.at(
+                    &def.from,
+                    format!(
+                        "scenario needs DNS but node {:?} has no `dns` server set",
+                        def.from.get_ref()
+                    ),
+                ));
+            }
+            let address = match &def.expect_address {
+                Some(a) => Some(self.addr(a, "the expected address")?),
+                None => None,
+            };
+            let success = match def.expect.get_ref().as_str() {
+                "success" => true,
+                "failure" => false,
+                other => {
+                    return Err(self.at(
+                        &def.expect,
+                        format!("expected \"success\" or \"failure\", found {other:?}"),
+                    ));
+                }
+            };
+            let check_path =
+                |p: &Option<Spanned<Vec<String>>>| -> Result<Option<Vec<String>>, LabFileError> {
+                    match p {
+                        None => Ok(None),
+                        Some(p) => {
+                            if let Some(bad) =
+                                p.get_ref().iter().find(|n| !node_index.contains_key(*n))
+                            {
+                                return Err(self.at(
+                                    p,
+                                    format!(
+                                        "unknown node {bad:?} in path (nodes: {})",
+                                        node_names()
+                                    ),
+                                ));
+                            }
+                            Ok(Some(p.get_ref().clone()))
+                        }
+                    }
+                };
+            scenarios.push(Scenario {
+                name: def.name.get_ref().clone(),
+                description: def.description.clone(),
+                from,
+                action,
+                timeout: Duration::from_millis(def.timeout_ms),
+                expect: Expect {
+                    success,
+                    status: def.expect_status,
+                    body_contains: def.expect_body.clone(),
+                    address,
+                    path: check_path(&def.path)?,
+                    return_path: check_path(&def.return_path)?,
+                },
+            });
+        }
+
+        Ok(Topology {
+            name: raw.lab.name,
+            description: raw.lab.description,
+            seed: raw.lab.seed,
+            latency: Duration::from_micros(raw.lab.latency_us),
+            networks,
+            nodes,
+            scenarios,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,536 @@
+//! The lab at run time: nodes and segments driven by one clock.
+//!
+//! ```text
+//!   scheduler (Lab::step)
+//!     ├─ segments: deliver frames due now ─► Node::receive
+//!     ├─ nodes: Node::poll(now) ─► Node::poll_transmit ─► Segment::send
+//!     └─ now = min(segment deadlines, node deadlines)   (virtual: jump; wall: sleep)
+//! ```
+//!
+//! In virtual time the lab jumps from deadline to deadline, so it is deterministic (the
+//! same file and seed give the same trace) and a minute of protocol timers costs nothing.
+//! In wall-clock time it sleeps until each deadline, for people and real tools.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use strata_fabric::{PortId, Segment, SegmentConfig};
+use strata_node::{NatRole, NicConfig, Node, NodeConfig, TaskReport, TaskSpec};
+use strata_wire::EthernetAddress;
+
+use crate::topology::{Kind, ScenarioAction, Topology};
+use crate::trace::{self, Seen};
+
+/// Which clock drives the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Jump to the next deadline.
+    Virtual,
+    /// Sleep until the next deadline.
+    Wall,
+}
+
+/// Why a lab could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(transparent)]
+    Node(#[from] strata_node::NodeError),
+    #[error("node {node}: more than 255 NICs or nodes; the MAC plan has one byte for each")]
+    TooLarge { node: String },
+}
+
+/// One hop of a packet: a frame on a network from one node to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    pub time: Duration,
+    pub network: String,
+    pub from: String,
+    pub to: String,
+    pub what: String,
+}
+
+/// What a scenario found.
+#[derive(Debug, Clone)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub description: String,
+    pub passed: bool,
+    /// One line: what happened.
+    pub summary: String,
+    /// Why it failed, if it did.
+    pub failures: Vec<String>,
+    pub request: Vec<Hop>,
+    pub reply: Vec<Hop>,
+    pub report: Option<TaskReport>,
+    pub started: Duration,
+    pub ended: Duration,
+}
+
+impl ScenarioResult {
+    /// The nodes a hop list crosses: the first sender, then every receiver.
+    pub fn nodes(hops: &[Hop]) -> Vec<String> {
+        let mut v: Vec<String> = hops.first().map(|h| h.from.clone()).into_iter().collect();
+        v.extend(hops.iter().map(|h| h.to.clone()));
+        v
+    }
+}
+
+/// A running lab.
+pub struct Lab {
+    topology: Topology,
+    clock: Clock,
+    wall_start: std::time::Instant,
+    now: Duration,
+    nodes: Vec<Node>,
+    segments: Vec<Segment>,
+    /// Per segment, per port: the node and NIC attached.
+    ports: Vec<Vec<(usize, usize)>>,
+    /// Per node, per NIC: the segment and port.
+    nic_ports: Vec<Vec<(usize, PortId)>>,
+}
+
+impl std::fmt::Debug for Lab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lab")
+            .field("name", &self.topology.name)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The MAC of a NIC: Hyper-V's OUI 00:15:5D, then the lab's node and NIC numbers.
+pub fn mac_of(node: usize, nic: usize) -> EthernetAddress {
+    EthernetAddress([0x00, 0x15, 0x5d, 0x64, node as u8, nic as u8])
+}
+
+impl Lab {
+    pub fn new(topology: Topology, clock: Clock) -> Result<Lab, LabError> {
+        let mut segments: Vec<Segment> = topology
+            .networks
+            .iter()
+            .map(|n| {
+                Segment::new(
+                    n.name.clone(),
+                    SegmentConfig {
+                        latency: topology.latency,
+                        ..SegmentConfig::default()
+                    },
+                )
+            })
+            .collect();
+        let mut ports = vec![Vec::new(); segments.len()];
+        let mut nic_ports = Vec::new();
+        let mut nodes = Vec::new();
+        for (n, spec) in topology.nodes.iter().enumerate() {
+            if n > 255 || spec.nics.len() > 255 {
+                return Err(LabError::TooLarge {
+                    node: spec.name.clone(),
+                });
+            }
+            let mut attached = Vec::new();
+            for (i, nic) in spec.nics.iter().enumerate() {
+                let port = segments[nic.network].attach();
+                ports[nic.network].push((n, i));
+                attached.push((nic.network, port));
+            }
+            nic_ports.push(attached);
+            let config = NodeConfig {
+                name: spec.name.clone(),
+                nics: spec
+                    .nics
+                    .iter()
+                    .enumerate()
+                    .map(|(i, nic)| NicConfig {
+                        name: nic.name.clone(),
+                        mac: mac_of(n, i),
+                        addr: nic.addr,
+                        mtu: topology.networks[nic.network].mtu,
+                    })
+                    .collect(),
+                routes: spec.routes.iter().map(|r| (r.prefix, r.via)).collect(),
+                forwarding: spec.kind == Kind::Router,
+                nat: spec.nat.as_ref().map(|nat| {
+                    let external = spec.nics[nat.external_nic].addr.addr();
+                    let mut config = strata_node::nat::Config::new(external);
+                    config.forwards = nat.forwards.clone();
+                    config.max_conns = nat.max_conns;
+                    config.timeouts = nat.timeouts;
+                    NatRole {
+                        external_nic: nat.external_nic,
+                        config,
+                    }
+                }),
+                dns_server: spec.dns,
+                services: spec.services.clone(),
+                seed: topology.seed.wrapping_mul(1_000_003).wrapping_add(n as u64),
+            };
+            nodes.push(Node::new(config, Duration::ZERO)?);
+        }
+        Ok(Lab {
+            topology,
+            clock,
+            wall_start: std::time::Instant::now(),
+            now: Duration::ZERO,
+            nodes,
+            segments,
+            ports,
+            nic_ports,
+        })
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name() == name)
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Does everything due now, then moves the clock to the next deadline (no further
+    /// than `limit`).
+    pub fn step(&mut self, limit: Duration) {
+        let now = self.now;
+        for (s, segment) in self.segments.iter_mut().enumerate() {
+            while let Some((port, frame)) = segment.poll_deliver(now) {
+                let (node, nic) = self.ports[s][port.0];
+                self.nodes[node].receive(now, nic, frame);
+            }
+        }
+        for (n, node) in self.nodes.iter_mut().enumerate() {
+            node.poll(now);
+            while let Some((nic, frame)) = node.poll_transmit() {
+                let (segment, port) = self.nic_ports[n][nic];
+                self.segments[segment].send(now, port, frame);
+            }
+        }
+        let next = self
+            .segments
+            .iter()
+            .filter_map(|s| s.poll_at())
+            .chain(self.nodes.iter_mut().filter_map(|n| n.poll_at(now)))
+            .min()
+            .unwrap_or(limit)
+            .min(limit)
+            // A deadline that is already due is served on the next microsecond.
+            .max(now + Duration::from_micros(1));
+        if self.clock == Clock::Wall {
+            let target = self.wall_start + next;
+            let real = std::time::Instant::now();
+            if target > real {
+                std::thread::sleep(target - real);
+            }
+        }
+        self.now = next;
+    }
+
+    /// Runs until `done` holds or `duration` has passed; whether `done` held.
+    pub fn run_until(&mut self, duration: Duration, mut done: impl FnMut(&Lab) -> bool) -> bool {
+        let limit = self.now + duration;
+        while self.now < limit {
+            self.step(limit);
+            if done(self) {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn run_for(&mut self, duration: Duration) {
+        self.run_until(duration, |_| false);
+    }
+
+    /// Every frame captured so far on every segment, by time (then segment order).
+    pub fn frames_since(&self, marks: &[usize]) -> Vec<Seen> {
+        let mut frames = Vec::new();
+        for (s, segment) in self.segments.iter().enumerate() {
+            let start = marks.get(s).copied().unwrap_or(0);
+            for c in &segment.captured()[start..] {
+                let from = self.ports[s][c.from.0].0;
+                let to = c.to.iter().map(|p| self.ports[s][p.0].0).collect();
+                frames.push(Seen::new(c.time, s, from, to, c.bytes.clone()));
+            }
+        }
+        frames.sort_by_key(|f| f.time);
+        frames
+    }
+
+    fn capture_marks(&self) -> Vec<usize> {
+        self.segments.iter().map(|s| s.captured().len()).collect()
+    }
+
+    /// Runs every scenario of the topology, in order.
+    pub fn run_scenarios(&mut self) -> Vec<ScenarioResult> {
+        (0..self.topology.scenarios.len())
+            .map(|i| self.run_scenario(i))
+            .collect()
+    }
+
+    /// Runs scenario `index` and checks what it must find.
+    pub fn run_scenario(&mut self, index: usize) -> ScenarioResult {
+        let scenario = self.topology.scenarios[index].clone();
+        let marks = self.capture_marks();
+        let started = self.now;
+        let from = scenario.from;
+        let spec = match &scenario.action {
+            ScenarioAction::Ping { target, count } => TaskSpec::Ping {
+                target: *target,
+                count: *count,
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(2),
+            },
+            ScenarioAction::Http { url } => TaskSpec::HttpGet {
+                url: url.clone(),
+                timeout: scenario.timeout,
+            },
+            ScenarioAction::Resolve { name } => TaskSpec::Resolve {
+                name: name.clone(),
+                timeout: scenario.timeout,
+            },
+        };
+        let task = self.nodes[from].start_task(started, spec);
+        self.run_until(scenario.timeout + Duration::from_secs(5), |lab| {
+            lab.nodes[from].task_report(task).is_some()
+        });
+        // Let closing handshakes and late replies cross, so the capture is whole.
+        self.run_for(Duration::from_millis(500));
+        let report = self.nodes[from].task_report(task);
+        let frames = self.frames_since(&marks);
+
+        let mut failures = Vec::new();
+        let (summary, ok, request_pred_dst): (String, bool, Option<std::net::Ipv4Addr>) =
+            match &report {
+                None => ("did not finish".into(), false, None),
+                Some(TaskReport::Ping(p)) => {
+                    let rtt = p
+                        .rtts
+                        .iter()
+                        .map(|d| d.as_secs_f64() * 1000.0)
+                        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+                    let summary = format!(
+                        "{} pings {}: {}/{} replies{}",
+                        self.topology.nodes[from].name,
+                        p.target,
+                        p.received,
+                        p.sent,
+                        rtt.map(|r| format!(", max rtt {r:.3} ms"))
+                            .unwrap_or_default()
+                    );
+                    (summary, p.sent > 0 && p.received == p.sent, Some(p.target))
+                }
+                Some(TaskReport::Http(h)) => {
+                    let via = h
+                        .resolved
+                        .as_ref()
+                        .map(|(n, a)| format!(" ({n} is {a} by DNS)"))
+                        .unwrap_or_default();
+                    let summary = match (&h.error, h.status) {
+                        (Some(e), _) => {
+                            format!("{} GET {}{via}: {e}", self.topology.nodes[from].name, h.url)
+                        }
+                        (None, status) => format!(
+                            "{} GET {}{via}: HTTP {} with {} bytes in {:.3} ms",
+                            self.topology.nodes[from].name,
+                            h.url,
+                            status.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+                            h.body.len(),
+                            h.elapsed.as_secs_f64() * 1000.0
+                        ),
+                    };
+                    let mut ok = h.error.is_none() && h.status.is_some();
+                    if let Some(want) = scenario.expect.status {
+                        if ok && h.status != Some(want) {
+                            failures
+                                .push(format!("expected HTTP status {want}, got {:?}", h.status));
+                        }
+                    } else if ok && h.status != Some(200) {
+                        ok = false;
+                    }
+                    if let Some(want) = &scenario.expect.body_contains {
+                        if ok && !h.body.contains(want.as_str()) {
+                            failures.push(format!("expected the body to contain {want:?}"));
+                        }
+                    }
+                    (summary, ok, h.server.map(|s| *s.ip()))
+                }
+                Some(TaskReport::Resolve(l)) => {
+                    let found = l
+                        .addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let summary = match &l.error {
+                        Some(e) => format!(
+                            "{} resolves {}: {e}",
+                            self.topology.nodes[from].name, l.name
+                        ),
+                        None => format!(
+                            "{} resolves {}: {found}",
+                            self.topology.nodes[from].name, l.name
+                        ),
+                    };
+                    let ok = l.error.is_none() && !l.addresses.is_empty();
+                    if let Some(want) = scenario.expect.address {
+                        if ok && !l.addresses.contains(&want) {
+                            failures.push(format!("expected the answer to hold {want}"));
+                        }
+                    }
+                    (summary, ok, l.server)
+                }
+            };
+        if ok != scenario.expect.success {
+            failures.push(if scenario.expect.success {
+                "expected success".to_string()
+            } else {
+                "expected failure, but it succeeded".to_string()
+            });
+        }
+
+        let (request, reply) = self.paths(&frames, from, &scenario.action, request_pred_dst);
+        for (want, got, what) in [
+            (&scenario.expect.path, &request, "request path"),
+            (&scenario.expect.return_path, &reply, "return path"),
+        ] {
+            if let Some(want) = want {
+                let got = ScenarioResult::nodes(got);
+                if *want != got {
+                    failures.push(format!(
+                        "{what}: expected {}, saw {}",
+                        want.join(" → "),
+                        got.join(" → ")
+                    ));
+                }
+            }
+        }
+        ScenarioResult {
+            name: scenario.name.clone(),
+            description: scenario.description.clone(),
+            passed: failures.is_empty(),
+            summary,
+            failures,
+            request,
+            reply,
+            report,
+            started,
+            ended: self.now,
+        }
+    }
+
+    /// The request's and the reply's hops, read from the frames.
+    fn paths(
+        &self,
+        frames: &[Seen],
+        origin: usize,
+        action: &ScenarioAction,
+        dst: Option<std::net::Ipv4Addr>,
+    ) -> (Vec<Hop>, Vec<Hop>) {
+        use strata_wire::flow::proto;
+        let Some(dst) = dst else {
+            return (Vec::new(), Vec::new());
+        };
+        let (is_request, is_reply): (fn(&trace::IpInfo) -> bool, fn(&trace::IpInfo) -> bool) =
+            match action {
+                ScenarioAction::Ping { .. } => (
+                    |ip| ip.proto == proto::ICMP && ip.icmp_type == Some(8),
+                    |ip| ip.proto == proto::ICMP && ip.icmp_type == Some(0),
+                ),
+                ScenarioAction::Http { .. } => (
+                    |ip| ip.proto == proto::TCP && ip.tcp_flags & 0x12 == 0x02,
+                    |ip| ip.proto == proto::TCP && ip.tcp_flags & 0x12 == 0x12,
+                ),
+                ScenarioAction::Resolve { .. } => (
+                    |ip| ip.proto == proto::UDP && ip.dst_port == 53,
+                    |ip| ip.proto == proto::UDP && ip.src_port == 53,
+                ),
+            };
+        let Some(first) = trace::find(frames, 0, |f| {
+            f.from == origin && f.ip.is_some_and(|ip| ip.dst == dst && is_request(&ip))
+        }) else {
+            return (Vec::new(), Vec::new());
+        };
+        let request = trace::follow(frames, first);
+        let Some(&last) = request.last() else {
+            return (Vec::new(), Vec::new());
+        };
+        let last_ip = frames[last].ip;
+        let responders = frames[last].to.clone();
+        let reply_start = trace::find(frames, last, |f| {
+            responders.contains(&f.from)
+                && f.ip.is_some_and(|ip| {
+                    is_reply(&ip)
+                        && last_ip.is_some_and(|req| ip.src == req.dst && ip.dst == req.src)
+                })
+        });
+        let reply = reply_start
+            .map(|s| trace::follow(frames, s))
+            .unwrap_or_default();
+        // The request's last receiver is the node that answered, when the frame was flooded.
+        let answerer = reply.first().map(|&i| frames[i].from);
+        (
+            self.hops(frames, &request, answerer),
+            self.hops(frames, &reply, None),
+        )
+    }
+
+    fn hops(&self, frames: &[Seen], chain: &[usize], last_to: Option<usize>) -> Vec<Hop> {
+        let name = |n: usize| self.topology.nodes[n].name.clone();
+        chain
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| {
+                let f = &frames[i];
+                // The receiver is the node that sent the next hop, else the one the frame
+                // went to.
+                let to = match chain.get(k + 1) {
+                    Some(&next) => frames[next].from,
+                    None => match (f.to.as_slice(), last_to) {
+                        ([only], _) => *only,
+                        (_, Some(n)) => n,
+                        (many, None) => many.first().copied().unwrap_or(f.from),
+                    },
+                };
+                Hop {
+                    time: f.time,
+                    network: self.topology.networks[f.network].name.clone(),
+                    from: name(f.from),
+                    to: name(to),
+                    what: strata_wire::describe::frame(&f.bytes),
+                }
+            })
+            .collect()
+    }
+
+    /// Writes one pcap file per network into `dir`; returns their paths.
+    pub fn write_captures(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let mut written = Vec::new();
+        for segment in &self.segments {
+            let path = dir.join(format!("{}.pcap", segment.name()));
+            let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+            // Virtual time 0 is shown as the start of 2026-01-01 UTC.
+            let base = Duration::from_secs(1_767_225_600);
+            strata_fabric::pcap::write(
+                file,
+                base,
+                segment
+                    .captured()
+                    .iter()
+                    .map(|c| (c.time, c.bytes.as_slice())),
+            )?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}

@@ -1,0 +1,20 @@
+//! The Strata lab: a whole topology in one process, with real Ethernet frames on emulated
+//! segments and a real TCP/IP stack in every VM.
+//!
+//! [`file`] reads a lab file into a [`topology::Topology`]; [`Lab`] builds the nodes and
+//! segments and drives them in virtual or wall-clock time; scenarios run on it and report
+//! what happened hop by hop, read from the frames that crossed the segments ([`trace`]);
+//! [`report`] prints that.
+
+pub mod file;
+mod lab;
+pub mod report;
+pub mod topology;
+pub mod trace;
+
+pub use lab::{Clock, Hop, Lab, LabError, ScenarioResult, mac_of};
+
+/// The seed's topology, the Azure Stack POC lab, built into the binary.
+pub const AZURE_STACK_POC: &str = include_str!("../../../labs/azure-stack-poc.toml");
+/// The name the built-in lab file goes by in messages.
+pub const AZURE_STACK_POC_NAME: &str = "labs/azure-stack-poc.toml";
