@@ -251,6 +251,27 @@ impl Lab {
         self.run_until(duration, |_| false);
     }
 
+    /// Puts a frame on network `network` as if node `from` sent it on its NIC there (for
+    /// fault injection: malformed frames, floods). Returns false if `from` has no NIC on it.
+    pub fn inject(&mut self, network: &str, from: &str, frame: Vec<u8>) -> bool {
+        let Some(s) = self
+            .topology
+            .networks
+            .iter()
+            .position(|n| n.name == network)
+        else {
+            return false;
+        };
+        let Some(n) = self.topology.node(from) else {
+            return false;
+        };
+        let Some(&(_, port)) = self.nic_ports[n].iter().find(|(seg, _)| *seg == s) else {
+            return false;
+        };
+        self.segments[s].send(self.now, port, frame);
+        true
+    }
+
     /// Every frame captured so far on every segment, by time (then segment order).
     pub fn frames_since(&self, marks: &[usize]) -> Vec<Seen> {
         let mut frames = Vec::new();
@@ -466,12 +487,16 @@ impl Lab {
         };
         let last_ip = frames[last].ip;
         let responders = frames[last].to.clone();
+        // The answer, or an ICMP error (unreachable, time exceeded) from the node where the
+        // request stopped, back to the sender as that node saw it.
         let reply_start = trace::find(frames, last, |f| {
+            let (Some(ip), Some(req)) = (f.ip, last_ip) else {
+                return false;
+            };
+            let error = ip.proto == proto::ICMP && matches!(ip.icmp_type, Some(3 | 11));
             responders.contains(&f.from)
-                && f.ip.is_some_and(|ip| {
-                    is_reply(&ip)
-                        && last_ip.is_some_and(|req| ip.src == req.dst && ip.dst == req.src)
-                })
+                && ip.dst == req.src
+                && (error || (is_reply(&ip) && ip.src == req.dst))
         });
         let reply = reply_start
             .map(|s| trace::follow(frames, s))

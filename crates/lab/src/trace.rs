@@ -170,7 +170,7 @@ pub fn find(frames: &[Seen], from: usize, pred: impl Fn(&Seen) -> bool) -> Optio
 mod tests {
     use super::*;
 
-    fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, ttl: u8) -> Vec<u8> {
+    fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, ttl: u8, payload: u8) -> Vec<u8> {
         let mut f = vec![0u8; 14];
         f[12] = 0x08;
         let mut ip = vec![0x45, 0, 0, 32, 0, 0, 0x40, 0, ttl, 17, 0, 0];
@@ -180,7 +180,7 @@ mod tests {
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         f.extend_from_slice(&ip);
         f.extend_from_slice(&sport.to_be_bytes());
-        f.extend_from_slice(&[0, 53, 0, 12, 0xaa, 0xbb, 1, 2, 3, 4]);
+        f.extend_from_slice(&[0, 53, 0, 12, 0xaa, 0xbb, 1, 2, 3, payload]);
         f
     }
 
@@ -192,7 +192,7 @@ mod tests {
                 0,
                 0,
                 vec![1],
-                udp_frame([10, 0, 0, 1], [8, 8, 8, 8], 5000, 64),
+                udp_frame([10, 0, 0, 1], [8, 8, 8, 8], 5000, 64, 4),
             ),
             // Unrelated traffic in between.
             Seen::new(
@@ -200,7 +200,7 @@ mod tests {
                 0,
                 2,
                 vec![1],
-                udp_frame([10, 0, 0, 3], [8, 8, 8, 8], 7, 64),
+                udp_frame([10, 0, 0, 3], [8, 8, 8, 8], 7, 64, 5),
             ),
             // The router (node 1) forwards with TTL 63 and a NAT'd source and port.
             Seen::new(
@@ -208,7 +208,7 @@ mod tests {
                 1,
                 1,
                 vec![3],
-                udp_frame([203, 0, 113, 1], [8, 8, 8, 8], 1024, 63),
+                udp_frame([203, 0, 113, 1], [8, 8, 8, 8], 1024, 63, 4),
             ),
         ];
         assert_eq!(follow(&frames, 0), vec![0, 2]);

@@ -1,1 +1,170 @@
+//! Lab file errors: each names file:line:column and what was expected.
 
+use super::*;
+
+const BASE: &str = r#"
+[lab]
+name = "t"
+
+[[network]]
+name = "lan"
+prefix = "10.0.0.0/24"
+
+[[node]]
+name = "a"
+[[node.nic]]
+network = "lan"
+address = "10.0.0.1/24"
+
+[[node]]
+name = "b"
+[[node.nic]]
+network = "lan"
+address = "10.0.0.2/24"
+"#;
+
+fn error(extra: &str) -> LabFileError {
+    let text = format!("{BASE}{extra}");
+    match parse("t.toml", &text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// The line of `needle` in BASE + extra, 1-based.
+fn line_of(extra: &str, needle: &str) -> usize {
+    let text = format!("{BASE}{extra}");
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle")
+        + 1
+}
+
+#[test]
+fn base_is_valid() {
+    let t = parse("t.toml", BASE).unwrap();
+    assert_eq!(t.nodes.len(), 2);
+    assert_eq!(t.networks[0].prefix.to_string(), "10.0.0.0/24");
+}
+
+#[test]
+fn toml_syntax_error_has_position() {
+    let extra = "\n[[node]\nname = 1\n";
+    let e = error(extra);
+    assert_eq!(e.file, "t.toml");
+    assert_eq!(e.line, BASE.lines().count() + 2, "{e}");
+    assert!(
+        e.to_string().starts_with(&format!("t.toml:{}:", e.line)),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_field_is_named() {
+    let extra =
+        "\n[[scenario]]\nname = \"s\"\nfrom = \"a\"\nping = \"10.0.0.2\"\ncolour = \"red\"\n";
+    let e = error(extra);
+    assert!(e.message.contains("colour"), "{e}");
+    assert_eq!(e.line, line_of(extra, "colour"));
+}
+
+#[test]
+fn unknown_node_in_scenario() {
+    let extra = "\n[[scenario]]\nname = \"s\"\nfrom = \"nobody\"\nping = \"10.0.0.2\"\n";
+    let e = error(extra);
+    assert_eq!(e.line, line_of(extra, "nobody"));
+    assert_eq!(e.column, 8, "points at the value");
+    assert!(e.message.contains("unknown node \"nobody\""), "{e}");
+    assert!(e.message.contains("nodes: a, b"), "{e}");
+}
+
+#[test]
+fn nic_on_missing_network() {
+    let extra =
+        "\n[[node]]\nname = \"c\"\n[[node.nic]]\nnetwork = \"wan\"\naddress = \"10.0.1.1/24\"\n";
+    let e = error(extra);
+    assert_eq!(e.line, line_of(extra, "\"wan\""));
+    assert!(e.message.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn duplicate_address() {
+    let extra =
+        "\n[[node]]\nname = \"c\"\n[[node.nic]]\nnetwork = \"lan\"\naddress = \"10.0.0.2/24\"\n";
+    let e = error(extra);
+    assert_eq!(e.line, BASE.lines().count() + 6, "{e}");
+    assert!(e.message.contains("duplicate address 10.0.0.2"), "{e}");
+    assert!(e.message.contains("\"b\""), "{e}");
+}
+
+#[test]
+fn overlapping_networks() {
+    let extra = "\n[[network]]\nname = \"wide\"\nprefix = \"10.0.0.0/16\"\n";
+    let e = error(extra);
+    assert_eq!(e.line, line_of(extra, "10.0.0.0/16"));
+    assert!(e.message.contains("overlaps network \"lan\""), "{e}");
+}
+
+#[test]
+fn address_off_its_network() {
+    let extra =
+        "\n[[node]]\nname = \"c\"\n[[node.nic]]\nnetwork = \"lan\"\naddress = \"10.9.9.9/24\"\n";
+    let e = error(extra);
+    assert!(e.message.contains("is not on network \"lan\""), "{e}");
+}
+
+#[test]
+fn unreachable_next_hop() {
+    let extra = "\n[[node]]\nname = \"c\"\n[[node.nic]]\nnetwork = \"lan\"\naddress = \"10.0.0.3/24\"\n[[node.route]]\nprefix = \"0.0.0.0/0\"\nvia = \"192.0.2.1\"\n";
+    let e = error(extra);
+    assert_eq!(e.line, line_of(extra, "192.0.2.1"));
+    assert!(e.message.contains("next hop 192.0.2.1"), "{e}");
+    assert!(e.message.contains("unreachable"), "{e}");
+}
+
+#[test]
+fn bad_address_syntax_and_bad_kind() {
+    let extra =
+        "\n[[node]]\nname = \"c\"\n[[node.nic]]\nnetwork = \"lan\"\naddress = \"10.0.0.300/24\"\n";
+    let e = error(extra);
+    assert!(e.message.contains("expected the NIC's address"), "{e}");
+    let extra = "\n[[node]]\nname = \"c\"\nkind = \"toaster\"\n[[node.nic]]\nnetwork = \"lan\"\naddress = \"10.0.0.3/24\"\n";
+    let e = error(extra);
+    assert_eq!(e.line, line_of(extra, "toaster"));
+    assert!(e.message.contains("toaster"), "{e}");
+}
+
+#[test]
+fn duplicate_node() {
+    let extra =
+        "\n[[node]]\nname = \"a\"\n[[node.nic]]\nnetwork = \"lan\"\naddress = \"10.0.0.3/24\"\n";
+    let e = error(extra);
+    assert!(e.message.contains("duplicate node \"a\""), "{e}");
+}
+
+#[test]
+fn the_poc_lab_parses() {
+    let t = parse(crate::AZURE_STACK_POC_NAME, crate::AZURE_STACK_POC).unwrap();
+    let host = &t.nodes[t.node("HyperVHost").unwrap()];
+    assert!(
+        host.nics
+            .iter()
+            .any(|n| n.name == "PAhostVNIC" && n.addr.addr().to_string() == "192.168.233.21")
+    );
+    assert!(host.nics.iter().any(|n| n.name == "vEthernet 1001"));
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+        let _ = parse("x.toml", &text);
+    }
+
+    #[test]
+    fn mutated_poc_never_panics(cut in 0usize..12_000, junk in "[\\[\\]=\"a-z0-9./ \n]{0,8}") {
+        let base = crate::AZURE_STACK_POC;
+        let at = base.floor_char_boundary(cut.min(base.len()));
+        let text = format!("{}{junk}{}", &base[..at], &base[at..]);
+        let _ = parse("x.toml", &text);
+    }
+}

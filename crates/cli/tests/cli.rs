@@ -1,0 +1,90 @@
+//! The `strata` binary as a user meets it.
+
+use std::process::Command;
+
+fn strata(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        // Run from elsewhere: the built-in lab must not depend on the working directory.
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("strata runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn lab_run_passes_from_any_directory() {
+    let (code, out, _) = strata(&["lab", "run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("PASS  http-portalvm"), "{out}");
+    assert!(out.contains("ClientVM → NATVM → BGPVM → PortalVM"), "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .is_some_and(|l| l.ends_with("scenarios passed")),
+        "{out}"
+    );
+}
+
+#[test]
+fn help_is_there() {
+    let (code, out, _) = strata(&["lab", "run", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--capture"), "{out}");
+    let (code, out, _) = strata(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("lab"), "{out}");
+}
+
+#[test]
+fn bad_lab_file_names_file_line_and_column() {
+    let dir = std::env::temp_dir().join(format!("strata-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "[lab]\nname = \"x\"\n\n[[network]]\nname = \"lan\"\nprefix = \"10.0.0.0/24\"\n\n[[node]]\nname = \"a\"\n[[node.nic]]\nnetwork = \"lan\"\naddress = \"10.0.0.1/24\"\n[[node.route]]\nprefix = \"0.0.0.0/0\"\nvia = \"10.1.0.1\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = strata(&["lab", "run", file.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.toml:15:7: next hop 10.1.0.1"), "{err}");
+    let (code, _, err) = strata(&["lab", "run", "--scenario", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no scenario \"nope\""), "{err}");
+    let (code, _, err) = strata(&["lab", "run", dir.join("missing.toml").to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.toml"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn capture_writes_one_pcap_per_network() {
+    let dir = std::env::temp_dir().join(format!("strata-cap-{}", std::process::id()));
+    let (code, out, _) = strata(&[
+        "lab",
+        "run",
+        "--scenario",
+        "snat-to-internet",
+        "--capture",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    for net in ["management", "nat-internal", "provider", "external"] {
+        let bytes = std::fs::read(dir.join(format!("{net}.pcap"))).unwrap();
+        assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "{net}: pcap magic");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn show_draws_the_topology() {
+    let (code, out, _) = strata(&["lab", "show"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("PAhostVNIC"), "{out}");
+    assert!(out.contains("192.168.233.21/24"), "{out}");
+}

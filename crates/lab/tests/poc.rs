@@ -1,0 +1,173 @@
+//! The seed's POC lab in virtual time: every scenario passes, along the hops the seed and
+//! the lab file describe, the same way every run.
+
+use std::time::Duration;
+
+use strata_lab::file::parse;
+use strata_lab::topology::Topology;
+use strata_lab::{Clock, Lab, ScenarioResult};
+
+fn poc() -> Topology {
+    parse(
+        strata_lab::AZURE_STACK_POC_NAME,
+        strata_lab::AZURE_STACK_POC,
+    )
+    .expect("the POC lab parses")
+}
+
+fn run_all() -> (Lab, Vec<ScenarioResult>) {
+    let mut lab = Lab::new(poc(), Clock::Virtual).expect("the POC lab boots");
+    let results = lab.run_scenarios();
+    (lab, results)
+}
+
+fn by_name<'a>(results: &'a [ScenarioResult], name: &str) -> &'a ScenarioResult {
+    results
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no scenario {name}"))
+}
+
+fn nodes(hops: &[strata_lab::Hop]) -> Vec<String> {
+    ScenarioResult::nodes(hops)
+}
+
+#[test]
+fn every_scenario_passes() {
+    let (_, results) = run_all();
+    assert!(results.len() >= 11);
+    for r in &results {
+        assert!(r.passed, "{}", strata_lab::report::scenario(r));
+    }
+}
+
+#[test]
+fn seed_flow_to_portalvm() {
+    let (_, results) = run_all();
+    let http = by_name(&results, "http-portalvm");
+    assert_eq!(
+        nodes(&http.request),
+        ["ClientVM", "NATVM", "BGPVM", "PortalVM"]
+    );
+    assert_eq!(nodes(&http.reply), ["PortalVM", "BGPVM", "ClientVM"]);
+    assert_eq!(
+        http.request
+            .iter()
+            .map(|h| h.network.as_str())
+            .collect::<Vec<_>>(),
+        ["nat-internal", "nat-internal", "management"]
+    );
+    match &http.report {
+        Some(strata_node::TaskReport::Http(r)) => {
+            assert_eq!(r.status, Some(200));
+            assert!(r.body.contains("Azure Stack portal"));
+            assert_eq!(
+                r.resolved.as_ref().map(|(_, a)| a.to_string()),
+                Some("192.168.100.74".to_string()),
+                "the name resolved over DNS"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let dns = by_name(&results, "dns-portal-vip");
+    assert!(dns.summary.contains("192.168.133.74"), "{}", dns.summary);
+    assert_eq!(nodes(&dns.request), ["ClientVM", "NATVM", "BGPVM", "ADVM"]);
+}
+
+#[test]
+fn snat_and_port_forward_rewrite_addresses() {
+    let (lab, results) = run_all();
+    let snat = by_name(&results, "snat-to-internet");
+    let outside = snat
+        .request
+        .iter()
+        .find(|h| h.network == "external")
+        .expect("an external hop");
+    assert!(
+        outside.what.starts_with("TCP 203.0.113.1:"),
+        "the Internet host sees NATVM's address: {}",
+        outside.what
+    );
+    let inside = &snat.request[0];
+    assert!(
+        inside.what.starts_with("TCP 192.168.200.10:"),
+        "{}",
+        inside.what
+    );
+
+    let fwd = by_name(&results, "port-forward-from-internet");
+    assert_eq!(
+        nodes(&fwd.request),
+        ["Internet", "NATVM", "BGPVM", "PortalVM"]
+    );
+    assert!(
+        fwd.request[1].what.contains("> 192.168.100.74:80"),
+        "{}",
+        fwd.request[1].what
+    );
+    assert!(
+        fwd.reply
+            .last()
+            .is_some_and(|h| h.what.starts_with("TCP 203.0.113.1:8080 >"))
+    );
+
+    let nat = lab
+        .node("NATVM")
+        .and_then(|n| n.nat())
+        .expect("NATVM has a NAT");
+    assert!(nat.counters().translated_out > 0 && nat.counters().translated_in > 0);
+    assert_eq!(nat.counters().table_full, 0);
+}
+
+#[test]
+fn unrouted_destination_gets_net_unreachable() {
+    let (lab, results) = run_all();
+    let r = by_name(&results, "provider-network-unreachable-from-client");
+    assert!(r.passed);
+    assert!(
+        r.reply[0]
+            .what
+            .starts_with("ICMP unreachable code 0 192.168.200.1 >"),
+        "{}",
+        r.reply[0].what
+    );
+    assert!(lab.node("NATVM").unwrap().router().counters().no_route >= 1);
+}
+
+#[test]
+fn runs_are_deterministic() {
+    let render = |results: &[ScenarioResult]| {
+        results
+            .iter()
+            .map(strata_lab::report::scenario)
+            .collect::<Vec<_>>()
+            .join("")
+    };
+    let (_, a) = run_all();
+    let (_, b) = run_all();
+    assert_eq!(render(&a), render(&b));
+}
+
+#[test]
+fn malformed_frames_are_dropped_and_counted_and_nothing_breaks() {
+    let mut lab = Lab::new(poc(), Clock::Virtual).unwrap();
+    let bgpvm_mac = strata_lab::mac_of(lab.topology().node("BGPVM").unwrap(), 0);
+    let mut bad_ip = Vec::new();
+    bad_ip.extend_from_slice(bgpvm_mac.as_bytes());
+    bad_ip.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x66, 0x08, 0x00]);
+    // IPv4 with a header checksum that does not match.
+    bad_ip.extend_from_slice(&[
+        0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0xde, 0xad, 192, 168, 100, 9, 192, 168, 200, 10,
+    ]);
+    bad_ip.extend_from_slice(&[0; 8]);
+    let mut short = bgpvm_mac.as_bytes().to_vec();
+    short.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x66, 0x08, 0x06, 0, 1]);
+    assert!(lab.inject("management", "PortalVM", bad_ip));
+    assert!(lab.inject("management", "PortalVM", short));
+    assert!(lab.inject("management", "PortalVM", vec![1, 2, 3]));
+    lab.run_for(Duration::from_millis(10));
+    let counters = *lab.node("BGPVM").unwrap().router().counters();
+    assert_eq!(counters.malformed, 2, "{counters:?}");
+    let results = lab.run_scenarios();
+    assert!(results.iter().all(|r| r.passed));
+}

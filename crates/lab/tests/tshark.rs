@@ -1,0 +1,82 @@
+//! The lab's captures, read by tshark: every frame decodes without a malformed-packet or
+//! error-level expert note, and ARP, ICMP, TCP, HTTP and DNS are all recognised.
+//!
+//! Skipped (with a message) when tshark is not installed, unless STRATA_REQUIRE_TSHARK is
+//! set, as the README's test command sets it.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use strata_lab::{Clock, Lab};
+
+fn tshark(args: &[&str]) -> Option<String> {
+    let out = Command::new("tshark").args(args).output().ok()?;
+    assert!(
+        out.status.success(),
+        "tshark {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn tshark_decodes_every_capture() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("STRATA_REQUIRE_TSHARK").is_none(),
+            "tshark is required but not installed"
+        );
+        eprintln!("tshark not installed; skipping");
+        return;
+    }
+    let topology = strata_lab::file::parse(
+        strata_lab::AZURE_STACK_POC_NAME,
+        strata_lab::AZURE_STACK_POC,
+    )
+    .unwrap();
+    let mut lab = Lab::new(topology, Clock::Virtual).unwrap();
+    assert!(lab.run_scenarios().iter().all(|r| r.passed));
+    let dir = std::env::temp_dir().join(format!("strata-tshark-{}", std::process::id()));
+    let files = lab.write_captures(&dir).unwrap();
+    let mut protocols = BTreeSet::new();
+    for file in &files {
+        let f = file.to_str().unwrap();
+        let bad = tshark(&[
+            "-r",
+            f,
+            "-Y",
+            "_ws.malformed || _ws.expert.severity == error",
+        ])
+        .unwrap();
+        assert!(bad.trim().is_empty(), "{f}: tshark flags frames:\n{bad}");
+        let layers = tshark(&["-r", f, "-T", "fields", "-e", "frame.protocols"]).unwrap();
+        for line in layers.lines() {
+            protocols.extend(line.split(':').map(str::to_string));
+        }
+        // Every TCP segment's and IPv4 header's checksum verifies in tshark too.
+        let bad_sums = tshark(&[
+            "-r",
+            f,
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+            "-Y",
+            "tcp.checksum.status == 0 || ip.checksum.status == 0 || udp.checksum.status == 0",
+        ])
+        .unwrap();
+        assert!(
+            bad_sums.trim().is_empty(),
+            "{f}: bad checksums:\n{bad_sums}"
+        );
+    }
+    for want in ["arp", "icmp", "tcp", "http", "dns"] {
+        assert!(
+            protocols.contains(want),
+            "no {want} in the captures: {protocols:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
