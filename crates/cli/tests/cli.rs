@@ -1,5 +1,7 @@
 //! The `strata` binary as a user meets it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 fn strata(args: &[&str]) -> (i32, String, String) {

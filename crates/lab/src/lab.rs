@@ -21,6 +21,9 @@ use strata_wire::EthernetAddress;
 use crate::topology::{Kind, ScenarioAction, Topology};
 use crate::trace::{self, Seen};
 
+/// Whether a packet is of the kind a scenario's path starts with.
+type Matcher = fn(&trace::IpInfo) -> bool;
+
 /// Which clock drives the lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clock {
@@ -378,10 +381,11 @@ impl Lab {
                     } else if ok && h.status != Some(200) {
                         ok = false;
                     }
-                    if let Some(want) = &scenario.expect.body_contains {
-                        if ok && !h.body.contains(want.as_str()) {
-                            failures.push(format!("expected the body to contain {want:?}"));
-                        }
+                    if let Some(want) = &scenario.expect.body_contains
+                        && ok
+                        && !h.body.contains(want.as_str())
+                    {
+                        failures.push(format!("expected the body to contain {want:?}"));
                     }
                     (summary, ok, h.server.map(|s| *s.ip()))
                 }
@@ -403,10 +407,11 @@ impl Lab {
                         ),
                     };
                     let ok = l.error.is_none() && !l.addresses.is_empty();
-                    if let Some(want) = scenario.expect.address {
-                        if ok && !l.addresses.contains(&want) {
-                            failures.push(format!("expected the answer to hold {want}"));
-                        }
+                    if let Some(want) = scenario.expect.address
+                        && ok
+                        && !l.addresses.contains(&want)
+                    {
+                        failures.push(format!("expected the answer to hold {want}"));
                     }
                     (summary, ok, l.server)
                 }
@@ -461,21 +466,20 @@ impl Lab {
         let Some(dst) = dst else {
             return (Vec::new(), Vec::new());
         };
-        let (is_request, is_reply): (fn(&trace::IpInfo) -> bool, fn(&trace::IpInfo) -> bool) =
-            match action {
-                ScenarioAction::Ping { .. } => (
-                    |ip| ip.proto == proto::ICMP && ip.icmp_type == Some(8),
-                    |ip| ip.proto == proto::ICMP && ip.icmp_type == Some(0),
-                ),
-                ScenarioAction::Http { .. } => (
-                    |ip| ip.proto == proto::TCP && ip.tcp_flags & 0x12 == 0x02,
-                    |ip| ip.proto == proto::TCP && ip.tcp_flags & 0x12 == 0x12,
-                ),
-                ScenarioAction::Resolve { .. } => (
-                    |ip| ip.proto == proto::UDP && ip.dst_port == 53,
-                    |ip| ip.proto == proto::UDP && ip.src_port == 53,
-                ),
-            };
+        let (is_request, is_reply): (Matcher, Matcher) = match action {
+            ScenarioAction::Ping { .. } => (
+                |ip| ip.proto == proto::ICMP && ip.icmp_type == Some(8),
+                |ip| ip.proto == proto::ICMP && ip.icmp_type == Some(0),
+            ),
+            ScenarioAction::Http { .. } => (
+                |ip| ip.proto == proto::TCP && ip.tcp_flags & 0x12 == 0x02,
+                |ip| ip.proto == proto::TCP && ip.tcp_flags & 0x12 == 0x12,
+            ),
+            ScenarioAction::Resolve { .. } => (
+                |ip| ip.proto == proto::UDP && ip.dst_port == 53,
+                |ip| ip.proto == proto::UDP && ip.src_port == 53,
+            ),
+        };
         let Some(first) = trace::find(frames, 0, |f| {
             f.from == origin && f.ip.is_some_and(|ip| ip.dst == dst && is_request(&ip))
         }) else {

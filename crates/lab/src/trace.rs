@@ -76,12 +76,12 @@ fn inner_ipv4(frame: &[u8], depth: u8) -> Option<(&[u8], Ipv4Layout)> {
     let packet = &packet[..layout.total_len];
     if depth < 2 && layout.proto == proto::UDP && layout.frag_offset == 0 {
         let udp = &packet[layout.header_len..];
-        if udp.len() >= 8 && u16::from_be_bytes([udp[2], udp[3]]) == strata_wire::vxlan::UDP_PORT {
-            if let Ok((_, inner)) = strata_wire::vxlan::parse(&udp[8..]) {
-                if let Some(found) = inner_ipv4(inner, depth + 1) {
-                    return Some(found);
-                }
-            }
+        if udp.len() >= 8
+            && u16::from_be_bytes([udp[2], udp[3]]) == strata_wire::vxlan::UDP_PORT
+            && let Ok((_, inner)) = strata_wire::vxlan::parse(&udp[8..])
+            && let Some(found) = inner_ipv4(inner, depth + 1)
+        {
+            return Some(found);
         }
     }
     Some((packet, layout))

@@ -1,6 +1,8 @@
 //! The seed's POC lab in virtual time: every scenario passes, along the hops the seed and
 //! the lab file describe, the same way every run.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use strata_lab::file::parse;

@@ -4,6 +4,8 @@
 //! Skipped (with a message) when tshark is not installed, unless STRATA_REQUIRE_TSHARK is
 //! set, as the README's test command sets it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::process::Command;
 

@@ -1,6 +1,8 @@
 //! Two nodes on one wire, frames carried by hand in virtual time: ARP, ping, DNS and HTTP
 //! through the real stacks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::Ipv4Addr;
 use std::time::Duration;
 

@@ -3,6 +3,8 @@
 //! checksum update, MAC rewrite with a resolved neighbour) and takes it back from the
 //! outbox, reusing the same buffer, so the figure is the forwarding work alone.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::Ipv4Addr;
 use std::time::Duration;
 

@@ -118,16 +118,16 @@ fn describe_ipv4(p: &[u8], out: &mut String) {
             let sport = u16::from_be_bytes([l4[0], l4[1]]);
             let dport = u16::from_be_bytes([l4[2], l4[3]]);
             let body = &l4[8..];
-            if dport == crate::vxlan::UDP_PORT {
-                if let Ok((vni, inner)) = crate::vxlan::parse(body) {
-                    let _ = write!(
-                        out,
-                        "VXLAN vni {vni} {}:{sport} > {}:{dport} | ",
-                        l.src, l.dst
-                    );
-                    describe_frame(inner, out);
-                    return;
-                }
+            if dport == crate::vxlan::UDP_PORT
+                && let Ok((vni, inner)) = crate::vxlan::parse(body)
+            {
+                let _ = write!(
+                    out,
+                    "VXLAN vni {vni} {}:{sport} > {}:{dport} | ",
+                    l.src, l.dst
+                );
+                describe_frame(inner, out);
+                return;
             }
             let app = match (sport, dport) {
                 (53, _) | (_, 53) => " DNS",
