@@ -1,7 +1,7 @@
 //! The lab at run time: nodes and segments driven by one clock.
 //!
 //! ```text
-//!   scheduler (Lab::step)
+//!   scheduler (Lab::process, then Lab::advance)
 //!     ├─ segments: deliver frames due now ─► Node::receive
 //!     ├─ nodes: Node::poll(now) ─► Node::poll_transmit ─► Segment::send
 //!     └─ now = min(segment deadlines, node deadlines)   (virtual: jump; wall: sleep)
@@ -193,6 +193,10 @@ impl Lab {
         self.nodes.iter().find(|n| n.name() == name)
     }
 
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut Node> {
+        self.nodes.iter_mut().find(|n| n.name() == name)
+    }
+
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
@@ -201,9 +205,9 @@ impl Lab {
         &self.segments
     }
 
-    /// Does everything due now, then moves the clock to the next deadline (no further
-    /// than `limit`).
-    pub fn step(&mut self, limit: Duration) {
+    /// Does everything due now: delivers the frames that arrive, polls every node, puts
+    /// what they send on the networks.
+    pub fn process(&mut self) {
         let now = self.now;
         for (s, segment) in self.segments.iter_mut().enumerate() {
             while let Some((port, frame)) = segment.poll_deliver(now) {
@@ -218,6 +222,12 @@ impl Lab {
                 self.segments[segment].send(now, port, frame);
             }
         }
+    }
+
+    /// Moves the clock to the next deadline of a network or a node, but no further than
+    /// `limit`; on the wall clock, sleeps until then.
+    pub fn advance(&mut self, limit: Duration) {
+        let now = self.now;
         let next = self
             .segments
             .iter()
@@ -238,16 +248,20 @@ impl Lab {
         self.now = next;
     }
 
-    /// Runs until `done` holds or `duration` has passed; whether `done` held.
+    /// Runs until `done` holds or `duration` has passed; whether `done` held. `done` is
+    /// asked after every instant's work, before the clock moves on.
     pub fn run_until(&mut self, duration: Duration, mut done: impl FnMut(&Lab) -> bool) -> bool {
         let limit = self.now + duration;
-        while self.now < limit {
-            self.step(limit);
+        loop {
+            self.process();
             if done(self) {
                 return true;
             }
+            if self.now >= limit {
+                return false;
+            }
+            self.advance(limit);
         }
-        false
     }
 
     pub fn run_for(&mut self, duration: Duration) {

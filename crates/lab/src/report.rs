@@ -8,7 +8,14 @@ use crate::{Hop, ScenarioResult};
 pub fn scenario(r: &ScenarioResult) -> String {
     let mut out = String::new();
     let verdict = if r.passed { "PASS" } else { "FAIL" };
-    let _ = writeln!(out, "{verdict}  {}  {}", r.name, r.summary);
+    let _ = writeln!(
+        out,
+        "{verdict}  {}  {}  [t={:.3}s..{:.3}s]",
+        r.name,
+        r.summary,
+        r.started.as_secs_f64(),
+        r.ended.as_secs_f64()
+    );
     if !r.description.is_empty() {
         let _ = writeln!(out, "      {}", r.description);
     }
