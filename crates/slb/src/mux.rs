@@ -1,0 +1,442 @@
+//! The Mux: VIP map, backend choice, VXLAN encapsulation toward the DIP's host.
+//!
+//! A VIP entry is keyed by (VIP, protocol, frontend port), as a loadBalancingRule or an
+//! inboundNatRule of the Network Controller is. The Mux does not rewrite the packet: it
+//! wraps it, unchanged (destination still the VIP), in VXLAN to the provider address of the
+//! host of the chosen DIP, whose vSwitch rewrites VIP→DIP. The outer UDP source port comes
+//! from the flow hash (RFC 7348 section 5), so the underlay can spread flows.
+//!
+//! ```text
+//!  outer IPv4 (Mux PA → host PA) │ UDP (hash → 4789) │ VXLAN (VNI) │ Ethernet (Mux → DIP) │ packet
+//! ```
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use strata_wire::EthernetAddress;
+use strata_wire::checksum;
+use strata_wire::flow::{FlowKey, Ipv4Layout, proto};
+use strata_wire::vxlan::{self, Vni};
+
+use crate::flow_table::{self, FlowTable};
+use crate::hash::{Distribution, flow_hash};
+use crate::maglev::Maglev;
+
+/// Bytes the Mux puts in front of a packet: IPv4 (20), UDP (8), VXLAN (8), Ethernet (14).
+pub const ENCAP_LEN: usize = 20 + 8 + vxlan::HEADER_LEN + 14;
+
+/// What a VIP entry matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VipKey {
+    pub vip: Ipv4Addr,
+    pub proto: u8,
+    pub port: u16,
+}
+
+/// A backend: a DIP, the port it serves on, and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dip {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    /// Provider address of the DIP's host: the outer destination.
+    pub host_pa: Ipv4Addr,
+    /// MAC of the DIP's NIC: the inner destination.
+    pub mac: EthernetAddress,
+    pub weight: u32,
+}
+
+impl Dip {
+    /// The identity Maglev hashes: address and port.
+    fn identity(&self) -> [u8; 6] {
+        let [a, b, c, d] = self.addr.octets();
+        let [p, q] = self.port.to_be_bytes();
+        [a, b, c, d, p, q]
+    }
+}
+
+/// One VIP entry: a loadBalancingRule (many DIPs) or an inboundNatRule (one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipConfig {
+    pub key: VipKey,
+    pub dips: Vec<Dip>,
+    pub distribution: Distribution,
+    pub vni: Vni,
+}
+
+#[derive(Debug)]
+struct VipState {
+    config: VipConfig,
+    healthy: Vec<bool>,
+    /// Built over the healthy DIPs; `active[i]` is the DIP index of Maglev backend `i`.
+    table: Maglev,
+    active: Vec<u16>,
+}
+
+impl VipState {
+    fn rebuild(&mut self) {
+        self.active = (0..self.config.dips.len())
+            .filter(|&i| self.healthy[i])
+            .map(|i| i as u16)
+            .collect();
+        let ids: Vec<[u8; 6]> = self
+            .active
+            .iter()
+            .map(|&i| self.config.dips[usize::from(i)].identity())
+            .collect();
+        self.table = Maglev::build(
+            ids.iter()
+                .zip(&self.active)
+                .map(|(id, &i)| (&id[..], self.config.dips[usize::from(i)].weight)),
+        );
+    }
+}
+
+/// How a Mux is set up.
+#[derive(Debug, Clone)]
+pub struct MuxConfig {
+    /// The Mux's provider address: the outer source.
+    pub pa: Ipv4Addr,
+    /// The inner source MAC.
+    pub mac: EthernetAddress,
+    pub flows_new: usize,
+    pub flows_established: usize,
+    pub idle_timeout: Duration,
+}
+
+impl MuxConfig {
+    pub fn new(pa: Ipv4Addr, mac: EthernetAddress) -> MuxConfig {
+        MuxConfig {
+            pa,
+            mac,
+            flows_new: 64 * 1024,
+            flows_established: 256 * 1024,
+            idle_timeout: Duration::from_secs(240),
+        }
+    }
+}
+
+/// Why the Mux did not send a packet on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MuxDrop {
+    #[error("not a valid IPv4 packet")]
+    Malformed,
+    #[error("a later fragment carries no ports to pick a DIP by")]
+    Fragment,
+    #[error("no VIP entry for the destination, protocol and port")]
+    NoVip,
+    #[error("no healthy DIP behind the VIP")]
+    NoHealthyDip,
+    #[error("output buffer too small")]
+    BufferTooSmall,
+}
+
+/// Mux counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub encapsulated: u64,
+    pub malformed: u64,
+    pub fragments: u64,
+    pub no_vip: u64,
+    pub no_healthy_dip: u64,
+    /// Flows whose remembered DIP had left the pool and were sent to a new one.
+    pub rehashed: u64,
+}
+
+/// Where a packet went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encapsulated {
+    /// Bytes written to the output buffer (an IPv4 packet).
+    pub len: usize,
+    pub dip: Ipv4Addr,
+    pub host_pa: Ipv4Addr,
+}
+
+/// A Mux.
+#[derive(Debug)]
+pub struct Mux {
+    config: MuxConfig,
+    vips: Vec<Option<VipState>>,
+    index: HashMap<VipKey, usize>,
+    flows: FlowTable,
+    counters: Counters,
+    ident: u16,
+}
+
+/// Flow table value: VIP slot in the high half, DIP index in the low half.
+fn pack(vip: usize, dip: u16) -> u32 {
+    ((vip as u32) << 16) | u32::from(dip)
+}
+
+fn unpack(v: u32) -> (usize, u16) {
+    ((v >> 16) as usize, v as u16)
+}
+
+impl Mux {
+    pub fn new(config: MuxConfig) -> Mux {
+        Mux {
+            flows: FlowTable::new(
+                config.flows_new,
+                config.flows_established,
+                config.idle_timeout,
+            ),
+            config,
+            vips: Vec::new(),
+            index: HashMap::new(),
+            counters: Counters::default(),
+            ident: 0,
+        }
+    }
+
+    pub fn config(&self) -> &MuxConfig {
+        &self.config
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn flow_counters(&self) -> &flow_table::Counters {
+        self.flows.counters()
+    }
+
+    /// Installs or replaces a VIP entry. DIPs start healthy. Established flows to DIPs
+    /// that remain keep them.
+    pub fn set_vip(&mut self, config: VipConfig) {
+        let healthy = vec![true; config.dips.len()];
+        let mut state = VipState {
+            config,
+            healthy,
+            table: Maglev::build(std::iter::empty()),
+            active: Vec::new(),
+        };
+        state.rebuild();
+        match self.index.get(&state.config.key) {
+            Some(&slot) => {
+                // Keep the health the DIPs that stay already had.
+                if let Some(old) = &self.vips[slot] {
+                    for (i, dip) in state.config.dips.iter().enumerate() {
+                        if let Some(j) = old.config.dips.iter().position(|d| d == dip) {
+                            state.healthy[i] = old.healthy[j];
+                        }
+                    }
+                    state.rebuild();
+                }
+                self.vips[slot] = Some(state);
+            }
+            None => {
+                let slot = match self.vips.iter().position(Option::is_none) {
+                    Some(s) => s,
+                    None => {
+                        self.vips.push(None);
+                        self.vips.len() - 1
+                    }
+                };
+                self.index.insert(state.config.key, slot);
+                self.vips[slot] = Some(state);
+            }
+        }
+    }
+
+    pub fn remove_vip(&mut self, key: &VipKey) {
+        if let Some(slot) = self.index.remove(key) {
+            self.vips[slot] = None;
+        }
+    }
+
+    /// Marks a DIP of every VIP entry healthy or not (a health probe's verdict). Returns
+    /// whether anything changed.
+    pub fn set_dip_health(&mut self, dip: Ipv4Addr, healthy: bool) -> bool {
+        let mut changed = false;
+        for state in self.vips.iter_mut().flatten() {
+            let mut touched = false;
+            for (i, d) in state.config.dips.iter().enumerate() {
+                if d.addr == dip && state.healthy[i] != healthy {
+                    state.healthy[i] = healthy;
+                    touched = true;
+                }
+            }
+            if touched {
+                state.rebuild();
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Whether any VIP entry has this address.
+    pub fn has_vip(&self, addr: Ipv4Addr) -> bool {
+        self.index.keys().any(|k| k.vip == addr)
+    }
+
+    /// The VIP entries, ordered by key, with each DIP's health.
+    pub fn vips(&self) -> Vec<(&VipConfig, Vec<bool>)> {
+        let mut v: Vec<_> = self
+            .vips
+            .iter()
+            .flatten()
+            .map(|s| (&s.config, s.healthy.clone()))
+            .collect();
+        v.sort_by_key(|(c, _)| c.key);
+        v
+    }
+
+    /// Takes an IPv4 packet for a VIP and writes the VXLAN-encapsulated IPv4 packet to
+    /// `out` (which needs [`ENCAP_LEN`] more bytes than the packet).
+    pub fn encapsulate(
+        &mut self,
+        now: Duration,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> Result<Encapsulated, MuxDrop> {
+        let layout = Ipv4Layout::parse(packet).map_err(|_| {
+            self.counters.malformed += 1;
+            MuxDrop::Malformed
+        })?;
+        let key = layout.flow_key(packet).map_err(|e| match e {
+            strata_wire::Error::Fragment => {
+                self.counters.fragments += 1;
+                MuxDrop::Fragment
+            }
+            _ => {
+                self.counters.malformed += 1;
+                MuxDrop::Malformed
+            }
+        })?;
+        let hash = flow_hash(
+            Distribution::FiveTuple,
+            key.proto,
+            key.src,
+            key.dst,
+            key.src_port,
+            key.dst_port,
+        );
+        let (vip_slot, dip) = self.choose(now, &key, hash)?;
+        let Some(state) = self.vips[vip_slot].as_ref() else {
+            return Err(MuxDrop::NoVip);
+        };
+        let dip = &state.config.dips[usize::from(dip)];
+        let inner = &packet[..layout.total_len];
+        let total = ENCAP_LEN + inner.len();
+        if out.len() < total || total > usize::from(u16::MAX) {
+            return Err(MuxDrop::BufferTooSmall);
+        }
+        self.ident = self.ident.wrapping_add(1);
+        write_encap(
+            &mut out[..ENCAP_LEN],
+            self.config.pa,
+            dip.host_pa,
+            self.ident,
+            hash,
+            state.config.vni,
+            self.config.mac,
+            dip.mac,
+            inner.len(),
+        );
+        out[ENCAP_LEN..total].copy_from_slice(inner);
+        self.counters.encapsulated += 1;
+        Ok(Encapsulated {
+            len: total,
+            dip: dip.addr,
+            host_pa: dip.host_pa,
+        })
+    }
+
+    /// The VIP slot and DIP index for a flow: from the flow table if its DIP is still
+    /// healthy, else from Maglev (and remembered).
+    #[inline]
+    fn choose(&mut self, now: Duration, key: &FlowKey, hash: u32) -> Result<(usize, u16), MuxDrop> {
+        if let Some(value) = self.flows.get(now, key, hash) {
+            let (slot, dip) = unpack(value);
+            if let Some(Some(state)) = self.vips.get(slot) {
+                let k = state.config.key;
+                if k.vip == key.dst
+                    && k.proto == key.proto
+                    && k.port == vip_port(key)
+                    && state.healthy[usize::from(dip)]
+                {
+                    return Ok((slot, dip));
+                }
+                self.counters.rehashed += 1;
+            }
+        }
+        let vip_key = VipKey {
+            vip: key.dst,
+            proto: key.proto,
+            port: vip_port(key),
+        };
+        let Some(&slot) = self.index.get(&vip_key) else {
+            self.counters.no_vip += 1;
+            return Err(MuxDrop::NoVip);
+        };
+        let Some(state) = self.vips[slot].as_ref() else {
+            self.counters.no_vip += 1;
+            return Err(MuxDrop::NoVip);
+        };
+        let backend_hash = match state.config.distribution {
+            Distribution::FiveTuple => hash,
+            d => flow_hash(d, key.proto, key.src, key.dst, key.src_port, key.dst_port),
+        };
+        let Some(backend) = state.table.lookup(backend_hash) else {
+            self.counters.no_healthy_dip += 1;
+            return Err(MuxDrop::NoHealthyDip);
+        };
+        let dip = state.active[backend];
+        self.flows.update(now, *key, hash, pack(slot, dip));
+        Ok((slot, dip))
+    }
+}
+
+/// The port of the VIP entry a flow belongs to: ICMP has none, its entries use 0.
+fn vip_port(key: &FlowKey) -> u16 {
+    if key.proto == proto::ICMP {
+        0
+    } else {
+        key.dst_port
+    }
+}
+
+/// Writes the outer IPv4, UDP, VXLAN and inner Ethernet headers for an inner packet of
+/// `inner_len` bytes into `h` ([`ENCAP_LEN`] bytes).
+#[allow(clippy::too_many_arguments)]
+fn write_encap(
+    h: &mut [u8],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ident: u16,
+    hash: u32,
+    vni: Vni,
+    inner_src: EthernetAddress,
+    inner_dst: EthernetAddress,
+    inner_len: usize,
+) {
+    let total = (ENCAP_LEN + inner_len) as u16;
+    let udp_len = total - 20;
+    h[0] = 0x45;
+    h[1] = 0;
+    h[2..4].copy_from_slice(&total.to_be_bytes());
+    h[4..6].copy_from_slice(&ident.to_be_bytes());
+    h[6..8].copy_from_slice(&[0, 0]);
+    h[8] = 64;
+    h[9] = proto::UDP;
+    h[10..12].copy_from_slice(&[0, 0]);
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
+    let c = checksum::checksum(&h[..20]);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    // RFC 7348 section 5: source port from a hash of the inner headers, in 49152..=65535.
+    let sport = 0xc000 | (hash as u16 & 0x3fff);
+    h[20..22].copy_from_slice(&sport.to_be_bytes());
+    h[22..24].copy_from_slice(&vxlan::UDP_PORT.to_be_bytes());
+    h[24..26].copy_from_slice(&udp_len.to_be_bytes());
+    // RFC 7348: the UDP checksum SHOULD be zero over IPv4.
+    h[26..28].copy_from_slice(&[0, 0]);
+    // The header fits: ENCAP_LEN leaves 8 bytes for it.
+    let _ = vxlan::emit(vni, &mut h[28..36]);
+    h[36..42].copy_from_slice(inner_dst.as_bytes());
+    h[42..48].copy_from_slice(inner_src.as_bytes());
+    h[48..50].copy_from_slice(&strata_wire::ethernet::ETHERTYPE_IPV4.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests;
