@@ -119,7 +119,8 @@ mod tests {
     use super::*;
 
     /// Microsoft's RSS verification suite, IPv4: (src, sport, dst, dport, 2-tuple, 4-tuple).
-    const VECTORS: [([u8; 4], u16, [u8; 4], u16, u32, u32); 5] = [
+    type Vector = ([u8; 4], u16, [u8; 4], u16, u32, u32);
+    const VECTORS: [Vector; 5] = [
         (
             [66, 9, 149, 187],
             2794,
