@@ -15,6 +15,7 @@ pub mod checksum;
 pub mod describe;
 pub mod ethernet;
 pub mod flow;
+pub mod rewrite;
 pub mod vxlan;
 
 pub use smoltcp::wire::{

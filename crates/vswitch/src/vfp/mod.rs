@@ -1,0 +1,32 @@
+//! The VFP engine.
+//!
+//! ```text
+//!  frame ─► Metadata::parse ─► UFT lookup (direction, flow, VNI) ─hit─► HeaderTransposition::apply
+//!                                    │ miss / stale generation
+//!                                    ▼
+//!           layers in order (in) / reverse order (out)
+//!             └─ groups of the direction, by priority
+//!                  └─ the best-priority matching rule: its action folds into the transposition
+//!                                    ▼
+//!           cache (and, for a rewrite, cache the inverse for the replies) ─► apply
+//! ```
+//!
+//! Bounded: a port caches at most its limit of flows (500,000 by default); when full,
+//! expired and stale entries are swept, and a flow that still does not fit stays on the
+//! slow path (counted). TCP flows expire sooner once a FIN or RST is seen. A policy change
+//! bumps the port's generation, so cached flows are recomputed on their next packet.
+
+mod packet;
+mod port;
+mod rule;
+mod transposition;
+
+pub use packet::{Direction, Encap, Metadata, ParseError};
+pub use port::{
+    DEFAULT_FLOW_LIMIT, DropReason, FlowId, FlowTimeouts, Port, PortCounters, UftEntry, Verdict,
+};
+pub use rule::{Action, Conditions, EncapSpec, Group, Layer, NatSpec, Rule};
+pub use transposition::{EncapOp, HeaderTransposition, PUSH_LEN};
+
+#[cfg(test)]
+mod tests;

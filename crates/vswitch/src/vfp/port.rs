@@ -1,0 +1,419 @@
+//! A VFP port: its layers, and the unified flow table that caches what they decided.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use strata_wire::flow::FlowKey;
+
+use super::packet::{Direction, Metadata, ParseError};
+use super::rule::Layer;
+use super::transposition::HeaderTransposition;
+
+/// The facts' figure: a port holds up to 500,000 flows.
+pub const DEFAULT_FLOW_LIMIT: usize = 500_000;
+
+/// Idle timeouts of cached flows.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowTimeouts {
+    pub tcp_established: Duration,
+    /// Before the handshake completes, and after a FIN.
+    pub tcp_transitory: Duration,
+    /// After a RST.
+    pub tcp_closed: Duration,
+    pub other: Duration,
+}
+
+impl Default for FlowTimeouts {
+    fn default() -> Self {
+        FlowTimeouts {
+            tcp_established: Duration::from_secs(240),
+            tcp_transitory: Duration::from_secs(30),
+            tcp_closed: Duration::from_secs(1),
+            other: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A unified flow table key: direction, the flow as the port first saw it, and its VNI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowId {
+    pub direction: Direction,
+    pub flow: FlowKey,
+    /// The VNI of an encapsulated flow; 0 when not encapsulated.
+    pub vni: u32,
+}
+
+impl FlowId {
+    fn of(direction: Direction, m: &Metadata) -> FlowId {
+        FlowId {
+            direction,
+            flow: m.flow,
+            vni: m.encap.map_or(0, |e| e.vni.get()),
+        }
+    }
+}
+
+/// A cached flow: its transposition (or `None`: drop), and when it expires.
+#[derive(Debug, Clone, Copy)]
+pub struct UftEntry {
+    pub action: Option<HeaderTransposition>,
+    pub generation: u64,
+    pub last_used: Duration,
+    pub timeout: Duration,
+    pub packets: u64,
+    fin_seen: bool,
+}
+
+/// What the port decided for a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the (possibly rewritten) frame on.
+    Forward,
+    Drop(DropReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Not IPv4, or malformed.
+    Unparsed,
+    /// A rule blocked the flow.
+    Blocked,
+}
+
+/// Port counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    pub fast_path: u64,
+    pub slow_path: u64,
+    pub dropped_blocked: u64,
+    pub dropped_unparsed: u64,
+    /// Flows not cached because the table was full (they stay on the slow path).
+    pub uft_full: u64,
+    pub expired: u64,
+}
+
+/// A switch port's VFP state.
+#[derive(Debug)]
+pub struct Port {
+    name: String,
+    layers: Vec<Layer>,
+    uft: HashMap<FlowId, UftEntry>,
+    limit: usize,
+    timeouts: FlowTimeouts,
+    /// Bumped by every policy change; cached flows of an older generation are recomputed.
+    generation: u64,
+    counters: PortCounters,
+    next_sweep: Duration,
+}
+
+/// Least time between two sweeps of a full flow table.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+impl Port {
+    pub fn new(name: impl Into<String>, limit: usize) -> Port {
+        Port {
+            name: name.into(),
+            layers: Vec::new(),
+            uft: HashMap::new(),
+            limit,
+            timeouts: FlowTimeouts::default(),
+            generation: 0,
+            counters: PortCounters::default(),
+            next_sweep: Duration::ZERO,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn counters(&self) -> &PortCounters {
+        &self.counters
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Adds a layer or replaces the one with the same name. Cached flows become stale.
+    pub fn set_layer(&mut self, mut layer: Layer) {
+        layer.groups.sort_by_key(|g| g.priority);
+        match self.layers.iter_mut().find(|l| l.name == layer.name) {
+            Some(existing) => *existing = layer,
+            None => self.layers.push(layer),
+        }
+        self.layers.sort_by_key(|l| l.priority);
+        self.generation += 1;
+    }
+
+    pub fn remove_layer(&mut self, name: &str) -> bool {
+        let before = self.layers.len();
+        self.layers.retain(|l| l.name != name);
+        let removed = self.layers.len() != before;
+        if removed {
+            self.generation += 1;
+        }
+        removed
+    }
+
+    /// Runs a frame through the port: the unified flow table's transposition if the flow
+    /// is cached and current, else the layers (and the result is cached).
+    pub fn process(&mut self, now: Duration, direction: Direction, frame: &mut Vec<u8>) -> Verdict {
+        let m = match Metadata::parse(frame) {
+            Ok(m) => m,
+            Err(ParseError::NotIpv4 | ParseError::Malformed(_)) => {
+                self.counters.dropped_unparsed += 1;
+                return Verdict::Drop(DropReason::Unparsed);
+            }
+        };
+        let id = FlowId::of(direction, &m);
+        let generation = self.generation;
+        let timeouts = self.timeouts;
+        if let Some(entry) = self.uft.get_mut(&id)
+            && entry.generation == generation
+            && now.saturating_sub(entry.last_used) < entry.timeout
+        {
+            self.counters.fast_path += 1;
+            entry.last_used = now;
+            entry.packets += 1;
+            track_tcp(entry, &m, &timeouts);
+            return match entry.action {
+                Some(ht) => {
+                    ht.apply(frame, &m);
+                    Verdict::Forward
+                }
+                None => {
+                    self.counters.dropped_blocked += 1;
+                    Verdict::Drop(DropReason::Blocked)
+                }
+            };
+        }
+        self.slow_path(now, direction, id, m, frame)
+    }
+
+    fn slow_path(
+        &mut self,
+        now: Duration,
+        direction: Direction,
+        id: FlowId,
+        m: Metadata,
+        frame: &mut Vec<u8>,
+    ) -> Verdict {
+        self.counters.slow_path += 1;
+        let action = self.walk(direction, &m);
+        self.cache(now, id, action, &m);
+        if let Some(ht) = action.filter(|ht| ht.rewrites_flow()) {
+            // Stateful rewrite: the replies (as the reverse direction will first see
+            // them) get the inverse, whatever the reverse direction's rules say.
+            let mut after = m;
+            after.encap = None;
+            after.flow.src = ht.ip_src.unwrap_or(m.flow.src);
+            after.flow.dst = ht.ip_dst.unwrap_or(m.flow.dst);
+            after.flow.src_port = ht.src_port.unwrap_or(m.flow.src_port);
+            after.flow.dst_port = ht.dst_port.unwrap_or(m.flow.dst_port);
+            let reply = FlowId {
+                direction: direction.reverse(),
+                flow: after.flow.reversed(),
+                vni: 0,
+            };
+            self.cache(now, reply, Some(ht.inverse(&m)), &m);
+        }
+        match action {
+            Some(ht) => {
+                ht.apply(frame, &m);
+                Verdict::Forward
+            }
+            None => {
+                self.counters.dropped_blocked += 1;
+                Verdict::Drop(DropReason::Blocked)
+            }
+        }
+    }
+
+    /// The slow path: every layer in order (inbound) or reverse order (outbound); in each,
+    /// every group of the direction in priority order; in each group, the best matching
+    /// rule. `None` means blocked.
+    pub fn walk(&self, direction: Direction, m: &Metadata) -> Option<HeaderTransposition> {
+        let mut ht = HeaderTransposition::default();
+        let mut meta = *m;
+        let mut visit = |layer: &Layer| {
+            // Groups are kept sorted by priority (see `set_layer`).
+            for group in layer.groups.iter().filter(|g| g.direction == direction) {
+                if let Some(rule) = group.matching(&meta)
+                    && !ht.compose(&rule.action, &mut meta)
+                {
+                    return false;
+                }
+            }
+            true
+        };
+        let passed = match direction {
+            Direction::In => self.layers.iter().all(&mut visit),
+            Direction::Out => self.layers.iter().rev().all(&mut visit),
+        };
+        passed.then_some(ht)
+    }
+
+    fn cache(
+        &mut self,
+        now: Duration,
+        id: FlowId,
+        action: Option<HeaderTransposition>,
+        m: &Metadata,
+    ) {
+        if self.uft.len() >= self.limit && !self.uft.contains_key(&id) {
+            // A full sweep costs the whole table; do it at most once a second, not for
+            // every flow that finds the table full.
+            if now >= self.next_sweep {
+                self.expire(now);
+                self.next_sweep = now + SWEEP_INTERVAL;
+            }
+            if self.uft.len() >= self.limit {
+                self.counters.uft_full += 1;
+                return;
+            }
+        }
+        let mut entry = UftEntry {
+            action,
+            generation: self.generation,
+            last_used: now,
+            timeout: self.timeouts.other,
+            packets: 1,
+            fin_seen: false,
+        };
+        track_tcp(&mut entry, m, &self.timeouts);
+        self.uft.insert(id, entry);
+    }
+
+    /// Drops expired and stale flows.
+    pub fn expire(&mut self, now: Duration) {
+        let generation = self.generation;
+        let before = self.uft.len();
+        self.uft.retain(|_, e| {
+            e.generation == generation && now.saturating_sub(e.last_used) < e.timeout
+        });
+        self.counters.expired += (before - self.uft.len()) as u64;
+    }
+
+    /// Cached flows, ordered, as `vfpctrl /list-unified-flow` shows them.
+    pub fn flows(&self) -> Vec<(FlowId, UftEntry)> {
+        let mut v: Vec<_> = self.uft.iter().map(|(k, e)| (*k, *e)).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
+    /// The layers, groups and rules, as `vfpctrl /list-rule` shows them.
+    pub fn describe_rules(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "port {} (generation {})", self.name, self.generation);
+        for layer in &self.layers {
+            let _ = writeln!(out, "  layer {} (priority {})", layer.name, layer.priority);
+            for group in &layer.groups {
+                let _ = writeln!(
+                    out,
+                    "    group {} {} (priority {})",
+                    group.name, group.direction, group.priority
+                );
+                for rule in &group.rules {
+                    let _ = writeln!(
+                        out,
+                        "      rule {} (priority {}): {}",
+                        rule.name, rule.priority, rule.action
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// The cached flows as text.
+    pub fn describe_flows(&self, now: Duration) -> String {
+        let mut out = String::new();
+        for (id, e) in self.flows() {
+            let f = id.flow;
+            let action = match e.action {
+                None => "drop".to_string(),
+                Some(ht) => describe_ht(&ht),
+            };
+            let _ = writeln!(
+                out,
+                "  {} proto {} {}:{} > {}:{}{}  {}  packets {} idle {:.1}s{}",
+                id.direction,
+                f.proto,
+                f.src,
+                f.src_port,
+                f.dst,
+                f.dst_port,
+                if id.vni != 0 {
+                    format!(" vni {}", id.vni)
+                } else {
+                    String::new()
+                },
+                action,
+                e.packets,
+                now.saturating_sub(e.last_used).as_secs_f64(),
+                if e.generation != self.generation {
+                    " (stale)"
+                } else {
+                    ""
+                },
+            );
+        }
+        out
+    }
+}
+
+fn describe_ht(ht: &HeaderTransposition) -> String {
+    use super::transposition::EncapOp;
+    let mut parts = Vec::new();
+    match ht.encap {
+        EncapOp::Ignore => {}
+        EncapOp::Pop => parts.push("pop vxlan".to_string()),
+        EncapOp::Push(s) => parts.push(format!("push vxlan vni {} > {}", s.vni, s.dst_pa)),
+    }
+    if let Some(a) = ht.ip_src {
+        parts.push(format!(
+            "src {a}{}",
+            ht.src_port.map(|p| format!(":{p}")).unwrap_or_default()
+        ));
+    }
+    if let Some(a) = ht.ip_dst {
+        parts.push(format!(
+            "dst {a}{}",
+            ht.dst_port.map(|p| format!(":{p}")).unwrap_or_default()
+        ));
+    }
+    if parts.is_empty() {
+        "allow".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Shortens a TCP flow's life as it closes.
+fn track_tcp(entry: &mut UftEntry, m: &Metadata, t: &FlowTimeouts) {
+    if m.flow.proto != strata_wire::flow::proto::TCP {
+        return;
+    }
+    let flags = m.tcp_flags;
+    entry.timeout = if flags & TCP_RST != 0 {
+        t.tcp_closed
+    } else if flags & TCP_FIN != 0 || entry.fin_seen {
+        entry.fin_seen = true;
+        t.tcp_transitory
+    } else if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
+        t.tcp_transitory
+    } else {
+        t.tcp_established
+    };
+}

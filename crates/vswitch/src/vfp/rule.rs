@@ -1,0 +1,138 @@
+//! Layers, groups, rules: VFP's policy objects.
+
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+
+use ipnet::Ipv4Net;
+use strata_wire::EthernetAddress;
+use strata_wire::vxlan::Vni;
+
+use super::packet::{Direction, Metadata};
+
+/// What a rule matches. Empty lists and `None` match anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conditions {
+    pub src: Vec<Ipv4Net>,
+    pub dst: Vec<Ipv4Net>,
+    pub proto: Option<u8>,
+    pub src_ports: Option<RangeInclusive<u16>>,
+    pub dst_ports: Option<RangeInclusive<u16>>,
+    /// Whether the frame must (or must not) be VXLAN-encapsulated.
+    pub encapsulated: Option<bool>,
+    pub vni: Option<Vni>,
+}
+
+impl Conditions {
+    pub fn any() -> Conditions {
+        Conditions::default()
+    }
+
+    pub fn matches(&self, m: &Metadata) -> bool {
+        let f = &m.flow;
+        (self.src.is_empty() || self.src.iter().any(|n| n.contains(&f.src)))
+            && (self.dst.is_empty() || self.dst.iter().any(|n| n.contains(&f.dst)))
+            && self.proto.is_none_or(|p| p == f.proto)
+            && self
+                .src_ports
+                .as_ref()
+                .is_none_or(|r| r.contains(&f.src_port))
+            && self
+                .dst_ports
+                .as_ref()
+                .is_none_or(|r| r.contains(&f.dst_port))
+            && self.encapsulated.is_none_or(|e| e == m.encap.is_some())
+            && self.vni.is_none_or(|v| m.encap.is_some_and(|e| e.vni == v))
+    }
+}
+
+/// A VXLAN encapsulation to push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EncapSpec {
+    pub src_pa: Ipv4Addr,
+    pub dst_pa: Ipv4Addr,
+    pub vni: Vni,
+    pub outer_src_mac: EthernetAddress,
+    pub outer_dst_mac: EthernetAddress,
+}
+
+/// An address rewrite; a port of `None` keeps the packet's port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct NatSpec {
+    pub src: Option<(Ipv4Addr, Option<u16>)>,
+    pub dst: Option<(Ipv4Addr, Option<u16>)>,
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Block,
+    /// Remove the VXLAN encapsulation.
+    Decap,
+    /// Add a VXLAN encapsulation.
+    Encap(EncapSpec),
+    /// Rewrite addresses and ports. Stateful: the flow's replies get the inverse.
+    Nat(NatSpec),
+    /// Rewrite the inner MAC addresses.
+    SetMac {
+        src: Option<EthernetAddress>,
+        dst: Option<EthernetAddress>,
+    },
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ep = |e: &Option<(Ipv4Addr, Option<u16>)>| match e {
+            Some((a, Some(p))) => format!("{a}:{p}"),
+            Some((a, None)) => a.to_string(),
+            None => "*".into(),
+        };
+        match self {
+            Action::Allow => f.write_str("allow"),
+            Action::Block => f.write_str("block"),
+            Action::Decap => f.write_str("decap vxlan"),
+            Action::Encap(e) => write!(f, "encap vxlan vni {} {} > {}", e.vni, e.src_pa, e.dst_pa),
+            Action::Nat(n) => write!(f, "nat src {} dst {}", ep(&n.src), ep(&n.dst)),
+            Action::SetMac { src, dst } => write!(f, "set mac src {src:?} dst {dst:?}"),
+        }
+    }
+}
+
+/// A rule: conditions, an action, a priority (lower wins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    pub priority: u16,
+    pub conditions: Conditions,
+    pub action: Action,
+}
+
+/// Rules for one direction; at most one of them (the best priority that matches)
+/// applies to a packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub direction: Direction,
+    pub priority: u16,
+    pub rules: Vec<Rule>,
+}
+
+impl Group {
+    /// The rule that applies to `m`, if any.
+    pub fn matching(&self, m: &Metadata) -> Option<&Rule> {
+        self.rules
+            .iter()
+            .filter(|r| r.conditions.matches(m))
+            .min_by_key(|r| r.priority)
+    }
+}
+
+/// A layer: groups of rules owned by one policy (VNET, SLB NAT, ACL …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub name: String,
+    /// Layers are ordered from the network (lowest) to the VM (highest): inbound packets
+    /// walk them in that order, outbound packets in reverse.
+    pub priority: u16,
+    pub groups: Vec<Group>,
+}

@@ -1,0 +1,389 @@
+//! VFP behaviour. Frames are built by hand; results are read back with smoltcp's decoders.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use strata_wire::vxlan::{self, Vni};
+use strata_wire::{EthernetAddress, EthernetFrame, Ipv4Packet, TcpPacket, checksum};
+
+use super::*;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 133, 74);
+const DIP: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 74);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 200, 10);
+const MUX_PA: Ipv4Addr = Ipv4Addr::new(192, 168, 233, 20);
+const HOST_PA: Ipv4Addr = Ipv4Addr::new(192, 168, 233, 21);
+const DIP_MAC: EthernetAddress = EthernetAddress([0x00, 0x15, 0x5d, 0x64, 7, 0]);
+const GW_MAC: EthernetAddress = EthernetAddress([0x00, 0x15, 0x5d, 0x64, 2, 0]);
+const T: Duration = Duration::from_secs(1);
+
+fn vni() -> Vni {
+    Vni::new(4096).unwrap()
+}
+
+/// Ethernet + IPv4 + TCP with correct checksums.
+fn tcp_frame(
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    flags: u8,
+    dst_mac: EthernetAddress,
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(128);
+    f.extend_from_slice(dst_mac.as_bytes());
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    let mut p = vec![0u8; 44];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&44u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let c = checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[32] = 0x50;
+    p[33] = flags;
+    p[40..44].copy_from_slice(b"data");
+    let mut tcp = TcpPacket::new_unchecked(&mut p[20..]);
+    tcp.fill_checksum(&src.into(), &dst.into());
+    f.extend_from_slice(&p);
+    f
+}
+
+/// `inner` inside VXLAN from the Mux's PA to the host's PA, as the Mux sends it.
+fn encapsulate(inner: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&[
+        0x00, 0x15, 0x5d, 0x64, 6, 1, 0x00, 0x15, 0x5d, 0x64, 5, 1, 0x08, 0x00,
+    ]);
+    let total = (20 + 8 + 8 + inner.len()) as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&MUX_PA.octets());
+    ip.extend_from_slice(&HOST_PA.octets());
+    let c = checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&[0xc1, 0x23, 0x12, 0xb5]);
+    f.extend_from_slice(&(total - 20).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    let mut vx = [0u8; 8];
+    vxlan::emit(vni(), &mut vx).unwrap();
+    f.extend_from_slice(&vx);
+    f.extend_from_slice(inner);
+    f
+}
+
+/// The SLB host agent's policy on a DIP's port: VNET decap, SLB NAT, an ACL.
+fn slb_port() -> Port {
+    let mut port = Port::new("PortalVM", DEFAULT_FLOW_LIMIT);
+    port.set_layer(Layer {
+        name: "VNET".into(),
+        priority: 100,
+        groups: vec![Group {
+            name: "decap".into(),
+            direction: Direction::In,
+            priority: 1,
+            rules: vec![Rule {
+                name: "vxlan-4096".into(),
+                priority: 1,
+                conditions: Conditions {
+                    encapsulated: Some(true),
+                    vni: Some(vni()),
+                    ..Conditions::any()
+                },
+                action: Action::Decap,
+            }],
+        }],
+    });
+    port.set_layer(Layer {
+        name: "SLB_NAT".into(),
+        priority: 200,
+        groups: vec![Group {
+            name: "vip".into(),
+            direction: Direction::In,
+            priority: 1,
+            rules: vec![Rule {
+                name: "portal-http".into(),
+                priority: 10,
+                conditions: Conditions {
+                    dst: vec![ipnet::Ipv4Net::from(VIP)],
+                    proto: Some(6),
+                    dst_ports: Some(80..=80),
+                    encapsulated: Some(false),
+                    ..Conditions::any()
+                },
+                action: Action::Nat(NatSpec {
+                    src: None,
+                    dst: Some((DIP, Some(8080))),
+                }),
+            }],
+        }],
+    });
+    port.set_layer(acl(Action::Allow));
+    port
+}
+
+fn acl(action: Action) -> Layer {
+    Layer {
+        name: "ACL".into(),
+        priority: 300,
+        groups: vec![
+            Group {
+                name: "in".into(),
+                direction: Direction::In,
+                priority: 1,
+                rules: vec![Rule {
+                    name: "default".into(),
+                    priority: 65535,
+                    conditions: Conditions::any(),
+                    action,
+                }],
+            },
+            Group {
+                name: "out".into(),
+                direction: Direction::Out,
+                priority: 1,
+                rules: vec![Rule {
+                    name: "default".into(),
+                    priority: 65535,
+                    conditions: Conditions::any(),
+                    action: Action::Allow,
+                }],
+            },
+        ],
+    }
+}
+
+fn ipv4(frame: &[u8]) -> Ipv4Packet<&[u8]> {
+    Ipv4Packet::new_checked(EthernetFrame::new_checked(frame).unwrap().payload()).unwrap()
+}
+
+fn assert_checksums(frame: &[u8]) {
+    let ip = ipv4(frame);
+    assert!(ip.verify_checksum());
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(tcp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()));
+}
+
+#[test]
+fn inbound_decap_and_nat_then_reply_rewritten_back() {
+    let mut port = slb_port();
+    let inner = tcp_frame(CLIENT, 49152, VIP, 80, 0x02, DIP_MAC);
+    let mut frame = encapsulate(&inner);
+    assert_eq!(port.process(T, Direction::In, &mut frame), Verdict::Forward);
+    assert_checksums(&frame);
+    let ip = ipv4(&frame);
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr()),
+        (CLIENT, DIP),
+        "decapsulated, VIP rewritten to the DIP"
+    );
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!(tcp.dst_port(), 8080);
+    assert_eq!(tcp.payload(), b"data");
+    assert_eq!(port.counters().slow_path, 1);
+
+    // The DIP answers its client directly: direct server return, VIP as the source.
+    let mut reply = tcp_frame(DIP, 8080, CLIENT, 49152, 0x12, GW_MAC);
+    assert_eq!(
+        port.process(T, Direction::Out, &mut reply),
+        Verdict::Forward
+    );
+    assert_checksums(&reply);
+    let ip = ipv4(&reply);
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (VIP, CLIENT));
+    assert_eq!(TcpPacket::new_checked(ip.payload()).unwrap().src_port(), 80);
+    assert_eq!(
+        port.counters().fast_path,
+        1,
+        "the reply used the paired flow"
+    );
+
+    // The next packet of the flow takes the fast path and gets the same result.
+    let mut again = encapsulate(&tcp_frame(CLIENT, 49152, VIP, 80, 0x10, DIP_MAC));
+    assert_eq!(port.process(T, Direction::In, &mut again), Verdict::Forward);
+    assert_eq!(ipv4(&again).dst_addr(), DIP);
+    assert_eq!(port.counters().fast_path, 2);
+    assert_eq!(port.counters().slow_path, 1);
+}
+
+#[test]
+fn policy_change_makes_cached_flows_stale() {
+    let mut port = slb_port();
+    let mut frame = encapsulate(&tcp_frame(CLIENT, 1000, VIP, 80, 0x02, DIP_MAC));
+    port.process(T, Direction::In, &mut frame);
+    port.set_layer(acl(Action::Block));
+    let mut frame = encapsulate(&tcp_frame(CLIENT, 1000, VIP, 80, 0x10, DIP_MAC));
+    assert_eq!(
+        port.process(T, Direction::In, &mut frame),
+        Verdict::Drop(DropReason::Blocked)
+    );
+    assert_eq!(port.counters().slow_path, 2);
+    // The drop is cached too.
+    let mut frame = encapsulate(&tcp_frame(CLIENT, 1000, VIP, 80, 0x10, DIP_MAC));
+    assert_eq!(
+        port.process(T, Direction::In, &mut frame),
+        Verdict::Drop(DropReason::Blocked)
+    );
+    assert_eq!(port.counters().fast_path, 1);
+}
+
+#[test]
+fn one_rule_per_group_the_best_priority() {
+    let mut port = Port::new("p", 16);
+    let nat_to = |last: u8, priority: u16| Rule {
+        name: format!("to-{last}"),
+        priority,
+        conditions: Conditions::any(),
+        action: Action::Nat(NatSpec {
+            src: None,
+            dst: Some((Ipv4Addr::new(10, 0, 0, last), None)),
+        }),
+    };
+    port.set_layer(Layer {
+        name: "L".into(),
+        priority: 1,
+        groups: vec![Group {
+            name: "g".into(),
+            direction: Direction::In,
+            priority: 1,
+            rules: vec![nat_to(1, 20), nat_to(2, 10)],
+        }],
+    });
+    let mut frame = tcp_frame(CLIENT, 1, VIP, 80, 0x02, DIP_MAC);
+    port.process(T, Direction::In, &mut frame);
+    assert_eq!(ipv4(&frame).dst_addr(), Ipv4Addr::new(10, 0, 0, 2));
+    assert_checksums(&frame);
+}
+
+#[test]
+fn wrong_vni_is_not_decapsulated_and_unparsable_frames_drop() {
+    let mut port = slb_port();
+    let mut other = encapsulate(&tcp_frame(CLIENT, 1, VIP, 80, 0x02, DIP_MAC));
+    // VNI 4097 instead of 4096.
+    let at = 14 + 20 + 8 + 6;
+    other[at] = 0x01;
+    port.process(T, Direction::In, &mut other);
+    let outer = ipv4(&other);
+    assert_eq!(outer.dst_addr(), HOST_PA, "left encapsulated");
+    let mut junk = vec![0xff; 20];
+    assert_eq!(
+        port.process(T, Direction::In, &mut junk),
+        Verdict::Drop(DropReason::Unparsed)
+    );
+}
+
+#[test]
+fn full_table_keeps_flows_on_the_slow_path() {
+    let mut port = Port::new("p", 2);
+    port.set_layer(acl(Action::Allow));
+    for p in 0..5u16 {
+        let mut f = tcp_frame(CLIENT, 1000 + p, VIP, 80, 0x02, DIP_MAC);
+        assert_eq!(port.process(T, Direction::In, &mut f), Verdict::Forward);
+    }
+    assert_eq!(port.flows().len(), 2);
+    assert_eq!(port.counters().uft_full, 3);
+    // Once they idle out, there is room again.
+    let later = T + FlowTimeouts::default().tcp_transitory + Duration::from_secs(1);
+    let mut f = tcp_frame(CLIENT, 2000, VIP, 80, 0x02, DIP_MAC);
+    port.process(later, Direction::In, &mut f);
+    assert_eq!(port.flows().len(), 1);
+}
+
+#[test]
+fn tcp_state_sets_the_idle_timeout() {
+    let mut port = Port::new("p", 16);
+    port.set_layer(acl(Action::Allow));
+    let t = FlowTimeouts::default();
+    let timeout = |port: &Port| port.flows()[0].1.timeout;
+    let mut f = tcp_frame(CLIENT, 1, VIP, 80, 0x02, DIP_MAC);
+    port.process(T, Direction::In, &mut f);
+    assert_eq!(timeout(&port), t.tcp_transitory);
+    let mut f = tcp_frame(CLIENT, 1, VIP, 80, 0x10, DIP_MAC);
+    port.process(T, Direction::In, &mut f);
+    assert_eq!(timeout(&port), t.tcp_established);
+    let mut f = tcp_frame(CLIENT, 1, VIP, 80, 0x14, DIP_MAC);
+    port.process(T, Direction::In, &mut f);
+    assert_eq!(timeout(&port), t.tcp_closed);
+    port.expire(T + Duration::from_secs(2));
+    assert!(port.flows().is_empty());
+}
+
+#[test]
+fn encap_push_is_read_back_as_vxlan() {
+    let mut port = Port::new("p", 16);
+    let spec = EncapSpec {
+        src_pa: HOST_PA,
+        dst_pa: MUX_PA,
+        vni: vni(),
+        outer_src_mac: EthernetAddress([0x00, 0x15, 0x5d, 0, 0, 1]),
+        outer_dst_mac: EthernetAddress([0x00, 0x15, 0x5d, 0, 0, 2]),
+    };
+    port.set_layer(Layer {
+        name: "VNET".into(),
+        priority: 1,
+        groups: vec![Group {
+            name: "encap".into(),
+            direction: Direction::Out,
+            priority: 1,
+            rules: vec![Rule {
+                name: "to-mux".into(),
+                priority: 1,
+                conditions: Conditions::any(),
+                action: Action::Encap(spec),
+            }],
+        }],
+    });
+    let inner = tcp_frame(DIP, 80, CLIENT, 1, 0x12, GW_MAC);
+    let mut f = inner.clone();
+    assert_eq!(port.process(T, Direction::Out, &mut f), Verdict::Forward);
+    let outer = ipv4(&f);
+    assert!(outer.verify_checksum());
+    assert_eq!((outer.src_addr(), outer.dst_addr()), (HOST_PA, MUX_PA));
+    let m = Metadata::parse(&f).unwrap();
+    assert_eq!(m.encap.map(|e| e.vni), Some(vni()));
+    assert_eq!(&f[PUSH_LEN..], &inner[..]);
+}
+
+#[test]
+fn listings_name_layers_rules_and_flows() {
+    let mut port = slb_port();
+    let rules = port.describe_rules();
+    assert!(rules.contains("layer SLB_NAT"), "{rules}");
+    assert!(
+        rules.contains("rule portal-http (priority 10): nat src * dst 192.168.100.74:8080"),
+        "{rules}"
+    );
+    let mut frame = encapsulate(&tcp_frame(CLIENT, 49152, VIP, 80, 0x02, DIP_MAC));
+    port.process(T, Direction::In, &mut frame);
+    let flows = port.describe_flows(T);
+    assert!(flows.contains("in proto 6 192.168.200.10:49152 > 192.168.133.74:80 vni 4096  pop vxlan, dst 192.168.100.74:8080"), "{flows}");
+    assert!(
+        flows.contains(
+            "out proto 6 192.168.100.74:8080 > 192.168.200.10:49152  src 192.168.133.74:80"
+        ),
+        "{flows}"
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..160), inbound in proptest::prelude::any::<bool>()) {
+        let mut port = slb_port();
+        let mut f = bytes;
+        let d = if inbound { Direction::In } else { Direction::Out };
+        let _ = port.process(T, d, &mut f);
+        let _ = port.process(T, d, &mut f);
+    }
+
+    #[test]
+    fn encapsulated_arbitrary_inner_never_panics(inner in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100)) {
+        let mut port = slb_port();
+        let mut f = encapsulate(&inner);
+        let _ = port.process(T, Direction::In, &mut f);
+    }
+}

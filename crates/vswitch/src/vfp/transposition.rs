@@ -1,0 +1,179 @@
+//! Header transpositions: what a flow's packets have done to them, header by header.
+
+use std::net::Ipv4Addr;
+
+use strata_wire::EthernetAddress;
+use strata_wire::checksum;
+use strata_wire::flow::{Ipv4Layout, proto};
+use strata_wire::rewrite::{Endpoint, rewrite};
+use strata_wire::vxlan;
+
+use super::packet::{Encap, Metadata};
+use super::rule::{Action, EncapSpec};
+
+/// What happens to the encapsulation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EncapOp {
+    #[default]
+    Ignore,
+    Pop,
+    Push(EncapSpec),
+}
+
+/// A flow's compiled actions: per header, ignore it, modify fields, pop or push it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeaderTransposition {
+    pub encap: EncapOp,
+    pub eth_src: Option<EthernetAddress>,
+    pub eth_dst: Option<EthernetAddress>,
+    pub ip_src: Option<Ipv4Addr>,
+    pub ip_dst: Option<Ipv4Addr>,
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+}
+
+/// Bytes a pushed VXLAN encapsulation adds: Ethernet, IPv4, UDP, VXLAN.
+pub const PUSH_LEN: usize = vxlan::OVERHEAD_IPV4;
+
+impl HeaderTransposition {
+    /// Folds one rule's action into the transposition and into the metadata the next
+    /// layers match on. Returns false for `Block`.
+    pub(crate) fn compose(&mut self, action: &Action, m: &mut Metadata) -> bool {
+        match action {
+            Action::Allow => {}
+            Action::Block => return false,
+            Action::Decap => {
+                if m.encap.take().is_some() {
+                    self.encap = match self.encap {
+                        EncapOp::Push(_) => EncapOp::Ignore,
+                        _ => EncapOp::Pop,
+                    };
+                }
+            }
+            Action::Encap(spec) => {
+                self.encap = EncapOp::Push(*spec);
+                m.encap = Some(Encap {
+                    src_pa: spec.src_pa,
+                    dst_pa: spec.dst_pa,
+                    vni: spec.vni,
+                    len: PUSH_LEN,
+                });
+            }
+            Action::Nat(nat) => {
+                if let Some((addr, port)) = nat.src {
+                    self.ip_src = Some(addr);
+                    m.flow.src = addr;
+                    if let Some(p) = port {
+                        self.src_port = Some(p);
+                        m.flow.src_port = p;
+                    }
+                }
+                if let Some((addr, port)) = nat.dst {
+                    self.ip_dst = Some(addr);
+                    m.flow.dst = addr;
+                    if let Some(p) = port {
+                        self.dst_port = Some(p);
+                        m.flow.dst_port = p;
+                    }
+                }
+            }
+            Action::SetMac { src, dst } => {
+                if let Some(s) = src {
+                    self.eth_src = Some(*s);
+                    m.eth_src = *s;
+                }
+                if let Some(d) = dst {
+                    self.eth_dst = Some(*d);
+                    m.eth_dst = *d;
+                }
+            }
+        }
+        true
+    }
+
+    /// Whether the transposition rewrites addresses or ports (so replies need the inverse).
+    pub fn rewrites_flow(&self) -> bool {
+        self.ip_src.is_some()
+            || self.ip_dst.is_some()
+            || self.src_port.is_some()
+            || self.dst_port.is_some()
+    }
+
+    /// The transposition for the replies of a flow that was `original` before this one
+    /// applied: the address rewrite undone, encapsulation left alone (direct return).
+    pub fn inverse(&self, original: &Metadata) -> HeaderTransposition {
+        let o = &original.flow;
+        HeaderTransposition {
+            encap: EncapOp::Ignore,
+            eth_src: None,
+            eth_dst: None,
+            ip_src: self.ip_dst.map(|_| o.dst),
+            ip_dst: self.ip_src.map(|_| o.src),
+            src_port: self.dst_port.map(|_| o.dst_port),
+            dst_port: self.src_port.map(|_| o.src_port),
+        }
+    }
+
+    /// Applies the transposition to a frame whose metadata is `m`. Pops and modifies in
+    /// place; a push grows the buffer at the front (it allocates only when the buffer has
+    /// no spare capacity).
+    pub fn apply(&self, frame: &mut Vec<u8>, m: &Metadata) {
+        if let (EncapOp::Pop, Some(e)) = (self.encap, m.encap) {
+            frame.drain(..e.len);
+        }
+        if let Some(mac) = self.eth_dst {
+            frame[0..6].copy_from_slice(mac.as_bytes());
+        }
+        if let Some(mac) = self.eth_src {
+            frame[6..12].copy_from_slice(mac.as_bytes());
+        }
+        if self.rewrites_flow() {
+            let ip = &mut frame[strata_wire::ETHERNET_HEADER_LEN..];
+            // The frame parsed when the flow was first seen; a later packet of the flow
+            // that does not parse is forwarded unmodified rather than corrupted.
+            if let Ok(layout) = Ipv4Layout::parse(ip) {
+                let f = m.flow;
+                if self.ip_src.is_some() || self.src_port.is_some() {
+                    let addr = self.ip_src.unwrap_or(f.src);
+                    let port = self.src_port.unwrap_or(f.src_port);
+                    rewrite(ip, &layout, Endpoint::Source, addr, port);
+                }
+                if self.ip_dst.is_some() || self.dst_port.is_some() {
+                    let addr = self.ip_dst.unwrap_or(f.dst);
+                    let port = self.dst_port.unwrap_or(f.dst_port);
+                    rewrite(ip, &layout, Endpoint::Destination, addr, port);
+                }
+            }
+        }
+        if let EncapOp::Push(spec) = self.encap {
+            push_vxlan(frame, &spec, m);
+        }
+    }
+}
+
+fn push_vxlan(frame: &mut Vec<u8>, spec: &EncapSpec, m: &Metadata) {
+    let inner_len = frame.len();
+    frame.splice(0..0, std::iter::repeat_n(0u8, PUSH_LEN));
+    let h = &mut frame[..PUSH_LEN];
+    h[0..6].copy_from_slice(spec.outer_dst_mac.as_bytes());
+    h[6..12].copy_from_slice(spec.outer_src_mac.as_bytes());
+    h[12..14].copy_from_slice(&strata_wire::ethernet::ETHERTYPE_IPV4.to_be_bytes());
+    let ip = &mut h[14..34];
+    let total = (20 + 8 + vxlan::HEADER_LEN + inner_len) as u16;
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = proto::UDP;
+    ip[12..16].copy_from_slice(&spec.src_pa.octets());
+    ip[16..20].copy_from_slice(&spec.dst_pa.octets());
+    let c = checksum::checksum(ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let f = &m.flow;
+    let entropy =
+        u32::from(f.src_port) ^ u32::from(f.dst_port) ^ u32::from(f.src) ^ u32::from(f.dst);
+    let udp = &mut h[34..42];
+    udp[0..2].copy_from_slice(&(0xc000 | (entropy as u16 & 0x3fff)).to_be_bytes());
+    udp[2..4].copy_from_slice(&vxlan::UDP_PORT.to_be_bytes());
+    udp[4..6].copy_from_slice(&(total - 20).to_be_bytes());
+    let _ = vxlan::emit(spec.vni, &mut h[42..50]);
+}
