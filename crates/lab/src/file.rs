@@ -13,8 +13,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::topology::{
-    Expect, Kind, NatSpec, Network, NicSpec, NodeSpec, RouteSpec, Scenario, ScenarioAction,
-    Topology,
+    Expect, Kind, MuxSpec, NatSpec, Network, NicSpec, NodeSpec, RouteSpec, Scenario,
+    ScenarioAction, Topology, VSwitchSpec,
 };
 use strata_node::ServiceConfig;
 use strata_node::apps::http::Page;
@@ -38,6 +38,7 @@ struct LabFile {
     networks: Vec<NetworkDef>,
     #[serde(default, rename = "node")]
     nodes: Vec<NodeDef>,
+    slb: Option<slb::SlbDef>,
     #[serde(default, rename = "scenario")]
     scenarios: Vec<ScenarioDef>,
 }
@@ -95,6 +96,8 @@ struct NodeDef {
     #[serde(default)]
     http: Vec<HttpDef>,
     dns_server: Option<DnsServerDef>,
+    vswitch: Option<VSwitchDef>,
+    mux: Option<MuxDef>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +106,22 @@ struct NicDef {
     name: Option<String>,
     network: Spanned<String>,
     address: Spanned<String>,
+    /// A port of this host's vSwitch instead of the network directly.
+    vswitch: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VSwitchDef {
+    name: String,
+    uplink: Spanned<String>,
+    provider: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MuxDef {
+    provider: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +203,13 @@ struct ScenarioDef {
     expect: Spanned<String>,
     expect_status: Option<u16>,
     expect_body: Option<String>,
+    /// HTTP: fetch the URL this many times, each on a new connection.
+    #[serde(default = "default_repeat")]
+    repeat: u16,
+    /// HTTP with `repeat`: texts each of which some response body must contain; the
+    /// result counts the responses that contain each.
+    #[serde(default)]
+    expect_bodies: Vec<String>,
     expect_address: Option<Spanned<String>>,
     path: Option<Spanned<Vec<String>>>,
     return_path: Option<Spanned<Vec<String>>>,
@@ -197,6 +223,10 @@ fn default_count() -> u16 {
 
 fn default_expect() -> Spanned<String> {
     Spanned::new(0..0, "success".to_string())
+}
+
+fn default_repeat() -> u16 {
+    1
 }
 
 fn default_timeout_ms() -> u64 {
@@ -232,12 +262,12 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-struct Checker<'a, E: Fn(std::ops::Range<usize>, String) -> LabFileError> {
+pub(crate) struct Checker<'a, E: Fn(std::ops::Range<usize>, String) -> LabFileError> {
     err: &'a E,
 }
 
 impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
-    fn at<T>(&self, s: &Spanned<T>, message: String) -> LabFileError {
+    pub(crate) fn at<T>(&self, s: &Spanned<T>, message: String) -> LabFileError {
         (self.err)(s.span(), message)
     }
 
@@ -376,6 +406,7 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 }
                 owners.insert(addr.addr(), name.clone());
                 nics.push(NicSpec {
+                    vswitch_host: None,
                     name: nic.name.clone().unwrap_or_else(|| {
                         format!(
                             "Ethernet{}",
@@ -487,8 +518,59 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 }
                 services.push(ServiceConfig::Dns { port: 53, records });
             }
+            let nic_on = |net: &Spanned<String>, what: &str| {
+                nics.iter()
+                    .position(|nic| networks[nic.network].name == *net.get_ref())
+                    .ok_or_else(|| {
+                        self.at(
+                            net,
+                            format!(
+                                "{what} network {:?} is not one of {name:?}'s NICs' networks",
+                                net.get_ref()
+                            ),
+                        )
+                    })
+            };
+            let vswitch = match &def.vswitch {
+                None => None,
+                Some(v) => {
+                    if def.kind != Kind::Host {
+                        return Err(self.at(
+                            &def.name,
+                            format!("node {name:?} has a vswitch but is not kind = \"host\""),
+                        ));
+                    }
+                    let Some(&uplink_network) = network_index.get(v.uplink.get_ref()) else {
+                        return Err(self.at(
+                            &v.uplink,
+                            format!(
+                                "uplink network {:?} does not exist (networks: {})",
+                                v.uplink.get_ref(),
+                                network_names()
+                            ),
+                        ));
+                    };
+                    let provider_nic = match &v.provider {
+                        Some(p) => Some(nic_on(p, "provider")?),
+                        None => None,
+                    };
+                    Some(VSwitchSpec {
+                        name: v.name.clone(),
+                        uplink_network,
+                        provider_nic,
+                    })
+                }
+            };
+            let mux = match &def.mux {
+                None => None,
+                Some(m) => Some(MuxSpec {
+                    provider_nic: nic_on(&m.provider, "the Mux's provider")?,
+                }),
+            };
             node_index.insert(name.clone(), nodes.len());
             nodes.push(NodeSpec {
+                vswitch,
+                mux,
                 name,
                 kind: def.kind,
                 description: def.description.clone(),
@@ -499,6 +581,47 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 services,
             });
         }
+
+        // VM NICs that are ports of a host's vSwitch: the host may come later in the file.
+        for (n, def) in raw.nodes.iter().enumerate() {
+            for (i, nic) in def.nic.iter().enumerate() {
+                let Some(host) = &nic.vswitch else { continue };
+                let Some(&h) = node_index.get(host.get_ref()) else {
+                    return Err(self.at(
+                        host,
+                        format!("unknown host {:?} for the NIC's vswitch", host.get_ref()),
+                    ));
+                };
+                let Some(sw) = &nodes[h].vswitch else {
+                    return Err(self.at(
+                        host,
+                        format!("node {:?} has no [node.vswitch]", host.get_ref()),
+                    ));
+                };
+                if sw.uplink_network != nodes[n].nics[i].network {
+                    return Err(self.at(
+                        host,
+                        format!(
+                            "the NIC is on {:?} but {:?}'s vSwitch uplink is on {:?}",
+                            networks[nodes[n].nics[i].network].name,
+                            host.get_ref(),
+                            networks[sw.uplink_network].name
+                        ),
+                    ));
+                }
+                if h == n {
+                    return Err(self.at(
+                        host,
+                        "a host's own NICs are not VM ports of its vSwitch".to_string(),
+                    ));
+                }
+                nodes[n].nics[i].vswitch_host = Some(h);
+            }
+        }
+        let slb = match &raw.slb {
+            Some(def) => Some(slb::check(self, def, &nodes, &node_index)?),
+            None => None,
+        };
 
         let node_names = || {
             nodes
@@ -539,6 +662,7 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                         .map_err(|e| self.at(url, format!("expected an http:// URL: {e}")))?;
                     ScenarioAction::Http {
                         url: url.get_ref().clone(),
+                        repeat: def.repeat.max(1),
                     }
                 }
                 (None, None, Some(name)) => {
@@ -561,7 +685,7 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
             };
             if nodes[from].dns.is_none()
                 && (matches!(action, ScenarioAction::Resolve { .. })
-                    || matches!(&action, ScenarioAction::Http { url } if strata_node::apps::http::parse_url(url).is_ok_and(|(h, _, _)| h.parse::<Ipv4Addr>().is_err())))
+                    || matches!(&action, ScenarioAction::Http { url, .. } if strata_node::apps::http::parse_url(url).is_ok_and(|(h, _, _)| h.parse::<Ipv4Addr>().is_err())))
             {
                 return Err(self.at(
                     &def.from,
@@ -615,6 +739,7 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                     success,
                     status: def.expect_status,
                     body_contains: def.expect_body.clone(),
+                    bodies: def.expect_bodies.clone(),
                     address,
                     path: check_path(&def.path)?,
                     return_path: check_path(&def.return_path)?,
@@ -629,10 +754,12 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
             latency: Duration::from_micros(raw.lab.latency_us),
             networks,
             nodes,
+            slb,
             scenarios,
         })
     }
 }
 
+mod slb;
 #[cfg(test)]
 mod tests;

@@ -14,8 +14,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::HashMap;
 use strata_fabric::{PortId, Segment, SegmentConfig};
-use strata_node::{NatRole, NicConfig, Node, NodeConfig, TaskReport, TaskSpec};
+
+use strata_node::slb::host::{DipMapping, dip_layers};
+use strata_node::slb::mux::{Dip, MuxConfig, VipConfig};
+use strata_node::{
+    LinkKind, MuxRole, NatRole, NicConfig, Node, NodeConfig, TaskReport, TaskSpec, VSwitchConfig,
+};
 use strata_wire::EthernetAddress;
 
 use crate::topology::{Kind, ScenarioAction, Topology};
@@ -65,6 +71,8 @@ pub struct ScenarioResult {
     pub request: Vec<Hop>,
     pub reply: Vec<Hop>,
     pub report: Option<TaskReport>,
+    /// With `repeat`: how many responses contained each of `expect_bodies`.
+    pub split: Vec<(String, usize)>,
     pub started: Duration,
     pub ended: Duration,
 }
@@ -86,10 +94,10 @@ pub struct Lab {
     now: Duration,
     nodes: Vec<Node>,
     segments: Vec<Segment>,
-    /// Per segment, per port: the node and NIC attached.
+    /// Per segment, per port: the node and link attached.
     ports: Vec<Vec<(usize, usize)>>,
-    /// Per node, per NIC: the segment and port.
-    nic_ports: Vec<Vec<(usize, PortId)>>,
+    /// Per node, per link (see `Node::links`): the segment and port.
+    link_ports: Vec<Vec<(usize, PortId)>>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -108,21 +116,15 @@ pub fn mac_of(node: usize, nic: usize) -> EthernetAddress {
 
 impl Lab {
     pub fn new(topology: Topology, clock: Clock) -> Result<Lab, LabError> {
+        let segment_config = SegmentConfig {
+            latency: topology.latency,
+            ..SegmentConfig::default()
+        };
         let mut segments: Vec<Segment> = topology
             .networks
             .iter()
-            .map(|n| {
-                Segment::new(
-                    n.name.clone(),
-                    SegmentConfig {
-                        latency: topology.latency,
-                        ..SegmentConfig::default()
-                    },
-                )
-            })
+            .map(|n| Segment::new(n.name.clone(), segment_config.clone()))
             .collect();
-        let mut ports = vec![Vec::new(); segments.len()];
-        let mut nic_ports = Vec::new();
         let mut nodes = Vec::new();
         for (n, spec) in topology.nodes.iter().enumerate() {
             if n > 255 || spec.nics.len() > 255 {
@@ -130,44 +132,44 @@ impl Lab {
                     node: spec.name.clone(),
                 });
             }
+            nodes.push(Node::new(node_config(&topology, n), Duration::ZERO)?);
+        }
+        // Wire every link: NICs to their networks, a host's uplink to its uplink network,
+        // and each VM port to its VM over a link of their own.
+        let mut vm_links: HashMap<(usize, String), usize> = HashMap::new();
+        let mut vm_link = |segments: &mut Vec<Segment>, host: usize, vm: &str| {
+            *vm_links.entry((host, vm.to_string())).or_insert_with(|| {
+                let switch = topology.nodes[host]
+                    .vswitch
+                    .as_ref()
+                    .map_or("vswitch", |s| s.name.as_str());
+                segments.push(Segment::new(
+                    format!("{switch}.{vm}"),
+                    segment_config.clone(),
+                ));
+                segments.len() - 1
+            })
+        };
+        let mut ports = vec![Vec::new(); segments.len()];
+        let mut link_ports = Vec::new();
+        for (n, node) in nodes.iter().enumerate() {
+            let spec = &topology.nodes[n];
             let mut attached = Vec::new();
-            for (i, nic) in spec.nics.iter().enumerate() {
-                let port = segments[nic.network].attach();
-                ports[nic.network].push((n, i));
-                attached.push((nic.network, port));
+            for (l, link) in node.links().iter().enumerate() {
+                let segment = match link {
+                    LinkKind::Nic(i) => match spec.nics[*i].vswitch_host {
+                        Some(host) => vm_link(&mut segments, host, &spec.name),
+                        None => spec.nics[*i].network,
+                    },
+                    LinkKind::Uplink => spec.vswitch.as_ref().map_or(0, |s| s.uplink_network),
+                    LinkKind::VmPort(vm) => vm_link(&mut segments, n, vm),
+                };
+                ports.resize(segments.len(), Vec::new());
+                let port = segments[segment].attach();
+                ports[segment].push((n, l));
+                attached.push((segment, port));
             }
-            nic_ports.push(attached);
-            let config = NodeConfig {
-                name: spec.name.clone(),
-                nics: spec
-                    .nics
-                    .iter()
-                    .enumerate()
-                    .map(|(i, nic)| NicConfig {
-                        name: nic.name.clone(),
-                        mac: mac_of(n, i),
-                        addr: nic.addr,
-                        mtu: topology.networks[nic.network].mtu,
-                    })
-                    .collect(),
-                routes: spec.routes.iter().map(|r| (r.prefix, r.via)).collect(),
-                forwarding: spec.kind == Kind::Router,
-                nat: spec.nat.as_ref().map(|nat| {
-                    let external = spec.nics[nat.external_nic].addr.addr();
-                    let mut config = strata_node::nat::Config::new(external);
-                    config.forwards = nat.forwards.clone();
-                    config.max_conns = nat.max_conns;
-                    config.timeouts = nat.timeouts;
-                    NatRole {
-                        external_nic: nat.external_nic,
-                        config,
-                    }
-                }),
-                dns_server: spec.dns,
-                services: spec.services.clone(),
-                seed: topology.seed.wrapping_mul(1_000_003).wrapping_add(n as u64),
-            };
-            nodes.push(Node::new(config, Duration::ZERO)?);
+            link_ports.push(attached);
         }
         Ok(Lab {
             topology,
@@ -177,7 +179,7 @@ impl Lab {
             nodes,
             segments,
             ports,
-            nic_ports,
+            link_ports,
         })
     }
 
@@ -218,7 +220,7 @@ impl Lab {
         for (n, node) in self.nodes.iter_mut().enumerate() {
             node.poll(now);
             while let Some((nic, frame)) = node.poll_transmit() {
-                let (segment, port) = self.nic_ports[n][nic];
+                let (segment, port) = self.link_ports[n][nic];
                 self.segments[segment].send(now, port, frame);
             }
         }
@@ -282,7 +284,7 @@ impl Lab {
         let Some(n) = self.topology.node(from) else {
             return false;
         };
-        let Some(&(_, port)) = self.nic_ports[n].iter().find(|(seg, _)| *seg == s) else {
+        let Some(&(_, port)) = self.link_ports[n].iter().find(|(seg, _)| *seg == s) else {
             return false;
         };
         self.segments[s].send(self.now, port, frame);
@@ -328,7 +330,7 @@ impl Lab {
                 interval: Duration::from_secs(1),
                 timeout: Duration::from_secs(2),
             },
-            ScenarioAction::Http { url } => TaskSpec::HttpGet {
+            ScenarioAction::Http { url, .. } => TaskSpec::HttpGet {
                 url: url.clone(),
                 timeout: scenario.timeout,
             },
@@ -337,16 +339,45 @@ impl Lab {
                 timeout: scenario.timeout,
             },
         };
-        let task = self.nodes[from].start_task(started, spec);
-        self.run_until(scenario.timeout + Duration::from_secs(5), |lab| {
-            lab.nodes[from].task_report(task).is_some()
-        });
+        let repeat = match scenario.action {
+            ScenarioAction::Http { repeat, .. } => repeat.max(1),
+            _ => 1,
+        };
+        let mut reports = Vec::new();
+        for _ in 0..repeat {
+            let task = self.nodes[from].start_task(self.now, spec.clone());
+            self.run_until(scenario.timeout + Duration::from_secs(5), |lab| {
+                lab.nodes[from].task_report(task).is_some()
+            });
+            reports.push(self.nodes[from].task_report(task));
+        }
         // Let closing handshakes and late replies cross, so the capture is whole.
         self.run_for(Duration::from_millis(500));
-        let report = self.nodes[from].task_report(task);
+        let report = reports.first().cloned().flatten();
         let frames = self.frames_since(&marks);
 
         let mut failures = Vec::new();
+        let mut split = Vec::new();
+        if repeat > 1 {
+            let bodies: Vec<&str> = reports
+                .iter()
+                .map(|r| match r {
+                    Some(TaskReport::Http(h)) if h.error.is_none() => h.body.as_str(),
+                    _ => "",
+                })
+                .collect();
+            let failed = bodies.iter().filter(|b| b.is_empty()).count();
+            if failed > 0 {
+                failures.push(format!("{failed} of {repeat} fetches failed"));
+            }
+            for want in &scenario.expect.bodies {
+                let n = bodies.iter().filter(|b| b.contains(want.as_str())).count();
+                if n == 0 {
+                    failures.push(format!("no response contained {want:?}"));
+                }
+                split.push((want.clone(), n));
+            }
+        }
         let (summary, ok, request_pred_dst): (String, bool, Option<std::net::Ipv4Addr>) =
             match &report {
                 None => ("did not finish".into(), false, None),
@@ -454,10 +485,17 @@ impl Lab {
                 }
             }
         }
+        let summary = if repeat > 1 {
+            let counts: Vec<String> = split.iter().map(|(t, n)| format!("{n}× {t:?}")).collect();
+            format!("{summary}; {repeat} connections: {}", counts.join(", "))
+        } else {
+            summary
+        };
         ScenarioResult {
             name: scenario.name.clone(),
             description: scenario.description.clone(),
             passed: failures.is_empty(),
+            split,
             summary,
             failures,
             request,
@@ -546,7 +584,7 @@ impl Lab {
                 };
                 Hop {
                     time: f.time,
-                    network: self.topology.networks[f.network].name.clone(),
+                    network: self.segments[f.network].name().to_string(),
                     from: name(f.from),
                     to: name(to),
                     what: strata_wire::describe::frame(&f.bytes),
@@ -576,4 +614,128 @@ impl Lab {
         }
         Ok(written)
     }
+}
+
+/// What node `n` of the topology is made of: its NICs and routes, and its roles, with the
+/// SLB's VIP entries and VFP policies compiled from the topology's `[slb]` (the lab plays
+/// the SLB manager's part of the network controller here).
+fn node_config(topology: &Topology, n: usize) -> NodeConfig {
+    let spec = &topology.nodes[n];
+    let uplink = spec.vswitch.as_ref().map(|s| s.uplink_network);
+    let provider_addr = |host: usize| {
+        let h = &topology.nodes[host];
+        h.vswitch
+            .as_ref()
+            .and_then(|s| s.provider_nic)
+            .map(|i| h.nics[i].addr.addr())
+    };
+    let vswitch = spec.vswitch.as_ref().map(|sw| {
+        let vms = topology
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(m, vm)| {
+                vm.nics
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, nic)| (m, vm, j, nic))
+            })
+            .filter(|(_, _, _, nic)| nic.vswitch_host == Some(n))
+            .map(|(m, vm, j, nic)| {
+                let mappings = dip_mappings(topology, m, j);
+                let layers = match &topology.slb {
+                    Some(slb) if !mappings.is_empty() => {
+                        dip_layers(nic.addr.addr(), slb.vni, &mappings)
+                    }
+                    _ => Vec::new(),
+                };
+                (vm.name.clone(), mac_of(m, j), layers)
+            })
+            .collect();
+        VSwitchConfig {
+            name: sw.name.clone(),
+            vms,
+            provider_addrs: provider_addr(n).into_iter().collect(),
+        }
+    });
+    let mux = match (&spec.mux, &topology.slb) {
+        (Some(m), Some(slb)) => Some(MuxRole {
+            config: MuxConfig::new(
+                spec.nics[m.provider_nic].addr.addr(),
+                mac_of(n, m.provider_nic),
+            ),
+            vips: slb
+                .vips
+                .iter()
+                .map(|v| VipConfig {
+                    key: v.key,
+                    dips: v
+                        .members
+                        .iter()
+                        .filter_map(|&(m, j)| {
+                            let nic = &topology.nodes[m].nics[j];
+                            Some(Dip {
+                                addr: nic.addr.addr(),
+                                port: v.backend_port,
+                                host_pa: provider_addr(nic.vswitch_host?)?,
+                                mac: mac_of(m, j),
+                                weight: 1,
+                            })
+                        })
+                        .collect(),
+                    distribution: v.distribution,
+                    vni: slb.vni,
+                })
+                .collect(),
+        }),
+        _ => None,
+    };
+    NodeConfig {
+        name: spec.name.clone(),
+        nics: spec
+            .nics
+            .iter()
+            .enumerate()
+            .map(|(i, nic)| NicConfig {
+                name: nic.name.clone(),
+                mac: mac_of(n, i),
+                addr: nic.addr,
+                mtu: topology.networks[nic.network].mtu,
+                behind_switch: uplink == Some(nic.network),
+            })
+            .collect(),
+        routes: spec.routes.iter().map(|r| (r.prefix, r.via)).collect(),
+        forwarding: spec.kind == Kind::Router,
+        nat: spec.nat.as_ref().map(|nat| {
+            let external = spec.nics[nat.external_nic].addr.addr();
+            let mut config = strata_node::nat::Config::new(external);
+            config.forwards = nat.forwards.clone();
+            config.max_conns = nat.max_conns;
+            config.timeouts = nat.timeouts;
+            NatRole {
+                external_nic: nat.external_nic,
+                config,
+            }
+        }),
+        dns_server: spec.dns,
+        services: spec.services.clone(),
+        vswitch,
+        mux,
+        seed: topology.seed.wrapping_mul(1_000_003).wrapping_add(n as u64),
+    }
+}
+
+/// The VIP mappings that land on NIC `j` of node `m`.
+fn dip_mappings(topology: &Topology, m: usize, j: usize) -> Vec<DipMapping> {
+    topology
+        .slb
+        .iter()
+        .flat_map(|slb| &slb.vips)
+        .filter(|v| v.members.contains(&(m, j)))
+        .map(|v| DipMapping {
+            name: v.name.clone(),
+            vip: v.key,
+            backend_port: v.backend_port,
+        })
+        .collect()
 }

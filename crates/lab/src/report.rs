@@ -40,7 +40,7 @@ fn path(out: &mut String, what: &str, hops: &[Hop], start: std::time::Duration) 
     for h in hops {
         let _ = writeln!(
             out,
-            "        +{:>9.3} ms  {:<13} {:<9} → {:<9} {}",
+            "        +{:>9.3} ms  {:<22} {:<10} → {:<10} {}",
             h.time.saturating_sub(start).as_secs_f64() * 1000.0,
             h.network,
             h.from,

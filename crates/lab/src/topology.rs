@@ -46,6 +46,58 @@ pub struct NicSpec {
     /// Index into [`Topology::networks`].
     pub network: usize,
     pub addr: Ipv4Net,
+    /// The host (index into [`Topology::nodes`]) whose vSwitch this NIC is a port of.
+    pub vswitch_host: Option<usize>,
+}
+
+/// A Hyper-V host's vSwitch.
+#[derive(Debug, Clone)]
+pub struct VSwitchSpec {
+    pub name: String,
+    /// The network the switch's uplink is on; the host's NIC there is a vNIC of the switch.
+    pub uplink_network: usize,
+    /// The host's NIC with the provider address (PA) VXLAN arrives at.
+    pub provider_nic: Option<usize>,
+}
+
+/// The Mux role.
+#[derive(Debug, Clone)]
+pub struct MuxSpec {
+    /// The NIC on the provider network: its address is the outer source of VXLAN.
+    pub provider_nic: usize,
+}
+
+/// A health probe (the loadBalancer's `probes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub name: String,
+    /// `None` for a TCP probe; the request path for an HTTP probe.
+    pub http_path: Option<String>,
+    pub port: u16,
+    pub interval: Duration,
+    /// Consecutive failures that take a DIP out (and successes that bring it back).
+    pub count: u32,
+}
+
+/// One VIP entry the Muxes carry: a loadBalancingRule or an inboundNatRule, compiled.
+#[derive(Debug, Clone)]
+pub struct VipSpec {
+    /// `<loadBalancer>/<rule>`.
+    pub name: String,
+    pub key: strata_node::slb::mux::VipKey,
+    pub distribution: strata_node::slb::hash::Distribution,
+    /// The DIPs: (node, NIC) of each backend.
+    pub members: Vec<(usize, usize)>,
+    pub backend_port: u16,
+    pub probe: Option<ProbeSpec>,
+}
+
+/// The Software Load Balancer's configuration, in the lab.
+#[derive(Debug, Clone)]
+pub struct SlbSpec {
+    /// The VXLAN network identifier of Mux-to-host traffic.
+    pub vni: strata_wire::vxlan::Vni,
+    pub vips: Vec<VipSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,14 +126,25 @@ pub struct NodeSpec {
     pub dns: Option<Ipv4Addr>,
     pub nat: Option<NatSpec>,
     pub services: Vec<ServiceConfig>,
+    pub vswitch: Option<VSwitchSpec>,
+    pub mux: Option<MuxSpec>,
 }
 
 /// What a scenario does.
 #[derive(Debug, Clone)]
 pub enum ScenarioAction {
-    Ping { target: Ipv4Addr, count: u16 },
-    Http { url: String },
-    Resolve { name: String },
+    Ping {
+        target: Ipv4Addr,
+        count: u16,
+    },
+    /// `repeat` GETs, one after another, each on a new connection.
+    Http {
+        url: String,
+        repeat: u16,
+    },
+    Resolve {
+        name: String,
+    },
 }
 
 /// What a scenario must find to pass.
@@ -91,6 +154,8 @@ pub struct Expect {
     pub success: bool,
     pub status: Option<u16>,
     pub body_contains: Option<String>,
+    /// Texts each of which some response must contain (with `repeat`).
+    pub bodies: Vec<String>,
     /// For a DNS lookup: an address the answer must hold.
     pub address: Option<Ipv4Addr>,
     /// The nodes the first request must cross, in order, from the sender to the answerer.
@@ -118,6 +183,7 @@ pub struct Topology {
     pub latency: Duration,
     pub networks: Vec<Network>,
     pub nodes: Vec<NodeSpec>,
+    pub slb: Option<SlbSpec>,
     pub scenarios: Vec<Scenario>,
 }
 

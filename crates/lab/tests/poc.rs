@@ -49,15 +49,23 @@ fn seed_flow_to_portalvm() {
     let http = by_name(&results, "http-portalvm");
     assert_eq!(
         nodes(&http.request),
-        ["ClientVM", "NATVM", "BGPVM", "PortalVM"]
+        ["ClientVM", "NATVM", "BGPVM", "HyperVHost", "PortalVM"]
     );
-    assert_eq!(nodes(&http.reply), ["PortalVM", "BGPVM", "ClientVM"]);
+    assert_eq!(
+        nodes(&http.reply),
+        ["PortalVM", "HyperVHost", "BGPVM", "ClientVM"]
+    );
     assert_eq!(
         http.request
             .iter()
             .map(|h| h.network.as_str())
             .collect::<Vec<_>>(),
-        ["nat-internal", "nat-internal", "management"]
+        [
+            "nat-internal",
+            "nat-internal",
+            "management",
+            "CCI_External.PortalVM"
+        ]
     );
     match &http.report {
         Some(strata_node::TaskReport::Http(r)) => {
@@ -100,7 +108,7 @@ fn snat_and_port_forward_rewrite_addresses() {
     let fwd = by_name(&results, "port-forward-from-internet");
     assert_eq!(
         nodes(&fwd.request),
-        ["Internet", "NATVM", "BGPVM", "PortalVM"]
+        ["Internet", "NATVM", "BGPVM", "HyperVHost", "PortalVM"]
     );
     assert!(
         fwd.request[1].what.contains("> 192.168.100.74:80"),
@@ -164,12 +172,91 @@ fn malformed_frames_are_dropped_and_counted_and_nothing_breaks() {
     bad_ip.extend_from_slice(&[0; 8]);
     let mut short = bgpvm_mac.as_bytes().to_vec();
     short.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x66, 0x08, 0x06, 0, 1]);
-    assert!(lab.inject("management", "PortalVM", bad_ip));
-    assert!(lab.inject("management", "PortalVM", short));
-    assert!(lab.inject("management", "PortalVM", vec![1, 2, 3]));
+    assert!(lab.inject("management", "ADVM", bad_ip));
+    assert!(lab.inject("management", "ADVM", short));
+    assert!(lab.inject("management", "ADVM", vec![1, 2, 3]));
     lab.run_for(Duration::from_millis(10));
     let counters = *lab.node("BGPVM").unwrap().router().counters();
     assert_eq!(counters.malformed, 2, "{counters:?}");
     let results = lab.run_scenarios();
     assert!(results.iter().all(|r| r.passed));
+}
+
+#[test]
+fn portal_through_the_vip_mux_vxlan_and_direct_server_return() {
+    let (lab, results) = run_all();
+    let portal = by_name(&results, "portal");
+    assert!(portal.passed, "{}", strata_lab::report::scenario(portal));
+    let path = nodes(&portal.request);
+    assert_eq!(
+        path[..5],
+        ["ClientVM", "NATVM", "BGPVM", "MuxVM", "HyperVHost"]
+    );
+    assert!(path[5].starts_with("PortalVM"), "{path:?}");
+    // The Mux wraps the packet, unchanged, in VXLAN to the host's PA.
+    let vxlan = portal
+        .request
+        .iter()
+        .find(|h| h.network == "provider")
+        .expect("a provider hop");
+    assert!(
+        vxlan.what.starts_with("VXLAN vni 4096 192.168.233.20:")
+            && vxlan
+                .what
+                .contains("> 192.168.233.21:4789 | TCP 192.168.200.10:"),
+        "{}",
+        vxlan.what
+    );
+    assert!(
+        vxlan.what.ends_with("> 192.168.133.74:80 [SYN] len 0"),
+        "{}",
+        vxlan.what
+    );
+    // The host's VFP rewrote VIP to DIP on the way in ...
+    let last = portal.request.last().unwrap();
+    assert!(last.what.contains("> 192.168.100.7"), "{}", last.what);
+    // ... and DIP to VIP on the way out, straight to the router: no Mux on the way back.
+    let reply = nodes(&portal.reply);
+    assert!(!reply.contains(&"MuxVM".to_string()), "{reply:?}");
+    assert_eq!(reply[1..], ["HyperVHost", "BGPVM", "ClientVM"]);
+    let out = &portal.reply[1];
+    assert!(
+        out.what
+            .starts_with("TCP 192.168.133.74:80 > 192.168.200.10:"),
+        "{}",
+        out.what
+    );
+
+    let mux = lab
+        .node("MuxVM")
+        .and_then(|n| n.mux())
+        .expect("MuxVM is a Mux");
+    assert!(mux.counters().encapsulated > 0);
+    assert_eq!(mux.counters().no_vip, 0);
+    let vswitch = lab
+        .node("HyperVHost")
+        .and_then(|n| n.vswitch())
+        .expect("the host has a vSwitch");
+    assert!(vswitch.counters().decapsulated > 0);
+    assert_eq!(vswitch.counters().vfp_dropped, 0);
+}
+
+#[test]
+fn connections_spread_over_both_dips_and_nat_rules_reach_one() {
+    let (_, results) = run_all();
+    let spread = by_name(&results, "portal-spread");
+    assert!(spread.passed, "{}", strata_lab::report::scenario(spread));
+    let counts: Vec<usize> = spread.split.iter().map(|(_, n)| *n).collect();
+    assert_eq!(counts.len(), 2);
+    assert_eq!(counts.iter().sum::<usize>(), 40);
+    assert!(counts.iter().all(|n| *n >= 8), "{:?}", spread.split);
+    let nat = by_name(&results, "portal-inbound-nat");
+    assert_eq!(
+        nat.split,
+        [("served by PortalVM2 192.168.100.75".to_string(), 5)]
+    );
+    assert_eq!(
+        nodes(&nat.request).last().map(String::as_str),
+        Some("PortalVM2")
+    );
 }

@@ -74,7 +74,43 @@ fn tshark_decodes_every_capture() {
             "{f}: bad checksums:\n{bad_sums}"
         );
     }
-    for want in ["arp", "icmp", "tcp", "http", "dns"] {
+    // VXLAN from the Mux: UDP 4789, VNI 4096, the inner TCP to the VIP, and an outer
+    // source port that varies with the inner flow.
+    let provider = dir.join("provider.pcap");
+    let vxlan = tshark(&[
+        "-r",
+        provider.to_str().unwrap(),
+        "-Y",
+        "vxlan && tcp.flags.syn == 1",
+        "-T",
+        "fields",
+        "-e",
+        "udp.dstport",
+        "-e",
+        "vxlan.vni",
+        "-e",
+        "ip.dst",
+        "-e",
+        "udp.srcport",
+    ])
+    .unwrap();
+    let rows: Vec<Vec<&str>> = vxlan.lines().map(|l| l.split('\t').collect()).collect();
+    assert!(
+        rows.len() >= 40,
+        "one SYN per connection to the VIP: {vxlan}"
+    );
+    for row in &rows {
+        assert_eq!(row[0], "4789");
+        assert_eq!(row[1], "4096");
+        // Outer and inner destination: the host's PA, then the VIP.
+        assert_eq!(row[2], "192.168.233.21,192.168.133.74");
+    }
+    let source_ports: BTreeSet<&str> = rows.iter().map(|r| r[3]).collect();
+    assert!(
+        source_ports.len() > rows.len() / 2,
+        "source ports vary by flow: {source_ports:?}"
+    );
+    for want in ["arp", "icmp", "tcp", "http", "dns", "vxlan"] {
         assert!(
             protocols.contains(want),
             "no {want} in the captures: {protocols:?}"

@@ -1,22 +1,28 @@
 //! A node of the network: a VM, a router VM or a host.
 //!
 //! ```text
-//!  NIC 0 ─┐                     ┌─ smoltcp stack (Medium::Ip) ─ apps: HTTP, DNS, ping
-//!  NIC 1 ─┼─ router (ARP, FIB) ─┤
-//!  ...   ─┘   └─ hooks: NAT     └─ forwarding (when a router)
+//!  link ─ NIC 0 ─┐                          ┌─ smoltcp stack (Medium::Ip) ─ apps
+//!  link ─ NIC 1 ─┼─ router (ARP, FIB) ──────┤
+//!                │   └─ hooks: Mux, VXLAN   └─ forwarding (when a router)
+//!                │      intake, NAT
+//!  link ─ uplink ─ vSwitch ─ host vNIC (a NIC behind the switch)
+//!  link ─ VM port ─┘   (VFP on every VM port)
 //! ```
 //!
 //! Frames from the fabric enter by [`Node::receive`]; the router answers ARP, forwards
 //! what is not for the node (if it forwards), and hands the node's own packets to a
 //! smoltcp interface, where the apps' sockets live. What the stack sends goes back through
 //! the router, so a node has one routing table and one ARP cache. Roles are hooks on the
-//! router: NAT today; the Mux and the vSwitch join in later issues.
+//! router: NAT, the Mux, and on a Hyper-V host the intake of VXLAN for its provider
+//! address into its vSwitch. A host's vSwitch has its own links: the uplink, and one link
+//! per VM port.
 //!
 //! Sans-IO: the owner passes `now` (time since the lab started) to every call, takes
 //! frames from [`Node::poll_transmit`] and wakes the node at [`Node::poll_at`].
 
 pub mod apps;
 mod device;
+mod roles;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -26,8 +32,13 @@ use smoltcp::iface::{Config as IfaceConfig, Interface as Iface, PollResult, Sock
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpCidr};
 use strata_nat::Nat;
-use strata_router::{Hooks, IfIndex, Interface, Router, Verdict};
+use strata_router::{IfIndex, Interface, Router};
+use strata_slb::mux::{Mux, MuxConfig, VipConfig};
+use strata_vswitch::switch::{SwitchPort, VSwitch};
+use strata_vswitch::vfp::Layer;
 use strata_wire::EthernetAddress;
+
+use roles::{RoleHooks, Taken};
 
 use apps::dns::{Lookup, LookupReport};
 use apps::http::{self, GetReport, Page};
@@ -36,6 +47,8 @@ use device::QueueDevice;
 
 pub use strata_nat as nat;
 pub use strata_router as router;
+pub use strata_slb as slb;
+pub use strata_vswitch as vswitch;
 
 /// A NIC of a node.
 #[derive(Debug, Clone)]
@@ -45,6 +58,36 @@ pub struct NicConfig {
     /// The NIC's address and prefix length.
     pub addr: Ipv4Net,
     pub mtu: usize,
+    /// A host vNIC: a port of the node's own vSwitch rather than a link of its own.
+    pub behind_switch: bool,
+}
+
+/// A Hyper-V host's virtual switch.
+#[derive(Debug, Clone)]
+pub struct VSwitchConfig {
+    pub name: String,
+    /// The VMs' ports: name, the VM NIC's MAC, the VFP layers on the port.
+    pub vms: Vec<(String, EthernetAddress, Vec<Layer>)>,
+    /// Provider addresses VXLAN arrives at (they are addresses of the node's NICs).
+    pub provider_addrs: Vec<Ipv4Addr>,
+}
+
+/// The Mux role.
+#[derive(Debug, Clone)]
+pub struct MuxRole {
+    pub config: MuxConfig,
+    pub vips: Vec<VipConfig>,
+}
+
+/// What a link of a node is, for whoever wires it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A NIC of the router (index into the node's NICs).
+    Nic(usize),
+    /// The uplink of the node's vSwitch.
+    Uplink,
+    /// A VM port of the node's vSwitch (the VM's name).
+    VmPort(String),
 }
 
 /// A server a node runs.
@@ -79,6 +122,8 @@ pub struct NodeConfig {
     pub nat: Option<NatRole>,
     pub dns_server: Option<Ipv4Addr>,
     pub services: Vec<ServiceConfig>,
+    pub vswitch: Option<VSwitchConfig>,
+    pub mux: Option<MuxRole>,
     /// Seeds the stack's initial sequence numbers and ports; the same seed gives the same
     /// run.
     pub seed: u64,
@@ -152,40 +197,14 @@ pub struct ServiceCounters {
     pub dns_malformed: u64,
 }
 
-/// The NAT seen from the router: the node's hook adapter.
-struct NatHooks<'a> {
-    nat: Option<&'a mut (IfIndex, Nat)>,
-}
-
-impl Hooks for NatHooks<'_> {
-    fn pre_routing(&mut self, now: Duration, in_if: IfIndex, packet: &mut [u8]) -> Verdict {
-        match &mut self.nat {
-            Some((external, nat)) if *external == in_if => verdict(nat.inbound(now, packet)),
-            _ => Verdict::Accept,
-        }
-    }
-
-    fn post_routing(
-        &mut self,
-        now: Duration,
-        in_if: Option<IfIndex>,
-        out_if: IfIndex,
-        packet: &mut [u8],
-    ) -> Verdict {
-        match &mut self.nat {
-            Some((external, nat)) if *external == out_if && in_if != Some(*external) => {
-                verdict(nat.outbound(now, packet))
-            }
-            _ => Verdict::Accept,
-        }
-    }
-}
-
-fn verdict(action: strata_nat::Action) -> Verdict {
-    match action {
-        strata_nat::Action::Dropped(_) => Verdict::Drop,
-        _ => Verdict::Accept,
-    }
+/// A host's vSwitch and how its ports map to the node's links and NICs.
+struct HostSwitch {
+    vswitch: VSwitch,
+    /// Per router interface: its switch port, if the NIC is behind the switch.
+    internal: Vec<Option<SwitchPort>>,
+    /// Per switch port: the node link it leaves by (None for internal ports).
+    port_link: Vec<Option<usize>>,
+    provider_addrs: Vec<Ipv4Addr>,
 }
 
 /// An emulated node.
@@ -193,6 +212,13 @@ pub struct Node {
     name: String,
     router: Router,
     nat: Option<(IfIndex, Nat)>,
+    mux: Option<Mux>,
+    switch: Option<HostSwitch>,
+    links: Vec<LinkKind>,
+    /// Per router interface: the link its frames leave by (None when behind the switch).
+    nic_link: Vec<Option<usize>>,
+    taken: Vec<Taken>,
+    out: std::collections::VecDeque<(usize, Vec<u8>)>,
     iface: Iface,
     device: QueueDevice,
     sockets: SocketSet<'static>,
@@ -287,10 +313,69 @@ impl Node {
                 }
             })
             .collect();
+
+        // Links: every NIC not behind the switch, then the switch's uplink and VM ports.
+        let mut links = Vec::new();
+        let mut nic_link = Vec::new();
+        for (i, nic) in config.nics.iter().enumerate() {
+            if nic.behind_switch && config.vswitch.is_some() {
+                nic_link.push(None);
+            } else {
+                nic_link.push(Some(links.len()));
+                links.push(LinkKind::Nic(i));
+            }
+        }
+        let switch = config.vswitch.map(|sw| {
+            let mut vswitch = VSwitch::new(sw.name);
+            let mut port_link = Vec::new();
+            vswitch.add_uplink("uplink");
+            port_link.push(Some(links.len()));
+            links.push(LinkKind::Uplink);
+            let mut internal = vec![None; config.nics.len()];
+            for (i, nic) in config
+                .nics
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.behind_switch)
+            {
+                internal[i] = Some(vswitch.add_internal(nic.name.clone(), nic.mac));
+                port_link.push(None);
+            }
+            for (name, mac, layers) in sw.vms {
+                let port =
+                    vswitch.add_vm(name.clone(), mac, strata_vswitch::vfp::DEFAULT_FLOW_LIMIT);
+                if let Some(vfp) = vswitch.vfp_mut(port) {
+                    for layer in layers {
+                        vfp.set_layer(layer);
+                    }
+                }
+                port_link.push(Some(links.len()));
+                links.push(LinkKind::VmPort(name));
+            }
+            HostSwitch {
+                vswitch,
+                internal,
+                port_link,
+                provider_addrs: sw.provider_addrs,
+            }
+        });
+        let mux = config.mux.map(|role| {
+            let mut mux = Mux::new(role.config);
+            for vip in role.vips {
+                mux.set_vip(vip);
+            }
+            mux
+        });
         Ok(Node {
             name: config.name,
             router,
             nat,
+            mux,
+            switch,
+            links,
+            nic_link,
+            taken: Vec::new(),
+            out: std::collections::VecDeque::new(),
             iface,
             device,
             sockets,
@@ -312,6 +397,24 @@ impl Node {
 
     pub fn router_mut(&mut self) -> &mut Router {
         &mut self.router
+    }
+
+    /// The node's links, in the order [`Node::receive`] and [`Node::poll_transmit`]
+    /// number them.
+    pub fn links(&self) -> &[LinkKind] {
+        &self.links
+    }
+
+    pub fn mux(&self) -> Option<&Mux> {
+        self.mux.as_ref()
+    }
+
+    pub fn mux_mut(&mut self) -> Option<&mut Mux> {
+        self.mux.as_mut()
+    }
+
+    pub fn vswitch(&self) -> Option<&VSwitch> {
+        self.switch.as_ref().map(|s| &s.vswitch)
     }
 
     pub fn nat(&self) -> Option<&Nat> {
@@ -336,13 +439,101 @@ impl Node {
         c
     }
 
-    /// A frame arrived on NIC `nic`.
-    pub fn receive(&mut self, now: Duration, nic: usize, frame: Vec<u8>) {
-        let mut hooks = NatHooks {
+    /// A frame arrived on link `link` (see [`Node::links`]).
+    pub fn receive(&mut self, now: Duration, link: usize, frame: Vec<u8>) {
+        match self.links.get(link) {
+            Some(LinkKind::Nic(nic)) => self.router_receive(now, IfIndex(*nic), frame),
+            Some(LinkKind::Uplink | LinkKind::VmPort(_)) => {
+                if let Some(sw) = self.switch.as_mut()
+                    && let Some(port) = sw.port_link.iter().position(|l| *l == Some(link))
+                {
+                    sw.vswitch.receive(now, SwitchPort(port), frame);
+                }
+            }
+            None => {}
+        }
+        self.pump(now);
+    }
+
+    fn router_receive(&mut self, now: Duration, iface: IfIndex, frame: Vec<u8>) {
+        let mut hooks = RoleHooks {
             nat: self.nat.as_mut(),
+            mux: self.mux.as_mut(),
+            provider_addrs: self.switch.as_ref().map(|s| s.provider_addrs.as_slice()),
+            taken: &mut self.taken,
         };
-        if let Some(delivered) = self.router.receive(now, IfIndex(nic), frame, &mut hooks) {
+        if let Some(delivered) = self.router.receive(now, iface, frame, &mut hooks) {
             self.device.rx.push_back(delivered.packet);
+        }
+    }
+
+    fn router_send(&mut self, now: Duration, packet: &[u8]) {
+        let mut hooks = RoleHooks {
+            nat: self.nat.as_mut(),
+            mux: self.mux.as_mut(),
+            provider_addrs: self.switch.as_ref().map(|s| s.provider_addrs.as_slice()),
+            taken: &mut self.taken,
+        };
+        self.router.send(now, packet, &mut hooks);
+    }
+
+    /// Moves frames between the router, the roles, the vSwitch and the links until none
+    /// is left in between.
+    fn pump(&mut self, now: Duration) {
+        loop {
+            let mut moved = false;
+            for taken in std::mem::take(&mut self.taken) {
+                moved = true;
+                match taken {
+                    Taken::Send(packet) => self.router_send(now, &packet),
+                    Taken::Decap(packet) => {
+                        if let Some(sw) = self.switch.as_mut() {
+                            // VFP reads whole frames: give the packet back an Ethernet header.
+                            let mut frame = vec![0u8; 14 + packet.len()];
+                            frame[12..14].copy_from_slice(
+                                &strata_wire::ethernet::ETHERTYPE_IPV4.to_be_bytes(),
+                            );
+                            frame[14..].copy_from_slice(&packet);
+                            sw.vswitch.receive_encapsulated(now, frame);
+                        }
+                    }
+                }
+            }
+            while let Some((iface, frame)) = self.router.poll_transmit() {
+                moved = true;
+                let internal = self
+                    .switch
+                    .as_ref()
+                    .and_then(|s| s.internal.get(iface.0).copied().flatten());
+                match (internal, self.nic_link.get(iface.0).copied().flatten()) {
+                    (Some(port), _) => {
+                        if let Some(sw) = self.switch.as_mut() {
+                            sw.vswitch.receive(now, port, frame);
+                        }
+                    }
+                    (None, Some(link)) => self.out.push_back((link, frame)),
+                    (None, None) => {}
+                }
+            }
+            while let Some((port, frame)) =
+                self.switch.as_mut().and_then(|s| s.vswitch.poll_transmit())
+            {
+                moved = true;
+                let Some(sw) = self.switch.as_ref() else {
+                    break;
+                };
+                match sw.port_link.get(port.0).copied().flatten() {
+                    Some(link) => self.out.push_back((link, frame)),
+                    None => {
+                        if let Some(iface) = sw.internal.iter().position(|p| *p == Some(port)) {
+                            self.router_receive(now, IfIndex(iface), frame);
+                        }
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
         }
     }
 
@@ -350,14 +541,18 @@ impl Node {
     pub fn poll(&mut self, now: Duration) {
         let at = instant(now);
         {
-            let mut hooks = NatHooks {
+            let mut hooks = RoleHooks {
                 nat: self.nat.as_mut(),
+                mux: self.mux.as_mut(),
+                provider_addrs: self.switch.as_ref().map(|s| s.provider_addrs.as_slice()),
+                taken: &mut self.taken,
             };
             self.router.poll(now, &mut hooks);
         }
         if let Some((_, nat)) = self.nat.as_mut() {
             nat.poll(now);
         }
+        self.pump(now);
         // Each round lets the stack take in what arrived and send what the apps wrote;
         // stop when a round moves nothing. The bound only guards against a bug looping.
         for _ in 0..64 {
@@ -378,21 +573,19 @@ impl Node {
                 };
             }
             let sent = !self.device.tx.is_empty();
-            let mut hooks = NatHooks {
-                nat: self.nat.as_mut(),
-            };
             while let Some(packet) = self.device.tx.pop_front() {
-                self.router.send(now, &packet, &mut hooks);
+                self.router_send(now, &packet);
             }
+            self.pump(now);
             if !changed && !progressed && !sent && self.device.rx.is_empty() {
                 break;
             }
         }
     }
 
-    /// The next frame to put on the wire, and the NIC it leaves by.
+    /// The next frame to put on the wire, and the link it leaves by.
     pub fn poll_transmit(&mut self) -> Option<(usize, Vec<u8>)> {
-        self.router.poll_transmit().map(|(i, f)| (i.0, f))
+        self.out.pop_front()
     }
 
     /// When the node next needs [`Node::poll`], if no frame arrives before.

@@ -74,6 +74,9 @@ pub enum Verdict {
     Accept,
     /// Drop the packet; the hook counts why.
     Drop,
+    /// The hook took the packet (a Mux encapsulating it, a host agent decapsulating it);
+    /// the router does nothing more with it.
+    Consumed,
 }
 
 /// Points in the forwarding path where a role may rewrite or drop an IPv4 packet.
@@ -135,6 +138,8 @@ pub struct Counters {
     pub local: u64,
     pub forwarded: u64,
     pub originated: u64,
+    /// Packets a hook took over (see [`Verdict::Consumed`]).
+    pub consumed: u64,
     pub arp_requests_sent: u64,
     pub arp_replies_sent: u64,
     pub icmp_errors_sent: u64,
@@ -312,9 +317,16 @@ impl Router {
                 // Ethernet pads short frames; the IP total length says where the packet ends.
                 frame.truncate(ETHERNET_HEADER_LEN + layout.total_len);
                 let ip = &mut frame[ETHERNET_HEADER_LEN..];
-                if hooks.pre_routing(now, in_if, ip) == Verdict::Drop {
-                    self.counters.count(Drop::Hook);
-                    return None;
+                match hooks.pre_routing(now, in_if, ip) {
+                    Verdict::Accept => {}
+                    Verdict::Drop => {
+                        self.counters.count(Drop::Hook);
+                        return None;
+                    }
+                    Verdict::Consumed => {
+                        self.counters.consumed += 1;
+                        return None;
+                    }
                 }
                 let dst = Ipv4Addr::from([ip[16], ip[17], ip[18], ip[19]]);
                 if self.is_local(dst) {
@@ -369,9 +381,16 @@ impl Router {
         };
         let route = *route;
         let ip = &mut frame[ETHERNET_HEADER_LEN..];
-        if hooks.post_routing(now, Some(in_if), route.iface, ip) == Verdict::Drop {
-            self.counters.count(Drop::Hook);
-            return;
+        match hooks.post_routing(now, Some(in_if), route.iface, ip) {
+            Verdict::Accept => {}
+            Verdict::Drop => {
+                self.counters.count(Drop::Hook);
+                return;
+            }
+            Verdict::Consumed => {
+                self.counters.consumed += 1;
+                return;
+            }
         }
         let mtu = self.ifaces[route.iface.0].mtu;
         if ip.len() > mtu {
@@ -425,11 +444,16 @@ impl Router {
         };
         let mut frame = vec![0u8; ETHERNET_HEADER_LEN + layout.total_len];
         frame[ETHERNET_HEADER_LEN..].copy_from_slice(&packet[..layout.total_len]);
-        if hooks.post_routing(now, None, route.iface, &mut frame[ETHERNET_HEADER_LEN..])
-            == Verdict::Drop
-        {
-            self.counters.count(Drop::Hook);
-            return;
+        match hooks.post_routing(now, None, route.iface, &mut frame[ETHERNET_HEADER_LEN..]) {
+            Verdict::Accept => {}
+            Verdict::Drop => {
+                self.counters.count(Drop::Hook);
+                return;
+            }
+            Verdict::Consumed => {
+                self.counters.consumed += 1;
+                return;
+            }
         }
         self.counters.originated += 1;
         self.transmit(

@@ -10,5 +10,6 @@
 
 pub mod flow_table;
 pub mod hash;
+pub mod host;
 pub mod maglev;
 pub mod mux;

@@ -5,4 +5,5 @@
 //! compiled into one [`vfp::HeaderTransposition`] and cached in the port's unified flow
 //! table, and every later packet of the flow takes that fast path. See [`vfp`].
 
+pub mod switch;
 pub mod vfp;

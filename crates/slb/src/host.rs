@@ -1,0 +1,87 @@
+//! The SLB host agent's policy: the VFP layers it programs on a DIP's switch port.
+//!
+//! - `SLB_DECAP` (network side): inbound VXLAN from the Muxes with the VIP's VNI is
+//!   decapsulated.
+//! - `SLB_NAT`: inbound traffic to VIP:frontendPort is rewritten to DIP:backendPort, one
+//!   rule per loadBalancingRule or inboundNatRule that has this DIP. The rewrite is
+//!   stateful, so the DIP's replies leave with VIP:frontendPort as their source and go
+//!   straight to the client's router: direct server return.
+//!
+//! Everything else passes (the ACL layers of the Network Controller are another issue).
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use strata_vswitch::vfp::{Action, Conditions, Direction, Group, Layer, NatSpec, Rule};
+use strata_wire::vxlan::Vni;
+
+use crate::mux::VipKey;
+
+/// Name of the decapsulation layer.
+pub const DECAP_LAYER: &str = "SLB_DECAP";
+/// Name of the NAT layer.
+pub const NAT_LAYER: &str = "SLB_NAT";
+
+/// One VIP mapping that lands on a DIP: traffic to `vip` is rewritten to the DIP's
+/// `backend_port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DipMapping {
+    /// The rule's name, shown by `vfpctrl`-style listings.
+    pub name: String,
+    pub vip: VipKey,
+    pub backend_port: u16,
+}
+
+/// The layers for a DIP's port.
+pub fn dip_layers(dip: Ipv4Addr, vni: Vni, mappings: &[DipMapping]) -> Vec<Layer> {
+    let decap = Layer {
+        name: DECAP_LAYER.into(),
+        priority: 100,
+        groups: vec![Group {
+            name: "in".into(),
+            direction: Direction::In,
+            priority: 1,
+            rules: vec![Rule {
+                name: format!("decap-vni-{vni}"),
+                priority: 1,
+                conditions: Conditions {
+                    encapsulated: Some(true),
+                    vni: Some(vni),
+                    ..Conditions::any()
+                },
+                action: Action::Decap,
+            }],
+        }],
+    };
+    let rules = mappings
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Rule {
+            name: m.name.clone(),
+            priority: 10 + i as u16,
+            conditions: Conditions {
+                dst: vec![Ipv4Net::from(m.vip.vip)],
+                proto: Some(m.vip.proto),
+                dst_ports: (m.vip.proto != strata_wire::flow::proto::ICMP)
+                    .then_some(m.vip.port..=m.vip.port),
+                encapsulated: Some(false),
+                ..Conditions::any()
+            },
+            action: Action::Nat(NatSpec {
+                src: None,
+                dst: Some((dip, Some(m.backend_port))),
+            }),
+        })
+        .collect();
+    let nat = Layer {
+        name: NAT_LAYER.into(),
+        priority: 200,
+        groups: vec![Group {
+            name: "vip-to-dip".into(),
+            direction: Direction::In,
+            priority: 1,
+            rules,
+        }],
+    };
+    vec![decap, nat]
+}
