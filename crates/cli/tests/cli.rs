@@ -23,7 +23,11 @@ fn lab_run_passes_from_any_directory() {
     let (code, out, _) = strata(&["lab", "run"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("PASS  http-portalvm"), "{out}");
-    assert!(out.contains("ClientVM → NATVM → BGPVM → PortalVM"), "{out}");
+    assert!(out.contains("PASS  portal "), "{out}");
+    assert!(
+        out.contains("ClientVM → NATVM → BGPVM → MuxVM → HyperVHost → PortalVM"),
+        "{out}"
+    );
     assert!(
         out.lines()
             .last()
