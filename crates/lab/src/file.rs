@@ -179,6 +179,9 @@ fn default_backlog() -> usize {
 struct PageDef {
     path: String,
     body: String,
+    /// Milliseconds the server waits before answering.
+    #[serde(default)]
+    delay_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,7 +196,7 @@ struct ScenarioDef {
     name: Spanned<String>,
     #[serde(default)]
     description: String,
-    from: Spanned<String>,
+    from: Option<Spanned<String>>,
     ping: Option<Spanned<String>>,
     http: Option<Spanned<String>>,
     resolve: Option<Spanned<String>>,
@@ -215,6 +218,26 @@ struct ScenarioDef {
     return_path: Option<Spanned<Vec<String>>>,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
+    /// HTTP: start the fetches (all at once) and go on; a later `await` checks them.
+    #[serde(default)]
+    background: bool,
+    /// Wait for a background scenario's fetches and check them.
+    #[serde(rename = "await")]
+    await_: Option<Spanned<String>>,
+    /// Stop (reset and stop listening) or start a node's HTTP servers.
+    stop_http: Option<Spanned<String>>,
+    start_http: Option<Spanned<String>>,
+    /// Let the lab run this long after the action, before checking.
+    #[serde(default)]
+    wait_ms: u64,
+    /// DIPs every Mux must hold out of (or in) its pools when the scenario is checked.
+    #[serde(default)]
+    expect_dips_down: Vec<Spanned<String>>,
+    #[serde(default)]
+    expect_dips_up: Vec<Spanned<String>>,
+    /// For `await`: connections that reached these nodes must all have completed.
+    #[serde(default)]
+    expect_survivors_on: Vec<Spanned<String>>,
 }
 
 fn default_count() -> u16 {
@@ -504,6 +527,7 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                         .map(|p| Page {
                             path: p.path.clone(),
                             body: p.body.clone(),
+                            delay: Duration::from_millis(p.delay_ms),
                         })
                         .collect(),
                 });
@@ -642,56 +666,128 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                     format!("duplicate scenario {:?}", def.name.get_ref()),
                 ));
             }
-            let Some(&from) = node_index.get(def.from.get_ref()) else {
-                return Err(self.at(
-                    &def.from,
-                    format!(
-                        "unknown node {:?} (nodes: {})",
-                        def.from.get_ref(),
-                        node_names()
-                    ),
-                ));
+            let node_named = |n: &Spanned<String>| {
+                node_index.get(n.get_ref()).copied().ok_or_else(|| {
+                    self.at(
+                        n,
+                        format!("unknown node {:?} (nodes: {})", n.get_ref(), node_names()),
+                    )
+                })
             };
-            let action = match (&def.ping, &def.http, &def.resolve) {
-                (Some(target), None, None) => ScenarioAction::Ping {
-                    target: self.addr(target, "the ping target")?,
-                    count: def.count,
-                },
-                (None, Some(url), None) => {
-                    strata_node::apps::http::parse_url(url.get_ref())
-                        .map_err(|e| self.at(url, format!("expected an http:// URL: {e}")))?;
-                    ScenarioAction::Http {
-                        url: url.get_ref().clone(),
-                        repeat: def.repeat.max(1),
-                    }
-                }
-                (None, None, Some(name)) => {
-                    if !strata_node::apps::dns::valid_name(name.get_ref()) {
-                        return Err(self.at(
-                            name,
-                            format!("{:?} is not a valid DNS name", name.get_ref()),
-                        ));
-                    }
-                    ScenarioAction::Resolve {
-                        name: name.get_ref().clone(),
-                    }
-                }
-                _ => {
+            let actions = [
+                def.ping.is_some(),
+                def.http.is_some(),
+                def.resolve.is_some(),
+                def.await_.is_some(),
+                def.stop_http.is_some(),
+                def.start_http.is_some(),
+            ];
+            if actions.iter().filter(|a| **a).count() != 1 {
+                return Err(self.at(
+                    &def.name,
+                    "a scenario has exactly one of `ping`, `http`, `resolve`, `await`, `stop_http` or `start_http`".to_string(),
+                ));
+            }
+            let needs_from = def.ping.is_some() || def.http.is_some() || def.resolve.is_some();
+            let from = match (&def.from, needs_from) {
+                (Some(f), _) => Some(node_named(f)?),
+                (None, true) => {
                     return Err(self.at(
                         &def.name,
-                        "a scenario has exactly one of `ping`, `http` or `resolve`".to_string(),
+                        "this scenario needs `from`: the node that runs it".to_string(),
                     ));
                 }
+                (None, false) => None,
             };
+            let action = if let Some(target) = &def.ping {
+                ScenarioAction::Ping {
+                    target: self.addr(target, "the ping target")?,
+                    count: def.count,
+                }
+            } else if let Some(url) = &def.http {
+                strata_node::apps::http::parse_url(url.get_ref())
+                    .map_err(|e| self.at(url, format!("expected an http:// URL: {e}")))?;
+                ScenarioAction::Http {
+                    url: url.get_ref().clone(),
+                    repeat: def.repeat.max(1),
+                    background: def.background,
+                }
+            } else if let Some(name) = &def.resolve {
+                if !strata_node::apps::dns::valid_name(name.get_ref()) {
+                    return Err(self.at(
+                        name,
+                        format!("{:?} is not a valid DNS name", name.get_ref()),
+                    ));
+                }
+                ScenarioAction::Resolve {
+                    name: name.get_ref().clone(),
+                }
+            } else if let Some(other) = &def.await_ {
+                let Some(index) = scenarios
+                    .iter()
+                    .position(|s: &Scenario| s.name == *other.get_ref())
+                else {
+                    return Err(self.at(
+                        other,
+                        format!("no earlier scenario {:?} to await", other.get_ref()),
+                    ));
+                };
+                if !matches!(
+                    scenarios[index].action,
+                    ScenarioAction::Http {
+                        background: true,
+                        ..
+                    }
+                ) {
+                    return Err(self.at(
+                        other,
+                        format!(
+                            "scenario {:?} is not a background `http` scenario",
+                            other.get_ref()
+                        ),
+                    ));
+                }
+                ScenarioAction::Await { scenario: index }
+            } else if let Some(n) = def.stop_http.as_ref().or(def.start_http.as_ref()) {
+                let node = node_named(n)?;
+                if !nodes[node]
+                    .services
+                    .iter()
+                    .any(|s| matches!(s, ServiceConfig::Http { .. }))
+                {
+                    return Err(self.at(n, format!("node {:?} runs no HTTP server", n.get_ref())));
+                }
+                ScenarioAction::SetHttp {
+                    node,
+                    enabled: def.start_http.is_some(),
+                }
+            } else {
+                unreachable!("exactly one action is set")
+            };
+            let from = from.unwrap_or(match action {
+                ScenarioAction::SetHttp { node, .. } => node,
+                ScenarioAction::Await { scenario } => scenarios[scenario].from,
+                _ => 0,
+            });
+            let dips = |list: &[Spanned<String>]| {
+                list.iter()
+                    .map(|a| self.addr(a, "a DIP"))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            let survivors = def
+                .expect_survivors_on
+                .iter()
+                .map(|n| node_named(n).map(|i| nodes[i].name.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
             if nodes[from].dns.is_none()
                 && (matches!(action, ScenarioAction::Resolve { .. })
                     || matches!(&action, ScenarioAction::Http { url, .. } if strata_node::apps::http::parse_url(url).is_ok_and(|(h, _, _)| h.parse::<Ipv4Addr>().is_err())))
             {
                 return Err(self.at(
-                    &def.from,
+                    def.from.as_ref().unwrap_or(&def.name),
                     format!(
                         "scenario needs DNS but node {:?} has no `dns` server set",
-                        def.from.get_ref()
+                        nodes[from].name
                     ),
                 ));
             }
@@ -735,11 +831,15 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 from,
                 action,
                 timeout: Duration::from_millis(def.timeout_ms),
+                wait: Duration::from_millis(def.wait_ms),
                 expect: Expect {
                     success,
                     status: def.expect_status,
                     body_contains: def.expect_body.clone(),
                     bodies: def.expect_bodies.clone(),
+                    dips_down: dips(&def.expect_dips_down)?,
+                    dips_up: dips(&def.expect_dips_up)?,
+                    survivors_on: survivors,
                     address,
                     path: check_path(&def.path)?,
                     return_path: check_path(&def.return_path)?,

@@ -20,15 +20,12 @@ use strata_fabric::{PortId, Segment, SegmentConfig};
 use strata_node::slb::host::{DipMapping, dip_layers};
 use strata_node::slb::mux::{Dip, MuxConfig, VipConfig};
 use strata_node::{
-    LinkKind, MuxRole, NatRole, NicConfig, Node, NodeConfig, TaskReport, TaskSpec, VSwitchConfig,
+    LinkKind, MuxRole, NatRole, NicConfig, Node, NodeConfig, TaskReport, VSwitchConfig,
 };
 use strata_wire::EthernetAddress;
 
-use crate::topology::{Kind, ScenarioAction, Topology};
-use crate::trace::{self, Seen};
-
-/// Whether a packet is of the kind a scenario's path starts with.
-type Matcher = fn(&trace::IpInfo) -> bool;
+use crate::topology::{Kind, Topology};
+use crate::trace::Seen;
 
 /// Which clock drives the lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +83,15 @@ impl ScenarioResult {
     }
 }
 
+mod scenario;
+
+/// Fetches a background scenario started, waiting for an `await`.
+#[derive(Debug)]
+struct Background {
+    tasks: Vec<strata_node::TaskId>,
+    marks: Vec<usize>,
+}
+
 /// A running lab.
 pub struct Lab {
     topology: Topology,
@@ -98,6 +104,10 @@ pub struct Lab {
     ports: Vec<Vec<(usize, usize)>>,
     /// Per node, per link (see `Node::links`): the segment and port.
     link_ports: Vec<Vec<(usize, PortId)>>,
+    /// Background scenarios' fetches, by scenario index.
+    background: HashMap<usize, Background>,
+    /// DIP health changes the host agents reported: time, host, DIP, healthy.
+    health_log: Vec<(Duration, String, std::net::Ipv4Addr, bool)>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -180,6 +190,8 @@ impl Lab {
             segments,
             ports,
             link_ports,
+            background: HashMap::new(),
+            health_log: Vec::new(),
         })
     }
 
@@ -224,6 +236,23 @@ impl Lab {
                 self.segments[segment].send(now, port, frame);
             }
         }
+        // The SLB manager's part: what a host agent's probes found, every Mux applies.
+        for n in 0..self.nodes.len() {
+            for (dip, up) in self.nodes[n].take_health_events() {
+                self.health_log
+                    .push((now, self.nodes[n].name().to_string(), dip, up));
+                for node in &mut self.nodes {
+                    if let Some(mux) = node.mux_mut() {
+                        mux.set_dip_health(dip, up);
+                    }
+                }
+            }
+        }
+    }
+
+    /// DIP health changes reported so far: time, host, DIP, healthy.
+    pub fn health_log(&self) -> &[(Duration, String, std::net::Ipv4Addr, bool)] {
+        &self.health_log
     }
 
     /// Moves the clock to the next deadline of a network or a node, but no further than
@@ -308,289 +337,6 @@ impl Lab {
 
     fn capture_marks(&self) -> Vec<usize> {
         self.segments.iter().map(|s| s.captured().len()).collect()
-    }
-
-    /// Runs every scenario of the topology, in order.
-    pub fn run_scenarios(&mut self) -> Vec<ScenarioResult> {
-        (0..self.topology.scenarios.len())
-            .map(|i| self.run_scenario(i))
-            .collect()
-    }
-
-    /// Runs scenario `index` and checks what it must find.
-    pub fn run_scenario(&mut self, index: usize) -> ScenarioResult {
-        let scenario = self.topology.scenarios[index].clone();
-        let marks = self.capture_marks();
-        let started = self.now;
-        let from = scenario.from;
-        let spec = match &scenario.action {
-            ScenarioAction::Ping { target, count } => TaskSpec::Ping {
-                target: *target,
-                count: *count,
-                interval: Duration::from_secs(1),
-                timeout: Duration::from_secs(2),
-            },
-            ScenarioAction::Http { url, .. } => TaskSpec::HttpGet {
-                url: url.clone(),
-                timeout: scenario.timeout,
-            },
-            ScenarioAction::Resolve { name } => TaskSpec::Resolve {
-                name: name.clone(),
-                timeout: scenario.timeout,
-            },
-        };
-        let repeat = match scenario.action {
-            ScenarioAction::Http { repeat, .. } => repeat.max(1),
-            _ => 1,
-        };
-        let mut reports = Vec::new();
-        for _ in 0..repeat {
-            let task = self.nodes[from].start_task(self.now, spec.clone());
-            self.run_until(scenario.timeout + Duration::from_secs(5), |lab| {
-                lab.nodes[from].task_report(task).is_some()
-            });
-            reports.push(self.nodes[from].task_report(task));
-        }
-        // Let closing handshakes and late replies cross, so the capture is whole.
-        self.run_for(Duration::from_millis(500));
-        let report = reports.first().cloned().flatten();
-        let frames = self.frames_since(&marks);
-
-        let mut failures = Vec::new();
-        let mut split = Vec::new();
-        if repeat > 1 {
-            let bodies: Vec<&str> = reports
-                .iter()
-                .map(|r| match r {
-                    Some(TaskReport::Http(h)) if h.error.is_none() => h.body.as_str(),
-                    _ => "",
-                })
-                .collect();
-            let failed = bodies.iter().filter(|b| b.is_empty()).count();
-            if failed > 0 {
-                failures.push(format!("{failed} of {repeat} fetches failed"));
-            }
-            for want in &scenario.expect.bodies {
-                let n = bodies.iter().filter(|b| b.contains(want.as_str())).count();
-                if n == 0 {
-                    failures.push(format!("no response contained {want:?}"));
-                }
-                split.push((want.clone(), n));
-            }
-        }
-        let (summary, ok, request_pred_dst): (String, bool, Option<std::net::Ipv4Addr>) =
-            match &report {
-                None => ("did not finish".into(), false, None),
-                Some(TaskReport::Ping(p)) => {
-                    let rtt = p
-                        .rtts
-                        .iter()
-                        .map(|d| d.as_secs_f64() * 1000.0)
-                        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-                    let summary = format!(
-                        "{} pings {}: {}/{} replies{}",
-                        self.topology.nodes[from].name,
-                        p.target,
-                        p.received,
-                        p.sent,
-                        rtt.map(|r| format!(", max rtt {r:.3} ms"))
-                            .unwrap_or_default()
-                    );
-                    (summary, p.sent > 0 && p.received == p.sent, Some(p.target))
-                }
-                Some(TaskReport::Http(h)) => {
-                    let via = h
-                        .resolved
-                        .as_ref()
-                        .map(|(n, a)| format!(" ({n} is {a} by DNS)"))
-                        .unwrap_or_default();
-                    let summary = match (&h.error, h.status) {
-                        (Some(e), _) => {
-                            format!("{} GET {}{via}: {e}", self.topology.nodes[from].name, h.url)
-                        }
-                        (None, status) => format!(
-                            "{} GET {}{via}: HTTP {} with {} bytes in {:.3} ms",
-                            self.topology.nodes[from].name,
-                            h.url,
-                            status.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
-                            h.body.len(),
-                            h.elapsed.as_secs_f64() * 1000.0
-                        ),
-                    };
-                    let mut ok = h.error.is_none() && h.status.is_some();
-                    if let Some(want) = scenario.expect.status {
-                        if ok && h.status != Some(want) {
-                            failures
-                                .push(format!("expected HTTP status {want}, got {:?}", h.status));
-                        }
-                    } else if ok && h.status != Some(200) {
-                        ok = false;
-                    }
-                    if let Some(want) = &scenario.expect.body_contains
-                        && ok
-                        && !h.body.contains(want.as_str())
-                    {
-                        failures.push(format!("expected the body to contain {want:?}"));
-                    }
-                    (summary, ok, h.server.map(|s| *s.ip()))
-                }
-                Some(TaskReport::Resolve(l)) => {
-                    let found = l
-                        .addresses
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let summary = match &l.error {
-                        Some(e) => format!(
-                            "{} resolves {}: {e}",
-                            self.topology.nodes[from].name, l.name
-                        ),
-                        None => format!(
-                            "{} resolves {}: {found}",
-                            self.topology.nodes[from].name, l.name
-                        ),
-                    };
-                    let ok = l.error.is_none() && !l.addresses.is_empty();
-                    if let Some(want) = scenario.expect.address
-                        && ok
-                        && !l.addresses.contains(&want)
-                    {
-                        failures.push(format!("expected the answer to hold {want}"));
-                    }
-                    (summary, ok, l.server)
-                }
-            };
-        if ok != scenario.expect.success {
-            failures.push(if scenario.expect.success {
-                "expected success".to_string()
-            } else {
-                "expected failure, but it succeeded".to_string()
-            });
-        }
-
-        let (request, reply) = self.paths(&frames, from, &scenario.action, request_pred_dst);
-        for (want, got, what) in [
-            (&scenario.expect.path, &request, "request path"),
-            (&scenario.expect.return_path, &reply, "return path"),
-        ] {
-            if let Some(want) = want {
-                let got = ScenarioResult::nodes(got);
-                if *want != got {
-                    failures.push(format!(
-                        "{what}: expected {}, saw {}",
-                        want.join(" → "),
-                        got.join(" → ")
-                    ));
-                }
-            }
-        }
-        let summary = if repeat > 1 {
-            let counts: Vec<String> = split.iter().map(|(t, n)| format!("{n}× {t:?}")).collect();
-            format!("{summary}; {repeat} connections: {}", counts.join(", "))
-        } else {
-            summary
-        };
-        ScenarioResult {
-            name: scenario.name.clone(),
-            description: scenario.description.clone(),
-            passed: failures.is_empty(),
-            split,
-            summary,
-            failures,
-            request,
-            reply,
-            report,
-            started,
-            ended: self.now,
-        }
-    }
-
-    /// The request's and the reply's hops, read from the frames.
-    fn paths(
-        &self,
-        frames: &[Seen],
-        origin: usize,
-        action: &ScenarioAction,
-        dst: Option<std::net::Ipv4Addr>,
-    ) -> (Vec<Hop>, Vec<Hop>) {
-        use strata_wire::flow::proto;
-        let Some(dst) = dst else {
-            return (Vec::new(), Vec::new());
-        };
-        let (is_request, is_reply): (Matcher, Matcher) = match action {
-            ScenarioAction::Ping { .. } => (
-                |ip| ip.proto == proto::ICMP && ip.icmp_type == Some(8),
-                |ip| ip.proto == proto::ICMP && ip.icmp_type == Some(0),
-            ),
-            ScenarioAction::Http { .. } => (
-                |ip| ip.proto == proto::TCP && ip.tcp_flags & 0x12 == 0x02,
-                |ip| ip.proto == proto::TCP && ip.tcp_flags & 0x12 == 0x12,
-            ),
-            ScenarioAction::Resolve { .. } => (
-                |ip| ip.proto == proto::UDP && ip.dst_port == 53,
-                |ip| ip.proto == proto::UDP && ip.src_port == 53,
-            ),
-        };
-        let Some(first) = trace::find(frames, 0, |f| {
-            f.from == origin && f.ip.is_some_and(|ip| ip.dst == dst && is_request(&ip))
-        }) else {
-            return (Vec::new(), Vec::new());
-        };
-        let request = trace::follow(frames, first);
-        let Some(&last) = request.last() else {
-            return (Vec::new(), Vec::new());
-        };
-        let last_ip = frames[last].ip;
-        let responders = frames[last].to.clone();
-        // The answer, or an ICMP error (unreachable, time exceeded) from the node where the
-        // request stopped, back to the sender as that node saw it.
-        let reply_start = trace::find(frames, last, |f| {
-            let (Some(ip), Some(req)) = (f.ip, last_ip) else {
-                return false;
-            };
-            let error = ip.proto == proto::ICMP && matches!(ip.icmp_type, Some(3 | 11));
-            responders.contains(&f.from)
-                && ip.dst == req.src
-                && (error || (is_reply(&ip) && ip.src == req.dst))
-        });
-        let reply = reply_start
-            .map(|s| trace::follow(frames, s))
-            .unwrap_or_default();
-        // The request's last receiver is the node that answered, when the frame was flooded.
-        let answerer = reply.first().map(|&i| frames[i].from);
-        (
-            self.hops(frames, &request, answerer),
-            self.hops(frames, &reply, None),
-        )
-    }
-
-    fn hops(&self, frames: &[Seen], chain: &[usize], last_to: Option<usize>) -> Vec<Hop> {
-        let name = |n: usize| self.topology.nodes[n].name.clone();
-        chain
-            .iter()
-            .enumerate()
-            .map(|(k, &i)| {
-                let f = &frames[i];
-                // The receiver is the node that sent the next hop, else the one the frame
-                // went to.
-                let to = match chain.get(k + 1) {
-                    Some(&next) => frames[next].from,
-                    None => match (f.to.as_slice(), last_to) {
-                        ([only], _) => *only,
-                        (_, Some(n)) => n,
-                        (many, None) => many.first().copied().unwrap_or(f.from),
-                    },
-                };
-                Hop {
-                    time: f.time,
-                    network: self.segments[f.network].name().to_string(),
-                    from: name(f.from),
-                    to: name(to),
-                    what: strata_wire::describe::frame(&f.bytes),
-                }
-            })
-            .collect()
     }
 
     /// Writes one pcap file per network into `dir`; returns their paths.
@@ -721,6 +467,7 @@ fn node_config(topology: &Topology, n: usize) -> NodeConfig {
         services: spec.services.clone(),
         vswitch,
         mux,
+        probes: probes_of(topology, n),
         seed: topology.seed.wrapping_mul(1_000_003).wrapping_add(n as u64),
     }
 }
@@ -738,4 +485,29 @@ fn dip_mappings(topology: &Topology, m: usize, j: usize) -> Vec<DipMapping> {
             backend_port: v.backend_port,
         })
         .collect()
+}
+
+/// The health probes host `n`'s agent sends: one per DIP on its vSwitch and probe.
+fn probes_of(topology: &Topology, n: usize) -> Vec<strata_node::apps::probe::ProbeConfig> {
+    let mut probes: Vec<strata_node::apps::probe::ProbeConfig> = Vec::new();
+    for vip in topology.slb.iter().flat_map(|s| &s.vips) {
+        let Some(probe) = &vip.probe else { continue };
+        for &(m, j) in &vip.members {
+            let nic = &topology.nodes[m].nics[j];
+            if nic.vswitch_host != Some(n) {
+                continue;
+            }
+            let config = strata_node::apps::probe::ProbeConfig {
+                dip: nic.addr.addr(),
+                port: probe.port,
+                http_path: probe.http_path.clone(),
+                interval: probe.interval,
+                count: probe.count,
+            };
+            if !probes.contains(&config) {
+                probes.push(config);
+            }
+        }
+    }
+    probes
 }

@@ -137,10 +137,21 @@ pub enum ScenarioAction {
         target: Ipv4Addr,
         count: u16,
     },
-    /// `repeat` GETs, one after another, each on a new connection.
+    /// `repeat` GETs, one after another, each on a new connection; or, in the
+    /// background, all at once, checked later by an `Await`.
     Http {
         url: String,
         repeat: u16,
+        background: bool,
+    },
+    /// Wait for a background scenario (index) and check its fetches.
+    Await {
+        scenario: usize,
+    },
+    /// Stop or start a node's HTTP servers.
+    SetHttp {
+        node: usize,
+        enabled: bool,
     },
     Resolve {
         name: String,
@@ -154,8 +165,13 @@ pub struct Expect {
     pub success: bool,
     pub status: Option<u16>,
     pub body_contains: Option<String>,
-    /// Texts each of which some response must contain (with `repeat`).
+    /// With `repeat`: every response must contain one of these, and each must be seen.
     pub bodies: Vec<String>,
+    /// DIPs every Mux must hold out of its pools, or in them.
+    pub dips_down: Vec<Ipv4Addr>,
+    pub dips_up: Vec<Ipv4Addr>,
+    /// For `Await`: connections that reached these nodes must all have completed.
+    pub survivors_on: Vec<String>,
     /// For a DNS lookup: an address the answer must hold.
     pub address: Option<Ipv4Addr>,
     /// The nodes the first request must cross, in order, from the sender to the answerer.
@@ -172,6 +188,8 @@ pub struct Scenario {
     pub from: usize,
     pub action: ScenarioAction,
     pub timeout: Duration,
+    /// How long to let the lab run after the action, before checking.
+    pub wait: Duration,
     pub expect: Expect,
 }
 

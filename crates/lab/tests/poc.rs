@@ -260,3 +260,43 @@ fn connections_spread_over_both_dips_and_nat_rules_reach_one() {
         Some("PortalVM2")
     );
 }
+
+#[test]
+fn a_failed_dip_leaves_the_pool_and_established_flows_to_the_other_survive() {
+    let (lab, results) = run_all();
+    let fails = by_name(&results, "portalvm2-fails");
+    assert!(fails.passed, "{}", strata_lab::report::scenario(fails));
+    // The host agent's probes found it, not the Mux: the report came from HyperVHost.
+    let down: Vec<_> = lab
+        .health_log()
+        .iter()
+        .filter(|(_, host, dip, up)| {
+            host == "HyperVHost" && dip.to_string() == "192.168.100.75" && !up
+        })
+        .collect();
+    assert_eq!(down.len(), 1, "{:?}", lab.health_log());
+    let after = by_name(&results, "portal-after-failure");
+    assert_eq!(
+        after.split,
+        [("served by PortalVM 192.168.100.74".to_string(), 20)]
+    );
+    let survive = by_name(&results, "portal-long-downloads-survive");
+    assert!(survive.passed, "{}", strata_lab::report::scenario(survive));
+    assert!(
+        survive
+            .summary
+            .contains("served by PortalVM 192.168.100.74"),
+        "{}",
+        survive.summary
+    );
+    let back = by_name(&results, "portalvm2-recovers");
+    assert!(back.passed, "{}", strata_lab::report::scenario(back));
+    // The probes themselves crossed the vSwitch: the host sent them from its vNIC.
+    let host = lab.node("HyperVHost").unwrap();
+    let probes = host.probes();
+    assert_eq!(probes.len(), 2);
+    assert!(
+        probes.iter().all(|(_, up, sent, _)| *up && *sent >= 5),
+        "{probes:?}"
+    );
+}

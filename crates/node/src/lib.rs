@@ -43,6 +43,7 @@ use roles::{RoleHooks, Taken};
 use apps::dns::{Lookup, LookupReport};
 use apps::http::{self, GetReport, Page};
 use apps::ping::{Ping, PingReport};
+use apps::probe::{ProbeConfig, Prober};
 use device::QueueDevice;
 
 pub use strata_nat as nat;
@@ -124,6 +125,8 @@ pub struct NodeConfig {
     pub services: Vec<ServiceConfig>,
     pub vswitch: Option<VSwitchConfig>,
     pub mux: Option<MuxRole>,
+    /// Health probes the node sends (the SLB host agent's, on a Hyper-V host).
+    pub probes: Vec<ProbeConfig>,
     /// Seeds the stack's initial sequence numbers and ports; the same seed gives the same
     /// run.
     pub seed: u64,
@@ -219,6 +222,10 @@ pub struct Node {
     nic_link: Vec<Option<usize>>,
     taken: Vec<Taken>,
     out: std::collections::VecDeque<(usize, Vec<u8>)>,
+    probers: Vec<Prober>,
+    health_events: Vec<(Ipv4Addr, bool)>,
+    /// Sockets of finished clients, removed once closed.
+    reaper: Vec<smoltcp::iface::SocketHandle>,
     iface: Iface,
     device: QueueDevice,
     sockets: SocketSet<'static>,
@@ -376,6 +383,13 @@ impl Node {
             nic_link,
             taken: Vec::new(),
             out: std::collections::VecDeque::new(),
+            probers: config
+                .probes
+                .into_iter()
+                .map(|p| Prober::new(p, now))
+                .collect(),
+            health_events: Vec::new(),
+            reaper: Vec::new(),
             iface,
             device,
             sockets,
@@ -415,6 +429,32 @@ impl Node {
 
     pub fn vswitch(&self) -> Option<&VSwitch> {
         self.switch.as_ref().map(|s| &s.vswitch)
+    }
+
+    /// DIP health changes the node's probes found since the last call (the host agent's
+    /// reports to the SLB manager).
+    pub fn take_health_events(&mut self) -> Vec<(Ipv4Addr, bool)> {
+        std::mem::take(&mut self.health_events)
+    }
+
+    /// Each probed DIP: address, healthy, probes sent, probes failed.
+    pub fn probes(&self) -> Vec<(Ipv4Addr, bool, u64, u64)> {
+        self.probers
+            .iter()
+            .map(|p| (p.dip(), p.is_up(), p.sent, p.failed))
+            .collect()
+    }
+
+    /// Stops or starts the node's HTTP servers; false if it has none.
+    pub fn set_http_enabled(&mut self, enabled: bool) -> bool {
+        let mut any = false;
+        for s in &mut self.services {
+            if let Service::Http(h) = s {
+                h.set_enabled(enabled, &mut self.sockets);
+                any = true;
+            }
+        }
+        any
     }
 
     pub fn nat(&self) -> Option<&Nat> {
@@ -561,7 +601,7 @@ impl Node {
             let mut progressed = false;
             for service in &mut self.services {
                 progressed |= match service {
-                    Service::Http(s) => s.poll(&mut self.sockets),
+                    Service::Http(s) => s.poll(now, &mut self.sockets),
                     Service::Dns(s) => s.poll(&mut self.sockets),
                 };
             }
@@ -572,6 +612,41 @@ impl Node {
                     Task::Resolve(l) => l.poll(now, &mut self.sockets),
                 };
             }
+            for task in &mut self.tasks {
+                if let Task::Http(g) = task {
+                    self.reaper.extend(g.take_socket());
+                }
+            }
+            let mut next_port = self.next_port;
+            let mut port = || {
+                let p = next_port;
+                next_port = if next_port == u16::MAX {
+                    EPHEMERAL_START
+                } else {
+                    next_port + 1
+                };
+                p
+            };
+            for prober in &mut self.probers {
+                let (change, reap) =
+                    prober.poll(now, self.iface.context(), &mut self.sockets, &mut port);
+                if let Some(up) = change {
+                    self.health_events.push((prober.dip(), up));
+                    progressed = true;
+                }
+                self.reaper.extend(reap);
+            }
+            self.next_port = next_port;
+            let sockets = &mut self.sockets;
+            self.reaper.retain(|h| {
+                let open = sockets
+                    .get_mut::<smoltcp::socket::tcp::Socket>(*h)
+                    .is_open();
+                if !open {
+                    sockets.remove(*h);
+                }
+                open
+            });
             let sent = !self.device.tx.is_empty();
             while let Some(packet) = self.device.tx.pop_front() {
                 self.router_send(now, &packet);
@@ -599,6 +674,11 @@ impl Node {
             Task::Http(g) => g.poll_at(),
             Task::Resolve(l) => l.poll_at(),
         });
+        let probes = self.probers.iter().filter_map(|p| p.poll_at());
+        let servers = self.services.iter().filter_map(|s| match s {
+            Service::Http(h) => h.poll_at(),
+            Service::Dns(_) => None,
+        });
         [
             stack,
             self.router.poll_at(),
@@ -607,6 +687,8 @@ impl Node {
         .into_iter()
         .flatten()
         .chain(tasks)
+        .chain(probes)
+        .chain(servers)
         .min()
     }
 

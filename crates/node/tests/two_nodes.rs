@@ -34,6 +34,7 @@ fn node(
             services,
             vswitch: None,
             mux: None,
+            probes: vec![],
             seed: u64::from(mac),
         },
         Duration::ZERO,
@@ -92,6 +93,7 @@ fn ping_dns_and_http_between_two_stacks() {
             pages: vec![Page {
                 path: "/".into(),
                 body: "<h1>Portal</h1>".into(),
+                delay: Duration::ZERO,
             }],
             backlog: 2,
         },

@@ -13,3 +13,4 @@ pub mod hash;
 pub mod host;
 pub mod maglev;
 pub mod mux;
+pub mod probe;

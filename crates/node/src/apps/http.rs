@@ -19,6 +19,8 @@ const MAX_HEAD: usize = 8 * 1024;
 pub struct Page {
     pub path: String,
     pub body: String,
+    /// How long the server waits before it answers (a slow backend, a long download).
+    pub delay: Duration,
 }
 
 #[derive(Debug)]
@@ -28,6 +30,8 @@ struct Conn {
     response: Vec<u8>,
     sent: usize,
     answered: bool,
+    /// When the response may start (a page's delay).
+    respond_at: Duration,
 }
 
 /// An HTTP server listening on one port with a fixed set of pages.
@@ -36,6 +40,8 @@ pub struct Server {
     port: u16,
     pages: Vec<Page>,
     conns: Vec<Conn>,
+    /// A stopped server resets its connections and does not listen.
+    enabled: bool,
     /// Requests answered, by status.
     pub served: u64,
     pub bad_requests: u64,
@@ -56,12 +62,14 @@ impl Server {
                 response: Vec::new(),
                 sent: 0,
                 answered: false,
+                respond_at: Duration::ZERO,
             })
             .collect();
         Server {
             port,
             pages,
             conns,
+            enabled: true,
             served: 0,
             bad_requests: 0,
         }
@@ -71,11 +79,33 @@ impl Server {
         self.port
     }
 
+    /// Stops (resetting every connection) or starts the server.
+    pub(crate) fn set_enabled(&mut self, enabled: bool, sockets: &mut SocketSet<'static>) {
+        self.enabled = enabled;
+        if !enabled {
+            for conn in &self.conns {
+                sockets.get_mut::<tcp::Socket>(conn.handle).abort();
+            }
+        }
+    }
+
+    /// When a delayed response is due.
+    pub(crate) fn poll_at(&self) -> Option<Duration> {
+        self.conns
+            .iter()
+            .filter(|c| c.answered && c.sent == 0 && !c.response.is_empty())
+            .map(|c| c.respond_at)
+            .min()
+    }
+
     /// Serves what can be served; true if anything moved.
-    pub(crate) fn poll(&mut self, sockets: &mut SocketSet<'static>) -> bool {
+    pub(crate) fn poll(&mut self, now: Duration, sockets: &mut SocketSet<'static>) -> bool {
         let mut progressed = false;
         for conn in &mut self.conns {
             let socket = sockets.get_mut::<tcp::Socket>(conn.handle);
+            if !self.enabled {
+                continue;
+            }
             if !socket.is_open() {
                 conn.request.clear();
                 conn.response.clear();
@@ -95,7 +125,9 @@ impl Server {
                     conn.request.extend_from_slice(&chunk[..n]);
                     progressed = true;
                 }
-                if let Some(response) = answer(&self.pages, &conn.request) {
+                if let Some((response, delay)) = answer(&self.pages, &conn.request) {
+                    conn.respond_at = now + delay;
+                    progressed = true;
                     if response.starts_with(b"HTTP/1.1 400")
                         || response.starts_with(b"HTTP/1.1 431")
                     {
@@ -107,7 +139,11 @@ impl Server {
                     conn.answered = true;
                 }
             }
-            if conn.answered && conn.sent < conn.response.len() && socket.can_send() {
+            if conn.answered
+                && now >= conn.respond_at
+                && conn.sent < conn.response.len()
+                && socket.can_send()
+            {
                 if let Ok(n) = socket.send_slice(&conn.response[conn.sent..]) {
                     conn.sent += n;
                     progressed = true;
@@ -125,26 +161,28 @@ impl Server {
     }
 }
 
-/// The response to a request head, once the head is complete.
-fn answer(pages: &[Page], request: &[u8]) -> Option<Vec<u8>> {
+/// The response to a request head once the head is complete, and how long to wait before
+/// sending it.
+fn answer(pages: &[Page], request: &[u8]) -> Option<(Vec<u8>, Duration)> {
+    let now = |r: Vec<u8>| Some((r, Duration::ZERO));
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(request) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) if request.len() <= MAX_HEAD => return None,
         Ok(httparse::Status::Partial) => {
-            return Some(response(431, "Request Header Fields Too Large", ""));
+            return now(response(431, "Request Header Fields Too Large", ""));
         }
-        Err(_) => return Some(response(400, "Bad Request", "bad request\n")),
+        Err(_) => return now(response(400, "Bad Request", "bad request\n")),
     }
     let path = req.path.unwrap_or("/");
     if req.method != Some("GET") && req.method != Some("HEAD") {
-        return Some(response(405, "Method Not Allowed", "method not allowed\n"));
+        return now(response(405, "Method Not Allowed", "method not allowed\n"));
     }
-    Some(match pages.iter().find(|p| p.path == path) {
-        Some(page) => response(200, "OK", &page.body),
-        None => response(404, "Not Found", "not found\n"),
-    })
+    match pages.iter().find(|p| p.path == path) {
+        Some(page) => Some((response(200, "OK", &page.body), page.delay)),
+        None => now(response(404, "Not Found", "not found\n")),
+    }
 }
 
 fn response(status: u16, reason: &str, body: &str) -> Vec<u8> {
@@ -200,7 +238,8 @@ pub struct Get {
     path: String,
     started: Duration,
     deadline: Duration,
-    tcp: SocketHandle,
+    /// `None` once handed back to the node by [`Get::take_socket`].
+    tcp: Option<SocketHandle>,
     state: State,
     response: Vec<u8>,
     report: GetReport,
@@ -257,7 +296,7 @@ impl Get {
             path: "/".into(),
             started: now,
             deadline: now + timeout,
-            tcp,
+            tcp: Some(tcp),
             state: State::Done,
             response: Vec::new(),
             report: report.clone(),
@@ -295,7 +334,10 @@ impl Get {
 
     fn connect(&mut self, cx: &mut Context, sockets: &mut SocketSet<'static>, ip: Ipv4Addr) {
         self.report.server = Some(SocketAddrV4::new(ip, self.port));
-        let socket = sockets.get_mut::<tcp::Socket>(self.tcp);
+        let Some(handle) = self.tcp else {
+            return;
+        };
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
         let remote = IpEndpoint::new(IpAddress::Ipv4(ip), self.port);
         match socket.connect(cx, remote, self.report.local_port) {
             Ok(()) => self.state = State::Connecting,
@@ -318,11 +360,11 @@ impl Get {
         cx: &mut Context,
         sockets: &mut SocketSet<'static>,
     ) -> bool {
-        if matches!(self.state, State::Done) {
+        let Some(handle) = self.tcp.filter(|_| !matches!(self.state, State::Done)) else {
             return false;
-        }
+        };
         if now >= self.deadline {
-            sockets.get_mut::<tcp::Socket>(self.tcp).abort();
+            sockets.get_mut::<tcp::Socket>(handle).abort();
             self.fail(
                 now,
                 format!("timed out after {:?}", self.deadline - self.started),
@@ -357,7 +399,7 @@ impl Get {
                 }
             }
             State::Connecting => {
-                let socket = sockets.get_mut::<tcp::Socket>(self.tcp);
+                let socket = sockets.get_mut::<tcp::Socket>(handle);
                 if socket.may_send() {
                     let request = format!(
                         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: strata\r\nConnection: close\r\n\r\n",
@@ -375,7 +417,7 @@ impl Get {
                 }
             }
             State::Receiving => {
-                let socket = sockets.get_mut::<tcp::Socket>(self.tcp);
+                let socket = sockets.get_mut::<tcp::Socket>(handle);
                 let mut progressed = false;
                 let mut chunk = [0u8; 2048];
                 while let Ok(n) = socket.recv_slice(&mut chunk) {
@@ -425,6 +467,15 @@ impl Get {
     pub(crate) fn report(&self) -> Option<&GetReport> {
         matches!(self.state, State::Done).then_some(&self.report)
     }
+
+    /// Once done, the TCP socket (once), for the node to remove when it has closed.
+    pub(crate) fn take_socket(&mut self) -> Option<SocketHandle> {
+        if matches!(self.state, State::Done) {
+            self.tcp.take()
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -451,7 +502,9 @@ mod tests {
         let pages = vec![Page {
             path: "/".into(),
             body: "hello".into(),
+            delay: Duration::ZERO,
         }];
+        let answer = |p: &[Page], r: &[u8]| super::answer(p, r).map(|(r, _)| r);
         assert_eq!(
             answer(&pages, b"GET / HTTP/1.1\r\nHost: x\r\n"),
             None,

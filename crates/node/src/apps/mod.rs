@@ -4,6 +4,7 @@
 pub mod dns;
 pub mod http;
 pub mod ping;
+pub mod probe;
 
 use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp;
