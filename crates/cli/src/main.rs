@@ -43,6 +43,32 @@ enum LabCommand {
         #[arg(long)]
         realtime: bool,
     },
+    /// Run a lab's scenarios, then list each VM port's VFP layers and rules and its unified
+    /// flow table (like vfpctrl /list-rule and /list-unified-flow).
+    Vfp {
+        /// The lab file; without it, the built-in POC lab.
+        file: Option<PathBuf>,
+        /// Only this VM's port.
+        #[arg(long)]
+        port: Option<String>,
+        /// Only the layers, groups and rules.
+        #[arg(long, conflicts_with = "list_unified_flow")]
+        list_rule: bool,
+        /// Only the cached flows.
+        #[arg(long)]
+        list_unified_flow: bool,
+        /// Run only the named scenarios first (repeatable); default: all.
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+    },
+    /// Run a lab's scenarios, then show each Mux's VIP map, DIP health and counters.
+    Mux {
+        /// The lab file; without it, the built-in POC lab.
+        file: Option<PathBuf>,
+        /// Run only the named scenarios first (repeatable); default: all.
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+    },
     /// Check a lab file and print its topology: networks, nodes, addresses, routes.
     Show {
         /// The lab file; without it, the built-in POC lab.
@@ -64,14 +90,31 @@ fn load(file: Option<&PathBuf>) -> anyhow::Result<strata_lab::topology::Topology
     Ok(strata_lab::file::parse(&name, &text)?)
 }
 
-fn run(
-    file: Option<PathBuf>,
-    capture: Option<PathBuf>,
-    only: Vec<String>,
-    realtime: bool,
-) -> anyhow::Result<bool> {
-    let topology = load(file.as_ref())?;
-    for name in &only {
+/// Boots a lab and runs the named scenarios (all when none is named), quietly.
+fn run_quietly(file: Option<&PathBuf>, only: &[String]) -> anyhow::Result<Lab> {
+    let topology = load(file)?;
+    let selected = select(&topology, only)?;
+    let mut lab = Lab::new(topology, Clock::Virtual)?;
+    for i in selected {
+        let result = lab.run_scenario(i);
+        if !result.passed {
+            eprintln!(
+                "scenario {} failed: {}",
+                result.name,
+                result.failures.join("; ")
+            );
+        }
+    }
+    Ok(lab)
+}
+
+/// The indices of the named scenarios (all when none is named), or an error naming one
+/// that does not exist.
+fn select(
+    topology: &strata_lab::topology::Topology,
+    only: &[String],
+) -> anyhow::Result<Vec<usize>> {
+    for name in only {
         if !topology.scenarios.iter().any(|s| &s.name == name) {
             let known: Vec<_> = topology.scenarios.iter().map(|s| s.name.as_str()).collect();
             anyhow::bail!(
@@ -80,6 +123,19 @@ fn run(
             );
         }
     }
+    Ok((0..topology.scenarios.len())
+        .filter(|&i| only.is_empty() || only.contains(&topology.scenarios[i].name))
+        .collect())
+}
+
+fn run(
+    file: Option<PathBuf>,
+    capture: Option<PathBuf>,
+    only: Vec<String>,
+    realtime: bool,
+) -> anyhow::Result<bool> {
+    let topology = load(file.as_ref())?;
+    let selected = select(&topology, &only)?;
     println!(
         "lab {}: {} networks, {} nodes, {} scenarios ({} time)",
         topology.name,
@@ -88,9 +144,6 @@ fn run(
         topology.scenarios.len(),
         if realtime { "wall-clock" } else { "virtual" }
     );
-    let selected: Vec<usize> = (0..topology.scenarios.len())
-        .filter(|&i| only.is_empty() || only.contains(&topology.scenarios[i].name))
-        .collect();
     let mut lab = Lab::new(
         topology,
         if realtime {
@@ -126,6 +179,28 @@ fn main() -> ExitCode {
             scenarios,
             realtime,
         }) => run(file, capture, scenarios, realtime),
+        Command::Lab(LabCommand::Vfp {
+            file,
+            port,
+            list_rule,
+            list_unified_flow,
+            scenarios,
+        }) => run_quietly(file.as_ref(), &scenarios).and_then(|lab| {
+            let text = report::vfp(&lab, port.as_deref(), !list_unified_flow, !list_rule);
+            if text.is_empty() {
+                anyhow::bail!(
+                    "no VM port{} on a host vSwitch in this lab",
+                    port.map(|p| format!(" {p:?}")).unwrap_or_default()
+                );
+            }
+            print!("{text}");
+            Ok(true)
+        }),
+        Command::Lab(LabCommand::Mux { file, scenarios }) => run_quietly(file.as_ref(), &scenarios)
+            .map(|lab| {
+                print!("{}", report::mux(&lab));
+                true
+            }),
         Command::Lab(LabCommand::Show { file }) => load(file.as_ref()).map(|t| {
             print!("{}", report::topology(&t));
             true

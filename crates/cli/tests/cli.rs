@@ -94,3 +94,47 @@ fn show_draws_the_topology() {
     assert!(out.contains("PAhostVNIC"), "{out}");
     assert!(out.contains("192.168.233.21/24"), "{out}");
 }
+
+#[test]
+fn vfp_lists_rules_and_unified_flows_of_a_port() {
+    let (code, out, err) = strata(&["lab", "vfp", "--port", "PortalVM", "--scenario", "portal"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("HyperVHost vSwitch CCI_External port PortalVM"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rule decap-vni-4096 (priority 1): decap vxlan"),
+        "{out}"
+    );
+    assert!(out.contains("nat src * dst 192.168.100.74:80"), "{out}");
+    assert!(
+        out.contains("vni 4096  pop vxlan, dst 192.168.100.74:80"),
+        "{out}"
+    );
+    assert!(out.contains("src 192.168.133.74:80"), "{out}");
+    let (code, out, _) = strata(&["lab", "vfp", "--list-rule", "--scenario", "ping-ncvm"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("port PortalVM2") && !out.contains("unified flow table"),
+        "{out}"
+    );
+    let (code, _, err) = strata(&["lab", "vfp", "--port", "NoSuchVM"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no VM port \"NoSuchVM\""), "{err}");
+}
+
+#[test]
+fn mux_shows_vips_and_dip_health() {
+    let (code, out, _) = strata(&["lab", "mux", "--scenario", "portalvm2-fails"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("VIP 192.168.133.74:80 proto 6"), "{out}");
+    assert!(
+        out.contains("DIP 192.168.100.75:80 on host PA 192.168.233.21  out (probe failed)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("DIP 192.168.100.74:80 on host PA 192.168.233.21  in the pool"),
+        "{out}"
+    );
+}

@@ -110,3 +110,90 @@ pub fn topology(t: &crate::topology::Topology) -> String {
     }
     out
 }
+
+/// Each host vSwitch's VM ports: their VFP layers, groups and rules (`vfpctrl
+/// /list-rule`) and their cached flows (`/list-unified-flow`). `port` picks one port.
+pub fn vfp(lab: &crate::Lab, port: Option<&str>, rules: bool, flows: bool) -> String {
+    let mut out = String::new();
+    for node in lab.nodes() {
+        let Some(vswitch) = node.vswitch() else {
+            continue;
+        };
+        for (p, name, mac) in vswitch.vm_ports() {
+            if port.is_some_and(|want| want != name) {
+                continue;
+            }
+            let Some(vfp) = vswitch.vfp(p) else { continue };
+            let _ = writeln!(
+                out,
+                "{} vSwitch {} port {name} ({mac})",
+                node.name(),
+                vswitch.name()
+            );
+            if rules {
+                for line in vfp.describe_rules().lines().skip(1) {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+            if flows {
+                let c = vfp.counters();
+                let _ = writeln!(
+                    out,
+                    "  unified flow table: {} flows; fast path {}, slow path {}, dropped {}",
+                    vfp.flows().len(),
+                    c.fast_path,
+                    c.slow_path,
+                    c.dropped_blocked + c.dropped_unparsed
+                );
+                out.push_str(&vfp.describe_flows(lab.now()));
+            }
+        }
+    }
+    out
+}
+
+/// Each Mux's VIP map: entries, their DIPs, where each DIP lives and whether it is in the
+/// pool; and the Mux's counters.
+pub fn mux(lab: &crate::Lab) -> String {
+    let mut out = String::new();
+    for node in lab.nodes() {
+        let Some(mux) = node.mux() else { continue };
+        let c = mux.counters();
+        let f = mux.flow_counters();
+        let _ = writeln!(
+            out,
+            "Mux {} (PA {}): {} encapsulated, {} no VIP, {} no healthy DIP, {} re-hashed; flow table {} hits, {} misses",
+            node.name(),
+            mux.config().pa,
+            c.encapsulated,
+            c.no_vip,
+            c.no_healthy_dip,
+            c.rehashed,
+            f.hits,
+            f.misses
+        );
+        for (config, healthy) in mux.vips() {
+            let k = config.key;
+            let _ = writeln!(
+                out,
+                "  VIP {}:{} proto {} ({:?}, VNI {})",
+                k.vip, k.port, k.proto, config.distribution, config.vni
+            );
+            for (dip, up) in config.dips.iter().zip(healthy) {
+                let _ = writeln!(
+                    out,
+                    "    DIP {}:{} on host PA {}  {}",
+                    dip.addr,
+                    dip.port,
+                    dip.host_pa,
+                    if up {
+                        "in the pool"
+                    } else {
+                        "out (probe failed)"
+                    }
+                );
+            }
+        }
+    }
+    out
+}
