@@ -110,6 +110,39 @@ fn tshark_decodes_every_capture() {
         source_ports.len() > rows.len() / 2,
         "source ports vary by flow: {source_ports:?}"
     );
+    // The host agent clamps the MSS of the VIP's flows to fit the encapsulation: every
+    // SYN-ACK the client gets from the VIP says 1410, and so do the SYNs the DIPs get
+    // through the VIP (PortalVM also gets one SYN straight to its own address, unclamped).
+    let inside = dir.join("nat-internal.pcap");
+    let mss = tshark(&[
+        "-r",
+        inside.to_str().unwrap(),
+        "-Y",
+        "tcp.flags.syn == 1 && tcp.flags.ack == 1 && ip.src == 192.168.133.74",
+        "-T",
+        "fields",
+        "-e",
+        "tcp.options.mss_val",
+    ])
+    .unwrap();
+    assert!(mss.lines().count() >= 40, "SYN-ACKs from the VIP: {mss}");
+    assert!(mss.lines().all(|l| l == "1410"), "MSS from the VIP: {mss}");
+    let vm_link = dir.join("CCI_External.PortalVM.pcap");
+    let clamped = tshark(&[
+        "-r",
+        vm_link.to_str().unwrap(),
+        "-Y",
+        "tcp.flags.syn == 1 && tcp.flags.ack == 0 && tcp.options.mss_val == 1410",
+        "-T",
+        "fields",
+        "-e",
+        "tcp.srcport",
+    ])
+    .unwrap();
+    assert!(
+        clamped.lines().count() >= 10,
+        "clamped SYNs at PortalVM: {clamped}"
+    );
     for want in ["arp", "icmp", "tcp", "http", "dns", "vxlan"] {
         assert!(
             protocols.contains(want),

@@ -161,3 +161,78 @@ fn ping_dns_and_http_between_two_stacks() {
     assert_eq!(server.service_counters().http_served, 1);
     assert_eq!(server.service_counters().dns_answered, 1);
 }
+
+/// The host agent's probes: TCP and HTTP, down after `count` failures, up after one
+/// success.
+#[test]
+fn health_probes_find_a_stopped_server_and_its_return() {
+    use strata_node::apps::probe::ProbeConfig;
+    let web = vec![ServiceConfig::Http {
+        port: 80,
+        pages: vec![Page {
+            path: "/health".into(),
+            body: "ok".into(),
+            delay: Duration::ZERO,
+        }],
+        backlog: 4,
+    }];
+    let mut server = node("dip", 2, "10.0.0.2/24", web, None);
+    let probe = |http_path: Option<&str>| ProbeConfig {
+        dip: "10.0.0.2".parse().unwrap(),
+        port: 80,
+        http_path: http_path.map(str::to_string),
+        interval: Duration::from_secs(5),
+        count: 2,
+    };
+    let mut host = Node::new(
+        NodeConfig {
+            name: "host".into(),
+            nics: vec![NicConfig {
+                name: "eth0".into(),
+                mac: EthernetAddress([0x00, 0x15, 0x5d, 0, 0, 1]),
+                addr: "10.0.0.1/24".parse().unwrap(),
+                mtu: 1500,
+                behind_switch: false,
+            }],
+            routes: vec![],
+            forwarding: false,
+            nat: None,
+            dns_server: None,
+            services: vec![],
+            vswitch: None,
+            mux: None,
+            probes: vec![probe(None), probe(Some("/health"))],
+            seed: 1,
+        },
+        Duration::ZERO,
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    let now = run(Duration::ZERO, &mut host, &mut server, |_| false);
+    events.extend(host.take_health_events());
+    assert!(
+        events.is_empty(),
+        "a healthy DIP raises nothing: {events:?}"
+    );
+    assert!(
+        host.probes()
+            .iter()
+            .all(|(_, up, sent, failed)| *up && *sent >= 10 && *failed == 0),
+        "{:?}",
+        host.probes()
+    );
+    server.set_http_enabled(false);
+    let now = run(now, &mut host, &mut server, |_| false);
+    let down = host.take_health_events();
+    assert_eq!(
+        down.len(),
+        2,
+        "both probes (TCP and HTTP) find it down once: {down:?}"
+    );
+    assert!(down.iter().all(|(_, up)| !up));
+    server.set_http_enabled(true);
+    run(now, &mut host, &mut server, |_| false);
+    let up = host.take_health_events();
+    assert_eq!(up.len(), 2, "{up:?}");
+    assert!(up.iter().all(|(_, up)| *up));
+}

@@ -7,6 +7,10 @@
 //!   stateful, so the DIP's replies leave with VIP:frontendPort as their source and go
 //!   straight to the client's router: direct server return.
 //!
+//! - MSS clamping: TCP SYNs of those flows (and their SYN-ACKs) carry at most
+//!   [`CLAMPED_MSS`], so the clients' segments still fit the path once the Mux
+//!   encapsulates them.
+//!
 //! Everything else passes (the ACL layers of the Network Controller are another issue).
 
 use std::net::Ipv4Addr;
@@ -31,6 +35,11 @@ pub struct DipMapping {
     pub vip: VipKey,
     pub backend_port: u16,
 }
+
+/// The MSS the host agent clamps TCP SYNs to on a DIP port: a 1500-byte path less the
+/// VXLAN overhead (50) and the IPv4 and TCP headers (40), so encapsulated segments from
+/// clients still fit.
+pub const CLAMPED_MSS: u16 = 1500 - strata_wire::vxlan::OVERHEAD_IPV4 as u16 - 40;
 
 /// The layers for a DIP's port.
 pub fn dip_layers(dip: Ipv4Addr, vni: Vni, mappings: &[DipMapping]) -> Vec<Layer> {
@@ -73,15 +82,36 @@ pub fn dip_layers(dip: Ipv4Addr, vni: Vni, mappings: &[DipMapping]) -> Vec<Layer
             }),
         })
         .collect();
+    let vips: Vec<Ipv4Net> = mappings.iter().map(|m| Ipv4Net::from(m.vip.vip)).collect();
     let nat = Layer {
         name: NAT_LAYER.into(),
         priority: 200,
-        groups: vec![Group {
-            name: "vip-to-dip".into(),
-            direction: Direction::In,
-            priority: 1,
-            rules,
-        }],
+        groups: vec![
+            Group {
+                name: "vip-to-dip".into(),
+                direction: Direction::In,
+                priority: 1,
+                rules,
+            },
+            // Its own group, so it applies alongside the NAT rule, and ahead of it, while the
+            // destination is still the VIP. The flow's replies get it too (the SYN-ACK's
+            // MSS is what limits the client's segments).
+            Group {
+                name: "mss-clamp".into(),
+                direction: Direction::In,
+                priority: 0,
+                rules: vec![Rule {
+                    name: format!("clamp-mss-{CLAMPED_MSS}"),
+                    priority: 1,
+                    conditions: Conditions {
+                        dst: vips,
+                        proto: Some(strata_wire::flow::proto::TCP),
+                        ..Conditions::any()
+                    },
+                    action: Action::ClampMss(CLAMPED_MSS),
+                }],
+            },
+        ],
     };
     vec![decap, nat]
 }

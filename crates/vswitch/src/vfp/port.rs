@@ -393,6 +393,9 @@ fn describe_ht(ht: &HeaderTransposition) -> String {
             ht.dst_port.map(|p| format!(":{p}")).unwrap_or_default()
         ));
     }
+    if let Some(mss) = ht.mss {
+        parts.push(format!("mss {mss}"));
+    }
     if parts.is_empty() {
         "allow".into()
     } else {

@@ -73,6 +73,9 @@ pub enum Action {
     Encap(EncapSpec),
     /// Rewrite addresses and ports. Stateful: the flow's replies get the inverse.
     Nat(NatSpec),
+    /// Lower the MSS option of TCP SYNs (both directions of the flow) to this value, so
+    /// that segments still fit the MTU once encapsulated.
+    ClampMss(u16),
     /// Rewrite the inner MAC addresses.
     SetMac {
         src: Option<EthernetAddress>,
@@ -93,6 +96,7 @@ impl std::fmt::Display for Action {
             Action::Decap => f.write_str("decap vxlan"),
             Action::Encap(e) => write!(f, "encap vxlan vni {} {} > {}", e.vni, e.src_pa, e.dst_pa),
             Action::Nat(n) => write!(f, "nat src {} dst {}", ep(&n.src), ep(&n.dst)),
+            Action::ClampMss(mss) => write!(f, "clamp tcp mss {mss}"),
             Action::SetMac { src, dst } => write!(f, "set mac src {src:?} dst {dst:?}"),
         }
     }

@@ -387,3 +387,54 @@ proptest::proptest! {
         let _ = port.process(T, Direction::In, &mut f);
     }
 }
+
+#[test]
+fn mss_is_clamped_on_syns_both_ways() {
+    let mut port = slb_port();
+    port.set_layer(Layer {
+        name: "MSS".into(),
+        priority: 150,
+        groups: vec![Group {
+            name: "clamp".into(),
+            direction: Direction::In,
+            priority: 1,
+            rules: vec![Rule {
+                name: "clamp".into(),
+                priority: 1,
+                conditions: Conditions {
+                    proto: Some(6),
+                    ..Conditions::any()
+                },
+                action: Action::ClampMss(1410),
+            }],
+        }],
+    });
+    let with_mss = |src, sport, dst, dport, flags, mss: u16| {
+        let mut f = tcp_frame(src, sport, dst, dport, flags, DIP_MAC);
+        // Replace the 4 payload bytes with an MSS option: data offset 6 words.
+        let tcp = 14 + 20;
+        f[tcp + 12] = 0x60;
+        f[tcp + 20..tcp + 24].copy_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
+        let (s, d) = (src, dst);
+        let mut p = TcpPacket::new_unchecked(&mut f[tcp..]);
+        p.fill_checksum(&s.into(), &d.into());
+        f
+    };
+    let mss_of = |f: &[u8]| u16::from_be_bytes([f[14 + 20 + 22], f[14 + 20 + 23]]);
+    let mut syn = encapsulate(&with_mss(CLIENT, 5000, VIP, 80, 0x02, 1460));
+    port.process(T, Direction::In, &mut syn);
+    assert_eq!(mss_of(&syn), 1410);
+    assert_checksums(&syn);
+    let mut synack = with_mss(DIP, 8080, CLIENT, 5000, 0x12, 1460);
+    port.process(T, Direction::Out, &mut synack);
+    assert_eq!(
+        mss_of(&synack),
+        1410,
+        "the reply's SYN-ACK is clamped by the paired flow"
+    );
+    assert_checksums(&synack);
+    // A smaller MSS is left alone.
+    let mut small = encapsulate(&with_mss(CLIENT, 5001, VIP, 80, 0x02, 536));
+    port.process(T, Direction::In, &mut small);
+    assert_eq!(mss_of(&small), 536);
+}

@@ -30,6 +30,8 @@ pub struct HeaderTransposition {
     pub ip_dst: Option<Ipv4Addr>,
     pub src_port: Option<u16>,
     pub dst_port: Option<u16>,
+    /// Clamp the MSS option of TCP SYNs to this.
+    pub mss: Option<u16>,
 }
 
 /// Bytes a pushed VXLAN encapsulation adds: Ethernet, IPv4, UDP, VXLAN.
@@ -77,6 +79,7 @@ impl HeaderTransposition {
                     }
                 }
             }
+            Action::ClampMss(mss) => self.mss = Some(self.mss.map_or(*mss, |m| m.min(*mss))),
             Action::SetMac { src, dst } => {
                 if let Some(s) = src {
                     self.eth_src = Some(*s);
@@ -111,6 +114,7 @@ impl HeaderTransposition {
             ip_dst: self.ip_src.map(|_| o.src),
             src_port: self.dst_port.map(|_| o.dst_port),
             dst_port: self.src_port.map(|_| o.src_port),
+            mss: self.mss,
         }
     }
 
@@ -145,8 +149,52 @@ impl HeaderTransposition {
                 }
             }
         }
+        if let Some(mss) = self.mss
+            && m.flow.proto == proto::TCP
+            && m.tcp_flags & 0x02 != 0
+        {
+            clamp_mss(&mut frame[strata_wire::ETHERNET_HEADER_LEN..], mss);
+        }
         if let EncapOp::Push(spec) = self.encap {
             push_vxlan(frame, &spec, m);
+        }
+    }
+}
+
+/// Lowers the MSS option of a TCP segment (in an IPv4 packet) to `mss`, updating the TCP
+/// checksum (RFC 1624). Malformed options are left alone.
+fn clamp_mss(ip: &mut [u8], mss: u16) {
+    let Ok(layout) = Ipv4Layout::parse(ip) else {
+        return;
+    };
+    let tcp = &mut ip[layout.header_len..layout.total_len];
+    if tcp.len() < 20 {
+        return;
+    }
+    let data_offset = (usize::from(tcp[12] >> 4) * 4).min(tcp.len());
+    let mut at = 20;
+    while at < data_offset {
+        match tcp[at] {
+            0 => return,
+            1 => at += 1,
+            kind => {
+                let Some(&len) = tcp.get(at + 1) else { return };
+                let len = usize::from(len);
+                if len < 2 || at + len > data_offset {
+                    return;
+                }
+                if kind == 2 && len == 4 {
+                    let old = u16::from_be_bytes([tcp[at + 2], tcp[at + 3]]);
+                    if old > mss {
+                        tcp[at + 2..at + 4].copy_from_slice(&mss.to_be_bytes());
+                        let check = u16::from_be_bytes([tcp[16], tcp[17]]);
+                        tcp[16..18]
+                            .copy_from_slice(&checksum::update16(check, old, mss).to_be_bytes());
+                    }
+                    return;
+                }
+                at += len;
+            }
         }
     }
 }
