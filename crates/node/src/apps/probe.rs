@@ -121,7 +121,9 @@ impl Prober {
             Some(Attempt::Tcp { handle, deadline }) => {
                 let socket = sockets.get_mut::<tcp::Socket>(*handle);
                 if socket.may_send() {
-                    socket.abort();
+                    // Close politely: the DIP's listening socket must come back for the
+                    // next client. The node removes this one once it has closed.
+                    socket.close();
                     (true, Some(*handle))
                 } else if now >= *deadline || socket.state() == tcp::State::Closed {
                     socket.abort();
