@@ -303,5 +303,8 @@ fn a_failed_dip_leaves_the_pool_and_established_flows_to_the_other_survive() {
         .iter()
         .find(|(dip, ..)| dip.to_string() == "192.168.100.74")
         .unwrap();
-    assert_eq!(portalvm.3, 0, "the healthy DIP never failed a probe: {probes:?}");
+    assert_eq!(
+        portalvm.3, 0,
+        "the healthy DIP never failed a probe: {probes:?}"
+    );
 }
