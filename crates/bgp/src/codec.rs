@@ -1,0 +1,954 @@
+//! BGP-4 messages on the wire (RFC 4271 section 4) and their errors (section 6, RFC 7606).
+//!
+//! ```text
+//!  0               16      18   19
+//!  | marker (all 1s) | length | type | body ...
+//! ```
+//! [`message_len`] frames a byte stream, [`decode`] reads one message, [`encode`] writes
+//! one. How AS numbers are written in AS_PATH depends on whether both speakers announced
+//! the 4-octet AS capability (RFC 6793); [`Options`] carries that.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+/// Every message starts with 16 bytes of ones.
+pub const MARKER: [u8; 16] = [0xff; 16];
+/// Marker, length and type.
+pub const HEADER_LEN: usize = 19;
+/// Largest message (RFC 4271; RFC 8654 extended messages are not negotiated).
+pub const MAX_LEN: usize = 4096;
+/// The 2-octet AS a 4-octet AS number is sent as where only 2 octets fit (RFC 6793).
+pub const AS_TRANS: u16 = 23456;
+
+/// Address family identifiers.
+pub mod afi {
+    pub const IPV4: u16 = 1;
+    pub const IPV6: u16 = 2;
+}
+/// Subsequent address family identifier for unicast.
+pub const SAFI_UNICAST: u8 = 1;
+
+/// Message type codes.
+mod kind {
+    pub(super) const OPEN: u8 = 1;
+    pub(super) const UPDATE: u8 = 2;
+    pub(super) const NOTIFICATION: u8 = 3;
+    pub(super) const KEEPALIVE: u8 = 4;
+    pub(super) const ROUTE_REFRESH: u8 = 5;
+}
+
+/// Path attribute type codes.
+pub mod attr {
+    pub const ORIGIN: u8 = 1;
+    pub const AS_PATH: u8 = 2;
+    pub const NEXT_HOP: u8 = 3;
+    pub const MED: u8 = 4;
+    pub const LOCAL_PREF: u8 = 5;
+    pub const COMMUNITIES: u8 = 8;
+    pub const MP_REACH_NLRI: u8 = 14;
+    pub const MP_UNREACH_NLRI: u8 = 15;
+}
+
+const FLAG_OPTIONAL: u8 = 0x80;
+const FLAG_TRANSITIVE: u8 = 0x40;
+const FLAG_PARTIAL: u8 = 0x20;
+const FLAG_EXTENDED: u8 = 0x10;
+
+/// A BGP message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Open(Open),
+    Update(Update),
+    Notification(Notification),
+    Keepalive,
+    RouteRefresh(RouteRefresh),
+}
+
+/// OPEN (RFC 4271 section 4.2) with its capabilities (RFC 5492).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Open {
+    pub version: u8,
+    /// The 2-octet "My Autonomous System" field; [`AS_TRANS`] for a 4-octet AS.
+    pub my_as: u16,
+    pub hold_time: u16,
+    pub bgp_id: Ipv4Addr,
+    pub capabilities: Vec<Capability>,
+}
+
+impl Open {
+    /// The speaker's AS: from the 4-octet AS capability if present.
+    pub fn asn(&self) -> u32 {
+        self.capabilities
+            .iter()
+            .find_map(|c| match c {
+                Capability::FourOctetAs(a) => Some(*a),
+                _ => None,
+            })
+            .unwrap_or(u32::from(self.my_as))
+    }
+}
+
+/// A capability of an OPEN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capability {
+    /// RFC 4760.
+    Multiprotocol { afi: u16, safi: u8 },
+    /// RFC 2918.
+    RouteRefresh,
+    /// RFC 7313.
+    EnhancedRouteRefresh,
+    /// RFC 4724.
+    GracefulRestart(GracefulRestart),
+    /// RFC 6793.
+    FourOctetAs(u32),
+    /// Any other, kept as it came.
+    Unknown { code: u8, value: Vec<u8> },
+}
+
+/// The graceful restart capability (RFC 4724 section 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GracefulRestart {
+    /// R: the speaker has restarted.
+    pub restarting: bool,
+    /// N: graceful notification (RFC 8538).
+    pub notification: bool,
+    /// Restart time in seconds (12 bits).
+    pub time: u16,
+    /// (AFI, SAFI, forwarding state preserved).
+    pub families: Vec<(u16, u8, bool)>,
+}
+
+/// UPDATE (RFC 4271 section 4.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Update {
+    pub withdrawn: Vec<Ipv4Net>,
+    pub attributes: Vec<Attribute>,
+    pub nlri: Vec<Ipv4Net>,
+    /// Set when the attributes were malformed in a way RFC 7606 answers with
+    /// treat-as-withdraw: every prefix the UPDATE announces is to be withdrawn instead,
+    /// and the session stays up.
+    pub treat_as_withdraw: Option<AttributeError>,
+}
+
+impl Update {
+    /// An End-of-RIB marker for `afi`/`safi` (RFC 4724 section 2).
+    pub fn end_of_rib(afi: u16, safi: u8) -> Update {
+        if afi == afi::IPV4 && safi == SAFI_UNICAST {
+            Update::default()
+        } else {
+            Update {
+                attributes: vec![Attribute::MpUnreach(MpUnreach {
+                    afi,
+                    safi,
+                    withdrawn: Vec::new(),
+                })],
+                ..Update::default()
+            }
+        }
+    }
+
+    /// Whether this is an End-of-RIB marker, and for which family.
+    pub fn is_end_of_rib(&self) -> Option<(u16, u8)> {
+        if !self.withdrawn.is_empty() || !self.nlri.is_empty() {
+            return None;
+        }
+        match self.attributes.as_slice() {
+            [] => Some((afi::IPV4, SAFI_UNICAST)),
+            [Attribute::MpUnreach(m)] if m.withdrawn.is_empty() => Some((m.afi, m.safi)),
+            _ => None,
+        }
+    }
+
+    /// The attribute with type `code`, if present.
+    pub fn attribute(&self, code: u8) -> Option<&Attribute> {
+        self.attributes.iter().find(|a| a.code() == code)
+    }
+}
+
+/// A path attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attribute {
+    Origin(Origin),
+    AsPath(AsPath),
+    NextHop(Ipv4Addr),
+    Med(u32),
+    LocalPref(u32),
+    /// RFC 1997: each community as a 32-bit value (AS in the high half).
+    Communities(Vec<u32>),
+    MpReach(MpReach),
+    MpUnreach(MpUnreach),
+    /// Any other attribute, kept with its flags (a transitive one is passed on).
+    Unknown {
+        flags: u8,
+        code: u8,
+        value: Vec<u8>,
+    },
+}
+
+impl Attribute {
+    pub fn code(&self) -> u8 {
+        match self {
+            Attribute::Origin(_) => attr::ORIGIN,
+            Attribute::AsPath(_) => attr::AS_PATH,
+            Attribute::NextHop(_) => attr::NEXT_HOP,
+            Attribute::Med(_) => attr::MED,
+            Attribute::LocalPref(_) => attr::LOCAL_PREF,
+            Attribute::Communities(_) => attr::COMMUNITIES,
+            Attribute::MpReach(_) => attr::MP_REACH_NLRI,
+            Attribute::MpUnreach(_) => attr::MP_UNREACH_NLRI,
+            Attribute::Unknown { code, .. } => *code,
+        }
+    }
+
+    /// The flags this attribute is sent with (without the extended-length bit).
+    fn flags(&self) -> u8 {
+        match self {
+            Attribute::Origin(_)
+            | Attribute::AsPath(_)
+            | Attribute::NextHop(_)
+            | Attribute::LocalPref(_) => FLAG_TRANSITIVE,
+            Attribute::Med(_) | Attribute::MpReach(_) | Attribute::MpUnreach(_) => FLAG_OPTIONAL,
+            Attribute::Communities(_) => FLAG_OPTIONAL | FLAG_TRANSITIVE,
+            Attribute::Unknown { flags, .. } => {
+                *flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE | FLAG_PARTIAL)
+            }
+        }
+    }
+}
+
+/// ORIGIN values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Origin {
+    Igp = 0,
+    Egp = 1,
+    Incomplete = 2,
+}
+
+/// AS_PATH: segments of AS numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AsPath {
+    pub segments: Vec<AsSegment>,
+}
+
+impl AsPath {
+    /// A path of one AS_SEQUENCE.
+    pub fn sequence(asns: Vec<u32>) -> AsPath {
+        AsPath {
+            segments: if asns.is_empty() {
+                Vec::new()
+            } else {
+                vec![AsSegment { set: false, asns }]
+            },
+        }
+    }
+
+    /// Path length for best-path selection: a set counts as one (RFC 4271 9.1.2.2).
+    pub fn len(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|s| if s.set { 1 } else { s.asns.len() })
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+}
+
+/// An AS_SET (`set`) or AS_SEQUENCE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsSegment {
+    pub set: bool,
+    pub asns: Vec<u32>,
+}
+
+/// MP_REACH_NLRI (RFC 4760 section 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MpReach {
+    pub afi: u16,
+    pub safi: u8,
+    /// One next hop, or for IPv6 a global and a link-local one.
+    pub next_hops: Vec<IpAddr>,
+    pub nlri: Vec<IpNet>,
+}
+
+/// MP_UNREACH_NLRI (RFC 4760 section 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MpUnreach {
+    pub afi: u16,
+    pub safi: u8,
+    pub withdrawn: Vec<IpNet>,
+}
+
+/// NOTIFICATION (RFC 4271 section 4.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub code: u8,
+    pub subcode: u8,
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Display for Notification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = match self.code {
+            1 => "Message Header Error",
+            2 => "OPEN Message Error",
+            3 => "UPDATE Message Error",
+            4 => "Hold Timer Expired",
+            5 => "Finite State Machine Error",
+            6 => "Cease",
+            7 => "ROUTE-REFRESH Message Error",
+            _ => "unknown error",
+        };
+        write!(f, "{code} ({}/{})", self.code, self.subcode)
+    }
+}
+
+/// ROUTE-REFRESH (RFC 2918; the subtype of RFC 7313: 0 request, 1 BoRR, 2 EoRR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteRefresh {
+    pub afi: u16,
+    pub subtype: u8,
+    pub safi: u8,
+}
+
+/// What the session negotiated that changes the encoding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Both speakers sent the 4-octet AS capability: AS_PATH carries 4-octet ASNs.
+    pub four_octet_as: bool,
+}
+
+/// A message that cannot be read, as the NOTIFICATION to answer it with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{notification}: {reason}")]
+pub struct Error {
+    pub notification: Notification,
+    pub reason: &'static str,
+}
+
+fn error(code: u8, subcode: u8, data: &[u8], reason: &'static str) -> Error {
+    Error {
+        notification: Notification {
+            code,
+            subcode,
+            data: data.to_vec(),
+        },
+        reason,
+    }
+}
+
+/// An attribute problem RFC 7606 answers with treat-as-withdraw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributeError {
+    /// The attribute's type code (0 when the attribute list itself was malformed).
+    pub code: u8,
+    pub reason: &'static str,
+}
+
+/// Why a message could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("message of {0} bytes exceeds the 4096-byte limit")]
+    TooLong(usize),
+    #[error("attribute {code} has {len} bytes, more than fit")]
+    AttributeTooLong { code: u8, len: usize },
+}
+
+/// The length of the message at the start of `buf`, once its header is there.
+/// `Ok(None)`: fewer than 19 bytes so far. An error is the NOTIFICATION to send.
+pub fn message_len(buf: &[u8]) -> Result<Option<usize>, Error> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    if buf[..16] != MARKER {
+        return Err(error(1, 1, &[], "marker is not all ones"));
+    }
+    let len = usize::from(u16::from_be_bytes([buf[16], buf[17]]));
+    if !(HEADER_LEN..=MAX_LEN).contains(&len) {
+        return Err(error(1, 2, &buf[16..18], "length outside 19..=4096"));
+    }
+    Ok(Some(len))
+}
+
+/// Reads one whole message (`buf` is exactly the message).
+pub fn decode(buf: &[u8], options: Options) -> Result<Message, Error> {
+    let len = message_len(buf)?.ok_or_else(|| error(1, 2, &[], "shorter than a header"))?;
+    if len != buf.len() {
+        return Err(error(
+            1,
+            2,
+            &buf[16..18],
+            "length field disagrees with the message",
+        ));
+    }
+    let body = &buf[HEADER_LEN..];
+    let bad_length = || error(1, 2, &buf[16..18], "length wrong for the message type");
+    match buf[18] {
+        kind::OPEN if len >= 29 => decode_open(body).map(Message::Open),
+        kind::UPDATE if len >= 23 => decode_update(body, options).map(Message::Update),
+        kind::NOTIFICATION if len >= 21 => Ok(Message::Notification(Notification {
+            code: body[0],
+            subcode: body[1],
+            data: body[2..].to_vec(),
+        })),
+        kind::KEEPALIVE if len == HEADER_LEN => Ok(Message::Keepalive),
+        kind::ROUTE_REFRESH if len == 23 => Ok(Message::RouteRefresh(RouteRefresh {
+            afi: u16::from_be_bytes([body[0], body[1]]),
+            subtype: body[2],
+            safi: body[3],
+        })),
+        kind::OPEN | kind::UPDATE | kind::NOTIFICATION | kind::KEEPALIVE | kind::ROUTE_REFRESH => {
+            Err(bad_length())
+        }
+        other => Err(error(1, 3, &[other], "unknown message type")),
+    }
+}
+
+fn decode_open(b: &[u8]) -> Result<Open, Error> {
+    let version = b[0];
+    if version != 4 {
+        // RFC 4271 6.2: the data is the largest version supported.
+        return Err(error(2, 1, &[0, 4], "unsupported version"));
+    }
+    let my_as = u16::from_be_bytes([b[1], b[2]]);
+    let hold_time = u16::from_be_bytes([b[3], b[4]]);
+    if hold_time == 1 || hold_time == 2 {
+        return Err(error(2, 6, &[], "hold time of 1 or 2 seconds"));
+    }
+    let bgp_id = Ipv4Addr::new(b[5], b[6], b[7], b[8]);
+    if bgp_id.is_unspecified() || bgp_id.is_multicast() || bgp_id.is_broadcast() {
+        return Err(error(2, 3, &[], "BGP identifier is not a unicast address"));
+    }
+    let params_len = usize::from(b[9]);
+    let mut params = b.get(10..).ok_or_else(|| error(2, 0, &[], "truncated"))?;
+    if params.len() != params_len {
+        return Err(error(
+            2,
+            0,
+            &[],
+            "optional parameters length disagrees with the message",
+        ));
+    }
+    let mut capabilities = Vec::new();
+    while !params.is_empty() {
+        let [ptype, plen, rest @ ..] = params else {
+            return Err(error(2, 0, &[], "truncated optional parameter"));
+        };
+        let plen = usize::from(*plen);
+        let value = rest
+            .get(..plen)
+            .ok_or_else(|| error(2, 0, &[], "optional parameter overruns"))?;
+        if *ptype != 2 {
+            return Err(error(
+                2,
+                4,
+                &[],
+                "optional parameter other than capabilities",
+            ));
+        }
+        let mut caps = value;
+        while !caps.is_empty() {
+            let [code, clen, rest @ ..] = caps else {
+                return Err(error(2, 0, &[], "truncated capability"));
+            };
+            let clen = usize::from(*clen);
+            let v = rest
+                .get(..clen)
+                .ok_or_else(|| error(2, 0, &[], "capability overruns"))?;
+            capabilities.push(decode_capability(*code, v)?);
+            caps = &rest[clen..];
+        }
+        params = &rest[plen..];
+    }
+    Ok(Open {
+        version,
+        my_as,
+        hold_time,
+        bgp_id,
+        capabilities,
+    })
+}
+
+fn decode_capability(code: u8, v: &[u8]) -> Result<Capability, Error> {
+    let bad = |reason| error(2, 0, &[], reason);
+    Ok(match code {
+        1 => match v {
+            [a, b, _, safi] => Capability::Multiprotocol {
+                afi: u16::from_be_bytes([*a, *b]),
+                safi: *safi,
+            },
+            _ => return Err(bad("multiprotocol capability is not 4 bytes")),
+        },
+        2 if v.is_empty() => Capability::RouteRefresh,
+        70 if v.is_empty() => Capability::EnhancedRouteRefresh,
+        64 => {
+            let [hi, lo, families @ ..] = v else {
+                return Err(bad("graceful restart capability too short"));
+            };
+            if families.len() % 4 != 0 {
+                return Err(bad("graceful restart families are not 4 bytes each"));
+            }
+            Capability::GracefulRestart(GracefulRestart {
+                restarting: hi & 0x80 != 0,
+                notification: hi & 0x40 != 0,
+                time: u16::from_be_bytes([hi & 0x0f, *lo]),
+                families: families
+                    .chunks_exact(4)
+                    .map(|f| (u16::from_be_bytes([f[0], f[1]]), f[2], f[3] & 0x80 != 0))
+                    .collect(),
+            })
+        }
+        65 => match v {
+            [a, b, c, d] => Capability::FourOctetAs(u32::from_be_bytes([*a, *b, *c, *d])),
+            _ => return Err(bad("4-octet AS capability is not 4 bytes")),
+        },
+        _ => Capability::Unknown {
+            code,
+            value: v.to_vec(),
+        },
+    })
+}
+
+/// Reads prefixes of a family (each a length in bits, then just enough bytes).
+fn decode_prefixes(mut b: &[u8], afi_: u16) -> Option<Vec<IpNet>> {
+    let max = if afi_ == afi::IPV6 { 128 } else { 32 };
+    let mut out = Vec::new();
+    while let [bits, rest @ ..] = b {
+        let bits = *bits;
+        if bits > max {
+            return None;
+        }
+        let n = usize::from(bits).div_ceil(8);
+        let bytes = rest.get(..n)?;
+        let net = if afi_ == afi::IPV6 {
+            let mut a = [0u8; 16];
+            a[..n].copy_from_slice(bytes);
+            IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), bits).ok()?.trunc())
+        } else {
+            let mut a = [0u8; 4];
+            a[..n].copy_from_slice(bytes);
+            IpNet::V4(Ipv4Net::new(Ipv4Addr::from(a), bits).ok()?.trunc())
+        };
+        out.push(net);
+        b = &rest[n..];
+    }
+    Some(out)
+}
+
+fn ipv4_prefixes(b: &[u8]) -> Option<Vec<Ipv4Net>> {
+    decode_prefixes(b, afi::IPV4).map(|v| {
+        v.into_iter()
+            .filter_map(|n| match n {
+                IpNet::V4(n) => Some(n),
+                IpNet::V6(_) => None,
+            })
+            .collect()
+    })
+}
+
+fn decode_update(b: &[u8], options: Options) -> Result<Update, Error> {
+    let malformed = |reason| error(3, 1, &[], reason);
+    let withdrawn_len = usize::from(u16::from_be_bytes([b[0], b[1]]));
+    let withdrawn_bytes = b
+        .get(2..2 + withdrawn_len)
+        .ok_or_else(|| malformed("withdrawn routes overrun"))?;
+    let rest = &b[2 + withdrawn_len..];
+    let [hi, lo, rest @ ..] = rest else {
+        return Err(malformed("no total path attribute length"));
+    };
+    let attrs_len = usize::from(u16::from_be_bytes([*hi, *lo]));
+    let attr_bytes = rest
+        .get(..attrs_len)
+        .ok_or_else(|| malformed("path attributes overrun"))?;
+    let nlri_bytes = &rest[attrs_len..];
+    let withdrawn = ipv4_prefixes(withdrawn_bytes)
+        .ok_or_else(|| error(3, 10, &[], "malformed withdrawn routes"))?;
+    let nlri = ipv4_prefixes(nlri_bytes).ok_or_else(|| error(3, 10, &[], "malformed NLRI"))?;
+    let mut update = Update {
+        withdrawn,
+        attributes: Vec::new(),
+        nlri,
+        treat_as_withdraw: None,
+    };
+    decode_attributes(attr_bytes, options, &mut update)?;
+    if update.treat_as_withdraw.is_none() && !update.nlri.is_empty() {
+        // RFC 7606 section 3 (d): a missing well-known mandatory attribute.
+        for (code, reason) in [
+            (attr::ORIGIN, "ORIGIN missing"),
+            (attr::AS_PATH, "AS_PATH missing"),
+            (attr::NEXT_HOP, "NEXT_HOP missing"),
+        ] {
+            if update.attribute(code).is_none() {
+                update.treat_as_withdraw = Some(AttributeError { code, reason });
+                break;
+            }
+        }
+    }
+    Ok(update)
+}
+
+fn decode_attributes(mut b: &[u8], options: Options, update: &mut Update) -> Result<(), Error> {
+    let mut seen = [false; 256];
+    let withdraw = |update: &mut Update, code: u8, reason: &'static str| {
+        update
+            .treat_as_withdraw
+            .get_or_insert(AttributeError { code, reason });
+    };
+    while !b.is_empty() {
+        let [flags, code, rest @ ..] = b else {
+            withdraw(update, 0, "truncated attribute header");
+            return Ok(());
+        };
+        let (len, value_start) = if flags & FLAG_EXTENDED != 0 {
+            match rest {
+                [hi, lo, ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), 2),
+                _ => {
+                    withdraw(update, *code, "truncated attribute length");
+                    return Ok(());
+                }
+            }
+        } else {
+            match rest {
+                [l, ..] => (usize::from(*l), 1),
+                _ => {
+                    withdraw(update, *code, "truncated attribute length");
+                    return Ok(());
+                }
+            }
+        };
+        let Some(value) = rest.get(value_start..value_start + len) else {
+            // RFC 7606 section 4: the attribute overruns the list; the NLRI field is still
+            // found from the total length, so the UPDATE is treated as a withdrawal.
+            withdraw(update, *code, "attribute overruns the attribute list");
+            return Ok(());
+        };
+        b = &rest[value_start + len..];
+        let (flags, code) = (*flags, *code);
+        if seen[usize::from(code)] {
+            if code == attr::MP_REACH_NLRI || code == attr::MP_UNREACH_NLRI {
+                return Err(error(
+                    3,
+                    1,
+                    &[],
+                    "MP_REACH_NLRI or MP_UNREACH_NLRI repeated",
+                ));
+            }
+            // RFC 7606 section 3 (g): keep the first, discard the others.
+            continue;
+        }
+        seen[usize::from(code)] = true;
+        let well_known = matches!(
+            code,
+            attr::ORIGIN | attr::AS_PATH | attr::NEXT_HOP | attr::LOCAL_PREF
+        );
+        if well_known && flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE) != FLAG_TRANSITIVE {
+            withdraw(update, code, "well-known attribute with wrong flags");
+            continue;
+        }
+        let parsed = match code {
+            attr::ORIGIN => match value {
+                [0] => Some(Attribute::Origin(Origin::Igp)),
+                [1] => Some(Attribute::Origin(Origin::Egp)),
+                [2] => Some(Attribute::Origin(Origin::Incomplete)),
+                _ => None,
+            },
+            attr::AS_PATH => decode_as_path(value, options).map(Attribute::AsPath),
+            attr::NEXT_HOP => match value {
+                [a, b, c, d] => {
+                    let nh = Ipv4Addr::new(*a, *b, *c, *d);
+                    (!nh.is_unspecified() && !nh.is_multicast() && !nh.is_broadcast())
+                        .then_some(Attribute::NextHop(nh))
+                }
+                _ => None,
+            },
+            attr::MED => be32(value).map(Attribute::Med),
+            attr::LOCAL_PREF => be32(value).map(Attribute::LocalPref),
+            attr::COMMUNITIES => (value.len() % 4 == 0 && !value.is_empty())
+                .then(|| Attribute::Communities(value.chunks_exact(4).filter_map(be32).collect())),
+            attr::MP_REACH_NLRI => Some(Attribute::MpReach(
+                decode_mp_reach(value)
+                    .ok_or_else(|| error(3, 9, &[], "malformed MP_REACH_NLRI"))?,
+            )),
+            attr::MP_UNREACH_NLRI => Some(Attribute::MpUnreach(
+                decode_mp_unreach(value)
+                    .ok_or_else(|| error(3, 9, &[], "malformed MP_UNREACH_NLRI"))?,
+            )),
+            _ => Some(Attribute::Unknown {
+                // Only the optional, transitive and partial bits mean anything once read;
+                // the length form is the encoder's choice, the low bits are unused.
+                flags: if flags & FLAG_OPTIONAL != 0 && flags & FLAG_TRANSITIVE != 0 {
+                    // An optional transitive attribute we pass on without knowing it.
+                    (flags | FLAG_PARTIAL) & 0xe0
+                } else {
+                    flags & 0xe0
+                },
+                code,
+                value: value.to_vec(),
+            }),
+        };
+        match parsed {
+            Some(a) => update.attributes.push(a),
+            // RFC 7606 section 7: malformed ORIGIN, AS_PATH, NEXT_HOP, MED, LOCAL_PREF and
+            // COMMUNITIES are all treat-as-withdraw.
+            None => withdraw(update, code, "malformed attribute"),
+        }
+    }
+    Ok(())
+}
+
+fn be32(v: &[u8]) -> Option<u32> {
+    match v {
+        [a, b, c, d] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+fn decode_as_path(mut v: &[u8], options: Options) -> Option<AsPath> {
+    let width = if options.four_octet_as { 4 } else { 2 };
+    let mut segments = Vec::new();
+    while let [kind, count, rest @ ..] = v {
+        let set = match kind {
+            1 => true,
+            2 => false,
+            _ => return None,
+        };
+        let count = usize::from(*count);
+        if count == 0 {
+            return None;
+        }
+        let bytes = rest.get(..count * width)?;
+        let asns = bytes
+            .chunks_exact(width)
+            .map(|c| {
+                if width == 4 {
+                    u32::from_be_bytes([c[0], c[1], c[2], c[3]])
+                } else {
+                    u32::from(u16::from_be_bytes([c[0], c[1]]))
+                }
+            })
+            .collect();
+        segments.push(AsSegment { set, asns });
+        v = &rest[count * width..];
+    }
+    v.is_empty().then_some(AsPath { segments })
+}
+
+fn decode_mp_reach(v: &[u8]) -> Option<MpReach> {
+    let [a, b, safi, nh_len, rest @ ..] = v else {
+        return None;
+    };
+    let afi_ = u16::from_be_bytes([*a, *b]);
+    let nh_len = usize::from(*nh_len);
+    let nh = rest.get(..nh_len)?;
+    let next_hops = match (afi_, nh_len) {
+        (afi::IPV4, 4) => vec![IpAddr::V4(Ipv4Addr::new(nh[0], nh[1], nh[2], nh[3]))],
+        (afi::IPV6, 16) => vec![IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(nh).ok()?))],
+        (afi::IPV6, 32) => vec![
+            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&nh[..16]).ok()?)),
+            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&nh[16..]).ok()?)),
+        ],
+        _ => return None,
+    };
+    // One reserved byte, then the NLRI.
+    let nlri = decode_prefixes(rest.get(nh_len + 1..)?, afi_)?;
+    Some(MpReach {
+        afi: afi_,
+        safi: *safi,
+        next_hops,
+        nlri,
+    })
+}
+
+fn decode_mp_unreach(v: &[u8]) -> Option<MpUnreach> {
+    let [a, b, safi, rest @ ..] = v else {
+        return None;
+    };
+    let afi_ = u16::from_be_bytes([*a, *b]);
+    if afi_ != afi::IPV4 && afi_ != afi::IPV6 {
+        return None;
+    }
+    Some(MpUnreach {
+        afi: afi_,
+        safi: *safi,
+        withdrawn: decode_prefixes(rest, afi_)?,
+    })
+}
+
+/// Writes one message at the end of `out`.
+pub fn encode(message: &Message, options: Options, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = out.len();
+    out.extend_from_slice(&MARKER);
+    out.extend_from_slice(&[0, 0, 0]);
+    match message {
+        Message::Open(o) => {
+            out[start + 18] = kind::OPEN;
+            out.push(o.version);
+            out.extend_from_slice(&o.my_as.to_be_bytes());
+            out.extend_from_slice(&o.hold_time.to_be_bytes());
+            out.extend_from_slice(&o.bgp_id.octets());
+            let mut caps = Vec::new();
+            for c in &o.capabilities {
+                encode_capability(c, &mut caps);
+            }
+            if caps.len() > 253 {
+                return Err(EncodeError::TooLong(caps.len()));
+            }
+            if caps.is_empty() {
+                out.push(0);
+            } else {
+                out.push(caps.len() as u8 + 2);
+                out.extend_from_slice(&[2, caps.len() as u8]);
+                out.extend_from_slice(&caps);
+            }
+        }
+        Message::Update(u) => {
+            out[start + 18] = kind::UPDATE;
+            let at = out.len();
+            out.extend_from_slice(&[0, 0]);
+            for p in &u.withdrawn {
+                encode_prefix(&IpNet::V4(*p), out);
+            }
+            let len = (out.len() - at - 2) as u16;
+            out[at..at + 2].copy_from_slice(&len.to_be_bytes());
+            let at = out.len();
+            out.extend_from_slice(&[0, 0]);
+            for a in &u.attributes {
+                encode_attribute(a, options, out)?;
+            }
+            let len = out.len() - at - 2;
+            out[at..at + 2].copy_from_slice(&(len.min(0xffff) as u16).to_be_bytes());
+            for p in &u.nlri {
+                encode_prefix(&IpNet::V4(*p), out);
+            }
+        }
+        Message::Notification(n) => {
+            out[start + 18] = kind::NOTIFICATION;
+            out.extend_from_slice(&[n.code, n.subcode]);
+            out.extend_from_slice(&n.data);
+        }
+        Message::Keepalive => out[start + 18] = kind::KEEPALIVE,
+        Message::RouteRefresh(r) => {
+            out[start + 18] = kind::ROUTE_REFRESH;
+            out.extend_from_slice(&r.afi.to_be_bytes());
+            out.extend_from_slice(&[r.subtype, r.safi]);
+        }
+    }
+    let len = out.len() - start;
+    if len > MAX_LEN {
+        out.truncate(start);
+        return Err(EncodeError::TooLong(len));
+    }
+    out[start + 16..start + 18].copy_from_slice(&(len as u16).to_be_bytes());
+    Ok(())
+}
+
+fn encode_capability(c: &Capability, out: &mut Vec<u8>) {
+    let mut push = |code: u8, value: &[u8]| {
+        out.push(code);
+        out.push(value.len() as u8);
+        out.extend_from_slice(value);
+    };
+    match c {
+        Capability::Multiprotocol { afi, safi } => {
+            let [a, b] = afi.to_be_bytes();
+            push(1, &[a, b, 0, *safi]);
+        }
+        Capability::RouteRefresh => push(2, &[]),
+        Capability::EnhancedRouteRefresh => push(70, &[]),
+        Capability::GracefulRestart(g) => {
+            let mut v = Vec::with_capacity(2 + 4 * g.families.len());
+            let time = g.time & 0x0fff;
+            v.push(
+                (u8::from(g.restarting) << 7) | (u8::from(g.notification) << 6) | (time >> 8) as u8,
+            );
+            v.push(time as u8);
+            for (afi, safi, fwd) in &g.families {
+                v.extend_from_slice(&afi.to_be_bytes());
+                v.extend_from_slice(&[*safi, u8::from(*fwd) << 7]);
+            }
+            push(64, &v);
+        }
+        Capability::FourOctetAs(a) => push(65, &a.to_be_bytes()),
+        Capability::Unknown { code, value } => push(*code, value),
+    }
+}
+
+fn encode_prefix(p: &IpNet, out: &mut Vec<u8>) {
+    let bits = p.prefix_len();
+    out.push(bits);
+    let n = usize::from(bits).div_ceil(8);
+    match p {
+        IpNet::V4(n4) => out.extend_from_slice(&n4.network().octets()[..n]),
+        IpNet::V6(n6) => out.extend_from_slice(&n6.network().octets()[..n]),
+    }
+}
+
+fn encode_attribute(a: &Attribute, options: Options, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let mut v = Vec::new();
+    match a {
+        Attribute::Origin(o) => v.push(*o as u8),
+        Attribute::AsPath(p) => {
+            for s in &p.segments {
+                for chunk in s.asns.chunks(255) {
+                    v.push(if s.set { 1 } else { 2 });
+                    v.push(chunk.len() as u8);
+                    for asn in chunk {
+                        if options.four_octet_as {
+                            v.extend_from_slice(&asn.to_be_bytes());
+                        } else {
+                            let two = u16::try_from(*asn).unwrap_or(AS_TRANS);
+                            v.extend_from_slice(&two.to_be_bytes());
+                        }
+                    }
+                }
+            }
+        }
+        Attribute::NextHop(nh) => v.extend_from_slice(&nh.octets()),
+        Attribute::Med(m) | Attribute::LocalPref(m) => v.extend_from_slice(&m.to_be_bytes()),
+        Attribute::Communities(cs) => {
+            for c in cs {
+                v.extend_from_slice(&c.to_be_bytes());
+            }
+        }
+        Attribute::MpReach(m) => {
+            v.extend_from_slice(&m.afi.to_be_bytes());
+            v.push(m.safi);
+            let mut nh = Vec::new();
+            for h in &m.next_hops {
+                match h {
+                    IpAddr::V4(a) => nh.extend_from_slice(&a.octets()),
+                    IpAddr::V6(a) => nh.extend_from_slice(&a.octets()),
+                }
+            }
+            v.push(nh.len() as u8);
+            v.extend_from_slice(&nh);
+            v.push(0);
+            for p in &m.nlri {
+                encode_prefix(p, &mut v);
+            }
+        }
+        Attribute::MpUnreach(m) => {
+            v.extend_from_slice(&m.afi.to_be_bytes());
+            v.push(m.safi);
+            for p in &m.withdrawn {
+                encode_prefix(p, &mut v);
+            }
+        }
+        Attribute::Unknown { value, .. } => v.extend_from_slice(value),
+    }
+    let flags = a.flags();
+    if v.len() > 255 {
+        let len = u16::try_from(v.len()).map_err(|_| EncodeError::AttributeTooLong {
+            code: a.code(),
+            len: v.len(),
+        })?;
+        out.extend_from_slice(&[flags | FLAG_EXTENDED, a.code()]);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.extend_from_slice(&[flags, a.code(), v.len() as u8]);
+    }
+    out.extend_from_slice(&v);
+    Ok(())
+}
