@@ -12,3 +12,4 @@
 //! *treat-as-withdraw* rather than tearing the session down. Nothing panics on any input.
 
 pub mod codec;
+pub mod session;

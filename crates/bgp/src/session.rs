@@ -1,0 +1,506 @@
+//! The BGP session state machine (RFC 4271 section 8), sans-IO.
+//!
+//! ```text
+//!  Idle ─Start─► Connect ─TcpConnected─► OpenSent ─OPEN─► OpenConfirm ─KEEPALIVE─► Established
+//!    ▲   (passive: Active)                   │                 │                       │
+//!    └──────────── any error: NOTIFICATION, Disconnect, Idle (ConnectRetry timer) ───────┘
+//! ```
+//!
+//! The driver owns the TCP connection and the clock: it feeds [`Event`]s in with `now`,
+//! takes [`Action`]s out ([`Session::poll_action`]), and calls [`Session::poll`] at
+//! [`Session::poll_at`]. Messages are decoded by the driver with the session's
+//! [`Session::options`]; decode errors come in as [`Event::Malformed`], and the session
+//! answers with the NOTIFICATION.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::codec::{
+    self, AS_TRANS, Capability, GracefulRestart, Message, Notification, Open, Options, Update,
+};
+
+/// How a session is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub local_as: u32,
+    pub bgp_id: Ipv4Addr,
+    /// The AS the peer must announce.
+    pub peer_as: u32,
+    /// Hold time we propose (RFC 4271: 0, or at least 3 seconds).
+    pub hold_time: u16,
+    /// ConnectRetry timer.
+    pub connect_retry: Duration,
+    /// Wait for the peer to connect instead of connecting.
+    pub passive: bool,
+    /// Address families to announce (AFI, SAFI).
+    pub families: Vec<(u16, u8)>,
+    /// Announce graceful restart with this restart time (RFC 4724).
+    pub graceful_restart: Option<u16>,
+}
+
+impl Config {
+    pub fn new(local_as: u32, bgp_id: Ipv4Addr, peer_as: u32) -> Config {
+        Config {
+            local_as,
+            bgp_id,
+            peer_as,
+            hold_time: 90,
+            connect_retry: Duration::from_secs(120),
+            passive: false,
+            families: vec![(codec::afi::IPV4, codec::SAFI_UNICAST)],
+            graceful_restart: None,
+        }
+    }
+}
+
+/// RFC 4271 section 8.2.2 states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Idle,
+    Connect,
+    Active,
+    OpenSent,
+    OpenConfirm,
+    Established,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// ManualStart (passive or not, as configured).
+    Start,
+    /// ManualStop: Cease / Administrative Shutdown.
+    Stop,
+    /// The TCP connection is up (either direction).
+    TcpConnected,
+    /// The TCP connection failed or closed.
+    TcpClosed,
+    /// A message arrived.
+    Message(Message),
+    /// Bytes arrived that do not make a message; the error is the NOTIFICATION to send.
+    Malformed(codec::Error),
+}
+
+/// What the session parameters came to when both OPENs were seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    pub peer_as: u32,
+    pub peer_id: Ipv4Addr,
+    /// The smaller of the two hold times; 0 means no keepalives and no hold timer.
+    pub hold_time: u16,
+    pub options: Options,
+    /// Families both announced.
+    pub families: Vec<(u16, u8)>,
+    pub route_refresh: bool,
+    /// The peer's graceful restart capability, if any.
+    pub peer_graceful_restart: Option<GracefulRestart>,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open a TCP connection to the peer.
+    Connect,
+    /// Close the TCP connection.
+    Disconnect,
+    Send(Message),
+    /// The session is up.
+    Established(Negotiated),
+    /// The session went down (routes learned from the peer are to be withdrawn, unless
+    /// graceful restart keeps them).
+    Down(DownReason),
+    /// An UPDATE for the RIB.
+    Update(Update),
+    /// The peer asks for our routes again (AFI, SAFI).
+    RouteRefresh(u16, u8),
+}
+
+/// Why a session went down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownReason {
+    /// We sent this NOTIFICATION.
+    Sent(Notification),
+    /// The peer sent this NOTIFICATION.
+    Received(Notification),
+    /// The connection went away without one.
+    ConnectionLost,
+    Stopped,
+}
+
+/// A BGP session with one peer.
+#[derive(Debug)]
+pub struct Session {
+    config: Config,
+    state: State,
+    negotiated: Option<Negotiated>,
+    actions: VecDeque<Action>,
+    connect_retry_at: Option<Duration>,
+    hold_at: Option<Duration>,
+    keepalive_at: Option<Duration>,
+    /// Hold time while waiting for the peer's OPEN (RFC 4271: a large value, 4 minutes).
+    open_hold: Duration,
+}
+
+const LARGE_HOLD: Duration = Duration::from_secs(240);
+
+impl Session {
+    pub fn new(config: Config) -> Session {
+        Session {
+            config,
+            state: State::Idle,
+            negotiated: None,
+            actions: VecDeque::new(),
+            connect_retry_at: None,
+            hold_at: None,
+            keepalive_at: None,
+            open_hold: LARGE_HOLD,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    /// How to decode and encode messages on this session now.
+    pub fn options(&self) -> Options {
+        self.negotiated
+            .as_ref()
+            .map(|n| n.options)
+            .unwrap_or_default()
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Session::poll`] next has work.
+    pub fn poll_at(&self) -> Option<Duration> {
+        [self.connect_retry_at, self.hold_at, self.keepalive_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Sends an UPDATE; only in Established (else it is dropped and false returned).
+    pub fn send_update(&mut self, now: Duration, update: Update) -> bool {
+        if self.state != State::Established {
+            return false;
+        }
+        self.send(now, Message::Update(update));
+        true
+    }
+
+    fn send(&mut self, now: Duration, message: Message) {
+        // Every message we send counts as a keepalive (RFC 4271 section 4.4).
+        if let Some(n) = &self.negotiated
+            && n.hold_time > 0
+        {
+            self.keepalive_at = Some(now + keepalive_interval(n.hold_time));
+        }
+        self.actions.push_back(Action::Send(message));
+    }
+
+    fn open_message(&self) -> Open {
+        let mut capabilities: Vec<Capability> = self
+            .config
+            .families
+            .iter()
+            .map(|(afi, safi)| Capability::Multiprotocol {
+                afi: *afi,
+                safi: *safi,
+            })
+            .collect();
+        capabilities.push(Capability::RouteRefresh);
+        if let Some(time) = self.config.graceful_restart {
+            capabilities.push(Capability::GracefulRestart(GracefulRestart {
+                restarting: false,
+                notification: false,
+                time,
+                families: self
+                    .config
+                    .families
+                    .iter()
+                    .map(|(a, s)| (*a, *s, false))
+                    .collect(),
+            }));
+        }
+        capabilities.push(Capability::FourOctetAs(self.config.local_as));
+        Open {
+            version: 4,
+            my_as: u16::try_from(self.config.local_as).unwrap_or(AS_TRANS),
+            hold_time: self.config.hold_time,
+            bgp_id: self.config.bgp_id,
+            capabilities,
+        }
+    }
+
+    /// Ends the session with a NOTIFICATION (if any): back to Idle, ConnectRetry armed.
+    fn fail(&mut self, now: Duration, notification: Option<Notification>, reason: DownReason) {
+        if let Some(n) = notification {
+            self.actions
+                .push_back(Action::Send(Message::Notification(n)));
+        }
+        self.actions.push_back(Action::Disconnect);
+        if self.state == State::Established || self.negotiated.is_some() {
+            self.actions.push_back(Action::Down(reason));
+        }
+        self.to_idle(now);
+    }
+
+    fn to_idle(&mut self, now: Duration) {
+        self.state = State::Idle;
+        self.negotiated = None;
+        self.hold_at = None;
+        self.keepalive_at = None;
+        self.connect_retry_at = Some(now + self.config.connect_retry);
+    }
+
+    fn fsm_error(&mut self, now: Duration) {
+        let n = Notification {
+            code: 5,
+            subcode: fsm_subcode(self.state),
+            data: Vec::new(),
+        };
+        self.fail(now, Some(n.clone()), DownReason::Sent(n));
+    }
+
+    /// Takes an event.
+    pub fn handle(&mut self, now: Duration, event: Event) {
+        match (self.state, event) {
+            (State::Idle, Event::Start) => self.start(),
+            (_, Event::Start) => {}
+            (State::Idle, Event::Stop) => self.connect_retry_at = None,
+            (_, Event::Stop) => {
+                let n = Notification {
+                    code: 6,
+                    subcode: 2,
+                    data: Vec::new(),
+                };
+                self.fail(now, Some(n), DownReason::Stopped);
+                // ManualStop: stay down.
+                self.connect_retry_at = None;
+            }
+            (State::Connect | State::Active, Event::TcpConnected) => {
+                self.connect_retry_at = None;
+                let open = self.open_message();
+                self.actions.push_back(Action::Send(Message::Open(open)));
+                self.state = State::OpenSent;
+                self.hold_at = Some(now + self.open_hold);
+            }
+            (State::Idle, Event::TcpConnected) => {
+                // Not started: refuse.
+                self.actions.push_back(Action::Disconnect);
+            }
+            (_, Event::TcpConnected) => {
+                // A second connection while one is in progress: collision handling is the
+                // driver's (RFC 4271 6.8); this one is refused.
+                self.actions.push_back(Action::Disconnect);
+            }
+            (State::Idle, Event::TcpClosed) => {}
+            (State::Connect | State::Active, Event::TcpClosed) => {
+                self.state = if self.config.passive {
+                    State::Active
+                } else {
+                    State::Connect
+                };
+                self.connect_retry_at = Some(now + self.config.connect_retry);
+            }
+            (_, Event::TcpClosed) => {
+                self.actions.push_back(Action::Disconnect);
+                if self.state == State::Established {
+                    self.actions
+                        .push_back(Action::Down(DownReason::ConnectionLost));
+                }
+                self.to_idle(now);
+            }
+            (
+                State::Idle | State::Connect | State::Active,
+                Event::Message(_) | Event::Malformed(_),
+            ) => {}
+            (_, Event::Malformed(e)) => {
+                let n = e.notification;
+                self.fail(now, Some(n.clone()), DownReason::Sent(n));
+            }
+            (_, Event::Message(Message::Notification(n))) => {
+                self.actions.push_back(Action::Disconnect);
+                if self.state == State::Established {
+                    self.actions
+                        .push_back(Action::Down(DownReason::Received(n)));
+                }
+                self.to_idle(now);
+            }
+            (State::OpenSent, Event::Message(Message::Open(open))) => self.receive_open(now, open),
+            (State::OpenSent, Event::Message(_)) => self.fsm_error(now),
+            (State::OpenConfirm, Event::Message(Message::Keepalive)) => {
+                self.state = State::Established;
+                self.restart_hold(now);
+                if let Some(n) = self.negotiated.clone() {
+                    self.actions.push_back(Action::Established(n));
+                }
+            }
+            (State::OpenConfirm, Event::Message(_)) => self.fsm_error(now),
+            (State::Established, Event::Message(message)) => {
+                self.restart_hold(now);
+                match message {
+                    Message::Keepalive => {}
+                    Message::Update(u) => self.actions.push_back(Action::Update(u)),
+                    Message::RouteRefresh(r) => {
+                        if self.negotiated.as_ref().is_some_and(|n| n.route_refresh)
+                            && r.subtype == 0
+                        {
+                            self.actions.push_back(Action::RouteRefresh(r.afi, r.safi));
+                        }
+                    }
+                    Message::Open(_) | Message::Notification(_) => self.fsm_error(now),
+                }
+            }
+        }
+    }
+
+    fn start(&mut self) {
+        if self.config.passive {
+            self.state = State::Active;
+        } else {
+            self.state = State::Connect;
+            self.actions.push_back(Action::Connect);
+        }
+    }
+
+    fn receive_open(&mut self, now: Duration, open: Open) {
+        let peer_as = open.asn();
+        if peer_as != self.config.peer_as {
+            let n = Notification {
+                code: 2,
+                subcode: 2,
+                data: open.my_as.to_be_bytes().to_vec(),
+            };
+            self.fail(now, Some(n.clone()), DownReason::Sent(n));
+            return;
+        }
+        if open.bgp_id == self.config.bgp_id {
+            let n = Notification {
+                code: 2,
+                subcode: 3,
+                data: Vec::new(),
+            };
+            self.fail(now, Some(n.clone()), DownReason::Sent(n));
+            return;
+        }
+        let hold_time = self.config.hold_time.min(open.hold_time);
+        let peer_four = open
+            .capabilities
+            .iter()
+            .any(|c| matches!(c, Capability::FourOctetAs(_)));
+        let peer_families: Vec<(u16, u8)> = open
+            .capabilities
+            .iter()
+            .filter_map(|c| match c {
+                Capability::Multiprotocol { afi, safi } => Some((*afi, *safi)),
+                _ => None,
+            })
+            .collect();
+        // A peer that announces no multiprotocol capability speaks IPv4 unicast only.
+        let families = self
+            .config
+            .families
+            .iter()
+            .copied()
+            .filter(|f| {
+                peer_families.contains(f)
+                    || (peer_families.is_empty() && *f == (codec::afi::IPV4, codec::SAFI_UNICAST))
+            })
+            .collect();
+        self.negotiated = Some(Negotiated {
+            peer_as,
+            peer_id: open.bgp_id,
+            hold_time,
+            options: Options {
+                four_octet_as: peer_four,
+            },
+            families,
+            route_refresh: open.capabilities.iter().any(|c| {
+                matches!(
+                    c,
+                    Capability::RouteRefresh | Capability::EnhancedRouteRefresh
+                )
+            }),
+            peer_graceful_restart: open.capabilities.iter().find_map(|c| match c {
+                Capability::GracefulRestart(g) => Some(g.clone()),
+                _ => None,
+            }),
+        });
+        self.state = State::OpenConfirm;
+        self.send(now, Message::Keepalive);
+        self.restart_hold(now);
+    }
+
+    fn restart_hold(&mut self, now: Duration) {
+        self.hold_at = match self.negotiated.as_ref().map(|n| n.hold_time) {
+            Some(0) => None,
+            Some(h) => Some(now + Duration::from_secs(u64::from(h))),
+            None => Some(now + self.open_hold),
+        };
+    }
+
+    /// Runs timers due at `now`.
+    pub fn poll(&mut self, now: Duration) {
+        if self.hold_at.is_some_and(|t| t <= now) {
+            let n = Notification {
+                code: 4,
+                subcode: 0,
+                data: Vec::new(),
+            };
+            self.fail(now, Some(n.clone()), DownReason::Sent(n));
+            return;
+        }
+        if self.keepalive_at.is_some_and(|t| t <= now)
+            && matches!(self.state, State::OpenConfirm | State::Established)
+        {
+            self.send(now, Message::Keepalive);
+        }
+        if self.connect_retry_at.is_some_and(|t| t <= now) {
+            self.connect_retry_at = None;
+            match self.state {
+                State::Idle => {
+                    // Automatic restart after an error.
+                    self.start();
+                    if !self.config.passive {
+                        self.connect_retry_at = Some(now + self.config.connect_retry);
+                    }
+                }
+                State::Connect => {
+                    self.actions.push_back(Action::Connect);
+                    self.connect_retry_at = Some(now + self.config.connect_retry);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn keepalive_interval(hold: u16) -> Duration {
+    Duration::from_secs(u64::from(hold / 3).max(1))
+}
+
+/// RFC 6608 subcodes of the FSM error: the state the unexpected message came in.
+fn fsm_subcode(state: State) -> u8 {
+    match state {
+        State::OpenSent => 1,
+        State::OpenConfirm => 2,
+        State::Established => 3,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! Two sessions talking through the codec, in virtual time.
+
+use super::*;
+use crate::codec::{AsPath, Attribute, Origin, decode, encode};
+
+const T0: Duration = Duration::ZERO;
+
+fn pair() -> (Session, Session) {
+    let mut mux = Config::new(65001, Ipv4Addr::new(192, 168, 100, 20), 65000);
+    mux.graceful_restart = Some(120);
+    let mut router = Config::new(65000, Ipv4Addr::new(192, 168, 100, 1), 65001);
+    router.passive = true;
+    router.hold_time = 30;
+    (Session::new(mux), Session::new(router))
+}
+
+/// Carries every Send from `from` to `to` through encode/decode; returns other actions.
+fn carry(now: Duration, from: &mut Session, to: &mut Session) -> Vec<Action> {
+    let mut rest = Vec::new();
+    while let Some(a) = from.poll_action() {
+        match a {
+            Action::Send(m) => {
+                let mut bytes = Vec::new();
+                encode(&m, from.options(), &mut bytes).unwrap();
+                let event = match decode(&bytes, to.options()) {
+                    Ok(m) => Event::Message(m),
+                    Err(e) => Event::Malformed(e),
+                };
+                to.handle(now, event);
+            }
+            other => rest.push(other),
+        }
+    }
+    rest
+}
+
+/// Exchanges until quiet; returns the other actions of (a, b).
+fn settle(now: Duration, a: &mut Session, b: &mut Session) -> (Vec<Action>, Vec<Action>) {
+    let (mut ra, mut rb) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let x = carry(now, a, b);
+        let y = carry(now, b, a);
+        let quiet = x.is_empty() && y.is_empty() && a.actions.is_empty() && b.actions.is_empty();
+        ra.extend(x);
+        rb.extend(y);
+        if quiet {
+            break;
+        }
+    }
+    (ra, rb)
+}
+
+fn establish() -> (Session, Session) {
+    let (mut mux, mut router) = pair();
+    mux.handle(T0, Event::Start);
+    router.handle(T0, Event::Start);
+    assert_eq!(mux.poll_action(), Some(Action::Connect));
+    assert_eq!(router.state(), State::Active);
+    mux.handle(T0, Event::TcpConnected);
+    router.handle(T0, Event::TcpConnected);
+    let (a, b) = settle(T0, &mut mux, &mut router);
+    assert!(matches!(a.as_slice(), [Action::Established(_)]), "{a:?}");
+    assert!(matches!(b.as_slice(), [Action::Established(_)]), "{b:?}");
+    (mux, router)
+}
+
+#[test]
+fn sessions_come_up_and_negotiate() {
+    let (mux, router) = establish();
+    assert_eq!(mux.state(), State::Established);
+    let n = mux.negotiated().unwrap();
+    assert_eq!(n.hold_time, 30, "the smaller hold time");
+    assert_eq!(n.peer_as, 65000);
+    assert!(n.options.four_octet_as && n.route_refresh);
+    assert_eq!(n.families, vec![(1, 1)]);
+    assert!(router.negotiated().unwrap().peer_graceful_restart.is_some());
+    assert!(mux.negotiated().unwrap().peer_graceful_restart.is_none());
+}
+
+#[test]
+fn updates_flow_and_keepalives_keep_it_up() {
+    let (mut mux, mut router) = establish();
+    let update = Update {
+        attributes: vec![
+            Attribute::Origin(Origin::Igp),
+            Attribute::AsPath(AsPath::sequence(vec![65001])),
+            Attribute::NextHop(Ipv4Addr::new(192, 168, 100, 20)),
+        ],
+        nlri: vec!["192.168.133.74/32".parse().unwrap()],
+        ..Update::default()
+    };
+    assert!(mux.send_update(T0, update.clone()));
+    let (_, b) = settle(T0, &mut mux, &mut router);
+    assert_eq!(b, vec![Action::Update(update)]);
+    // Ten minutes of timers: keepalives every 10 s keep both holds (30 s) from expiring.
+    let mut now = T0;
+    while now < Duration::from_secs(600) {
+        now = [mux.poll_at(), router.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap();
+        mux.poll(now);
+        router.poll(now);
+        let (a, b) = settle(now, &mut mux, &mut router);
+        assert!(a.is_empty() && b.is_empty(), "{a:?} {b:?}");
+    }
+    assert_eq!(
+        (mux.state(), router.state()),
+        (State::Established, State::Established)
+    );
+}
+
+#[test]
+fn a_silent_peer_expires_the_hold_timer() {
+    let (_mux, mut router) = establish();
+    let mut now = T0;
+    let mut notified = false;
+    while router.state() == State::Established {
+        now = router.poll_at().unwrap();
+        router.poll(now);
+        // The peer is gone: whatever the router sends is lost.
+        while let Some(a) = router.poll_action() {
+            if let Action::Send(Message::Notification(n)) = &a {
+                assert_eq!((n.code, n.subcode), (4, 0), "Hold Timer Expired");
+                notified = true;
+            }
+        }
+    }
+    assert!(notified);
+    assert_eq!(now, T0 + Duration::from_secs(30));
+    assert_eq!(router.state(), State::Idle);
+}
+
+#[test]
+fn stop_sends_cease_and_the_peer_goes_down() {
+    let (mut mux, mut router) = establish();
+    mux.handle(T0, Event::Stop);
+    let (a, b) = settle(T0, &mut mux, &mut router);
+    assert!(a.contains(&Action::Down(DownReason::Stopped)), "{a:?}");
+    let cease = Notification {
+        code: 6,
+        subcode: 2,
+        data: vec![],
+    };
+    assert!(
+        b.contains(&Action::Down(DownReason::Received(cease))),
+        "{b:?}"
+    );
+    assert_eq!(mux.poll_at(), None, "a manual stop stays down");
+    assert_eq!(router.state(), State::Idle);
+}
+
+#[test]
+fn wrong_peer_as_is_refused() {
+    let (mut mux, _) = pair();
+    let mut stranger = Session::new(Config::new(64999, Ipv4Addr::new(10, 9, 9, 9), 65001));
+    mux.handle(T0, Event::Start);
+    stranger.handle(T0, Event::Start);
+    mux.handle(T0, Event::TcpConnected);
+    stranger.handle(T0, Event::TcpConnected);
+    let (a, _) = settle(T0, &mut mux, &mut stranger);
+    assert!(a.contains(&Action::Disconnect), "{a:?}");
+    assert_eq!(mux.state(), State::Idle);
+    assert!(mux.poll_at().is_some(), "ConnectRetry will try again");
+}
+
+#[test]
+fn malformed_input_gets_its_notification_and_unexpected_messages_an_fsm_error() {
+    let (mut mux, _) = establish();
+    let error = decode(&[0u8; 19], Options::default()).unwrap_err();
+    mux.handle(T0, Event::Malformed(error));
+    let sent: Vec<_> = std::iter::from_fn(|| mux.poll_action()).collect();
+    assert!(
+        sent.iter().any(
+            |a| matches!(a, Action::Send(Message::Notification(n)) if n.code == 1 && n.subcode == 1)
+        ),
+        "{sent:?}"
+    );
+    assert_eq!(mux.state(), State::Idle);
+
+    let (mut mux2, _) = pair();
+    mux2.handle(T0, Event::Start);
+    mux2.handle(T0, Event::TcpConnected);
+    while mux2.poll_action().is_some() {}
+    mux2.handle(T0, Event::Message(Message::Update(Update::default())));
+    let sent: Vec<_> = std::iter::from_fn(|| mux2.poll_action()).collect();
+    assert!(
+        sent.iter().any(
+            |a| matches!(a, Action::Send(Message::Notification(n)) if n.code == 5 && n.subcode == 1)
+        ),
+        "{sent:?}"
+    );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn event() -> impl Strategy<Value = Event> {
+        let peer_open =
+            Session::new(Config::new(65000, Ipv4Addr::new(1, 1, 1, 1), 65001)).open_message();
+        prop_oneof![
+            Just(Event::Start),
+            Just(Event::Stop),
+            Just(Event::TcpConnected),
+            Just(Event::TcpClosed),
+            Just(Event::Message(Message::Keepalive)),
+            Just(Event::Message(Message::Update(Update::default()))),
+            Just(Event::Message(Message::Notification(Notification {
+                code: 6,
+                subcode: 4,
+                data: vec![]
+            }))),
+            Just(Event::Message(Message::Open(peer_open))),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn random_events_keep_the_invariants(events in proptest::collection::vec((event(), 0u64..200), 0..60)) {
+            let (mut mux, _) = pair();
+            let mut now = T0;
+            for (e, dt) in events {
+                now += Duration::from_secs(dt);
+                mux.poll(now);
+                mux.handle(now, e);
+                while mux.poll_action().is_some() {}
+                let negotiated = mux.negotiated().is_some();
+                prop_assert_eq!(negotiated, matches!(mux.state(), State::OpenConfirm | State::Established));
+                prop_assert!(mux.poll_at().is_none_or(|t| t >= now));
+            }
+        }
+    }
+}
