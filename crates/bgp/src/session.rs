@@ -254,10 +254,10 @@ impl Session {
         if self.state == State::Established || self.negotiated.is_some() {
             self.actions.push_back(Action::Down(reason));
         }
-        self.to_idle(now);
+        self.enter_idle(now);
     }
 
-    fn to_idle(&mut self, now: Duration) {
+    fn enter_idle(&mut self, now: Duration) {
         self.state = State::Idle;
         self.negotiated = None;
         self.hold_at = None;
@@ -321,7 +321,7 @@ impl Session {
                     self.actions
                         .push_back(Action::Down(DownReason::ConnectionLost));
                 }
-                self.to_idle(now);
+                self.enter_idle(now);
             }
             (
                 State::Idle | State::Connect | State::Active,
@@ -337,7 +337,7 @@ impl Session {
                     self.actions
                         .push_back(Action::Down(DownReason::Received(n)));
                 }
-                self.to_idle(now);
+                self.enter_idle(now);
             }
             (State::OpenSent, Event::Message(Message::Open(open))) => self.receive_open(now, open),
             (State::OpenSent, Event::Message(_)) => self.fsm_error(now),
