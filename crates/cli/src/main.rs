@@ -69,6 +69,14 @@ enum LabCommand {
         #[arg(long = "scenario", value_name = "NAME")]
         scenarios: Vec<String>,
     },
+    /// Run a lab's scenarios, then show each BGP speaker's neighbors and routes.
+    Bgp {
+        /// The lab file; without it, the built-in POC lab.
+        file: Option<PathBuf>,
+        /// Run only the named scenarios first (repeatable); default: all.
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+    },
     /// Check a lab file and print its topology: networks, nodes, addresses, routes.
     Show {
         /// The lab file; without it, the built-in POC lab.
@@ -95,6 +103,7 @@ fn run_quietly(file: Option<&PathBuf>, only: &[String]) -> anyhow::Result<Lab> {
     let topology = load(file)?;
     let selected = select(&topology, only)?;
     let mut lab = Lab::new(topology, Clock::Virtual)?;
+    lab.boot(strata_lab::BOOT_LIMIT);
     for i in selected {
         let result = lab.run_scenario(i);
         if !result.passed {
@@ -152,6 +161,13 @@ fn run(
             Clock::Virtual
         },
     )?;
+    let (up, all) = lab.boot(strata_lab::BOOT_LIMIT);
+    if all > 0 {
+        println!(
+            "boot: {up}/{all} BGP sessions established at t={:.3}s",
+            lab.now().as_secs_f64()
+        );
+    }
     let mut results = Vec::new();
     for i in selected {
         let result = lab.run_scenario(i);
@@ -199,6 +215,11 @@ fn main() -> ExitCode {
         Command::Lab(LabCommand::Mux { file, scenarios }) => run_quietly(file.as_ref(), &scenarios)
             .map(|lab| {
                 print!("{}", report::mux(&lab));
+                true
+            }),
+        Command::Lab(LabCommand::Bgp { file, scenarios }) => run_quietly(file.as_ref(), &scenarios)
+            .map(|lab| {
+                print!("{}", report::bgp(&lab));
                 true
             }),
         Command::Lab(LabCommand::Show { file }) => load(file.as_ref()).map(|t| {

@@ -138,3 +138,22 @@ fn mux_shows_vips_and_dip_health() {
         "{out}"
     );
 }
+
+#[test]
+fn bgp_shows_neighbors_and_routes() {
+    let (code, out, _) = strata(&["lab", "bgp", "--scenario", "ping-ncvm"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("BGPVM:\n  neighbor 192.168.100.20 AS 64501  Established"),
+        "{out}"
+    );
+    assert!(
+        out.contains("received 192.168.133.74/32 via 192.168.100.20"),
+        "{out}"
+    );
+    assert!(
+        out.contains("MuxVM:\n  neighbor 192.168.100.1 AS 64500  Established"),
+        "{out}"
+    );
+    assert!(out.contains("advertised 192.168.133.74/32"), "{out}");
+}

@@ -98,6 +98,46 @@ struct NodeDef {
     dns_server: Option<DnsServerDef>,
     vswitch: Option<VSwitchDef>,
     mux: Option<MuxDef>,
+    bgp: Option<BgpDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BgpDef {
+    asn: Spanned<u32>,
+    router_id: Option<Spanned<String>>,
+    #[serde(default)]
+    neighbor: Vec<NeighborDef>,
+    #[serde(default)]
+    networks: Vec<Spanned<String>>,
+    announce_vips: Option<bool>,
+    #[serde(default = "default_true")]
+    install_routes: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NeighborDef {
+    address: Spanned<String>,
+    asn: u32,
+    #[serde(default)]
+    passive: bool,
+    #[serde(default = "default_hold")]
+    hold_time: u16,
+    #[serde(default = "default_connect_retry")]
+    connect_retry_s: u64,
+}
+
+fn default_hold() -> u16 {
+    90
+}
+
+fn default_connect_retry() -> u64 {
+    5
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,6 +278,12 @@ struct ScenarioDef {
     /// For `await`: connections that reached these nodes must all have completed.
     #[serde(default)]
     expect_survivors_on: Vec<Spanned<String>>,
+    /// The node whose routing table `expect_routes` and `expect_no_routes` are about.
+    expect_routes_on: Option<Spanned<String>>,
+    #[serde(default)]
+    expect_routes: Vec<Spanned<String>>,
+    #[serde(default)]
+    expect_no_routes: Vec<Spanned<String>>,
 }
 
 fn default_count() -> u16 {
@@ -591,10 +637,65 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                     provider_nic: nic_on(&m.provider, "the Mux's provider")?,
                 }),
             };
+            let bgp = match &def.bgp {
+                None => None,
+                Some(b) => {
+                    let router_id = match &b.router_id {
+                        Some(r) => self.addr(r, "the BGP router ID")?,
+                        None => nics[0].addr.addr(),
+                    };
+                    let mut neighbors = Vec::new();
+                    for n in &b.neighbor {
+                        let address = self.addr(&n.address, "the neighbor's address")?;
+                        if !nics
+                            .iter()
+                            .any(|nic| nic.addr.contains(&address) && nic.addr.addr() != address)
+                        {
+                            return Err(self.at(
+                                &n.address,
+                                format!("BGP neighbor {address} is on none of {name:?}'s networks"),
+                            ));
+                        }
+                        if n.hold_time != 0 && n.hold_time < 3 {
+                            return Err(self.at(
+                                &n.address,
+                                format!(
+                                    "hold time {} is neither 0 nor at least 3 seconds",
+                                    n.hold_time
+                                ),
+                            ));
+                        }
+                        neighbors.push(strata_node::apps::bgp::NeighborConfig {
+                            address,
+                            asn: n.asn,
+                            passive: n.passive,
+                            hold_time: n.hold_time,
+                            connect_retry: Duration::from_secs(n.connect_retry_s.max(1)),
+                        });
+                    }
+                    let networks = b
+                        .networks
+                        .iter()
+                        .map(|p| self.prefix(p, "an announced network").map(|n| n.trunc()))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if *b.asn.get_ref() == 0 {
+                        return Err(self.at(&b.asn, "AS 0 is reserved".to_string()));
+                    }
+                    Some(strata_node::apps::bgp::BgpConfig {
+                        asn: *b.asn.get_ref(),
+                        router_id,
+                        neighbors,
+                        networks,
+                        announce_vips: b.announce_vips.unwrap_or(mux.is_some()),
+                        install_routes: b.install_routes,
+                    })
+                }
+            };
             node_index.insert(name.clone(), nodes.len());
             nodes.push(NodeSpec {
                 vswitch,
                 mux,
+                bgp,
                 name,
                 kind: def.kind,
                 description: def.description.clone(),
@@ -774,6 +875,22 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                     .map(|a| self.addr(a, "a DIP"))
                     .collect::<Result<Vec<_>, _>>()
             };
+            let routes = |list: &[Spanned<String>]| {
+                list.iter()
+                    .map(|p| self.prefix(p, "a route's prefix").map(|n| n.trunc()))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            let routes_on = match &def.expect_routes_on {
+                Some(n) => Some(node_named(n)?),
+                None if !def.expect_routes.is_empty() || !def.expect_no_routes.is_empty() => {
+                    return Err(self.at(
+                        &def.name,
+                        "`expect_routes` needs `expect_routes_on`: the node whose routes they are"
+                            .to_string(),
+                    ));
+                }
+                None => None,
+            };
             let survivors = def
                 .expect_survivors_on
                 .iter()
@@ -840,6 +957,9 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                     dips_down: dips(&def.expect_dips_down)?,
                     dips_up: dips(&def.expect_dips_up)?,
                     survivors_on: survivors,
+                    routes_on,
+                    routes: routes(&def.expect_routes)?,
+                    no_routes: routes(&def.expect_no_routes)?,
                     address,
                     path: check_path(&def.path)?,
                     return_path: check_path(&def.return_path)?,

@@ -85,6 +85,8 @@ impl ScenarioResult {
 
 mod scenario;
 
+pub use scenario::BOOT_LIMIT;
+
 /// Fetches a background scenario started, waiting for an `await`.
 #[derive(Debug)]
 struct Background {
@@ -248,6 +250,27 @@ impl Lab {
                 }
             }
         }
+    }
+
+    /// Lets the lab come up: runs until every BGP session is established, at most
+    /// `limit`. Returns the sessions up and the sessions in all.
+    pub fn boot(&mut self, limit: Duration) -> (usize, usize) {
+        let count = |lab: &Lab| {
+            let mut up = 0;
+            let mut all = 0;
+            for node in &lab.nodes {
+                for n in node.bgp_status().unwrap_or_default() {
+                    all += 1;
+                    up += usize::from(n.state == strata_node::bgp::State::Established);
+                }
+            }
+            (up, all)
+        };
+        self.run_until(limit, |lab| {
+            let (up, all) = count(lab);
+            up == all
+        });
+        count(self)
     }
 
     /// DIP health changes reported so far: time, host, DIP, healthy.
@@ -468,6 +491,7 @@ fn node_config(topology: &Topology, n: usize) -> NodeConfig {
         vswitch,
         mux,
         probes: probes_of(topology, n),
+        bgp: spec.bgp.clone(),
         seed: topology.seed.wrapping_mul(1_000_003).wrapping_add(n as u64),
     }
 }

@@ -12,7 +12,7 @@ pub mod report;
 pub mod topology;
 pub mod trace;
 
-pub use lab::{Clock, Hop, Lab, LabError, ScenarioResult, mac_of};
+pub use lab::{BOOT_LIMIT, Clock, Hop, Lab, LabError, ScenarioResult, mac_of};
 
 /// The seed's topology, the Azure Stack POC lab, built into the binary.
 pub const AZURE_STACK_POC: &str = include_str!("../../../labs/azure-stack-poc.toml");

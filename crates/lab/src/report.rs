@@ -197,3 +197,34 @@ pub fn mux(lab: &crate::Lab) -> String {
     }
     out
 }
+
+/// Each BGP speaker's neighbors, their state, and the routes received and advertised
+/// (like `birdc show protocols` and `show route`).
+pub fn bgp(lab: &crate::Lab) -> String {
+    let mut out = String::new();
+    for node in lab.nodes() {
+        let Some(neighbors) = node.bgp_status() else {
+            continue;
+        };
+        let _ = writeln!(out, "{}:", node.name());
+        for n in neighbors {
+            let _ = writeln!(
+                out,
+                "  neighbor {} AS {}  {:?}{}",
+                n.address,
+                n.asn,
+                n.state,
+                n.last_down
+                    .map(|d| format!(" (last down: {d})"))
+                    .unwrap_or_default()
+            );
+            for (prefix, next_hop) in &n.received {
+                let _ = writeln!(out, "    received {prefix} via {next_hop}");
+            }
+            for prefix in &n.advertised {
+                let _ = writeln!(out, "    advertised {prefix}");
+            }
+        }
+    }
+    out
+}

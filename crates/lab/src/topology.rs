@@ -128,6 +128,7 @@ pub struct NodeSpec {
     pub services: Vec<ServiceConfig>,
     pub vswitch: Option<VSwitchSpec>,
     pub mux: Option<MuxSpec>,
+    pub bgp: Option<strata_node::apps::bgp::BgpConfig>,
 }
 
 /// What a scenario does.
@@ -172,6 +173,10 @@ pub struct Expect {
     pub dips_up: Vec<Ipv4Addr>,
     /// For `Await`: connections that reached these nodes must all have completed.
     pub survivors_on: Vec<String>,
+    /// The node (index) whose routing table must have `routes` and lack `no_routes`.
+    pub routes_on: Option<usize>,
+    pub routes: Vec<Ipv4Net>,
+    pub no_routes: Vec<Ipv4Net>,
     /// For a DNS lookup: an address the answer must hold.
     pub address: Option<Ipv4Addr>,
     /// The nodes the first request must cross, in order, from the sender to the answerer.

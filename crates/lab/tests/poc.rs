@@ -267,14 +267,24 @@ fn a_failed_dip_leaves_the_pool_and_established_flows_to_the_other_survive() {
     let fails = by_name(&results, "portalvm2-fails");
     assert!(fails.passed, "{}", strata_lab::report::scenario(fails));
     // The host agent's probes found it, not the Mux: the report came from HyperVHost.
-    let down: Vec<_> = lab
-        .health_log()
+    // The first report about PortalVM2 is its failure, and PortalVM was never reported
+    // down until the scenario that stops it too.
+    let log = lab.health_log();
+    let first = log
         .iter()
-        .filter(|(_, host, dip, up)| {
-            host == "HyperVHost" && dip.to_string() == "192.168.100.75" && !up
-        })
-        .collect();
-    assert_eq!(down.len(), 1, "{:?}", lab.health_log());
+        .find(|(_, _, dip, _)| dip.to_string() == "192.168.100.75")
+        .unwrap();
+    assert_eq!(
+        (first.1.as_str(), first.3),
+        ("HyperVHost", false),
+        "{log:?}"
+    );
+    let stops_too = by_name(&results, "portalvm-stops-too").started;
+    assert!(
+        log.iter()
+            .all(|(t, _, dip, up)| dip.to_string() != "192.168.100.74" || *up || *t >= stops_too),
+        "{log:?}"
+    );
     let after = by_name(&results, "portal-after-failure");
     assert_eq!(
         after.split,
@@ -299,12 +309,41 @@ fn a_failed_dip_leaves_the_pool_and_established_flows_to_the_other_survive() {
         probes.iter().all(|(_, up, sent, _)| *up && *sent >= 5),
         "{probes:?}"
     );
-    let portalvm = probes
-        .iter()
-        .find(|(dip, ..)| dip.to_string() == "192.168.100.74")
-        .unwrap();
+}
+
+#[test]
+fn the_vip_route_is_learned_over_bgp_and_withdrawn_without_dips() {
+    let (lab, results) = run_all();
+    for name in [
+        "portal",
+        "vip-withdrawn",
+        "portal-down-without-dips",
+        "vip-announced-again",
+    ] {
+        let r = by_name(&results, name);
+        assert!(r.passed, "{}", strata_lab::report::scenario(r));
+    }
+    let bgpvm = lab.node("BGPVM").unwrap();
+    let route = bgpvm
+        .router()
+        .fib()
+        .get("192.168.133.74/32".parse().unwrap())
+        .expect("the VIP route");
+    assert_eq!(route.origin, strata_node::router::Origin::Bgp);
+    assert_eq!(route.gateway, Some("192.168.100.20".parse().unwrap()));
+    let neighbors = bgpvm.bgp_status().unwrap();
+    assert_eq!(neighbors.len(), 1);
+    assert_eq!(neighbors[0].state, strata_node::bgp::State::Established);
     assert_eq!(
-        portalvm.3, 0,
-        "the healthy DIP never failed a probe: {probes:?}"
+        neighbors[0].received,
+        [(
+            "192.168.133.74/32".parse().unwrap(),
+            "192.168.100.20".parse().unwrap()
+        )]
+    );
+    let mux = lab.node("MuxVM").unwrap().bgp_status().unwrap();
+    assert_eq!(
+        mux[0].advertised,
+        ["192.168.133.74/32".parse::<ipnet::Ipv4Net>().unwrap()]
     );
 }

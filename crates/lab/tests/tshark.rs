@@ -143,7 +143,49 @@ fn tshark_decodes_every_capture() {
         clamped.lines().count() >= 10,
         "clamped SYNs at PortalVM: {clamped}"
     );
-    for want in ["arp", "icmp", "tcp", "http", "dns", "vxlan"] {
+    // BGP between MuxVM and BGPVM: the VIP announced, withdrawn when no DIP is healthy,
+    // announced again, each UPDATE as tshark reads it.
+    let management = dir.join("management.pcap");
+    let bgp = tshark(&[
+        "-r",
+        management.to_str().unwrap(),
+        "-Y",
+        "bgp.type == 2",
+        "-T",
+        "fields",
+        "-e",
+        "ip.src",
+        "-e",
+        "bgp.nlri_prefix",
+        "-e",
+        "bgp.withdrawn_prefix",
+    ])
+    .unwrap();
+    let updates: Vec<&str> = bgp.lines().collect();
+    assert_eq!(
+        updates,
+        [
+            "192.168.100.20\t192.168.133.74\t",
+            "192.168.100.20\t\t192.168.133.74",
+            "192.168.100.20\t192.168.133.74\t"
+        ],
+        "{bgp}"
+    );
+    let opens = tshark(&[
+        "-r",
+        management.to_str().unwrap(),
+        "-Y",
+        "bgp.type == 1",
+        "-T",
+        "fields",
+        "-e",
+        "bgp.open.myas",
+    ])
+    .unwrap();
+    let mut asns: Vec<&str> = opens.lines().collect();
+    asns.sort();
+    assert_eq!(asns, ["64500", "64501"]);
+    for want in ["arp", "icmp", "tcp", "http", "dns", "vxlan", "bgp"] {
         assert!(
             protocols.contains(want),
             "no {want} in the captures: {protocols:?}"

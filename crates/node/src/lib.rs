@@ -40,12 +40,15 @@ use strata_wire::EthernetAddress;
 
 use roles::{RoleHooks, Taken};
 
+use apps::bgp::{BgpConfig, NeighborStatus, Speaker};
 use apps::dns::{Lookup, LookupReport};
 use apps::http::{self, GetReport, Page};
 use apps::ping::{Ping, PingReport};
 use apps::probe::{ProbeConfig, Prober};
 use device::QueueDevice;
 
+pub use strata_bgp as bgp_codec;
+pub use strata_bgp::session as bgp;
 pub use strata_nat as nat;
 pub use strata_router as router;
 pub use strata_slb as slb;
@@ -127,6 +130,8 @@ pub struct NodeConfig {
     pub mux: Option<MuxRole>,
     /// Health probes the node sends (the SLB host agent's, on a Hyper-V host).
     pub probes: Vec<ProbeConfig>,
+    /// A BGP speaker.
+    pub bgp: Option<BgpConfig>,
     /// Seeds the stack's initial sequence numbers and ports; the same seed gives the same
     /// run.
     pub seed: u64,
@@ -223,6 +228,7 @@ pub struct Node {
     taken: Vec<Taken>,
     out: std::collections::VecDeque<(usize, Vec<u8>)>,
     probers: Vec<Prober>,
+    bgp: Option<Speaker>,
     health_events: Vec<(Ipv4Addr, bool)>,
     /// Sockets of finished clients, removed once closed.
     reaper: Vec<smoltcp::iface::SocketHandle>,
@@ -388,6 +394,7 @@ impl Node {
                 .into_iter()
                 .map(|p| Prober::new(p, now))
                 .collect(),
+            bgp: config.bgp.map(|b| Speaker::new(b, &mut sockets)),
             health_events: Vec::new(),
             reaper: Vec::new(),
             iface,
@@ -429,6 +436,18 @@ impl Node {
 
     pub fn vswitch(&self) -> Option<&VSwitch> {
         self.switch.as_ref().map(|s| &s.vswitch)
+    }
+
+    /// The BGP speaker's neighbors and routes, if the node speaks BGP.
+    pub fn bgp_status(&self) -> Option<Vec<NeighborStatus>> {
+        self.bgp.as_ref().map(|b| b.status())
+    }
+
+    /// Stops the node's BGP sessions with a Cease NOTIFICATION (a clean shutdown).
+    pub fn stop_bgp(&mut self, now: Duration) {
+        if let Some(b) = self.bgp.as_mut() {
+            b.stop(now);
+        }
     }
 
     /// DIP health changes the node's probes found since the last call (the host agent's
@@ -627,6 +646,27 @@ impl Node {
                 };
                 p
             };
+            if let Some(bgp) = self.bgp.as_mut() {
+                let mut wanted: std::collections::BTreeSet<Ipv4Net> =
+                    bgp.networks().iter().copied().collect();
+                if bgp.wants_vips()
+                    && let Some(mux) = &self.mux
+                {
+                    for (config, healthy) in mux.vips() {
+                        if healthy.iter().any(|h| *h) {
+                            wanted.insert(Ipv4Net::from(config.key.vip));
+                        }
+                    }
+                }
+                progressed |= bgp.poll(
+                    now,
+                    self.iface.context(),
+                    &mut self.sockets,
+                    &mut self.router,
+                    &wanted,
+                    &mut port,
+                );
+            }
             for prober in &mut self.probers {
                 let (change, reap) =
                     prober.poll(now, self.iface.context(), &mut self.sockets, &mut port);
@@ -674,7 +714,11 @@ impl Node {
             Task::Http(g) => g.poll_at(),
             Task::Resolve(l) => l.poll_at(),
         });
-        let probes = self.probers.iter().filter_map(|p| p.poll_at());
+        let probes = self
+            .probers
+            .iter()
+            .filter_map(|p| p.poll_at())
+            .chain(self.bgp.as_ref().and_then(|b| b.poll_at()));
         let servers = self.services.iter().filter_map(|s| match s {
             Service::Http(h) => h.poll_at(),
             Service::Dns(_) => None,

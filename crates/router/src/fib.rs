@@ -19,13 +19,16 @@ pub struct Route {
     pub origin: Origin,
 }
 
-/// Who installed a route.
+/// Who installed a route. Ordered by preference: a connected route beats a static one,
+/// which beats one learned over BGP (as administrative distances order them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Origin {
     /// The subnet of an interface address.
     Connected,
     /// Configured.
     Static,
+    /// Learned from a BGP peer.
+    Bgp,
 }
 
 /// IPv4 FIB.
@@ -43,6 +46,11 @@ impl Fib {
     /// cleared) first.
     pub fn insert(&mut self, prefix: Ipv4Net, route: Route) -> Option<Route> {
         self.routes.insert(prefix.trunc(), route)
+    }
+
+    /// The route to exactly `prefix`.
+    pub fn get(&self, prefix: Ipv4Net) -> Option<&Route> {
+        self.routes.get(&prefix.trunc())
     }
 
     pub fn remove(&mut self, prefix: Ipv4Net) -> Option<Route> {

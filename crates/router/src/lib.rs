@@ -249,6 +249,45 @@ impl Router {
         Ok(())
     }
 
+    /// Installs a route from a routing protocol unless a more preferred origin already has
+    /// the prefix. Returns whether it was installed.
+    pub fn install(
+        &mut self,
+        prefix: Ipv4Net,
+        gateway: Ipv4Addr,
+        origin: Origin,
+    ) -> Result<bool, ConfigError> {
+        let prefix = prefix.trunc();
+        let iface = self
+            .ifaces
+            .iter()
+            .position(|i| i.addr.contains(&gateway) && i.addr.addr() != gateway)
+            .ok_or(ConfigError::UnreachableGateway { prefix, gateway })?;
+        if self.fib.get(prefix).is_some_and(|r| r.origin < origin) {
+            return Ok(false);
+        }
+        self.fib.insert(
+            prefix,
+            Route {
+                iface: IfIndex(iface),
+                gateway: Some(gateway),
+                origin,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Removes the route to `prefix` if `origin` installed it.
+    pub fn uninstall(&mut self, prefix: Ipv4Net, origin: Origin) -> bool {
+        let prefix = prefix.trunc();
+        if self.fib.get(prefix).is_some_and(|r| r.origin == origin) {
+            self.fib.remove(prefix);
+            true
+        } else {
+            false
+        }
+    }
+
     pub fn interfaces(&self) -> &[Interface] {
         &self.ifaces
     }

@@ -12,6 +12,9 @@ use crate::trace::{self, Seen};
 /// Whether a packet is of the kind a scenario's path starts with.
 type Matcher = fn(&trace::IpInfo) -> bool;
 
+/// How long a lab may take to bring its BGP sessions up.
+pub const BOOT_LIMIT: Duration = Duration::from_secs(60);
+
 /// Time allowed past a task's own timeout before the runner gives up on it.
 const GRACE: Duration = Duration::from_secs(5);
 /// Time to let closing handshakes and late replies cross, so the capture is whole.
@@ -142,6 +145,7 @@ impl Lab {
         };
         let mut failures = verdict.failures;
         failures.extend(self.check_dips(&scenario));
+        failures.extend(self.check_routes(&scenario));
         ScenarioResult {
             name: scenario.name.clone(),
             description: scenario.description.clone(),
@@ -226,6 +230,32 @@ impl Lab {
                         ));
                     }
                 }
+            }
+        }
+        failures
+    }
+
+    /// The routes a node must have (exactly that prefix) or lack.
+    fn check_routes(&self, scenario: &Scenario) -> Vec<String> {
+        let Some(n) = scenario.expect.routes_on else {
+            return Vec::new();
+        };
+        let node = &self.nodes[n];
+        let fib = node.router().fib();
+        let mut failures = Vec::new();
+        for p in &scenario.expect.routes {
+            if fib.get(*p).is_none() {
+                failures.push(format!("{} has no route to {p}", node.name()));
+            }
+        }
+        for p in &scenario.expect.no_routes {
+            if let Some(r) = fib.get(*p) {
+                failures.push(format!(
+                    "{} still routes {p} ({:?} via {:?})",
+                    node.name(),
+                    r.origin,
+                    r.gateway
+                ));
             }
         }
         failures

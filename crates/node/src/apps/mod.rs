@@ -1,6 +1,7 @@
 //! The applications a node runs on its own stack: servers (HTTP, DNS) that run for the
 //! node's life, and client tasks (ping, HTTP GET) that a scenario starts and reads back.
 
+pub mod bgp;
 pub mod dns;
 pub mod http;
 pub mod ping;

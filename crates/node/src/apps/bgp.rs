@@ -1,0 +1,354 @@
+//! The BGP speaker on a node: sessions over the node's own TCP (smoltcp), routes learned
+//! into the node's FIB, routes announced from configuration or from the node's Mux.
+//!
+//! ```text
+//!  smoltcp TCP socket ⇄ bytes ⇄ codec (framing, decode/encode) ⇄ Session (FSM) ⇄ actions
+//!                                                                     ├─ Update → FIB
+//!                                                                     └─ Established → our routes
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use smoltcp::iface::{Context, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::wire::{IpAddress, IpEndpoint};
+use strata_bgp::codec::{self, AsPath, Attribute, Origin, Update};
+use strata_bgp::session::{Action, Config, DownReason, Event, Session, State};
+use strata_router::Origin as RouteOrigin;
+use strata_router::Router;
+
+/// The BGP port.
+pub const PORT: u16 = 179;
+
+/// A BGP neighbor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighborConfig {
+    pub address: Ipv4Addr,
+    pub asn: u32,
+    /// Wait for the neighbor to connect.
+    pub passive: bool,
+    pub hold_time: u16,
+    pub connect_retry: Duration,
+}
+
+/// The node's BGP configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpConfig {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    pub neighbors: Vec<NeighborConfig>,
+    /// Prefixes always announced.
+    pub networks: Vec<Ipv4Net>,
+    /// Announce each VIP of the node's Mux that has a healthy DIP, as a /32.
+    pub announce_vips: bool,
+    /// Install what neighbors announce into the FIB.
+    pub install_routes: bool,
+}
+
+/// One neighbor's state, for `show protocols`-style listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighborStatus {
+    pub address: Ipv4Addr,
+    pub asn: u32,
+    pub state: State,
+    pub received: Vec<(Ipv4Net, Ipv4Addr)>,
+    pub advertised: Vec<Ipv4Net>,
+    pub last_down: Option<String>,
+}
+
+#[derive(Debug)]
+struct Neighbor {
+    config: NeighborConfig,
+    session: Session,
+    socket: SocketHandle,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+    connected: bool,
+    /// Adj-RIB-In: prefix → next hop.
+    received: BTreeMap<Ipv4Net, Ipv4Addr>,
+    advertised: BTreeSet<Ipv4Net>,
+    last_down: Option<String>,
+}
+
+/// The BGP speaker of a node.
+#[derive(Debug)]
+pub struct Speaker {
+    config: BgpConfig,
+    neighbors: Vec<Neighbor>,
+    next_hop: Ipv4Addr,
+    started: bool,
+}
+
+impl Speaker {
+    pub(crate) fn new(config: BgpConfig, sockets: &mut SocketSet<'static>) -> Speaker {
+        let neighbors = config
+            .neighbors
+            .iter()
+            .map(|n| {
+                let mut c = Config::new(config.asn, config.router_id, n.asn);
+                c.passive = n.passive;
+                c.hold_time = n.hold_time;
+                c.connect_retry = n.connect_retry;
+                c.graceful_restart = Some(120);
+                Neighbor {
+                    config: n.clone(),
+                    session: Session::new(c),
+                    socket: super::tcp_socket(sockets, 64 * 1024),
+                    rx: Vec::new(),
+                    tx: Vec::new(),
+                    connected: false,
+                    received: BTreeMap::new(),
+                    advertised: BTreeSet::new(),
+                    last_down: None,
+                }
+            })
+            .collect();
+        Speaker {
+            next_hop: config.router_id,
+            config,
+            neighbors,
+            started: false,
+        }
+    }
+
+    /// Neighbors and their routes.
+    pub fn status(&self) -> Vec<NeighborStatus> {
+        self.neighbors
+            .iter()
+            .map(|n| NeighborStatus {
+                address: n.config.address,
+                asn: n.config.asn,
+                state: n.session.state(),
+                received: n.received.iter().map(|(p, h)| (*p, *h)).collect(),
+                advertised: n.advertised.iter().copied().collect(),
+                last_down: n.last_down.clone(),
+            })
+            .collect()
+    }
+
+    /// Runs the sessions: starts them, moves bytes, runs timers and actions. `wanted` is
+    /// what the node announces now. Returns whether anything moved.
+    pub(crate) fn poll(
+        &mut self,
+        now: Duration,
+        cx: &mut Context,
+        sockets: &mut SocketSet<'static>,
+        router: &mut Router,
+        wanted: &BTreeSet<Ipv4Net>,
+        port: &mut dyn FnMut() -> u16,
+    ) -> bool {
+        let mut progressed = false;
+        if !self.started {
+            self.started = true;
+            for n in &mut self.neighbors {
+                n.session.handle(now, Event::Start);
+            }
+        }
+        let local_for = |peer: Ipv4Addr, router: &Router| {
+            router
+                .interfaces()
+                .iter()
+                .find(|i| i.addr.contains(&peer))
+                .map(|i| i.addr.addr())
+        };
+        for n in &mut self.neighbors {
+            let socket = sockets.get_mut::<tcp::Socket>(n.socket);
+            // A passive session listens whenever it has no connection.
+            if n.config.passive && !socket.is_open() && n.session.state() != State::Idle {
+                let _ = socket.listen(PORT);
+            }
+            // Connection state changes.
+            let up = socket.may_send() && socket.may_recv();
+            if up && !n.connected {
+                let from_neighbor = socket
+                    .remote_endpoint()
+                    .is_some_and(|e| e.addr == IpAddress::Ipv4(n.config.address));
+                if from_neighbor {
+                    n.connected = true;
+                    n.session.handle(now, Event::TcpConnected);
+                } else {
+                    socket.abort();
+                }
+                progressed = true;
+            } else if n.connected && !socket.is_active() {
+                n.connected = false;
+                n.rx.clear();
+                n.tx.clear();
+                n.session.handle(now, Event::TcpClosed);
+                progressed = true;
+            } else if n.connected && !socket.may_recv() {
+                // The peer closed its side.
+                socket.close();
+            }
+            // Bytes in.
+            let mut chunk = [0u8; 4096];
+            while let Ok(k) = socket.recv_slice(&mut chunk) {
+                if k == 0 {
+                    break;
+                }
+                n.rx.extend_from_slice(&chunk[..k]);
+                progressed = true;
+            }
+            loop {
+                match codec::message_len(&n.rx) {
+                    Ok(Some(len)) if n.rx.len() >= len => {
+                        let event = match codec::decode(&n.rx[..len], n.session.options()) {
+                            Ok(m) => Event::Message(m),
+                            Err(e) => Event::Malformed(e),
+                        };
+                        n.rx.drain(..len);
+                        n.session.handle(now, event);
+                    }
+                    Ok(_) => break,
+                    Err(e) => {
+                        n.rx.clear();
+                        n.session.handle(now, Event::Malformed(e));
+                        break;
+                    }
+                }
+            }
+            n.session.poll(now);
+            // Actions.
+            while let Some(action) = n.session.poll_action() {
+                progressed = true;
+                match action {
+                    Action::Connect => {
+                        let socket = sockets.get_mut::<tcp::Socket>(n.socket);
+                        socket.abort();
+                        if let Some(local) = local_for(n.config.address, router) {
+                            let remote = IpEndpoint::new(IpAddress::Ipv4(n.config.address), PORT);
+                            let _ = socket.connect(cx, remote, (IpAddress::Ipv4(local), port()));
+                        }
+                    }
+                    Action::Disconnect => {
+                        let socket = sockets.get_mut::<tcp::Socket>(n.socket);
+                        flush(&mut n.tx, socket);
+                        socket.close();
+                        n.connected = false;
+                    }
+                    Action::Send(m) => {
+                        // Encoding our own messages cannot exceed the limit with the routes
+                        // a lab announces; a failure would drop just this message.
+                        let _ = codec::encode(&m, n.session.options(), &mut n.tx);
+                    }
+                    Action::Established(_) => {
+                        n.advertised.clear();
+                        n.last_down = None;
+                    }
+                    Action::Update(u) => {
+                        if self.config.install_routes {
+                            learn(router, &mut n.received, &u);
+                        }
+                    }
+                    Action::Down(reason) => {
+                        n.last_down = Some(match reason {
+                            DownReason::Sent(x) => format!("sent {x}"),
+                            DownReason::Received(x) => format!("received {x}"),
+                            DownReason::ConnectionLost => "connection lost".into(),
+                            DownReason::Stopped => "stopped".into(),
+                        });
+                        for prefix in std::mem::take(&mut n.received).into_keys() {
+                            router.uninstall(prefix, RouteOrigin::Bgp);
+                        }
+                        n.advertised.clear();
+                    }
+                    Action::RouteRefresh(..) => n.advertised.clear(),
+                }
+            }
+            // Our routes: announce what is wanted and not yet sent, withdraw the rest.
+            if n.session.state() == State::Established {
+                let add: Vec<Ipv4Net> = wanted.difference(&n.advertised).copied().collect();
+                let remove: Vec<Ipv4Net> = n.advertised.difference(wanted).copied().collect();
+                if !add.is_empty() || !remove.is_empty() {
+                    let mut update = Update {
+                        withdrawn: remove.clone(),
+                        ..Update::default()
+                    };
+                    if !add.is_empty() {
+                        update.attributes = vec![
+                            Attribute::Origin(Origin::Igp),
+                            Attribute::AsPath(AsPath::sequence(vec![self.config.asn])),
+                            Attribute::NextHop(
+                                local_for(n.config.address, router).unwrap_or(self.next_hop),
+                            ),
+                        ];
+                        update.nlri = add.clone();
+                    }
+                    n.session.send_update(now, update);
+                    while let Some(Action::Send(m)) = n.session.poll_action() {
+                        let _ = codec::encode(&m, n.session.options(), &mut n.tx);
+                    }
+                    n.advertised.extend(add);
+                    for r in remove {
+                        n.advertised.remove(&r);
+                    }
+                    progressed = true;
+                }
+            }
+            let socket = sockets.get_mut::<tcp::Socket>(n.socket);
+            if !n.tx.is_empty() && socket.can_send() {
+                flush(&mut n.tx, socket);
+                progressed = true;
+            }
+        }
+        progressed
+    }
+
+    pub(crate) fn poll_at(&self) -> Option<Duration> {
+        self.neighbors
+            .iter()
+            .filter_map(|n| n.session.poll_at())
+            .min()
+    }
+
+    /// Stops every session (Cease / Administrative Shutdown), as on a clean shutdown.
+    pub(crate) fn stop(&mut self, now: Duration) {
+        for n in &mut self.neighbors {
+            n.session.handle(now, Event::Stop);
+        }
+    }
+
+    pub(crate) fn wants_vips(&self) -> bool {
+        self.config.announce_vips
+    }
+
+    pub(crate) fn networks(&self) -> &[Ipv4Net] {
+        &self.config.networks
+    }
+}
+
+/// Writes as much of `tx` as the socket takes.
+fn flush(tx: &mut Vec<u8>, socket: &mut tcp::Socket<'static>) {
+    if let Ok(n) = socket.send_slice(tx) {
+        tx.drain(..n);
+    }
+}
+
+/// Applies an UPDATE to the Adj-RIB-In and the FIB.
+fn learn(router: &mut Router, rib: &mut BTreeMap<Ipv4Net, Ipv4Addr>, u: &Update) {
+    let withdraw: Vec<Ipv4Net> = if u.treat_as_withdraw.is_some() {
+        // RFC 7606: everything the UPDATE announced is withdrawn.
+        u.withdrawn.iter().chain(&u.nlri).copied().collect()
+    } else {
+        u.withdrawn.clone()
+    };
+    for p in withdraw {
+        if rib.remove(&p).is_some() {
+            router.uninstall(p, RouteOrigin::Bgp);
+        }
+    }
+    if u.treat_as_withdraw.is_some() {
+        return;
+    }
+    let Some(Attribute::NextHop(nh)) = u.attribute(codec::attr::NEXT_HOP) else {
+        return;
+    };
+    for p in &u.nlri {
+        if router.install(*p, *nh, RouteOrigin::Bgp).unwrap_or(false) {
+            rib.insert(*p, *nh);
+        }
+    }
+}
