@@ -267,6 +267,8 @@ struct ScenarioDef {
     /// Stop (reset and stop listening) or start a node's HTTP servers.
     stop_http: Option<Spanned<String>>,
     start_http: Option<Spanned<String>>,
+    /// Stop a node's BGP sessions (Cease / Administrative Shutdown), as a Mux going down.
+    stop_bgp: Option<Spanned<String>>,
     /// Let the lab run this long after the action, before checking.
     #[serde(default)]
     wait_ms: u64,
@@ -782,11 +784,12 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 def.await_.is_some(),
                 def.stop_http.is_some(),
                 def.start_http.is_some(),
+                def.stop_bgp.is_some(),
             ];
             if actions.iter().filter(|a| **a).count() != 1 {
                 return Err(self.at(
                     &def.name,
-                    "a scenario has exactly one of `ping`, `http`, `resolve`, `await`, `stop_http` or `start_http`".to_string(),
+                    "a scenario has exactly one of `ping`, `http`, `resolve`, `await`, `stop_http`, `start_http` or `stop_bgp`".to_string(),
                 ));
             }
             let needs_from = def.ping.is_some() || def.http.is_some() || def.resolve.is_some();
@@ -862,11 +865,17 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                     node,
                     enabled: def.start_http.is_some(),
                 }
+            } else if let Some(n) = &def.stop_bgp {
+                let node = node_named(n)?;
+                if nodes[node].bgp.is_none() {
+                    return Err(self.at(n, format!("node {:?} does not speak BGP", n.get_ref())));
+                }
+                ScenarioAction::StopBgp { node }
             } else {
                 unreachable!("exactly one action is set")
             };
             let from = from.unwrap_or(match action {
-                ScenarioAction::SetHttp { node, .. } => node,
+                ScenarioAction::SetHttp { node, .. } | ScenarioAction::StopBgp { node } => node,
                 ScenarioAction::Await { scenario } => scenarios[scenario].from,
                 _ => 0,
             });

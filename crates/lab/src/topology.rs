@@ -154,6 +154,10 @@ pub enum ScenarioAction {
         node: usize,
         enabled: bool,
     },
+    /// Stop a node's BGP sessions (Cease / Administrative Shutdown).
+    StopBgp {
+        node: usize,
+    },
     Resolve {
         name: String,
     },

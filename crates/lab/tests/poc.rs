@@ -188,10 +188,14 @@ fn portal_through_the_vip_mux_vxlan_and_direct_server_return() {
     let portal = by_name(&results, "portal");
     assert!(portal.passed, "{}", strata_lab::report::scenario(portal));
     let path = nodes(&portal.request);
-    assert_eq!(
-        path[..5],
-        ["ClientVM", "NATVM", "BGPVM", "MuxVM", "HyperVHost"]
-    );
+    assert_eq!(path[..3], ["ClientVM", "NATVM", "BGPVM"]);
+    // BGPVM has both Muxes as equal-cost next hops; the flow took one of them.
+    let mux_pa = match path[3].as_str() {
+        "MuxVM" => "192.168.233.20",
+        "MuxVM2" => "192.168.233.22",
+        other => panic!("not a Mux: {other} in {path:?}"),
+    };
+    assert_eq!(path[4], "HyperVHost");
     assert!(path[5].starts_with("PortalVM"), "{path:?}");
     // The Mux wraps the packet, unchanged, in VXLAN to the host's PA.
     let vxlan = portal
@@ -200,7 +204,7 @@ fn portal_through_the_vip_mux_vxlan_and_direct_server_return() {
         .find(|h| h.network == "provider")
         .expect("a provider hop");
     assert!(
-        vxlan.what.starts_with("VXLAN vni 4096 192.168.233.20:")
+        vxlan.what.starts_with(&format!("VXLAN vni 4096 {mux_pa}:"))
             && vxlan
                 .what
                 .contains("> 192.168.233.21:4789 | TCP 192.168.200.10:"),
@@ -217,7 +221,7 @@ fn portal_through_the_vip_mux_vxlan_and_direct_server_return() {
     assert!(last.what.contains("> 192.168.100.7"), "{}", last.what);
     // ... and DIP to VIP on the way out, straight to the router: no Mux on the way back.
     let reply = nodes(&portal.reply);
-    assert!(!reply.contains(&"MuxVM".to_string()), "{reply:?}");
+    assert!(!reply.iter().any(|n| n.starts_with("MuxVM")), "{reply:?}");
     assert_eq!(reply[1..], ["HyperVHost", "BGPVM", "ClientVM"]);
     let out = &portal.reply[1];
     assert!(
@@ -227,10 +231,7 @@ fn portal_through_the_vip_mux_vxlan_and_direct_server_return() {
         out.what
     );
 
-    let mux = lab
-        .node("MuxVM")
-        .and_then(|n| n.mux())
-        .expect("MuxVM is a Mux");
+    let mux = lab.node(&path[3]).and_then(|n| n.mux()).expect("a Mux");
     assert!(mux.counters().encapsulated > 0);
     assert_eq!(mux.counters().no_vip, 0);
     let vswitch = lab
@@ -332,7 +333,7 @@ fn the_vip_route_is_learned_over_bgp_and_withdrawn_without_dips() {
     assert_eq!(route.origin, strata_node::router::Origin::Bgp);
     assert_eq!(route.gateway, Some("192.168.100.20".parse().unwrap()));
     let neighbors = bgpvm.bgp_status().unwrap();
-    assert_eq!(neighbors.len(), 1);
+    assert_eq!(neighbors.len(), 2);
     assert_eq!(neighbors[0].state, strata_node::bgp::State::Established);
     assert_eq!(
         neighbors[0].received,
@@ -346,4 +347,78 @@ fn the_vip_route_is_learned_over_bgp_and_withdrawn_without_dips() {
         mux[0].advertised,
         ["192.168.133.74/32".parse::<ipnet::Ipv4Net>().unwrap()]
     );
+}
+
+#[test]
+fn two_muxes_share_the_vip_by_ecmp_and_one_can_leave() {
+    let (lab, results) = run_all();
+    for name in [
+        "portal-over-two-muxes",
+        "muxvm2-stops",
+        "portal-through-one-mux",
+        "downloads-survive-the-mux-failure",
+    ] {
+        let r = by_name(&results, name);
+        assert!(r.passed, "{}", strata_lab::report::scenario(r));
+    }
+    // Both Muxes carried VIP traffic while both were up.
+    for mux in ["MuxVM", "MuxVM2"] {
+        let m = lab.node(mux).and_then(|n| n.mux()).unwrap();
+        assert!(m.counters().encapsulated > 10, "{mux}: {:?}", m.counters());
+    }
+    // MuxVM2 said goodbye with a Cease; BGPVM kept only MuxVM as next hop.
+    let bgpvm = lab.node("BGPVM").unwrap();
+    let neighbors = bgpvm.bgp_status().unwrap();
+    let gone = neighbors
+        .iter()
+        .find(|n| n.address.to_string() == "192.168.100.21")
+        .unwrap();
+    assert_ne!(gone.state, strata_node::bgp::State::Established);
+    assert!(
+        gone.last_down
+            .as_deref()
+            .is_some_and(|d| d.starts_with("received Cease")),
+        "{gone:?}"
+    );
+    let route = bgpvm
+        .router()
+        .fib()
+        .get("192.168.133.74/32".parse().unwrap())
+        .unwrap();
+    let hops: Vec<_> = route
+        .next_hops()
+        .map(|(_, g)| g.unwrap().to_string())
+        .collect();
+    assert_eq!(hops, ["192.168.100.20"]);
+    // The downloads that crossed the Mux failure all completed.
+    let survived = by_name(&results, "downloads-survive-the-mux-failure");
+    assert_eq!(
+        survived.split.iter().map(|(_, n)| n).sum::<usize>(),
+        8,
+        "{}",
+        survived.summary
+    );
+}
+
+#[test]
+fn both_muxes_were_equal_cost_next_hops_before_one_left() {
+    let topology = poc();
+    let names: Vec<String> = topology.scenarios.iter().map(|s| s.name.clone()).collect();
+    let mut lab = Lab::new(topology, Clock::Virtual).unwrap();
+    lab.boot(strata_lab::BOOT_LIMIT);
+    let route = lab
+        .node("BGPVM")
+        .unwrap()
+        .router()
+        .fib()
+        .get("192.168.133.74/32".parse().unwrap())
+        .copied()
+        .unwrap();
+    let mut hops: Vec<_> = route
+        .next_hops()
+        .map(|(_, g)| g.unwrap().to_string())
+        .collect();
+    hops.sort();
+    assert_eq!(hops, ["192.168.100.20", "192.168.100.21"]);
+    assert!(names.iter().any(|n| n == "muxvm2-stops"));
 }

@@ -162,15 +162,18 @@ fn tshark_decodes_every_capture() {
     ])
     .unwrap();
     let updates: Vec<&str> = bgp.lines().collect();
-    assert_eq!(
-        updates,
-        [
-            "192.168.100.20\t192.168.133.74\t",
-            "192.168.100.20\t\t192.168.133.74",
-            "192.168.100.20\t192.168.133.74\t"
-        ],
-        "{bgp}"
-    );
+    // Each Mux: announce, withdraw (no healthy DIP), announce again.
+    let mut expected = Vec::new();
+    for line in [
+        "{}\t192.168.133.74\t",
+        "{}\t\t192.168.133.74",
+        "{}\t192.168.133.74\t",
+    ] {
+        for mux in ["192.168.100.20", "192.168.100.21"] {
+            expected.push(line.replace("{}", mux));
+        }
+    }
+    assert_eq!(updates, expected, "{bgp}");
     let opens = tshark(&[
         "-r",
         management.to_str().unwrap(),
@@ -184,7 +187,7 @@ fn tshark_decodes_every_capture() {
     .unwrap();
     let mut asns: Vec<&str> = opens.lines().collect();
     asns.sort();
-    assert_eq!(asns, ["64500", "64501"]);
+    assert_eq!(asns, ["64500", "64500", "64501", "64501"]);
     for want in ["arp", "icmp", "tcp", "http", "dns", "vxlan", "bgp"] {
         assert!(
             protocols.contains(want),

@@ -238,6 +238,8 @@ pub struct Node {
     services: Vec<Service>,
     tasks: Vec<Task>,
     dns_server: Option<Ipv4Addr>,
+    /// The one DNS socket of the node's resolver.
+    resolver: Option<smoltcp::iface::SocketHandle>,
     next_port: u16,
     next_ident: u16,
 }
@@ -312,6 +314,9 @@ impl Node {
         let _ = iface.routes_mut().add_default_ipv4_route(first.addr.addr());
 
         let mut sockets = SocketSet::new(vec![]);
+        let resolver = config
+            .dns_server
+            .map(|s| apps::dns::resolver(&mut sockets, s));
         let services = config
             .services
             .into_iter()
@@ -402,6 +407,7 @@ impl Node {
             sockets,
             services,
             tasks: Vec::new(),
+            resolver,
             dns_server: config.dns_server,
             next_port: EPHEMERAL_START + (config.seed % 1000) as u16,
             next_ident: 1 + (config.seed % 1000) as u16,
@@ -776,7 +782,7 @@ impl Node {
                     &url,
                     timeout,
                     port,
-                    self.dns_server,
+                    self.resolver,
                 ))
             }
             TaskSpec::Resolve { name, timeout } => Task::Resolve(Lookup::start(
@@ -784,7 +790,7 @@ impl Node {
                 self.iface.context(),
                 &mut self.sockets,
                 &name,
-                self.dns_server,
+                self.resolver.zip(self.dns_server),
                 timeout,
             )),
         };

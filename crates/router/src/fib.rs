@@ -7,16 +7,71 @@ use prefix_trie::PrefixMap;
 
 use crate::IfIndex;
 
-/// Where a route sends packets.
+/// Most equal-cost next hops a route holds.
+pub const MAX_ECMP: usize = 8;
+
+/// Where a route sends packets: one next hop, or several of equal cost (ECMP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
-    /// The interface packets leave by.
+    /// The interface packets leave by (of the first next hop).
     pub iface: IfIndex,
     /// The next hop, or `None` when the destination is on the link itself (a connected
     /// route).
     pub gateway: Option<Ipv4Addr>,
     /// Where the route came from; a later source may replace an earlier one's route.
     pub origin: Origin,
+    /// Further equal-cost next hops (the first `more` entries), kept inline so a route
+    /// stays `Copy` and a lookup allocates nothing.
+    alternates: [(IfIndex, Ipv4Addr); MAX_ECMP - 1],
+    more: u8,
+}
+
+impl Route {
+    pub fn new(iface: IfIndex, gateway: Option<Ipv4Addr>, origin: Origin) -> Route {
+        Route {
+            iface,
+            gateway,
+            origin,
+            alternates: [(IfIndex(0), Ipv4Addr::UNSPECIFIED); MAX_ECMP - 1],
+            more: 0,
+        }
+    }
+
+    /// A route over several gateways (at most [`MAX_ECMP`]; the rest are ignored).
+    pub fn multipath(hops: &[(IfIndex, Ipv4Addr)], origin: Origin) -> Option<Route> {
+        let (&(iface, gateway), rest) = hops.split_first()?;
+        let mut route = Route::new(iface, Some(gateway), origin);
+        for (slot, hop) in route.alternates.iter_mut().zip(rest) {
+            *slot = *hop;
+            route.more += 1;
+        }
+        Some(route)
+    }
+
+    /// Every next hop: (interface, gateway).
+    pub fn next_hops(&self) -> impl Iterator<Item = (IfIndex, Option<Ipv4Addr>)> + '_ {
+        std::iter::once((self.iface, self.gateway)).chain(
+            self.alternates[..usize::from(self.more)]
+                .iter()
+                .map(|(i, g)| (*i, Some(*g))),
+        )
+    }
+
+    /// The next hop for a flow with hash `hash` (the same flow always gets the same one).
+    #[inline]
+    pub fn pick(&self, hash: u32) -> (IfIndex, Option<Ipv4Addr>) {
+        match hash as usize % (1 + usize::from(self.more)) {
+            0 => (self.iface, self.gateway),
+            k => {
+                let (i, g) = self.alternates[k - 1];
+                (i, Some(g))
+            }
+        }
+    }
+
+    pub fn is_multipath(&self) -> bool {
+        self.more > 0
+    }
 }
 
 /// Who installed a route. Ordered by preference: a connected route beats a static one,
@@ -81,11 +136,7 @@ mod tests {
     use super::*;
 
     fn r(i: usize) -> Route {
-        Route {
-            iface: IfIndex(i),
-            gateway: None,
-            origin: Origin::Static,
-        }
+        Route::new(IfIndex(i), None, Origin::Static)
     }
 
     #[test]

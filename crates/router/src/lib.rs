@@ -27,7 +27,7 @@ use strata_wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4};
 use strata_wire::flow::Ipv4Layout;
 use strata_wire::{ETHERNET_HEADER_LEN, EthernetAddress};
 
-pub use fib::{Fib, Origin, Route};
+pub use fib::{Fib, MAX_ECMP, Origin, Route};
 use neighbor::{Enqueued, NeighborCache};
 
 /// Index of an interface of a router.
@@ -221,11 +221,7 @@ impl Router {
         let index = IfIndex(self.ifaces.len());
         self.fib.insert(
             iface.addr.trunc(),
-            Route {
-                iface: index,
-                gateway: None,
-                origin: Origin::Connected,
-            },
+            Route::new(index, None, Origin::Connected),
         );
         self.ifaces.push(iface);
         index
@@ -240,41 +236,35 @@ impl Router {
             .ok_or(ConfigError::UnreachableGateway { prefix, gateway })?;
         self.fib.insert(
             prefix,
-            Route {
-                iface: IfIndex(iface),
-                gateway: Some(gateway),
-                origin: Origin::Static,
-            },
+            Route::new(IfIndex(iface), Some(gateway), Origin::Static),
         );
         Ok(())
     }
 
-    /// Installs a route from a routing protocol unless a more preferred origin already has
-    /// the prefix. Returns whether it was installed.
-    pub fn install(
-        &mut self,
-        prefix: Ipv4Net,
-        gateway: Ipv4Addr,
-        origin: Origin,
-    ) -> Result<bool, ConfigError> {
+    /// Installs a route from a routing protocol, over one gateway or several of equal
+    /// cost, unless a more preferred origin already has the prefix. Gateways not on a
+    /// connected subnet are skipped; returns whether a route was installed.
+    pub fn install(&mut self, prefix: Ipv4Net, gateways: &[Ipv4Addr], origin: Origin) -> bool {
         let prefix = prefix.trunc();
-        let iface = self
-            .ifaces
-            .iter()
-            .position(|i| i.addr.contains(&gateway) && i.addr.addr() != gateway)
-            .ok_or(ConfigError::UnreachableGateway { prefix, gateway })?;
         if self.fib.get(prefix).is_some_and(|r| r.origin < origin) {
-            return Ok(false);
+            return false;
         }
-        self.fib.insert(
-            prefix,
-            Route {
-                iface: IfIndex(iface),
-                gateway: Some(gateway),
-                origin,
-            },
-        );
-        Ok(true)
+        let hops: Vec<(IfIndex, Ipv4Addr)> = gateways
+            .iter()
+            .filter_map(|g| {
+                self.ifaces
+                    .iter()
+                    .position(|i| i.addr.contains(g) && i.addr.addr() != *g)
+                    .map(|i| (IfIndex(i), *g))
+            })
+            .collect();
+        match Route::multipath(&hops, origin) {
+            Some(route) => {
+                self.fib.insert(prefix, route);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes the route to `prefix` if `origin` installed it.
@@ -419,8 +409,13 @@ impl Router {
             return;
         };
         let route = *route;
+        let (out_if, gateway) = if route.is_multipath() {
+            route.pick(ecmp_hash(&frame[ETHERNET_HEADER_LEN..]))
+        } else {
+            (route.iface, route.gateway)
+        };
         let ip = &mut frame[ETHERNET_HEADER_LEN..];
-        match hooks.post_routing(now, Some(in_if), route.iface, ip) {
+        match hooks.post_routing(now, Some(in_if), out_if, ip) {
             Verdict::Accept => {}
             Verdict::Drop => {
                 self.counters.count(Drop::Hook);
@@ -431,7 +426,7 @@ impl Router {
                 return;
             }
         }
-        let mtu = self.ifaces[route.iface.0].mtu;
+        let mtu = self.ifaces[out_if.0].mtu;
         if ip.len() > mtu {
             self.counters.count(Drop::TooBig);
             let dont_frag = ip[6] & 0x40 != 0;
@@ -455,7 +450,7 @@ impl Router {
         let check = u16::from_be_bytes([ip[10], ip[11]]);
         ip[10..12].copy_from_slice(&strata_wire::checksum::update16(check, old, new).to_be_bytes());
         self.counters.forwarded += 1;
-        self.transmit(now, route.iface, route.gateway.unwrap_or(dst), frame, hooks);
+        self.transmit(now, out_if, gateway.unwrap_or(dst), frame, hooks);
     }
 
     /// Sends an IPv4 packet the node's own stack built.
@@ -469,11 +464,9 @@ impl Router {
         };
         let route = if layout.dst.is_broadcast() {
             // Limited broadcast leaves by the first interface (no route needed).
-            self.ifaces.first().map(|_| Route {
-                iface: IfIndex(0),
-                gateway: None,
-                origin: Origin::Connected,
-            })
+            self.ifaces
+                .first()
+                .map(|_| Route::new(IfIndex(0), None, Origin::Connected))
         } else {
             self.fib.lookup(layout.dst).map(|(_, r)| *r)
         };
@@ -481,9 +474,14 @@ impl Router {
             self.counters.count(Drop::NoRoute);
             return;
         };
+        let (out_if, gateway) = if route.is_multipath() {
+            route.pick(ecmp_hash(packet))
+        } else {
+            (route.iface, route.gateway)
+        };
         let mut frame = vec![0u8; ETHERNET_HEADER_LEN + layout.total_len];
         frame[ETHERNET_HEADER_LEN..].copy_from_slice(&packet[..layout.total_len]);
-        match hooks.post_routing(now, None, route.iface, &mut frame[ETHERNET_HEADER_LEN..]) {
+        match hooks.post_routing(now, None, out_if, &mut frame[ETHERNET_HEADER_LEN..]) {
             Verdict::Accept => {}
             Verdict::Drop => {
                 self.counters.count(Drop::Hook);
@@ -495,13 +493,7 @@ impl Router {
             }
         }
         self.counters.originated += 1;
-        self.transmit(
-            now,
-            route.iface,
-            route.gateway.unwrap_or(layout.dst),
-            frame,
-            hooks,
-        );
+        self.transmit(now, out_if, gateway.unwrap_or(layout.dst), frame, hooks);
     }
 
     /// Puts the Ethernet header on and sends, or waits for ARP.
@@ -669,6 +661,30 @@ impl Router {
     /// The next frame to send and the interface to send it on.
     pub fn poll_transmit(&mut self) -> Option<(IfIndex, Vec<u8>)> {
         self.outbox.pop_front()
+    }
+}
+
+/// The ECMP hash of a packet: the Toeplitz hash of its addresses and ports (addresses
+/// alone for fragments and other protocols), so a flow keeps one next hop.
+fn ecmp_hash(ip: &[u8]) -> u32 {
+    let Ok(layout) = Ipv4Layout::parse(ip) else {
+        return 0;
+    };
+    let mut input = [0u8; 12];
+    input[0..4].copy_from_slice(&layout.src.octets());
+    input[4..8].copy_from_slice(&layout.dst.octets());
+    match layout.flow_key(ip) {
+        Ok(k)
+            if matches!(
+                k.proto,
+                strata_wire::flow::proto::TCP | strata_wire::flow::proto::UDP
+            ) =>
+        {
+            input[8..10].copy_from_slice(&k.src_port.to_be_bytes());
+            input[10..12].copy_from_slice(&k.dst_port.to_be_bytes());
+            strata_wire::toeplitz::toeplitz(&input)
+        }
+        _ => strata_wire::toeplitz::toeplitz(&input[..8]),
     }
 }
 

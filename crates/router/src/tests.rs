@@ -253,3 +253,44 @@ proptest::proptest! {
         drain(&mut r);
     }
 }
+
+#[test]
+fn ecmp_spreads_flows_and_keeps_each_on_one_next_hop() {
+    let mut r = router();
+    let gateways: Vec<Ipv4Addr> = (7..9).map(|i| Ipv4Addr::new(192, 168, 100, i)).collect();
+    assert!(r.install("192.168.133.74/32".parse().unwrap(), &gateways, Origin::Bgp));
+    for (i, g) in gateways.iter().enumerate() {
+        r.neighbors.learn(
+            T,
+            IfIndex(1),
+            *g,
+            EthernetAddress([2, 0, 0, 0, 0, 7 + i as u8]),
+            true,
+        );
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for flow in 0..64u16 {
+        let mut dsts = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            let mut f = udp_frame([192, 168, 200, 10], [192, 168, 133, 74], 64, 4);
+            // A different source port per flow.
+            f[14 + 20..14 + 22].copy_from_slice(&(1000 + flow).to_be_bytes());
+            r.receive(T, IfIndex(0), f, &mut NoHooks);
+            for (_, out) in drain(&mut r) {
+                dsts.insert(EthernetFrame::new_checked(&out[..]).unwrap().dst_addr());
+            }
+        }
+        assert_eq!(dsts.len(), 1, "a flow keeps its next hop");
+        *seen.entry(dsts.into_iter().next().unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 2, "both next hops carry flows: {seen:?}");
+    assert!(seen.values().all(|n| *n >= 16), "{seen:?}");
+    // A static route to the same prefix beats BGP; withdrawing leaves it.
+    r.add_route(
+        "192.168.133.74/32".parse().unwrap(),
+        "192.168.100.7".parse().unwrap(),
+    )
+    .unwrap();
+    assert!(!r.install("192.168.133.74/32".parse().unwrap(), &gateways, Origin::Bgp));
+    assert!(!r.uninstall("192.168.133.74/32".parse().unwrap(), Origin::Bgp));
+}

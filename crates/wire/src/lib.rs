@@ -16,6 +16,7 @@ pub mod describe;
 pub mod ethernet;
 pub mod flow;
 pub mod rewrite;
+pub mod toeplitz;
 pub mod vxlan;
 
 pub use smoltcp::wire::{

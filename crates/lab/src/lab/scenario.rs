@@ -64,6 +64,19 @@ impl Lab {
                     report: None,
                 }
             }
+            ScenarioAction::StopBgp { node } => {
+                let name = self.topology.nodes[node].name.clone();
+                self.nodes[node].stop_bgp(self.now);
+                self.run_for(scenario.wait);
+                Verdict {
+                    summary: format!("stopped {name}'s BGP sessions"),
+                    failures: Vec::new(),
+                    split: Vec::new(),
+                    request: Vec::new(),
+                    reply: Vec::new(),
+                    report: None,
+                }
+            }
             ScenarioAction::Http {
                 repeat,
                 background: true,
@@ -178,7 +191,9 @@ impl Lab {
                 timeout: scenario.timeout,
             },
             // Not tasks; callers handle them first. A harmless stand-in keeps this total.
-            ScenarioAction::Await { .. } | ScenarioAction::SetHttp { .. } => TaskSpec::Resolve {
+            ScenarioAction::Await { .. }
+            | ScenarioAction::SetHttp { .. }
+            | ScenarioAction::StopBgp { .. } => TaskSpec::Resolve {
                 name: String::new(),
                 timeout: Duration::ZERO,
             },
@@ -506,7 +521,9 @@ impl Lab {
                 |ip| ip.proto == proto::UDP && ip.dst_port == 53,
                 |ip| ip.proto == proto::UDP && ip.src_port == 53,
             ),
-            ScenarioAction::Await { .. } | ScenarioAction::SetHttp { .. } => {
+            ScenarioAction::Await { .. }
+            | ScenarioAction::SetHttp { .. }
+            | ScenarioAction::StopBgp { .. } => {
                 return (Vec::new(), Vec::new());
             }
         };

@@ -67,8 +67,8 @@ struct Neighbor {
     rx: Vec<u8>,
     tx: Vec<u8>,
     connected: bool,
-    /// Adj-RIB-In: prefix → next hop.
-    received: BTreeMap<Ipv4Net, Ipv4Addr>,
+    /// Adj-RIB-In.
+    received: BTreeMap<Ipv4Net, Path>,
     advertised: BTreeSet<Ipv4Net>,
     last_down: Option<String>,
 }
@@ -122,7 +122,11 @@ impl Speaker {
                 address: n.config.address,
                 asn: n.config.asn,
                 state: n.session.state(),
-                received: n.received.iter().map(|(p, h)| (*p, *h)).collect(),
+                received: n
+                    .received
+                    .iter()
+                    .map(|(p, path)| (*p, path.next_hop))
+                    .collect(),
                 advertised: n.advertised.iter().copied().collect(),
                 last_down: n.last_down.clone(),
             })
@@ -141,6 +145,7 @@ impl Speaker {
         port: &mut dyn FnMut() -> u16,
     ) -> bool {
         let mut progressed = false;
+        let mut changed: BTreeSet<Ipv4Net> = BTreeSet::new();
         if !self.started {
             self.started = true;
             for n in &mut self.neighbors {
@@ -240,7 +245,7 @@ impl Speaker {
                     }
                     Action::Update(u) => {
                         if self.config.install_routes {
-                            learn(router, &mut n.received, &u);
+                            changed.extend(learn(&mut n.received, &u));
                         }
                     }
                     Action::Down(reason) => {
@@ -250,9 +255,7 @@ impl Speaker {
                             DownReason::ConnectionLost => "connection lost".into(),
                             DownReason::Stopped => "stopped".into(),
                         });
-                        for prefix in std::mem::take(&mut n.received).into_keys() {
-                            router.uninstall(prefix, RouteOrigin::Bgp);
-                        }
+                        changed.extend(std::mem::take(&mut n.received).into_keys());
                         n.advertised.clear();
                     }
                     Action::RouteRefresh(..) => n.advertised.clear(),
@@ -294,7 +297,35 @@ impl Speaker {
                 progressed = true;
             }
         }
+        for prefix in changed {
+            self.select(router, prefix);
+        }
         progressed
+    }
+
+    /// Best-path selection for one prefix over every neighbor's Adj-RIB-In (RFC 4271
+    /// 9.1.2.2: higher LOCAL_PREF, shorter AS_PATH, lower ORIGIN, lower MED), with
+    /// multipath: every path that ties with the best goes into the FIB as an equal-cost
+    /// next hop.
+    fn select(&self, router: &mut Router, prefix: Ipv4Net) {
+        let paths: Vec<&Path> = self
+            .neighbors
+            .iter()
+            .filter_map(|n| n.received.get(&prefix))
+            .collect();
+        let Some(best) = paths.iter().map(|p| p.rank()).min() else {
+            router.uninstall(prefix, RouteOrigin::Bgp);
+            return;
+        };
+        let mut next_hops: Vec<Ipv4Addr> = paths
+            .iter()
+            .filter(|p| p.rank() == best)
+            .map(|p| p.next_hop)
+            .collect();
+        next_hops.sort();
+        next_hops.dedup();
+        // A connected or static route to the prefix wins over ours: install says false.
+        router.install(prefix, &next_hops, RouteOrigin::Bgp);
     }
 
     pub(crate) fn poll_at(&self) -> Option<Duration> {
@@ -327,8 +358,31 @@ fn flush(tx: &mut Vec<u8>, socket: &mut tcp::Socket<'static>) {
     }
 }
 
-/// Applies an UPDATE to the Adj-RIB-In and the FIB.
-fn learn(router: &mut Router, rib: &mut BTreeMap<Ipv4Net, Ipv4Addr>, u: &Update) {
+/// A path in an Adj-RIB-In: what best-path selection compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Path {
+    next_hop: Ipv4Addr,
+    local_pref: u32,
+    as_path_len: usize,
+    origin: u8,
+    med: u32,
+}
+
+impl Path {
+    /// Smaller is better.
+    fn rank(&self) -> (std::cmp::Reverse<u32>, usize, u8, u32) {
+        (
+            std::cmp::Reverse(self.local_pref),
+            self.as_path_len,
+            self.origin,
+            self.med,
+        )
+    }
+}
+
+/// Applies an UPDATE to an Adj-RIB-In; returns the prefixes that changed.
+fn learn(rib: &mut BTreeMap<Ipv4Net, Path>, u: &Update) -> Vec<Ipv4Net> {
+    let mut changed = Vec::new();
     let withdraw: Vec<Ipv4Net> = if u.treat_as_withdraw.is_some() {
         // RFC 7606: everything the UPDATE announced is withdrawn.
         u.withdrawn.iter().chain(&u.nlri).copied().collect()
@@ -337,18 +391,38 @@ fn learn(router: &mut Router, rib: &mut BTreeMap<Ipv4Net, Ipv4Addr>, u: &Update)
     };
     for p in withdraw {
         if rib.remove(&p).is_some() {
-            router.uninstall(p, RouteOrigin::Bgp);
+            changed.push(p);
         }
     }
     if u.treat_as_withdraw.is_some() {
-        return;
+        return changed;
     }
-    let Some(Attribute::NextHop(nh)) = u.attribute(codec::attr::NEXT_HOP) else {
-        return;
+    let Some(Attribute::NextHop(next_hop)) = u.attribute(codec::attr::NEXT_HOP) else {
+        return changed;
+    };
+    let path = Path {
+        next_hop: *next_hop,
+        // RFC 4271: LOCAL_PREF is absent from eBGP; 100 is the customary default.
+        local_pref: match u.attribute(codec::attr::LOCAL_PREF) {
+            Some(Attribute::LocalPref(v)) => *v,
+            _ => 100,
+        },
+        as_path_len: match u.attribute(codec::attr::AS_PATH) {
+            Some(Attribute::AsPath(p)) => p.len(),
+            _ => 0,
+        },
+        origin: match u.attribute(codec::attr::ORIGIN) {
+            Some(Attribute::Origin(o)) => *o as u8,
+            _ => 2,
+        },
+        med: match u.attribute(codec::attr::MED) {
+            Some(Attribute::Med(m)) => *m,
+            _ => 0,
+        },
     };
     for p in &u.nlri {
-        if router.install(*p, *nh, RouteOrigin::Bgp).unwrap_or(false) {
-            rib.insert(*p, *nh);
-        }
+        rib.insert(*p, path);
+        changed.push(*p);
     }
+    changed
 }

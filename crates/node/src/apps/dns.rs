@@ -179,7 +179,20 @@ pub struct LookupReport {
     pub error: Option<String>,
 }
 
-/// A DNS lookup client task, on smoltcp's DNS socket (which retries on its own).
+/// Creates the node's one resolver socket: smoltcp hands every answer from the server to
+/// the first DNS socket that exists, so a node keeps one, with a slot per query in flight.
+pub(crate) fn resolver(sockets: &mut SocketSet<'static>, server: Ipv4Addr) -> SocketHandle {
+    let socket = smoltcp::socket::dns::Socket::new(
+        &[smoltcp::wire::IpAddress::Ipv4(server)],
+        (0..QUERY_SLOTS).map(|_| None).collect::<Vec<_>>(),
+    );
+    sockets.add(socket)
+}
+
+/// Lookups a node can have in flight at once.
+const QUERY_SLOTS: usize = 32;
+
+/// A DNS lookup client task, on the node's resolver socket (smoltcp retries on its own).
 pub struct Lookup {
     socket: Option<(SocketHandle, smoltcp::socket::dns::QueryHandle)>,
     deadline: std::time::Duration,
@@ -202,7 +215,7 @@ impl Lookup {
         cx: &mut smoltcp::iface::Context,
         sockets: &mut SocketSet<'static>,
         name: &str,
-        server: Option<Ipv4Addr>,
+        resolver: Option<(SocketHandle, Ipv4Addr)>,
         timeout: std::time::Duration,
     ) -> Lookup {
         use smoltcp::socket::dns;
@@ -211,20 +224,23 @@ impl Lookup {
             deadline: now + timeout,
             report: LookupReport {
                 name: name.to_string(),
-                server,
+                server: resolver.map(|(_, s)| s),
                 addresses: Vec::new(),
                 error: None,
             },
             done: false,
         };
-        let Some(server) = server else {
+        let Some((socket, _)) = resolver else {
             lookup.report.error = Some("no DNS server configured".into());
             lookup.done = true;
             return lookup;
         };
-        let mut socket = dns::Socket::new(&[smoltcp::wire::IpAddress::Ipv4(server)], vec![None]);
-        match socket.start_query(cx, name, smoltcp::wire::DnsQueryType::A) {
-            Ok(query) => lookup.socket = Some((sockets.add(socket), query)),
+        match sockets.get_mut::<dns::Socket>(socket).start_query(
+            cx,
+            name,
+            smoltcp::wire::DnsQueryType::A,
+        ) {
+            Ok(query) => lookup.socket = Some((socket, query)),
             Err(e) => {
                 lookup.report.error = Some(format!("cannot query {name:?}: {e:?}"));
                 lookup.done = true;
@@ -243,6 +259,8 @@ impl Lookup {
             return false;
         };
         let result = if now >= self.deadline {
+            // Still pending: free its slot of the shared resolver socket.
+            sockets.get_mut::<dns::Socket>(handle).cancel_query(query);
             Err(Some("timed out".to_string()))
         } else {
             match sockets
@@ -263,7 +281,6 @@ impl Lookup {
                     .collect::<Vec<_>>()),
             }
         };
-        sockets.remove(handle);
         self.socket = None;
         self.done = true;
         match result {

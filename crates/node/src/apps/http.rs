@@ -83,8 +83,12 @@ impl Server {
     pub(crate) fn set_enabled(&mut self, enabled: bool, sockets: &mut SocketSet<'static>) {
         self.enabled = enabled;
         if !enabled {
-            for conn in &self.conns {
+            for conn in &mut self.conns {
                 sockets.get_mut::<tcp::Socket>(conn.handle).abort();
+                conn.request.clear();
+                conn.response.clear();
+                conn.sent = 0;
+                conn.answered = false;
             }
         }
     }
@@ -93,7 +97,7 @@ impl Server {
     pub(crate) fn poll_at(&self) -> Option<Duration> {
         self.conns
             .iter()
-            .filter(|c| c.answered && c.sent == 0 && !c.response.is_empty())
+            .filter(|c| self.enabled && c.answered && c.sent == 0 && !c.response.is_empty())
             .map(|c| c.respond_at)
             .min()
     }
@@ -277,7 +281,7 @@ impl Get {
         url: &str,
         timeout: Duration,
         local_port: u16,
-        dns_server: Option<Ipv4Addr>,
+        dns: Option<SocketHandle>,
     ) -> Get {
         let mut report = GetReport {
             url: url.to_string(),
@@ -315,15 +319,12 @@ impl Get {
         get.report = report;
         match get.host.parse::<Ipv4Addr>() {
             Ok(ip) => get.connect(cx, sockets, ip),
-            Err(_) => match dns_server {
+            Err(_) => match dns {
                 None => get.fail(now, "no DNS server configured".into()),
-                Some(server) => {
-                    let mut socket = dns::Socket::new(&[IpAddress::Ipv4(server)], vec![None]);
-                    match socket.start_query(cx, &get.host, smoltcp::wire::DnsQueryType::A) {
-                        Ok(query) => {
-                            let socket = sockets.add(socket);
-                            get.state = State::Resolving { socket, query };
-                        }
+                Some(socket) => {
+                    let resolver = sockets.get_mut::<dns::Socket>(socket);
+                    match resolver.start_query(cx, &get.host, smoltcp::wire::DnsQueryType::A) {
+                        Ok(query) => get.state = State::Resolving { socket, query },
                         Err(e) => get.fail(now, format!("DNS query for {}: {e:?}", get.host)),
                     }
                 }
@@ -364,6 +365,10 @@ impl Get {
             return false;
         };
         if now >= self.deadline {
+            if let State::Resolving { socket, query } = self.state {
+                // Still pending (a finished query left this state): free its slot.
+                sockets.get_mut::<dns::Socket>(socket).cancel_query(query);
+            }
             sockets.get_mut::<tcp::Socket>(handle).abort();
             self.fail(
                 now,
@@ -377,12 +382,10 @@ impl Get {
                 match dns.get_query_result(query) {
                     Err(dns::GetQueryResultError::Pending) => false,
                     Err(dns::GetQueryResultError::Failed) => {
-                        sockets.remove(socket);
                         self.fail(now, format!("DNS lookup of {} failed", self.host));
                         true
                     }
                     Ok(addrs) => {
-                        sockets.remove(socket);
                         match addrs.iter().find_map(|a| match a {
                             IpAddress::Ipv4(v4) => Some(*v4),
                             #[allow(unreachable_patterns)]
