@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: tshark decodes the lab's captures.
+# Debian packages the tests use: tshark decodes the lab's captures; BIRD is a BGP peer.
 packages=()
 command -v tshark >/dev/null 2>&1 || packages+=(tshark)
+command -v bird >/dev/null 2>&1 || packages+=(bird2)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "installing: ${packages[*]}"
   sudo=""
@@ -15,7 +16,7 @@ if [ ${#packages[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo -E apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
-export STRATA_REQUIRE_TSHARK=1
+export STRATA_REQUIRE_TSHARK=1 STRATA_REQUIRE_BIRD=1
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,5 +1,7 @@
 //! `strata`: the command-line entry point.
 
+mod bgpd;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,6 +25,30 @@ enum Command {
     /// The emulated lab: a whole topology in one process, no root needed.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// The BGP speaker on the machine's own TCP, with a config file.
+    #[command(subcommand)]
+    Bgp(BgpCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BgpCommand {
+    /// Run the speaker: peer with the configured neighbors, announce the configured
+    /// prefixes, keep a status file of neighbors and routes.
+    Run {
+        /// The configuration file (TOML): asn, router_id, local, status_file,
+        /// [[neighbor]] address/asn/passive/hold_time, [[announce]] prefix/next_hop.
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop after this many seconds (default: run until killed).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Show neighbors, their state, and routes sent and received (from the status file of
+    /// a running speaker).
+    Show {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +248,21 @@ fn main() -> ExitCode {
                 print!("{}", report::bgp(&lab));
                 true
             }),
+        Command::Bgp(BgpCommand::Run { config, seconds }) => bgpd::load(&config).and_then(|c| {
+            let until =
+                seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+            bgpd::run(c, || until.is_some_and(|u| std::time::Instant::now() >= u)).map(|()| true)
+        }),
+        Command::Bgp(BgpCommand::Show { config }) => bgpd::load(&config).and_then(|c| {
+            let status = std::fs::read_to_string(&c.status_file).with_context(|| {
+                format!(
+                    "reading {} (is the speaker running?)",
+                    c.status_file.display()
+                )
+            })?;
+            print!("{status}");
+            Ok(true)
+        }),
         Command::Lab(LabCommand::Show { file }) => load(file.as_ref()).map(|t| {
             print!("{}", report::topology(&t));
             true

@@ -1,0 +1,288 @@
+//! `strata bgp` against BIRD 2 on loopback addresses: the session comes up, each side's
+//! announcement reaches the other with its attributes, a stopped speaker's routes leave
+//! BIRD, and a malformed UPDATE from a raw test peer gets RFC 7606's treat-as-withdraw
+//! while a malformed header gets its NOTIFICATION, without bringing the speaker down.
+//!
+//! Skipped (with a message) when BIRD is not installed, unless STRATA_REQUIRE_BIRD is set,
+//! as the README's test command sets it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills what it holds when the test ends, passed or not.
+struct Guard(Vec<Child>, Option<PathBuf>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(pid) = &self.1
+            && let Ok(pid) = std::fs::read_to_string(pid)
+        {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+fn bird_present() -> bool {
+    let ok = Command::new("bird").arg("--version").output().is_ok();
+    if !ok {
+        assert!(
+            std::env::var_os("STRATA_REQUIRE_BIRD").is_none(),
+            "BIRD is required but not installed"
+        );
+        eprintln!("bird not installed; skipping");
+    }
+    ok
+}
+
+/// Loopback addresses of our own for this test run.
+fn addrs(tag: u8) -> (Ipv4Addr, Ipv4Addr) {
+    let x = (std::process::id() % 200) as u8 + 20;
+    (Ipv4Addr::new(127, x, tag, 2), Ipv4Addr::new(127, x, tag, 3))
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn birdc(ctl: &Path, args: &[&str]) -> String {
+    let out = Command::new("birdc")
+        .arg("-s")
+        .arg(ctl)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn strata() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+}
+
+#[test]
+fn strata_and_bird_exchange_routes() {
+    if !bird_present() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("strata-bird-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (bird_ip, our_ip) = addrs(1);
+    std::fs::write(
+        dir.join("bird.conf"),
+        format!(
+            "router id 10.0.0.2;\nprotocol device {{}}\nprotocol static s4 {{ ipv4; route 198.51.100.0/24 blackhole; }}\n\
+             protocol bgp strata {{\n  local {bird_ip} as 64500;\n  neighbor {our_ip} as 64501;\n  multihop;\n  strict bind on;\n  hold time 9;\n  \
+             ipv4 {{ import all; export all; next hop address 192.0.2.1; }};\n}}\n"
+        ),
+    )
+    .unwrap();
+    let status = dir.join("status.txt");
+    let config = dir.join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "asn = 64501\nrouter_id = \"{our_ip}\"\nlocal = \"{our_ip}\"\nstatus_file = \"{}\"\n\
+             [[neighbor]]\naddress = \"{bird_ip}\"\nasn = 64500\nhold_time = 9\n\
+             [[announce]]\nprefix = \"192.168.133.74/32\"\nnext_hop = \"192.0.2.20\"\n",
+            status.display()
+        ),
+    )
+    .unwrap();
+    let ctl = dir.join("bird.ctl");
+    let pid = dir.join("bird.pid");
+    let mut guard = Guard(Vec::new(), Some(pid.clone()));
+    let started = Command::new("bird")
+        .arg("-c")
+        .arg(dir.join("bird.conf"))
+        .arg("-s")
+        .arg(&ctl)
+        .arg("-P")
+        .arg(&pid)
+        .status()
+        .unwrap();
+    assert!(started.success());
+    let speaker = strata()
+        .args(["bgp", "run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    guard.0.push(speaker);
+
+    // BIRD learns our VIP with our AS path and next hop.
+    wait_for(
+        "BIRD to learn 192.168.133.74/32",
+        Duration::from_secs(15),
+        || {
+            birdc(&ctl, &["show", "route", "for", "192.168.133.74/32", "all"])
+                .contains("BGP.as_path: 64501")
+        },
+    );
+    let route = birdc(&ctl, &["show", "route", "for", "192.168.133.74/32", "all"]);
+    assert!(route.contains("BGP.next_hop: 192.0.2.20"), "{route}");
+    assert!(route.contains("BGP.origin: IGP"), "{route}");
+    // We learn BIRD's static route.
+    wait_for(
+        "our speaker to learn 198.51.100.0/24",
+        Duration::from_secs(15),
+        || {
+            std::fs::read_to_string(&status)
+                .is_ok_and(|s| s.contains("received 198.51.100.0/24 via 192.0.2.1 AS path 64500"))
+        },
+    );
+    let show = strata()
+        .args(["bgp", "show", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains(&format!("neighbor {bird_ip} AS 64500 Established")),
+        "{show}"
+    );
+    assert!(
+        show.contains("sent 192.168.133.74/32 via 192.0.2.20"),
+        "{show}"
+    );
+
+    // Our speaker stops: BIRD withdraws what it learned from us.
+    let mut speaker = guard.0.pop().unwrap();
+    speaker.kill().unwrap();
+    speaker.wait().unwrap();
+    wait_for("BIRD to drop our route", Duration::from_secs(20), || {
+        !birdc(&ctl, &["show", "route", "for", "192.168.133.74/32"]).contains("192.168.133.74/32")
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A BGP message with a header around `body`.
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(kind);
+    m.extend_from_slice(body);
+    m
+}
+
+fn read_message(s: &mut TcpStream) -> Vec<u8> {
+    let mut header = [0u8; 19];
+    s.read_exact(&mut header).unwrap();
+    let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
+    let mut body = vec![0u8; len - 19];
+    s.read_exact(&mut body).unwrap();
+    [header.to_vec(), body].concat()
+}
+
+#[test]
+fn malformed_messages_from_a_peer_get_the_rfc_answer() {
+    let dir = std::env::temp_dir().join(format!("strata-raw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (peer_ip, our_ip) = addrs(2);
+    let status = dir.join("status.txt");
+    let config = dir.join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "asn = 64501\nrouter_id = \"{our_ip}\"\nlocal = \"{our_ip}\"\nport = 1179\nstatus_file = \"{}\"\n\
+             [[neighbor]]\naddress = \"{peer_ip}\"\nasn = 64500\npassive = true\nhold_time = 30\n",
+            status.display()
+        ),
+    )
+    .unwrap();
+    let mut guard = Guard(Vec::new(), None);
+    guard.0.push(
+        strata()
+            .args(["bgp", "run", "--config"])
+            .arg(&config)
+            .spawn()
+            .unwrap(),
+    );
+    let connect = || {
+        let socket = std::net::TcpListener::bind((peer_ip, 0)).unwrap();
+        let local = socket.local_addr().unwrap();
+        drop(socket);
+        // Bind the peer side to its address so the speaker knows it as the neighbor.
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&local.into()).unwrap();
+        s.connect(&std::net::SocketAddr::from((our_ip, 1179)).into())
+            .unwrap();
+        let s: TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    let mut peer = None;
+    wait_for("the speaker to listen", Duration::from_secs(10), || {
+        std::fs::read_to_string(&status).is_ok() && {
+            peer = Some(connect());
+            true
+        }
+    });
+    let mut peer = peer.unwrap();
+    // OPEN: version 4, AS 64500, hold 30, id 10.9.9.9, 4-octet AS capability.
+    let open = [
+        4, 0xfb, 0xf4, 0, 30, 10, 9, 9, 9, 8, 2, 6, 65, 4, 0, 0, 0xfb, 0xf4,
+    ];
+    peer.write_all(&message(1, &open)).unwrap();
+    assert_eq!(read_message(&mut peer)[18], 1, "their OPEN");
+    peer.write_all(&message(4, &[])).unwrap();
+    assert_eq!(read_message(&mut peer)[18], 4, "their KEEPALIVE");
+    wait_for("Established", Duration::from_secs(5), || {
+        std::fs::read_to_string(&status).is_ok_and(|s| s.contains("Established"))
+    });
+    // A valid UPDATE, then one with ORIGIN 7: treat-as-withdraw, the session stays up.
+    let attrs = |origin: u8| {
+        let a = [
+            0x40, 1, 1, origin, 0x40, 2, 6, 2, 1, 0, 0, 0xfb, 0xf4, 0x40, 3, 4, 192, 0, 2, 9,
+        ];
+        let mut b = vec![0, 0];
+        b.extend_from_slice(&(a.len() as u16).to_be_bytes());
+        b.extend_from_slice(&a);
+        b.extend_from_slice(&[24, 203, 0, 113]);
+        b
+    };
+    peer.write_all(&message(2, &attrs(0))).unwrap();
+    wait_for("the route", Duration::from_secs(5), || {
+        std::fs::read_to_string(&status)
+            .is_ok_and(|s| s.contains("received 203.0.113.0/24 via 192.0.2.9"))
+    });
+    peer.write_all(&message(2, &attrs(7))).unwrap();
+    wait_for("the treat-as-withdraw", Duration::from_secs(5), || {
+        std::fs::read_to_string(&status)
+            .is_ok_and(|s| s.contains("Established") && !s.contains("203.0.113.0/24"))
+    });
+    // A header with a broken marker: NOTIFICATION Message Header Error / Connection Not
+    // Synchronized, and the connection is closed.
+    let mut bad = message(4, &[]);
+    bad[0] = 0;
+    peer.write_all(&bad).unwrap();
+    // (The End-of-RIB and KEEPALIVEs the speaker sent before are still in the stream.)
+    let notification = loop {
+        let m = read_message(&mut peer);
+        if m[18] == 3 {
+            break m;
+        }
+    };
+    assert_eq!(&notification[18..21], &[3, 1, 1], "{notification:?}");
+    // The process is still there, and will take the neighbor back.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        guard.0[0].try_wait().unwrap().is_none(),
+        "the speaker is still running"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
