@@ -412,7 +412,7 @@ fn both_muxes_were_equal_cost_next_hops_before_one_left() {
         .router()
         .fib()
         .get("192.168.133.74/32".parse().unwrap())
-        .copied()
+        .cloned()
         .unwrap();
     let mut hops: Vec<_> = route
         .next_hops()

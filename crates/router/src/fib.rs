@@ -11,7 +11,7 @@ use crate::IfIndex;
 pub const MAX_ECMP: usize = 8;
 
 /// Where a route sends packets: one next hop, or several of equal cost (ECMP).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// The interface packets leave by (of the first next hop).
     pub iface: IfIndex,
@@ -20,10 +20,9 @@ pub struct Route {
     pub gateway: Option<Ipv4Addr>,
     /// Where the route came from; a later source may replace an earlier one's route.
     pub origin: Origin,
-    /// Further equal-cost next hops (the first `more` entries), kept inline so a route
-    /// stays `Copy` and a lookup allocates nothing.
-    alternates: [(IfIndex, Ipv4Addr); MAX_ECMP - 1],
-    more: u8,
+    /// Further equal-cost next hops, out of line: most routes have one next hop, and a
+    /// small route keeps the trie compact in cache.
+    alternates: Option<Box<[(IfIndex, Ipv4Addr)]>>,
 }
 
 impl Route {
@@ -32,8 +31,7 @@ impl Route {
             iface,
             gateway,
             origin,
-            alternates: [(IfIndex(0), Ipv4Addr::UNSPECIFIED); MAX_ECMP - 1],
-            more: 0,
+            alternates: None,
         }
     }
 
@@ -41,9 +39,9 @@ impl Route {
     pub fn multipath(hops: &[(IfIndex, Ipv4Addr)], origin: Origin) -> Option<Route> {
         let (&(iface, gateway), rest) = hops.split_first()?;
         let mut route = Route::new(iface, Some(gateway), origin);
-        for (slot, hop) in route.alternates.iter_mut().zip(rest) {
-            *slot = *hop;
-            route.more += 1;
+        let rest = &rest[..rest.len().min(MAX_ECMP - 1)];
+        if !rest.is_empty() {
+            route.alternates = Some(rest.into());
         }
         Some(route)
     }
@@ -51,8 +49,9 @@ impl Route {
     /// Every next hop: (interface, gateway).
     pub fn next_hops(&self) -> impl Iterator<Item = (IfIndex, Option<Ipv4Addr>)> + '_ {
         std::iter::once((self.iface, self.gateway)).chain(
-            self.alternates[..usize::from(self.more)]
+            self.alternates
                 .iter()
+                .flat_map(|a| a.iter())
                 .map(|(i, g)| (*i, Some(*g))),
         )
     }
@@ -60,17 +59,17 @@ impl Route {
     /// The next hop for a flow with hash `hash` (the same flow always gets the same one).
     #[inline]
     pub fn pick(&self, hash: u32) -> (IfIndex, Option<Ipv4Addr>) {
-        match hash as usize % (1 + usize::from(self.more)) {
-            0 => (self.iface, self.gateway),
-            k => {
-                let (i, g) = self.alternates[k - 1];
-                (i, Some(g))
-            }
+        match &self.alternates {
+            None => (self.iface, self.gateway),
+            Some(more) => match hash as usize % (1 + more.len()) {
+                0 => (self.iface, self.gateway),
+                k => (more[k - 1].0, Some(more[k - 1].1)),
+            },
         }
     }
 
     pub fn is_multipath(&self) -> bool {
-        self.more > 0
+        self.alternates.is_some()
     }
 }
 

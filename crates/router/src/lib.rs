@@ -408,7 +408,6 @@ impl Router {
             );
             return;
         };
-        let route = *route;
         let (out_if, gateway) = if route.is_multipath() {
             route.pick(ecmp_hash(&frame[ETHERNET_HEADER_LEN..]))
         } else {
@@ -468,7 +467,7 @@ impl Router {
                 .first()
                 .map(|_| Route::new(IfIndex(0), None, Origin::Connected))
         } else {
-            self.fib.lookup(layout.dst).map(|(_, r)| *r)
+            self.fib.lookup(layout.dst).map(|(_, r)| r.clone())
         };
         let Some(route) = route else {
             self.counters.count(Drop::NoRoute);
