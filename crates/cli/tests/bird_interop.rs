@@ -14,20 +14,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Kills what it holds when the test ends, passed or not.
-struct Guard(Vec<Child>, Option<PathBuf>);
+/// When the test ends, passed or not: kills the processes it holds and the daemon whose
+/// pid file it names, then removes the test's directory.
+struct Guard {
+    children: Vec<Child>,
+    pid_file: Option<PathBuf>,
+    dir: PathBuf,
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        for c in &mut self.0 {
+        for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if let Some(pid) = &self.1
-            && let Ok(pid) = std::fs::read_to_string(pid)
+        if let Some(pid) = self
+            .pid_file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
         {
             let _ = Command::new("kill").arg(pid.trim()).status();
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -105,7 +113,11 @@ fn strata_and_bird_exchange_routes() {
     .unwrap();
     let ctl = dir.join("bird.ctl");
     let pid = dir.join("bird.pid");
-    let mut guard = Guard(Vec::new(), Some(pid.clone()));
+    let mut guard = Guard {
+        children: Vec::new(),
+        pid_file: Some(pid.clone()),
+        dir: dir.clone(),
+    };
     let started = Command::new("bird")
         .arg("-c")
         .arg(dir.join("bird.conf"))
@@ -122,7 +134,7 @@ fn strata_and_bird_exchange_routes() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    guard.0.push(speaker);
+    guard.children.push(speaker);
 
     // BIRD learns our VIP with our AS path and next hop.
     wait_for(
@@ -161,13 +173,12 @@ fn strata_and_bird_exchange_routes() {
     );
 
     // Our speaker stops: BIRD withdraws what it learned from us.
-    let mut speaker = guard.0.pop().unwrap();
+    let mut speaker = guard.children.pop().unwrap();
     speaker.kill().unwrap();
     speaker.wait().unwrap();
     wait_for("BIRD to drop our route", Duration::from_secs(20), || {
         !birdc(&ctl, &["show", "route", "for", "192.168.133.74/32"]).contains("192.168.133.74/32")
     });
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A BGP message with a header around `body`.
@@ -204,8 +215,12 @@ fn malformed_messages_from_a_peer_get_the_rfc_answer() {
         ),
     )
     .unwrap();
-    let mut guard = Guard(Vec::new(), None);
-    guard.0.push(
+    let mut guard = Guard {
+        children: Vec::new(),
+        pid_file: None,
+        dir: dir.clone(),
+    };
+    guard.children.push(
         strata()
             .args(["bgp", "run", "--config"])
             .arg(&config)
@@ -281,8 +296,7 @@ fn malformed_messages_from_a_peer_get_the_rfc_answer() {
     // The process is still there, and will take the neighbor back.
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        guard.0[0].try_wait().unwrap().is_none(),
+        guard.children[0].try_wait().unwrap().is_none(),
         "the speaker is still running"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

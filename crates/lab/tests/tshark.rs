@@ -39,6 +39,7 @@ fn tshark_decodes_every_capture() {
     let mut lab = Lab::new(topology, Clock::Virtual).unwrap();
     assert!(lab.run_scenarios().iter().all(|r| r.passed));
     let dir = std::env::temp_dir().join(format!("strata-tshark-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(dir.clone());
     let files = lab.write_captures(&dir).unwrap();
     let mut protocols = BTreeSet::new();
     for file in &files {
@@ -194,5 +195,13 @@ fn tshark_decodes_every_capture() {
             "no {want} in the captures: {protocols:?}"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Removes the captures when the test ends, passed or not.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
