@@ -4,12 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: tshark decodes the lab's captures; BIRD and GoBGP are
-# BGP peers.
+# Debian packages the tests use: tshark decodes the lab's captures; BIRD, GoBGP and FRR
+# are BGP peers.
 packages=()
 command -v tshark >/dev/null 2>&1 || packages+=(tshark)
 command -v bird >/dev/null 2>&1 || packages+=(bird2)
 command -v gobgpd >/dev/null 2>&1 || packages+=(gobgpd)
+[ -x /usr/lib/frr/bgpd ] || packages+=(frr)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "installing: ${packages[*]}"
   sudo=""
@@ -18,7 +19,7 @@ if [ ${#packages[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo -E apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
-export STRATA_REQUIRE_TSHARK=1 STRATA_REQUIRE_BIRD=1 STRATA_REQUIRE_GOBGP=1
+export STRATA_REQUIRE_TSHARK=1 STRATA_REQUIRE_BIRD=1 STRATA_REQUIRE_GOBGP=1 STRATA_REQUIRE_FRR=1
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

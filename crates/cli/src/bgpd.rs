@@ -261,14 +261,21 @@ fn serve(p: &mut Peer, now: Duration, config: &BgpdConfig) {
                 if u.treat_as_withdraw.is_none()
                     && let Some(Attribute::NextHop(nh)) = u.attribute(codec::attr::NEXT_HOP)
                 {
-                    let path = match u.attribute(codec::attr::AS_PATH) {
+                    let path: Vec<u32> = match u.attribute(codec::attr::AS_PATH) {
                         Some(Attribute::AsPath(a)) => {
                             a.segments.iter().flat_map(|s| s.asns.clone()).collect()
                         }
                         _ => Vec::new(),
                     };
+                    // RFC 4271 9.1.2: a path through our own AS is a loop; it replaces
+                    // (and so withdraws) what the neighbor had sent for the prefix.
+                    let looped = path.contains(&config.asn);
                     for n in &u.nlri {
-                        p.received.insert(*n, (*nh, path.clone()));
+                        if looped {
+                            p.received.remove(n);
+                        } else {
+                            p.received.insert(*n, (*nh, path.clone()));
+                        }
                     }
                 }
             }

@@ -245,7 +245,7 @@ impl Speaker {
                     }
                     Action::Update(u) => {
                         if self.config.install_routes {
-                            changed.extend(learn(&mut n.received, &u));
+                            changed.extend(learn(&mut n.received, &u, self.config.asn));
                         }
                     }
                     Action::Down(reason) => {
@@ -380,8 +380,10 @@ impl Path {
     }
 }
 
-/// Applies an UPDATE to an Adj-RIB-In; returns the prefixes that changed.
-fn learn(rib: &mut BTreeMap<Ipv4Net, Path>, u: &Update) -> Vec<Ipv4Net> {
+/// Applies an UPDATE to an Adj-RIB-In; returns the prefixes that changed. A path through
+/// `local_as` is a loop (RFC 4271 9.1.2): it is not kept, and replaces (so withdraws)
+/// what the neighbor had sent for the prefix.
+fn learn(rib: &mut BTreeMap<Ipv4Net, Path>, u: &Update, local_as: u32) -> Vec<Ipv4Net> {
     let mut changed = Vec::new();
     let withdraw: Vec<Ipv4Net> = if u.treat_as_withdraw.is_some() {
         // RFC 7606: everything the UPDATE announced is withdrawn.
@@ -420,9 +422,88 @@ fn learn(rib: &mut BTreeMap<Ipv4Net, Path>, u: &Update) -> Vec<Ipv4Net> {
             _ => 0,
         },
     };
+    let looped = matches!(u.attribute(codec::attr::AS_PATH), Some(Attribute::AsPath(a)) if a.segments.iter().any(|s| s.asns.contains(&local_as)));
     for p in &u.nlri {
-        rib.insert(*p, path);
-        changed.push(*p);
+        if looped {
+            if rib.remove(p).is_some() {
+                changed.push(*p);
+            }
+        } else {
+            rib.insert(*p, path);
+            changed.push(*p);
+        }
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(path: Vec<u32>, prefix: &str) -> Update {
+        Update {
+            attributes: vec![
+                Attribute::Origin(Origin::Igp),
+                Attribute::AsPath(AsPath::sequence(path)),
+                Attribute::NextHop(Ipv4Addr::new(192, 168, 100, 20)),
+            ],
+            nlri: vec![prefix.parse().unwrap()],
+            ..Update::default()
+        }
+    }
+
+    #[test]
+    fn paths_through_our_own_as_are_loops() {
+        let mut rib = BTreeMap::new();
+        assert_eq!(
+            learn(&mut rib, &update(vec![64501], "192.168.133.74/32"), 64500).len(),
+            1
+        );
+        assert_eq!(rib.len(), 1);
+        // The same prefix back through us: dropped, and what the neighbor had is gone.
+        learn(
+            &mut rib,
+            &update(vec![64501, 64500], "192.168.133.74/32"),
+            64500,
+        );
+        assert!(rib.is_empty());
+    }
+
+    #[test]
+    fn treat_as_withdraw_removes_what_the_update_announced() {
+        let mut rib = BTreeMap::new();
+        learn(&mut rib, &update(vec![64501], "10.0.0.0/8"), 64500);
+        let mut bad = update(vec![64501], "10.0.0.0/8");
+        bad.treat_as_withdraw = Some(codec::AttributeError {
+            code: 1,
+            reason: "test",
+        });
+        assert_eq!(
+            learn(&mut rib, &bad, 64500),
+            vec!["10.0.0.0/8".parse::<Ipv4Net>().unwrap()]
+        );
+        assert!(rib.is_empty());
+    }
+
+    #[test]
+    fn best_path_prefers_local_pref_then_shorter_paths() {
+        let a = Path {
+            next_hop: Ipv4Addr::new(10, 0, 0, 1),
+            local_pref: 100,
+            as_path_len: 2,
+            origin: 0,
+            med: 0,
+        };
+        let b = Path {
+            as_path_len: 1,
+            ..a
+        };
+        let c = Path {
+            local_pref: 200,
+            as_path_len: 5,
+            ..a
+        };
+        assert!(b.rank() < a.rank());
+        assert!(c.rank() < b.rank());
+    }
 }
