@@ -18,6 +18,11 @@ if [ ${#packages[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo -E apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  # The tests start their own daemons on their own loopback addresses; services the
+  # packages may have started would hold port 179 on every address.
+  if command -v systemctl >/dev/null 2>&1; then
+    $sudo systemctl stop bird gobgpd frr >/dev/null 2>&1 || true
+  fi
 fi
 export STRATA_REQUIRE_TSHARK=1 STRATA_REQUIRE_BIRD=1 STRATA_REQUIRE_GOBGP=1 STRATA_REQUIRE_FRR=1
 
