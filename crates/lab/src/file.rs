@@ -269,6 +269,9 @@ struct ScenarioDef {
     start_http: Option<Spanned<String>>,
     /// Stop a node's BGP sessions (Cease / Administrative Shutdown), as a Mux going down.
     stop_bgp: Option<Spanned<String>>,
+    /// Reset a node's BGP sessions without a NOTIFICATION and start them again, as a
+    /// crashed and restarted Mux.
+    restart_bgp: Option<Spanned<String>>,
     /// Let the lab run this long after the action, before checking.
     #[serde(default)]
     wait_ms: u64,
@@ -785,11 +788,12 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 def.stop_http.is_some(),
                 def.start_http.is_some(),
                 def.stop_bgp.is_some(),
+                def.restart_bgp.is_some(),
             ];
             if actions.iter().filter(|a| **a).count() != 1 {
                 return Err(self.at(
                     &def.name,
-                    "a scenario has exactly one of `ping`, `http`, `resolve`, `await`, `stop_http`, `start_http` or `stop_bgp`".to_string(),
+                    "a scenario has exactly one of `ping`, `http`, `resolve`, `await`, `stop_http`, `start_http`, `stop_bgp` or `restart_bgp`".to_string(),
                 ));
             }
             let needs_from = def.ping.is_some() || def.http.is_some() || def.resolve.is_some();
@@ -865,17 +869,23 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                     node,
                     enabled: def.start_http.is_some(),
                 }
-            } else if let Some(n) = &def.stop_bgp {
+            } else if let Some(n) = def.stop_bgp.as_ref().or(def.restart_bgp.as_ref()) {
                 let node = node_named(n)?;
                 if nodes[node].bgp.is_none() {
                     return Err(self.at(n, format!("node {:?} does not speak BGP", n.get_ref())));
                 }
-                ScenarioAction::StopBgp { node }
+                if def.restart_bgp.is_some() {
+                    ScenarioAction::RestartBgp { node }
+                } else {
+                    ScenarioAction::StopBgp { node }
+                }
             } else {
                 unreachable!("exactly one action is set")
             };
             let from = from.unwrap_or(match action {
-                ScenarioAction::SetHttp { node, .. } | ScenarioAction::StopBgp { node } => node,
+                ScenarioAction::SetHttp { node, .. }
+                | ScenarioAction::StopBgp { node }
+                | ScenarioAction::RestartBgp { node } => node,
                 ScenarioAction::Await { scenario } => scenarios[scenario].from,
                 _ => 0,
             });

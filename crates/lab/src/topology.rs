@@ -158,6 +158,10 @@ pub enum ScenarioAction {
     StopBgp {
         node: usize,
     },
+    /// Reset a node's BGP sessions without a NOTIFICATION and start them again.
+    RestartBgp {
+        node: usize,
+    },
     Resolve {
         name: String,
     },

@@ -422,3 +422,38 @@ fn both_muxes_were_equal_cost_next_hops_before_one_left() {
     assert_eq!(hops, ["192.168.100.20", "192.168.100.21"]);
     assert!(names.iter().any(|n| n == "muxvm2-stops"));
 }
+
+#[test]
+fn graceful_restart_keeps_the_vip_through_a_mux_restart() {
+    let topology = poc();
+    let names: Vec<String> = topology.scenarios.iter().map(|s| s.name.clone()).collect();
+    let mut lab = Lab::new(topology, Clock::Virtual).unwrap();
+    lab.boot(strata_lab::BOOT_LIMIT);
+    let vip: ipnet::Ipv4Net = "192.168.133.74/32".parse().unwrap();
+    let muxvm = |lab: &Lab| {
+        lab.node("BGPVM")
+            .unwrap()
+            .bgp_status()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.address.to_string() == "192.168.100.20")
+            .unwrap()
+    };
+    for (i, name) in names.iter().enumerate() {
+        let r = lab.run_scenario(i);
+        assert!(r.passed, "{}", strata_lab::report::scenario(&r));
+        if name == "muxvm-restarts" {
+            // The session is down (reset, no NOTIFICATION), yet the route is still there.
+            let n = muxvm(&lab);
+            assert_ne!(n.state, strata_node::bgp::State::Established);
+            assert_eq!(n.last_down.as_deref(), Some("connection lost"));
+            assert!(lab.node("BGPVM").unwrap().router().fib().get(vip).is_some());
+        }
+        if name == "muxvm-session-back" {
+            let n = muxvm(&lab);
+            assert_eq!(n.state, strata_node::bgp::State::Established);
+            assert_eq!(n.received, [(vip, "192.168.100.20".parse().unwrap())]);
+            break;
+        }
+    }
+}

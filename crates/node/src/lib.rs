@@ -449,6 +449,14 @@ impl Node {
         self.bgp.as_ref().map(|b| b.status())
     }
 
+    /// Restarts the node's BGP speaker abruptly (connections reset, no NOTIFICATION), as a
+    /// crash and restart would.
+    pub fn restart_bgp(&mut self, now: Duration) {
+        if let Some(b) = self.bgp.as_mut() {
+            b.restart(now, &mut self.sockets);
+        }
+    }
+
     /// Stops the node's BGP sessions with a Cease NOTIFICATION (a clean shutdown).
     pub fn stop_bgp(&mut self, now: Duration) {
         if let Some(b) = self.bgp.as_mut() {

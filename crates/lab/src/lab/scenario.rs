@@ -64,12 +64,24 @@ impl Lab {
                     report: None,
                 }
             }
-            ScenarioAction::StopBgp { node } => {
+            ScenarioAction::StopBgp { node } | ScenarioAction::RestartBgp { node } => {
                 let name = self.topology.nodes[node].name.clone();
-                self.nodes[node].stop_bgp(self.now);
+                let restart = matches!(scenario.action, ScenarioAction::RestartBgp { .. });
+                if restart {
+                    self.nodes[node].restart_bgp(self.now);
+                } else {
+                    self.nodes[node].stop_bgp(self.now);
+                }
                 self.run_for(scenario.wait);
                 Verdict {
-                    summary: format!("stopped {name}'s BGP sessions"),
+                    summary: format!(
+                        "{} {name}'s BGP sessions",
+                        if restart {
+                            "reset and restarted"
+                        } else {
+                            "stopped"
+                        }
+                    ),
                     failures: Vec::new(),
                     split: Vec::new(),
                     request: Vec::new(),
@@ -193,7 +205,8 @@ impl Lab {
             // Not tasks; callers handle them first. A harmless stand-in keeps this total.
             ScenarioAction::Await { .. }
             | ScenarioAction::SetHttp { .. }
-            | ScenarioAction::StopBgp { .. } => TaskSpec::Resolve {
+            | ScenarioAction::StopBgp { .. }
+            | ScenarioAction::RestartBgp { .. } => TaskSpec::Resolve {
                 name: String::new(),
                 timeout: Duration::ZERO,
             },
@@ -523,7 +536,8 @@ impl Lab {
             ),
             ScenarioAction::Await { .. }
             | ScenarioAction::SetHttp { .. }
-            | ScenarioAction::StopBgp { .. } => {
+            | ScenarioAction::StopBgp { .. }
+            | ScenarioAction::RestartBgp { .. } => {
                 return (Vec::new(), Vec::new());
             }
         };

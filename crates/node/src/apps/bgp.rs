@@ -71,6 +71,16 @@ struct Neighbor {
     received: BTreeMap<Ipv4Net, Path>,
     advertised: BTreeSet<Ipv4Net>,
     last_down: Option<String>,
+    /// The neighbor's graceful restart time, from its OPEN (RFC 4724).
+    peer_restart_time: Option<u16>,
+    /// Routes kept from a neighbor that is restarting, until it re-announces them and sends
+    /// End-of-RIB, or until `stale_until`.
+    stale: BTreeSet<Ipv4Net>,
+    stale_until: Option<Duration>,
+    /// Our End-of-RIB is due after the first announcements of a session.
+    end_of_rib_due: bool,
+    /// When a restarted session starts again.
+    restart_at: Option<Duration>,
 }
 
 /// The BGP speaker of a node.
@@ -80,6 +90,8 @@ pub struct Speaker {
     neighbors: Vec<Neighbor>,
     next_hop: Ipv4Addr,
     started: bool,
+    /// Prefixes whose best path must be chosen again at the next poll.
+    pending: BTreeSet<Ipv4Net>,
 }
 
 impl Speaker {
@@ -103,6 +115,11 @@ impl Speaker {
                     received: BTreeMap::new(),
                     advertised: BTreeSet::new(),
                     last_down: None,
+                    peer_restart_time: None,
+                    stale: BTreeSet::new(),
+                    stale_until: None,
+                    end_of_rib_due: false,
+                    restart_at: None,
                 }
             })
             .collect();
@@ -111,6 +128,7 @@ impl Speaker {
             config,
             neighbors,
             started: false,
+            pending: BTreeSet::new(),
         }
     }
 
@@ -145,7 +163,7 @@ impl Speaker {
         port: &mut dyn FnMut() -> u16,
     ) -> bool {
         let mut progressed = false;
-        let mut changed: BTreeSet<Ipv4Net> = BTreeSet::new();
+        let mut changed: BTreeSet<Ipv4Net> = std::mem::take(&mut self.pending);
         if !self.started {
             self.started = true;
             for n in &mut self.neighbors {
@@ -216,6 +234,18 @@ impl Speaker {
                 }
             }
             n.session.poll(now);
+            if n.restart_at.is_some_and(|t| t <= now) {
+                n.restart_at = None;
+                n.session.handle(now, Event::Start);
+            }
+            if n.stale_until.is_some_and(|t| t <= now) {
+                // The neighbor did not come back in time.
+                for p in std::mem::take(&mut n.stale) {
+                    n.received.remove(&p);
+                    changed.insert(p);
+                }
+                n.stale_until = None;
+            }
             // Actions.
             while let Some(action) = n.session.poll_action() {
                 progressed = true;
@@ -239,23 +269,55 @@ impl Speaker {
                         // a lab announces; a failure would drop just this message.
                         let _ = codec::encode(&m, n.session.options(), &mut n.tx);
                     }
-                    Action::Established(_) => {
+                    Action::Established(negotiated) => {
                         n.advertised.clear();
                         n.last_down = None;
+                        n.end_of_rib_due = true;
+                        n.peer_restart_time = negotiated.peer_graceful_restart.map(|g| g.time);
                     }
                     Action::Update(u) => {
                         if self.config.install_routes {
-                            changed.extend(learn(&mut n.received, &u, self.config.asn));
+                            for p in learn(&mut n.received, &u, self.config.asn) {
+                                n.stale.remove(&p);
+                                changed.insert(p);
+                            }
+                        }
+                        if u.is_end_of_rib() == Some((codec::afi::IPV4, codec::SAFI_UNICAST)) {
+                            // RFC 4724 4.2: what the restarted neighbor did not announce
+                            // again is gone.
+                            for p in std::mem::take(&mut n.stale) {
+                                n.received.remove(&p);
+                                changed.insert(p);
+                            }
+                            n.stale_until = None;
                         }
                     }
                     Action::Down(reason) => {
+                        let reason_kind = if reason == DownReason::ConnectionLost {
+                            Lost::Connection
+                        } else {
+                            Lost::Other
+                        };
                         n.last_down = Some(match reason {
                             DownReason::Sent(x) => format!("sent {x}"),
                             DownReason::Received(x) => format!("received {x}"),
                             DownReason::ConnectionLost => "connection lost".into(),
                             DownReason::Stopped => "stopped".into(),
                         });
-                        changed.extend(std::mem::take(&mut n.received).into_keys());
+                        match (&reason_kind, n.peer_restart_time) {
+                            // RFC 4724 4.2: the connection went away without a
+                            // NOTIFICATION from a neighbor that can restart: keep its
+                            // routes, stale, for its restart time.
+                            (Lost::Connection, Some(time)) if time > 0 => {
+                                n.stale = n.received.keys().copied().collect();
+                                n.stale_until = Some(now + Duration::from_secs(u64::from(time)));
+                            }
+                            _ => {
+                                changed.extend(std::mem::take(&mut n.received).into_keys());
+                                n.stale.clear();
+                                n.stale_until = None;
+                            }
+                        }
                         n.advertised.clear();
                     }
                     Action::RouteRefresh(..) => n.advertised.clear(),
@@ -287,6 +349,17 @@ impl Speaker {
                     n.advertised.extend(add);
                     for r in remove {
                         n.advertised.remove(&r);
+                    }
+                    progressed = true;
+                }
+                if n.end_of_rib_due {
+                    n.end_of_rib_due = false;
+                    n.session.send_update(
+                        now,
+                        Update::end_of_rib(codec::afi::IPV4, codec::SAFI_UNICAST),
+                    );
+                    while let Some(Action::Send(m)) = n.session.poll_action() {
+                        let _ = codec::encode(&m, n.session.options(), &mut n.tx);
                     }
                     progressed = true;
                 }
@@ -331,8 +404,28 @@ impl Speaker {
     pub(crate) fn poll_at(&self) -> Option<Duration> {
         self.neighbors
             .iter()
-            .filter_map(|n| n.session.poll_at())
+            .flat_map(|n| [n.session.poll_at(), n.stale_until, n.restart_at])
+            .flatten()
             .min()
+    }
+
+    /// Restarts every session abruptly, as a crashed and restarted speaker would: the TCP
+    /// connections are reset without a NOTIFICATION, what was learned is forgotten, and
+    /// the sessions start again a second later.
+    pub(crate) fn restart(&mut self, now: Duration, sockets: &mut SocketSet<'static>) {
+        for n in &mut self.neighbors {
+            sockets.get_mut::<tcp::Socket>(n.socket).abort();
+            n.connected = false;
+            n.rx.clear();
+            n.tx.clear();
+            self.pending
+                .extend(std::mem::take(&mut n.received).into_keys());
+            n.advertised.clear();
+            n.stale.clear();
+            n.stale_until = None;
+            n.session = Session::new(n.session.config().clone());
+            n.restart_at = Some(now + Duration::from_secs(1));
+        }
     }
 
     /// Stops every session (Cease / Administrative Shutdown), as on a clean shutdown.
@@ -349,6 +442,14 @@ impl Speaker {
     pub(crate) fn networks(&self) -> &[Ipv4Net] {
         &self.config.networks
     }
+}
+
+/// How a session ended, for graceful restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    /// The connection went away without a NOTIFICATION.
+    Connection,
+    Other,
 }
 
 /// Writes as much of `tx` as the socket takes.
