@@ -162,19 +162,36 @@ fn tshark_decodes_every_capture() {
         "bgp.withdrawn_prefix",
     ])
     .unwrap();
-    let updates: Vec<&str> = bgp.lines().collect();
-    // Each Mux: announce, withdraw (no healthy DIP), announce again.
-    let mut expected = Vec::new();
-    for line in [
-        "{}\t192.168.133.74\t",
-        "{}\t\t192.168.133.74",
-        "{}\t192.168.133.74\t",
-    ] {
-        for mux in ["192.168.100.20", "192.168.100.21"] {
-            expected.push(line.replace("{}", mux));
+    // Per sender: (announcements of the VIP, withdrawals of it, End-of-RIB markers).
+    let mut seen: std::collections::BTreeMap<&str, (usize, usize, usize)> = Default::default();
+    for line in bgp.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let entry = seen.entry(fields[0]).or_default();
+        match (
+            fields.get(1).copied().unwrap_or(""),
+            fields.get(2).copied().unwrap_or(""),
+        ) {
+            ("192.168.133.74", "") => entry.0 += 1,
+            ("", "192.168.133.74") => entry.1 += 1,
+            ("", "") => entry.2 += 1,
+            other => panic!("unexpected UPDATE {other:?}: {bgp}"),
         }
     }
-    assert_eq!(updates, expected, "{bgp}");
+    // MuxVM: announce, withdraw (no healthy DIP), announce, and announce after its
+    // restart. MuxVM2: the same but for the restart. BGPVM: End-of-RIB for each session
+    // that came up (its own routes: none). The Muxes' End-of-RIB rides in the same segment
+    // as their announcement.
+    assert_eq!(
+        seen.get("192.168.100.20").map(|e| (e.0, e.1)),
+        Some((3, 1)),
+        "{bgp}"
+    );
+    assert_eq!(
+        seen.get("192.168.100.21").map(|e| (e.0, e.1)),
+        Some((2, 1)),
+        "{bgp}"
+    );
+    assert_eq!(seen.get("192.168.100.1"), Some(&(0, 0, 3)), "{bgp}");
     let opens = tshark(&[
         "-r",
         management.to_str().unwrap(),
@@ -188,7 +205,11 @@ fn tshark_decodes_every_capture() {
     .unwrap();
     let mut asns: Vec<&str> = opens.lines().collect();
     asns.sort();
-    assert_eq!(asns, ["64500", "64500", "64501", "64501"]);
+    // BGPVM and both Muxes open sessions (MuxVM again after its restart, once refused
+    // while BGPVM was not listening yet).
+    asns.dedup();
+    assert_eq!(asns, ["64500", "64501"]);
+    assert!(opens.lines().count() >= 6, "{opens}");
     for want in ["arp", "icmp", "tcp", "http", "dns", "vxlan", "bgp"] {
         assert!(
             protocols.contains(want),
