@@ -372,6 +372,24 @@ pub fn message_len(buf: &[u8]) -> Result<Option<usize>, Error> {
     Ok(Some(len))
 }
 
+/// Takes the first whole message off the front of a stream buffer. `None`: not all of it
+/// has arrived. An error is the NOTIFICATION to send; after a framing error (the stream is
+/// out of step) the buffer is emptied.
+pub fn take_message(buf: &mut Vec<u8>, options: Options) -> Option<Result<Message, Error>> {
+    match message_len(buf) {
+        Ok(Some(len)) if buf.len() >= len => {
+            let message = decode(&buf[..len], options);
+            buf.drain(..len);
+            Some(message)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            buf.clear();
+            Some(Err(e))
+        }
+    }
+}
+
 /// Reads one whole message (`buf` is exactly the message).
 pub fn decode(buf: &[u8], options: Options) -> Result<Message, Error> {
     let len = message_len(buf)?.ok_or_else(|| error(1, 2, &[], "shorter than a header"))?;

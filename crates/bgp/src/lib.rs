@@ -12,4 +12,5 @@
 //! *treat-as-withdraw* rather than tearing the session down. Nothing panics on any input.
 
 pub mod codec;
+pub mod rib;
 pub mod session;

@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 use strata_bgp::codec::{self, AsPath, Attribute, Origin, Update};
+use strata_bgp::rib::AdjRibIn;
 use strata_bgp::session::{Action, Config, Event, Session, State};
 
 /// The configuration file.
@@ -68,7 +69,7 @@ struct Peer {
     session: Session,
     stream: Option<TcpStream>,
     rx: Vec<u8>,
-    received: BTreeMap<Ipv4Net, (Ipv4Addr, Vec<u32>)>,
+    received: AdjRibIn,
     last_down: Option<String>,
 }
 
@@ -115,7 +116,7 @@ pub(crate) fn run(config: BgpdConfig, stop: impl Fn() -> bool) -> anyhow::Result
                 session,
                 stream: None,
                 rx: Vec::new(),
-                received: BTreeMap::new(),
+                received: AdjRibIn::new(),
                 last_down: None,
             }
         })
@@ -180,23 +181,12 @@ fn serve(p: &mut Peer, now: Duration, config: &BgpdConfig) {
             }
         }
     }
-    loop {
-        match codec::message_len(&p.rx) {
-            Ok(Some(len)) if p.rx.len() >= len => {
-                let event = match codec::decode(&p.rx[..len], p.session.options()) {
-                    Ok(m) => Event::Message(m),
-                    Err(e) => Event::Malformed(e),
-                };
-                p.rx.drain(..len);
-                p.session.handle(now, event);
-            }
-            Ok(_) => break,
-            Err(e) => {
-                p.rx.clear();
-                p.session.handle(now, Event::Malformed(e));
-                break;
-            }
-        }
+    while let Some(message) = codec::take_message(&mut p.rx, p.session.options()) {
+        let event = match message {
+            Ok(m) => Event::Message(m),
+            Err(e) => Event::Malformed(e),
+        };
+        p.session.handle(now, event);
     }
     if closed {
         p.stream = None;
@@ -250,34 +240,7 @@ fn serve(p: &mut Peer, now: Duration, config: &BgpdConfig) {
                 );
             }
             Action::Update(u) => {
-                let withdrawn: Vec<Ipv4Net> = if u.treat_as_withdraw.is_some() {
-                    u.withdrawn.iter().chain(&u.nlri).copied().collect()
-                } else {
-                    u.withdrawn.clone()
-                };
-                for w in withdrawn {
-                    p.received.remove(&w);
-                }
-                if u.treat_as_withdraw.is_none()
-                    && let Some(Attribute::NextHop(nh)) = u.attribute(codec::attr::NEXT_HOP)
-                {
-                    let path: Vec<u32> = match u.attribute(codec::attr::AS_PATH) {
-                        Some(Attribute::AsPath(a)) => {
-                            a.segments.iter().flat_map(|s| s.asns.clone()).collect()
-                        }
-                        _ => Vec::new(),
-                    };
-                    // RFC 4271 9.1.2: a path through our own AS is a loop; it replaces
-                    // (and so withdraws) what the neighbor had sent for the prefix.
-                    let looped = path.contains(&config.asn);
-                    for n in &u.nlri {
-                        if looped {
-                            p.received.remove(n);
-                        } else {
-                            p.received.insert(*n, (*nh, path.clone()));
-                        }
-                    }
-                }
+                p.received.apply(&u, config.asn);
             }
             Action::Down(reason) => {
                 p.last_down = Some(format!("{reason:?}"));
@@ -350,11 +313,12 @@ fn status(config: &BgpdConfig, peers: &[Peer]) -> String {
                 }
             }
         }
-        for (prefix, (nh, path)) in &p.received {
-            let path: Vec<String> = path.iter().map(|a| a.to_string()).collect();
+        for (prefix, path) in p.received.iter() {
+            let asns: Vec<String> = path.as_path.iter().map(|a| a.to_string()).collect();
             out.push_str(&format!(
-                "  received {prefix} via {nh} AS path {}\n",
-                path.join(" ")
+                "  received {prefix} via {} AS path {}\n",
+                path.next_hop,
+                asns.join(" ")
             ));
         }
     }

@@ -8,36 +8,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-/// When the test ends, passed or not: kills the processes it holds and the daemon whose
-/// pid file it names, then removes the test's directory.
-struct Guard {
-    children: Vec<Child>,
-    pid_file: Option<PathBuf>,
-    dir: PathBuf,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Some(pid) = self
-            .pid_file
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-        {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::{Guard, wait_for};
 
 fn bird_present() -> bool {
     let ok = Command::new("bird").arg("--version").output().is_ok();
@@ -55,17 +34,6 @@ fn bird_present() -> bool {
 fn addrs(tag: u8) -> (Ipv4Addr, Ipv4Addr) {
     let x = (std::process::id() % 200) as u8 + 20;
     (Ipv4Addr::new(127, x, tag, 2), Ipv4Addr::new(127, x, tag, 3))
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn birdc(ctl: &Path, args: &[&str]) -> String {

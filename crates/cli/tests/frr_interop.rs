@@ -7,42 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Guard, loopback_pair, speaker, speaker_config, status_says, wait_for};
 
 const BGPD: &str = "/usr/lib/frr/bgpd";
-
-/// Kills what it holds and removes the directory when the test ends, passed or not.
-struct Guard {
-    children: Vec<Child>,
-    pid_file: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn vtysh(dir: &Path, command: &str) -> String {
     let out = Command::new("vtysh")
@@ -64,16 +37,11 @@ fn strata_and_frr_exchange_routes() {
         eprintln!("FRR not installed; skipping");
         return;
     }
-    let x = (std::process::id() % 200) as u8 + 20;
-    let (frr_ip, our_ip) = (format!("127.{x}.4.2"), format!("127.{x}.4.3"));
-    let dir = std::env::temp_dir().join(format!("strata-frr-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (frr_ip, our_ip) = loopback_pair(4);
+    let mut guard = Guard::new("frr");
+    let dir = guard.dir.clone();
     let pid_file = dir.join("bgpd.pid");
-    let mut guard = Guard {
-        children: Vec::new(),
-        pid_file: pid_file.clone(),
-        dir: dir.clone(),
-    };
+    guard.pid_file = Some(pid_file.clone());
     std::fs::write(
         dir.join("bgpd.conf"),
         format!(
@@ -111,26 +79,8 @@ fn strata_and_frr_exchange_routes() {
         .status()
         .unwrap();
     assert!(started.success());
-    let status = dir.join("status.txt");
-    let config = dir.join("strata.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "asn = 64501\nrouter_id = \"{our_ip}\"\nlocal = \"{our_ip}\"\nstatus_file = \"{}\"\n\
-             [[neighbor]]\naddress = \"{frr_ip}\"\nasn = 64500\nhold_time = 9\n\
-             [[announce]]\nprefix = \"192.168.133.74/32\"\nnext_hop = \"192.0.2.20\"\n",
-            status.display()
-        ),
-    )
-    .unwrap();
-    guard.children.push(
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["bgp", "run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (config, status) = speaker_config(&dir, &our_ip, &frr_ip, "");
+    guard.children.push(speaker(&config));
     wait_for("FRR to learn our VIP", Duration::from_secs(30), || {
         let route = vtysh(&dir, "show bgp ipv4 unicast 192.168.133.74/32");
         route.contains("64501") && route.contains("192.0.2.20 from")
@@ -139,13 +89,11 @@ fn strata_and_frr_exchange_routes() {
         "our speaker to learn FRR's network",
         Duration::from_secs(30),
         || {
-            std::fs::read_to_string(&status).is_ok_and(|s| {
-                s.contains("received 198.51.100.0/24") && s.contains("AS path 64500\n")
-            })
+            status_says(&status, "received 198.51.100.0/24")
+                && status_says(&status, "AS path 64500\n")
         },
     );
     // FRR sends our own VIP back with AS path 64500 64501: a loop, not kept.
-    let s = std::fs::read_to_string(&status).unwrap();
-    assert!(!s.contains("received 192.168.133.74/32"), "{s}");
+    assert!(!status_says(&status, "received 192.168.133.74/32"));
     assert!(vtysh(&dir, "show bgp summary").contains(&our_ip));
 }

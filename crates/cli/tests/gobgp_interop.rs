@@ -7,36 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-/// Kills what it holds and removes the directory when the test ends, passed or not.
-struct Guard {
-    children: Vec<Child>,
-    dir: PathBuf,
-}
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
-}
+use common::{Guard, loopback_pair, speaker, speaker_config, status_says, wait_for};
 
 #[test]
 fn strata_and_gobgp_exchange_routes() {
@@ -48,15 +24,9 @@ fn strata_and_gobgp_exchange_routes() {
         eprintln!("gobgpd not installed; skipping");
         return;
     }
-    let x = (std::process::id() % 200) as u8 + 20;
-    let (gobgp_ip, our_ip) = (format!("127.{x}.3.2"), format!("127.{x}.3.3"));
-    let api = format!("{gobgp_ip}:{}", 50051);
-    let dir = std::env::temp_dir().join(format!("strata-gobgp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut guard = Guard {
-        children: Vec::new(),
-        dir: dir.clone(),
-    };
+    let (gobgp_ip, our_ip) = loopback_pair(3);
+    let mut guard = Guard::new("gobgp");
+    let dir = guard.dir.clone();
     std::fs::write(
         dir.join("gobgp.toml"),
         format!(
@@ -66,37 +36,25 @@ fn strata_and_gobgp_exchange_routes() {
         ),
     )
     .unwrap();
-    let status = dir.join("status.txt");
-    let config = dir.join("strata.toml");
-    // GoBGP refuses a 127/8 NEXT_HOP: announce one outside it (only an attribute here).
-    std::fs::write(
-        &config,
-        format!(
-            "asn = 64501\nrouter_id = \"{our_ip}\"\nlocal = \"{our_ip}\"\nstatus_file = \"{}\"\n\
-             [[neighbor]]\naddress = \"{gobgp_ip}\"\nasn = 64500\nhold_time = 9\n\
-             [[announce]]\nprefix = \"192.168.133.74/32\"\nnext_hop = \"192.0.2.20\"\n",
-            status.display()
-        ),
-    )
-    .unwrap();
+    let (config, status) = speaker_config(&dir, &our_ip, &gobgp_ip, "");
     guard.children.push(
         Command::new("gobgpd")
             .arg("-f")
             .arg(dir.join("gobgp.toml"))
-            .args(["-t", "toml", "--api-hosts", &api, "-l", "warn"])
+            .args([
+                "-t",
+                "toml",
+                "--api-hosts",
+                &format!("{gobgp_ip}:50051"),
+                "-l",
+                "warn",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    guard.children.push(
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["bgp", "run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    guard.children.push(speaker(&config));
     let gobgp = |args: &[&str]| {
         let out = Command::new("gobgp")
             .args(["-u", &gobgp_ip, "-p", "50051"])
@@ -106,35 +64,28 @@ fn strata_and_gobgp_exchange_routes() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     wait_for("GoBGP to learn our VIP", Duration::from_secs(20), || {
-        let rib = gobgp(&["global", "rib", "-a", "ipv4"]);
-        rib.lines().any(|l| {
+        gobgp(&["global", "rib", "-a", "ipv4"]).lines().any(|l| {
             l.contains("192.168.133.74/32") && l.contains("192.0.2.20") && l.contains("64501")
         })
     });
-    let added = Command::new("gobgp")
-        .args([
-            "-u",
-            &gobgp_ip,
-            "-p",
-            "50051",
-            "global",
-            "rib",
-            "add",
-            "198.51.100.0/24",
-            "nexthop",
-            "192.0.2.1",
-            "-a",
-            "ipv4",
-        ])
-        .status()
-        .unwrap();
-    assert!(added.success());
+    gobgp(&[
+        "global",
+        "rib",
+        "add",
+        "198.51.100.0/24",
+        "nexthop",
+        "192.0.2.1",
+        "-a",
+        "ipv4",
+    ]);
     wait_for(
         "our speaker to learn GoBGP's route",
         Duration::from_secs(20),
         || {
-            std::fs::read_to_string(&status)
-                .is_ok_and(|s| s.contains("received 198.51.100.0/24 via 192.0.2.1 AS path 64500"))
+            status_says(
+                &status,
+                "received 198.51.100.0/24 via 192.0.2.1 AS path 64500",
+            )
         },
     );
     let neighbors = gobgp(&["neighbor"]);

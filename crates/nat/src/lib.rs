@@ -250,18 +250,7 @@ impl Nat {
             self.counters.ports_exhausted += 1;
             DropReason::PortsExhausted
         })?;
-        let outer = FlowKey {
-            proto: inner.proto,
-            src: inner.dst,
-            // ICMP echo: the identifier stands in both port positions of the key.
-            src_port: if inner.proto == proto::ICMP {
-                port
-            } else {
-                inner.dst_port
-            },
-            dst: self.config.external_addr,
-            dst_port: port,
-        };
+        let outer = self.outer_key(&inner, port);
         Ok(self.insert(now, inner, outer, Origin::Snat))
     }
 
@@ -305,23 +294,28 @@ impl Nat {
         Ok(())
     }
 
+    /// The key of the replies to `inner` once masqueraded to external port `port`.
+    fn outer_key(&self, inner: &FlowKey, port: u16) -> FlowKey {
+        FlowKey {
+            proto: inner.proto,
+            src: inner.dst,
+            // ICMP echo: the identifier stands in both port positions of the key.
+            src_port: if inner.proto == proto::ICMP {
+                port
+            } else {
+                inner.dst_port
+            },
+            dst: self.config.external_addr,
+            dst_port: port,
+        }
+    }
+
     /// A free external port toward `inner`'s remote endpoint: the inside port if free,
     /// else the next free one from the cursor.
     fn free_port(&mut self, inner: &FlowKey) -> Option<u16> {
         let (lo, hi) = (*self.config.ports.start(), *self.config.ports.end());
         let taken = |nat: &Nat, port: u16| {
-            let outer = FlowKey {
-                proto: inner.proto,
-                src: inner.dst,
-                src_port: if inner.proto == proto::ICMP {
-                    port
-                } else {
-                    inner.dst_port
-                },
-                dst: nat.config.external_addr,
-                dst_port: port,
-            };
-            nat.by_outer.contains_key(&outer)
+            nat.by_outer.contains_key(&nat.outer_key(inner, port))
                 || nat
                     .config
                     .forwards

@@ -306,6 +306,21 @@ impl Router {
             })
     }
 
+    /// Whether a hook let the packet through; counts it if not.
+    fn passes(&mut self, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Accept => true,
+            Verdict::Drop => {
+                self.counters.count(Drop::Hook);
+                false
+            }
+            Verdict::Consumed => {
+                self.counters.consumed += 1;
+                false
+            }
+        }
+    }
+
     /// Takes a frame received on `in_if`. Returns the packet if it is for this node;
     /// anything to send as a result waits in [`Router::poll_transmit`].
     pub fn receive<H: Hooks>(
@@ -346,16 +361,9 @@ impl Router {
                 // Ethernet pads short frames; the IP total length says where the packet ends.
                 frame.truncate(ETHERNET_HEADER_LEN + layout.total_len);
                 let ip = &mut frame[ETHERNET_HEADER_LEN..];
-                match hooks.pre_routing(now, in_if, ip) {
-                    Verdict::Accept => {}
-                    Verdict::Drop => {
-                        self.counters.count(Drop::Hook);
-                        return None;
-                    }
-                    Verdict::Consumed => {
-                        self.counters.consumed += 1;
-                        return None;
-                    }
+                let verdict = hooks.pre_routing(now, in_if, ip);
+                if !self.passes(verdict) {
+                    return None;
                 }
                 let dst = Ipv4Addr::from([ip[16], ip[17], ip[18], ip[19]]);
                 if self.is_local(dst) {
@@ -414,16 +422,9 @@ impl Router {
             (route.iface, route.gateway)
         };
         let ip = &mut frame[ETHERNET_HEADER_LEN..];
-        match hooks.post_routing(now, Some(in_if), out_if, ip) {
-            Verdict::Accept => {}
-            Verdict::Drop => {
-                self.counters.count(Drop::Hook);
-                return;
-            }
-            Verdict::Consumed => {
-                self.counters.consumed += 1;
-                return;
-            }
+        let verdict = hooks.post_routing(now, Some(in_if), out_if, ip);
+        if !self.passes(verdict) {
+            return;
         }
         let mtu = self.ifaces[out_if.0].mtu;
         if ip.len() > mtu {
@@ -480,16 +481,9 @@ impl Router {
         };
         let mut frame = vec![0u8; ETHERNET_HEADER_LEN + layout.total_len];
         frame[ETHERNET_HEADER_LEN..].copy_from_slice(&packet[..layout.total_len]);
-        match hooks.post_routing(now, None, out_if, &mut frame[ETHERNET_HEADER_LEN..]) {
-            Verdict::Accept => {}
-            Verdict::Drop => {
-                self.counters.count(Drop::Hook);
-                return;
-            }
-            Verdict::Consumed => {
-                self.counters.consumed += 1;
-                return;
-            }
+        let verdict = hooks.post_routing(now, None, out_if, &mut frame[ETHERNET_HEADER_LEN..]);
+        if !self.passes(verdict) {
+            return;
         }
         self.counters.originated += 1;
         self.transmit(now, out_if, gateway.unwrap_or(layout.dst), frame, hooks);

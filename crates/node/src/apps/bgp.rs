@@ -7,7 +7,7 @@
 //!                                                                     └─ Established → our routes
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use smoltcp::iface::{Context, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 use strata_bgp::codec::{self, AsPath, Attribute, Origin, Update};
+use strata_bgp::rib::{self, AdjRibIn};
 use strata_bgp::session::{Action, Config, DownReason, Event, Session, State};
 use strata_router::Origin as RouteOrigin;
 use strata_router::Router;
@@ -67,8 +68,7 @@ struct Neighbor {
     rx: Vec<u8>,
     tx: Vec<u8>,
     connected: bool,
-    /// Adj-RIB-In.
-    received: BTreeMap<Ipv4Net, Path>,
+    received: AdjRibIn,
     advertised: BTreeSet<Ipv4Net>,
     last_down: Option<String>,
     /// The neighbor's graceful restart time, from its OPEN (RFC 4724).
@@ -112,7 +112,7 @@ impl Speaker {
                     rx: Vec::new(),
                     tx: Vec::new(),
                     connected: false,
-                    received: BTreeMap::new(),
+                    received: AdjRibIn::new(),
                     advertised: BTreeSet::new(),
                     last_down: None,
                     peer_restart_time: None,
@@ -215,23 +215,12 @@ impl Speaker {
                 n.rx.extend_from_slice(&chunk[..k]);
                 progressed = true;
             }
-            loop {
-                match codec::message_len(&n.rx) {
-                    Ok(Some(len)) if n.rx.len() >= len => {
-                        let event = match codec::decode(&n.rx[..len], n.session.options()) {
-                            Ok(m) => Event::Message(m),
-                            Err(e) => Event::Malformed(e),
-                        };
-                        n.rx.drain(..len);
-                        n.session.handle(now, event);
-                    }
-                    Ok(_) => break,
-                    Err(e) => {
-                        n.rx.clear();
-                        n.session.handle(now, Event::Malformed(e));
-                        break;
-                    }
-                }
+            while let Some(message) = codec::take_message(&mut n.rx, n.session.options()) {
+                let event = match message {
+                    Ok(m) => Event::Message(m),
+                    Err(e) => Event::Malformed(e),
+                };
+                n.session.handle(now, event);
             }
             n.session.poll(now);
             if n.restart_at.is_some_and(|t| t <= now) {
@@ -277,7 +266,7 @@ impl Speaker {
                     }
                     Action::Update(u) => {
                         if self.config.install_routes {
-                            for p in learn(&mut n.received, &u, self.config.asn) {
+                            for p in n.received.apply(&u, self.config.asn) {
                                 n.stale.remove(&p);
                                 changed.insert(p);
                             }
@@ -309,11 +298,11 @@ impl Speaker {
                             // NOTIFICATION from a neighbor that can restart: keep its
                             // routes, stale, for its restart time.
                             (Lost::Connection, Some(time)) if time > 0 => {
-                                n.stale = n.received.keys().copied().collect();
+                                n.stale = n.received.iter().map(|(p, _)| *p).collect();
                                 n.stale_until = Some(now + Duration::from_secs(u64::from(time)));
                             }
                             _ => {
-                                changed.extend(std::mem::take(&mut n.received).into_keys());
+                                changed.extend(n.received.clear());
                                 n.stale.clear();
                                 n.stale_until = None;
                             }
@@ -381,24 +370,13 @@ impl Speaker {
     /// multipath: every path that ties with the best goes into the FIB as an equal-cost
     /// next hop.
     fn select(&self, router: &mut Router, prefix: Ipv4Net) {
-        let paths: Vec<&Path> = self
-            .neighbors
-            .iter()
-            .filter_map(|n| n.received.get(&prefix))
-            .collect();
-        let Some(best) = paths.iter().map(|p| p.rank()).min() else {
+        let next_hops = rib::best_next_hops(self.neighbors.iter().map(|n| &n.received), &prefix);
+        if next_hops.is_empty() {
             router.uninstall(prefix, RouteOrigin::Bgp);
-            return;
-        };
-        let mut next_hops: Vec<Ipv4Addr> = paths
-            .iter()
-            .filter(|p| p.rank() == best)
-            .map(|p| p.next_hop)
-            .collect();
-        next_hops.sort();
-        next_hops.dedup();
-        // A connected or static route to the prefix wins over ours: install says false.
-        router.install(prefix, &next_hops, RouteOrigin::Bgp);
+        } else {
+            // A connected or static route to the prefix wins over ours: install says false.
+            router.install(prefix, &next_hops, RouteOrigin::Bgp);
+        }
     }
 
     pub(crate) fn poll_at(&self) -> Option<Duration> {
@@ -418,8 +396,7 @@ impl Speaker {
             n.connected = false;
             n.rx.clear();
             n.tx.clear();
-            self.pending
-                .extend(std::mem::take(&mut n.received).into_keys());
+            self.pending.extend(n.received.clear());
             n.advertised.clear();
             n.stale.clear();
             n.stale_until = None;
@@ -456,155 +433,5 @@ enum Lost {
 fn flush(tx: &mut Vec<u8>, socket: &mut tcp::Socket<'static>) {
     if let Ok(n) = socket.send_slice(tx) {
         tx.drain(..n);
-    }
-}
-
-/// A path in an Adj-RIB-In: what best-path selection compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Path {
-    next_hop: Ipv4Addr,
-    local_pref: u32,
-    as_path_len: usize,
-    origin: u8,
-    med: u32,
-}
-
-impl Path {
-    /// Smaller is better.
-    fn rank(&self) -> (std::cmp::Reverse<u32>, usize, u8, u32) {
-        (
-            std::cmp::Reverse(self.local_pref),
-            self.as_path_len,
-            self.origin,
-            self.med,
-        )
-    }
-}
-
-/// Applies an UPDATE to an Adj-RIB-In; returns the prefixes that changed. A path through
-/// `local_as` is a loop (RFC 4271 9.1.2): it is not kept, and replaces (so withdraws)
-/// what the neighbor had sent for the prefix.
-fn learn(rib: &mut BTreeMap<Ipv4Net, Path>, u: &Update, local_as: u32) -> Vec<Ipv4Net> {
-    let mut changed = Vec::new();
-    let withdraw: Vec<Ipv4Net> = if u.treat_as_withdraw.is_some() {
-        // RFC 7606: everything the UPDATE announced is withdrawn.
-        u.withdrawn.iter().chain(&u.nlri).copied().collect()
-    } else {
-        u.withdrawn.clone()
-    };
-    for p in withdraw {
-        if rib.remove(&p).is_some() {
-            changed.push(p);
-        }
-    }
-    if u.treat_as_withdraw.is_some() {
-        return changed;
-    }
-    let Some(Attribute::NextHop(next_hop)) = u.attribute(codec::attr::NEXT_HOP) else {
-        return changed;
-    };
-    let path = Path {
-        next_hop: *next_hop,
-        // RFC 4271: LOCAL_PREF is absent from eBGP; 100 is the customary default.
-        local_pref: match u.attribute(codec::attr::LOCAL_PREF) {
-            Some(Attribute::LocalPref(v)) => *v,
-            _ => 100,
-        },
-        as_path_len: match u.attribute(codec::attr::AS_PATH) {
-            Some(Attribute::AsPath(p)) => p.len(),
-            _ => 0,
-        },
-        origin: match u.attribute(codec::attr::ORIGIN) {
-            Some(Attribute::Origin(o)) => *o as u8,
-            _ => 2,
-        },
-        med: match u.attribute(codec::attr::MED) {
-            Some(Attribute::Med(m)) => *m,
-            _ => 0,
-        },
-    };
-    let looped = matches!(u.attribute(codec::attr::AS_PATH), Some(Attribute::AsPath(a)) if a.segments.iter().any(|s| s.asns.contains(&local_as)));
-    for p in &u.nlri {
-        if looped {
-            if rib.remove(p).is_some() {
-                changed.push(*p);
-            }
-        } else {
-            rib.insert(*p, path);
-            changed.push(*p);
-        }
-    }
-    changed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn update(path: Vec<u32>, prefix: &str) -> Update {
-        Update {
-            attributes: vec![
-                Attribute::Origin(Origin::Igp),
-                Attribute::AsPath(AsPath::sequence(path)),
-                Attribute::NextHop(Ipv4Addr::new(192, 168, 100, 20)),
-            ],
-            nlri: vec![prefix.parse().unwrap()],
-            ..Update::default()
-        }
-    }
-
-    #[test]
-    fn paths_through_our_own_as_are_loops() {
-        let mut rib = BTreeMap::new();
-        assert_eq!(
-            learn(&mut rib, &update(vec![64501], "192.168.133.74/32"), 64500).len(),
-            1
-        );
-        assert_eq!(rib.len(), 1);
-        // The same prefix back through us: dropped, and what the neighbor had is gone.
-        learn(
-            &mut rib,
-            &update(vec![64501, 64500], "192.168.133.74/32"),
-            64500,
-        );
-        assert!(rib.is_empty());
-    }
-
-    #[test]
-    fn treat_as_withdraw_removes_what_the_update_announced() {
-        let mut rib = BTreeMap::new();
-        learn(&mut rib, &update(vec![64501], "10.0.0.0/8"), 64500);
-        let mut bad = update(vec![64501], "10.0.0.0/8");
-        bad.treat_as_withdraw = Some(codec::AttributeError {
-            code: 1,
-            reason: "test",
-        });
-        assert_eq!(
-            learn(&mut rib, &bad, 64500),
-            vec!["10.0.0.0/8".parse::<Ipv4Net>().unwrap()]
-        );
-        assert!(rib.is_empty());
-    }
-
-    #[test]
-    fn best_path_prefers_local_pref_then_shorter_paths() {
-        let a = Path {
-            next_hop: Ipv4Addr::new(10, 0, 0, 1),
-            local_pref: 100,
-            as_path_len: 2,
-            origin: 0,
-            med: 0,
-        };
-        let b = Path {
-            as_path_len: 1,
-            ..a
-        };
-        let c = Path {
-            local_pref: 200,
-            as_path_len: 5,
-            ..a
-        };
-        assert!(b.rank() < a.rank());
-        assert!(c.rank() < b.rank());
     }
 }

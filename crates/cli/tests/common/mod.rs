@@ -1,0 +1,97 @@
+//! What the interop tests share: cleanup, waiting, addresses, the speaker's config.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// When the test ends, passed or not: kills the processes it holds and the daemon whose
+/// pid file it names, then removes the test's directory.
+pub struct Guard {
+    pub children: Vec<Child>,
+    pub pid_file: Option<PathBuf>,
+    pub dir: PathBuf,
+}
+
+impl Guard {
+    /// A fresh directory for the test, removed when the guard goes.
+    pub fn new(name: &str) -> Guard {
+        let dir = std::env::temp_dir().join(format!("strata-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Guard {
+            children: Vec::new(),
+            pid_file: None,
+            dir,
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(pid) = self
+            .pid_file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+        {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `f` until it holds; panics naming `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Two loopback addresses of this test run's own: (the peer's, ours).
+pub fn loopback_pair(tag: u8) -> (String, String) {
+    let x = (std::process::id() % 200) as u8 + 20;
+    (format!("127.{x}.{tag}.2"), format!("127.{x}.{tag}.3"))
+}
+
+/// Writes the speaker's config: AS 64501 on `ours`, one neighbor AS 64500 at `peer`,
+/// announcing 192.168.133.74/32 with next hop 192.0.2.20 (outside 127/8: GoBGP refuses
+/// loopback next hops). `extra` lines go into the neighbor section.
+pub fn speaker_config(dir: &Path, ours: &str, peer: &str, extra: &str) -> (PathBuf, PathBuf) {
+    let status = dir.join("status.txt");
+    let config = dir.join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "asn = 64501\nrouter_id = \"{ours}\"\nlocal = \"{ours}\"\nstatus_file = \"{}\"\n\
+             [[neighbor]]\naddress = \"{peer}\"\nasn = 64500\nhold_time = 9\n{extra}\
+             [[announce]]\nprefix = \"192.168.133.74/32\"\nnext_hop = \"192.0.2.20\"\n",
+            status.display()
+        ),
+    )
+    .unwrap();
+    (config, status)
+}
+
+/// Starts `strata bgp run --config config`.
+pub fn speaker(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bgp", "run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Whether the status file says `text`.
+pub fn status_says(status: &Path, text: &str) -> bool {
+    std::fs::read_to_string(status).is_ok_and(|s| s.contains(text))
+}
