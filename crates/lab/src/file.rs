@@ -272,6 +272,9 @@ struct ScenarioDef {
     /// Reset a node's BGP sessions without a NOTIFICATION and start them again, as a
     /// crashed and restarted Mux.
     restart_bgp: Option<Spanned<String>>,
+    /// Cut a node off from every network (pull its cables), or reconnect it.
+    cut: Option<Spanned<String>>,
+    reconnect: Option<Spanned<String>>,
     /// Let the lab run this long after the action, before checking.
     #[serde(default)]
     wait_ms: u64,
@@ -789,11 +792,13 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 def.start_http.is_some(),
                 def.stop_bgp.is_some(),
                 def.restart_bgp.is_some(),
+                def.cut.is_some(),
+                def.reconnect.is_some(),
             ];
             if actions.iter().filter(|a| **a).count() != 1 {
                 return Err(self.at(
                     &def.name,
-                    "a scenario has exactly one of `ping`, `http`, `resolve`, `await`, `stop_http`, `start_http`, `stop_bgp` or `restart_bgp`".to_string(),
+                    "a scenario has exactly one of `ping`, `http`, `resolve`, `await`, `stop_http`, `start_http`, `stop_bgp`, `restart_bgp`, `cut` or `reconnect`".to_string(),
                 ));
             }
             let needs_from = def.ping.is_some() || def.http.is_some() || def.resolve.is_some();
@@ -879,13 +884,19 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 } else {
                     ScenarioAction::StopBgp { node }
                 }
+            } else if let Some(n) = def.cut.as_ref().or(def.reconnect.as_ref()) {
+                ScenarioAction::Cut {
+                    node: node_named(n)?,
+                    cut: def.cut.is_some(),
+                }
             } else {
                 unreachable!("exactly one action is set")
             };
             let from = from.unwrap_or(match action {
                 ScenarioAction::SetHttp { node, .. }
                 | ScenarioAction::StopBgp { node }
-                | ScenarioAction::RestartBgp { node } => node,
+                | ScenarioAction::RestartBgp { node }
+                | ScenarioAction::Cut { node, .. } => node,
                 ScenarioAction::Await { scenario } => scenarios[scenario].from,
                 _ => 0,
             });

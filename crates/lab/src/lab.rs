@@ -110,6 +110,10 @@ pub struct Lab {
     background: HashMap<usize, Background>,
     /// DIP health changes the host agents reported: time, host, DIP, healthy.
     health_log: Vec<(Duration, String, std::net::Ipv4Addr, bool)>,
+    /// Nodes cut off from every network (their cables pulled): nothing reaches them,
+    /// nothing they send leaves.
+    cut: Vec<bool>,
+    cut_frames: u64,
 }
 
 impl std::fmt::Debug for Lab {
@@ -138,6 +142,7 @@ impl Lab {
             .map(|n| Segment::new(n.name.clone(), segment_config.clone()))
             .collect();
         let mut nodes = Vec::new();
+        let node_count = topology.nodes.len();
         for (n, spec) in topology.nodes.iter().enumerate() {
             if n > 255 || spec.nics.len() > 255 {
                 return Err(LabError::TooLarge {
@@ -194,6 +199,8 @@ impl Lab {
             link_ports,
             background: HashMap::new(),
             health_log: Vec::new(),
+            cut: vec![false; node_count],
+            cut_frames: 0,
         })
     }
 
@@ -228,12 +235,20 @@ impl Lab {
         for (s, segment) in self.segments.iter_mut().enumerate() {
             while let Some((port, frame)) = segment.poll_deliver(now) {
                 let (node, nic) = self.ports[s][port.0];
-                self.nodes[node].receive(now, nic, frame);
+                if self.cut[node] {
+                    self.cut_frames += 1;
+                } else {
+                    self.nodes[node].receive(now, nic, frame);
+                }
             }
         }
         for (n, node) in self.nodes.iter_mut().enumerate() {
             node.poll(now);
             while let Some((nic, frame)) = node.poll_transmit() {
+                if self.cut[n] {
+                    self.cut_frames += 1;
+                    continue;
+                }
                 let (segment, port) = self.link_ports[n][nic];
                 self.segments[segment].send(now, port, frame);
             }
@@ -271,6 +286,19 @@ impl Lab {
             up == all
         });
         count(self)
+    }
+
+    /// Cuts a node off from every network (or reconnects it): the node keeps running,
+    /// but no frame reaches it or leaves it, as if its cables were pulled.
+    pub fn set_cut(&mut self, node: usize, cut: bool) {
+        if let Some(c) = self.cut.get_mut(node) {
+            *c = cut;
+        }
+    }
+
+    /// Frames lost to cut nodes so far.
+    pub fn cut_frames(&self) -> u64 {
+        self.cut_frames
     }
 
     /// DIP health changes reported so far: time, host, DIP, healthy.

@@ -162,6 +162,11 @@ pub enum ScenarioAction {
     RestartBgp {
         node: usize,
     },
+    /// Cut a node off from every network, or reconnect it.
+    Cut {
+        node: usize,
+        cut: bool,
+    },
     Resolve {
         name: String,
     },

@@ -366,30 +366,6 @@ fn two_muxes_share_the_vip_by_ecmp_and_one_can_leave() {
         let m = lab.node(mux).and_then(|n| n.mux()).unwrap();
         assert!(m.counters().encapsulated > 10, "{mux}: {:?}", m.counters());
     }
-    // MuxVM2 said goodbye with a Cease; BGPVM kept only MuxVM as next hop.
-    let bgpvm = lab.node("BGPVM").unwrap();
-    let neighbors = bgpvm.bgp_status().unwrap();
-    let gone = neighbors
-        .iter()
-        .find(|n| n.address.to_string() == "192.168.100.21")
-        .unwrap();
-    assert_ne!(gone.state, strata_node::bgp::State::Established);
-    assert!(
-        gone.last_down
-            .as_deref()
-            .is_some_and(|d| d.starts_with("received Cease")),
-        "{gone:?}"
-    );
-    let route = bgpvm
-        .router()
-        .fib()
-        .get("192.168.133.74/32".parse().unwrap())
-        .unwrap();
-    let hops: Vec<_> = route
-        .next_hops()
-        .map(|(_, g)| g.unwrap().to_string())
-        .collect();
-    assert_eq!(hops, ["192.168.100.20"]);
     // The downloads that crossed the Mux failure all completed.
     let survived = by_name(&results, "downloads-survive-the-mux-failure");
     assert_eq!(
@@ -454,6 +430,67 @@ fn graceful_restart_keeps_the_vip_through_a_mux_restart() {
             assert_eq!(n.state, strata_node::bgp::State::Established);
             assert_eq!(n.received, [(vip, "192.168.100.20".parse().unwrap())]);
             break;
+        }
+    }
+}
+
+#[test]
+fn a_mux_leaves_by_cease_comes_back_and_is_lost_by_hold_timer() {
+    let topology = poc();
+    let names: Vec<String> = topology.scenarios.iter().map(|s| s.name.clone()).collect();
+    let mut lab = Lab::new(topology, Clock::Virtual).unwrap();
+    lab.boot(strata_lab::BOOT_LIMIT);
+    let vip: ipnet::Ipv4Net = "192.168.133.74/32".parse().unwrap();
+    let next_hops = |lab: &Lab| {
+        let route = lab
+            .node("BGPVM")
+            .unwrap()
+            .router()
+            .fib()
+            .get(vip)
+            .cloned()
+            .unwrap();
+        let mut hops: Vec<String> = route
+            .next_hops()
+            .map(|(_, g)| g.unwrap().to_string())
+            .collect();
+        hops.sort();
+        hops
+    };
+    let muxvm2 = |lab: &Lab| {
+        lab.node("BGPVM")
+            .unwrap()
+            .bgp_status()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.address.to_string() == "192.168.100.21")
+            .unwrap()
+    };
+    for (i, name) in names.iter().enumerate() {
+        let r = lab.run_scenario(i);
+        assert!(r.passed, "{}", strata_lab::report::scenario(&r));
+        match name.as_str() {
+            "muxvm2-stops" => {
+                assert_eq!(next_hops(&lab), ["192.168.100.20"]);
+                assert_eq!(
+                    muxvm2(&lab).last_down.as_deref(),
+                    Some("received Cease (6/2)")
+                );
+            }
+            "muxvm2-comes-back" => {
+                assert_eq!(next_hops(&lab), ["192.168.100.20", "192.168.100.21"]);
+                assert_eq!(muxvm2(&lab).state, strata_node::bgp::State::Established);
+            }
+            "muxvm2-cut-off" => {
+                assert_eq!(next_hops(&lab), ["192.168.100.20"]);
+                assert_eq!(
+                    muxvm2(&lab).last_down.as_deref(),
+                    Some("sent Hold Timer Expired (4/0)")
+                );
+                assert!(lab.cut_frames() > 0);
+                break;
+            }
+            _ => {}
         }
     }
 }

@@ -177,21 +177,16 @@ fn tshark_decodes_every_capture() {
             other => panic!("unexpected UPDATE {other:?}: {bgp}"),
         }
     }
-    // MuxVM: announce, withdraw (no healthy DIP), announce, and announce after its
-    // restart. MuxVM2: the same but for the restart. BGPVM: End-of-RIB for each session
-    // that came up (its own routes: none). The Muxes' End-of-RIB rides in the same segment
-    // as their announcement.
-    assert_eq!(
-        seen.get("192.168.100.20").map(|e| (e.0, e.1)),
-        Some((3, 1)),
-        "{bgp}"
-    );
-    assert_eq!(
-        seen.get("192.168.100.21").map(|e| (e.0, e.1)),
-        Some((2, 1)),
-        "{bgp}"
-    );
-    assert_eq!(seen.get("192.168.100.1"), Some(&(0, 0, 3)), "{bgp}");
+    // Each Mux announces the VIP at every session start and after the withdrawal when no
+    // DIP was healthy, and withdraws it once; BGPVM announces nothing, only End-of-RIB at
+    // every session start. (The Muxes' End-of-RIB rides in the same segment as their
+    // announcement.)
+    for mux in ["192.168.100.20", "192.168.100.21"] {
+        let (announced, withdrawn, _) = seen.get(mux).copied().unwrap_or_default();
+        assert!(announced >= 3 && withdrawn == 1, "{mux}: {bgp}");
+    }
+    let (announced, withdrawn, end_of_rib) = seen.get("192.168.100.1").copied().unwrap_or_default();
+    assert!(announced == 0 && withdrawn == 0 && end_of_rib >= 4, "{bgp}");
     let opens = tshark(&[
         "-r",
         management.to_str().unwrap(),

@@ -64,6 +64,23 @@ impl Lab {
                     report: None,
                 }
             }
+            ScenarioAction::Cut { node, cut } => {
+                let name = self.topology.nodes[node].name.clone();
+                self.set_cut(node, cut);
+                self.run_for(scenario.wait);
+                Verdict {
+                    summary: format!(
+                        "{} {name}{}",
+                        if cut { "cut off" } else { "reconnected" },
+                        self.health_summary(self.now.saturating_sub(scenario.wait))
+                    ),
+                    failures: Vec::new(),
+                    split: Vec::new(),
+                    request: Vec::new(),
+                    reply: Vec::new(),
+                    report: None,
+                }
+            }
             ScenarioAction::StopBgp { node } | ScenarioAction::RestartBgp { node } => {
                 let name = self.topology.nodes[node].name.clone();
                 let restart = matches!(scenario.action, ScenarioAction::RestartBgp { .. });
@@ -206,7 +223,8 @@ impl Lab {
             ScenarioAction::Await { .. }
             | ScenarioAction::SetHttp { .. }
             | ScenarioAction::StopBgp { .. }
-            | ScenarioAction::RestartBgp { .. } => TaskSpec::Resolve {
+            | ScenarioAction::RestartBgp { .. }
+            | ScenarioAction::Cut { .. } => TaskSpec::Resolve {
                 name: String::new(),
                 timeout: Duration::ZERO,
             },
@@ -537,7 +555,8 @@ impl Lab {
             ScenarioAction::Await { .. }
             | ScenarioAction::SetHttp { .. }
             | ScenarioAction::StopBgp { .. }
-            | ScenarioAction::RestartBgp { .. } => {
+            | ScenarioAction::RestartBgp { .. }
+            | ScenarioAction::Cut { .. } => {
                 return (Vec::new(), Vec::new());
             }
         };
