@@ -187,16 +187,8 @@ impl Port {
             entry.last_used = now;
             entry.packets += 1;
             track_tcp(entry, &m, &timeouts);
-            return match entry.action {
-                Some(ht) => {
-                    ht.apply(frame, &m);
-                    Verdict::Forward
-                }
-                None => {
-                    self.counters.dropped_blocked += 1;
-                    Verdict::Drop(DropReason::Blocked)
-                }
-            };
+            let action = entry.action;
+            return self.carry_out(action, frame, &m);
         }
         self.slow_path(now, direction, id, m, frame)
     }
@@ -228,9 +220,19 @@ impl Port {
             };
             self.cache(now, reply, Some(ht.inverse(&m)), &m);
         }
+        self.carry_out(action, frame, &m)
+    }
+
+    /// Applies a flow's transposition to the frame, or drops it (`None`: blocked).
+    fn carry_out(
+        &mut self,
+        action: Option<HeaderTransposition>,
+        frame: &mut Vec<u8>,
+        m: &Metadata,
+    ) -> Verdict {
         match action {
             Some(ht) => {
-                ht.apply(frame, &m);
+                ht.apply(frame, m);
                 Verdict::Forward
             }
             None => {
