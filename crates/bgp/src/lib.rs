@@ -1,4 +1,5 @@
-//! Strata's BGP-4 speaker. So far: the message codec.
+//! Strata's BGP-4 speaker, sans-IO: the message codec, the session state machine
+//! ([`session`], with connection collision resolution) and the RIB ([`rib`]).
 //!
 //! [`codec`] reads and writes the five message types: OPEN with capabilities
 //! (multiprotocol, route refresh, graceful restart, 4-octet AS, enhanced route refresh),

@@ -158,8 +158,39 @@ impl Session {
         }
     }
 
+    /// A session for a connection the peer opened while this side already had one
+    /// (RFC 4271 section 6.8): in OpenSent, its OPEN queued. It keeps `config`, so if it
+    /// survives the collision and later fails, it restarts as the configuration says.
+    pub fn accepted(config: Config, now: Duration) -> Session {
+        let mut session = Session::new(config);
+        session.state = State::Active;
+        session.handle(now, Event::TcpConnected);
+        session
+    }
+
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// The peer's BGP Identifier, once its OPEN has come in on this connection.
+    pub fn peer_id(&self) -> Option<Ipv4Addr> {
+        self.negotiated.as_ref().map(|n| n.peer_id)
+    }
+
+    /// Closes this connection as the loser of a collision: Cease, Connection Collision
+    /// Resolution (RFC 4486 subcode 7). The session goes Idle and stays there; the
+    /// other connection carries on.
+    pub fn close_collision(&mut self, now: Duration) {
+        let n = Notification {
+            code: 6,
+            subcode: 7,
+            data: Vec::new(),
+        };
+        self.actions
+            .push_back(Action::Send(Message::Notification(n)));
+        self.actions.push_back(Action::Disconnect);
+        self.enter_idle(now);
+        self.connect_retry_at = None;
     }
 
     pub fn config(&self) -> &Config {
@@ -302,8 +333,9 @@ impl Session {
                 self.actions.push_back(Action::Disconnect);
             }
             (_, Event::TcpConnected) => {
-                // A second connection while one is in progress: collision handling is the
-                // driver's (RFC 4271 6.8); this one is refused.
+                // A second connection while one is in progress belongs to a second
+                // session ([`Session::accepted`]), settled by [`collision`]; a session
+                // carries one connection.
                 self.actions.push_back(Action::Disconnect);
             }
             (State::Idle, Event::TcpClosed) => {}
@@ -485,6 +517,59 @@ impl Session {
                 _ => {}
             }
         }
+    }
+}
+
+/// Which of two connections to the same peer to close (RFC 4271 section 6.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collision {
+    /// Not decided yet: neither connection knows the peer's BGP Identifier.
+    Wait,
+    CloseFirst,
+    CloseSecond,
+}
+
+/// One connection of a pair, as collision resolution sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection<'a> {
+    pub session: &'a Session,
+    /// Whether this side opened the TCP connection.
+    pub opened_locally: bool,
+}
+
+/// Settles two connections to the same peer, `first` the older one.
+///
+/// An Established connection is kept and the other closed. Otherwise, once the peer's
+/// BGP Identifier is known from an OPEN on either connection, the connection kept is
+/// the one opened by the speaker with the higher Identifier, compared as unsigned
+/// 32-bit integers; both speakers come to the same answer, so exactly one connection
+/// survives. Two connections opened by the same side are settled in favour of the newer
+/// one: a speaker opens a second connection only after giving up on the first.
+pub fn collision(first: Connection<'_>, second: Connection<'_>) -> Collision {
+    let established = |c: &Connection<'_>| c.session.state() == State::Established;
+    if established(&first) {
+        return Collision::CloseSecond;
+    }
+    if established(&second) {
+        return Collision::CloseFirst;
+    }
+    if matches!(
+        first.session.state(),
+        State::Idle | State::Connect | State::Active
+    ) {
+        return Collision::CloseFirst;
+    }
+    if first.opened_locally == second.opened_locally {
+        return Collision::CloseFirst;
+    }
+    let Some(remote_id) = first.session.peer_id().or(second.session.peer_id()) else {
+        return Collision::Wait;
+    };
+    let local_wins = u32::from(first.session.config.bgp_id) > u32::from(remote_id);
+    if first.opened_locally == local_wins {
+        Collision::CloseSecond
+    } else {
+        Collision::CloseFirst
     }
 }
 

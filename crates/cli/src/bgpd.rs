@@ -1,8 +1,9 @@
 //! `strata bgp`: the BGP speaker on real TCP, outside the lab.
 //!
 //! The driver of [`strata_bgp::session::Session`] on the machine's own sockets: one
-//! listening socket on the configured local address, one connection per neighbor,
-//! non-blocking, served by a single loop with the wall clock. Routes announced come from
+//! listening socket on the configured local address, one connection per neighbor (two
+//! while a connection collision is being settled, RFC 4271 section 6.8), non-blocking,
+//! served by a single loop with the wall clock. Routes announced come from
 //! the configuration file; routes received are kept per neighbor. The state of every
 //! neighbor and its routes is written to a status file, which `strata bgp show` prints.
 
@@ -17,7 +18,9 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use strata_bgp::codec::{self, AsPath, Attribute, Origin, Update};
 use strata_bgp::rib::AdjRibIn;
-use strata_bgp::session::{Action, Config, Event, Session, State};
+use strata_bgp::session::{
+    Action, Collision, Config, Connection, Event, Session, State, collision,
+};
 
 /// The configuration file.
 #[derive(Debug, Deserialize)]
@@ -69,8 +72,19 @@ struct Peer {
     session: Session,
     stream: Option<TcpStream>,
     rx: Vec<u8>,
+    /// Whether `stream` is a connection we opened.
+    opened_locally: bool,
+    /// A connection the neighbor opened while `stream` was still opening.
+    second: Option<Second>,
     received: AdjRibIn,
     last_down: Option<String>,
+}
+
+/// The other connection of a collision, until one of the two is closed.
+struct Second {
+    session: Session,
+    stream: TcpStream,
+    rx: Vec<u8>,
 }
 
 pub(crate) fn load(path: &Path) -> anyhow::Result<BgpdConfig> {
@@ -116,6 +130,8 @@ pub(crate) fn run(config: BgpdConfig, stop: impl Fn() -> bool) -> anyhow::Result
                 session,
                 stream: None,
                 rx: Vec::new(),
+                opened_locally: false,
+                second: None,
                 received: AdjRibIn::new(),
                 last_down: None,
             }
@@ -132,7 +148,19 @@ pub(crate) fn run(config: BgpdConfig, stop: impl Fn() -> bool) -> anyhow::Result
                         Some(p) if p.stream.is_none() => {
                             stream.set_nonblocking(true)?;
                             p.stream = Some(stream);
+                            p.opened_locally = false;
                             p.session.handle(now, Event::TcpConnected);
+                        }
+                        // A collision: both connections live until the OPENs tell
+                        // which one to close.
+                        Some(p) if p.second.is_none() => {
+                            stream.set_nonblocking(true)?;
+                            let session = Session::accepted(p.session.config().clone(), now);
+                            p.second = Some(Second {
+                                session,
+                                stream,
+                                rx: Vec::new(),
+                            });
                         }
                         _ => drop(stream),
                     }
@@ -161,33 +189,121 @@ pub(crate) fn run(config: BgpdConfig, stop: impl Fn() -> bool) -> anyhow::Result
     Ok(())
 }
 
-/// Reads, runs timers and actions, writes, for one neighbor.
-fn serve(p: &mut Peer, now: Duration, config: &BgpdConfig) {
-    let mut closed = false;
-    if let Some(stream) = p.stream.as_mut() {
-        let mut buf = [0u8; 16384];
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => p.rx.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
+/// Reads what `stream` has into `rx`; false once the connection is closed.
+fn read_into(stream: &mut TcpStream, rx: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 16384];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) => rx.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
         }
     }
-    while let Some(message) = codec::take_message(&mut p.rx, p.session.options()) {
+}
+
+/// Feeds the messages in `rx` to `session`, one by one while `more` says so.
+fn feed(session: &mut Session, rx: &mut Vec<u8>, now: Duration, more: impl Fn(&Session) -> bool) {
+    while more(session)
+        && let Some(message) = codec::take_message(rx, session.options())
+    {
         let event = match message {
             Ok(m) => Event::Message(m),
             Err(e) => Event::Malformed(e),
         };
-        p.session.handle(now, event);
+        session.handle(now, event);
     }
+}
+
+/// Writes what a session queued to `stream`, dropping its other actions: for a
+/// connection that is being closed.
+fn flush_closing(session: &mut Session, stream: &mut TcpStream) {
+    while let Some(action) = session.poll_action() {
+        if let Action::Send(m) = action {
+            let mut bytes = Vec::new();
+            if codec::encode(&m, session.options(), &mut bytes).is_ok() {
+                let _ = write_all_nonblocking(stream, &bytes);
+            }
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Serves the second connection of a collision and settles the collision once the
+/// OPENs say how (RFC 4271 section 6.8).
+fn serve_second(p: &mut Peer, now: Duration) {
+    let Some(second) = p.second.as_mut() else {
+        return;
+    };
+    let open = read_into(&mut second.stream, &mut second.rx);
+    // Up to its OPEN only: from there the collision decides whether it goes on.
+    feed(&mut second.session, &mut second.rx, now, |s| {
+        s.peer_id().is_none() && s.state() != State::Idle
+    });
+    if !open || second.session.state() == State::Idle {
+        if let Some(mut second) = p.second.take() {
+            flush_closing(&mut second.session, &mut second.stream);
+        }
+        return;
+    }
+    second.session.poll(now);
+    let verdict = collision(
+        Connection {
+            session: &p.session,
+            opened_locally: p.opened_locally,
+        },
+        Connection {
+            session: &second.session,
+            opened_locally: false,
+        },
+    );
+    match verdict {
+        Collision::Wait => {
+            // Nothing decided: the OPEN and what else it queued go out.
+            while let Some(action) = second.session.poll_action() {
+                if let Action::Send(m) = action {
+                    let mut bytes = Vec::new();
+                    if codec::encode(&m, second.session.options(), &mut bytes).is_ok() {
+                        let _ = write_all_nonblocking(&mut second.stream, &bytes);
+                    }
+                }
+            }
+        }
+        Collision::CloseSecond => {
+            if let Some(mut second) = p.second.take() {
+                second.session.close_collision(now);
+                flush_closing(&mut second.session, &mut second.stream);
+            }
+        }
+        Collision::CloseFirst => {
+            let Some(second) = p.second.take() else {
+                return;
+            };
+            p.session.close_collision(now);
+            match p.stream.as_mut() {
+                Some(stream) => flush_closing(&mut p.session, stream),
+                None => while p.session.poll_action().is_some() {},
+            }
+            p.session = second.session;
+            p.stream = Some(second.stream);
+            p.rx = second.rx;
+            p.opened_locally = false;
+        }
+    }
+}
+
+/// Reads, runs timers and actions, writes, for one neighbor.
+fn serve(p: &mut Peer, now: Duration, config: &BgpdConfig) {
+    serve_second(p, now);
+    let mut closed = false;
+    if let Some(stream) = p.stream.as_mut() {
+        closed = !read_into(stream, &mut p.rx);
+    }
+    // While a collision is open, the first connection goes no further than its OPEN.
+    let colliding = p.second.is_some();
+    feed(&mut p.session, &mut p.rx, now, |s| {
+        !colliding || s.peer_id().is_none()
+    });
     if closed {
         p.stream = None;
         p.rx.clear();
@@ -198,6 +314,7 @@ fn serve(p: &mut Peer, now: Duration, config: &BgpdConfig) {
         match action {
             Action::Connect => {
                 p.stream = connect(config.local, p.def.address, p.def.port);
+                p.opened_locally = true;
                 let event = if p.stream.is_some() {
                     Event::TcpConnected
                 } else {

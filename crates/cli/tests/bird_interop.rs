@@ -10,13 +10,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Guard, wait_for};
+use common::{Guard, message, read_message, wait_for};
 
 fn bird_present() -> bool {
     let ok = Command::new("bird").arg("--version").output().is_ok();
@@ -147,24 +147,6 @@ fn strata_and_bird_exchange_routes() {
     wait_for("BIRD to drop our route", Duration::from_secs(20), || {
         !birdc(&ctl, &["show", "route", "for", "192.168.133.74/32"]).contains("192.168.133.74/32")
     });
-}
-
-/// A BGP message with a header around `body`.
-fn message(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![0xff; 16];
-    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
-    m.push(kind);
-    m.extend_from_slice(body);
-    m
-}
-
-fn read_message(s: &mut TcpStream) -> Vec<u8> {
-    let mut header = [0u8; 19];
-    s.read_exact(&mut header).unwrap();
-    let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
-    let mut body = vec![0u8; len - 19];
-    s.read_exact(&mut body).unwrap();
-    [header.to_vec(), body].concat()
 }
 
 #[test]

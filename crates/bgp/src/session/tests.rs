@@ -233,3 +233,120 @@ mod properties {
         }
     }
 }
+
+/// Both speakers connect at once: each side has the connection it opened and the one it
+/// accepted, and both OPENs are in on each before either KEEPALIVE.
+fn simultaneous_open(a_id: Ipv4Addr, b_id: Ipv4Addr) -> [(Session, Session); 2] {
+    let a = Config::new(65001, a_id, 65000);
+    let b = Config::new(65000, b_id, 65001);
+    let opened = |config: &Config| {
+        let mut s = Session::new(config.clone());
+        s.handle(T0, Event::Start);
+        assert_eq!(s.poll_action(), Some(Action::Connect));
+        s.handle(T0, Event::TcpConnected);
+        s
+    };
+    // Connection 1 opened by A, connection 2 by B; each pair is (A's end, B's end).
+    let mut one = (opened(&a), Session::accepted(b.clone(), T0));
+    let mut two = (Session::accepted(a.clone(), T0), opened(&b));
+    for (x, y) in [&mut one, &mut two] {
+        carry_open(x, y);
+        carry_open(y, x);
+        assert_eq!(
+            (x.state(), y.state()),
+            (State::OpenConfirm, State::OpenConfirm)
+        );
+    }
+    [one, two]
+}
+
+/// Carries the OPEN `from` has queued, and nothing after it.
+fn carry_open(from: &mut Session, to: &mut Session) {
+    let Some(Action::Send(open @ Message::Open(_))) = from.actions.pop_front() else {
+        panic!("no OPEN queued");
+    };
+    to.handle(T0, Event::Message(open));
+}
+
+fn cease_collision(actions: &[Action]) -> bool {
+    actions.iter().any(
+        |a| matches!(a, Action::Send(Message::Notification(n)) if (n.code, n.subcode) == (6, 7)),
+    )
+}
+
+#[test]
+fn a_collision_keeps_the_connection_opened_by_the_higher_identifier() {
+    let high = Ipv4Addr::new(192, 168, 100, 20);
+    let low = Ipv4Addr::new(10, 0, 0, 1);
+    // Connection 1 is A's: it survives exactly when A has the higher identifier.
+    for (a_id, b_id, survivor) in [(high, low, 0), (low, high, 1)] {
+        let [mut one, mut two] = simultaneous_open(a_id, b_id);
+        let at_a = collision(
+            Connection {
+                session: &one.0,
+                opened_locally: true,
+            },
+            Connection {
+                session: &two.0,
+                opened_locally: false,
+            },
+        );
+        // B sees the pair the other way round: its own connection first.
+        let at_b = collision(
+            Connection {
+                session: &two.1,
+                opened_locally: true,
+            },
+            Connection {
+                session: &one.1,
+                opened_locally: false,
+            },
+        );
+        let (expect_a, expect_b) = if survivor == 0 {
+            (Collision::CloseSecond, Collision::CloseFirst)
+        } else {
+            (Collision::CloseFirst, Collision::CloseSecond)
+        };
+        assert_eq!((at_a, at_b), (expect_a, expect_b), "A {a_id} B {b_id}");
+        let (kept, lost) = if survivor == 0 {
+            (&mut one, &mut two)
+        } else {
+            (&mut two, &mut one)
+        };
+        lost.0.close_collision(T0);
+        lost.1.close_collision(T0);
+        let sent: Vec<Action> = std::iter::from_fn(|| lost.0.poll_action()).collect();
+        assert!(cease_collision(&sent), "{sent:?}");
+        assert_eq!(lost.0.state(), State::Idle);
+        assert_eq!(lost.0.poll_at(), None, "the loser stays down");
+        let (x, y) = settle(T0, &mut kept.0, &mut kept.1);
+        assert!(matches!(x.as_slice(), [Action::Established(_)]), "{x:?}");
+        assert!(matches!(y.as_slice(), [Action::Established(_)]), "{y:?}");
+    }
+}
+
+#[test]
+fn a_collision_waits_for_an_open_and_never_closes_an_established_session() {
+    let (mux, router) = establish();
+    let mut late = Session::new(mux.config().clone());
+    late.handle(T0, Event::Start);
+    late.handle(T0, Event::TcpConnected);
+    let fresh = Session::accepted(router.config().clone(), T0);
+    let conn = |session, opened_locally| Connection {
+        session,
+        opened_locally,
+    };
+    // Neither end of the new connection has seen an OPEN: nothing tells who wins.
+    assert_eq!(
+        collision(conn(&late, true), conn(&fresh, false)),
+        Collision::Wait
+    );
+    assert_eq!(
+        collision(conn(&mux, true), conn(&fresh, false)),
+        Collision::CloseSecond
+    );
+    assert_eq!(
+        collision(conn(&late, true), conn(&router, false)),
+        Collision::CloseFirst
+    );
+}

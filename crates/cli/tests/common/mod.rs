@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Read;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,4 +96,23 @@ pub fn speaker(config: &Path) -> Child {
 /// Whether the status file says `text`.
 pub fn status_says(status: &Path, text: &str) -> bool {
     std::fs::read_to_string(status).is_ok_and(|s| s.contains(text))
+}
+
+/// A BGP message with a header around `body`.
+pub fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(kind);
+    m.extend_from_slice(body);
+    m
+}
+
+/// Reads one whole BGP message, header included.
+pub fn read_message(s: &mut TcpStream) -> Vec<u8> {
+    let mut header = [0u8; 19];
+    s.read_exact(&mut header).unwrap();
+    let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
+    let mut body = vec![0u8; len - 19];
+    s.read_exact(&mut body).unwrap();
+    [header.to_vec(), body].concat()
 }
