@@ -18,6 +18,8 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use strata_bgp::codec::{self, AsPath, Attribute, Origin, Update};
 use strata_bgp::rib::AdjRibIn;
+
+use crate::tcp_md5;
 use strata_bgp::session::{
     Action, Collision, Config, Connection, Event, Session, State, collision,
 };
@@ -43,7 +45,7 @@ fn default_port() -> u16 {
     179
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NeighborDef {
     pub(crate) address: Ipv4Addr,
@@ -54,6 +56,9 @@ pub(crate) struct NeighborDef {
     pub(crate) hold_time: u16,
     #[serde(default = "default_port")]
     pub(crate) port: u16,
+    /// TCP MD5 signature key (RFC 2385) for the connection to this neighbor.
+    #[serde(default)]
+    pub(crate) password: Option<String>,
 }
 
 fn default_hold() -> u16 {
@@ -105,6 +110,16 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<BgpdConfig> {
                 n.address
             );
         }
+        if let Some(p) = &n.password
+            && (p.is_empty() || p.len() > tcp_md5::MAX_KEY_LEN)
+        {
+            bail!(
+                "{}: neighbor {}: password must be 1 to {} bytes",
+                path.display(),
+                n.address,
+                tcp_md5::MAX_KEY_LEN
+            );
+        }
     }
     Ok(config)
 }
@@ -114,6 +129,12 @@ pub(crate) fn run(config: BgpdConfig, stop: impl Fn() -> bool) -> anyhow::Result
     let listener = TcpListener::bind(SocketAddrV4::new(config.local, config.port))
         .with_context(|| format!("listening on {}:{}", config.local, config.port))?;
     listener.set_nonblocking(true)?;
+    for n in &config.neighbor {
+        if let Some(key) = &n.password {
+            tcp_md5::set_key(&listener, n.address, key.as_bytes())
+                .with_context(|| format!("TCP MD5 key for neighbor {}", n.address))?;
+        }
+    }
     let start = Instant::now();
     let mut peers: Vec<Peer> = config
         .neighbor
@@ -126,7 +147,7 @@ pub(crate) fn run(config: BgpdConfig, stop: impl Fn() -> bool) -> anyhow::Result
             let mut session = Session::new(c);
             session.handle(Duration::ZERO, Event::Start);
             Peer {
-                def: NeighborDef { ..*n },
+                def: n.clone(),
                 session,
                 stream: None,
                 rx: Vec::new(),
@@ -313,7 +334,7 @@ fn serve(p: &mut Peer, now: Duration, config: &BgpdConfig) {
     while let Some(action) = p.session.poll_action() {
         match action {
             Action::Connect => {
-                p.stream = connect(config.local, p.def.address, p.def.port);
+                p.stream = connect(config.local, &p.def);
                 p.opened_locally = true;
                 let event = if p.stream.is_some() {
                     Event::TcpConnected
@@ -377,15 +398,18 @@ fn group(announce: &[AnnounceDef]) -> Vec<(Vec<Ipv4Net>, Ipv4Addr)> {
     by_hop.into_iter().map(|(h, p)| (p, h)).collect()
 }
 
-fn connect(local: Ipv4Addr, peer: Ipv4Addr, port: u16) -> Option<TcpStream> {
+fn connect(local: Ipv4Addr, neighbor: &NeighborDef) -> Option<TcpStream> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
     socket
         .bind(&SocketAddr::V4(SocketAddrV4::new(local, 0)).into())
         .ok()?;
+    if let Some(key) = &neighbor.password {
+        tcp_md5::set_key(&socket, neighbor.address, key.as_bytes()).ok()?;
+    }
     socket
         .connect_timeout(
-            &SocketAddr::V4(SocketAddrV4::new(peer, port)).into(),
+            &SocketAddr::V4(SocketAddrV4::new(neighbor.address, neighbor.port)).into(),
             Duration::from_secs(3),
         )
         .ok()?;

@@ -1,6 +1,7 @@
 //! `strata`: the command-line entry point.
 
 mod bgpd;
+mod tcp_md5;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -12,7 +12,7 @@ mod common;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -44,6 +44,29 @@ fn birdc(ctl: &Path, args: &[&str]) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts BIRD on `dir/bird.conf`; the guard stops it and removes `dir`. Returns the
+/// guard and the control socket.
+fn start_bird(dir: PathBuf) -> (Guard, PathBuf) {
+    let ctl = dir.join("bird.ctl");
+    let pid = dir.join("bird.pid");
+    let guard = Guard {
+        children: Vec::new(),
+        pid_file: Some(pid.clone()),
+        dir: dir.clone(),
+    };
+    let started = Command::new("bird")
+        .arg("-c")
+        .arg(dir.join("bird.conf"))
+        .arg("-s")
+        .arg(&ctl)
+        .arg("-P")
+        .arg(&pid)
+        .status()
+        .unwrap();
+    assert!(started.success());
+    (guard, ctl)
 }
 
 fn strata() -> Command {
@@ -79,23 +102,7 @@ fn strata_and_bird_exchange_routes() {
         ),
     )
     .unwrap();
-    let ctl = dir.join("bird.ctl");
-    let pid = dir.join("bird.pid");
-    let mut guard = Guard {
-        children: Vec::new(),
-        pid_file: Some(pid.clone()),
-        dir: dir.clone(),
-    };
-    let started = Command::new("bird")
-        .arg("-c")
-        .arg(dir.join("bird.conf"))
-        .arg("-s")
-        .arg(&ctl)
-        .arg("-P")
-        .arg(&pid)
-        .status()
-        .unwrap();
-    assert!(started.success());
+    let (mut guard, ctl) = start_bird(dir);
     let speaker = strata()
         .args(["bgp", "run", "--config"])
         .arg(&config)
@@ -147,6 +154,63 @@ fn strata_and_bird_exchange_routes() {
     wait_for("BIRD to drop our route", Duration::from_secs(20), || {
         !birdc(&ctl, &["show", "route", "for", "192.168.133.74/32"]).contains("192.168.133.74/32")
     });
+}
+
+#[test]
+fn an_md5_signed_session_comes_up_with_bird_and_unsigned_connections_are_refused() {
+    if !bird_present() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("strata-bird-md5-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (bird_ip, our_ip) = addrs(5);
+    std::fs::write(
+        dir.join("bird.conf"),
+        format!(
+            "router id 10.0.0.5;\nprotocol device {{}}\n\
+             protocol bgp strata {{\n  local {bird_ip} as 64500;\n  neighbor {our_ip} as 64501;\n  multihop;\n  strict bind on;\n  hold time 9;\n  \
+             password \"azurestack-poc\";\n  ipv4 {{ import all; export none; }};\n}}\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "asn = 64501\nrouter_id = \"{our_ip}\"\nlocal = \"{our_ip}\"\nstatus_file = \"{}\"\n\
+             [[neighbor]]\naddress = \"{bird_ip}\"\nasn = 64500\nhold_time = 9\npassword = \"azurestack-poc\"\n\
+             [[announce]]\nprefix = \"192.168.133.74/32\"\nnext_hop = \"192.0.2.20\"\n",
+            dir.join("status.txt").display()
+        ),
+    )
+    .unwrap();
+    let (mut guard, ctl) = start_bird(dir);
+    guard.children.push(
+        strata()
+            .args(["bgp", "run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(
+        "BIRD to learn 192.168.133.74/32 over the signed session",
+        Duration::from_secs(15),
+        || {
+            birdc(&ctl, &["show", "route", "for", "192.168.133.74/32", "all"])
+                .contains("BGP.as_path: 64501")
+        },
+    );
+    // From BIRD's address but without the key, the kernel drops our SYNs: no connection.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from((bird_ip, 0)).into())
+        .unwrap();
+    let unsigned = socket.connect_timeout(
+        &std::net::SocketAddr::from((our_ip, 179)).into(),
+        Duration::from_secs(2),
+    );
+    assert!(unsigned.is_err(), "an unsigned connection was accepted");
 }
 
 #[test]

@@ -157,3 +157,29 @@ fn bgp_shows_neighbors_and_routes() {
     );
     assert!(out.contains("advertised 192.168.133.74/32"), "{out}");
 }
+
+#[test]
+fn a_bad_bgp_password_is_refused_naming_the_file_and_neighbor() {
+    let dir = std::env::temp_dir().join(format!("strata-cli-md5-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("bgp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "asn = 64501\nrouter_id = \"127.0.0.3\"\nlocal = \"127.0.0.3\"\nstatus_file = \"{}\"\n\
+             [[neighbor]]\naddress = \"127.0.0.2\"\nasn = 64500\npassword = \"{}\"\n",
+            dir.join("status").display(),
+            "k".repeat(81)
+        ),
+    )
+    .unwrap();
+    let path = config.to_str().unwrap();
+    let (code, _, err) = strata(&["bgp", "run", "--config", path]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_ne!(code, 0);
+    assert!(err.contains(path), "{err}");
+    assert!(
+        err.contains("neighbor 127.0.0.2: password must be 1 to 80 bytes"),
+        "{err}"
+    );
+}
