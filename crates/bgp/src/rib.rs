@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 
@@ -36,9 +37,13 @@ impl Path {
 }
 
 /// One neighbor's Adj-RIB-In (IPv4 unicast).
+///
+/// The prefixes of one UPDATE share one [`Path`]: a table sent as UPDATEs of hundreds of
+/// prefixes costs a map entry per route, not a copy of its attributes (see
+/// `tests/memory.rs` for the figure).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdjRibIn {
-    routes: BTreeMap<Ipv4Net, Path>,
+    routes: BTreeMap<Ipv4Net, Arc<Path>>,
 }
 
 impl AdjRibIn {
@@ -47,11 +52,11 @@ impl AdjRibIn {
     }
 
     pub fn get(&self, prefix: &Ipv4Net) -> Option<&Path> {
-        self.routes.get(prefix)
+        self.routes.get(prefix).map(|p| &**p)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Ipv4Net, &Path)> {
-        self.routes.iter()
+        self.routes.iter().map(|(prefix, path)| (prefix, &**path))
     }
 
     pub fn len(&self) -> usize {
@@ -62,8 +67,9 @@ impl AdjRibIn {
         self.routes.is_empty()
     }
 
-    pub fn remove(&mut self, prefix: &Ipv4Net) -> Option<Path> {
-        self.routes.remove(prefix)
+    /// Removes a prefix; whether it was there.
+    pub fn remove(&mut self, prefix: &Ipv4Net) -> bool {
+        self.routes.remove(prefix).is_some()
     }
 
     /// Empties the table; returns the prefixes it held.
@@ -104,7 +110,7 @@ impl AdjRibIn {
             ),
             _ => (Vec::new(), 0),
         };
-        let path = Path {
+        let path = Arc::new(Path {
             next_hop: *next_hop,
             local_pref: match u.attribute(attr::LOCAL_PREF) {
                 Some(Attribute::LocalPref(v)) => *v,
@@ -120,7 +126,7 @@ impl AdjRibIn {
                 Some(Attribute::Med(m)) => *m,
                 _ => 0,
             },
-        };
+        });
         let looped = path.as_path.contains(&local_as);
         for p in &u.nlri {
             if looped {
@@ -128,7 +134,7 @@ impl AdjRibIn {
                     changed.push(*p);
                 }
             } else {
-                self.routes.insert(*p, path.clone());
+                self.routes.insert(*p, Arc::clone(&path));
                 changed.push(*p);
             }
         }
