@@ -98,7 +98,9 @@ pub struct PortCounters {
 pub struct Port {
     name: String,
     layers: Vec<Layer>,
-    uft: HashMap<FlowId, UftEntry>,
+    /// Keyed with foldhash: fast on small keys, and seeded per process, so that flows
+    /// chosen from outside cannot be made to collide.
+    uft: HashMap<FlowId, UftEntry, foldhash::fast::RandomState>,
     limit: usize,
     timeouts: FlowTimeouts,
     /// Bumped by every policy change; cached flows of an older generation are recomputed.
@@ -120,7 +122,7 @@ impl Port {
         Port {
             name: name.into(),
             layers: Vec::new(),
-            uft: HashMap::new(),
+            uft: HashMap::default(),
             limit,
             timeouts: FlowTimeouts::default(),
             generation: 0,
