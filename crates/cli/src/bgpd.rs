@@ -236,9 +236,15 @@ fn feed(session: &mut Session, rx: &mut Vec<u8>, now: Duration, more: impl Fn(&S
     }
 }
 
-/// Writes what a session queued to `stream`, dropping its other actions: for a
-/// connection that is being closed.
+/// Writes what a session queued to `stream` and closes it: for a connection that is
+/// being closed.
 fn flush_closing(session: &mut Session, stream: &mut TcpStream) {
+    flush_sends(session, stream);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Writes the messages a session queued to `stream`, dropping its other actions.
+fn flush_sends(session: &mut Session, stream: &mut TcpStream) {
     while let Some(action) = session.poll_action() {
         if let Action::Send(m) = action {
             let mut bytes = Vec::new();
@@ -247,7 +253,6 @@ fn flush_closing(session: &mut Session, stream: &mut TcpStream) {
             }
         }
     }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// Serves the second connection of a collision and settles the collision once the
@@ -279,17 +284,9 @@ fn serve_second(p: &mut Peer, now: Duration) {
         },
     );
     match verdict {
-        Collision::Wait => {
-            // Nothing decided: the OPEN and what else it queued go out.
-            while let Some(action) = second.session.poll_action() {
-                if let Action::Send(m) = action {
-                    let mut bytes = Vec::new();
-                    if codec::encode(&m, second.session.options(), &mut bytes).is_ok() {
-                        let _ = write_all_nonblocking(&mut second.stream, &bytes);
-                    }
-                }
-            }
-        }
+        // Nothing decided: the OPEN (all a connection short of its peer's OPEN queues)
+        // goes out.
+        Collision::Wait => flush_sends(&mut second.session, &mut second.stream),
         Collision::CloseSecond => {
             if let Some(mut second) = p.second.take() {
                 second.session.close_collision(now);

@@ -13,7 +13,7 @@ mod common;
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{Guard, message, read_message, wait_for};
@@ -90,26 +90,10 @@ fn strata_and_bird_exchange_routes() {
         ),
     )
     .unwrap();
-    let status = dir.join("status.txt");
-    let config = dir.join("strata.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "asn = 64501\nrouter_id = \"{our_ip}\"\nlocal = \"{our_ip}\"\nstatus_file = \"{}\"\n\
-             [[neighbor]]\naddress = \"{bird_ip}\"\nasn = 64500\nhold_time = 9\n\
-             [[announce]]\nprefix = \"192.168.133.74/32\"\nnext_hop = \"192.0.2.20\"\n",
-            status.display()
-        ),
-    )
-    .unwrap();
+    let (config, status) =
+        common::speaker_config(&dir, &our_ip.to_string(), &bird_ip.to_string(), "");
     let (mut guard, ctl) = start_bird(dir);
-    let speaker = strata()
-        .args(["bgp", "run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    guard.children.push(speaker);
+    guard.children.push(common::speaker(&config));
 
     // BIRD learns our VIP with our AS path and next hop.
     wait_for(
@@ -173,26 +157,14 @@ fn an_md5_signed_session_comes_up_with_bird_and_unsigned_connections_are_refused
         ),
     )
     .unwrap();
-    let config = dir.join("strata.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "asn = 64501\nrouter_id = \"{our_ip}\"\nlocal = \"{our_ip}\"\nstatus_file = \"{}\"\n\
-             [[neighbor]]\naddress = \"{bird_ip}\"\nasn = 64500\nhold_time = 9\npassword = \"azurestack-poc\"\n\
-             [[announce]]\nprefix = \"192.168.133.74/32\"\nnext_hop = \"192.0.2.20\"\n",
-            dir.join("status.txt").display()
-        ),
-    )
-    .unwrap();
-    let (mut guard, ctl) = start_bird(dir);
-    guard.children.push(
-        strata()
-            .args(["bgp", "run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (config, _) = common::speaker_config(
+        &dir,
+        &our_ip.to_string(),
+        &bird_ip.to_string(),
+        "password = \"azurestack-poc\"\n",
     );
+    let (mut guard, ctl) = start_bird(dir);
+    guard.children.push(common::speaker(&config));
     wait_for(
         "BIRD to learn 192.168.133.74/32 over the signed session",
         Duration::from_secs(15),
