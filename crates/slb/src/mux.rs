@@ -15,7 +15,6 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use strata_wire::EthernetAddress;
-use strata_wire::checksum;
 use strata_wire::flow::{FlowKey, Ipv4Layout, proto};
 use strata_wire::vxlan::{self, Vni};
 
@@ -24,7 +23,7 @@ use crate::hash::{Distribution, flow_hash};
 use crate::maglev::Maglev;
 
 /// Bytes the Mux puts in front of a packet: IPv4 (20), UDP (8), VXLAN (8), Ethernet (14).
-pub const ENCAP_LEN: usize = 20 + 8 + vxlan::HEADER_LEN + 14;
+pub const ENCAP_LEN: usize = vxlan::IPV4_UDP_LEN + 14;
 
 /// What a VIP entry matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -322,13 +321,16 @@ impl Mux {
             return Err(MuxDrop::BufferTooSmall);
         }
         self.ident = self.ident.wrapping_add(1);
+        let outer = vxlan::Outer {
+            src: self.config.pa,
+            dst: dip.host_pa,
+            ident: self.ident,
+            entropy: hash,
+            vni: state.config.vni,
+        };
         write_encap(
             &mut out[..ENCAP_LEN],
-            self.config.pa,
-            dip.host_pa,
-            self.ident,
-            hash,
-            state.config.vni,
+            &outer,
             self.config.mac,
             dip.mac,
             inner.len(),
@@ -398,44 +400,19 @@ fn vip_port(key: &FlowKey) -> u16 {
 
 /// Writes the outer IPv4, UDP, VXLAN and inner Ethernet headers for an inner packet of
 /// `inner_len` bytes into `h` ([`ENCAP_LEN`] bytes).
-#[allow(clippy::too_many_arguments)]
 fn write_encap(
     h: &mut [u8],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    ident: u16,
-    hash: u32,
-    vni: Vni,
+    outer: &vxlan::Outer,
     inner_src: EthernetAddress,
     inner_dst: EthernetAddress,
     inner_len: usize,
 ) {
-    let total = (ENCAP_LEN + inner_len) as u16;
-    let udp_len = total - 20;
-    h[0] = 0x45;
-    h[1] = 0;
-    h[2..4].copy_from_slice(&total.to_be_bytes());
-    h[4..6].copy_from_slice(&ident.to_be_bytes());
-    h[6..8].copy_from_slice(&[0, 0]);
-    h[8] = 64;
-    h[9] = proto::UDP;
-    h[10..12].copy_from_slice(&[0, 0]);
-    h[12..16].copy_from_slice(&src.octets());
-    h[16..20].copy_from_slice(&dst.octets());
-    let c = checksum::checksum(&h[..20]);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-    // RFC 7348 section 5: source port from a hash of the inner headers, in 49152..=65535.
-    let sport = 0xc000 | (hash as u16 & 0x3fff);
-    h[20..22].copy_from_slice(&sport.to_be_bytes());
-    h[22..24].copy_from_slice(&vxlan::UDP_PORT.to_be_bytes());
-    h[24..26].copy_from_slice(&udp_len.to_be_bytes());
-    // RFC 7348: the UDP checksum SHOULD be zero over IPv4.
-    h[26..28].copy_from_slice(&[0, 0]);
-    // The header fits: ENCAP_LEN leaves 8 bytes for it.
-    let _ = vxlan::emit(vni, &mut h[28..36]);
-    h[36..42].copy_from_slice(inner_dst.as_bytes());
-    h[42..48].copy_from_slice(inner_src.as_bytes());
-    h[48..50].copy_from_slice(&strata_wire::ethernet::ETHERTYPE_IPV4.to_be_bytes());
+    let (headers, eth) = h.split_at_mut(vxlan::IPV4_UDP_LEN);
+    // The caller checked that the lengths fit.
+    let _ = outer.emit(eth.len() + inner_len, headers);
+    eth[0..6].copy_from_slice(inner_dst.as_bytes());
+    eth[6..12].copy_from_slice(inner_src.as_bytes());
+    eth[12..14].copy_from_slice(&strata_wire::ethernet::ETHERTYPE_IPV4.to_be_bytes());
 }
 
 #[cfg(test)]

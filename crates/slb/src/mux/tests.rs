@@ -1,7 +1,7 @@
 //! Mux behaviour; the encapsulation is read back with smoltcp's decoders.
 
 use super::*;
-use strata_wire::{EthernetFrame, Ipv4Packet, UdpPacket};
+use strata_wire::{EthernetFrame, Ipv4Packet, UdpPacket, checksum};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 133, 74);
 const T: Duration = Duration::from_secs(1);

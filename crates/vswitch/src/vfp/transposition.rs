@@ -202,26 +202,22 @@ fn clamp_mss(ip: &mut [u8], mss: u16) {
 fn push_vxlan(frame: &mut Vec<u8>, spec: &EncapSpec, m: &Metadata) {
     let inner_len = frame.len();
     frame.splice(0..0, std::iter::repeat_n(0u8, PUSH_LEN));
-    let h = &mut frame[..PUSH_LEN];
-    h[0..6].copy_from_slice(spec.outer_dst_mac.as_bytes());
-    h[6..12].copy_from_slice(spec.outer_src_mac.as_bytes());
-    h[12..14].copy_from_slice(&strata_wire::ethernet::ETHERTYPE_IPV4.to_be_bytes());
-    let ip = &mut h[14..34];
-    let total = (20 + 8 + vxlan::HEADER_LEN + inner_len) as u16;
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = proto::UDP;
-    ip[12..16].copy_from_slice(&spec.src_pa.octets());
-    ip[16..20].copy_from_slice(&spec.dst_pa.octets());
-    let c = checksum::checksum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let (eth, headers) = frame[..PUSH_LEN].split_at_mut(strata_wire::ETHERNET_HEADER_LEN);
+    eth[0..6].copy_from_slice(spec.outer_dst_mac.as_bytes());
+    eth[6..12].copy_from_slice(spec.outer_src_mac.as_bytes());
+    eth[12..14].copy_from_slice(&strata_wire::ethernet::ETHERTYPE_IPV4.to_be_bytes());
     let f = &m.flow;
-    let entropy =
-        u32::from(f.src_port) ^ u32::from(f.dst_port) ^ u32::from(f.src) ^ u32::from(f.dst);
-    let udp = &mut h[34..42];
-    udp[0..2].copy_from_slice(&(0xc000 | (entropy as u16 & 0x3fff)).to_be_bytes());
-    udp[2..4].copy_from_slice(&vxlan::UDP_PORT.to_be_bytes());
-    udp[4..6].copy_from_slice(&(total - 20).to_be_bytes());
-    let _ = vxlan::emit(spec.vni, &mut h[42..50]);
+    let outer = vxlan::Outer {
+        src: spec.src_pa,
+        dst: spec.dst_pa,
+        ident: 0,
+        entropy: u32::from(f.src_port)
+            ^ u32::from(f.dst_port)
+            ^ u32::from(f.src)
+            ^ u32::from(f.dst),
+        vni: spec.vni,
+    };
+    // Only a frame longer than an IPv4 packet can hold fails here, and the link MTU keeps
+    // frames far below that.
+    let _ = outer.emit(inner_len, headers);
 }
