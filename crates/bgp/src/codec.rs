@@ -50,9 +50,9 @@ pub mod attr {
     pub const MP_UNREACH_NLRI: u8 = 15;
 }
 
-const FLAG_OPTIONAL: u8 = 0x80;
-const FLAG_TRANSITIVE: u8 = 0x40;
-const FLAG_PARTIAL: u8 = 0x20;
+pub const FLAG_OPTIONAL: u8 = 0x80;
+pub const FLAG_TRANSITIVE: u8 = 0x40;
+pub const FLAG_PARTIAL: u8 = 0x20;
 const FLAG_EXTENDED: u8 = 0x10;
 
 /// A BGP message.

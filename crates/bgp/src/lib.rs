@@ -15,3 +15,4 @@
 pub mod codec;
 pub mod rib;
 pub mod session;
+pub mod speaker;

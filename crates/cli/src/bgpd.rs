@@ -1,28 +1,30 @@
 //! `strata bgp`: the BGP speaker on real TCP, outside the lab.
 //!
-//! The driver of [`strata_bgp::session::Session`] on the machine's own sockets: one
-//! listening socket on the configured local address, one connection per neighbor (two
-//! while a connection collision is being settled, RFC 4271 section 6.8), non-blocking,
-//! served by a single loop with the wall clock. Routes announced come from
-//! the configuration file; routes received are kept per neighbor. The state of every
+//! A tokio driver of [`strata_bgp::speaker::Speaker`], which does all of BGP (sessions,
+//! collisions, RIBs, what to send whom). The driver only moves bytes: one task accepts
+//! connections, each connection has a task reading it and a task writing it, and the
+//! speaker runs on the main task, woken by what the connections read, by a finished
+//! connect, or by its own timers. Routes announced come from the configuration file;
+//! routes learned from one neighbor are passed on to the others. The state of every
 //! neighbor and its routes is written to a status file, which `strata bgp show` prints.
 
-use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Deserialize;
-use strata_bgp::codec::{self, AsPath, Attribute, Origin, Update};
-use strata_bgp::rib::AdjRibIn;
+use strata_bgp::codec;
+use strata_bgp::rib::Path as RoutePath;
+use strata_bgp::session::Config;
+use strata_bgp::speaker::{ConnId, Output, PeerConfig, PeerId, Speaker};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc;
 
 use crate::tcp_md5;
-use strata_bgp::session::{
-    Action, Collision, Config, Connection, Event, Session, State, collision,
-};
 
 /// The configuration file.
 #[derive(Debug, Deserialize)]
@@ -34,7 +36,14 @@ pub(crate) struct BgpdConfig {
     pub(crate) local: Ipv4Addr,
     #[serde(default = "default_port")]
     pub(crate) port: u16,
-    pub(crate) status_file: PathBuf,
+    /// Where the state of the neighbors and their routes is written (at most five
+    /// times a second); none, no status.
+    #[serde(default)]
+    pub(crate) status_file: Option<PathBuf>,
+    /// The next hop of the IPv6 routes passed on; by default the IPv4-mapped form of
+    /// `local`.
+    #[serde(default)]
+    pub(crate) next_hop6: Option<Ipv6Addr>,
     #[serde(default)]
     pub(crate) neighbor: Vec<NeighborDef>,
     #[serde(default)]
@@ -59,6 +68,9 @@ pub(crate) struct NeighborDef {
     /// TCP MD5 signature key (RFC 2385) for the connection to this neighbor.
     #[serde(default)]
     pub(crate) password: Option<String>,
+    /// Offer IPv6 unicast routes too (multiprotocol, RFC 4760).
+    #[serde(default)]
+    pub(crate) ipv6: bool,
 }
 
 fn default_hold() -> u16 {
@@ -68,28 +80,8 @@ fn default_hold() -> u16 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AnnounceDef {
-    pub(crate) prefix: Ipv4Net,
-    pub(crate) next_hop: Ipv4Addr,
-}
-
-struct Peer {
-    def: NeighborDef,
-    session: Session,
-    stream: Option<TcpStream>,
-    rx: Vec<u8>,
-    /// Whether `stream` is a connection we opened.
-    opened_locally: bool,
-    /// A connection the neighbor opened while `stream` was still opening.
-    second: Option<Second>,
-    received: AdjRibIn,
-    last_down: Option<String>,
-}
-
-/// The other connection of a collision, until one of the two is closed.
-struct Second {
-    session: Session,
-    stream: TcpStream,
-    rx: Vec<u8>,
+    pub(crate) prefix: IpNet,
+    pub(crate) next_hop: IpAddr,
 }
 
 pub(crate) fn load(path: &Path) -> anyhow::Result<BgpdConfig> {
@@ -121,344 +113,344 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<BgpdConfig> {
             );
         }
     }
+    for a in &config.announce {
+        if a.prefix.addr().is_ipv4() != a.next_hop.is_ipv4() {
+            bail!(
+                "{}: announce {}: next hop {} is of the other address family",
+                path.display(),
+                a.prefix,
+                a.next_hop
+            );
+        }
+    }
     Ok(config)
 }
 
-/// Runs the speaker until `stop` says so (or forever).
-pub(crate) fn run(config: BgpdConfig, stop: impl Fn() -> bool) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(SocketAddrV4::new(config.local, config.port))
-        .with_context(|| format!("listening on {}:{}", config.local, config.port))?;
-    listener.set_nonblocking(true)?;
-    for n in &config.neighbor {
-        if let Some(key) = &n.password {
-            tcp_md5::set_key(&listener, n.address, key.as_bytes())
-                .with_context(|| format!("TCP MD5 key for neighbor {}", n.address))?;
+/// Runs the speaker until `until`, or until SIGTERM or SIGINT; either way the sessions
+/// are closed with a Cease (administrative shutdown) first.
+pub(crate) fn run(config: BgpdConfig, until: Option<Instant>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(Driver::new(config)?.serve(until))
+}
+
+/// What the connection tasks tell the speaker's task.
+enum Event {
+    /// A connect the speaker asked for finished.
+    Connected(PeerId, Option<TcpStream>),
+    Read(ConnId, Vec<u8>),
+    Closed(ConnId),
+}
+
+/// A connection's tasks, from the speaker's side.
+struct Link {
+    /// Bytes to write; dropping it makes the writer finish what it has and shut down.
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+struct Driver {
+    config: BgpdConfig,
+    speaker: Speaker,
+    start: Instant,
+    links: HashMap<ConnId, Link>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
+    /// Whether anything happened since the status file was written.
+    dirty: bool,
+    last_status: Option<Instant>,
+}
+
+/// The status file is written at most this often.
+const STATUS_EVERY: Duration = Duration::from_millis(200);
+
+impl Driver {
+    fn new(config: BgpdConfig) -> anyhow::Result<Driver> {
+        let peers = config
+            .neighbor
+            .iter()
+            .map(|n| {
+                let mut session = Config::new(config.asn, config.router_id, n.asn);
+                session.passive = n.passive;
+                session.hold_time = n.hold_time;
+                session.connect_retry = Duration::from_secs(5);
+                if n.ipv6 {
+                    session
+                        .families
+                        .push((codec::afi::IPV6, codec::SAFI_UNICAST));
+                }
+                PeerConfig {
+                    address: IpAddr::V4(n.address),
+                    local_address: config.local,
+                    session,
+                }
+            })
+            .collect();
+        let mut speaker = Speaker::new(config.asn, config.next_hop6, peers);
+        let mut by_hop: HashMap<IpAddr, Vec<IpNet>> = HashMap::new();
+        for a in &config.announce {
+            by_hop.entry(a.next_hop).or_default().push(a.prefix);
         }
-    }
-    let start = Instant::now();
-    let mut peers: Vec<Peer> = config
-        .neighbor
-        .iter()
-        .map(|n| {
-            let mut c = Config::new(config.asn, config.router_id, n.asn);
-            c.passive = n.passive;
-            c.hold_time = n.hold_time;
-            c.connect_retry = Duration::from_secs(5);
-            let mut session = Session::new(c);
-            session.handle(Duration::ZERO, Event::Start);
-            Peer {
-                def: n.clone(),
-                session,
-                stream: None,
-                rx: Vec::new(),
-                opened_locally: false,
-                second: None,
-                received: AdjRibIn::new(),
-                last_down: None,
-            }
+        for (hop, prefixes) in by_hop {
+            speaker.announce_all(&prefixes, hop, Duration::ZERO);
+        }
+        let (events_tx, events) = mpsc::unbounded_channel();
+        Ok(Driver {
+            config,
+            speaker,
+            start: Instant::now(),
+            links: HashMap::new(),
+            events_tx,
+            events,
+            dirty: true,
+            last_status: None,
         })
-        .collect();
-    let mut last_status = String::new();
-    while !stop() {
-        let now = start.elapsed();
-        // Incoming connections go to the neighbor they come from.
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    async fn serve(mut self, until: Option<Instant>) -> anyhow::Result<()> {
+        let listener = self.listen()?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let until = until.map(tokio::time::Instant::from_std);
+        self.speaker.start(self.now());
         loop {
-            match listener.accept() {
-                Ok((stream, SocketAddr::V4(from))) => {
-                    match peers.iter_mut().find(|p| p.def.address == *from.ip()) {
-                        Some(p) if p.stream.is_none() => {
-                            stream.set_nonblocking(true)?;
-                            p.stream = Some(stream);
-                            p.opened_locally = false;
-                            p.session.handle(now, Event::TcpConnected);
-                        }
-                        // A collision: both connections live until the OPENs tell
-                        // which one to close.
-                        Some(p) if p.second.is_none() => {
-                            stream.set_nonblocking(true)?;
-                            let session = Session::accepted(p.session.config().clone(), now);
-                            p.second = Some(Second {
-                                session,
-                                stream,
-                                rx: Vec::new(),
-                            });
-                        }
-                        _ => drop(stream),
+            self.carry_out();
+            self.write_status(false)?;
+            let wake = [
+                self.speaker.poll_at().map(|t| self.start + t),
+                self.dirty.then(|| {
+                    self.last_status
+                        .map_or(Instant::now(), |t| t + STATUS_EVERY)
+                }),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(tokio::time::Instant::from_std);
+            tokio::select! {
+                accepted = listener.accept() => {
+                    if let Ok((stream, from)) = accepted {
+                        self.accept(stream, from);
                     }
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e.into()),
+                Some(event) = self.events.recv() => self.handle(event),
+                () = sleep_until(wake) => self.speaker.poll(self.now()),
+                () = sleep_until(until) => break,
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+            }
+            self.dirty = true;
+        }
+        self.speaker.stop(self.now());
+        self.carry_out();
+        // Let the writers send the NOTIFICATIONs before the process goes.
+        let writers: Vec<Link> = self.links.drain().map(|(_, l)| l).collect();
+        drop(writers);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.write_status(true)
+    }
+
+    /// The listening socket, with the TCP MD5 keys of the neighbors that have one.
+    fn listen(&self) -> anyhow::Result<TcpListener> {
+        let c = &self.config;
+        let socket = TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        for n in &c.neighbor {
+            if let Some(key) = &n.password {
+                tcp_md5::set_key(&socket, n.address, key.as_bytes())
+                    .with_context(|| format!("TCP MD5 key for neighbor {}", n.address))?;
             }
         }
-        for p in &mut peers {
-            serve(p, now, &config);
-        }
-        let status = status(&config, &peers);
-        if status != last_status {
-            std::fs::write(&config.status_file, &status)
-                .with_context(|| format!("writing {}", config.status_file.display()))?;
-            last_status = status;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+        socket
+            .bind(SocketAddr::V4(SocketAddrV4::new(c.local, c.port)))
+            .with_context(|| format!("listening on {}:{}", c.local, c.port))?;
+        Ok(socket.listen(64)?)
     }
-    for p in &mut peers {
-        p.session.handle(start.elapsed(), Event::Stop);
-        serve(p, start.elapsed(), &config);
-    }
-    std::fs::write(&config.status_file, status(&config, &peers))?;
-    Ok(())
-}
 
-/// Reads what `stream` has into `rx`; false once the connection is closed.
-fn read_into(stream: &mut TcpStream, rx: &mut Vec<u8>) -> bool {
-    let mut buf = [0u8; 16384];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return false,
-            Ok(n) => rx.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
-            Err(_) => return false,
-        }
-    }
-}
-
-/// Feeds the messages in `rx` to `session`, one by one while `more` says so.
-fn feed(session: &mut Session, rx: &mut Vec<u8>, now: Duration, more: impl Fn(&Session) -> bool) {
-    while more(session)
-        && let Some(message) = codec::take_message(rx, session.options())
-    {
-        let event = match message {
-            Ok(m) => Event::Message(m),
-            Err(e) => Event::Malformed(e),
+    fn accept(&mut self, stream: TcpStream, from: SocketAddr) {
+        let now = self.now();
+        let Some(peer) = self.speaker.peer_by_address(from.ip()) else {
+            return;
         };
-        session.handle(now, event);
-    }
-}
-
-/// Writes what a session queued to `stream` and closes it: for a connection that is
-/// being closed.
-fn flush_closing(session: &mut Session, stream: &mut TcpStream) {
-    flush_sends(session, stream);
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-}
-
-/// Writes the messages a session queued to `stream`, dropping its other actions.
-fn flush_sends(session: &mut Session, stream: &mut TcpStream) {
-    while let Some(action) = session.poll_action() {
-        if let Action::Send(m) = action {
-            let mut bytes = Vec::new();
-            if codec::encode(&m, session.options(), &mut bytes).is_ok() {
-                let _ = write_all_nonblocking(stream, &bytes);
-            }
+        if let Some(conn) = self.speaker.connected(peer, false, now) {
+            self.link(conn, stream);
         }
     }
-}
 
-/// Serves the second connection of a collision and settles the collision once the
-/// OPENs say how (RFC 4271 section 6.8).
-fn serve_second(p: &mut Peer, now: Duration) {
-    let Some(second) = p.second.as_mut() else {
-        return;
-    };
-    let open = read_into(&mut second.stream, &mut second.rx);
-    // Up to its OPEN only: from there the collision decides whether it goes on.
-    feed(&mut second.session, &mut second.rx, now, |s| {
-        s.peer_id().is_none() && s.state() != State::Idle
-    });
-    if !open || second.session.state() == State::Idle {
-        if let Some(mut second) = p.second.take() {
-            flush_closing(&mut second.session, &mut second.stream);
-        }
-        return;
-    }
-    second.session.poll(now);
-    let verdict = collision(
-        Connection {
-            session: &p.session,
-            opened_locally: p.opened_locally,
-        },
-        Connection {
-            session: &second.session,
-            opened_locally: false,
-        },
-    );
-    match verdict {
-        // Nothing decided: the OPEN (all a connection short of its peer's OPEN queues)
-        // goes out.
-        Collision::Wait => flush_sends(&mut second.session, &mut second.stream),
-        Collision::CloseSecond => {
-            if let Some(mut second) = p.second.take() {
-                second.session.close_collision(now);
-                flush_closing(&mut second.session, &mut second.stream);
-            }
-        }
-        Collision::CloseFirst => {
-            let Some(second) = p.second.take() else {
-                return;
-            };
-            p.session.close_collision(now);
-            match p.stream.as_mut() {
-                Some(stream) => flush_closing(&mut p.session, stream),
-                None => while p.session.poll_action().is_some() {},
-            }
-            p.session = second.session;
-            p.stream = Some(second.stream);
-            p.rx = second.rx;
-            p.opened_locally = false;
-        }
-    }
-}
-
-/// Reads, runs timers and actions, writes, for one neighbor.
-fn serve(p: &mut Peer, now: Duration, config: &BgpdConfig) {
-    serve_second(p, now);
-    let mut closed = false;
-    if let Some(stream) = p.stream.as_mut() {
-        closed = !read_into(stream, &mut p.rx);
-    }
-    // While a collision is open, the first connection goes no further than its OPEN.
-    let colliding = p.second.is_some();
-    feed(&mut p.session, &mut p.rx, now, |s| {
-        !colliding || s.peer_id().is_none()
-    });
-    if closed {
-        p.stream = None;
-        p.rx.clear();
-        p.session.handle(now, Event::TcpClosed);
-    }
-    p.session.poll(now);
-    while let Some(action) = p.session.poll_action() {
-        match action {
-            Action::Connect => {
-                p.stream = connect(config.local, &p.def);
-                p.opened_locally = true;
-                let event = if p.stream.is_some() {
-                    Event::TcpConnected
-                } else {
-                    Event::TcpClosed
-                };
-                p.session.handle(now, event);
-            }
-            Action::Disconnect => {
-                if let Some(s) = p.stream.take() {
-                    let _ = s.shutdown(std::net::Shutdown::Both);
+    fn handle(&mut self, event: Event) {
+        let now = self.now();
+        match event {
+            Event::Connected(peer, Some(stream)) => {
+                if let Some(conn) = self.speaker.connected(peer, true, now) {
+                    self.link(conn, stream);
                 }
             }
-            Action::Send(m) => {
-                let mut bytes = Vec::new();
-                if codec::encode(&m, p.session.options(), &mut bytes).is_ok()
-                    && let Some(s) = p.stream.as_mut()
-                {
-                    // A small message on a fresh socket; a full send buffer means a
-                    // dead peer, which the hold timer finds.
-                    let _ = write_all_nonblocking(s, &bytes);
-                }
+            Event::Connected(peer, None) => self.speaker.connect_failed(peer, now),
+            Event::Read(conn, bytes) => self.speaker.received(conn, &bytes, now),
+            Event::Closed(conn) => {
+                self.links.remove(&conn);
+                self.speaker.closed(conn, now);
             }
-            Action::Established(_) => {
-                p.last_down = None;
-                for (prefix, next_hop) in group(&config.announce) {
-                    let update = Update {
-                        attributes: vec![
-                            Attribute::Origin(Origin::Igp),
-                            Attribute::AsPath(AsPath::sequence(vec![config.asn])),
-                            Attribute::NextHop(next_hop),
-                        ],
-                        nlri: prefix,
-                        ..Update::default()
-                    };
-                    p.session.send_update(now, update);
-                }
-                p.session.send_update(
-                    now,
-                    Update::end_of_rib(codec::afi::IPV4, codec::SAFI_UNICAST),
-                );
-            }
-            Action::Update(u) => {
-                p.received.apply(&u, config.asn);
-            }
-            Action::Down(reason) => {
-                p.last_down = Some(format!("{reason:?}"));
-                p.received.clear();
-            }
-            Action::RouteRefresh(..) => {}
         }
     }
-}
 
-/// Announcements grouped by next hop, one UPDATE each.
-fn group(announce: &[AnnounceDef]) -> Vec<(Vec<Ipv4Net>, Ipv4Addr)> {
-    let mut by_hop: BTreeMap<Ipv4Addr, Vec<Ipv4Net>> = BTreeMap::new();
-    for a in announce {
-        by_hop.entry(a.next_hop).or_default().push(a.prefix.trunc());
+    /// Does what the speaker asks.
+    fn carry_out(&mut self) {
+        while let Some(output) = self.speaker.poll_output() {
+            match output {
+                Output::Connect(peer) => {
+                    let def = self.config.neighbor[peer.0].clone();
+                    let local = self.config.local;
+                    let events = self.events_tx.clone();
+                    tokio::spawn(async move {
+                        let stream = connect(local, &def).await.ok();
+                        let _ = events.send(Event::Connected(peer, stream));
+                    });
+                }
+                Output::Send(conn, bytes) => {
+                    if let Some(link) = self.links.get(&conn) {
+                        let _ = link.tx.send(bytes);
+                    }
+                }
+                Output::Close(conn) => {
+                    if let Some(link) = self.links.remove(&conn) {
+                        link.reader.abort();
+                    }
+                }
+                Output::Established(peer) => {
+                    eprintln!("neighbor {} up", self.config.neighbor[peer.0].address);
+                }
+                Output::Down(peer, reason) => {
+                    eprintln!(
+                        "neighbor {} down: {reason:?}",
+                        self.config.neighbor[peer.0].address
+                    );
+                }
+            }
+        }
     }
-    by_hop.into_iter().map(|(h, p)| (p, h)).collect()
+
+    /// Starts the tasks that read and write a connection.
+    fn link(&mut self, conn: ConnId, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (mut read, mut write) = stream.into_split();
+        let events = self.events_tx.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                match read.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if events.send(Event::Read(conn, buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = events.send(Event::Closed(conn));
+        });
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if write.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            let _ = write.shutdown().await;
+        });
+        self.links.insert(conn, Link { tx, reader });
+    }
+
+    /// Writes the status file if something happened and it was not written lately (or
+    /// now, if `force`).
+    fn write_status(&mut self, force: bool) -> anyhow::Result<()> {
+        let Some(file) = &self.config.status_file else {
+            return Ok(());
+        };
+        let due = self.last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
+        if !(force || (self.dirty && due)) {
+            return Ok(());
+        }
+        let text = status(&self.config, &self.speaker);
+        std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
+        self.dirty = false;
+        self.last_status = Some(Instant::now());
+        Ok(())
+    }
 }
 
-fn connect(local: Ipv4Addr, neighbor: &NeighborDef) -> Option<TcpStream> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
-    socket
-        .bind(&SocketAddr::V4(SocketAddrV4::new(local, 0)).into())
-        .ok()?;
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Opens a connection to a neighbor from our address, signed if it has a password.
+async fn connect(local: Ipv4Addr, neighbor: &NeighborDef) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::V4(SocketAddrV4::new(local, 0)))?;
     if let Some(key) = &neighbor.password {
-        tcp_md5::set_key(&socket, neighbor.address, key.as_bytes()).ok()?;
+        tcp_md5::set_key(&socket, neighbor.address, key.as_bytes())?;
     }
-    socket
-        .connect_timeout(
-            &SocketAddr::V4(SocketAddrV4::new(neighbor.address, neighbor.port)).into(),
-            Duration::from_secs(3),
-        )
-        .ok()?;
-    let stream: TcpStream = socket.into();
-    stream.set_nonblocking(true).ok()?;
-    Some(stream)
-}
-
-fn write_all_nonblocking(s: &mut TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while !bytes.is_empty() {
-        match s.write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    let to = SocketAddr::V4(SocketAddrV4::new(neighbor.address, neighbor.port));
+    tokio::time::timeout(Duration::from_secs(3), socket.connect(to))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
 /// The status file: neighbors and routes, like `birdc show protocols` and `show route`.
-fn status(config: &BgpdConfig, peers: &[Peer]) -> String {
+fn status(config: &BgpdConfig, speaker: &Speaker) -> String {
+    use std::fmt::Write;
     let mut out = format!("router {} AS {}\n", config.router_id, config.asn);
-    for p in peers {
-        let state = p.session.state();
-        out.push_str(&format!(
-            "neighbor {} AS {} {:?}{}\n",
-            p.def.address,
-            p.def.asn,
-            state,
-            p.last_down
-                .as_ref()
-                .map(|d| format!(" (last down: {d})"))
-                .unwrap_or_default()
-        ));
-        if state == State::Established {
-            for (prefix, next_hops) in group(&config.announce) {
-                for p in prefix {
-                    out.push_str(&format!("  sent {p} via {next_hops}\n"));
-                }
-            }
+    for p in speaker.peers() {
+        let _ = write!(
+            out,
+            "neighbor {} AS {} {:?}",
+            p.config.address, p.config.session.peer_as, p.state
+        );
+        if let Some(d) = p.last_down {
+            let _ = write!(out, " (last down: {d:?})");
+        }
+        out.push('\n');
+        for (prefix, path) in p.sent.iter() {
+            let local = speaker.originated().get(&prefix).is_some();
+            let hop = match (prefix, path.next_hop) {
+                (_, hop) if local => hop,
+                (IpNet::V4(_), _) => IpAddr::V4(p.config.local_address),
+                (IpNet::V6(_), _) => IpAddr::V6(
+                    config
+                        .next_hop6
+                        .unwrap_or(p.config.local_address.to_ipv6_mapped()),
+                ),
+            };
+            let _ = writeln!(out, "  sent {prefix} via {hop}");
         }
         for (prefix, path) in p.received.iter() {
-            let asns: Vec<String> = path.as_path.iter().map(|a| a.to_string()).collect();
-            out.push_str(&format!(
-                "  received {prefix} via {} AS path {}\n",
+            let _ = writeln!(
+                out,
+                "  received {prefix} via {} AS path {}",
                 path.next_hop,
-                asns.join(" ")
-            ));
+                as_path(path)
+            );
         }
     }
     out
+}
+
+fn as_path(path: &RoutePath) -> String {
+    let asns: Vec<String> = path
+        .as_path
+        .segments
+        .iter()
+        .flat_map(|s| s.asns.iter().map(u32::to_string))
+        .collect();
+    asns.join(" ")
 }

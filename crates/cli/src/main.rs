@@ -252,15 +252,14 @@ fn main() -> ExitCode {
         Command::Bgp(BgpCommand::Run { config, seconds }) => bgpd::load(&config).and_then(|c| {
             let until =
                 seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
-            bgpd::run(c, || until.is_some_and(|u| std::time::Instant::now() >= u)).map(|()| true)
+            bgpd::run(c, until).map(|()| true)
         }),
         Command::Bgp(BgpCommand::Show { config }) => bgpd::load(&config).and_then(|c| {
-            let status = std::fs::read_to_string(&c.status_file).with_context(|| {
-                format!(
-                    "reading {} (is the speaker running?)",
-                    c.status_file.display()
-                )
-            })?;
+            let Some(file) = &c.status_file else {
+                anyhow::bail!("{} names no status_file", config.display());
+            };
+            let status = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {} (is the speaker running?)", file.display()))?;
             print!("{status}");
             Ok(true)
         }),

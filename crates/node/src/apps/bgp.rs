@@ -8,10 +8,10 @@
 //! ```
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use smoltcp::iface::{Context, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{IpAddress, IpEndpoint};
@@ -75,7 +75,7 @@ struct Neighbor {
     peer_restart_time: Option<u16>,
     /// Routes kept from a neighbor that is restarting, until it re-announces them and sends
     /// End-of-RIB, or until `stale_until`.
-    stale: BTreeSet<Ipv4Net>,
+    stale: BTreeSet<IpNet>,
     stale_until: Option<Duration>,
     /// Our End-of-RIB is due after the first announcements of a session.
     end_of_rib_due: bool,
@@ -91,7 +91,7 @@ pub struct Speaker {
     next_hop: Ipv4Addr,
     started: bool,
     /// Prefixes whose best path must be chosen again at the next poll.
-    pending: BTreeSet<Ipv4Net>,
+    pending: BTreeSet<IpNet>,
 }
 
 impl Speaker {
@@ -143,7 +143,10 @@ impl Speaker {
                 received: n
                     .received
                     .iter()
-                    .map(|(p, path)| (*p, path.next_hop))
+                    .filter_map(|(p, path)| match (p, path.next_hop) {
+                        (IpNet::V4(p), IpAddr::V4(hop)) => Some((p, hop)),
+                        _ => None,
+                    })
                     .collect(),
                 advertised: n.advertised.iter().copied().collect(),
                 last_down: n.last_down.clone(),
@@ -163,7 +166,7 @@ impl Speaker {
         port: &mut dyn FnMut() -> u16,
     ) -> bool {
         let mut progressed = false;
-        let mut changed: BTreeSet<Ipv4Net> = std::mem::take(&mut self.pending);
+        let mut changed: BTreeSet<IpNet> = std::mem::take(&mut self.pending);
         if !self.started {
             self.started = true;
             for n in &mut self.neighbors {
@@ -298,7 +301,7 @@ impl Speaker {
                             // NOTIFICATION from a neighbor that can restart: keep its
                             // routes, stale, for its restart time.
                             (Lost::Connection, Some(time)) if time > 0 => {
-                                n.stale = n.received.iter().map(|(p, _)| *p).collect();
+                                n.stale = n.received.iter().map(|(p, _)| p).collect();
                                 n.stale_until = Some(now + Duration::from_secs(u64::from(time)));
                             }
                             _ => {
@@ -368,9 +371,19 @@ impl Speaker {
     /// Best-path selection for one prefix over every neighbor's Adj-RIB-In (RFC 4271
     /// 9.1.2.2: higher LOCAL_PREF, shorter AS_PATH, lower ORIGIN, lower MED), with
     /// multipath: every path that ties with the best goes into the FIB as an equal-cost
-    /// next hop.
-    fn select(&self, router: &mut Router, prefix: Ipv4Net) {
-        let next_hops = rib::best_next_hops(self.neighbors.iter().map(|n| &n.received), &prefix);
+    /// next hop. The lab's routers forward IPv4 only; IPv6 routes stay in the RIB.
+    fn select(&self, router: &mut Router, prefix: IpNet) {
+        let IpNet::V4(prefix) = prefix else {
+            return;
+        };
+        let next_hops: Vec<Ipv4Addr> =
+            rib::best_next_hops(self.neighbors.iter().map(|n| &n.received), &prefix.into())
+                .into_iter()
+                .filter_map(|hop| match hop {
+                    IpAddr::V4(hop) => Some(hop),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
         if next_hops.is_empty() {
             router.uninstall(prefix, RouteOrigin::Bgp);
         } else {

@@ -1,0 +1,879 @@
+//! A BGP speaker, sans-IO: sessions with many neighbors and the routes between them.
+//!
+//! ```text
+//!  bytes in ──► Session (FSM) ──UPDATE──► Adj-RIB-In ─┐
+//!                                                     ├─► best path ──► Adj-RIB-Out ──► UPDATEs out
+//!  announce() ──────────────────────► originated ─────┘    (per prefix)   (per neighbor)
+//! ```
+//!
+//! The driver owns the sockets and the clock. It tells the speaker about connections
+//! ([`Speaker::connected`], [`Speaker::received`], [`Speaker::closed`]) and takes
+//! [`Output`]s back: connections to open, bytes to write, connections to close. The
+//! speaker frames and decodes messages, settles connection collisions (RFC 4271 section
+//! 6.8), keeps each neighbor's Adj-RIB-In, selects the best path per prefix, and keeps an
+//! Adj-RIB-Out per neighbor from which it sends only what changed, packed into as few
+//! UPDATEs as the 4,096-byte limit allows.
+//!
+//! Export follows what an eBGP speaker does by default: our AS prepended, the next hop
+//! set to our own address (routes we originate keep the next hop they were given),
+//! MED and LOCAL_PREF not passed to another AS, communities and unknown optional
+//! transitive attributes passed on. A route is not sent back to the neighbor it came
+//! from, nor to a neighbor whose AS is on its path (it would drop it as a loop). Routes
+//! learned over iBGP are not sent to iBGP neighbors (RFC 4271 section 9.2).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::codec::{
+    self, AsPath, AsSegment, Attribute, FLAG_PARTIAL, Message, MpReach, MpUnreach, Update, afi,
+};
+use crate::rib::{AdjRibIn, Path};
+use crate::session::{
+    self, Action, Collision, Connection, DownReason, Event, Session, State, collision,
+};
+
+/// A neighbor, by its index in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub usize);
+
+/// A TCP connection, numbered by the speaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// One neighbor.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// The neighbor's address: incoming connections from it are its.
+    pub address: IpAddr,
+    /// Our address toward it: the next hop of the IPv4 routes we pass on to it.
+    pub local_address: Ipv4Addr,
+    pub session: session::Config,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Open a TCP connection to the neighbor, then call [`Speaker::connected`] (or
+    /// [`Speaker::connect_failed`]).
+    Connect(PeerId),
+    /// Write these bytes on the connection, in order.
+    Send(ConnId, Vec<u8>),
+    /// Close the connection (after writing what was sent on it).
+    Close(ConnId),
+    /// A session came up.
+    Established(PeerId),
+    /// A session went down.
+    Down(PeerId, DownReason),
+}
+
+/// Where the best path to a prefix comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Announced by this speaker ([`Speaker::announce`]).
+    Local,
+    Peer(PeerId),
+}
+
+/// The state of a neighbor, for display.
+#[derive(Debug, Clone)]
+pub struct PeerStatus<'a> {
+    pub config: &'a PeerConfig,
+    pub state: State,
+    pub last_down: Option<&'a DownReason>,
+    pub received: &'a AdjRibIn,
+    pub sent: &'a AdjRibIn,
+}
+
+#[derive(Debug)]
+struct Conn {
+    id: ConnId,
+    rx: Vec<u8>,
+    opened_locally: bool,
+}
+
+#[derive(Debug)]
+struct Peer {
+    config: PeerConfig,
+    session: Session,
+    /// The connection `session` runs on.
+    conn: Option<Conn>,
+    /// The other connection of a collision, with its own session, until one is closed.
+    second: Option<(Session, Conn)>,
+    adj_in: AdjRibIn,
+    /// What we announced to the neighbor: the paths as selected, before export changes
+    /// them (so a path shared by many prefixes stays shared here too).
+    adj_out: AdjRibIn,
+    established: bool,
+    last_down: Option<DownReason>,
+}
+
+impl Peer {
+    fn ibgp(&self) -> bool {
+        self.config.session.peer_as == self.config.session.local_as
+    }
+}
+
+/// The speaker.
+#[derive(Debug)]
+pub struct Speaker {
+    asn: u32,
+    /// The next hop of the IPv6 routes we pass on; an IPv4-mapped address of the
+    /// session's local address when unset (as BIRD and FRR do over IPv4 sessions).
+    next_hop6: Option<Ipv6Addr>,
+    peers: Vec<Peer>,
+    originated: AdjRibIn,
+    outputs: VecDeque<Output>,
+    next_conn: u64,
+}
+
+impl Speaker {
+    pub fn new(asn: u32, next_hop6: Option<Ipv6Addr>, peers: Vec<PeerConfig>) -> Speaker {
+        Speaker {
+            asn,
+            next_hop6,
+            peers: peers
+                .into_iter()
+                .map(|config| Peer {
+                    session: Session::new(config.session.clone()),
+                    config,
+                    conn: None,
+                    second: None,
+                    adj_in: AdjRibIn::new(),
+                    adj_out: AdjRibIn::new(),
+                    established: false,
+                    last_down: None,
+                })
+                .collect(),
+            originated: AdjRibIn::new(),
+            outputs: VecDeque::new(),
+            next_conn: 0,
+        }
+    }
+
+    /// Starts every session.
+    pub fn start(&mut self, now: Duration) {
+        for i in 0..self.peers.len() {
+            self.peers[i].session.handle(now, Event::Start);
+            self.drain(PeerId(i), now);
+        }
+    }
+
+    /// Stops every session (Cease, Administrative Shutdown).
+    pub fn stop(&mut self, now: Duration) {
+        for i in 0..self.peers.len() {
+            let peer = &mut self.peers[i];
+            if let Some((mut session, conn)) = peer.second.take() {
+                session.handle(now, Event::Stop);
+                self.flush_second(session, conn);
+            }
+            self.peers[i].session.handle(now, Event::Stop);
+            self.drain(PeerId(i), now);
+        }
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Speaker::poll`] next has work.
+    pub fn poll_at(&self) -> Option<Duration> {
+        self.peers
+            .iter()
+            .flat_map(|p| {
+                [
+                    p.session.poll_at(),
+                    p.second.as_ref().and_then(|s| s.0.poll_at()),
+                ]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn poll(&mut self, now: Duration) {
+        for i in 0..self.peers.len() {
+            self.peers[i].session.poll(now);
+            if let Some((session, _)) = self.peers[i].second.as_mut() {
+                session.poll(now);
+            }
+            self.serve(PeerId(i), now);
+        }
+    }
+
+    /// The neighbor a connection from `address` belongs to.
+    pub fn peer_by_address(&self, address: IpAddr) -> Option<PeerId> {
+        self.peers
+            .iter()
+            .position(|p| p.config.address == address)
+            .map(PeerId)
+    }
+
+    /// A TCP connection to `peer` is up: one we opened after [`Output::Connect`]
+    /// (`opened_locally`) or one the neighbor opened. Returns its number, or `None` when
+    /// the speaker does not want it (the driver closes it): the session is stopped, or
+    /// two connections are already being settled.
+    pub fn connected(
+        &mut self,
+        peer: PeerId,
+        opened_locally: bool,
+        now: Duration,
+    ) -> Option<ConnId> {
+        let id = ConnId(self.next_conn);
+        let conn = Conn {
+            id,
+            rx: Vec::new(),
+            opened_locally,
+        };
+        let p = self.peers.get_mut(peer.0)?;
+        if p.conn.is_none() {
+            if p.session.state() == State::Idle {
+                return None;
+            }
+            p.conn = Some(conn);
+            p.session.handle(now, Event::TcpConnected);
+        } else if p.second.is_none() {
+            // A collision: both connections live until the OPENs tell which to close.
+            let session = Session::accepted(p.session.config().clone(), now);
+            p.second = Some((session, conn));
+        } else {
+            return None;
+        }
+        self.next_conn += 1;
+        self.serve(peer, now);
+        Some(id)
+    }
+
+    /// The connection [`Output::Connect`] asked for could not be opened.
+    pub fn connect_failed(&mut self, peer: PeerId, now: Duration) {
+        if let Some(p) = self.peers.get_mut(peer.0)
+            && p.conn.is_none()
+        {
+            p.session.handle(now, Event::TcpClosed);
+            self.serve(peer, now);
+        }
+    }
+
+    /// Bytes arrived on a connection.
+    pub fn received(&mut self, conn: ConnId, bytes: &[u8], now: Duration) {
+        let Some((peer, second)) = self.find(conn) else {
+            return;
+        };
+        let p = &mut self.peers[peer.0];
+        let c = if second {
+            p.second.as_mut().map(|(_, c)| c)
+        } else {
+            p.conn.as_mut()
+        };
+        if let Some(c) = c {
+            c.rx.extend_from_slice(bytes);
+        }
+        self.serve(peer, now);
+    }
+
+    /// A connection was closed by the neighbor or failed.
+    pub fn closed(&mut self, conn: ConnId, now: Duration) {
+        let Some((peer, second)) = self.find(conn) else {
+            return;
+        };
+        let p = &mut self.peers[peer.0];
+        if second {
+            p.second = None;
+        } else {
+            // What it had sent before closing still counts (a NOTIFICATION, say).
+            self.serve(peer, now);
+            let p = &mut self.peers[peer.0];
+            if p.conn.as_ref().is_some_and(|c| c.id == conn) {
+                p.conn = None;
+                p.session.handle(now, Event::TcpClosed);
+            }
+        }
+        self.serve(peer, now);
+    }
+
+    /// Announces `prefix` from this speaker, with `next_hop`; replaces an earlier
+    /// announcement of it.
+    pub fn announce(&mut self, prefix: IpNet, next_hop: IpAddr, now: Duration) {
+        self.announce_all(&[prefix], next_hop, now);
+    }
+
+    /// Announces prefixes with one next hop (they share one path, and go out in as few
+    /// UPDATEs as fit).
+    pub fn announce_all(&mut self, prefixes: &[IpNet], next_hop: IpAddr, now: Duration) {
+        let path = Arc::new(Path {
+            next_hop,
+            local_pref: 100,
+            as_path: AsPath::default(),
+            origin: codec::Origin::Igp,
+            med: None,
+            communities: Vec::new(),
+            transitive: Vec::new(),
+        });
+        let prefixes: Vec<IpNet> = prefixes.iter().map(IpNet::trunc).collect();
+        for p in &prefixes {
+            self.originated.insert(*p, Arc::clone(&path));
+        }
+        self.propagate(&prefixes, now);
+    }
+
+    /// Withdraws a prefix this speaker announced.
+    pub fn withdraw(&mut self, prefix: IpNet, now: Duration) {
+        let prefix = prefix.trunc();
+        if self.originated.remove(&prefix) {
+            self.propagate(&[prefix], now);
+        }
+    }
+
+    /// Every neighbor's state and tables.
+    pub fn peers(&self) -> impl Iterator<Item = PeerStatus<'_>> {
+        self.peers.iter().map(|p| PeerStatus {
+            config: &p.config,
+            state: p.session.state(),
+            last_down: p.last_down.as_ref(),
+            received: &p.adj_in,
+            sent: &p.adj_out,
+        })
+    }
+
+    /// The routes this speaker announces itself.
+    pub fn originated(&self) -> &AdjRibIn {
+        &self.originated
+    }
+
+    /// The best path to a prefix and where it comes from (RFC 4271 9.1.2.2, and among
+    /// equals the lowest BGP Identifier, then the lowest neighbor address); our own
+    /// announcements win over learned ones.
+    pub fn best(&self, prefix: &IpNet) -> Option<(Source, &Arc<Path>)> {
+        if let Some(path) = self.originated.get(prefix) {
+            return Some((Source::Local, path));
+        }
+        self.peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let path = p.adj_in.get(prefix)?;
+                let id = p.session.peer_id().unwrap_or(Ipv4Addr::BROADCAST);
+                Some(((path.rank(), id, p.config.address), i, path))
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, i, path)| (Source::Peer(PeerId(i)), path))
+    }
+
+    /// Next hops of every path that ties with the best one (multipath), for a FIB.
+    pub fn next_hops(&self, prefix: &IpNet) -> Vec<IpAddr> {
+        if let Some(path) = self.originated.get(prefix) {
+            return vec![path.next_hop];
+        }
+        crate::rib::best_next_hops(self.peers.iter().map(|p| &p.adj_in), prefix)
+    }
+
+    fn find(&self, conn: ConnId) -> Option<(PeerId, bool)> {
+        self.peers.iter().enumerate().find_map(|(i, p)| {
+            if p.conn.as_ref().is_some_and(|c| c.id == conn) {
+                Some((PeerId(i), false))
+            } else if p.second.as_ref().is_some_and(|(_, c)| c.id == conn) {
+                Some((PeerId(i), true))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Feeds what arrived to a neighbor's sessions, settles a collision, and carries out
+    /// what the sessions ask.
+    fn serve(&mut self, peer: PeerId, now: Duration) {
+        // Twice: the first connection's OPEN may settle a collision, after which the
+        // surviving connection's later messages can be read.
+        for _ in 0..2 {
+            self.settle(peer, now);
+            let p = &mut self.peers[peer.0];
+            let colliding = p.second.is_some();
+            if let Some(conn) = p.conn.as_mut() {
+                // While a collision is open, the first connection goes no further than
+                // its OPEN.
+                feed(&mut p.session, &mut conn.rx, now, |s| {
+                    !colliding || s.peer_id().is_none()
+                });
+            }
+            self.drain(peer, now);
+        }
+    }
+
+    /// The second connection of a collision: read up to its OPEN, then close one of
+    /// the two as RFC 4271 section 6.8 says.
+    fn settle(&mut self, peer: PeerId, now: Duration) {
+        let p = &mut self.peers[peer.0];
+        let Some((session, conn)) = p.second.as_mut() else {
+            return;
+        };
+        feed(session, &mut conn.rx, now, |s| {
+            s.peer_id().is_none() && s.state() != State::Idle
+        });
+        if session.state() == State::Idle {
+            if let Some((session, conn)) = p.second.take() {
+                self.flush_second(session, conn);
+            }
+            return;
+        }
+        let verdict = collision(
+            Connection {
+                session: &p.session,
+                opened_locally: p.conn.as_ref().is_some_and(|c| c.opened_locally),
+            },
+            Connection {
+                session,
+                opened_locally: conn.opened_locally,
+            },
+        );
+        match verdict {
+            // Nothing decided: the OPEN (all a connection short of its peer's OPEN
+            // queues) goes out.
+            Collision::Wait => {
+                let id = conn.id;
+                while let Some(action) = session.poll_action() {
+                    if let Action::Send(m) = action {
+                        emit(&mut self.outputs, id, &m, session.options());
+                    }
+                }
+            }
+            Collision::CloseSecond => {
+                if let Some((mut session, conn)) = p.second.take() {
+                    session.close_collision(now);
+                    self.flush_second(session, conn);
+                }
+            }
+            Collision::CloseFirst => {
+                let Some((session, conn)) = p.second.take() else {
+                    return;
+                };
+                p.session.close_collision(now);
+                let old = std::mem::replace(&mut p.session, session);
+                let old_conn = p.conn.replace(conn);
+                if let Some(c) = old_conn {
+                    self.flush_second(old, c);
+                }
+            }
+        }
+    }
+
+    /// Writes what a closing connection's session queued, then closes it.
+    fn flush_second(&mut self, mut session: Session, conn: Conn) {
+        while let Some(action) = session.poll_action() {
+            if let Action::Send(m) = action {
+                emit(&mut self.outputs, conn.id, &m, session.options());
+            }
+        }
+        self.outputs.push_back(Output::Close(conn.id));
+    }
+
+    /// Carries out what a neighbor's session asks.
+    ///
+    /// The actions queued are taken out before any is carried out: carrying one out can
+    /// send to any neighbor, this one included, and what this one queues then comes
+    /// after what it had queued before.
+    fn drain(&mut self, peer: PeerId, now: Duration) {
+        loop {
+            let session = &mut self.peers[peer.0].session;
+            let actions: Vec<Action> = std::iter::from_fn(|| session.poll_action()).collect();
+            if actions.is_empty() {
+                return;
+            }
+            for action in actions {
+                self.carry_out(peer, action, now);
+            }
+        }
+    }
+
+    fn carry_out(&mut self, peer: PeerId, action: Action, now: Duration) {
+        {
+            let p = &mut self.peers[peer.0];
+            match action {
+                Action::Connect => self.outputs.push_back(Output::Connect(peer)),
+                Action::Disconnect => {
+                    if let Some(c) = p.conn.take() {
+                        self.outputs.push_back(Output::Close(c.id));
+                    }
+                }
+                Action::Send(m) => {
+                    if let Some(c) = &p.conn {
+                        emit(&mut self.outputs, c.id, &m, p.session.options());
+                    }
+                }
+                Action::Established(_) => {
+                    p.established = true;
+                    p.last_down = None;
+                    self.outputs.push_back(Output::Established(peer));
+                    self.send_table(peer, now);
+                }
+                Action::Update(u) => {
+                    let changed = p.adj_in.apply(&u, self.asn);
+                    self.propagate(&changed, now);
+                }
+                Action::Down(reason) => {
+                    p.established = false;
+                    p.adj_out.clear();
+                    p.last_down = Some(reason.clone());
+                    let lost = p.adj_in.clear();
+                    self.outputs.push_back(Output::Down(peer, reason));
+                    self.propagate(&lost, now);
+                }
+                Action::RouteRefresh(..) => {
+                    // RFC 2918: the whole table again (the families are sent together).
+                    p.adj_out.clear();
+                    self.send_table(peer, now);
+                }
+            }
+        }
+    }
+
+    /// Sends a neighbor that just came up (or asked for a refresh) every best route,
+    /// then End-of-RIB for each family (RFC 4724).
+    fn send_table(&mut self, peer: PeerId, now: Duration) {
+        let mut prefixes: Vec<IpNet> = self.originated.iter().map(|(p, _)| p).collect();
+        for (i, p) in self.peers.iter().enumerate() {
+            // Each prefix once: from the table its best path is in.
+            prefixes.extend(
+                p.adj_in
+                    .iter()
+                    .filter_map(|(prefix, _)| match self.best(&prefix) {
+                        Some((Source::Peer(PeerId(j)), _)) if j == i => Some(prefix),
+                        _ => None,
+                    }),
+            );
+        }
+        let mut batch = Batch::default();
+        for prefix in prefixes {
+            let best = self.best(&prefix).map(|(s, p)| (s, Arc::clone(p)));
+            self.export(peer, prefix, best.as_ref(), &mut batch);
+        }
+        self.send_batch(peer, batch, now);
+        let p = &mut self.peers[peer.0];
+        let families = p
+            .session
+            .negotiated()
+            .map(|n| n.families.clone())
+            .unwrap_or_default();
+        for (afi, safi) in families {
+            p.session.send_update(now, Update::end_of_rib(afi, safi));
+        }
+        self.drain(peer, now);
+    }
+
+    /// Sends every established neighbor what changed for `prefixes`.
+    fn propagate(&mut self, prefixes: &[IpNet], now: Duration) {
+        if prefixes.is_empty() {
+            return;
+        }
+        let targets: Vec<PeerId> = (0..self.peers.len())
+            .filter(|&i| self.peers[i].established)
+            .map(PeerId)
+            .collect();
+        let mut batches: Vec<Batch> = targets.iter().map(|_| Batch::default()).collect();
+        for &prefix in prefixes {
+            let best = self.best(&prefix).map(|(s, p)| (s, Arc::clone(p)));
+            for (batch, &target) in batches.iter_mut().zip(&targets) {
+                self.export(target, prefix, best.as_ref(), batch);
+            }
+        }
+        for (batch, target) in batches.into_iter().zip(targets) {
+            self.send_batch(target, batch, now);
+        }
+    }
+
+    /// What `target` should hear about `prefix`, whose best path is `best`, given its
+    /// Adj-RIB-Out: added to `batch` (and the Adj-RIB-Out updated) when it changed.
+    fn export(
+        &mut self,
+        target: PeerId,
+        prefix: IpNet,
+        best: Option<&(Source, Arc<Path>)>,
+        batch: &mut Batch,
+    ) {
+        let to = &self.peers[target.0];
+        let path = match best {
+            Some((Source::Peer(from), _)) if *from == target => None,
+            Some((Source::Peer(from), _)) if to.ibgp() && self.peers[from.0].ibgp() => None,
+            Some((_, path)) if path.traverses(to.config.session.peer_as) => None,
+            Some((source, path)) => Some((*source == Source::Local, Arc::clone(path))),
+            None => None,
+        };
+        let to = &mut self.peers[target.0];
+        match (path, to.adj_out.get(&prefix)) {
+            (Some((_, new)), Some(old)) if Arc::ptr_eq(&new, old) => {}
+            (Some((local, new)), _) => {
+                to.adj_out.insert(prefix, Arc::clone(&new));
+                batch.announce(prefix, new, local);
+            }
+            (None, Some(_)) => {
+                to.adj_out.remove(&prefix);
+                batch.withdraw.push(prefix);
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// Encodes a batch of changes as UPDATEs to `target`.
+    fn send_batch(&mut self, target: PeerId, batch: Batch, now: Duration) {
+        if batch.is_empty() {
+            return;
+        }
+        let asn = self.asn;
+        let p = &mut self.peers[target.0];
+        let ibgp = p.ibgp();
+        let hop4 = p.config.local_address;
+        let hop6 = self.next_hop6.unwrap_or(hop4.to_ipv6_mapped());
+        let (w4, w6): (Vec<IpNet>, Vec<IpNet>) = batch
+            .withdraw
+            .iter()
+            .partition(|p| matches!(p, IpNet::V4(_)));
+        for chunk in chunks(&w4, HEADER_ROOM) {
+            p.session.send_update(
+                now,
+                Update {
+                    withdrawn: chunk.iter().filter_map(v4).collect(),
+                    ..Update::default()
+                },
+            );
+        }
+        for chunk in chunks(&w6, HEADER_ROOM - MP_ROOM) {
+            p.session.send_update(
+                now,
+                Update {
+                    attributes: vec![Attribute::MpUnreach(MpUnreach {
+                        afi: afi::IPV6,
+                        safi: codec::SAFI_UNICAST,
+                        withdrawn: chunk.to_vec(),
+                    })],
+                    ..Update::default()
+                },
+            );
+        }
+        for (path, local, prefixes) in &batch.announce {
+            let local = *local;
+            let mut attributes = export_attributes(path, asn, ibgp, local);
+            let room = HEADER_ROOM - attributes_len(&attributes);
+            let (n4, n6): (Vec<IpNet>, Vec<IpNet>) =
+                prefixes.iter().partition(|p| matches!(p, IpNet::V4(_)));
+            if !n4.is_empty() {
+                let hop = match path.next_hop {
+                    IpAddr::V4(h) if local || ibgp => h,
+                    _ => hop4,
+                };
+                attributes.push(Attribute::NextHop(hop));
+                for chunk in chunks(&n4, room - 8) {
+                    p.session.send_update(
+                        now,
+                        Update {
+                            attributes: attributes.clone(),
+                            nlri: chunk.iter().filter_map(v4).collect(),
+                            ..Update::default()
+                        },
+                    );
+                }
+                attributes.pop();
+            }
+            if !n6.is_empty() {
+                let hop = match path.next_hop {
+                    IpAddr::V6(h) if local || ibgp => h,
+                    _ => hop6,
+                };
+                for chunk in chunks(&n6, room - MP_ROOM - 16) {
+                    let mut attributes = attributes.clone();
+                    attributes.push(Attribute::MpReach(MpReach {
+                        afi: afi::IPV6,
+                        safi: codec::SAFI_UNICAST,
+                        next_hops: vec![IpAddr::V6(hop)],
+                        nlri: chunk.to_vec(),
+                    }));
+                    p.session.send_update(
+                        now,
+                        Update {
+                            attributes,
+                            ..Update::default()
+                        },
+                    );
+                }
+            }
+        }
+        self.drain(target, now);
+    }
+}
+
+/// Room for prefixes in an UPDATE: the 4,096-byte limit less the header (19), the two
+/// length fields (4).
+const HEADER_ROOM: usize = codec::MAX_LEN - codec::HEADER_LEN - 4;
+/// What MP_REACH/MP_UNREACH take besides their prefixes and next hop: flags, type,
+/// extended length (4), AFI, SAFI, next-hop length, reserved (5).
+const MP_ROOM: usize = 9;
+
+/// Changes for one neighbor, announcements grouped by path.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Paths, whether we originated them, and their prefixes.
+    announce: Vec<(Arc<Path>, bool, Vec<IpNet>)>,
+    /// Index into `announce` by the path's address.
+    by_path: HashMap<*const Path, usize>,
+    withdraw: Vec<IpNet>,
+}
+
+impl Batch {
+    fn announce(&mut self, prefix: IpNet, path: Arc<Path>, local: bool) {
+        let key = Arc::as_ptr(&path);
+        if let Some(&i) = self.by_path.get(&key) {
+            self.announce[i].2.push(prefix);
+            return;
+        }
+        // A table arrives as UPDATEs of one path each, so consecutive paths are often
+        // equal: their prefixes go out together.
+        if let Some((last, last_local, prefixes)) = self.announce.last_mut()
+            && *last_local == local
+            && **last == *path
+        {
+            prefixes.push(prefix);
+            self.by_path.insert(key, self.announce.len() - 1);
+            return;
+        }
+        self.by_path.insert(key, self.announce.len());
+        self.announce.push((path, local, vec![prefix]));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.announce.is_empty() && self.withdraw.is_empty()
+    }
+}
+
+/// The attributes a path is announced with (all but the next hop).
+fn export_attributes(path: &Path, asn: u32, ibgp: bool, local: bool) -> Vec<Attribute> {
+    let mut out = vec![Attribute::Origin(path.origin)];
+    let mut as_path = path.as_path.clone();
+    if !ibgp {
+        match as_path.segments.first_mut() {
+            Some(s) if !s.set && s.asns.len() < 255 => s.asns.insert(0, asn),
+            _ => as_path.segments.insert(
+                0,
+                AsSegment {
+                    set: false,
+                    asns: vec![asn],
+                },
+            ),
+        }
+    }
+    out.push(Attribute::AsPath(as_path));
+    // MED is for the neighboring AS only (RFC 4271 5.1.4): ours goes out, a learned
+    // one goes no further than our own AS.
+    if let Some(med) = path.med
+        && (local || ibgp)
+    {
+        out.push(Attribute::Med(med));
+    }
+    if ibgp {
+        out.push(Attribute::LocalPref(path.local_pref));
+    }
+    if !path.communities.is_empty() {
+        out.push(Attribute::Communities(path.communities.clone()));
+    }
+    for a in &path.transitive {
+        if let Attribute::Unknown { flags, code, value } = a {
+            out.push(Attribute::Unknown {
+                flags: flags | FLAG_PARTIAL,
+                code: *code,
+                value: value.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The encoded size of attributes (4 octets of AS each: the larger of the two forms).
+fn attributes_len(attributes: &[Attribute]) -> usize {
+    attributes
+        .iter()
+        .map(|a| {
+            4 + match a {
+                Attribute::Origin(_) => 1,
+                Attribute::AsPath(p) => p.segments.iter().map(|s| 2 + 4 * s.asns.len()).sum(),
+                Attribute::NextHop(_) | Attribute::Med(_) | Attribute::LocalPref(_) => 4,
+                Attribute::Communities(c) => 4 * c.len(),
+                Attribute::Unknown { value, .. } => value.len(),
+                Attribute::MpReach(_) | Attribute::MpUnreach(_) => 0,
+            }
+        })
+        .sum()
+}
+
+/// Splits prefixes into runs whose encoding fits in `room` bytes.
+fn chunks(prefixes: &[IpNet], room: usize) -> impl Iterator<Item = &[IpNet]> {
+    let mut rest = prefixes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut used = 0;
+        let mut n = 0;
+        for p in rest {
+            let len = 1 + usize::from(p.prefix_len()).div_ceil(8);
+            if used + len > room && n > 0 {
+                break;
+            }
+            used += len;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+fn v4(p: &IpNet) -> Option<ipnet::Ipv4Net> {
+    match p {
+        IpNet::V4(p) => Some(*p),
+        IpNet::V6(_) => None,
+    }
+}
+
+/// Feeds the whole messages in `rx` to `session`, one by one while `more` says so.
+fn feed(session: &mut Session, rx: &mut Vec<u8>, now: Duration, more: impl Fn(&Session) -> bool) {
+    let mut at = 0;
+    while more(session) {
+        let rest = &rx[at..];
+        let len = match codec::message_len(rest) {
+            Ok(Some(len)) => len,
+            Ok(None) => break,
+            Err(e) => {
+                session.handle(now, Event::Malformed(e));
+                at = rx.len();
+                break;
+            }
+        };
+        let event = match codec::decode(&rest[..len], session.options()) {
+            Ok(m) => Event::Message(m),
+            Err(e) => Event::Malformed(e),
+        };
+        at += len;
+        session.handle(now, event);
+    }
+    rx.drain(..at);
+}
+
+/// Appends a message to what goes out on `conn`: to the last [`Output::Send`] when it is
+/// for the same connection, so the driver writes a run of messages at once.
+fn emit(outputs: &mut VecDeque<Output>, conn: ConnId, message: &Message, options: codec::Options) {
+    if let Some(Output::Send(c, bytes)) = outputs.back_mut()
+        && *c == conn
+    {
+        // Our own messages are packed to fit; one that cannot be encoded is dropped.
+        let _ = codec::encode(message, options, bytes);
+        return;
+    }
+    let mut bytes = Vec::new();
+    if codec::encode(message, options, &mut bytes).is_ok() {
+        outputs.push_back(Output::Send(conn, bytes));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,388 @@
+//! Speakers wired to each other in memory: every byte between them goes through the
+//! codec, the sessions and the RIBs, as it would over TCP.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::session::Config;
+
+/// A speaker and the addresses it owns.
+struct Node {
+    speaker: Speaker,
+    addresses: Vec<Ipv4Addr>,
+}
+
+/// Speakers and the connections between them.
+struct Net {
+    nodes: Vec<Node>,
+    /// (node, connection) to the other end.
+    links: HashMap<(usize, ConnId), (usize, ConnId)>,
+    now: Duration,
+    /// UPDATE messages written by each node.
+    updates_sent: Vec<usize>,
+    /// Refuse connections (a speaker cut off).
+    cut: Vec<bool>,
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+/// A neighbor of a node: its address, our address toward it, its AS.
+fn peer(local_as: u32, id: &str, address: &str, local: &str, peer_as: u32) -> PeerConfig {
+    let mut session = Config::new(local_as, ip(id), peer_as);
+    session.connect_retry = Duration::from_secs(5);
+    PeerConfig {
+        address: IpAddr::V4(ip(address)),
+        local_address: ip(local),
+        session,
+    }
+}
+
+impl Net {
+    fn new(nodes: Vec<Node>) -> Net {
+        let n = nodes.len();
+        let mut net = Net {
+            nodes,
+            links: HashMap::new(),
+            now: Duration::ZERO,
+            updates_sent: vec![0; n],
+            cut: vec![false; n],
+        };
+        for node in &mut net.nodes {
+            node.speaker.start(net.now);
+        }
+        net
+    }
+
+    /// A---S---B: S (AS 65000) between A (AS 65001) and B (AS 65002).
+    fn line() -> Net {
+        Net::line_with(|_| {})
+    }
+
+    /// [`Net::line`], each neighbor's configuration changed by `f`.
+    fn line_with(f: impl Fn(&mut PeerConfig)) -> Net {
+        let peer = |local_as, id, address, local, peer_as| {
+            let mut p = peer(local_as, id, address, local, peer_as);
+            f(&mut p);
+            p
+        };
+        Net::new(vec![
+            Node {
+                speaker: Speaker::new(
+                    65001,
+                    None,
+                    vec![peer(65001, "1.1.1.1", "10.0.0.2", "10.0.0.1", 65000)],
+                ),
+                addresses: vec![ip("10.0.0.1")],
+            },
+            Node {
+                speaker: Speaker::new(
+                    65000,
+                    None,
+                    vec![
+                        peer(65000, "2.2.2.2", "10.0.0.1", "10.0.0.2", 65001),
+                        peer(65000, "2.2.2.2", "10.0.1.1", "10.0.1.2", 65002),
+                    ],
+                ),
+                addresses: vec![ip("10.0.0.2"), ip("10.0.1.2")],
+            },
+            Node {
+                speaker: Speaker::new(
+                    65002,
+                    None,
+                    vec![peer(65002, "3.3.3.3", "10.0.1.2", "10.0.1.1", 65000)],
+                ),
+                addresses: vec![ip("10.0.1.1")],
+            },
+        ])
+    }
+
+    /// Carries outputs until nothing moves; then a second of time passes.
+    fn run(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(out) = self.nodes[i].speaker.poll_output() {
+                    moved = true;
+                    self.carry(i, out);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the speakers do not settle");
+    }
+
+    fn carry(&mut self, from: usize, out: Output) {
+        let now = self.now;
+        match out {
+            Output::Connect(p) => {
+                let config = self.nodes[from].speaker.peers[p.0].config.clone();
+                let to = self.nodes.iter().position(|n| {
+                    IpAddr::V4(n.addresses[0]) == config.address
+                        || n.addresses.iter().any(|a| IpAddr::V4(*a) == config.address)
+                });
+                let theirs = to.and_then(|t| {
+                    self.nodes[t]
+                        .speaker
+                        .peer_by_address(IpAddr::V4(config.local_address))
+                        .map(|q| (t, q))
+                });
+                match theirs {
+                    Some((t, q)) if !self.cut[t] && !self.cut[from] => {
+                        let a = self.nodes[from].speaker.connected(p, true, now);
+                        let b = self.nodes[t].speaker.connected(q, false, now);
+                        match (a, b) {
+                            (Some(a), Some(b)) => {
+                                self.links.insert((from, a), (t, b));
+                                self.links.insert((t, b), (from, a));
+                            }
+                            (Some(a), None) => self.nodes[from].speaker.closed(a, now),
+                            (None, Some(b)) => self.nodes[t].speaker.closed(b, now),
+                            (None, None) => {}
+                        }
+                    }
+                    _ => self.nodes[from].speaker.connect_failed(p, now),
+                }
+            }
+            Output::Send(c, bytes) => {
+                let mut rest = &bytes[..];
+                while let Ok(Some(len)) = codec::message_len(rest) {
+                    if rest[18] == 2 {
+                        self.updates_sent[from] += 1;
+                    }
+                    rest = &rest[len..];
+                }
+                if let Some(&(t, theirs)) = self.links.get(&(from, c)) {
+                    self.nodes[t].speaker.received(theirs, &bytes, now);
+                }
+            }
+            Output::Close(c) => {
+                if let Some((t, theirs)) = self.links.remove(&(from, c)) {
+                    self.links.remove(&(t, theirs));
+                    self.nodes[t].speaker.closed(theirs, now);
+                }
+            }
+            Output::Established(_) | Output::Down(..) => {}
+        }
+    }
+
+    /// Lets `seconds` pass, a second at a time.
+    fn wait(&mut self, seconds: u64) {
+        for _ in 0..seconds {
+            self.run();
+            self.now += Duration::from_secs(1);
+            for n in &mut self.nodes {
+                n.speaker.poll(self.now);
+            }
+        }
+        self.run();
+    }
+
+    fn state(&self, node: usize, peer: usize) -> State {
+        self.nodes[node].speaker.peers().nth(peer).unwrap().state
+    }
+
+    fn received(&self, node: usize, peer: usize) -> &AdjRibIn {
+        self.nodes[node].speaker.peers().nth(peer).unwrap().received
+    }
+}
+
+fn as_path(path: &Path) -> Vec<u32> {
+    path.as_path
+        .segments
+        .iter()
+        .flat_map(|s| s.asns.iter().copied())
+        .collect()
+}
+
+#[test]
+fn routes_pass_through_with_our_as_prepended_and_our_next_hop() {
+    let mut n = Net::line();
+    n.wait(2);
+    assert_eq!(n.state(0, 0), State::Established);
+    assert_eq!(n.state(2, 0), State::Established);
+
+    let vip = net("192.168.133.74/32");
+    n.nodes[0]
+        .speaker
+        .announce(vip, IpAddr::V4(ip("10.0.0.1")), n.now);
+    n.run();
+    let at_b = n.received(2, 0).get(&vip).expect("B has the VIP");
+    assert_eq!(as_path(at_b), vec![65000, 65001]);
+    assert_eq!(at_b.next_hop, IpAddr::V4(ip("10.0.1.2")));
+    // S learned it from A and does not send it back.
+    assert!(n.nodes[1].speaker.peers().next().unwrap().sent.is_empty());
+    assert_eq!(
+        n.nodes[1].speaker.next_hops(&vip),
+        vec![IpAddr::V4(ip("10.0.0.1"))]
+    );
+
+    n.nodes[0].speaker.withdraw(vip, n.now);
+    n.run();
+    assert!(n.received(2, 0).is_empty());
+    assert!(n.received(1, 0).is_empty());
+}
+
+#[test]
+fn a_neighbor_that_goes_down_takes_its_routes_with_it() {
+    let mut n = Net::line();
+    n.wait(2);
+    let prefixes: Vec<IpNet> = (0..100u32)
+        .map(|i| IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from((10 << 24) | (i << 8)), 24).unwrap()))
+        .collect();
+    n.nodes[0]
+        .speaker
+        .announce_all(&prefixes, IpAddr::V4(ip("10.0.0.1")), n.now);
+    n.run();
+    assert_eq!(n.received(2, 0).len(), 100);
+    n.nodes[0].speaker.stop(n.now);
+    n.run();
+    assert_eq!(n.state(1, 0), State::Idle);
+    assert!(n.received(2, 0).is_empty(), "B still has A's routes");
+    assert!(matches!(
+        n.nodes[1].speaker.peers().next().unwrap().last_down,
+        Some(DownReason::Received(codec::Notification {
+            code: 6,
+            subcode: 2,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn a_full_table_goes_out_packed_into_few_updates() {
+    let mut n = Net::line();
+    // A announces before B is up: B gets it all when its session comes up.
+    n.cut[2] = true;
+    n.wait(2);
+    let prefixes: Vec<IpNet> = (0..20_000u32)
+        .map(|i| IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from((10 << 24) | (i << 8)), 24).unwrap()))
+        .collect();
+    n.nodes[0]
+        .speaker
+        .announce_all(&prefixes, IpAddr::V4(ip("10.0.0.1")), n.now);
+    n.run();
+    assert_eq!(n.received(1, 0).len(), 20_000);
+    let before = n.updates_sent[1];
+    n.cut[2] = false;
+    n.wait(6);
+    assert_eq!(n.state(2, 0), State::Established);
+    assert_eq!(n.received(2, 0).len(), 20_000);
+    // 20,000 /24s at 4 bytes each, about 1,000 to a 4,096-byte UPDATE: 20 of them,
+    // and the End-of-RIB.
+    let updates = n.updates_sent[1] - before;
+    assert!((21..=23).contains(&updates), "{updates} UPDATEs");
+}
+
+#[test]
+fn ipv6_routes_go_out_in_mp_reach_with_an_ipv6_next_hop() {
+    let mut n = Net::line_with(|p| {
+        p.session.families.push((afi::IPV6, codec::SAFI_UNICAST));
+    });
+    n.nodes[1].speaker.next_hop6 = Some("2001:db8:1::2".parse().unwrap());
+    n.wait(2);
+    let prefix = net("2001:db8:133::74/128");
+    n.nodes[0]
+        .speaker
+        .announce(prefix, "2001:db8::1".parse().unwrap(), n.now);
+    n.run();
+    let at_b = n.received(2, 0).get(&prefix).expect("B has the IPv6 route");
+    assert_eq!(at_b.next_hop, "2001:db8:1::2".parse::<IpAddr>().unwrap());
+    assert_eq!(as_path(at_b), vec![65000, 65001]);
+    n.nodes[0].speaker.withdraw(prefix, n.now);
+    n.run();
+    assert!(n.received(2, 0).is_empty());
+}
+
+#[test]
+fn a_route_is_not_sent_to_a_neighbor_whose_as_is_on_its_path() {
+    let mut n = Net::line();
+    n.wait(2);
+    // B announces a route A already went through: S does not offer it to A.
+    let prefix = net("198.51.100.0/24");
+    n.nodes[2]
+        .speaker
+        .announce(prefix, IpAddr::V4(ip("10.0.1.1")), n.now);
+    n.run();
+    assert!(n.received(0, 0).get(&prefix).is_some());
+    assert_eq!(
+        as_path(n.received(0, 0).get(&prefix).unwrap()),
+        vec![65000, 65002]
+    );
+    // A route whose path holds 65001 (A's AS) goes no further than S.
+    let u = Update {
+        attributes: vec![
+            Attribute::Origin(codec::Origin::Igp),
+            Attribute::AsPath(AsPath::sequence(vec![65002, 65001])),
+            Attribute::NextHop(ip("10.0.1.1")),
+        ],
+        nlri: vec!["203.0.113.0/24".parse().unwrap()],
+        ..Update::default()
+    };
+    let changed = n.nodes[1].speaker.peers[1].adj_in.apply(&u, 65000);
+    let now = n.now;
+    n.nodes[1].speaker.propagate(&changed, now);
+    n.run();
+    assert!(n.received(1, 1).get(&net("203.0.113.0/24")).is_some());
+    assert!(n.received(0, 0).get(&net("203.0.113.0/24")).is_none());
+}
+
+#[test]
+fn simultaneous_opens_leave_one_session() {
+    // Two speakers that both connect at once: each sees its own connection and the
+    // other's, and both keep the one the higher BGP Identifier opened.
+    let mut n = Net::new(vec![
+        Node {
+            speaker: Speaker::new(
+                65001,
+                None,
+                vec![peer(65001, "1.1.1.1", "10.0.0.2", "10.0.0.1", 65000)],
+            ),
+            addresses: vec![ip("10.0.0.1")],
+        },
+        Node {
+            speaker: Speaker::new(
+                65000,
+                None,
+                vec![peer(65000, "2.2.2.2", "10.0.0.1", "10.0.0.2", 65001)],
+            ),
+            addresses: vec![ip("10.0.0.2")],
+        },
+    ]);
+    // Both Connect outputs are pending: take them both before carrying either out.
+    let a = n.nodes[0].speaker.poll_output();
+    let b = n.nodes[1].speaker.poll_output();
+    assert_eq!(a, Some(Output::Connect(PeerId(0))));
+    assert_eq!(b, Some(Output::Connect(PeerId(0))));
+    n.carry(0, Output::Connect(PeerId(0)));
+    n.carry(1, Output::Connect(PeerId(0)));
+    n.wait(2);
+    assert_eq!(n.state(0, 0), State::Established);
+    assert_eq!(n.state(1, 0), State::Established);
+    // One connection each way was opened; one survived.
+    assert_eq!(n.links.len(), 2);
+    let prefix = net("192.0.2.0/24");
+    n.nodes[0]
+        .speaker
+        .announce(prefix, IpAddr::V4(ip("10.0.0.1")), n.now);
+    n.run();
+    assert!(n.received(1, 0).get(&prefix).is_some());
+}
+
+#[test]
+fn chunks_fit_the_room_given() {
+    let prefixes: Vec<IpNet> = (0..3000u32)
+        .map(|i| IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from(i << 8), 24).unwrap()))
+        .collect();
+    let parts: Vec<&[IpNet]> = chunks(&prefixes, 4000).collect();
+    assert_eq!(parts.len(), 3);
+    assert!(parts.iter().all(|c| c.len() * 4 <= 4000));
+    assert_eq!(parts.iter().map(|c| c.len()).sum::<usize>(), 3000);
+}
