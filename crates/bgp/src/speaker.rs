@@ -49,7 +49,8 @@ pub struct ConnId(pub u64);
 pub struct PeerConfig {
     /// The neighbor's address: incoming connections from it are its.
     pub address: IpAddr,
-    /// Our address toward it: the next hop of the IPv4 routes we pass on to it.
+    /// The next hop of the IPv4 routes we pass on to it: our address toward it,
+    /// usually.
     pub local_address: Ipv4Addr,
     pub session: session::Config,
 }

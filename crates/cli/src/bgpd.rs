@@ -68,6 +68,9 @@ pub(crate) struct NeighborDef {
     /// TCP MD5 signature key (RFC 2385) for the connection to this neighbor.
     #[serde(default)]
     pub(crate) password: Option<String>,
+    /// The next hop of the IPv4 routes passed on to this neighbor; by default `local`.
+    #[serde(default)]
+    pub(crate) next_hop: Option<Ipv4Addr>,
     /// Offer IPv6 unicast routes too (multiprotocol, RFC 4760).
     #[serde(default)]
     pub(crate) ipv6: bool,
@@ -182,7 +185,7 @@ impl Driver {
                 }
                 PeerConfig {
                     address: IpAddr::V4(n.address),
-                    local_address: config.local,
+                    local_address: n.next_hop.unwrap_or(config.local),
                     session,
                 }
             })

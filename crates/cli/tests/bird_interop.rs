@@ -12,61 +12,15 @@ mod common;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Guard, message, read_message, wait_for};
-
-fn bird_present() -> bool {
-    let ok = Command::new("bird").arg("--version").output().is_ok();
-    if !ok {
-        assert!(
-            std::env::var_os("STRATA_REQUIRE_BIRD").is_none(),
-            "BIRD is required but not installed"
-        );
-        eprintln!("bird not installed; skipping");
-    }
-    ok
-}
+use common::{Guard, bird_present, birdc, message, read_message, start_bird, wait_for};
 
 /// Loopback addresses of our own for this test run.
 fn addrs(tag: u8) -> (Ipv4Addr, Ipv4Addr) {
     let x = (std::process::id() % 200) as u8 + 20;
     (Ipv4Addr::new(127, x, tag, 2), Ipv4Addr::new(127, x, tag, 3))
-}
-
-fn birdc(ctl: &Path, args: &[&str]) -> String {
-    let out = Command::new("birdc")
-        .arg("-s")
-        .arg(ctl)
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Starts BIRD on `dir/bird.conf`; the guard stops it and removes `dir`. Returns the
-/// guard and the control socket.
-fn start_bird(dir: PathBuf) -> (Guard, PathBuf) {
-    let ctl = dir.join("bird.ctl");
-    let pid = dir.join("bird.pid");
-    let guard = Guard {
-        children: Vec::new(),
-        pid_file: Some(pid.clone()),
-        dir: dir.clone(),
-    };
-    let started = Command::new("bird")
-        .arg("-c")
-        .arg(dir.join("bird.conf"))
-        .arg("-s")
-        .arg(&ctl)
-        .arg("-P")
-        .arg(&pid)
-        .status()
-        .unwrap();
-    assert!(started.success());
-    (guard, ctl)
 }
 
 fn strata() -> Command {

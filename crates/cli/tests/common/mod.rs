@@ -116,3 +116,48 @@ pub fn read_message(s: &mut TcpStream) -> Vec<u8> {
     s.read_exact(&mut body).unwrap();
     [header.to_vec(), body].concat()
 }
+
+pub fn bird_present() -> bool {
+    let ok = Command::new("bird").arg("--version").output().is_ok();
+    if !ok {
+        assert!(
+            std::env::var_os("STRATA_REQUIRE_BIRD").is_none(),
+            "BIRD is required but not installed"
+        );
+        eprintln!("bird not installed; skipping");
+    }
+    ok
+}
+
+pub fn birdc(ctl: &Path, args: &[&str]) -> String {
+    let out = Command::new("birdc")
+        .arg("-s")
+        .arg(ctl)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts BIRD on `dir/bird.conf`; the guard stops it and removes `dir`. Returns the
+/// guard and the control socket.
+pub fn start_bird(dir: PathBuf) -> (Guard, PathBuf) {
+    let ctl = dir.join("bird.ctl");
+    let pid = dir.join("bird.pid");
+    let guard = Guard {
+        children: Vec::new(),
+        pid_file: Some(pid.clone()),
+        dir: dir.clone(),
+    };
+    let started = Command::new("bird")
+        .arg("-c")
+        .arg(dir.join("bird.conf"))
+        .arg("-s")
+        .arg(&ctl)
+        .arg("-P")
+        .arg(&pid)
+        .status()
+        .unwrap();
+    assert!(started.success());
+    (guard, ctl)
+}
