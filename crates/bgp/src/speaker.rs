@@ -836,14 +836,16 @@ fn v4(p: &IpNet) -> Option<ipnet::Ipv4Net> {
     }
 }
 
-/// Feeds the whole messages in `rx` to `session`, one by one while `more` says so.
+/// Feeds the whole messages in `rx` to `session`, one by one while `more` says so; a
+/// message not all there yet stays in `rx`. (Not [`codec::take_message`], which would
+/// move the rest of the buffer down after every message: a table arrives as megabytes.)
 fn feed(session: &mut Session, rx: &mut Vec<u8>, now: Duration, more: impl Fn(&Session) -> bool) {
     let mut at = 0;
     while more(session) {
         let rest = &rx[at..];
         let len = match codec::message_len(rest) {
-            Ok(Some(len)) => len,
-            Ok(None) => break,
+            Ok(Some(len)) if rest.len() >= len => len,
+            Ok(_) => break,
             Err(e) => {
                 session.handle(now, Event::Malformed(e));
                 at = rx.len();

@@ -386,3 +386,89 @@ fn chunks_fit_the_room_given() {
     assert!(parts.iter().all(|c| c.len() * 4 <= 4000));
     assert_eq!(parts.iter().map(|c| c.len()).sum::<usize>(), 3000);
 }
+
+mod stream {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A speaker with one passive neighbor at 10.0.0.1, and a connection from it.
+    fn accepted() -> (Speaker, ConnId) {
+        let mut config = peer(65000, "2.2.2.2", "10.0.0.1", "10.0.0.2", 65001);
+        config.session.passive = true;
+        let mut s = Speaker::new(65000, None, vec![config]);
+        s.start(Duration::ZERO);
+        let conn = s.connected(PeerId(0), false, Duration::ZERO).unwrap();
+        (s, conn)
+    }
+
+    /// OPEN, KEEPALIVE and three UPDATEs from the neighbor, as bytes.
+    fn stream() -> Vec<u8> {
+        let options = codec::Options {
+            four_octet_as: true,
+        };
+        let mut out = Vec::new();
+        let open = codec::Open {
+            version: 4,
+            my_as: 65001,
+            hold_time: 90,
+            bgp_id: ip("1.1.1.1"),
+            capabilities: vec![codec::Capability::FourOctetAs(65001)],
+        };
+        codec::encode(&Message::Open(open), options, &mut out).unwrap();
+        codec::encode(&Message::Keepalive, options, &mut out).unwrap();
+        for u in 0..3u32 {
+            let update = Update {
+                attributes: vec![
+                    Attribute::Origin(codec::Origin::Igp),
+                    Attribute::AsPath(AsPath::sequence(vec![65001])),
+                    Attribute::NextHop(ip("10.0.0.1")),
+                ],
+                nlri: (0..200u32)
+                    .map(|i| {
+                        ipnet::Ipv4Net::new(Ipv4Addr::from((10 << 24) | (u << 16) | (i << 8)), 24)
+                            .unwrap()
+                    })
+                    .collect(),
+                ..Update::default()
+            };
+            codec::encode(&Message::Update(update), options, &mut out).unwrap();
+        }
+        out
+    }
+
+    proptest! {
+        /// TCP cuts a stream anywhere: the routes come out the same.
+        #[test]
+        fn a_stream_cut_anywhere_gives_the_same_routes(
+            cuts in proptest::collection::vec(0usize..3000, 0..12)
+        ) {
+            let bytes = stream();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % bytes.len()).collect();
+            cuts.push(bytes.len());
+            cuts.sort_unstable();
+            let (mut s, conn) = accepted();
+            let mut at = 0;
+            for cut in cuts {
+                s.received(conn, &bytes[at..cut], Duration::ZERO);
+                at = cut;
+            }
+            let status = s.peers().next().unwrap();
+            prop_assert_eq!(status.state, State::Established);
+            prop_assert_eq!(status.received.len(), 600);
+        }
+
+        /// Whatever arrives, the speaker answers without panicking.
+        #[test]
+        fn any_bytes_are_answered_without_panic(
+            junk in proptest::collection::vec(any::<u8>(), 0..600),
+            keep in 0usize..200,
+        ) {
+            let mut bytes = stream();
+            bytes.truncate(keep);
+            bytes.extend_from_slice(&junk);
+            let (mut s, conn) = accepted();
+            s.received(conn, &bytes, Duration::ZERO);
+            while s.poll_output().is_some() {}
+        }
+    }
+}
