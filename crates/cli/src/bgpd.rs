@@ -130,12 +130,14 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<BgpdConfig> {
 }
 
 /// Runs the speaker until `until`, or until SIGTERM or SIGINT; either way the sessions
-/// are closed with a Cease (administrative shutdown) first.
-pub(crate) fn run(config: BgpdConfig, until: Option<Instant>) -> anyhow::Result<()> {
+/// are closed with a Cease (administrative shutdown) first. On SIGHUP the configuration
+/// file `path` is read again and its announcements applied: new prefixes announced,
+/// removed ones withdrawn (the neighbors are read at start only).
+pub(crate) fn run(path: &Path, config: BgpdConfig, until: Option<Instant>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(Driver::new(config)?.serve(until))
+    runtime.block_on(Driver::new(path, config)?.serve(until))
 }
 
 /// What the connection tasks tell the speaker's task.
@@ -154,6 +156,7 @@ struct Link {
 }
 
 struct Driver {
+    path: PathBuf,
     config: BgpdConfig,
     speaker: Speaker,
     start: Instant,
@@ -169,7 +172,7 @@ struct Driver {
 const STATUS_EVERY: Duration = Duration::from_millis(200);
 
 impl Driver {
-    fn new(config: BgpdConfig) -> anyhow::Result<Driver> {
+    fn new(path: &Path, config: BgpdConfig) -> anyhow::Result<Driver> {
         let peers = config
             .neighbor
             .iter()
@@ -191,15 +194,10 @@ impl Driver {
             })
             .collect();
         let mut speaker = Speaker::new(config.asn, config.next_hop6, peers);
-        let mut by_hop: HashMap<IpAddr, Vec<IpNet>> = HashMap::new();
-        for a in &config.announce {
-            by_hop.entry(a.next_hop).or_default().push(a.prefix);
-        }
-        for (hop, prefixes) in by_hop {
-            speaker.announce_all(&prefixes, hop, Duration::ZERO);
-        }
+        announce(&mut speaker, &config.announce, Duration::ZERO);
         let (events_tx, events) = mpsc::unbounded_channel();
         Ok(Driver {
+            path: path.to_path_buf(),
             config,
             speaker,
             start: Instant::now(),
@@ -221,6 +219,7 @@ impl Driver {
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let until = until.map(tokio::time::Instant::from_std);
         self.speaker.start(self.now());
         loop {
@@ -248,6 +247,7 @@ impl Driver {
                 () = sleep_until(until) => break,
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
+                _ = hangup.recv() => self.reload(),
             }
             self.dirty = true;
         }
@@ -275,6 +275,43 @@ impl Driver {
             .bind(SocketAddr::V4(SocketAddrV4::new(c.local, c.port)))
             .with_context(|| format!("listening on {}:{}", c.local, c.port))?;
         Ok(socket.listen(64)?)
+    }
+
+    /// Reads the configuration file again and applies its announcements. A file that
+    /// does not load changes nothing (and says why on stderr).
+    fn reload(&mut self) {
+        let config = match load(&self.path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("reload: {e:#}; keeping the running configuration");
+                return;
+            }
+        };
+        let now = self.now();
+        for old in &self.config.announce {
+            if !config
+                .announce
+                .iter()
+                .any(|a| a.prefix.trunc() == old.prefix.trunc())
+            {
+                self.speaker.withdraw(old.prefix, now);
+            }
+        }
+        let changed: Vec<AnnounceDef> =
+            config
+                .announce
+                .iter()
+                .filter(|a| {
+                    !self.config.announce.iter().any(|old| {
+                        old.prefix.trunc() == a.prefix.trunc() && old.next_hop == a.next_hop
+                    })
+                })
+                .cloned()
+                .collect();
+        announce(&mut self.speaker, &changed, now);
+        let announced = config.announce.len();
+        self.config.announce = config.announce;
+        eprintln!("reload: {announced} prefixes announced");
     }
 
     fn accept(&mut self, stream: TcpStream, from: SocketAddr) {
@@ -386,6 +423,17 @@ impl Driver {
         self.dirty = false;
         self.last_status = Some(Instant::now());
         Ok(())
+    }
+}
+
+/// Announces prefixes, one path per next hop.
+fn announce(speaker: &mut Speaker, announce: &[AnnounceDef], now: Duration) {
+    let mut by_hop: HashMap<IpAddr, Vec<IpNet>> = HashMap::new();
+    for a in announce {
+        by_hop.entry(a.next_hop).or_default().push(a.prefix);
+    }
+    for (hop, prefixes) in by_hop {
+        speaker.announce_all(&prefixes, hop, now);
     }
 }
 

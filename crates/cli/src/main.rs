@@ -34,10 +34,13 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum BgpCommand {
     /// Run the speaker: peer with the configured neighbors, announce the configured
-    /// prefixes, keep a status file of neighbors and routes.
+    /// prefixes, pass routes between neighbors, keep a status file of neighbors and
+    /// routes. SIGHUP reads the file's announcements again; SIGTERM and SIGINT close
+    /// the sessions with a Cease and exit.
     Run {
-        /// The configuration file (TOML): asn, router_id, local, status_file,
-        /// [[neighbor]] address/asn/passive/hold_time, [[announce]] prefix/next_hop.
+        /// The configuration file (TOML): asn, router_id, local, status_file, next_hop6,
+        /// [[neighbor]] address/asn/passive/hold_time/port/password/next_hop/ipv6,
+        /// [[announce]] prefix/next_hop.
         #[arg(long)]
         config: PathBuf,
         /// Stop after this many seconds (default: run until killed).
@@ -252,7 +255,7 @@ fn main() -> ExitCode {
         Command::Bgp(BgpCommand::Run { config, seconds }) => bgpd::load(&config).and_then(|c| {
             let until =
                 seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
-            bgpd::run(c, until).map(|()| true)
+            bgpd::run(&config, c, until).map(|()| true)
         }),
         Command::Bgp(BgpCommand::Show { config }) => bgpd::load(&config).and_then(|c| {
             let Some(file) = &c.status_file else {

@@ -85,12 +85,36 @@ fn strata_and_bird_exchange_routes() {
         "{show}"
     );
 
+    // The announcements change in the file and SIGHUP applies them: the VIP is
+    // withdrawn, the new prefix announced, the session stays up.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("192.168.133.74/32", "203.0.113.0/24")).unwrap();
+    let pid = guard.children.last().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for(
+        "BIRD to learn the reloaded announcement",
+        Duration::from_secs(15),
+        || {
+            birdc(&ctl, &["show", "route", "for", "203.0.113.0/24", "all"])
+                .contains("BGP.as_path: 64501")
+                && !birdc(&ctl, &["show", "route", "for", "192.168.133.74/32"])
+                    .contains("192.168.133.74/32")
+        },
+    );
+    assert!(birdc(&ctl, &["show", "protocols", "strata"]).contains("Established"));
+
     // Our speaker stops: BIRD withdraws what it learned from us.
     let mut speaker = guard.children.pop().unwrap();
     speaker.kill().unwrap();
     speaker.wait().unwrap();
     wait_for("BIRD to drop our route", Duration::from_secs(20), || {
-        !birdc(&ctl, &["show", "route", "for", "192.168.133.74/32"]).contains("192.168.133.74/32")
+        !birdc(&ctl, &["show", "route", "for", "203.0.113.0/24"]).contains("203.0.113.0/24")
     });
 }
 
