@@ -15,8 +15,8 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
-use strata_vswitch::vfp::{Action, Conditions, Direction, Group, Layer, NatSpec, Rule};
+use ipnet::{IpNet, Ipv4Net};
+use strata_vswitch::vfp::{Action, Conditions, Direction, Family, Group, Layer, NatSpec, Rule};
 use strata_wire::vxlan::Vni;
 
 use crate::mux::VipKey;
@@ -41,7 +41,7 @@ pub struct DipMapping {
 /// clients still fit.
 pub const CLAMPED_MSS: u16 = 1500 - strata_wire::vxlan::OVERHEAD_IPV4 as u16 - 40;
 
-/// The layers for a DIP's port.
+/// The layers for a DIP's port (IPv4 groups: the VIPs and DIPs of the SLB are IPv4).
 pub fn dip_layers(dip: Ipv4Addr, vni: Vni, mappings: &[DipMapping]) -> Vec<Layer> {
     let decap = Layer {
         name: DECAP_LAYER.into(),
@@ -49,6 +49,7 @@ pub fn dip_layers(dip: Ipv4Addr, vni: Vni, mappings: &[DipMapping]) -> Vec<Layer
         groups: vec![Group {
             name: "in".into(),
             direction: Direction::In,
+            family: Family::Ipv4,
             priority: 1,
             rules: vec![Rule {
                 name: format!("decap-vni-{vni}"),
@@ -69,7 +70,7 @@ pub fn dip_layers(dip: Ipv4Addr, vni: Vni, mappings: &[DipMapping]) -> Vec<Layer
             name: m.name.clone(),
             priority: 10 + i as u16,
             conditions: Conditions {
-                dst: vec![Ipv4Net::from(m.vip.vip)],
+                dst: vec![IpNet::V4(Ipv4Net::from(m.vip.vip))],
                 proto: Some(m.vip.proto),
                 dst_ports: (m.vip.proto != strata_wire::flow::proto::ICMP)
                     .then_some(m.vip.port..=m.vip.port),
@@ -78,11 +79,14 @@ pub fn dip_layers(dip: Ipv4Addr, vni: Vni, mappings: &[DipMapping]) -> Vec<Layer
             },
             action: Action::Nat(NatSpec {
                 src: None,
-                dst: Some((dip, Some(m.backend_port))),
+                dst: Some((dip.into(), Some(m.backend_port))),
             }),
         })
         .collect();
-    let vips: Vec<Ipv4Net> = mappings.iter().map(|m| Ipv4Net::from(m.vip.vip)).collect();
+    let vips: Vec<IpNet> = mappings
+        .iter()
+        .map(|m| IpNet::V4(Ipv4Net::from(m.vip.vip)))
+        .collect();
     let nat = Layer {
         name: NAT_LAYER.into(),
         priority: 200,
@@ -90,6 +94,7 @@ pub fn dip_layers(dip: Ipv4Addr, vni: Vni, mappings: &[DipMapping]) -> Vec<Layer
             Group {
                 name: "vip-to-dip".into(),
                 direction: Direction::In,
+                family: Family::Ipv4,
                 priority: 1,
                 rules,
             },
@@ -99,6 +104,7 @@ pub fn dip_layers(dip: Ipv4Addr, vni: Vni, mappings: &[DipMapping]) -> Vec<Layer
             Group {
                 name: "mss-clamp".into(),
                 direction: Direction::In,
+                family: Family::Ipv4,
                 priority: 0,
                 rules: vec![Rule {
                     name: format!("clamp-mss-{CLAMPED_MSS}"),

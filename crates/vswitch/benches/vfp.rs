@@ -9,9 +9,9 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use strata_vswitch::vfp::{
-    Action, Conditions, DEFAULT_FLOW_LIMIT, Direction, Group, Layer, NatSpec, Port, Rule,
+    Action, Conditions, DEFAULT_FLOW_LIMIT, Direction, Family, Group, Layer, NatSpec, Port, Rule,
 };
 use strata_wire::checksum;
 use strata_wire::vxlan::{self, Vni};
@@ -25,6 +25,7 @@ fn layer(name: &str, priority: u16, rules: Vec<Rule>) -> Layer {
         groups: vec![Group {
             name: "in".into(),
             direction: Direction::In,
+            family: Family::Ipv4,
             priority: 1,
             rules,
         }],
@@ -62,14 +63,14 @@ fn port() -> Port {
         vec![rule(
             "vip",
             Conditions {
-                dst: vec![Ipv4Net::from(VIP)],
+                dst: vec![IpNet::V4(Ipv4Net::from(VIP))],
                 proto: Some(6),
                 dst_ports: Some(80..=80),
                 ..Conditions::any()
             },
             Action::Nat(NatSpec {
                 src: None,
-                dst: Some((Ipv4Addr::new(192, 168, 100, 74), Some(80))),
+                dst: Some((Ipv4Addr::new(192, 168, 100, 74).into(), Some(80))),
             }),
         )],
     ));

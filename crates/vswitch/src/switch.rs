@@ -10,8 +10,8 @@
 //!       host vNIC      VM port 0      VM port 1
 //! ```
 //!
-//! IPv4 frames entering a VM port from the switch go through its VFP layers inbound;
-//! frames leaving the VM go through them outbound. Other frames (ARP) pass. VXLAN frames
+//! IPv4 and IPv6 frames entering a VM port from the switch go through its VFP layers
+//! inbound; frames leaving the VM go through them outbound. Other frames (ARP) pass. VXLAN frames
 //! addressed to one of the host's provider addresses reach the switch through
 //! [`VSwitch::receive_encapsulated`], and go to the VM port whose MAC is the inner
 //! destination, where VFP decapsulates them.
@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use strata_wire::EthernetAddress;
-use strata_wire::ethernet::{ETHERTYPE_IPV4, Header};
+use strata_wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, Header};
 
 use crate::vfp::{self, Direction, Metadata, Verdict};
 
@@ -169,7 +169,7 @@ impl VSwitch {
             return;
         };
         if let Kind::Vm { vfp, .. } = &mut from_state.kind
-            && header.ethertype == ETHERTYPE_IPV4
+            && matches!(header.ethertype, ETHERTYPE_IPV4 | ETHERTYPE_IPV6)
             && let Verdict::Drop(_) = vfp.process(now, Direction::Out, &mut frame)
         {
             self.counters.vfp_dropped += 1;
@@ -206,13 +206,11 @@ impl VSwitch {
             kind: Kind::Vm { vfp, .. },
             ..
         }) = self.ports.get_mut(to.0)
+            && is_ip(&frame)
+            && let Verdict::Drop(_) = vfp.process(now, Direction::In, &mut frame)
         {
-            let is_ipv4 =
-                frame.len() >= 14 && u16::from_be_bytes([frame[12], frame[13]]) == ETHERTYPE_IPV4;
-            if is_ipv4 && let Verdict::Drop(_) = vfp.process(now, Direction::In, &mut frame) {
-                self.counters.vfp_dropped += 1;
-                return;
-            }
+            self.counters.vfp_dropped += 1;
+            return;
         }
         self.out.push_back((to, frame));
     }
@@ -246,6 +244,15 @@ impl VSwitch {
     pub fn poll_transmit(&mut self) -> Option<(SwitchPort, Vec<u8>)> {
         self.out.pop_front()
     }
+}
+
+/// Whether a frame is IPv4 or IPv6 (what VFP sees; ARP and the rest pass by).
+fn is_ip(frame: &[u8]) -> bool {
+    frame.len() >= 14
+        && matches!(
+            u16::from_be_bytes([frame[12], frame[13]]),
+            ETHERTYPE_IPV4 | ETHERTYPE_IPV6
+        )
 }
 
 #[cfg(test)]
@@ -304,5 +311,51 @@ mod tests {
         s.receive(Duration::ZERO, up, vec![1, 2, 3]);
         s.receive_encapsulated(Duration::ZERO, frame(VM, HOST, 0x0800));
         assert_eq!(s.counters().malformed, 2);
+    }
+
+    #[test]
+    fn ipv6_frames_cross_a_vm_port_through_vfp() {
+        use crate::vfp::{Action, Conditions, Family, Group, Layer, Rule};
+        let mut s = VSwitch::new("s");
+        let up = s.add_uplink("uplink");
+        let vm = s.add_vm("vm", VM, 1024);
+        let block_v6 = Layer {
+            name: "ACL".into(),
+            priority: 1,
+            groups: [Direction::In, Direction::Out]
+                .into_iter()
+                .map(|direction| Group {
+                    name: format!("v6-{direction}"),
+                    direction,
+                    family: Family::Ipv6,
+                    priority: 1,
+                    rules: vec![Rule {
+                        name: "block".into(),
+                        priority: 1,
+                        conditions: Conditions::any(),
+                        action: Action::Block,
+                    }],
+                })
+                .collect(),
+        };
+        s.vfp_mut(vm).unwrap().set_layer(block_v6);
+        // An IPv6 UDP datagram (header and 8 bytes of UDP, checksum not checked here).
+        let mut v6 = frame(VM, ROUTER, ETHERTYPE_IPV6);
+        v6.truncate(14);
+        v6.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, 17, 64]);
+        v6.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        v6.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        v6.extend_from_slice(&[0x13, 0x88, 0x00, 0x35, 0, 8, 0, 0]);
+        s.receive(Duration::ZERO, up, v6.clone());
+        assert!(drain(&mut s).is_empty());
+        let mut out = v6;
+        out[0..6].copy_from_slice(ROUTER.as_bytes());
+        out[6..12].copy_from_slice(VM.as_bytes());
+        s.receive(Duration::ZERO, vm, out);
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(s.counters().vfp_dropped, 2);
+        // ARP still passes.
+        s.receive(Duration::ZERO, up, frame(VM, ROUTER, 0x0806));
+        assert_eq!(drain(&mut s), vec![vm]);
     }
 }

@@ -57,6 +57,19 @@ pub fn update32(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
     )
 }
 
+/// The new checksum after a 128-bit field (an IPv6 address) changes.
+pub fn update128(check: u16, old: [u8; 16], new: [u8; 16]) -> u16 {
+    old.chunks_exact(2)
+        .zip(new.chunks_exact(2))
+        .fold(check, |c, (o, n)| {
+            update16(
+                c,
+                u16::from_be_bytes([o[0], o[1]]),
+                u16::from_be_bytes([n[0], n[1]]),
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

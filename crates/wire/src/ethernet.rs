@@ -12,6 +12,8 @@ pub const TPID_8021Q: u16 = 0x8100;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 /// EtherType of ARP.
 pub const ETHERTYPE_ARP: u16 = 0x0806;
+/// EtherType of IPv6.
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 
 /// An 802.1Q tag's control information.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,11 +1,12 @@
-//! The transport flow key of an IPv4 packet: what NAT, connection tracking and hashing
-//! key on.
+//! The transport flow key of an IPv4 or IPv6 packet: what NAT, connection tracking and
+//! hashing key on.
 //!
-//! For TCP and UDP the key is the 5-tuple. For ICMP echo request and reply it uses the
-//! echo identifier in both port positions, as connection trackers do, so an echo and its
-//! reply map to the same flow. Other protocols key on addresses and protocol alone.
+//! For TCP and UDP the key is the 5-tuple. For ICMP (and ICMPv6) echo request and reply it
+//! uses the echo identifier in both port positions, as connection trackers do, so an echo
+//! and its reply map to the same flow. Other protocols key on addresses and protocol
+//! alone.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::{Error, need};
 
@@ -14,6 +15,7 @@ pub mod proto {
     pub const ICMP: u8 = 1;
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
+    pub const ICMPV6: u8 = 58;
 }
 
 /// A flow's key in the direction the packet travels.
@@ -136,6 +138,158 @@ impl Ipv4Layout {
             _ => (0, 0),
         };
         Ok(FlowKey {
+            proto: self.proto,
+            src: self.src,
+            dst: self.dst,
+            src_port,
+            dst_port,
+        })
+    }
+}
+
+/// An IPv6 flow's key in the direction the packet travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey6 {
+    /// The upper-layer protocol, past any extension headers.
+    pub proto: u8,
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+impl FlowKey6 {
+    /// The key of the reply direction.
+    pub fn reversed(&self) -> FlowKey6 {
+        FlowKey6 {
+            proto: self.proto,
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+        }
+    }
+}
+
+/// IPv6 header length (RFC 8200 section 3).
+pub const IPV6_HEADER_LEN: usize = 40;
+
+/// Where the pieces of a validated IPv6 packet sit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Layout {
+    /// Where the upper-layer header starts: after the fixed header and the extension
+    /// headers.
+    pub l4_offset: usize,
+    /// The fixed header plus the payload length; bytes past it are link padding.
+    pub total_len: usize,
+    /// The upper-layer protocol (the last Next Header).
+    pub proto: u8,
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub hop_limit: u8,
+    /// A fragment other than the first: it carries no upper-layer header.
+    pub later_fragment: bool,
+}
+
+/// Extension headers followed before giving up on a packet (RFC 8200 allows any number;
+/// real packets carry one or two).
+const MAX_EXTENSION_HEADERS: usize = 8;
+
+impl Ipv6Layout {
+    /// Validates an IPv6 header (version, payload length against the buffer) and walks
+    /// the extension headers (hop-by-hop, routing, fragment, destination options,
+    /// authentication) to the upper-layer header.
+    pub fn parse(packet: &[u8]) -> Result<Ipv6Layout, Error> {
+        need("ipv6", packet, IPV6_HEADER_LEN)?;
+        if packet[0] >> 4 != 6 {
+            return Err(Error::Malformed {
+                what: "ipv6",
+                why: "version is not 6",
+            });
+        }
+        let payload_len = usize::from(u16::from_be_bytes([packet[4], packet[5]]));
+        if payload_len == 0 {
+            // A jumbogram (RFC 2675) or an empty payload; neither is forwarded here.
+            return Err(Error::Malformed {
+                what: "ipv6",
+                why: "payload length 0",
+            });
+        }
+        let total_len = IPV6_HEADER_LEN + payload_len;
+        need("ipv6", packet, total_len)?;
+        let mut next = packet[6];
+        let mut at = IPV6_HEADER_LEN;
+        let mut later_fragment = false;
+        for _ in 0..MAX_EXTENSION_HEADERS {
+            let len = match next {
+                0 | 43 | 60 => {
+                    need("ipv6 extension header", &packet[..total_len], at + 2)?;
+                    (usize::from(packet[at + 1]) + 1) * 8
+                }
+                44 => {
+                    need("ipv6 fragment header", &packet[..total_len], at + 8)?;
+                    let offset = u16::from_be_bytes([packet[at + 2], packet[at + 3]]) >> 3;
+                    later_fragment = offset != 0;
+                    8
+                }
+                51 => {
+                    need("ipv6 authentication header", &packet[..total_len], at + 2)?;
+                    (usize::from(packet[at + 1]) + 2) * 4
+                }
+                _ => {
+                    let mut src = [0u8; 16];
+                    src.copy_from_slice(&packet[8..24]);
+                    let mut dst = [0u8; 16];
+                    dst.copy_from_slice(&packet[24..40]);
+                    return Ok(Ipv6Layout {
+                        l4_offset: at,
+                        total_len,
+                        proto: next,
+                        src: Ipv6Addr::from(src),
+                        dst: Ipv6Addr::from(dst),
+                        hop_limit: packet[7],
+                        later_fragment,
+                    });
+                }
+            };
+            need("ipv6 extension header", &packet[..total_len], at + len)?;
+            next = packet[at];
+            at += len;
+        }
+        Err(Error::Malformed {
+            what: "ipv6",
+            why: "too many extension headers",
+        })
+    }
+
+    /// The transport flow key. Later fragments carry no ports and give [`Error::Fragment`].
+    pub fn flow_key(&self, packet: &[u8]) -> Result<FlowKey6, Error> {
+        if self.later_fragment {
+            return Err(Error::Fragment);
+        }
+        let l4 = &packet[self.l4_offset..self.total_len];
+        let (src_port, dst_port) = match self.proto {
+            proto::TCP | proto::UDP => {
+                need("l4 ports", l4, 4)?;
+                (
+                    u16::from_be_bytes([l4[0], l4[1]]),
+                    u16::from_be_bytes([l4[2], l4[3]]),
+                )
+            }
+            proto::ICMPV6 => {
+                need("icmpv6", l4, 8)?;
+                match l4[0] {
+                    // Echo request (128) and reply (129): the identifier names the flow.
+                    128 | 129 => {
+                        let id = u16::from_be_bytes([l4[4], l4[5]]);
+                        (id, id)
+                    }
+                    _ => (0, 0),
+                }
+            }
+            _ => (0, 0),
+        };
+        Ok(FlowKey6 {
             proto: self.proto,
             src: self.src,
             dst: self.dst,

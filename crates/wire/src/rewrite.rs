@@ -1,13 +1,13 @@
 //! Address and port rewriting for NAT, with incremental checksum updates (RFC 1624).
 //!
 //! Used by the NAT gateway and by the VFP engine's NAT actions. The packet must have been
-//! validated by [`Ipv4Layout::parse`] (so every offset below is in bounds); a transport
-//! header too short to hold its ports is left alone.
+//! validated by [`Ipv4Layout::parse`] or [`Ipv6Layout::parse`] (so every offset below is
+//! in bounds); a transport header too short to hold its ports is left alone.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::checksum::{update16, update32};
-use crate::flow::{Ipv4Layout, proto};
+use crate::checksum::{update16, update32, update128};
+use crate::flow::{Ipv4Layout, Ipv6Layout, proto};
 
 /// Which end of a packet to rewrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,4 +60,180 @@ pub fn rewrite(packet: &mut [u8], layout: &Ipv4Layout, which: Endpoint, addr: Ip
         check = 0xffff;
     }
     l4[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
+}
+
+/// [`rewrite`] for IPv6: no header checksum, and every transport checksum (ICMPv6's too,
+/// RFC 4443 section 2.3) covers the addresses through the pseudo-header. A UDP checksum
+/// of zero, which IPv6 forbids (RFC 8200 section 8.1), is left alone.
+pub fn rewrite6(
+    packet: &mut [u8],
+    layout: &Ipv6Layout,
+    which: Endpoint,
+    addr: Ipv6Addr,
+    port: u16,
+) {
+    let (addr_at, port_at) = match which {
+        Endpoint::Source => (8, 0),
+        Endpoint::Destination => (24, 2),
+    };
+    let mut old_addr = [0u8; 16];
+    old_addr.copy_from_slice(&packet[addr_at..addr_at + 16]);
+    let new_addr = addr.octets();
+    packet[addr_at..addr_at + 16].copy_from_slice(&new_addr);
+    if layout.later_fragment {
+        return;
+    }
+    let l4 = &mut packet[layout.l4_offset..layout.total_len];
+    let (port_at, check_at) = match layout.proto {
+        proto::TCP => (Some(port_at), 16),
+        proto::UDP => (Some(port_at), 6),
+        // The echo identifier at offset 4 is the "port" of an echo.
+        proto::ICMPV6 if matches!(l4.first(), Some(128 | 129)) => (Some(4), 2),
+        proto::ICMPV6 => (None, 2),
+        _ => return,
+    };
+    if l4.len() < check_at + 2 || port_at.is_some_and(|p| l4.len() < p + 2) {
+        return;
+    }
+    let mut check = u16::from_be_bytes([l4[check_at], l4[check_at + 1]]);
+    if layout.proto == proto::UDP && check == 0 {
+        return;
+    }
+    check = update128(check, old_addr, new_addr);
+    if let Some(at) = port_at {
+        let old_port = u16::from_be_bytes([l4[at], l4[at + 1]]);
+        l4[at..at + 2].copy_from_slice(&port.to_be_bytes());
+        check = update16(check, old_port, port);
+    }
+    if layout.proto == proto::UDP && check == 0 {
+        check = 0xffff;
+    }
+    l4[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    const A: [u8; 16] = [
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    const B: [u8; 16] = [
+        0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x74,
+    ];
+    const C: [u8; 16] = [
+        0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0xab, 0, 0, 0x07,
+    ];
+    const PAYLOAD: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+
+    /// IPv6 packets from etherparse's builder: an independent writer of every checksum.
+    fn tcp6(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16) -> Vec<u8> {
+        let b = PacketBuilder::ipv6(src, dst, 64).tcp(sport, dport, 1000, 64000);
+        let mut out = Vec::new();
+        b.write(&mut out, PAYLOAD).unwrap();
+        out
+    }
+
+    fn udp6(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16) -> Vec<u8> {
+        let b = PacketBuilder::ipv6(src, dst, 64).udp(sport, dport);
+        let mut out = Vec::new();
+        b.write(&mut out, PAYLOAD).unwrap();
+        out
+    }
+
+    fn echo6(src: [u8; 16], dst: [u8; 16], id: u16) -> Vec<u8> {
+        let b = PacketBuilder::ipv6(src, dst, 64).icmpv6_echo_request(id, 7);
+        let mut out = Vec::new();
+        b.write(&mut out, PAYLOAD).unwrap();
+        out
+    }
+
+    fn nat6(mut p: Vec<u8>, which: Endpoint, addr: [u8; 16], port: u16) -> Vec<u8> {
+        let layout = Ipv6Layout::parse(&p).unwrap();
+        rewrite6(&mut p, &layout, which, Ipv6Addr::from(addr), port);
+        p
+    }
+
+    #[test]
+    fn ipv6_rewrites_match_packets_written_with_the_new_addresses() {
+        // Destination NAT (VIP:80 -> DIP:8080) and its reverse, TCP and UDP.
+        assert_eq!(
+            nat6(tcp6(A, B, 40000, 80), Endpoint::Destination, C, 8080),
+            tcp6(A, C, 40000, 8080)
+        );
+        assert_eq!(
+            nat6(tcp6(C, A, 8080, 40000), Endpoint::Source, B, 80),
+            tcp6(B, A, 80, 40000)
+        );
+        assert_eq!(
+            nat6(udp6(A, B, 5353, 53), Endpoint::Destination, C, 53),
+            udp6(A, C, 5353, 53)
+        );
+        // ICMPv6's checksum covers the addresses too; an echo's identifier is its port.
+        assert_eq!(
+            nat6(echo6(A, B, 9), Endpoint::Source, C, 31),
+            echo6(C, B, 31)
+        );
+    }
+
+    #[test]
+    fn ipv6_flow_keys_walk_extension_headers() {
+        let p = tcp6(A, B, 40000, 80);
+        let layout = Ipv6Layout::parse(&p).unwrap();
+        assert_eq!(layout.l4_offset, 40);
+        let key = layout.flow_key(&p).unwrap();
+        assert_eq!(
+            (key.proto, key.src_port, key.dst_port),
+            (proto::TCP, 40000, 80)
+        );
+        assert_eq!(key.reversed().reversed(), key);
+
+        // The same packet behind an 8-byte hop-by-hop header (two PadN options' worth).
+        let mut hbh = p[..40].to_vec();
+        hbh[6] = 0; // Next Header: hop-by-hop
+        let payload_len = u16::from_be_bytes([p[4], p[5]]) + 8;
+        hbh[4..6].copy_from_slice(&payload_len.to_be_bytes());
+        hbh.extend_from_slice(&[proto::TCP, 0, 1, 4, 0, 0, 0, 0]);
+        hbh.extend_from_slice(&p[40..]);
+        let layout = Ipv6Layout::parse(&hbh).unwrap();
+        assert_eq!((layout.l4_offset, layout.proto), (48, proto::TCP));
+        assert_eq!(layout.flow_key(&hbh).unwrap(), key);
+
+        // A later fragment has no ports.
+        let mut frag = p[..40].to_vec();
+        frag[6] = 44;
+        let payload_len = u16::from_be_bytes([p[4], p[5]]) + 8;
+        frag[4..6].copy_from_slice(&payload_len.to_be_bytes());
+        frag.extend_from_slice(&[proto::TCP, 0, 0x05, 0x00, 0, 0, 0, 1]);
+        frag.extend_from_slice(&p[40..]);
+        let layout = Ipv6Layout::parse(&frag).unwrap();
+        assert!(layout.later_fragment);
+        assert_eq!(layout.flow_key(&frag), Err(crate::Error::Fragment));
+    }
+
+    #[test]
+    fn truncated_and_wrong_version_ipv6_are_refused() {
+        let p = tcp6(A, B, 40000, 80);
+        assert!(Ipv6Layout::parse(&p[..39]).is_err());
+        assert!(Ipv6Layout::parse(&p[..p.len() - 1]).is_err());
+        let mut v4 = p.clone();
+        v4[0] = 0x45;
+        assert!(Ipv6Layout::parse(&v4).is_err());
+    }
+
+    proptest::proptest! {
+        /// Any bytes: parsing, keying and rewriting never panic.
+        #[test]
+        fn any_ipv6_bytes_are_handled(mut p in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            if let Some(first) = p.first_mut() {
+                *first = 0x60 | (*first & 0x0f);
+            }
+            if let Ok(layout) = Ipv6Layout::parse(&p) {
+                let _ = layout.flow_key(&p);
+                rewrite6(&mut p, &layout, Endpoint::Source, Ipv6Addr::from(C), 1);
+                rewrite6(&mut p, &layout, Endpoint::Destination, Ipv6Addr::from(C), 2);
+            }
+        }
+    }
 }

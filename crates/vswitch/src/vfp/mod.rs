@@ -5,7 +5,7 @@
 //!                                    │ miss / stale generation
 //!                                    ▼
 //!           layers in order (in) / reverse order (out)
-//!             └─ groups of the direction, by priority
+//!             └─ groups of the direction and IP family, by priority
 //!                  └─ the best-priority matching rule: its action folds into the transposition
 //!                                    ▼
 //!           cache (and, for a rewrite, cache the inverse for the replies) ─► apply
@@ -21,7 +21,7 @@ mod port;
 mod rule;
 mod transposition;
 
-pub use packet::{Direction, Encap, Metadata, ParseError};
+pub use packet::{Direction, Encap, Family, Flow, Metadata, ParseError};
 pub use port::{
     DEFAULT_FLOW_LIMIT, DropReason, FlowId, FlowTimeouts, Port, PortCounters, UftEntry, Verdict,
 };

@@ -1,11 +1,150 @@
 //! What VFP sees of a frame: the metadata rules match on and flows are keyed by.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use strata_wire::EthernetAddress;
-use strata_wire::ethernet::{ETHERTYPE_IPV4, Header};
-use strata_wire::flow::{FlowKey, Ipv4Layout, proto};
+use strata_wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, Header};
+use strata_wire::flow::{FlowKey, FlowKey6, Ipv4Layout, Ipv6Layout, proto};
 use strata_wire::vxlan::{self, Vni};
+
+/// An IP version: groups hold the rules of one (as VFP's groups are IPv4 or IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        })
+    }
+}
+
+/// A packet's flow, IPv4 or IPv6. An IPv4 flow keeps its 13-byte key, so the flow table
+/// of an IPv4 port hashes no more than it did before IPv6 came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Flow {
+    V4(FlowKey),
+    V6(FlowKey6),
+}
+
+impl Flow {
+    pub fn family(&self) -> Family {
+        match self {
+            Flow::V4(_) => Family::Ipv4,
+            Flow::V6(_) => Family::Ipv6,
+        }
+    }
+
+    pub fn proto(&self) -> u8 {
+        match self {
+            Flow::V4(k) => k.proto,
+            Flow::V6(k) => k.proto,
+        }
+    }
+
+    pub fn src(&self) -> IpAddr {
+        match self {
+            Flow::V4(k) => k.src.into(),
+            Flow::V6(k) => k.src.into(),
+        }
+    }
+
+    pub fn dst(&self) -> IpAddr {
+        match self {
+            Flow::V4(k) => k.dst.into(),
+            Flow::V6(k) => k.dst.into(),
+        }
+    }
+
+    pub fn src_port(&self) -> u16 {
+        match self {
+            Flow::V4(k) => k.src_port,
+            Flow::V6(k) => k.src_port,
+        }
+    }
+
+    pub fn dst_port(&self) -> u16 {
+        match self {
+            Flow::V4(k) => k.dst_port,
+            Flow::V6(k) => k.dst_port,
+        }
+    }
+
+    /// The flow of the replies.
+    pub fn reversed(&self) -> Flow {
+        match self {
+            Flow::V4(k) => Flow::V4(k.reversed()),
+            Flow::V6(k) => Flow::V6(k.reversed()),
+        }
+    }
+
+    /// The flow with its destination (or, if not `destination`, its source) address and
+    /// port rewritten; `None` when `addr` is of the other family (VFP does not translate
+    /// between families).
+    pub fn rewritten(&self, destination: bool, addr: IpAddr, port: Option<u16>) -> Option<Flow> {
+        let mut f = *self;
+        match (&mut f, addr) {
+            (Flow::V4(k), IpAddr::V4(a)) => {
+                let (ip, p) = if destination {
+                    (&mut k.dst, &mut k.dst_port)
+                } else {
+                    (&mut k.src, &mut k.src_port)
+                };
+                *ip = a;
+                *p = port.unwrap_or(*p);
+            }
+            (Flow::V6(k), IpAddr::V6(a)) => {
+                let (ip, p) = if destination {
+                    (&mut k.dst, &mut k.dst_port)
+                } else {
+                    (&mut k.src, &mut k.src_port)
+                };
+                *ip = a;
+                *p = port.unwrap_or(*p);
+            }
+            _ => return None,
+        }
+        Some(f)
+    }
+
+    /// A 32-bit mix of the flow's fields: the entropy of an outer UDP source port.
+    pub fn entropy(&self) -> u32 {
+        let fold = |a: IpAddr| match a {
+            IpAddr::V4(a) => u32::from(a),
+            IpAddr::V6(a) => {
+                let b = a.octets();
+                (0..4).fold(0, |acc, i| {
+                    acc ^ u32::from_be_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+                })
+            }
+        };
+        u32::from(self.src_port())
+            ^ u32::from(self.dst_port())
+            ^ fold(self.src())
+            ^ fold(self.dst())
+    }
+}
+
+impl std::fmt::Display for Flow {
+    /// `proto 6 10.0.0.1:80 > 10.0.0.2:4000`, IPv6 addresses in brackets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ep = |a: IpAddr, p: u16| match a {
+            IpAddr::V4(a) => format!("{a}:{p}"),
+            IpAddr::V6(a) => format!("[{a}]:{p}"),
+        };
+        write!(
+            f,
+            "proto {} {} > {}",
+            self.proto(),
+            ep(self.src(), self.src_port()),
+            ep(self.dst(), self.dst_port())
+        )
+    }
+}
 
 /// The direction of a packet relative to the VM of the port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,25 +191,39 @@ pub struct Metadata {
     pub encap: Option<Encap>,
     pub eth_src: EthernetAddress,
     pub eth_dst: EthernetAddress,
-    pub flow: FlowKey,
+    pub flow: Flow,
     pub tcp_flags: u8,
 }
 
 /// Why VFP could not read a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    #[error("not an IPv4 frame")]
-    NotIpv4,
+    #[error("neither IPv4 nor IPv6")]
+    NotIp,
     #[error("malformed: {0}")]
     Malformed(strata_wire::Error),
 }
 
 impl Metadata {
-    /// Reads a frame, looking inside VXLAN (UDP port 4789) if it is encapsulated.
+    /// Reads a frame, looking inside VXLAN (UDP port 4789 over IPv4) if it is
+    /// encapsulated.
     pub fn parse(frame: &[u8]) -> Result<Metadata, ParseError> {
         let (eth, off) = Header::parse(frame).map_err(ParseError::Malformed)?;
-        if eth.ethertype != ETHERTYPE_IPV4 {
-            return Err(ParseError::NotIpv4);
+        match eth.ethertype {
+            ETHERTYPE_IPV4 => {}
+            ETHERTYPE_IPV6 => {
+                let ip = &frame[off..];
+                let layout = Ipv6Layout::parse(ip).map_err(ParseError::Malformed)?;
+                let flow = layout.flow_key(ip).map_err(ParseError::Malformed)?;
+                return Ok(Metadata {
+                    encap: None,
+                    eth_src: eth.src,
+                    eth_dst: eth.dst,
+                    flow: Flow::V6(flow),
+                    tcp_flags: tcp_flags(flow.proto, ip, layout.l4_offset),
+                });
+            }
+            _ => return Err(ParseError::NotIp),
         }
         let ip = &frame[off..];
         let layout = Ipv4Layout::parse(ip).map_err(ParseError::Malformed)?;
@@ -95,17 +248,21 @@ impl Metadata {
                 }
             }
         }
-        let tcp_flags = if flow.proto == proto::TCP {
-            ip.get(layout.header_len + 13).copied().unwrap_or(0)
-        } else {
-            0
-        };
         Ok(Metadata {
             encap: None,
             eth_src: eth.src,
             eth_dst: eth.dst,
-            flow,
-            tcp_flags,
+            flow: Flow::V4(flow),
+            tcp_flags: tcp_flags(flow.proto, ip, layout.header_len),
         })
+    }
+}
+
+/// The flags of a TCP segment whose header starts at `l4`; 0 for other protocols.
+fn tcp_flags(protocol: u8, ip: &[u8], l4: usize) -> u8 {
+    if protocol == proto::TCP {
+        ip.get(l4 + 13).copied().unwrap_or(0)
+    } else {
+        0
     }
 }

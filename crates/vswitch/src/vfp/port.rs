@@ -4,9 +4,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::time::Duration;
 
-use strata_wire::flow::FlowKey;
-
-use super::packet::{Direction, Metadata, ParseError};
+use super::packet::{Direction, Flow, Metadata, ParseError};
 use super::rule::Layer;
 use super::transposition::HeaderTransposition;
 
@@ -39,7 +37,7 @@ impl Default for FlowTimeouts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowId {
     pub direction: Direction,
-    pub flow: FlowKey,
+    pub flow: Flow,
     /// The VNI of an encapsulated flow; 0 when not encapsulated.
     pub vni: u32,
 }
@@ -75,7 +73,7 @@ pub enum Verdict {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
-    /// Not IPv4, or malformed.
+    /// Neither IPv4 nor IPv6, or malformed.
     Unparsed,
     /// A rule blocked the flow.
     Blocked,
@@ -173,7 +171,7 @@ impl Port {
     pub fn process(&mut self, now: Duration, direction: Direction, frame: &mut Vec<u8>) -> Verdict {
         let m = match Metadata::parse(frame) {
             Ok(m) => m,
-            Err(ParseError::NotIpv4 | ParseError::Malformed(_)) => {
+            Err(ParseError::NotIp | ParseError::Malformed(_)) => {
                 self.counters.dropped_unparsed += 1;
                 return Verdict::Drop(DropReason::Unparsed);
             }
@@ -209,15 +207,9 @@ impl Port {
         if let Some(ht) = action.filter(|ht| ht.rewrites_flow()) {
             // Stateful rewrite: the replies (as the reverse direction will first see
             // them) get the inverse, whatever the reverse direction's rules say.
-            let mut after = m;
-            after.encap = None;
-            after.flow.src = ht.ip_src.unwrap_or(m.flow.src);
-            after.flow.dst = ht.ip_dst.unwrap_or(m.flow.dst);
-            after.flow.src_port = ht.src_port.unwrap_or(m.flow.src_port);
-            after.flow.dst_port = ht.dst_port.unwrap_or(m.flow.dst_port);
             let reply = FlowId {
                 direction: direction.reverse(),
-                flow: after.flow.reversed(),
+                flow: ht.flow_after(&m).reversed(),
                 vni: 0,
             };
             self.cache(now, reply, Some(ht.inverse(&m)), &m);
@@ -245,14 +237,19 @@ impl Port {
     }
 
     /// The slow path: every layer in order (inbound) or reverse order (outbound); in each,
-    /// every group of the direction in priority order; in each group, the best matching
-    /// rule. `None` means blocked.
+    /// every group of the direction and the packet's IP family in priority order; in each
+    /// group, the best matching rule. `None` means blocked.
     pub fn walk(&self, direction: Direction, m: &Metadata) -> Option<HeaderTransposition> {
         let mut ht = HeaderTransposition::default();
         let mut meta = *m;
         let mut visit = |layer: &Layer| {
             // Groups are kept sorted by priority (see `set_layer`).
-            for group in layer.groups.iter().filter(|g| g.direction == direction) {
+            let family = meta.flow.family();
+            for group in layer
+                .groups
+                .iter()
+                .filter(|g| g.direction == direction && g.family == family)
+            {
                 if let Some(rule) = group.matching(&meta)
                     && !ht.compose(&rule.action, &mut meta)
                 {
@@ -325,8 +322,8 @@ impl Port {
             for group in &layer.groups {
                 let _ = writeln!(
                     out,
-                    "    group {} {} (priority {})",
-                    group.name, group.direction, group.priority
+                    "    group {} {} {} (priority {})",
+                    group.name, group.direction, group.family, group.priority
                 );
                 for rule in &group.rules {
                     let _ = writeln!(
@@ -344,20 +341,15 @@ impl Port {
     pub fn describe_flows(&self, now: Duration) -> String {
         let mut out = String::new();
         for (id, e) in self.flows() {
-            let f = id.flow;
             let action = match e.action {
                 None => "drop".to_string(),
                 Some(ht) => describe_ht(&ht),
             };
             let _ = writeln!(
                 out,
-                "  {} proto {} {}:{} > {}:{}{}  {}  packets {} idle {:.1}s{}",
+                "  {} {}{}  {}  packets {} idle {:.1}s{}",
                 id.direction,
-                f.proto,
-                f.src,
-                f.src_port,
-                f.dst,
-                f.dst_port,
+                id.flow,
                 if id.vni != 0 {
                     format!(" vni {}", id.vni)
                 } else {
@@ -385,17 +377,16 @@ fn describe_ht(ht: &HeaderTransposition) -> String {
         EncapOp::Pop => parts.push("pop vxlan".to_string()),
         EncapOp::Push(s) => parts.push(format!("push vxlan vni {} > {}", s.vni, s.dst_pa)),
     }
+    let endpoint = |a: std::net::IpAddr, port: Option<u16>| match (a, port) {
+        (std::net::IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
+        (a, Some(p)) => format!("{a}:{p}"),
+        (a, None) => a.to_string(),
+    };
     if let Some(a) = ht.ip_src {
-        parts.push(format!(
-            "src {a}{}",
-            ht.src_port.map(|p| format!(":{p}")).unwrap_or_default()
-        ));
+        parts.push(format!("src {}", endpoint(a, ht.src_port)));
     }
     if let Some(a) = ht.ip_dst {
-        parts.push(format!(
-            "dst {a}{}",
-            ht.dst_port.map(|p| format!(":{p}")).unwrap_or_default()
-        ));
+        parts.push(format!("dst {}", endpoint(a, ht.dst_port)));
     }
     if let Some(mss) = ht.mss {
         parts.push(format!("mss {mss}"));
@@ -409,7 +400,7 @@ fn describe_ht(ht: &HeaderTransposition) -> String {
 
 /// Shortens a TCP flow's life as it closes.
 fn track_tcp(entry: &mut UftEntry, m: &Metadata, t: &FlowTimeouts) {
-    if m.flow.proto != strata_wire::flow::proto::TCP {
+    if m.flow.proto() != strata_wire::flow::proto::TCP {
         return;
     }
     let flags = m.tcp_flags;

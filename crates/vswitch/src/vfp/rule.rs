@@ -1,19 +1,20 @@
 //! Layers, groups, rules: VFP's policy objects.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use strata_wire::EthernetAddress;
 use strata_wire::vxlan::Vni;
 
-use super::packet::{Direction, Metadata};
+use super::packet::{Direction, Family, Metadata};
 
 /// What a rule matches. Empty lists and `None` match anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Conditions {
-    pub src: Vec<Ipv4Net>,
-    pub dst: Vec<Ipv4Net>,
+    /// Prefixes of the group's family (a prefix of the other family matches nothing).
+    pub src: Vec<IpNet>,
+    pub dst: Vec<IpNet>,
     pub proto: Option<u8>,
     pub src_ports: Option<RangeInclusive<u16>>,
     pub dst_ports: Option<RangeInclusive<u16>>,
@@ -29,17 +30,17 @@ impl Conditions {
 
     pub fn matches(&self, m: &Metadata) -> bool {
         let f = &m.flow;
-        (self.src.is_empty() || self.src.iter().any(|n| n.contains(&f.src)))
-            && (self.dst.is_empty() || self.dst.iter().any(|n| n.contains(&f.dst)))
-            && self.proto.is_none_or(|p| p == f.proto)
+        (self.src.is_empty() || self.src.iter().any(|n| n.contains(&f.src())))
+            && (self.dst.is_empty() || self.dst.iter().any(|n| n.contains(&f.dst())))
+            && self.proto.is_none_or(|p| p == f.proto())
             && self
                 .src_ports
                 .as_ref()
-                .is_none_or(|r| r.contains(&f.src_port))
+                .is_none_or(|r| r.contains(&f.src_port()))
             && self
                 .dst_ports
                 .as_ref()
-                .is_none_or(|r| r.contains(&f.dst_port))
+                .is_none_or(|r| r.contains(&f.dst_port()))
             && self.encapsulated.is_none_or(|e| e == m.encap.is_some())
             && self.vni.is_none_or(|v| m.encap.is_some_and(|e| e.vni == v))
     }
@@ -55,11 +56,12 @@ pub struct EncapSpec {
     pub outer_dst_mac: EthernetAddress,
 }
 
-/// An address rewrite; a port of `None` keeps the packet's port.
+/// An address rewrite; a port of `None` keeps the packet's port. The address must be of
+/// the packet's family: a rule that would change it blocks the packet instead.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct NatSpec {
-    pub src: Option<(Ipv4Addr, Option<u16>)>,
-    pub dst: Option<(Ipv4Addr, Option<u16>)>,
+    pub src: Option<(IpAddr, Option<u16>)>,
+    pub dst: Option<(IpAddr, Option<u16>)>,
 }
 
 /// What a matching rule does.
@@ -85,7 +87,8 @@ pub enum Action {
 
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ep = |e: &Option<(Ipv4Addr, Option<u16>)>| match e {
+        let ep = |e: &Option<(IpAddr, Option<u16>)>| match e {
+            Some((IpAddr::V6(a), Some(p))) => format!("[{a}]:{p}"),
             Some((a, Some(p))) => format!("{a}:{p}"),
             Some((a, None)) => a.to_string(),
             None => "*".into(),
@@ -111,12 +114,13 @@ pub struct Rule {
     pub action: Action,
 }
 
-/// Rules for one direction; at most one of them (the best priority that matches)
-/// applies to a packet.
+/// Rules for one direction and one IP family; at most one of them (the best priority
+/// that matches) applies to a packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     pub name: String,
     pub direction: Direction,
+    pub family: Family,
     pub priority: u16,
     pub rules: Vec<Rule>,
 }

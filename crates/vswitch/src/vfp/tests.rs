@@ -7,6 +7,7 @@ use strata_wire::vxlan::{self, Vni};
 use strata_wire::{EthernetAddress, EthernetFrame, Ipv4Packet, TcpPacket, checksum};
 
 use super::*;
+use ipnet::IpNet;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 133, 74);
 const DIP: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 74);
@@ -86,6 +87,7 @@ fn slb_port() -> Port {
         groups: vec![Group {
             name: "decap".into(),
             direction: Direction::In,
+            family: Family::Ipv4,
             priority: 1,
             rules: vec![Rule {
                 name: "vxlan-4096".into(),
@@ -105,12 +107,13 @@ fn slb_port() -> Port {
         groups: vec![Group {
             name: "vip".into(),
             direction: Direction::In,
+            family: Family::Ipv4,
             priority: 1,
             rules: vec![Rule {
                 name: "portal-http".into(),
                 priority: 10,
                 conditions: Conditions {
-                    dst: vec![ipnet::Ipv4Net::from(VIP)],
+                    dst: vec![ipnet::IpNet::V4(ipnet::Ipv4Net::from(VIP))],
                     proto: Some(6),
                     dst_ports: Some(80..=80),
                     encapsulated: Some(false),
@@ -118,7 +121,7 @@ fn slb_port() -> Port {
                 },
                 action: Action::Nat(NatSpec {
                     src: None,
-                    dst: Some((DIP, Some(8080))),
+                    dst: Some((DIP.into(), Some(8080))),
                 }),
             }],
         }],
@@ -135,6 +138,7 @@ fn acl(action: Action) -> Layer {
             Group {
                 name: "in".into(),
                 direction: Direction::In,
+                family: Family::Ipv4,
                 priority: 1,
                 rules: vec![Rule {
                     name: "default".into(),
@@ -146,6 +150,7 @@ fn acl(action: Action) -> Layer {
             Group {
                 name: "out".into(),
                 direction: Direction::Out,
+                family: Family::Ipv4,
                 priority: 1,
                 rules: vec![Rule {
                     name: "default".into(),
@@ -241,7 +246,7 @@ fn one_rule_per_group_the_best_priority() {
         conditions: Conditions::any(),
         action: Action::Nat(NatSpec {
             src: None,
-            dst: Some((Ipv4Addr::new(10, 0, 0, last), None)),
+            dst: Some((Ipv4Addr::new(10, 0, 0, last).into(), None)),
         }),
     };
     port.set_layer(Layer {
@@ -250,6 +255,7 @@ fn one_rule_per_group_the_best_priority() {
         groups: vec![Group {
             name: "g".into(),
             direction: Direction::In,
+            family: Family::Ipv4,
             priority: 1,
             rules: vec![nat_to(1, 20), nat_to(2, 10)],
         }],
@@ -329,6 +335,7 @@ fn encap_push_is_read_back_as_vxlan() {
         groups: vec![Group {
             name: "encap".into(),
             direction: Direction::Out,
+            family: Family::Ipv4,
             priority: 1,
             rules: vec![Rule {
                 name: "to-mux".into(),
@@ -397,6 +404,7 @@ fn mss_is_clamped_on_syns_both_ways() {
         groups: vec![Group {
             name: "clamp".into(),
             direction: Direction::In,
+            family: Family::Ipv4,
             priority: 1,
             rules: vec![Rule {
                 name: "clamp".into(),
@@ -437,4 +445,204 @@ fn mss_is_clamped_on_syns_both_ways() {
     let mut small = encapsulate(&with_mss(CLIENT, 5001, VIP, 80, 0x02, 536));
     port.process(T, Direction::In, &mut small);
     assert_eq!(mss_of(&small), 536);
+}
+
+mod ipv6 {
+    //! IPv6 through VFP: groups of one family do not see the other's packets, and an
+    //! IPv6 NAT rewrites as a packet written with the new addresses would be, checked
+    //! byte for byte against frames from etherparse.
+
+    use std::net::{IpAddr, Ipv6Addr};
+
+    use etherparse::PacketBuilder;
+
+    use super::*;
+
+    const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 0x10);
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x133, 0, 0, 0, 0, 0x74);
+    const DIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x74);
+
+    /// Ethernet + IPv6 + TCP, every checksum written by etherparse.
+    fn tcp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, syn: bool) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(GW_MAC.0, DIP_MAC.0)
+            .ipv6(src.octets(), dst.octets(), 64)
+            .tcp(sport, dport, 1000, 64000);
+        let b = if syn { b.syn() } else { b.ack(1) };
+        let mut out = Vec::new();
+        b.write(&mut out, b"hello").unwrap();
+        out
+    }
+
+    fn group(name: &str, direction: Direction, family: Family, rules: Vec<Rule>) -> Group {
+        Group {
+            name: name.into(),
+            direction,
+            family,
+            priority: 1,
+            rules,
+        }
+    }
+
+    fn rule(name: &str, conditions: Conditions, action: Action) -> Rule {
+        Rule {
+            name: name.into(),
+            priority: 1,
+            conditions,
+            action,
+        }
+    }
+
+    #[test]
+    fn groups_see_only_packets_of_their_family() {
+        let mut port = Port::new("vm", DEFAULT_FLOW_LIMIT);
+        port.set_layer(Layer {
+            name: "ACL".into(),
+            priority: 100,
+            groups: vec![
+                group(
+                    "block-v4",
+                    Direction::In,
+                    Family::Ipv4,
+                    vec![rule("all", Conditions::any(), Action::Block)],
+                ),
+                group(
+                    "v6",
+                    Direction::In,
+                    Family::Ipv6,
+                    vec![rule(
+                        "block-client",
+                        Conditions {
+                            src: vec!["2001:db8:200::/48".parse().unwrap()],
+                            ..Conditions::any()
+                        },
+                        Action::Block,
+                    )],
+                ),
+            ],
+        });
+        let mut v4 = tcp_frame(CLIENT, 40000, DIP, 80, 0x02, DIP_MAC);
+        assert_eq!(
+            port.process(T, Direction::In, &mut v4),
+            Verdict::Drop(DropReason::Blocked)
+        );
+        let mut blocked = tcp6(CLIENT6, 40000, DIP6, 80, true);
+        assert_eq!(
+            port.process(T, Direction::In, &mut blocked),
+            Verdict::Drop(DropReason::Blocked)
+        );
+        let other = Ipv6Addr::new(0x2001, 0xdb8, 0x300, 0, 0, 0, 0, 1);
+        let mut allowed = tcp6(other, 40000, DIP6, 80, true);
+        let before = allowed.clone();
+        assert_eq!(
+            port.process(T, Direction::In, &mut allowed),
+            Verdict::Forward
+        );
+        assert_eq!(allowed, before);
+        assert!(port.describe_rules().contains("group v6 in ipv6"));
+    }
+
+    #[test]
+    fn ipv6_nat_rewrites_and_replies_get_the_inverse() {
+        let mut port = Port::new("vm", DEFAULT_FLOW_LIMIT);
+        port.set_layer(Layer {
+            name: "SLB_NAT".into(),
+            priority: 200,
+            groups: vec![group(
+                "vip-to-dip",
+                Direction::In,
+                Family::Ipv6,
+                vec![rule(
+                    "vip6",
+                    Conditions {
+                        dst: vec![IpNet::from(IpAddr::V6(VIP6))],
+                        proto: Some(6),
+                        dst_ports: Some(80..=80),
+                        ..Conditions::any()
+                    },
+                    Action::Nat(NatSpec {
+                        src: None,
+                        dst: Some((DIP6.into(), Some(8080))),
+                    }),
+                )],
+            )],
+        });
+        let mut syn = tcp6(CLIENT6, 40000, VIP6, 80, true);
+        assert_eq!(port.process(T, Direction::In, &mut syn), Verdict::Forward);
+        assert_eq!(syn, tcp6(CLIENT6, 40000, DIP6, 8080, true));
+        // The DIP's answer leaves as the VIP's.
+        let mut reply = tcp6(DIP6, 8080, CLIENT6, 40000, false);
+        assert_eq!(
+            port.process(T, Direction::Out, &mut reply),
+            Verdict::Forward
+        );
+        assert_eq!(reply, tcp6(VIP6, 80, CLIENT6, 40000, false));
+        // The next packet of the flow takes the cached transposition.
+        let mut ack = tcp6(CLIENT6, 40000, VIP6, 80, false);
+        let fast = port.counters().fast_path;
+        port.process(T, Direction::In, &mut ack);
+        assert_eq!(port.counters().fast_path, fast + 1);
+        assert_eq!(ack, tcp6(CLIENT6, 40000, DIP6, 8080, false));
+        let flows = port.describe_flows(T);
+        assert!(
+            flows.contains("in proto 6 [2001:db8:200::10]:40000 > [2001:db8:133::74]:80"),
+            "{flows}"
+        );
+        assert!(flows.contains("dst [2001:db8:100::74]:8080"), "{flows}");
+    }
+
+    #[test]
+    fn a_nat_to_the_other_family_blocks() {
+        let mut port = Port::new("vm", DEFAULT_FLOW_LIMIT);
+        port.set_layer(Layer {
+            name: "NAT".into(),
+            priority: 200,
+            groups: vec![group(
+                "v6",
+                Direction::In,
+                Family::Ipv6,
+                vec![rule(
+                    "to-v4",
+                    Conditions::any(),
+                    Action::Nat(NatSpec {
+                        src: None,
+                        dst: Some((DIP.into(), None)),
+                    }),
+                )],
+            )],
+        });
+        let mut f = tcp6(CLIENT6, 40000, VIP6, 80, true);
+        assert_eq!(
+            port.process(T, Direction::In, &mut f),
+            Verdict::Drop(DropReason::Blocked)
+        );
+    }
+
+    #[test]
+    fn ipv6_syns_get_their_mss_clamped() {
+        let mut port = Port::new("vm", DEFAULT_FLOW_LIMIT);
+        port.set_layer(Layer {
+            name: "MSS".into(),
+            priority: 100,
+            groups: vec![group(
+                "clamp",
+                Direction::In,
+                Family::Ipv6,
+                vec![rule("mss", Conditions::any(), Action::ClampMss(1390))],
+            )],
+        });
+        let with_mss = |mss: u16| {
+            let b = PacketBuilder::ethernet2(GW_MAC.0, DIP_MAC.0)
+                .ipv6(CLIENT6.octets(), VIP6.octets(), 64)
+                .tcp(40000, 80, 1000, 64000)
+                .syn()
+                .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(mss)])
+                .unwrap();
+            let mut out = Vec::new();
+            b.write(&mut out, b"").unwrap();
+            out
+        };
+        let mut syn = with_mss(1440);
+        port.process(T, Direction::In, &mut syn);
+        assert_eq!(syn, with_mss(1390));
+    }
 }

@@ -1,14 +1,14 @@
 //! Header transpositions: what a flow's packets have done to them, header by header.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use strata_wire::EthernetAddress;
 use strata_wire::checksum;
-use strata_wire::flow::{Ipv4Layout, proto};
-use strata_wire::rewrite::{Endpoint, rewrite};
+use strata_wire::flow::{Ipv4Layout, Ipv6Layout, proto};
+use strata_wire::rewrite::{Endpoint, rewrite, rewrite6};
 use strata_wire::vxlan;
 
-use super::packet::{Encap, Metadata};
+use super::packet::{Encap, Flow, Metadata};
 use super::rule::{Action, EncapSpec};
 
 /// What happens to the encapsulation.
@@ -26,8 +26,8 @@ pub struct HeaderTransposition {
     pub encap: EncapOp,
     pub eth_src: Option<EthernetAddress>,
     pub eth_dst: Option<EthernetAddress>,
-    pub ip_src: Option<Ipv4Addr>,
-    pub ip_dst: Option<Ipv4Addr>,
+    pub ip_src: Option<IpAddr>,
+    pub ip_dst: Option<IpAddr>,
     pub src_port: Option<u16>,
     pub dst_port: Option<u16>,
     /// Clamp the MSS option of TCP SYNs to this.
@@ -39,7 +39,8 @@ pub const PUSH_LEN: usize = vxlan::OVERHEAD_IPV4;
 
 impl HeaderTransposition {
     /// Folds one rule's action into the transposition and into the metadata the next
-    /// layers match on. Returns false for `Block`.
+    /// layers match on. Returns false for `Block`, and for a NAT to an address of the
+    /// other family.
     pub(crate) fn compose(&mut self, action: &Action, m: &mut Metadata) -> bool {
         match action {
             Action::Allow => {}
@@ -63,20 +64,20 @@ impl HeaderTransposition {
             }
             Action::Nat(nat) => {
                 if let Some((addr, port)) = nat.src {
+                    let Some(flow) = m.flow.rewritten(false, addr, port) else {
+                        return false;
+                    };
+                    m.flow = flow;
                     self.ip_src = Some(addr);
-                    m.flow.src = addr;
-                    if let Some(p) = port {
-                        self.src_port = Some(p);
-                        m.flow.src_port = p;
-                    }
+                    self.src_port = port.or(self.src_port);
                 }
                 if let Some((addr, port)) = nat.dst {
+                    let Some(flow) = m.flow.rewritten(true, addr, port) else {
+                        return false;
+                    };
+                    m.flow = flow;
                     self.ip_dst = Some(addr);
-                    m.flow.dst = addr;
-                    if let Some(p) = port {
-                        self.dst_port = Some(p);
-                        m.flow.dst_port = p;
-                    }
+                    self.dst_port = port.or(self.dst_port);
                 }
             }
             Action::ClampMss(mss) => self.mss = Some(self.mss.map_or(*mss, |m| m.min(*mss))),
@@ -110,12 +111,22 @@ impl HeaderTransposition {
             encap: EncapOp::Ignore,
             eth_src: None,
             eth_dst: None,
-            ip_src: self.ip_dst.map(|_| o.dst),
-            ip_dst: self.ip_src.map(|_| o.src),
-            src_port: self.dst_port.map(|_| o.dst_port),
-            dst_port: self.src_port.map(|_| o.src_port),
+            ip_src: self.ip_dst.map(|_| o.dst()),
+            ip_dst: self.ip_src.map(|_| o.src()),
+            src_port: self.dst_port.map(|_| o.dst_port()),
+            dst_port: self.src_port.map(|_| o.src_port()),
             mss: self.mss,
         }
+    }
+
+    /// The flow a packet of `m`'s flow becomes (before any encapsulation is pushed).
+    pub fn flow_after(&self, m: &Metadata) -> Flow {
+        let f = m.flow;
+        let src = f
+            .rewritten(false, self.ip_src.unwrap_or(f.src()), self.src_port)
+            .unwrap_or(f);
+        src.rewritten(true, self.ip_dst.unwrap_or(f.dst()), self.dst_port)
+            .unwrap_or(src)
     }
 
     /// Applies the transposition to a frame whose metadata is `m`. Pops and modifies in
@@ -132,25 +143,10 @@ impl HeaderTransposition {
             frame[6..12].copy_from_slice(mac.as_bytes());
         }
         if self.rewrites_flow() {
-            let ip = &mut frame[strata_wire::ETHERNET_HEADER_LEN..];
-            // The frame parsed when the flow was first seen; a later packet of the flow
-            // that does not parse is forwarded unmodified rather than corrupted.
-            if let Ok(layout) = Ipv4Layout::parse(ip) {
-                let f = m.flow;
-                if self.ip_src.is_some() || self.src_port.is_some() {
-                    let addr = self.ip_src.unwrap_or(f.src);
-                    let port = self.src_port.unwrap_or(f.src_port);
-                    rewrite(ip, &layout, Endpoint::Source, addr, port);
-                }
-                if self.ip_dst.is_some() || self.dst_port.is_some() {
-                    let addr = self.ip_dst.unwrap_or(f.dst);
-                    let port = self.dst_port.unwrap_or(f.dst_port);
-                    rewrite(ip, &layout, Endpoint::Destination, addr, port);
-                }
-            }
+            self.rewrite(&mut frame[strata_wire::ETHERNET_HEADER_LEN..], m);
         }
         if let Some(mss) = self.mss
-            && m.flow.proto == proto::TCP
+            && m.flow.proto() == proto::TCP
             && m.tcp_flags & 0x02 != 0
         {
             clamp_mss(&mut frame[strata_wire::ETHERNET_HEADER_LEN..], mss);
@@ -161,13 +157,74 @@ impl HeaderTransposition {
     }
 }
 
-/// Lowers the MSS option of a TCP segment (in an IPv4 packet) to `mss`, updating the TCP
-/// checksum (RFC 1624). Malformed options are left alone.
+impl HeaderTransposition {
+    /// Rewrites the addresses and ports of an IP packet as `m`'s flow asks. The frame
+    /// parsed when the flow was first seen; a later packet of the flow that does not
+    /// parse is forwarded unmodified rather than corrupted.
+    fn rewrite(&self, ip: &mut [u8], m: &Metadata) {
+        let f = m.flow;
+        let ends = [
+            (
+                Endpoint::Source,
+                self.ip_src.is_some() || self.src_port.is_some(),
+                self.ip_src.unwrap_or(f.src()),
+                self.src_port.unwrap_or(f.src_port()),
+            ),
+            (
+                Endpoint::Destination,
+                self.ip_dst.is_some() || self.dst_port.is_some(),
+                self.ip_dst.unwrap_or(f.dst()),
+                self.dst_port.unwrap_or(f.dst_port()),
+            ),
+        ];
+        match ip.first().map(|b| b >> 4) {
+            Some(4) => {
+                let Ok(layout) = Ipv4Layout::parse(ip) else {
+                    return;
+                };
+                for (which, _, addr, port) in ends.into_iter().filter(|e| e.1) {
+                    if let IpAddr::V4(addr) = addr {
+                        rewrite(ip, &layout, which, addr, port);
+                    }
+                }
+            }
+            Some(6) => {
+                let Ok(layout) = Ipv6Layout::parse(ip) else {
+                    return;
+                };
+                for (which, _, addr, port) in ends.into_iter().filter(|e| e.1) {
+                    if let IpAddr::V6(addr) = addr {
+                        rewrite6(ip, &layout, which, addr, port);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The TCP segment of an IPv4 or IPv6 packet, if it parses.
+fn tcp_segment(ip: &mut [u8]) -> Option<&mut [u8]> {
+    let (start, end) = match ip.first().map(|b| b >> 4) {
+        Some(4) => {
+            let l = Ipv4Layout::parse(ip).ok()?;
+            (l.header_len, l.total_len)
+        }
+        Some(6) => {
+            let l = Ipv6Layout::parse(ip).ok()?;
+            (l.l4_offset, l.total_len)
+        }
+        _ => return None,
+    };
+    ip.get_mut(start..end)
+}
+
+/// Lowers the MSS option of a TCP segment (in an IPv4 or IPv6 packet) to `mss`, updating
+/// the TCP checksum (RFC 1624). Malformed options are left alone.
 fn clamp_mss(ip: &mut [u8], mss: u16) {
-    let Ok(layout) = Ipv4Layout::parse(ip) else {
+    let Some(tcp) = tcp_segment(ip) else {
         return;
     };
-    let tcp = &mut ip[layout.header_len..layout.total_len];
     if tcp.len() < 20 {
         return;
     }
@@ -206,15 +263,11 @@ fn push_vxlan(frame: &mut Vec<u8>, spec: &EncapSpec, m: &Metadata) {
     eth[0..6].copy_from_slice(spec.outer_dst_mac.as_bytes());
     eth[6..12].copy_from_slice(spec.outer_src_mac.as_bytes());
     eth[12..14].copy_from_slice(&strata_wire::ethernet::ETHERTYPE_IPV4.to_be_bytes());
-    let f = &m.flow;
     let outer = vxlan::Outer {
         src: spec.src_pa,
         dst: spec.dst_pa,
         ident: 0,
-        entropy: u32::from(f.src_port)
-            ^ u32::from(f.dst_port)
-            ^ u32::from(f.src)
-            ^ u32::from(f.dst),
+        entropy: m.flow.entropy(),
         vni: spec.vni,
     };
     // Only a frame longer than an IPv4 packet can hold fails here, and the link MTU keeps
