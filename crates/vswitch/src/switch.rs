@@ -11,7 +11,14 @@
 //! ```
 //!
 //! IPv4 and IPv6 frames entering a VM port from the switch go through its VFP layers
-//! inbound; frames leaving the VM go through them outbound. Other frames (ARP) pass. VXLAN frames
+//! inbound; frames leaving the VM go through them outbound. Other frames (ARP) pass.
+//!
+//! Networks are VLANs, as Hyper-V's access mode has them: a VM or host port is on one
+//! VLAN (or on none, the untagged network), its frames are untagged, and MAC learning,
+//! forwarding and flooding stay within the VLAN. The uplink is a trunk: a frame of VLAN
+//! `v` crosses it with an 802.1Q tag of VID `v`, a frame of the untagged network without
+//! one. A tagged frame from an access port, or one on the uplink for a VLAN no port has,
+//! is dropped and counted. VXLAN frames
 //! addressed to one of the host's provider addresses reach the switch through
 //! [`VSwitch::receive_encapsulated`], and go to the VM port whose MAC is the inner
 //! destination, where VFP decapsulates them.
@@ -44,7 +51,12 @@ enum Kind {
 struct PortState {
     name: String,
     kind: Kind,
+    /// The access VLAN (`None`: the untagged network). The uplink carries every VLAN.
+    vlan: Option<u16>,
 }
+
+/// A VLAN, or the untagged network (`None`).
+type Network = Option<u16>;
 
 /// Switch counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,6 +68,8 @@ pub struct Counters {
     /// Encapsulated frames for a MAC no VM port has.
     pub no_such_vm: u64,
     pub malformed: u64,
+    /// Tagged frames from an access port, and frames for a VLAN no port is on.
+    pub vlan_dropped: u64,
 }
 
 /// A Hyper-V-style virtual switch.
@@ -63,7 +77,8 @@ pub struct Counters {
 pub struct VSwitch {
     name: String,
     ports: Vec<PortState>,
-    learned: HashMap<EthernetAddress, SwitchPort>,
+    /// MACs seen on the uplink, per network.
+    learned: HashMap<(Network, EthernetAddress), SwitchPort>,
     out: VecDeque<(SwitchPort, Vec<u8>)>,
     counters: Counters,
 }
@@ -88,8 +103,32 @@ impl VSwitch {
     }
 
     fn add(&mut self, name: String, kind: Kind) -> SwitchPort {
-        self.ports.push(PortState { name, kind });
+        self.ports.push(PortState {
+            name,
+            kind,
+            vlan: None,
+        });
         SwitchPort(self.ports.len() - 1)
+    }
+
+    /// Puts a VM or host port on a VLAN (1..=4094), or on the untagged network (`None`).
+    /// Returns false for the uplink, an unknown port, or a VID out of range.
+    pub fn set_vlan(&mut self, port: SwitchPort, vlan: Option<u16>) -> bool {
+        if vlan.is_some_and(|v| !(1..=4094).contains(&v)) {
+            return false;
+        }
+        match self.ports.get_mut(port.0) {
+            Some(p) if !matches!(p.kind, Kind::Uplink) => {
+                p.vlan = vlan;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The VLAN a port is on.
+    pub fn vlan(&self, port: SwitchPort) -> Option<u16> {
+        self.ports.get(port.0).and_then(|p| p.vlan)
     }
 
     /// The uplink: where frames for unknown MACs go.
@@ -141,15 +180,24 @@ impl VSwitch {
             .collect()
     }
 
-    fn port_of_mac(&self, mac: EthernetAddress) -> Option<SwitchPort> {
+    fn port_of_mac(&self, network: Network, mac: EthernetAddress) -> Option<SwitchPort> {
         self.ports
             .iter()
             .position(|p| match &p.kind {
-                Kind::Internal { mac: m } | Kind::Vm { mac: m, .. } => *m == mac,
+                Kind::Internal { mac: m } | Kind::Vm { mac: m, .. } => {
+                    *m == mac && p.vlan == network
+                }
                 Kind::Uplink => false,
             })
             .map(SwitchPort)
-            .or_else(|| self.learned.get(&mac).copied())
+            .or_else(|| self.learned.get(&(network, mac)).copied())
+    }
+
+    /// Whether `port` carries `network`: the uplink carries all of them.
+    fn carries(&self, port: SwitchPort, network: Network) -> bool {
+        self.ports
+            .get(port.0)
+            .is_some_and(|p| matches!(p.kind, Kind::Uplink) || p.vlan == network)
     }
 
     fn uplink(&self) -> Option<SwitchPort> {
@@ -165,6 +213,25 @@ impl VSwitch {
             self.counters.malformed += 1;
             return;
         };
+        let Some(from_state) = self.ports.get(from.0) else {
+            return;
+        };
+        let from_uplink = matches!(from_state.kind, Kind::Uplink);
+        // The network the frame is on (VID 0 is a priority tag: the untagged network);
+        // inside the switch frames travel untagged.
+        let network = if from_uplink {
+            header.vlan.map(|t| t.vid).filter(|v| *v != 0)
+        } else {
+            from_state.vlan
+        };
+        let foreign = network.is_some() && !self.ports.iter().any(|p| p.vlan == network);
+        if foreign || (!from_uplink && header.vlan.is_some()) {
+            self.counters.vlan_dropped += 1;
+            return;
+        }
+        if header.vlan.is_some() {
+            untag(&mut frame);
+        }
         let Some(from_state) = self.ports.get_mut(from.0) else {
             return;
         };
@@ -175,16 +242,16 @@ impl VSwitch {
             self.counters.vfp_dropped += 1;
             return;
         }
-        if matches!(from_state.kind, Kind::Uplink) && header.src.is_unicast() {
-            self.learned.insert(header.src, from);
+        if from_uplink && header.src.is_unicast() {
+            self.learned.insert((network, header.src), from);
         }
         // The Ethernet header may have been rewritten by VFP; read the destination again.
         let dst = EthernetAddress::from_bytes(&frame[0..6]);
         if dst.is_unicast() {
-            match self.port_of_mac(dst).or_else(|| self.uplink()) {
+            match self.port_of_mac(network, dst).or_else(|| self.uplink()) {
                 Some(to) if to != from => {
                     self.counters.forwarded += 1;
-                    self.deliver(now, to, frame);
+                    self.deliver(now, to, network, frame);
                 }
                 _ => {}
             }
@@ -192,25 +259,32 @@ impl VSwitch {
             self.counters.flooded += 1;
             let targets: Vec<SwitchPort> = (0..self.ports.len())
                 .map(SwitchPort)
-                .filter(|p| *p != from)
+                .filter(|p| *p != from && self.carries(*p, network))
                 .collect();
             for to in targets {
-                self.deliver(now, to, frame.clone());
+                self.deliver(now, to, network, frame.clone());
             }
         }
     }
 
-    /// Sends a frame out of `to`, through VFP inbound if it is a VM port.
-    fn deliver(&mut self, now: Duration, to: SwitchPort, mut frame: Vec<u8>) {
-        if let Some(PortState {
-            kind: Kind::Vm { vfp, .. },
-            ..
-        }) = self.ports.get_mut(to.0)
-            && is_ip(&frame)
-            && let Verdict::Drop(_) = vfp.process(now, Direction::In, &mut frame)
-        {
-            self.counters.vfp_dropped += 1;
-            return;
+    /// Sends a frame of `network` out of `to`: through VFP inbound if it is a VM port,
+    /// tagged if it is the uplink and the network a VLAN.
+    fn deliver(&mut self, now: Duration, to: SwitchPort, network: Network, mut frame: Vec<u8>) {
+        match self.ports.get_mut(to.0).map(|p| &mut p.kind) {
+            Some(Kind::Vm { vfp, .. }) => {
+                if is_ip(&frame)
+                    && let Verdict::Drop(_) = vfp.process(now, Direction::In, &mut frame)
+                {
+                    self.counters.vfp_dropped += 1;
+                    return;
+                }
+            }
+            Some(Kind::Uplink) => {
+                if let Some(vid) = network {
+                    tag(&mut frame, vid);
+                }
+            }
+            _ => {}
         }
         self.out.push_back((to, frame));
     }
@@ -234,7 +308,8 @@ impl VSwitch {
         match port {
             Some(p) => {
                 self.counters.decapsulated += 1;
-                self.deliver(now, SwitchPort(p), frame);
+                let network = self.ports[p].vlan;
+                self.deliver(now, SwitchPort(p), network, frame);
             }
             None => self.counters.no_such_vm += 1,
         }
@@ -244,6 +319,18 @@ impl VSwitch {
     pub fn poll_transmit(&mut self) -> Option<(SwitchPort, Vec<u8>)> {
         self.out.pop_front()
     }
+}
+
+/// Removes a frame's 802.1Q tag (the frame parsed as tagged).
+fn untag(frame: &mut Vec<u8>) {
+    frame.drain(12..16);
+}
+
+/// Inserts an 802.1Q tag of `vid` (priority 0) after the MAC addresses.
+fn tag(frame: &mut Vec<u8>, vid: u16) {
+    let [tpid_hi, tpid_lo] = strata_wire::ethernet::TPID_8021Q.to_be_bytes();
+    let [vid_hi, vid_lo] = (vid & 0x0fff).to_be_bytes();
+    frame.splice(12..12, [tpid_hi, tpid_lo, vid_hi, vid_lo]);
 }
 
 /// Whether a frame is IPv4 or IPv6 (what VFP sees; ARP and the rest pass by).
@@ -357,5 +444,79 @@ mod tests {
         // ARP still passes.
         s.receive(Duration::ZERO, up, frame(VM, ROUTER, 0x0806));
         assert_eq!(drain(&mut s), vec![vm]);
+    }
+
+    /// A frame as it would arrive on the trunk: tagged with `vid`.
+    fn tagged(mut f: Vec<u8>, vid: u16) -> Vec<u8> {
+        tag(&mut f, vid);
+        f
+    }
+
+    /// The VLAN ID etherparse reads in a frame, if tagged.
+    fn vid(frame: &[u8]) -> Option<u16> {
+        let sliced = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
+        sliced.vlan().map(|v| match v {
+            etherparse::VlanSlice::SingleVlan(s) => s.vlan_identifier().value(),
+            etherparse::VlanSlice::DoubleVlan(d) => d.outer.vlan_identifier().value(),
+        })
+    }
+
+    #[test]
+    fn vlans_keep_forwarding_and_flooding_apart() {
+        const A: EthernetAddress = EthernetAddress([0x00, 0x15, 0x5d, 0, 0, 0x0a]);
+        const B: EthernetAddress = EthernetAddress([0x00, 0x15, 0x5d, 0, 0, 0x0b]);
+        let mut s = VSwitch::new("s");
+        let up = s.add_uplink("uplink");
+        let host = s.add_internal("host", HOST);
+        let a = s.add_vm("a", A, 1024);
+        let b = s.add_vm("b", B, 1024);
+        assert!(s.set_vlan(a, Some(10)) && s.set_vlan(b, Some(20)));
+        assert!(!s.set_vlan(up, Some(10)) && !s.set_vlan(a, Some(4095)));
+        let t = Duration::ZERO;
+        let out = |s: &mut VSwitch| -> Vec<(SwitchPort, Vec<u8>)> {
+            std::iter::from_fn(|| s.poll_transmit()).collect()
+        };
+
+        // A broadcast from VLAN 10 reaches the trunk tagged 10, and nobody else.
+        s.receive(t, a, frame(EthernetAddress::BROADCAST, A, 0x0806));
+        let sent = out(&mut s);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, up);
+        assert_eq!(vid(&sent[0].1), Some(10));
+        assert_eq!(u16::from_be_bytes([sent[0].1[16], sent[0].1[17]]), 0x0806);
+
+        // A broadcast tagged 20 on the trunk reaches b only, untagged.
+        s.receive(
+            t,
+            up,
+            tagged(frame(EthernetAddress::BROADCAST, ROUTER, 0x0806), 20),
+        );
+        let sent = out(&mut s);
+        assert_eq!(sent.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![b]);
+        assert_eq!(vid(&sent[0].1), None);
+        assert_eq!(sent[0].1, frame(EthernetAddress::BROADCAST, ROUTER, 0x0806));
+
+        // An untagged broadcast stays on the untagged network: the host.
+        s.receive(t, up, frame(EthernetAddress::BROADCAST, ROUTER, 0x0806));
+        assert_eq!(drain(&mut s), vec![host]);
+
+        // b's MAC is not on VLAN 10: a frame for it there goes nowhere.
+        s.receive(t, up, tagged(frame(B, ROUTER, 0x0806), 10));
+        assert!(drain(&mut s).is_empty());
+
+        // The router was learned on VLAN 20 only: a's unicast to it takes the trunk
+        // tagged 10 (flooded to the uplink as unknown), b's is learned and tagged 20.
+        s.receive(t, a, frame(ROUTER, A, 0x0806));
+        let sent = out(&mut s);
+        assert_eq!((sent[0].0, vid(&sent[0].1)), (up, Some(10)));
+        s.receive(t, b, frame(ROUTER, B, 0x0806));
+        let sent = out(&mut s);
+        assert_eq!((sent[0].0, vid(&sent[0].1)), (up, Some(20)));
+
+        // Tagged frames from an access port, and VLANs nobody is on, are dropped.
+        s.receive(t, a, tagged(frame(ROUTER, A, 0x0806), 20));
+        s.receive(t, up, tagged(frame(A, ROUTER, 0x0806), 30));
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(s.counters().vlan_dropped, 2);
     }
 }
