@@ -347,6 +347,18 @@ impl Session {
                 };
                 self.connect_retry_at = Some(now + self.config.connect_retry);
             }
+            (State::OpenSent, Event::TcpClosed) => {
+                // RFC 4271 8.2.2, OpenSent: TcpConnectionFails closes the connection,
+                // restarts the ConnectRetry timer, and goes to Active, where the peer's
+                // own connection is still accepted. (Going Idle instead, two speakers
+                // that each refuse the other while Idle could take turns forever.)
+                self.actions.push_back(Action::Disconnect);
+                self.state = State::Active;
+                self.negotiated = None;
+                self.hold_at = None;
+                self.keepalive_at = None;
+                self.connect_retry_at = Some(now + self.config.connect_retry);
+            }
             (_, Event::TcpClosed) => {
                 self.actions.push_back(Action::Disconnect);
                 if self.state == State::Established {
@@ -510,7 +522,10 @@ impl Session {
                         self.connect_retry_at = Some(now + self.config.connect_retry);
                     }
                 }
-                State::Connect => {
+                // RFC 4271 8.2.2, Active: ConnectRetryTimer_Expires tries a connection
+                // of our own again (a passive session only waits).
+                State::Connect | State::Active if !self.config.passive => {
+                    self.state = State::Connect;
                     self.actions.push_back(Action::Connect);
                     self.connect_retry_at = Some(now + self.config.connect_retry);
                 }

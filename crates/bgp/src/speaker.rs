@@ -21,7 +21,7 @@
 //! from, nor to a neighbor whose AS is on its path (it would drop it as a loop). Routes
 //! learned over iBGP are not sent to iBGP neighbors (RFC 4271 section 9.2).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +50,7 @@ pub struct PeerConfig {
     /// The neighbor's address: incoming connections from it are its.
     pub address: IpAddr,
     /// The next hop of the IPv4 routes we pass on to it: our address toward it,
-    /// usually.
+    /// usually ([`Speaker::set_local_address`] when it is known only later).
     pub local_address: Ipv4Addr,
     pub session: session::Config,
 }
@@ -110,6 +110,12 @@ struct Peer {
     adj_out: AdjRibIn,
     established: bool,
     last_down: Option<DownReason>,
+    /// The neighbor's graceful restart time, from its OPEN (RFC 4724).
+    restart_time: Option<u16>,
+    /// Routes kept from a neighbor that is restarting, until it announces them again and
+    /// sends End-of-RIB, or until `stale_until` (RFC 4724 section 4.2).
+    stale: BTreeSet<IpNet>,
+    stale_until: Option<Duration>,
 }
 
 impl Peer {
@@ -129,6 +135,8 @@ pub struct Speaker {
     originated: AdjRibIn,
     outputs: VecDeque<Output>,
     next_conn: u64,
+    /// Prefixes whose best path changed, kept for [`Speaker::take_changed`] when asked.
+    changed: Option<BTreeSet<IpNet>>,
 }
 
 impl Speaker {
@@ -147,11 +155,60 @@ impl Speaker {
                     adj_out: AdjRibIn::new(),
                     established: false,
                     last_down: None,
+                    restart_time: None,
+                    stale: BTreeSet::new(),
+                    stale_until: None,
                 })
                 .collect(),
             originated: AdjRibIn::new(),
             outputs: VecDeque::new(),
             next_conn: 0,
+            changed: None,
+        }
+    }
+
+    /// Sets our address toward a neighbor (the next hop of the IPv4 routes it is sent).
+    pub fn set_local_address(&mut self, peer: PeerId, address: Ipv4Addr) {
+        if let Some(p) = self.peers.get_mut(peer.0) {
+            p.config.local_address = address;
+        }
+    }
+
+    /// Keeps the prefixes whose best path changes, for a FIB ([`Speaker::take_changed`]).
+    pub fn record_changes(&mut self) {
+        self.changed.get_or_insert_with(BTreeSet::new);
+    }
+
+    /// The prefixes whose best path changed since the last call (with
+    /// [`Speaker::record_changes`]); look them up with [`Speaker::next_hops`].
+    pub fn take_changed(&mut self) -> BTreeSet<IpNet> {
+        self.changed
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Drops every connection without a NOTIFICATION and forgets what was learned, as
+    /// a crashed speaker would; the sessions stay down until [`Speaker::start`].
+    pub fn reset(&mut self, now: Duration) {
+        for i in 0..self.peers.len() {
+            let p = &mut self.peers[i];
+            let conns = p
+                .conn
+                .take()
+                .into_iter()
+                .chain(p.second.take().map(|(_, c)| c));
+            for c in conns {
+                self.outputs.push_back(Output::Close(c.id));
+            }
+            let p = &mut self.peers[i];
+            p.session = Session::new(p.config.session.clone());
+            p.established = false;
+            p.adj_out.clear();
+            p.stale.clear();
+            p.stale_until = None;
+            let lost = p.adj_in.clear();
+            self.propagate(&lost, now);
         }
     }
 
@@ -189,6 +246,7 @@ impl Speaker {
                 [
                     p.session.poll_at(),
                     p.second.as_ref().and_then(|s| s.0.poll_at()),
+                    p.stale_until,
                 ]
             })
             .flatten()
@@ -198,6 +256,10 @@ impl Speaker {
     /// Runs the timers due at `now`.
     pub fn poll(&mut self, now: Duration) {
         for i in 0..self.peers.len() {
+            if self.peers[i].stale_until.is_some_and(|t| t <= now) {
+                // The restarting neighbor did not come back in time.
+                self.purge_stale(PeerId(i), None, now);
+            }
             self.peers[i].session.poll(now);
             if let Some((session, _)) = self.peers[i].second.as_mut() {
                 session.poll(now);
@@ -296,8 +358,8 @@ impl Speaker {
         self.serve(peer, now);
     }
 
-    /// Announces `prefix` from this speaker, with `next_hop`; replaces an earlier
-    /// announcement of it.
+    /// Announces `prefix` from this speaker, with `next_hop` (an unspecified address:
+    /// our own address toward each neighbor); replaces an earlier announcement of it.
     pub fn announce(&mut self, prefix: IpNet, next_hop: IpAddr, now: Duration) {
         self.announce_all(&[prefix], next_hop, now);
     }
@@ -504,23 +566,45 @@ impl Speaker {
                         emit(&mut self.outputs, c.id, &m, p.session.options());
                     }
                 }
-                Action::Established(_) => {
+                Action::Established(negotiated) => {
                     p.established = true;
                     p.last_down = None;
+                    p.restart_time = negotiated.peer_graceful_restart.map(|g| g.time);
                     self.outputs.push_back(Output::Established(peer));
                     self.send_table(peer, now);
                 }
                 Action::Update(u) => {
                     let changed = p.adj_in.apply(&u, self.asn);
+                    for prefix in &changed {
+                        p.stale.remove(prefix);
+                    }
                     self.propagate(&changed, now);
+                    if let Some((afi, _)) = u.is_end_of_rib() {
+                        // RFC 4724 4.2: what the restarted neighbor did not announce
+                        // again is gone.
+                        self.purge_stale(peer, Some(afi), now);
+                    }
                 }
                 Action::Down(reason) => {
                     p.established = false;
                     p.adj_out.clear();
                     p.last_down = Some(reason.clone());
-                    let lost = p.adj_in.clear();
+                    match (&reason, p.restart_time) {
+                        // RFC 4724 4.2: the connection went away without a NOTIFICATION
+                        // from a neighbor that can restart: its routes stay, stale, for
+                        // its restart time.
+                        (DownReason::ConnectionLost, Some(time)) if time > 0 => {
+                            p.stale = p.adj_in.iter().map(|(prefix, _)| prefix).collect();
+                            p.stale_until = Some(now + Duration::from_secs(u64::from(time)));
+                        }
+                        _ => {
+                            p.stale.clear();
+                            p.stale_until = None;
+                            let lost = p.adj_in.clear();
+                            self.propagate(&lost, now);
+                        }
+                    }
                     self.outputs.push_back(Output::Down(peer, reason));
-                    self.propagate(&lost, now);
                 }
                 Action::RouteRefresh(..) => {
                     // RFC 2918: the whole table again (the families are sent together).
@@ -529,6 +613,24 @@ impl Speaker {
                 }
             }
         }
+    }
+
+    /// Drops a neighbor's stale routes (of one address family, or all).
+    fn purge_stale(&mut self, peer: PeerId, family: Option<u16>, now: Duration) {
+        let p = &mut self.peers[peer.0];
+        let (gone, kept): (Vec<IpNet>, Vec<IpNet>) = std::mem::take(&mut p.stale)
+            .into_iter()
+            .partition(|prefix| {
+                family.is_none_or(|f| (f == afi::IPV4) == matches!(prefix, IpNet::V4(_)))
+            });
+        p.stale = kept.into_iter().collect();
+        if p.stale.is_empty() {
+            p.stale_until = None;
+        }
+        for prefix in &gone {
+            p.adj_in.remove(prefix);
+        }
+        self.propagate(&gone, now);
     }
 
     /// Sends a neighbor that just came up (or asked for a refresh) every best route,
@@ -568,6 +670,9 @@ impl Speaker {
     fn propagate(&mut self, prefixes: &[IpNet], now: Duration) {
         if prefixes.is_empty() {
             return;
+        }
+        if let Some(changed) = self.changed.as_mut() {
+            changed.extend(prefixes.iter().copied());
         }
         let targets: Vec<PeerId> = (0..self.peers.len())
             .filter(|&i| self.peers[i].established)
@@ -661,7 +766,7 @@ impl Speaker {
                 prefixes.iter().partition(|p| matches!(p, IpNet::V4(_)));
             if !n4.is_empty() {
                 let hop = match path.next_hop {
-                    IpAddr::V4(h) if local || ibgp => h,
+                    IpAddr::V4(h) if (local || ibgp) && !h.is_unspecified() => h,
                     _ => hop4,
                 };
                 attributes.push(Attribute::NextHop(hop));
@@ -679,7 +784,7 @@ impl Speaker {
             }
             if !n6.is_empty() {
                 let hop = match path.next_hop {
-                    IpAddr::V6(h) if local || ibgp => h,
+                    IpAddr::V6(h) if (local || ibgp) && !h.is_unspecified() => h,
                     _ => hop6,
                 };
                 for chunk in chunks(&n6, room - MP_ROOM - 16) {

@@ -472,3 +472,91 @@ mod stream {
         }
     }
 }
+
+mod graceful_restart {
+    use super::*;
+
+    /// The line with graceful restart announced by every speaker.
+    fn line() -> Net {
+        Net::line_with(|p| p.session.graceful_restart = Some(30))
+    }
+
+    /// A's connection to S is lost without a NOTIFICATION (A crashed).
+    fn crash_a(n: &mut Net) {
+        let links: Vec<(usize, ConnId)> = n
+            .links
+            .keys()
+            .filter(|(node, _)| *node == 0)
+            .copied()
+            .collect();
+        let now = n.now;
+        for (node, conn) in links {
+            if let Some((t, theirs)) = n.links.remove(&(node, conn)) {
+                n.links.remove(&(t, theirs));
+                n.nodes[t].speaker.closed(theirs, now);
+            }
+        }
+        n.nodes[0].speaker.reset(now);
+        while n.nodes[0].speaker.poll_output().is_some() {}
+        n.run();
+    }
+
+    #[test]
+    fn a_restarting_neighbors_routes_stay_until_its_end_of_rib() {
+        let mut n = line();
+        n.wait(2);
+        let keep = net("198.51.100.0/24");
+        let gone = net("203.0.113.0/24");
+        let hop = IpAddr::V4(ip("10.0.0.1"));
+        n.nodes[0].speaker.announce_all(&[keep, gone], hop, n.now);
+        n.run();
+        assert_eq!(n.received(2, 0).len(), 2);
+
+        crash_a(&mut n);
+        n.wait(1);
+        // S keeps A's routes, stale, and B never hears of the crash.
+        assert_eq!(n.received(1, 0).len(), 2);
+        assert_eq!(n.received(2, 0).len(), 2);
+
+        // A comes back announcing only one of them: after its End-of-RIB the other goes.
+        n.nodes[0].speaker.withdraw(gone, n.now);
+        n.nodes[0].speaker.start(n.now);
+        n.wait(6);
+        assert_eq!(n.state(1, 0), State::Established);
+        assert!(n.received(1, 0).get(&keep).is_some());
+        assert!(n.received(1, 0).get(&gone).is_none());
+        assert!(n.received(2, 0).get(&gone).is_none());
+        assert!(n.received(2, 0).get(&keep).is_some());
+    }
+
+    #[test]
+    fn stale_routes_go_when_the_restart_time_runs_out() {
+        let mut n = line();
+        n.wait(2);
+        let prefix = net("198.51.100.0/24");
+        n.nodes[0]
+            .speaker
+            .announce(prefix, IpAddr::V4(ip("10.0.0.1")), n.now);
+        n.run();
+        crash_a(&mut n);
+        n.cut[0] = true;
+        n.wait(25);
+        assert!(n.received(2, 0).get(&prefix).is_some(), "gone before 30 s");
+        n.wait(10);
+        assert!(n.received(1, 0).is_empty());
+        assert!(n.received(2, 0).is_empty());
+    }
+
+    #[test]
+    fn without_graceful_restart_a_lost_connection_takes_the_routes() {
+        let mut n = Net::line();
+        n.wait(2);
+        let prefix = net("198.51.100.0/24");
+        n.nodes[0]
+            .speaker
+            .announce(prefix, IpAddr::V4(ip("10.0.0.1")), n.now);
+        n.run();
+        crash_a(&mut n);
+        assert!(n.received(2, 0).is_empty());
+    }
+}

@@ -1,10 +1,13 @@
-//! The BGP speaker on a node: sessions over the node's own TCP (smoltcp), routes learned
-//! into the node's FIB, routes announced from configuration or from the node's Mux.
+//! The BGP speaker on a node: the lab's driver of [`strata_bgp::speaker::Speaker`] (the
+//! same speaker `strata bgp run` drives on real sockets). It moves bytes between the
+//! node's own TCP sockets (smoltcp, one per neighbor) and the speaker, tells it what the
+//! node announces (configured networks, the Mux's healthy VIPs), and installs the best
+//! paths it selects into the node's FIB.
 //!
 //! ```text
-//!  smoltcp TCP socket ⇄ bytes ⇄ codec (framing, decode/encode) ⇄ Session (FSM) ⇄ actions
-//!                                                                     ├─ Update → FIB
-//!                                                                     └─ Established → our routes
+//!  smoltcp TCP socket ⇄ bytes ⇄ strata_bgp Speaker (sessions, RIBs, graceful restart)
+//!                                   ├─ best paths changed → FIB (multipath)
+//!                                   └─ wanted prefixes (networks, healthy VIPs) → announced
 //! ```
 
 use std::collections::BTreeSet;
@@ -15,9 +18,8 @@ use ipnet::{IpNet, Ipv4Net};
 use smoltcp::iface::{Context, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{IpAddress, IpEndpoint};
-use strata_bgp::codec::{self, AsPath, Attribute, Origin, Update};
-use strata_bgp::rib::{self, AdjRibIn};
-use strata_bgp::session::{Action, Config, DownReason, Event, Session, State};
+use strata_bgp::session::{Config, DownReason, State};
+use strata_bgp::speaker::{self, ConnId, Output, PeerConfig, PeerId};
 use strata_router::Origin as RouteOrigin;
 use strata_router::Router;
 
@@ -60,43 +62,34 @@ pub struct NeighborStatus {
     pub last_down: Option<String>,
 }
 
+/// A neighbor's socket and the connection the speaker knows it by.
 #[derive(Debug)]
-struct Neighbor {
-    config: NeighborConfig,
-    session: Session,
+struct Link {
     socket: SocketHandle,
-    rx: Vec<u8>,
+    conn: Option<ConnId>,
+    /// A connect the speaker asked for is in progress.
+    connecting: bool,
+    /// Bytes the socket has not taken yet.
     tx: Vec<u8>,
-    connected: bool,
-    received: AdjRibIn,
-    advertised: BTreeSet<Ipv4Net>,
-    last_down: Option<String>,
-    /// The neighbor's graceful restart time, from its OPEN (RFC 4724).
-    peer_restart_time: Option<u16>,
-    /// Routes kept from a neighbor that is restarting, until it re-announces them and sends
-    /// End-of-RIB, or until `stale_until`.
-    stale: BTreeSet<IpNet>,
-    stale_until: Option<Duration>,
-    /// Our End-of-RIB is due after the first announcements of a session.
-    end_of_rib_due: bool,
-    /// When a restarted session starts again.
-    restart_at: Option<Duration>,
 }
 
 /// The BGP speaker of a node.
 #[derive(Debug)]
 pub struct Speaker {
     config: BgpConfig,
-    neighbors: Vec<Neighbor>,
-    next_hop: Ipv4Addr,
+    core: speaker::Speaker,
+    links: Vec<Link>,
+    /// What the node announces now (so changes to `wanted` become announcements and
+    /// withdrawals).
+    announced: BTreeSet<Ipv4Net>,
     started: bool,
-    /// Prefixes whose best path must be chosen again at the next poll.
-    pending: BTreeSet<IpNet>,
+    /// When a crashed speaker's sessions start again.
+    restart_at: Option<Duration>,
 }
 
 impl Speaker {
     pub(crate) fn new(config: BgpConfig, sockets: &mut SocketSet<'static>) -> Speaker {
-        let neighbors = config
+        let peers = config
             .neighbors
             .iter()
             .map(|n| {
@@ -105,57 +98,74 @@ impl Speaker {
                 c.hold_time = n.hold_time;
                 c.connect_retry = n.connect_retry;
                 c.graceful_restart = Some(120);
-                Neighbor {
-                    config: n.clone(),
-                    session: Session::new(c),
-                    socket: super::tcp_socket(sockets, 64 * 1024),
-                    rx: Vec::new(),
-                    tx: Vec::new(),
-                    connected: false,
-                    received: AdjRibIn::new(),
-                    advertised: BTreeSet::new(),
-                    last_down: None,
-                    peer_restart_time: None,
-                    stale: BTreeSet::new(),
-                    stale_until: None,
-                    end_of_rib_due: false,
-                    restart_at: None,
+                PeerConfig {
+                    address: IpAddr::V4(n.address),
+                    // Our address toward the neighbor, known once the router is: see
+                    // `poll`.
+                    local_address: config.router_id,
+                    session: c,
                 }
             })
             .collect();
+        let mut core = speaker::Speaker::new(config.asn, None, peers);
+        core.record_changes();
+        let links = config
+            .neighbors
+            .iter()
+            .map(|_| Link {
+                socket: super::tcp_socket(sockets, 64 * 1024),
+                conn: None,
+                connecting: false,
+                tx: Vec::new(),
+            })
+            .collect();
         Speaker {
-            next_hop: config.router_id,
             config,
-            neighbors,
+            core,
+            links,
+            announced: BTreeSet::new(),
             started: false,
-            pending: BTreeSet::new(),
+            restart_at: None,
         }
     }
 
     /// Neighbors and their routes.
     pub fn status(&self) -> Vec<NeighborStatus> {
-        self.neighbors
-            .iter()
-            .map(|n| NeighborStatus {
-                address: n.config.address,
-                asn: n.config.asn,
-                state: n.session.state(),
-                received: n
+        self.core
+            .peers()
+            .zip(&self.config.neighbors)
+            .map(|(p, n)| NeighborStatus {
+                address: n.address,
+                asn: n.asn,
+                state: p.state,
+                received: p
                     .received
                     .iter()
-                    .filter_map(|(p, path)| match (p, path.next_hop) {
-                        (IpNet::V4(p), IpAddr::V4(hop)) => Some((p, hop)),
+                    .filter_map(|(prefix, path)| match (prefix, path.next_hop) {
+                        (IpNet::V4(prefix), IpAddr::V4(hop)) => Some((prefix, hop)),
                         _ => None,
                     })
                     .collect(),
-                advertised: n.advertised.iter().copied().collect(),
-                last_down: n.last_down.clone(),
+                advertised: p
+                    .sent
+                    .iter()
+                    .filter_map(|(prefix, _)| match prefix {
+                        IpNet::V4(prefix) => Some(prefix),
+                        IpNet::V6(_) => None,
+                    })
+                    .collect(),
+                last_down: p.last_down.map(|reason| match reason {
+                    DownReason::Sent(x) => format!("sent {x}"),
+                    DownReason::Received(x) => format!("received {x}"),
+                    DownReason::ConnectionLost => "connection lost".into(),
+                    DownReason::Stopped => "stopped".into(),
+                }),
             })
             .collect()
     }
 
-    /// Runs the sessions: starts them, moves bytes, runs timers and actions. `wanted` is
-    /// what the node announces now. Returns whether anything moved.
+    /// Runs the sessions: starts them, moves bytes, runs timers, announces what is
+    /// `wanted` now, installs what changed. Returns whether anything moved.
     pub(crate) fn poll(
         &mut self,
         now: Duration,
@@ -166,236 +176,177 @@ impl Speaker {
         port: &mut dyn FnMut() -> u16,
     ) -> bool {
         let mut progressed = false;
-        let mut changed: BTreeSet<IpNet> = std::mem::take(&mut self.pending);
         if !self.started {
             self.started = true;
-            for n in &mut self.neighbors {
-                n.session.handle(now, Event::Start);
+            for (i, n) in self.config.neighbors.iter().enumerate() {
+                if let Some(local) = local_for(n.address, router) {
+                    self.core.set_local_address(PeerId(i), local);
+                }
             }
+            self.core.start(now);
         }
-        let local_for = |peer: Ipv4Addr, router: &Router| {
-            router
-                .interfaces()
-                .iter()
-                .find(|i| i.addr.contains(&peer))
-                .map(|i| i.addr.addr())
-        };
-        for n in &mut self.neighbors {
-            let socket = sockets.get_mut::<tcp::Socket>(n.socket);
+        if self.restart_at.is_some_and(|t| t <= now) {
+            self.restart_at = None;
+            self.core.start(now);
+        }
+        let states: Vec<State> = self.core.peers().map(|p| p.state).collect();
+        for (i, link) in self.links.iter_mut().enumerate() {
+            let peer = PeerId(i);
+            let n = &self.config.neighbors[i];
+            let socket = sockets.get_mut::<tcp::Socket>(link.socket);
             // A passive session listens whenever it has no connection.
-            if n.config.passive && !socket.is_open() && n.session.state() != State::Idle {
+            if n.passive && !socket.is_open() && link.conn.is_none() && states[i] != State::Idle {
                 let _ = socket.listen(PORT);
             }
-            // Connection state changes.
             let up = socket.may_send() && socket.may_recv();
-            if up && !n.connected {
+            if up && link.conn.is_none() {
                 let from_neighbor = socket
                     .remote_endpoint()
-                    .is_some_and(|e| e.addr == IpAddress::Ipv4(n.config.address));
-                if from_neighbor {
-                    n.connected = true;
-                    n.session.handle(now, Event::TcpConnected);
-                } else {
-                    socket.abort();
+                    .is_some_and(|e| e.addr == IpAddress::Ipv4(n.address));
+                let opened_locally = std::mem::take(&mut link.connecting);
+                match from_neighbor
+                    .then(|| self.core.connected(peer, opened_locally, now))
+                    .flatten()
+                {
+                    Some(conn) => link.conn = Some(conn),
+                    None => socket.abort(),
                 }
                 progressed = true;
-            } else if n.connected && !socket.is_active() {
-                n.connected = false;
-                n.rx.clear();
-                n.tx.clear();
-                n.session.handle(now, Event::TcpClosed);
+            } else if link.connecting && !socket.is_open() {
+                link.connecting = false;
+                self.core.connect_failed(peer, now);
                 progressed = true;
-            } else if n.connected && !socket.may_recv() {
+            } else if let Some(conn) = link.conn
+                && !socket.is_active()
+            {
+                link.conn = None;
+                link.tx.clear();
+                self.core.closed(conn, now);
+                progressed = true;
+            } else if link.conn.is_some() && !socket.may_recv() {
                 // The peer closed its side.
                 socket.close();
             }
-            // Bytes in.
-            let mut chunk = [0u8; 4096];
-            while let Ok(k) = socket.recv_slice(&mut chunk) {
-                if k == 0 {
-                    break;
-                }
-                n.rx.extend_from_slice(&chunk[..k]);
-                progressed = true;
-            }
-            while let Some(message) = codec::take_message(&mut n.rx, n.session.options()) {
-                let event = match message {
-                    Ok(m) => Event::Message(m),
-                    Err(e) => Event::Malformed(e),
-                };
-                n.session.handle(now, event);
-            }
-            n.session.poll(now);
-            if n.restart_at.is_some_and(|t| t <= now) {
-                n.restart_at = None;
-                n.session.handle(now, Event::Start);
-            }
-            if n.stale_until.is_some_and(|t| t <= now) {
-                // The neighbor did not come back in time.
-                for p in std::mem::take(&mut n.stale) {
-                    n.received.remove(&p);
-                    changed.insert(p);
-                }
-                n.stale_until = None;
-            }
-            // Actions.
-            while let Some(action) = n.session.poll_action() {
-                progressed = true;
-                match action {
-                    Action::Connect => {
-                        let socket = sockets.get_mut::<tcp::Socket>(n.socket);
-                        socket.abort();
-                        if let Some(local) = local_for(n.config.address, router) {
-                            let remote = IpEndpoint::new(IpAddress::Ipv4(n.config.address), PORT);
-                            let _ = socket.connect(cx, remote, (IpAddress::Ipv4(local), port()));
-                        }
+            if let Some(conn) = link.conn {
+                let mut chunk = [0u8; 4096];
+                while let Ok(k) = socket.recv_slice(&mut chunk) {
+                    if k == 0 {
+                        break;
                     }
-                    Action::Disconnect => {
-                        let socket = sockets.get_mut::<tcp::Socket>(n.socket);
-                        flush(&mut n.tx, socket);
-                        socket.close();
-                        n.connected = false;
-                    }
-                    Action::Send(m) => {
-                        // Encoding our own messages cannot exceed the limit with the routes
-                        // a lab announces; a failure would drop just this message.
-                        let _ = codec::encode(&m, n.session.options(), &mut n.tx);
-                    }
-                    Action::Established(negotiated) => {
-                        n.advertised.clear();
-                        n.last_down = None;
-                        n.end_of_rib_due = true;
-                        n.peer_restart_time = negotiated.peer_graceful_restart.map(|g| g.time);
-                    }
-                    Action::Update(u) => {
-                        if self.config.install_routes {
-                            for p in n.received.apply(&u, self.config.asn) {
-                                n.stale.remove(&p);
-                                changed.insert(p);
-                            }
-                        }
-                        if u.is_end_of_rib() == Some((codec::afi::IPV4, codec::SAFI_UNICAST)) {
-                            // RFC 4724 4.2: what the restarted neighbor did not announce
-                            // again is gone.
-                            for p in std::mem::take(&mut n.stale) {
-                                n.received.remove(&p);
-                                changed.insert(p);
-                            }
-                            n.stale_until = None;
-                        }
-                    }
-                    Action::Down(reason) => {
-                        let reason_kind = if reason == DownReason::ConnectionLost {
-                            Lost::Connection
-                        } else {
-                            Lost::Other
-                        };
-                        n.last_down = Some(match reason {
-                            DownReason::Sent(x) => format!("sent {x}"),
-                            DownReason::Received(x) => format!("received {x}"),
-                            DownReason::ConnectionLost => "connection lost".into(),
-                            DownReason::Stopped => "stopped".into(),
-                        });
-                        match (&reason_kind, n.peer_restart_time) {
-                            // RFC 4724 4.2: the connection went away without a
-                            // NOTIFICATION from a neighbor that can restart: keep its
-                            // routes, stale, for its restart time.
-                            (Lost::Connection, Some(time)) if time > 0 => {
-                                n.stale = n.received.iter().map(|(p, _)| p).collect();
-                                n.stale_until = Some(now + Duration::from_secs(u64::from(time)));
-                            }
-                            _ => {
-                                changed.extend(n.received.clear());
-                                n.stale.clear();
-                                n.stale_until = None;
-                            }
-                        }
-                        n.advertised.clear();
-                    }
-                    Action::RouteRefresh(..) => n.advertised.clear(),
-                }
-            }
-            // Our routes: announce what is wanted and not yet sent, withdraw the rest.
-            if n.session.state() == State::Established {
-                let add: Vec<Ipv4Net> = wanted.difference(&n.advertised).copied().collect();
-                let remove: Vec<Ipv4Net> = n.advertised.difference(wanted).copied().collect();
-                if !add.is_empty() || !remove.is_empty() {
-                    let mut update = Update {
-                        withdrawn: remove.clone(),
-                        ..Update::default()
-                    };
-                    if !add.is_empty() {
-                        update.attributes = vec![
-                            Attribute::Origin(Origin::Igp),
-                            Attribute::AsPath(AsPath::sequence(vec![self.config.asn])),
-                            Attribute::NextHop(
-                                local_for(n.config.address, router).unwrap_or(self.next_hop),
-                            ),
-                        ];
-                        update.nlri = add.clone();
-                    }
-                    n.session.send_update(now, update);
-                    while let Some(Action::Send(m)) = n.session.poll_action() {
-                        let _ = codec::encode(&m, n.session.options(), &mut n.tx);
-                    }
-                    n.advertised.extend(add);
-                    for r in remove {
-                        n.advertised.remove(&r);
-                    }
-                    progressed = true;
-                }
-                if n.end_of_rib_due {
-                    n.end_of_rib_due = false;
-                    n.session.send_update(
-                        now,
-                        Update::end_of_rib(codec::afi::IPV4, codec::SAFI_UNICAST),
-                    );
-                    while let Some(Action::Send(m)) = n.session.poll_action() {
-                        let _ = codec::encode(&m, n.session.options(), &mut n.tx);
-                    }
+                    self.core.received(conn, &chunk[..k], now);
                     progressed = true;
                 }
             }
-            let socket = sockets.get_mut::<tcp::Socket>(n.socket);
-            if !n.tx.is_empty() && socket.can_send() {
-                flush(&mut n.tx, socket);
+        }
+        self.core.poll(now);
+        // Our routes: announce what is wanted and not yet announced, withdraw the rest.
+        let add: Vec<IpNet> = wanted
+            .difference(&self.announced)
+            .map(|p| IpNet::V4(*p))
+            .collect();
+        let remove: Vec<Ipv4Net> = self.announced.difference(wanted).copied().collect();
+        if !add.is_empty() {
+            // Unspecified: our own address toward each neighbor.
+            self.core
+                .announce_all(&add, IpAddr::V4(Ipv4Addr::UNSPECIFIED), now);
+        }
+        for p in remove {
+            self.core.withdraw(IpNet::V4(p), now);
+        }
+        self.announced.clone_from(wanted);
+        while let Some(output) = self.core.poll_output() {
+            progressed = true;
+            self.carry_out(output, cx, sockets, router, port);
+        }
+        for link in &mut self.links {
+            let socket = sockets.get_mut::<tcp::Socket>(link.socket);
+            if !link.tx.is_empty() && socket.can_send() {
+                flush(&mut link.tx, socket);
                 progressed = true;
             }
         }
-        for prefix in changed {
+        for prefix in self.core.take_changed() {
             self.select(router, prefix);
         }
         progressed
     }
 
-    /// Best-path selection for one prefix over every neighbor's Adj-RIB-In (RFC 4271
-    /// 9.1.2.2: higher LOCAL_PREF, shorter AS_PATH, lower ORIGIN, lower MED), with
-    /// multipath: every path that ties with the best goes into the FIB as an equal-cost
-    /// next hop. The lab's routers forward IPv4 only; IPv6 routes stay in the RIB.
+    /// Does what the speaker asks.
+    fn carry_out(
+        &mut self,
+        output: Output,
+        cx: &mut Context,
+        sockets: &mut SocketSet<'static>,
+        router: &Router,
+        port: &mut dyn FnMut() -> u16,
+    ) {
+        let by_conn =
+            |links: &mut [Link], conn: ConnId| links.iter_mut().position(|l| l.conn == Some(conn));
+        match output {
+            Output::Connect(peer) => {
+                let address = self.config.neighbors[peer.0].address;
+                let link = &mut self.links[peer.0];
+                let socket = sockets.get_mut::<tcp::Socket>(link.socket);
+                socket.abort();
+                if let Some(local) = local_for(address, router) {
+                    let remote = IpEndpoint::new(IpAddress::Ipv4(address), PORT);
+                    link.connecting = socket
+                        .connect(cx, remote, (IpAddress::Ipv4(local), port()))
+                        .is_ok();
+                }
+            }
+            Output::Send(conn, bytes) => {
+                if let Some(i) = by_conn(&mut self.links, conn) {
+                    self.links[i].tx.extend_from_slice(&bytes);
+                }
+            }
+            Output::Close(conn) => {
+                if let Some(i) = by_conn(&mut self.links, conn) {
+                    let link = &mut self.links[i];
+                    let socket = sockets.get_mut::<tcp::Socket>(link.socket);
+                    flush(&mut link.tx, socket);
+                    socket.close();
+                    link.conn = None;
+                }
+            }
+            Output::Established(_) | Output::Down(..) => {}
+        }
+    }
+
+    /// Installs the best paths to a prefix into the FIB: every path that ties with the
+    /// best one (multipath) as an equal-cost next hop. A node installs nothing it
+    /// announces itself, and nothing at all unless configured to; the lab's routers
+    /// forward IPv4 only.
     fn select(&self, router: &mut Router, prefix: IpNet) {
-        let IpNet::V4(prefix) = prefix else {
+        let IpNet::V4(v4) = prefix else {
             return;
         };
-        let next_hops: Vec<Ipv4Addr> =
-            rib::best_next_hops(self.neighbors.iter().map(|n| &n.received), &prefix.into())
+        if !self.config.install_routes {
+            return;
+        }
+        let next_hops: Vec<Ipv4Addr> = if self.core.originated().get(&prefix).is_some() {
+            Vec::new()
+        } else {
+            self.core
+                .next_hops(&prefix)
                 .into_iter()
                 .filter_map(|hop| match hop {
                     IpAddr::V4(hop) => Some(hop),
                     IpAddr::V6(_) => None,
                 })
-                .collect();
+                .collect()
+        };
         if next_hops.is_empty() {
-            router.uninstall(prefix, RouteOrigin::Bgp);
+            router.uninstall(v4, RouteOrigin::Bgp);
         } else {
             // A connected or static route to the prefix wins over ours: install says false.
-            router.install(prefix, &next_hops, RouteOrigin::Bgp);
+            router.install(v4, &next_hops, RouteOrigin::Bgp);
         }
     }
 
     pub(crate) fn poll_at(&self) -> Option<Duration> {
-        self.neighbors
-            .iter()
-            .flat_map(|n| [n.session.poll_at(), n.stale_until, n.restart_at])
+        [self.core.poll_at(), self.restart_at]
+            .into_iter()
             .flatten()
             .min()
     }
@@ -404,25 +355,21 @@ impl Speaker {
     /// connections are reset without a NOTIFICATION, what was learned is forgotten, and
     /// the sessions start again a second later.
     pub(crate) fn restart(&mut self, now: Duration, sockets: &mut SocketSet<'static>) {
-        for n in &mut self.neighbors {
-            sockets.get_mut::<tcp::Socket>(n.socket).abort();
-            n.connected = false;
-            n.rx.clear();
-            n.tx.clear();
-            self.pending.extend(n.received.clear());
-            n.advertised.clear();
-            n.stale.clear();
-            n.stale_until = None;
-            n.session = Session::new(n.session.config().clone());
-            n.restart_at = Some(now + Duration::from_secs(1));
+        for link in &mut self.links {
+            sockets.get_mut::<tcp::Socket>(link.socket).abort();
+            link.conn = None;
+            link.connecting = false;
+            link.tx.clear();
         }
+        self.core.reset(now);
+        // The connections are gone already: what the reset asks the driver to close is.
+        while self.core.poll_output().is_some() {}
+        self.restart_at = Some(now + Duration::from_secs(1));
     }
 
     /// Stops every session (Cease / Administrative Shutdown), as on a clean shutdown.
     pub(crate) fn stop(&mut self, now: Duration) {
-        for n in &mut self.neighbors {
-            n.session.handle(now, Event::Stop);
-        }
+        self.core.stop(now);
     }
 
     pub(crate) fn wants_vips(&self) -> bool {
@@ -434,12 +381,13 @@ impl Speaker {
     }
 }
 
-/// How a session ended, for graceful restart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lost {
-    /// The connection went away without a NOTIFICATION.
-    Connection,
-    Other,
+/// The node's address on the network `peer` is on.
+fn local_for(peer: Ipv4Addr, router: &Router) -> Option<Ipv4Addr> {
+    router
+        .interfaces()
+        .iter()
+        .find(|i| i.addr.contains(&peer))
+        .map(|i| i.addr.addr())
 }
 
 /// Writes as much of `tx` as the socket takes.
