@@ -37,9 +37,12 @@ pub(crate) struct BgpdConfig {
     #[serde(default = "default_port")]
     pub(crate) port: u16,
     /// Where the state of the neighbors and their routes is written (at most five
-    /// times a second); none, no status.
+    /// times a second; the routes only while there are at most [`STATUS_ROUTES`]).
     #[serde(default)]
     pub(crate) status_file: Option<PathBuf>,
+    /// A Unix socket `strata bgp show` asks the running speaker on (as `birdc` does).
+    #[serde(default)]
+    pub(crate) control_socket: Option<PathBuf>,
     /// The next hop of the IPv6 routes passed on; by default the IPv4-mapped form of
     /// `local`.
     #[serde(default)]
@@ -146,7 +149,30 @@ enum Event {
     Connected(PeerId, Option<TcpStream>),
     Read(ConnId, Vec<u8>),
     Closed(ConnId),
+    /// A request on the control socket, and where the answer goes.
+    Control(Request, tokio::net::UnixStream),
 }
+
+/// What `strata bgp show` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// Neighbors and every route.
+    Show,
+    /// Neighbors and route counts.
+    Summary,
+}
+
+impl Request {
+    fn as_str(self) -> &'static str {
+        match self {
+            Request::Show => "show",
+            Request::Summary => "summary",
+        }
+    }
+}
+
+/// The status file lists the routes only up to this many (it is rewritten whole).
+pub(crate) const STATUS_ROUTES: usize = 10_000;
 
 /// A connection's tasks, from the speaker's side.
 struct Link {
@@ -215,6 +241,17 @@ impl Driver {
 
     async fn serve(mut self, until: Option<Instant>) -> anyhow::Result<()> {
         let listener = self.listen()?;
+        let control = match &self.config.control_socket {
+            Some(path) => {
+                // A socket left by a speaker that did not exit cleanly.
+                let _ = std::fs::remove_file(path);
+                Some(
+                    tokio::net::UnixListener::bind(path)
+                        .with_context(|| format!("control socket {}", path.display()))?,
+                )
+            }
+            None => None,
+        };
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut interrupt =
@@ -243,6 +280,10 @@ impl Driver {
                     }
                 }
                 Some(event) = self.events.recv() => self.handle(event),
+                Ok((stream, _)) = accept_control(control.as_ref()) => {
+                    let events = self.events_tx.clone();
+                    tokio::spawn(read_request(stream, events));
+                }
                 () = sleep_until(wake) => self.speaker.poll(self.now()),
                 () = sleep_until(until) => break,
                 _ = terminate.recv() => break,
@@ -257,6 +298,9 @@ impl Driver {
         let writers: Vec<Link> = self.links.drain().map(|(_, l)| l).collect();
         drop(writers);
         tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(path) = &self.config.control_socket {
+            let _ = std::fs::remove_file(path);
+        }
         self.write_status(true)
     }
 
@@ -338,6 +382,13 @@ impl Driver {
                 self.links.remove(&conn);
                 self.speaker.closed(conn, now);
             }
+            Event::Control(request, mut stream) => {
+                let text = status(&self.config, &self.speaker, request == Request::Show);
+                tokio::spawn(async move {
+                    let _ = stream.write_all(text.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
         }
     }
 
@@ -418,7 +469,12 @@ impl Driver {
         if !(force || (self.dirty && due)) {
             return Ok(());
         }
-        let text = status(&self.config, &self.speaker);
+        let routes = self
+            .speaker
+            .peers()
+            .map(|p| p.received.len() + p.sent.len())
+            .sum::<usize>();
+        let text = status(&self.config, &self.speaker, routes <= STATUS_ROUTES);
         std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
         self.dirty = false;
         self.last_status = Some(Instant::now());
@@ -435,6 +491,55 @@ fn announce(speaker: &mut Speaker, announce: &[AnnounceDef], now: Duration) {
     for (hop, prefixes) in by_hop {
         speaker.announce_all(&prefixes, hop, now);
     }
+}
+
+/// The next connection on the control socket, if there is one.
+async fn accept_control(
+    listener: Option<&tokio::net::UnixListener>,
+) -> std::io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads a control request (one line) and hands it to the speaker's task; a client that
+/// sends nothing useful within a second is dropped.
+async fn read_request(mut stream: tokio::net::UnixStream, events: mpsc::UnboundedSender<Event>) {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(1), async {
+        while line.len() < 64 && stream.read(&mut byte).await.ok()? == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        Some(())
+    })
+    .await;
+    let request = match (read, line.as_slice()) {
+        (Ok(Some(())), b"show") => Request::Show,
+        (Ok(Some(())), b"summary") => Request::Summary,
+        _ => {
+            let _ = stream.write_all(b"error: ask show or summary\n").await;
+            return;
+        }
+    };
+    let _ = events.send(Event::Control(request, stream));
+}
+
+/// Asks a running speaker over its control socket (`strata bgp show`).
+pub(crate) fn ask(socket: &Path, request: Request) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+        format!(
+            "connecting to {} (is the speaker running?)",
+            socket.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    writeln!(stream, "{}", request.as_str())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
 }
 
 async fn sleep_until(t: Option<tokio::time::Instant>) {
@@ -457,8 +562,9 @@ async fn connect(local: Ipv4Addr, neighbor: &NeighborDef) -> std::io::Result<Tcp
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
-/// The status file: neighbors and routes, like `birdc show protocols` and `show route`.
-fn status(config: &BgpdConfig, speaker: &Speaker) -> String {
+/// Neighbors and (with `routes`, else their counts) routes, like `birdc show protocols`
+/// and `show route`.
+fn status(config: &BgpdConfig, speaker: &Speaker, routes: bool) -> String {
     use std::fmt::Write;
     let mut out = format!("router {} AS {}\n", config.router_id, config.asn);
     for p in speaker.peers() {
@@ -471,6 +577,15 @@ fn status(config: &BgpdConfig, speaker: &Speaker) -> String {
             let _ = write!(out, " (last down: {d:?})");
         }
         out.push('\n');
+        if !routes {
+            let _ = writeln!(
+                out,
+                "  {} routes received, {} sent",
+                p.received.len(),
+                p.sent.len()
+            );
+            continue;
+        }
         for (prefix, path) in p.sent.iter() {
             let local = speaker.originated().get(&prefix).is_some();
             let hop = match (prefix, path.next_hop) {

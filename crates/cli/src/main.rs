@@ -38,7 +38,8 @@ enum BgpCommand {
     /// routes. SIGHUP reads the file's announcements again; SIGTERM and SIGINT close
     /// the sessions with a Cease and exit.
     Run {
-        /// The configuration file (TOML): asn, router_id, local, status_file, next_hop6,
+        /// The configuration file (TOML): asn, router_id, local, status_file,
+        /// control_socket, next_hop6,
         /// [[neighbor]] address/asn/passive/hold_time/port/password/next_hop/ipv6,
         /// [[announce]] prefix/next_hop.
         #[arg(long)]
@@ -47,11 +48,14 @@ enum BgpCommand {
         #[arg(long)]
         seconds: Option<u64>,
     },
-    /// Show neighbors, their state, and routes sent and received (from the status file of
-    /// a running speaker).
+    /// Show neighbors, their state, and routes sent and received: asked of the running
+    /// speaker over its control_socket, or read from its status_file.
     Show {
         #[arg(long)]
         config: PathBuf,
+        /// Route counts instead of the routes (control socket only).
+        #[arg(long)]
+        summary: bool,
     },
 }
 
@@ -257,12 +261,22 @@ fn main() -> ExitCode {
                 seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
             bgpd::run(&config, c, until).map(|()| true)
         }),
-        Command::Bgp(BgpCommand::Show { config }) => bgpd::load(&config).and_then(|c| {
-            let Some(file) = &c.status_file else {
-                anyhow::bail!("{} names no status_file", config.display());
+        Command::Bgp(BgpCommand::Show { config, summary }) => bgpd::load(&config).and_then(|c| {
+            let request = if summary {
+                bgpd::Request::Summary
+            } else {
+                bgpd::Request::Show
             };
-            let status = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {} (is the speaker running?)", file.display()))?;
+            let status = match (&c.control_socket, &c.status_file) {
+                (Some(socket), _) => bgpd::ask(socket, request)?,
+                (None, Some(file)) => std::fs::read_to_string(file).with_context(|| {
+                    format!("reading {} (is the speaker running?)", file.display())
+                })?,
+                (None, None) => anyhow::bail!(
+                    "{} names neither a control_socket nor a status_file",
+                    config.display()
+                ),
+            };
             print!("{status}");
             Ok(true)
         }),

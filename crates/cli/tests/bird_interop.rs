@@ -84,6 +84,14 @@ fn strata_and_bird_exchange_routes() {
         show.contains("sent 192.168.133.74/32 via 192.0.2.20"),
         "{show}"
     );
+    // The same, asked of the running speaker over its control socket: counts only.
+    let summary = strata()
+        .args(["bgp", "show", "--summary", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&summary.stdout);
+    assert!(summary.contains("1 routes received, 1 sent"), "{summary}");
 
     // The announcements change in the file and SIGHUP applies them: the VIP is
     // withdrawn, the new prefix announced, the session stays up.

@@ -64,7 +64,8 @@ pub fn loopback_pair(tag: u8) -> (String, String) {
     (format!("127.{x}.{tag}.2"), format!("127.{x}.{tag}.3"))
 }
 
-/// Writes the speaker's config: AS 64501 on `ours`, one neighbor AS 64500 at `peer`,
+/// Writes the speaker's config (a status file and a control socket in `dir`): AS 64501
+/// on `ours`, one neighbor AS 64500 at `peer`,
 /// announcing 192.168.133.74/32 with next hop 192.0.2.20 (outside 127/8: GoBGP refuses
 /// loopback next hops). `extra` lines go into the neighbor section.
 pub fn speaker_config(dir: &Path, ours: &str, peer: &str, extra: &str) -> (PathBuf, PathBuf) {
@@ -74,9 +75,11 @@ pub fn speaker_config(dir: &Path, ours: &str, peer: &str, extra: &str) -> (PathB
         &config,
         format!(
             "asn = 64501\nrouter_id = \"{ours}\"\nlocal = \"{ours}\"\nstatus_file = \"{}\"\n\
+             control_socket = \"{}\"\n\
              [[neighbor]]\naddress = \"{peer}\"\nasn = 64500\nhold_time = 9\n{extra}\
              [[announce]]\nprefix = \"192.168.133.74/32\"\nnext_hop = \"192.0.2.20\"\n",
-            status.display()
+            status.display(),
+            dir.join("control.sock").display()
         ),
     )
     .unwrap();
