@@ -123,10 +123,17 @@ fn routes_pass_through_strata_between_bird_and_gobgp() {
             })
         },
     );
-    assert!(status_says(
-        &status,
-        "received 2001:db8:100::/48 via 2001:db8::1 AS path 64500"
-    ));
+    // (The status file is rewritten at most five times a second.)
+    wait_for(
+        "the status to show BIRD's IPv6 route",
+        Duration::from_secs(5),
+        || {
+            status_says(
+                &status,
+                "received 2001:db8:100::/48 via 2001:db8::1 AS path 64500",
+            )
+        },
+    );
 
     // GoBGP's route reaches BIRD the same way.
     gobgp(&[
