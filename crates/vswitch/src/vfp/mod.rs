@@ -21,7 +21,7 @@ mod port;
 mod rule;
 mod transposition;
 
-pub use packet::{Direction, Encap, Family, Flow, Metadata, ParseError};
+pub use packet::{Direction, Encap, Family, Flow, IpLayout, Metadata, ParseError};
 pub use port::{
     DEFAULT_FLOW_LIMIT, DropReason, FlowId, FlowTimeouts, Port, PortCounters, UftEntry, Verdict,
 };

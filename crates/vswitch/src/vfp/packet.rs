@@ -184,8 +184,28 @@ pub struct Encap {
     pub len: usize,
 }
 
+/// Where the pieces of the (inner) IP packet sit, as parsing validated them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpLayout {
+    V4(Ipv4Layout),
+    V6(Ipv6Layout),
+}
+
+impl IpLayout {
+    /// The transport header's offset and the packet's end, from the IP header.
+    pub fn l4(&self) -> (usize, usize) {
+        match self {
+            IpLayout::V4(l) => (l.header_len, l.total_len),
+            IpLayout::V6(l) => (l.l4_offset, l.total_len),
+        }
+    }
+}
+
 /// The headers of a frame as VFP matches them. With encapsulation, the addresses are the
 /// inner frame's.
+///
+/// Parsing validates the frame once; applying a flow's transposition to the same frame
+/// uses the offsets found here instead of parsing again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metadata {
     pub encap: Option<Encap>,
@@ -193,6 +213,10 @@ pub struct Metadata {
     pub eth_dst: EthernetAddress,
     pub flow: Flow,
     pub tcp_flags: u8,
+    /// Where the IP header starts in the (inner) frame: after its Ethernet header and
+    /// any VLAN tag.
+    pub l3_offset: usize,
+    pub ip: IpLayout,
 }
 
 /// Why VFP could not read a frame.
@@ -221,6 +245,8 @@ impl Metadata {
                     eth_dst: eth.dst,
                     flow: Flow::V6(flow),
                     tcp_flags: tcp_flags(flow.proto, ip, layout.l4_offset),
+                    l3_offset: off,
+                    ip: IpLayout::V6(layout),
                 });
             }
             _ => return Err(ParseError::NotIp),
@@ -254,6 +280,8 @@ impl Metadata {
             eth_dst: eth.dst,
             flow: Flow::V4(flow),
             tcp_flags: tcp_flags(flow.proto, ip, layout.header_len),
+            l3_offset: off,
+            ip: IpLayout::V4(layout),
         })
     }
 }

@@ -447,6 +447,47 @@ fn mss_is_clamped_on_syns_both_ways() {
     assert_eq!(mss_of(&small), 536);
 }
 
+#[test]
+fn a_rewrite_of_a_flow_left_encapsulated_changes_the_inner_packet() {
+    // A NAT on encapsulated frames with no decap: the inner packet is rewritten (its
+    // checksums still right), the outer headers are not touched.
+    let mut port = Port::new("transit", DEFAULT_FLOW_LIMIT);
+    port.set_layer(Layer {
+        name: "NAT".into(),
+        priority: 100,
+        groups: vec![Group {
+            name: "in".into(),
+            direction: Direction::In,
+            family: Family::Ipv4,
+            priority: 1,
+            rules: vec![Rule {
+                name: "vip".into(),
+                priority: 1,
+                conditions: Conditions {
+                    encapsulated: Some(true),
+                    ..Conditions::any()
+                },
+                action: Action::Nat(NatSpec {
+                    src: None,
+                    dst: Some((DIP.into(), Some(8080))),
+                }),
+            }],
+        }],
+    });
+    let original = encapsulate(&tcp_frame(CLIENT, 49152, VIP, 80, 0x02, DIP_MAC));
+    let mut frame = original.clone();
+    assert_eq!(port.process(T, Direction::In, &mut frame), Verdict::Forward);
+    let encap_len = 14 + 20 + 8 + 8;
+    assert_eq!(
+        frame[..encap_len],
+        original[..encap_len],
+        "outer headers changed"
+    );
+    let inner = &frame[encap_len..];
+    assert_eq!(ipv4(inner).dst_addr(), DIP);
+    assert_checksums(inner);
+}
+
 mod ipv6 {
     //! IPv6 through VFP: groups of one family do not see the other's packets, and an
     //! IPv6 NAT rewrites as a packet written with the new addresses would be, checked

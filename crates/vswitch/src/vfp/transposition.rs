@@ -4,11 +4,11 @@ use std::net::IpAddr;
 
 use strata_wire::EthernetAddress;
 use strata_wire::checksum;
-use strata_wire::flow::{Ipv4Layout, Ipv6Layout, proto};
+use strata_wire::flow::proto;
 use strata_wire::rewrite::{Endpoint, rewrite, rewrite6};
 use strata_wire::vxlan;
 
-use super::packet::{Encap, Flow, Metadata};
+use super::packet::{Encap, Flow, IpLayout, Metadata};
 use super::rule::{Action, EncapSpec};
 
 /// What happens to the encapsulation.
@@ -132,24 +132,35 @@ impl HeaderTransposition {
     /// Applies the transposition to a frame whose metadata is `m`. Pops and modifies in
     /// place; a push grows the buffer at the front (it allocates only when the buffer has
     /// no spare capacity).
+    ///
+    /// `m` must be what [`Metadata::parse`] read from this very frame: the offsets it
+    /// found are used as they are.
     pub fn apply(&self, frame: &mut Vec<u8>, m: &Metadata) {
-        if let (EncapOp::Pop, Some(e)) = (self.encap, m.encap) {
-            frame.drain(..e.len);
-        }
+        // Where the inner frame starts: after an encapsulation that stays on.
+        let inner = match (self.encap, m.encap) {
+            (EncapOp::Pop, Some(e)) => {
+                frame.drain(..e.len);
+                0
+            }
+            (_, Some(e)) => e.len,
+            (_, None) => 0,
+        };
         if let Some(mac) = self.eth_dst {
-            frame[0..6].copy_from_slice(mac.as_bytes());
+            frame[inner..inner + 6].copy_from_slice(mac.as_bytes());
         }
         if let Some(mac) = self.eth_src {
-            frame[6..12].copy_from_slice(mac.as_bytes());
+            frame[inner + 6..inner + 12].copy_from_slice(mac.as_bytes());
         }
+        let ip = &mut frame[inner + m.l3_offset..];
         if self.rewrites_flow() {
-            self.rewrite(&mut frame[strata_wire::ETHERNET_HEADER_LEN..], m);
+            self.rewrite(ip, m);
         }
         if let Some(mss) = self.mss
             && m.flow.proto() == proto::TCP
             && m.tcp_flags & 0x02 != 0
         {
-            clamp_mss(&mut frame[strata_wire::ETHERNET_HEADER_LEN..], mss);
+            let (l4, end) = m.ip.l4();
+            clamp_mss(&mut ip[l4..end], mss);
         }
         if let EncapOp::Push(spec) = self.encap {
             push_vxlan(frame, &spec, m);
@@ -158,9 +169,7 @@ impl HeaderTransposition {
 }
 
 impl HeaderTransposition {
-    /// Rewrites the addresses and ports of an IP packet as `m`'s flow asks. The frame
-    /// parsed when the flow was first seen; a later packet of the flow that does not
-    /// parse is forwarded unmodified rather than corrupted.
+    /// Rewrites the addresses and ports of the IP packet `m` describes.
     fn rewrite(&self, ip: &mut [u8], m: &Metadata) {
         let f = m.flow;
         let ends = [
@@ -177,54 +186,22 @@ impl HeaderTransposition {
                 self.dst_port.unwrap_or(f.dst_port()),
             ),
         ];
-        match ip.first().map(|b| b >> 4) {
-            Some(4) => {
-                let Ok(layout) = Ipv4Layout::parse(ip) else {
-                    return;
-                };
-                for (which, _, addr, port) in ends.into_iter().filter(|e| e.1) {
-                    if let IpAddr::V4(addr) = addr {
-                        rewrite(ip, &layout, which, addr, port);
-                    }
+        for (which, _, addr, port) in ends.into_iter().filter(|e| e.1) {
+            match (&m.ip, addr) {
+                (IpLayout::V4(layout), IpAddr::V4(addr)) => rewrite(ip, layout, which, addr, port),
+                (IpLayout::V6(layout), IpAddr::V6(addr)) => {
+                    rewrite6(ip, layout, which, addr, port);
                 }
+                // Composing refuses a rewrite across families.
+                _ => {}
             }
-            Some(6) => {
-                let Ok(layout) = Ipv6Layout::parse(ip) else {
-                    return;
-                };
-                for (which, _, addr, port) in ends.into_iter().filter(|e| e.1) {
-                    if let IpAddr::V6(addr) = addr {
-                        rewrite6(ip, &layout, which, addr, port);
-                    }
-                }
-            }
-            _ => {}
         }
     }
 }
 
-/// The TCP segment of an IPv4 or IPv6 packet, if it parses.
-fn tcp_segment(ip: &mut [u8]) -> Option<&mut [u8]> {
-    let (start, end) = match ip.first().map(|b| b >> 4) {
-        Some(4) => {
-            let l = Ipv4Layout::parse(ip).ok()?;
-            (l.header_len, l.total_len)
-        }
-        Some(6) => {
-            let l = Ipv6Layout::parse(ip).ok()?;
-            (l.l4_offset, l.total_len)
-        }
-        _ => return None,
-    };
-    ip.get_mut(start..end)
-}
-
-/// Lowers the MSS option of a TCP segment (in an IPv4 or IPv6 packet) to `mss`, updating
-/// the TCP checksum (RFC 1624). Malformed options are left alone.
-fn clamp_mss(ip: &mut [u8], mss: u16) {
-    let Some(tcp) = tcp_segment(ip) else {
-        return;
-    };
+/// Lowers the MSS option of a TCP segment to `mss`, updating the TCP checksum (RFC 1624).
+/// Malformed options are left alone.
+fn clamp_mss(tcp: &mut [u8], mss: u16) {
     if tcp.len() < 20 {
         return;
     }
