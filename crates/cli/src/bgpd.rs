@@ -47,6 +47,11 @@ pub(crate) struct BgpdConfig {
     /// `local`.
     #[serde(default)]
     pub(crate) next_hop6: Option<Ipv6Addr>,
+    /// Announce graceful restart (RFC 4724) with this restart time, in seconds: a
+    /// neighbor keeps our routes that long when we go away without a NOTIFICATION (a
+    /// crash, a restart). Neighbors' restarts are honoured either way.
+    #[serde(default)]
+    pub(crate) graceful_restart: Option<u16>,
     #[serde(default)]
     pub(crate) neighbor: Vec<NeighborDef>,
     #[serde(default)]
@@ -100,6 +105,12 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<BgpdConfig> {
             .unwrap_or(0);
         anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
     })?;
+    if config.graceful_restart.is_some_and(|t| t > 4095) {
+        bail!(
+            "{}: graceful_restart is at most 4095 seconds (a 12-bit field)",
+            path.display()
+        );
+    }
     for n in &config.neighbor {
         if n.hold_time != 0 && n.hold_time < 3 {
             bail!(
@@ -207,6 +218,7 @@ impl Driver {
                 session.passive = n.passive;
                 session.hold_time = n.hold_time;
                 session.connect_retry = Duration::from_secs(5);
+                session.graceful_restart = config.graceful_restart;
                 if n.ipv6 {
                     session
                         .families

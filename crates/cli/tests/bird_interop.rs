@@ -12,6 +12,7 @@ mod common;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpStream};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -25,6 +26,66 @@ fn addrs(tag: u8) -> (Ipv4Addr, Ipv4Addr) {
 
 fn strata() -> Command {
     Command::new(env!("CARGO_BIN_EXE_strata"))
+}
+
+#[test]
+fn bird_keeps_our_routes_through_a_crash_when_we_announce_graceful_restart() {
+    if !bird_present() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("strata-bird-gr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (bird_ip, our_ip) = addrs(7);
+    std::fs::write(
+        dir.join("bird.conf"),
+        format!(
+            "router id 10.0.0.2;\nprotocol device {{}}\n\
+             protocol bgp strata {{\n  local {bird_ip} as 64500;\n  neighbor {our_ip} as 64501;\n  multihop;\n  strict bind on;\n  hold time 9;\n  \
+             ipv4 {{ import all; export all; next hop address 192.0.2.1; }};\n}}\n"
+        ),
+    )
+    .unwrap();
+    let (config, _status) =
+        common::speaker_config(&dir, &our_ip.to_string(), &bird_ip.to_string(), "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("graceful_restart = 60\n{text}")).unwrap();
+    let (mut guard, ctl) = start_bird(dir);
+    guard.children.push(common::speaker(&config));
+    let has_vip = |ctl: &Path| {
+        birdc(ctl, &["show", "route", "for", "192.168.133.74/32", "all"])
+            .contains("BGP.as_path: 64501")
+    };
+    wait_for("BIRD to learn our VIP", Duration::from_secs(15), || {
+        has_vip(&ctl)
+    });
+    assert!(
+        birdc(&ctl, &["show", "protocols", "all", "strata"]).contains("Graceful restart"),
+        "BIRD did not see our capability"
+    );
+
+    // The speaker dies without a NOTIFICATION: BIRD's session goes down, the route stays.
+    let mut crashed = guard.children.pop().unwrap();
+    crashed.kill().unwrap();
+    crashed.wait().unwrap();
+    wait_for(
+        "BIRD to see the session go",
+        Duration::from_secs(15),
+        || !birdc(&ctl, &["show", "protocols", "strata"]).contains("Established"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        has_vip(&ctl),
+        "BIRD dropped the VIP although we can restart"
+    );
+
+    // Back up: the session comes back and the route is ours again.
+    guard.children.push(common::speaker(&config));
+    wait_for("the session to come back", Duration::from_secs(20), || {
+        birdc(&ctl, &["show", "protocols", "strata"]).contains("Established")
+    });
+    wait_for("the VIP after the restart", Duration::from_secs(10), || {
+        has_vip(&ctl)
+    });
 }
 
 #[test]
