@@ -124,10 +124,15 @@ impl AdjRibIn {
     }
 
     pub(crate) fn insert(&mut self, prefix: IpNet, path: Arc<Path>) {
+        self.replace(prefix, path);
+    }
+
+    /// Sets a prefix's path; returns the one it had.
+    pub(crate) fn replace(&mut self, prefix: IpNet, path: Arc<Path>) -> Option<Arc<Path>> {
         match prefix {
             IpNet::V4(p) => self.v4.insert(p, path),
             IpNet::V6(p) => self.v6.insert(p, path),
-        };
+        }
     }
 
     /// Empties the table; returns the prefixes it held.

@@ -708,17 +708,20 @@ impl Speaker {
             None => None,
         };
         let to = &mut self.peers[target.0];
-        match (path, to.adj_out.get(&prefix)) {
-            (Some((_, new)), Some(old)) if Arc::ptr_eq(&new, old) => {}
-            (Some((local, new)), _) => {
-                to.adj_out.insert(prefix, Arc::clone(&new));
-                batch.announce(prefix, new, local);
+        match path {
+            // One search of the Adj-RIB-Out either way: the table is as big as the
+            // routing table.
+            Some((local, new)) => {
+                let old = to.adj_out.replace(prefix, Arc::clone(&new));
+                if !old.is_some_and(|old| Arc::ptr_eq(&old, &new)) {
+                    batch.announce(prefix, new, local);
+                }
             }
-            (None, Some(_)) => {
-                to.adj_out.remove(&prefix);
-                batch.withdraw.push(prefix);
+            None => {
+                if to.adj_out.remove(&prefix) {
+                    batch.withdraw.push(prefix);
+                }
             }
-            (None, None) => {}
         }
     }
 
