@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -52,10 +54,18 @@ pub(crate) struct BgpdConfig {
     /// crash, a restart). Neighbors' restarts are honoured either way.
     #[serde(default)]
     pub(crate) graceful_restart: Option<u16>,
+    /// Bytes that may wait to be sent to one neighbor; a neighbor that falls further
+    /// behind (it stopped reading) loses its connection rather than our memory.
+    #[serde(default = "default_send_queue_limit")]
+    pub(crate) send_queue_limit: usize,
     #[serde(default)]
     pub(crate) neighbor: Vec<NeighborDef>,
     #[serde(default)]
     pub(crate) announce: Vec<AnnounceDef>,
+}
+
+fn default_send_queue_limit() -> usize {
+    64 << 20
 }
 
 fn default_port() -> u16 {
@@ -190,6 +200,9 @@ struct Link {
     /// Bytes to write; dropping it makes the writer finish what it has and shut down.
     tx: mpsc::UnboundedSender<Vec<u8>>,
     reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
+    /// Bytes handed to the writer and not yet taken by the socket.
+    unsent: Arc<AtomicUsize>,
 }
 
 struct Driver {
@@ -418,9 +431,25 @@ impl Driver {
                     });
                 }
                 Output::Send(conn, bytes) => {
-                    if let Some(link) = self.links.get(&conn) {
+                    let Some(link) = self.links.get(&conn) else {
+                        continue;
+                    };
+                    let unsent = link.unsent.fetch_add(bytes.len(), Ordering::Relaxed);
+                    if unsent + bytes.len() <= self.config.send_queue_limit {
                         let _ = link.tx.send(bytes);
+                        continue;
                     }
+                    // The neighbor stopped reading: drop the connection (a NOTIFICATION
+                    // would only queue behind what it is not reading).
+                    if let Some(link) = self.links.remove(&conn) {
+                        link.reader.abort();
+                        link.writer.abort();
+                    }
+                    eprintln!(
+                        "connection {conn:?}: over {} bytes unsent, dropped",
+                        self.config.send_queue_limit
+                    );
+                    self.speaker.closed(conn, self.start.elapsed());
                 }
                 Output::Close(conn) => {
                     if let Some(link) = self.links.remove(&conn) {
@@ -460,15 +489,26 @@ impl Driver {
             let _ = events.send(Event::Closed(conn));
         });
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        tokio::spawn(async move {
+        let unsent = Arc::new(AtomicUsize::new(0));
+        let sent = Arc::clone(&unsent);
+        let writer = tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
                 if write.write_all(&bytes).await.is_err() {
                     return;
                 }
+                sent.fetch_sub(bytes.len(), Ordering::Relaxed);
             }
             let _ = write.shutdown().await;
         });
-        self.links.insert(conn, Link { tx, reader });
+        self.links.insert(
+            conn,
+            Link {
+                tx,
+                reader,
+                writer,
+                unsent,
+            },
+        );
     }
 
     /// Writes the status file if something happened and it was not written lately (or

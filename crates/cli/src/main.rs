@@ -39,7 +39,7 @@ enum BgpCommand {
     /// the sessions with a Cease and exit.
     Run {
         /// The configuration file (TOML): asn, router_id, local, status_file,
-        /// control_socket, next_hop6, graceful_restart,
+        /// control_socket, next_hop6, graceful_restart, send_queue_limit,
         /// [[neighbor]] address/asn/passive/hold_time/port/password/next_hop/ipv6,
         /// [[announce]] prefix/next_hop.
         #[arg(long)]
