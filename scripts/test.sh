@@ -13,15 +13,16 @@ command -v gobgpd >/dev/null 2>&1 || packages+=(gobgpd)
 [ -x /usr/lib/frr/bgpd ] || packages+=(frr)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "installing: ${packages[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # As root (CI) directly; otherwise through sudo, keeping DEBIAN_FRONTEND.
+  as_root=()
+  [ "$(id -u)" -eq 0 ] || as_root=(sudo -E)
   export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo -E apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
   # The tests start their own daemons on their own loopback addresses; services the
   # packages may have started would hold port 179 on every address.
   if command -v systemctl >/dev/null 2>&1; then
-    $sudo systemctl stop bird gobgpd frr >/dev/null 2>&1 || true
+    "${as_root[@]}" systemctl stop bird gobgpd frr >/dev/null 2>&1 || true
   fi
 fi
 export STRATA_REQUIRE_TSHARK=1 STRATA_REQUIRE_BIRD=1 STRATA_REQUIRE_GOBGP=1 STRATA_REQUIRE_FRR=1
