@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::time::Duration;
 
+use strata_wire::flow::{FlowKey, FlowKey6};
+
 use super::packet::{Direction, Flow, Metadata, ParseError};
 use super::rule::Layer;
 use super::transposition::HeaderTransposition;
@@ -96,15 +98,88 @@ pub struct PortCounters {
 pub struct Port {
     name: String,
     layers: Vec<Layer>,
-    /// Keyed with foldhash: fast on small keys, and seeded per process, so that flows
-    /// chosen from outside cannot be made to collide.
-    uft: HashMap<FlowId, UftEntry, foldhash::fast::RandomState>,
+    uft: Uft,
     limit: usize,
     timeouts: FlowTimeouts,
     /// Bumped by every policy change; cached flows of an older generation are recomputed.
     generation: u64,
     counters: PortCounters,
     next_sweep: Duration,
+}
+
+/// The unified flow table: one map per IP family, so that an IPv4 flow's key stays as
+/// small as an IPv4 5-tuple (20 bytes, not the 48 of an IPv6 one). Keyed with foldhash:
+/// fast on small keys, and seeded per process, so that flows chosen from outside cannot
+/// be made to collide.
+#[derive(Debug, Default)]
+struct Uft {
+    v4: HashMap<Key<FlowKey>, UftEntry, foldhash::fast::RandomState>,
+    v6: HashMap<Key<FlowKey6>, UftEntry, foldhash::fast::RandomState>,
+}
+
+/// A [`FlowId`] of one family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key<K> {
+    direction: Direction,
+    flow: K,
+    vni: u32,
+}
+
+impl Uft {
+    fn get_mut(&mut self, id: &FlowId) -> Option<&mut UftEntry> {
+        match id.flow {
+            Flow::V4(flow) => self.v4.get_mut(&key(id, flow)),
+            Flow::V6(flow) => self.v6.get_mut(&key(id, flow)),
+        }
+    }
+
+    fn contains_key(&self, id: &FlowId) -> bool {
+        match id.flow {
+            Flow::V4(flow) => self.v4.contains_key(&key(id, flow)),
+            Flow::V6(flow) => self.v6.contains_key(&key(id, flow)),
+        }
+    }
+
+    fn insert(&mut self, id: FlowId, entry: UftEntry) {
+        match id.flow {
+            Flow::V4(flow) => self.v4.insert(key(&id, flow), entry),
+            Flow::V6(flow) => self.v6.insert(key(&id, flow), entry),
+        };
+    }
+
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&UftEntry) -> bool) {
+        self.v4.retain(|_, e| keep(e));
+        self.v6.retain(|_, e| keep(e));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (FlowId, UftEntry)> + '_ {
+        let id = |direction, flow, vni| FlowId {
+            direction,
+            flow,
+            vni,
+        };
+        let v4 = self
+            .v4
+            .iter()
+            .map(move |(k, e)| (id(k.direction, Flow::V4(k.flow), k.vni), *e));
+        let v6 = self
+            .v6
+            .iter()
+            .map(move |(k, e)| (id(k.direction, Flow::V6(k.flow), k.vni), *e));
+        v4.chain(v6)
+    }
+}
+
+fn key<K>(id: &FlowId, flow: K) -> Key<K> {
+    Key {
+        direction: id.direction,
+        flow,
+        vni: id.vni,
+    }
 }
 
 /// Least time between two sweeps of a full flow table.
@@ -120,7 +195,7 @@ impl Port {
         Port {
             name: name.into(),
             layers: Vec::new(),
-            uft: HashMap::default(),
+            uft: Uft::default(),
             limit,
             timeouts: FlowTimeouts::default(),
             generation: 0,
@@ -300,15 +375,14 @@ impl Port {
     pub fn expire(&mut self, now: Duration) {
         let generation = self.generation;
         let before = self.uft.len();
-        self.uft.retain(|_, e| {
-            e.generation == generation && now.saturating_sub(e.last_used) < e.timeout
-        });
+        self.uft
+            .retain(|e| e.generation == generation && now.saturating_sub(e.last_used) < e.timeout);
         self.counters.expired += (before - self.uft.len()) as u64;
     }
 
     /// Cached flows, ordered, as `vfpctrl /list-unified-flow` shows them.
     pub fn flows(&self) -> Vec<(FlowId, UftEntry)> {
-        let mut v: Vec<_> = self.uft.iter().map(|(k, e)| (*k, *e)).collect();
+        let mut v: Vec<_> = self.uft.iter().collect();
         v.sort_by_key(|(k, _)| *k);
         v
     }
