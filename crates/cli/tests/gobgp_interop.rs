@@ -9,19 +9,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Guard, loopback_pair, speaker, speaker_config, status_says, wait_for};
 
 #[test]
 fn strata_and_gobgp_exchange_routes() {
-    if Command::new("gobgpd").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("STRATA_REQUIRE_GOBGP").is_none(),
-            "gobgpd is required but not installed"
-        );
-        eprintln!("gobgpd not installed; skipping");
+    if !common::gobgp_present() {
         return;
     }
     let (gobgp_ip, our_ip) = loopback_pair(3);
@@ -37,32 +31,11 @@ fn strata_and_gobgp_exchange_routes() {
     )
     .unwrap();
     let (config, status) = speaker_config(&dir, &our_ip, &gobgp_ip, "");
-    guard.children.push(
-        Command::new("gobgpd")
-            .arg("-f")
-            .arg(dir.join("gobgp.toml"))
-            .args([
-                "-t",
-                "toml",
-                "--api-hosts",
-                &format!("{gobgp_ip}:50051"),
-                "-l",
-                "warn",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    guard
+        .children
+        .push(common::start_gobgpd(&dir.join("gobgp.toml"), &gobgp_ip));
     guard.children.push(speaker(&config));
-    let gobgp = |args: &[&str]| {
-        let out = Command::new("gobgp")
-            .args(["-u", &gobgp_ip, "-p", "50051"])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let gobgp = |args: &[&str]| common::gobgp(&gobgp_ip, args);
     wait_for("GoBGP to learn our VIP", Duration::from_secs(20), || {
         gobgp(&["global", "rib", "-a", "ipv4"]).lines().any(|l| {
             l.contains("192.168.133.74/32") && l.contains("192.0.2.20") && l.contains("64501")

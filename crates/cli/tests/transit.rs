@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Guard, bird_present, birdc, speaker, start_bird, status_says, wait_for};
@@ -21,12 +20,7 @@ fn routes_pass_through_strata_between_bird_and_gobgp() {
     if !bird_present() {
         return;
     }
-    if Command::new("gobgpd").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("STRATA_REQUIRE_GOBGP").is_none(),
-            "gobgpd is required but not installed"
-        );
-        eprintln!("gobgpd not installed; skipping");
+    if !common::gobgp_present() {
         return;
     }
     let x = (std::process::id() % 200) as u8 + 20;
@@ -73,32 +67,11 @@ fn routes_pass_through_strata_between_bird_and_gobgp() {
     )
     .unwrap();
     let (mut guard, ctl): (Guard, _) = start_bird(dir.clone());
-    guard.children.push(
-        Command::new("gobgpd")
-            .arg("-f")
-            .arg(dir.join("gobgp.toml"))
-            .args([
-                "-t",
-                "toml",
-                "--api-hosts",
-                &format!("{gobgp_ip}:50051"),
-                "-l",
-                "warn",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    guard
+        .children
+        .push(common::start_gobgpd(&dir.join("gobgp.toml"), &gobgp_ip));
     guard.children.push(speaker(&config));
-    let gobgp = |args: &[&str]| {
-        let out = Command::new("gobgp")
-            .args(["-u", &gobgp_ip, "-p", "50051"])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let gobgp = |args: &[&str]| common::gobgp(&gobgp_ip, args);
 
     // BIRD's routes reach GoBGP through us: our AS first, our next hop.
     wait_for(

@@ -192,6 +192,16 @@ impl Net {
     fn received(&self, node: usize, peer: usize) -> &AdjRibIn {
         self.nodes[node].speaker.peers().nth(peer).unwrap().received
     }
+
+    /// `node` announces `prefix` with `next_hop`, and the news spreads.
+    fn announce(&mut self, node: usize, prefix: &str, next_hop: &str) -> IpNet {
+        let prefix = net(prefix);
+        let now = self.now;
+        let hop: IpAddr = next_hop.parse().unwrap();
+        self.nodes[node].speaker.announce(prefix, hop, now);
+        self.run();
+        prefix
+    }
 }
 
 fn as_path(path: &Path) -> Vec<u32> {
@@ -209,11 +219,7 @@ fn routes_pass_through_with_our_as_prepended_and_our_next_hop() {
     assert_eq!(n.state(0, 0), State::Established);
     assert_eq!(n.state(2, 0), State::Established);
 
-    let vip = net("192.168.133.74/32");
-    n.nodes[0]
-        .speaker
-        .announce(vip, IpAddr::V4(ip("10.0.0.1")), n.now);
-    n.run();
+    let vip = n.announce(0, "192.168.133.74/32", "10.0.0.1");
     let at_b = n.received(2, 0).get(&vip).expect("B has the VIP");
     assert_eq!(as_path(at_b), vec![65000, 65001]);
     assert_eq!(at_b.next_hop, IpAddr::V4(ip("10.0.1.2")));
@@ -306,11 +312,7 @@ fn a_route_is_not_sent_to_a_neighbor_whose_as_is_on_its_path() {
     let mut n = Net::line();
     n.wait(2);
     // B announces a route A already went through: S does not offer it to A.
-    let prefix = net("198.51.100.0/24");
-    n.nodes[2]
-        .speaker
-        .announce(prefix, IpAddr::V4(ip("10.0.1.1")), n.now);
-    n.run();
+    let prefix = n.announce(2, "198.51.100.0/24", "10.0.1.1");
     assert!(n.received(0, 0).get(&prefix).is_some());
     assert_eq!(
         as_path(n.received(0, 0).get(&prefix).unwrap()),
@@ -368,11 +370,7 @@ fn simultaneous_opens_leave_one_session() {
     assert_eq!(n.state(1, 0), State::Established);
     // One connection each way was opened; one survived.
     assert_eq!(n.links.len(), 2);
-    let prefix = net("192.0.2.0/24");
-    n.nodes[0]
-        .speaker
-        .announce(prefix, IpAddr::V4(ip("10.0.0.1")), n.now);
-    n.run();
+    let prefix = n.announce(0, "192.0.2.0/24", "10.0.0.1");
     assert!(n.received(1, 0).get(&prefix).is_some());
 }
 
@@ -533,11 +531,7 @@ mod graceful_restart {
     fn stale_routes_go_when_the_restart_time_runs_out() {
         let mut n = line();
         n.wait(2);
-        let prefix = net("198.51.100.0/24");
-        n.nodes[0]
-            .speaker
-            .announce(prefix, IpAddr::V4(ip("10.0.0.1")), n.now);
-        n.run();
+        let prefix = n.announce(0, "198.51.100.0/24", "10.0.0.1");
         crash_a(&mut n);
         n.cut[0] = true;
         n.wait(25);
@@ -551,11 +545,7 @@ mod graceful_restart {
     fn without_graceful_restart_a_lost_connection_takes_the_routes() {
         let mut n = Net::line();
         n.wait(2);
-        let prefix = net("198.51.100.0/24");
-        n.nodes[0]
-            .speaker
-            .announce(prefix, IpAddr::V4(ip("10.0.0.1")), n.now);
-        n.run();
+        let prefix = n.announce(0, "198.51.100.0/24", "10.0.0.1");
         crash_a(&mut n);
         assert!(n.received(2, 0).is_empty());
     }

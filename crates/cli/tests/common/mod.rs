@@ -164,3 +164,46 @@ pub fn start_bird(dir: PathBuf) -> (Guard, PathBuf) {
     assert!(started.success());
     (guard, ctl)
 }
+
+/// Whether GoBGP is installed; a test without it is skipped, unless STRATA_REQUIRE_GOBGP
+/// says it must run.
+pub fn gobgp_present() -> bool {
+    let ok = Command::new("gobgpd").arg("--version").output().is_ok();
+    if !ok {
+        assert!(
+            std::env::var_os("STRATA_REQUIRE_GOBGP").is_none(),
+            "gobgpd is required but not installed"
+        );
+        eprintln!("gobgpd not installed; skipping");
+    }
+    ok
+}
+
+/// Starts gobgpd on `config` (TOML) with its API on `ip`:50051.
+pub fn start_gobgpd(config: &Path, ip: &str) -> Child {
+    Command::new("gobgpd")
+        .arg("-f")
+        .arg(config)
+        .args([
+            "-t",
+            "toml",
+            "--api-hosts",
+            &format!("{ip}:50051"),
+            "-l",
+            "warn",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs the `gobgp` client against the daemon whose API is on `ip`; its output.
+pub fn gobgp(ip: &str, args: &[&str]) -> String {
+    let out = Command::new("gobgp")
+        .args(["-u", ip, "-p", "50051"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
