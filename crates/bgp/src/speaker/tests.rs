@@ -24,6 +24,14 @@ struct Net {
     cut: Vec<bool>,
 }
 
+/// A speaker of AS `asn` owning `addresses`.
+fn node(asn: u32, peers: Vec<PeerConfig>, addresses: &[&str]) -> Node {
+    Node {
+        speaker: Speaker::new(asn, None, peers),
+        addresses: addresses.iter().map(|a| ip(a)).collect(),
+    }
+}
+
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
@@ -72,33 +80,24 @@ impl Net {
             p
         };
         Net::new(vec![
-            Node {
-                speaker: Speaker::new(
-                    65001,
-                    None,
-                    vec![peer(65001, "1.1.1.1", "10.0.0.2", "10.0.0.1", 65000)],
-                ),
-                addresses: vec![ip("10.0.0.1")],
-            },
-            Node {
-                speaker: Speaker::new(
-                    65000,
-                    None,
-                    vec![
-                        peer(65000, "2.2.2.2", "10.0.0.1", "10.0.0.2", 65001),
-                        peer(65000, "2.2.2.2", "10.0.1.1", "10.0.1.2", 65002),
-                    ],
-                ),
-                addresses: vec![ip("10.0.0.2"), ip("10.0.1.2")],
-            },
-            Node {
-                speaker: Speaker::new(
-                    65002,
-                    None,
-                    vec![peer(65002, "3.3.3.3", "10.0.1.2", "10.0.1.1", 65000)],
-                ),
-                addresses: vec![ip("10.0.1.1")],
-            },
+            node(
+                65001,
+                vec![peer(65001, "1.1.1.1", "10.0.0.2", "10.0.0.1", 65000)],
+                &["10.0.0.1"],
+            ),
+            node(
+                65000,
+                vec![
+                    peer(65000, "2.2.2.2", "10.0.0.1", "10.0.0.2", 65001),
+                    peer(65000, "2.2.2.2", "10.0.1.1", "10.0.1.2", 65002),
+                ],
+                &["10.0.0.2", "10.0.1.2"],
+            ),
+            node(
+                65002,
+                vec![peer(65002, "3.3.3.3", "10.0.1.2", "10.0.1.1", 65000)],
+                &["10.0.1.1"],
+            ),
         ])
     }
 
@@ -341,22 +340,16 @@ fn simultaneous_opens_leave_one_session() {
     // Two speakers that both connect at once: each sees its own connection and the
     // other's, and both keep the one the higher BGP Identifier opened.
     let mut n = Net::new(vec![
-        Node {
-            speaker: Speaker::new(
-                65001,
-                None,
-                vec![peer(65001, "1.1.1.1", "10.0.0.2", "10.0.0.1", 65000)],
-            ),
-            addresses: vec![ip("10.0.0.1")],
-        },
-        Node {
-            speaker: Speaker::new(
-                65000,
-                None,
-                vec![peer(65000, "2.2.2.2", "10.0.0.1", "10.0.0.2", 65001)],
-            ),
-            addresses: vec![ip("10.0.0.2")],
-        },
+        node(
+            65001,
+            vec![peer(65001, "1.1.1.1", "10.0.0.2", "10.0.0.1", 65000)],
+            &["10.0.0.1"],
+        ),
+        node(
+            65000,
+            vec![peer(65000, "2.2.2.2", "10.0.0.1", "10.0.0.2", 65001)],
+            &["10.0.0.2"],
+        ),
     ]);
     // Both Connect outputs are pending: take them both before carrying either out.
     let a = n.nodes[0].speaker.poll_output();
@@ -546,6 +539,7 @@ mod graceful_restart {
         let mut n = Net::line();
         n.wait(2);
         let prefix = n.announce(0, "198.51.100.0/24", "10.0.0.1");
+        assert!(n.received(2, 0).get(&prefix).is_some());
         crash_a(&mut n);
         assert!(n.received(2, 0).is_empty());
     }
