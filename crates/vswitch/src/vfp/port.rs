@@ -396,7 +396,7 @@ impl Port {
             for group in &layer.groups {
                 let _ = writeln!(
                     out,
-                    "    group {} {} {} (priority {})",
+                    "    group {} ({} {}, priority {})",
                     group.name, group.direction, group.family, group.priority
                 );
                 for rule in &group.rules {
