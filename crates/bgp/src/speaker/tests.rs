@@ -544,3 +544,92 @@ mod graceful_restart {
         assert!(n.received(2, 0).is_empty());
     }
 }
+
+mod model {
+    //! Random announcements and withdrawals from two neighbors; what a third neighbor
+    //! ends up with must be what the rules say: for each prefix, the best of what is
+    //! announced, with our AS prepended and our next hop.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// S (AS 65000) with A (65001), B (65002) and C (65003) around it.
+    fn star() -> Net {
+        let mut n = Net::new(vec![
+            node(
+                65001,
+                vec![peer(65001, "1.1.1.1", "10.0.1.2", "10.0.1.1", 65000)],
+                &["10.0.1.1"],
+            ),
+            node(
+                65002,
+                vec![peer(65002, "3.3.3.3", "10.0.2.2", "10.0.2.1", 65000)],
+                &["10.0.2.1"],
+            ),
+            node(
+                65003,
+                vec![peer(65003, "4.4.4.4", "10.0.3.2", "10.0.3.1", 65000)],
+                &["10.0.3.1"],
+            ),
+            node(
+                65000,
+                vec![
+                    peer(65000, "2.2.2.2", "10.0.1.1", "10.0.1.2", 65001),
+                    peer(65000, "2.2.2.2", "10.0.2.1", "10.0.2.2", 65002),
+                    peer(65000, "2.2.2.2", "10.0.3.1", "10.0.3.2", 65003),
+                ],
+                &["10.0.1.2", "10.0.2.2", "10.0.3.2"],
+            ),
+        ]);
+        n.wait(2);
+        n
+    }
+
+    fn prefix(i: u8) -> IpNet {
+        net(&format!("198.51.{i}.0/24"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn the_third_neighbor_sees_the_best_of_what_is_announced(
+            ops in proptest::collection::vec((0usize..2, 0u8..6, any::<bool>()), 1..40)
+        ) {
+            let mut n = star();
+            for node in 0..3 {
+                prop_assert_eq!(n.state(node, 0), State::Established);
+            }
+            let mut announced = [[false; 6]; 2];
+            for (from, i, announce) in ops {
+                let now = n.now;
+                if announce {
+                    let hop = IpAddr::V4(n.nodes[from].addresses[0]);
+                    n.nodes[from].speaker.announce(prefix(i), hop, now);
+                } else {
+                    n.nodes[from].speaker.withdraw(prefix(i), now);
+                }
+                announced[from][usize::from(i)] = announce;
+                n.run();
+            }
+            let at_c = n.received(2, 0);
+            for i in 0..6u8 {
+                // A and B tie on every step of selection; the lower BGP Identifier
+                // (A's 1.1.1.1) wins.
+                let expected = if announced[0][usize::from(i)] {
+                    Some(vec![65000, 65001])
+                } else if announced[1][usize::from(i)] {
+                    Some(vec![65000, 65002])
+                } else {
+                    None
+                };
+                let got = at_c.get(&prefix(i));
+                prop_assert_eq!(got.map(|p| as_path(p)), expected, "prefix {}", i);
+                if let Some(p) = got {
+                    prop_assert_eq!(p.next_hop, IpAddr::V4(ip("10.0.3.2")));
+                }
+            }
+            // And S sent C exactly what C holds.
+            prop_assert_eq!(at_c.len(), n.nodes[3].speaker.peers().nth(2).unwrap().sent.len());
+        }
+    }
+}

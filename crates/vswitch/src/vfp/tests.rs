@@ -579,7 +579,10 @@ mod ipv6 {
             Verdict::Forward
         );
         assert_eq!(allowed, before);
-        assert!(port.describe_rules().contains("group v6 (in ipv6, priority 1)"));
+        assert!(
+            port.describe_rules()
+                .contains("group v6 (in ipv6, priority 1)")
+        );
     }
 
     #[test]
