@@ -573,13 +573,24 @@ impl Speaker {
                     self.outputs.push_back(Output::Established(peer));
                     self.send_table(peer, now);
                 }
-                Action::Update(u) => {
+                Action::Update(mut u) => {
+                    let end_of_rib = u.is_end_of_rib();
+                    // RFC 4760 section 7: routes of a family the session did not
+                    // negotiate are ignored.
+                    let families = p.session.negotiated().map(|n| n.families.clone());
+                    u.attributes.retain(|a| match a {
+                        Attribute::MpReach(MpReach { afi, safi, .. })
+                        | Attribute::MpUnreach(MpUnreach { afi, safi, .. }) => families
+                            .as_ref()
+                            .is_some_and(|f| f.contains(&(*afi, *safi))),
+                        _ => true,
+                    });
                     let changed = p.adj_in.apply(&u, self.asn);
                     for prefix in &changed {
                         p.stale.remove(prefix);
                     }
                     self.propagate(&changed, now);
-                    if let Some((afi, _)) = u.is_end_of_rib() {
+                    if let Some((afi, _)) = end_of_rib {
                         // RFC 4724 4.2: what the restarted neighbor did not announce
                         // again is gone.
                         self.purge_stale(peer, Some(afi), now);

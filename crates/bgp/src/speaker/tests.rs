@@ -633,3 +633,38 @@ mod model {
         }
     }
 }
+
+#[test]
+fn routes_of_a_family_not_negotiated_are_ignored() {
+    // S offers IPv6 to nobody; A sends an IPv6 route anyway (a raw UPDATE, as a
+    // misbehaving peer would).
+    let mut n = Net::line();
+    n.wait(2);
+    let v6 = net("2001:db8:100::/48");
+    let update = Update {
+        attributes: vec![
+            Attribute::Origin(codec::Origin::Igp),
+            Attribute::AsPath(AsPath::sequence(vec![65001])),
+            Attribute::MpReach(MpReach {
+                afi: afi::IPV6,
+                safi: codec::SAFI_UNICAST,
+                next_hops: vec!["2001:db8::1".parse().unwrap()],
+                nlri: vec![v6],
+            }),
+        ],
+        ..Update::default()
+    };
+    let conn = n.nodes[1].speaker.peers[0].conn.as_ref().unwrap().id;
+    let mut bytes = Vec::new();
+    codec::encode(
+        &Message::Update(update),
+        n.nodes[1].speaker.peers[0].session.options(),
+        &mut bytes,
+    )
+    .unwrap();
+    let now = n.now;
+    n.nodes[1].speaker.received(conn, &bytes, now);
+    n.run();
+    assert_eq!(n.state(1, 0), State::Established);
+    assert!(n.received(1, 0).get(&v6).is_none());
+}
