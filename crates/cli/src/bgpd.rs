@@ -9,7 +9,7 @@
 //! neighbor and its routes is written to a status file, which `strata bgp show` prints.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,7 +35,7 @@ pub(crate) struct BgpdConfig {
     pub(crate) asn: u32,
     pub(crate) router_id: Ipv4Addr,
     /// The address to listen on and connect from.
-    pub(crate) local: Ipv4Addr,
+    pub(crate) local: IpAddr,
     #[serde(default = "default_port")]
     pub(crate) port: u16,
     /// Where the state of the neighbors and their routes is written (at most five
@@ -75,7 +75,7 @@ fn default_port() -> u16 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NeighborDef {
-    pub(crate) address: Ipv4Addr,
+    pub(crate) address: IpAddr,
     pub(crate) asn: u32,
     #[serde(default)]
     pub(crate) passive: bool,
@@ -122,6 +122,14 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<BgpdConfig> {
         );
     }
     for n in &config.neighbor {
+        if n.address.is_ipv4() != config.local.is_ipv4() {
+            bail!(
+                "{}: neighbor {}: not of the family of local {} (one transport per speaker)",
+                path.display(),
+                n.address,
+                config.local
+            );
+        }
         if n.hold_time != 0 && n.hold_time < 3 {
             bail!(
                 "{}: neighbor {}: hold time must be 0 or at least 3",
@@ -238,13 +246,18 @@ impl Driver {
                         .push((codec::afi::IPV6, codec::SAFI_UNICAST));
                 }
                 PeerConfig {
-                    address: IpAddr::V4(n.address),
-                    local_address: n.next_hop.unwrap_or(config.local),
+                    address: n.address,
+                    // Over an IPv6 session, IPv4 routes need an IPv4 next hop: the
+                    // neighbor's `next_hop`, else the router ID.
+                    local_address: n.next_hop.unwrap_or(match config.local {
+                        IpAddr::V4(local) => local,
+                        IpAddr::V6(_) => config.router_id,
+                    }),
                     session,
                 }
             })
             .collect();
-        let mut speaker = Speaker::new(config.asn, config.next_hop6, peers);
+        let mut speaker = Speaker::new(config.asn, next_hop6(&config), peers);
         announce(&mut speaker, &config.announce, Duration::ZERO);
         let (events_tx, events) = mpsc::unbounded_channel();
         Ok(Driver {
@@ -332,7 +345,10 @@ impl Driver {
     /// The listening socket, with the TCP MD5 keys of the neighbors that have one.
     fn listen(&self) -> anyhow::Result<TcpListener> {
         let c = &self.config;
-        let socket = TcpSocket::new_v4()?;
+        let socket = match c.local {
+            IpAddr::V4(_) => TcpSocket::new_v4()?,
+            IpAddr::V6(_) => TcpSocket::new_v6()?,
+        };
         socket.set_reuseaddr(true)?;
         for n in &c.neighbor {
             if let Some(key) = &n.password {
@@ -340,9 +356,10 @@ impl Driver {
                     .with_context(|| format!("TCP MD5 key for neighbor {}", n.address))?;
             }
         }
+        let at = SocketAddr::new(c.local, c.port);
         socket
-            .bind(SocketAddr::V4(SocketAddrV4::new(c.local, c.port)))
-            .with_context(|| format!("listening on {}:{}", c.local, c.port))?;
+            .bind(at)
+            .with_context(|| format!("listening on {at}"))?;
         Ok(socket.listen(64)?)
     }
 
@@ -534,6 +551,15 @@ impl Driver {
     }
 }
 
+/// The next hop of the IPv6 routes passed on: as configured, else our IPv6 address if the
+/// sessions run over IPv6 (else the speaker uses the IPv4-mapped form of our address).
+fn next_hop6(config: &BgpdConfig) -> Option<Ipv6Addr> {
+    config.next_hop6.or(match config.local {
+        IpAddr::V6(local) => Some(local),
+        IpAddr::V4(_) => None,
+    })
+}
+
 /// Announces prefixes, one path per next hop.
 fn announce(speaker: &mut Speaker, announce: &[AnnounceDef], now: Duration) {
     let mut by_hop: HashMap<IpAddr, Vec<IpNet>> = HashMap::new();
@@ -602,13 +628,16 @@ async fn sleep_until(t: Option<tokio::time::Instant>) {
 }
 
 /// Opens a connection to a neighbor from our address, signed if it has a password.
-async fn connect(local: Ipv4Addr, neighbor: &NeighborDef) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::V4(SocketAddrV4::new(local, 0)))?;
+async fn connect(local: IpAddr, neighbor: &NeighborDef) -> std::io::Result<TcpStream> {
+    let socket = match local {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(local, 0))?;
     if let Some(key) = &neighbor.password {
         tcp_md5::set_key(&socket, neighbor.address, key.as_bytes())?;
     }
-    let to = SocketAddr::V4(SocketAddrV4::new(neighbor.address, neighbor.port));
+    let to = SocketAddr::new(neighbor.address, neighbor.port);
     tokio::time::timeout(Duration::from_secs(3), socket.connect(to))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
@@ -643,11 +672,9 @@ fn status(config: &BgpdConfig, speaker: &Speaker, routes: bool) -> String {
             let hop = match (prefix, path.next_hop) {
                 (_, hop) if local => hop,
                 (IpNet::V4(_), _) => IpAddr::V4(p.config.local_address),
-                (IpNet::V6(_), _) => IpAddr::V6(
-                    config
-                        .next_hop6
-                        .unwrap_or(p.config.local_address.to_ipv6_mapped()),
-                ),
+                (IpNet::V6(_), _) => {
+                    IpAddr::V6(next_hop6(config).unwrap_or(p.config.local_address.to_ipv6_mapped()))
+                }
             };
             let _ = writeln!(out, "  sent {prefix} via {hop}");
         }

@@ -6,7 +6,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 /// The longest key the kernel takes (`TCP_MD5SIG_MAXKEYLEN`).
@@ -20,7 +20,7 @@ const KEY: usize = 136;
 const SIZE: usize = KEY + MAX_KEY_LEN;
 
 /// Signs the socket's segments to and from `peer` with `key`.
-pub(crate) fn set_key(socket: &impl AsRawFd, peer: Ipv4Addr, key: &[u8]) -> io::Result<()> {
+pub(crate) fn set_key(socket: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -29,10 +29,15 @@ pub(crate) fn set_key(socket: &impl AsRawFd, peer: Ipv4Addr, key: &[u8]) -> io::
     }
     // Built as bytes, so that only the system call itself is unsafe.
     let mut option = [0u8; SIZE];
-    // sockaddr_in: family (host order), port (unused), address (network order).
-    let family = u16::try_from(libc::AF_INET).map_err(io::Error::other)?;
+    // sockaddr_in: family (host order), port (unused), address (network order) at 4;
+    // sockaddr_in6: family, port, flow info, address at 8, scope.
+    let (family, at, octets) = match peer {
+        IpAddr::V4(a) => (libc::AF_INET, 4, a.octets().to_vec()),
+        IpAddr::V6(a) => (libc::AF_INET6, 8, a.octets().to_vec()),
+    };
+    let family = u16::try_from(family).map_err(io::Error::other)?;
     option[ADDR..ADDR + 2].copy_from_slice(&family.to_ne_bytes());
-    option[ADDR + 4..ADDR + 8].copy_from_slice(&peer.octets());
+    option[ADDR + at..ADDR + at + octets.len()].copy_from_slice(&octets);
     let key_len = u16::try_from(key.len()).map_err(io::Error::other)?;
     option[KEY_LEN..KEY_LEN + 2].copy_from_slice(&key_len.to_ne_bytes());
     option[KEY..KEY + key.len()].copy_from_slice(key);
@@ -63,10 +68,13 @@ mod tests {
     #[test]
     fn keys_are_taken_by_the_kernel_and_bad_lengths_refused() {
         let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
-        set_key(&socket, Ipv4Addr::new(127, 0, 0, 2), b"secret").expect("the key is set");
+        set_key(&socket, [127, 0, 0, 2].into(), b"secret").expect("the key is set");
         for bad in [&b""[..], &[b'k'; MAX_KEY_LEN + 1][..]] {
-            let e = set_key(&socket, Ipv4Addr::LOCALHOST, bad).expect_err("refused");
+            let e = set_key(&socket, [127, 0, 0, 1].into(), bad).expect_err("refused");
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         }
+        let socket = std::net::TcpListener::bind("[::1]:0").expect("an IPv6 listener");
+        set_key(&socket, std::net::Ipv6Addr::LOCALHOST.into(), b"secret")
+            .expect("an IPv6 key is set");
     }
 }

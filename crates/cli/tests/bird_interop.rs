@@ -89,6 +89,72 @@ fn bird_keeps_our_routes_through_a_crash_when_we_announce_graceful_restart() {
 }
 
 #[test]
+fn strata_and_bird_peer_over_ipv6() {
+    if !bird_present() {
+        return;
+    }
+    // Both on ::1 (the one IPv6 loopback address), on ports of this test run's own.
+    let base = 20000 + (std::process::id() % 10000) as u16 * 2;
+    let (ours, birds) = (base, base + 1);
+    let dir = std::env::temp_dir().join(format!("strata-bird-v6-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("bird.conf"),
+        format!(
+            "router id 10.0.0.2;\nprotocol device {{}}\n\
+             protocol static s6 {{ ipv6; route 2001:db8:200::/48 blackhole; }}\n\
+             protocol bgp strata {{\n  local ::1 port {birds} as 64500;\n  neighbor ::1 port {ours} as 64501;\n  \
+             multihop;\n  strict bind on;\n  hold time 9;\n  \
+             ipv6 {{ import all; export all; next hop address 2001:db8::1; }};\n}}\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "asn = 64501\nrouter_id = \"10.0.0.3\"\nlocal = \"::1\"\nport = {ours}\n\
+             control_socket = \"{}\"\n\
+             [[neighbor]]\naddress = \"::1\"\nport = {birds}\nasn = 64500\nhold_time = 9\nipv6 = true\n\
+             [[announce]]\nprefix = \"2001:db8:133::74/128\"\nnext_hop = \"2001:db8::20\"\n",
+            dir.join("control.sock").display()
+        ),
+    )
+    .unwrap();
+    let (mut guard, ctl) = start_bird(dir);
+    guard.children.push(common::speaker(&config));
+    wait_for(
+        "BIRD to learn our IPv6 VIP",
+        Duration::from_secs(20),
+        || {
+            let route = birdc(
+                &ctl,
+                &["show", "route", "for", "2001:db8:133::74/128", "all"],
+            );
+            route.contains("BGP.as_path: 64501") && route.contains("BGP.next_hop: 2001:db8::20")
+        },
+    );
+    let show = || {
+        let out = strata()
+            .args(["bgp", "show", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for(
+        "our speaker to learn BIRD's route",
+        Duration::from_secs(10),
+        || show().contains("received 2001:db8:200::/48 via 2001:db8::1 AS path 64500"),
+    );
+    assert!(
+        show().contains("neighbor ::1 AS 64500 Established"),
+        "{}",
+        show()
+    );
+}
+
+#[test]
 fn strata_and_bird_exchange_routes() {
     if !bird_present() {
         return;

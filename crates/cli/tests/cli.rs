@@ -183,3 +183,24 @@ fn a_bad_bgp_password_is_refused_naming_the_file_and_neighbor() {
         "{err}"
     );
 }
+
+#[test]
+fn a_neighbor_of_the_other_family_is_refused_naming_it() {
+    let dir = std::env::temp_dir().join(format!("strata-cli-family-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("bgp.toml");
+    std::fs::write(
+        &config,
+        "asn = 64501\nrouter_id = \"10.0.0.3\"\nlocal = \"::1\"\n\
+         [[neighbor]]\naddress = \"127.0.0.2\"\nasn = 64500\n",
+    )
+    .unwrap();
+    let path = config.to_str().unwrap();
+    let (code, _, err) = strata(&["bgp", "run", "--config", path]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("neighbor 127.0.0.2: not of the family of local ::1"),
+        "{err}"
+    );
+}
