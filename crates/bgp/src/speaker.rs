@@ -426,6 +426,25 @@ impl Speaker {
             .map(|(_, i, path)| (Source::Peer(PeerId(i)), path))
     }
 
+    /// The Loc-RIB: every prefix with its best path and where it comes from, each once
+    /// (our own announcements first, then each neighbor's table in turn).
+    pub fn loc_rib(&self) -> impl Iterator<Item = (IpNet, Source, &Arc<Path>)> {
+        let own = self
+            .originated
+            .iter()
+            .map(|(prefix, path)| (prefix, Source::Local, path));
+        let learned = self.peers.iter().enumerate().flat_map(move |(i, p)| {
+            // Each prefix from the table its best path is in.
+            p.adj_in
+                .iter()
+                .filter(move |(prefix, _)| {
+                    matches!(self.best(prefix), Some((Source::Peer(PeerId(j)), _)) if j == i)
+                })
+                .map(move |(prefix, path)| (prefix, Source::Peer(PeerId(i)), path))
+        });
+        own.chain(learned)
+    }
+
     /// Next hops of every path that ties with the best one (multipath), for a FIB.
     pub fn next_hops(&self, prefix: &IpNet) -> Vec<IpAddr> {
         if let Some(path) = self.originated.get(prefix) {
@@ -647,22 +666,13 @@ impl Speaker {
     /// Sends a neighbor that just came up (or asked for a refresh) every best route,
     /// then End-of-RIB for each family (RFC 4724).
     fn send_table(&mut self, peer: PeerId, now: Duration) {
-        let mut prefixes: Vec<IpNet> = self.originated.iter().map(|(p, _)| p).collect();
-        for (i, p) in self.peers.iter().enumerate() {
-            // Each prefix once: from the table its best path is in.
-            prefixes.extend(
-                p.adj_in
-                    .iter()
-                    .filter_map(|(prefix, _)| match self.best(&prefix) {
-                        Some((Source::Peer(PeerId(j)), _)) if j == i => Some(prefix),
-                        _ => None,
-                    }),
-            );
-        }
+        let best: Vec<(IpNet, Source, Arc<Path>)> = self
+            .loc_rib()
+            .map(|(prefix, source, path)| (prefix, source, Arc::clone(path)))
+            .collect();
         let mut batch = Batch::default();
-        for prefix in prefixes {
-            let best = self.best(&prefix).map(|(s, p)| (s, Arc::clone(p)));
-            self.export(peer, prefix, best.as_ref(), &mut batch);
+        for (prefix, source, path) in best {
+            self.export(peer, prefix, Some(&(source, path)), &mut batch);
         }
         self.send_batch(peer, batch, now);
         let p = &mut self.peers[peer.0];

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use strata_bgp::codec;
 use strata_bgp::rib::Path as RoutePath;
 use strata_bgp::session::Config;
-use strata_bgp::speaker::{ConnId, Output, PeerConfig, PeerId, Speaker};
+use strata_bgp::speaker::{ConnId, Output, PeerConfig, PeerId, Source, Speaker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
@@ -648,6 +648,30 @@ async fn connect(local: IpAddr, neighbor: &NeighborDef) -> std::io::Result<TcpSt
 fn status(config: &BgpdConfig, speaker: &Speaker, routes: bool) -> String {
     use std::fmt::Write;
     let mut out = format!("router {} AS {}\n", config.router_id, config.asn);
+    if routes {
+        // The Loc-RIB, like `birdc show route`: the best path of each prefix, with every
+        // next hop that ties with it.
+        for (prefix, source, path) in speaker.loc_rib() {
+            let hops: Vec<String> = speaker
+                .next_hops(&prefix)
+                .iter()
+                .map(IpAddr::to_string)
+                .collect();
+            let from = match source {
+                Source::Local => "us".to_string(),
+                Source::Peer(peer) => config.neighbor[peer.0].address.to_string(),
+            };
+            let path = match as_path(path) {
+                asns if asns.is_empty() => String::new(),
+                asns => format!(" AS path {asns}"),
+            };
+            let _ = writeln!(
+                out,
+                "best {prefix} via {}{path} from {from}",
+                hops.join(", ")
+            );
+        }
+    }
     for p in speaker.peers() {
         let _ = write!(
             out,

@@ -211,6 +211,16 @@ fn strata_and_bird_exchange_routes() {
         show.contains("sent 192.168.133.74/32 via 192.0.2.20"),
         "{show}"
     );
+    assert!(
+        show.contains(&format!(
+            "best 198.51.100.0/24 via 192.0.2.1 AS path 64500 from {bird_ip}"
+        )),
+        "{show}"
+    );
+    assert!(
+        show.contains("best 192.168.133.74/32 via 192.0.2.20 from us"),
+        "{show}"
+    );
     // The same, asked of the running speaker over its control socket: counts only.
     let summary = strata()
         .args(["bgp", "show", "--summary", "--config"])
