@@ -5,39 +5,17 @@
 //! (about what BIRD takes); sharing one path among the prefixes of an UPDATE brings it to
 //! about 30, where a copy per route cost about 115.
 
-#![allow(unsafe_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicIsize, Ordering};
 
 use ipnet::Ipv4Net;
 use strata_bgp::codec::{AsPath, Attribute, Origin, Update};
 use strata_bgp::rib::AdjRibIn;
-
-/// The system allocator, keeping count of the bytes live.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is passed to the system allocator unchanged; the counter is the only
-// addition.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use strata_testkit::live_bytes;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: strata_testkit::Counting = strata_testkit::Counting;
 
 const ROUTES: u32 = 100_000;
 /// Prefixes per UPDATE: 4,096 bytes hold about 1,000 /24s; route servers send hundreds.
@@ -61,12 +39,12 @@ fn a_route_held_costs_a_map_entry_not_a_copy_of_its_path() {
             ..Update::default()
         })
         .collect();
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live_bytes();
     let mut rib = AdjRibIn::new();
     for u in &updates {
         rib.apply(u, 64501);
     }
-    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    let bytes = live_bytes() - before;
     assert_eq!(rib.len(), ROUTES as usize);
     let per_route = bytes as f64 / f64::from(ROUTES);
     eprintln!("Adj-RIB-In: {per_route:.1} bytes per IPv4 route ({ROUTES} routes)");

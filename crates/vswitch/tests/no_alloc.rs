@@ -1,17 +1,16 @@
 //! VFP's per-packet path allocates nothing once a flow is cached: an inbound VXLAN
 //! frame decapsulated and NATed, and the outbound reply NATed back and encapsulated
 //! again (into a buffer with room in front, as a NIC's receive buffers have). Counted by
-//! an allocator that counts this thread's allocations.
+//! the testkit's allocator, which counts this thread's allocations.
 
-#![allow(unsafe_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use etherparse::PacketBuilder;
 use ipnet::{IpNet, Ipv4Net};
+use strata_testkit::allocations;
 use strata_vswitch::vfp::{
     Action, Conditions, DEFAULT_FLOW_LIMIT, Direction, EncapSpec, Family, Group, Layer, NatSpec,
     PUSH_LEN, Port, Rule, Verdict,
@@ -19,40 +18,8 @@ use strata_vswitch::vfp::{
 use strata_wire::EthernetAddress;
 use strata_wire::vxlan::{self, Vni};
 
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// The system allocator, counting the allocations each thread makes.
-struct Counting;
-
-// SAFETY: every call is passed to the system allocator unchanged; the count is the only
-// addition, kept in a const-initialised thread local (no allocation to reach it).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
+static ALLOCATOR: strata_testkit::Counting = strata_testkit::Counting;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 133, 74);
 const DIP: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 74);
