@@ -1,5 +1,7 @@
 //! Strata's BGP-4 speaker, sans-IO: the message codec, the session state machine
-//! ([`session`], with connection collision resolution) and the RIB ([`rib`]).
+//! ([`session`], with connection collision resolution), the RIB ([`rib`]), and the
+//! speaker that puts them together for many neighbors ([`speaker`]: the one the lab and
+//! `strata bgp run` both drive).
 //!
 //! [`codec`] reads and writes the five message types: OPEN with capabilities
 //! (multiprotocol, route refresh, graceful restart, 4-octet AS, enhanced route refresh),

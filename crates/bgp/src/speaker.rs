@@ -20,6 +20,10 @@
 //! transitive attributes passed on. A route is not sent back to the neighbor it came
 //! from, nor to a neighbor whose AS is on its path (it would drop it as a loop). Routes
 //! learned over iBGP are not sent to iBGP neighbors (RFC 4271 section 9.2).
+//!
+//! Graceful restart, receiving side (RFC 4724): the routes of a neighbor that announced
+//! the capability and went away without a NOTIFICATION stay, marked stale, until it
+//! comes back and sends End-of-RIB, or until its restart time runs out.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
