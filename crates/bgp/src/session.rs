@@ -128,6 +128,17 @@ pub enum DownReason {
     Stopped,
 }
 
+impl std::fmt::Display for DownReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownReason::Sent(n) => write!(f, "sent {n}"),
+            DownReason::Received(n) => write!(f, "received {n}"),
+            DownReason::ConnectionLost => f.write_str("connection lost"),
+            DownReason::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
 /// A BGP session with one peer.
 #[derive(Debug)]
 pub struct Session {

@@ -478,7 +478,7 @@ impl Driver {
                 }
                 Output::Down(peer, reason) => {
                     eprintln!(
-                        "neighbor {} down: {reason:?}",
+                        "neighbor {} down: {reason}",
                         self.config.neighbor[peer.0].address
                     );
                 }
@@ -679,7 +679,7 @@ fn status(config: &BgpdConfig, speaker: &Speaker, routes: bool) -> String {
             p.config.address, p.config.session.peer_as, p.state
         );
         if let Some(d) = p.last_down {
-            let _ = write!(out, " (last down: {d:?})");
+            let _ = write!(out, " (last down: {d})");
         }
         out.push('\n');
         if !routes {

@@ -154,12 +154,7 @@ impl Speaker {
                         IpNet::V6(_) => None,
                     })
                     .collect(),
-                last_down: p.last_down.map(|reason| match reason {
-                    DownReason::Sent(x) => format!("sent {x}"),
-                    DownReason::Received(x) => format!("received {x}"),
-                    DownReason::ConnectionLost => "connection lost".into(),
-                    DownReason::Stopped => "stopped".into(),
-                }),
+                last_down: p.last_down.map(DownReason::to_string),
             })
             .collect()
     }
