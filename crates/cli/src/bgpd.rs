@@ -219,12 +219,17 @@ struct Driver {
     speaker: Speaker,
     start: Instant,
     links: HashMap<ConnId, Link>,
-    events_tx: mpsc::UnboundedSender<Event>,
-    events: mpsc::UnboundedReceiver<Event>,
+    /// Bounded: a neighbor that sends faster than the speaker takes its routes in waits
+    /// (TCP pushes back on it) instead of queueing in our memory.
+    events_tx: mpsc::Sender<Event>,
+    events: mpsc::Receiver<Event>,
     /// Whether anything happened since the status file was written.
     dirty: bool,
     last_status: Option<Instant>,
 }
+
+/// Reads (of up to 64 KiB each) and other events waiting for the speaker's task.
+const EVENTS_QUEUED: usize = 64;
 
 /// The status file is written at most this often.
 const STATUS_EVERY: Duration = Duration::from_millis(200);
@@ -259,7 +264,7 @@ impl Driver {
             .collect();
         let mut speaker = Speaker::new(config.asn, next_hop6(&config), peers);
         announce(&mut speaker, &config.announce, Duration::ZERO);
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::channel(EVENTS_QUEUED);
         Ok(Driver {
             path: path.to_path_buf(),
             config,
@@ -444,7 +449,7 @@ impl Driver {
                     let events = self.events_tx.clone();
                     tokio::spawn(async move {
                         let stream = connect(local, &def).await.ok();
-                        let _ = events.send(Event::Connected(peer, stream));
+                        let _ = events.send(Event::Connected(peer, stream)).await;
                     });
                 }
                 Output::Send(conn, bytes) => {
@@ -497,13 +502,14 @@ impl Driver {
                 match read.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if events.send(Event::Read(conn, buf[..n].to_vec())).is_err() {
+                        let read = Event::Read(conn, buf[..n].to_vec());
+                        if events.send(read).await.is_err() {
                             return;
                         }
                     }
                 }
             }
-            let _ = events.send(Event::Closed(conn));
+            let _ = events.send(Event::Closed(conn)).await;
         });
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let unsent = Arc::new(AtomicUsize::new(0));
@@ -583,7 +589,7 @@ async fn accept_control(
 
 /// Reads a control request (one line) and hands it to the speaker's task; a client that
 /// sends nothing useful within a second is dropped.
-async fn read_request(mut stream: tokio::net::UnixStream, events: mpsc::UnboundedSender<Event>) {
+async fn read_request(mut stream: tokio::net::UnixStream, events: mpsc::Sender<Event>) {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(1), async {
@@ -601,7 +607,7 @@ async fn read_request(mut stream: tokio::net::UnixStream, events: mpsc::Unbounde
             return;
         }
     };
-    let _ = events.send(Event::Control(request, stream));
+    let _ = events.send(Event::Control(request, stream)).await;
 }
 
 /// Asks a running speaker over its control socket (`strata bgp show`).
