@@ -48,6 +48,10 @@ pub mod attr {
     pub const COMMUNITIES: u8 = 8;
     pub const MP_REACH_NLRI: u8 = 14;
     pub const MP_UNREACH_NLRI: u8 = 15;
+    /// RFC 6793: the 4-octet AS path, alongside a 2-octet AS_PATH, between a speaker
+    /// that has 4-octet AS numbers and one that has not. The codec writes and merges it;
+    /// an [`Update`](super::Update) never holds it.
+    pub const AS4_PATH: u8 = 17;
 }
 
 pub const FLAG_OPTIONAL: u8 = 0x80;
@@ -607,7 +611,26 @@ fn decode_update(b: &[u8], options: Options) -> Result<Update, Error> {
     Ok(update)
 }
 
-fn decode_attributes(mut b: &[u8], options: Options, update: &mut Update) -> Result<(), Error> {
+fn decode_attributes(b: &[u8], options: Options, update: &mut Update) -> Result<(), Error> {
+    let mut as4_path = None;
+    decode_attribute_list(b, options, update, &mut as4_path)?;
+    if let Some(as4) = as4_path
+        && let Some(Attribute::AsPath(path)) = update
+            .attributes
+            .iter_mut()
+            .find(|a| a.code() == attr::AS_PATH)
+    {
+        *path = merge_as4_path(path, as4);
+    }
+    Ok(())
+}
+
+fn decode_attribute_list(
+    mut b: &[u8],
+    options: Options,
+    update: &mut Update,
+    as4_path: &mut Option<AsPath>,
+) -> Result<(), Error> {
     let mut seen = [false; 256];
     let withdraw = |update: &mut Update, code: u8, reason: &'static str| {
         update
@@ -663,6 +686,15 @@ fn decode_attributes(mut b: &[u8], options: Options, update: &mut Update) -> Res
         );
         if well_known && flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE) != FLAG_TRANSITIVE {
             withdraw(update, code, "well-known attribute with wrong flags");
+            continue;
+        }
+        if code == attr::AS4_PATH {
+            // RFC 6793: between 4-octet speakers it is discarded; from a 2-octet one it
+            // is merged into AS_PATH once every attribute is read. A malformed one is
+            // discarded (RFC 6793 section 6, RFC 7606 section 7.2).
+            if !options.four_octet_as {
+                *as4_path = decode_as_path_width(value, true);
+            }
             continue;
         }
         let parsed = match code {
@@ -723,8 +755,71 @@ fn be32(v: &[u8]) -> Option<u32> {
     }
 }
 
-fn decode_as_path(mut v: &[u8], options: Options) -> Option<AsPath> {
-    let width = if options.four_octet_as { 4 } else { 2 };
+/// An AS path's segments as AS_PATH (or AS4_PATH) carries them: 4-octet AS numbers, or
+/// 2-octet ones with AS_TRANS for those that do not fit.
+fn as_path_bytes(p: &AsPath, four_octet: bool) -> Vec<u8> {
+    let mut v = Vec::new();
+    for s in &p.segments {
+        for chunk in s.asns.chunks(255) {
+            v.push(if s.set { 1 } else { 2 });
+            v.push(chunk.len() as u8);
+            for asn in chunk {
+                if four_octet {
+                    v.extend_from_slice(&asn.to_be_bytes());
+                } else {
+                    let two = u16::try_from(*asn).unwrap_or(AS_TRANS);
+                    v.extend_from_slice(&two.to_be_bytes());
+                }
+            }
+        }
+    }
+    v
+}
+
+/// RFC 6793 section 4.2.3: the AS path from a speaker without 4-octet AS numbers, from
+/// its AS_PATH and the AS4_PATH it passed on. The AS4_PATH holds the path as far back as
+/// 4-octet speakers go; the leading ASNs AS_PATH has beyond that are taken from it.
+fn merge_as4_path(as_path: &AsPath, as4_path: AsPath) -> AsPath {
+    let (n, m) = (as_path.len(), as4_path.len());
+    if n < m {
+        return as_path.clone();
+    }
+    let mut lead = n - m;
+    let mut segments: Vec<AsSegment> = Vec::new();
+    for s in &as_path.segments {
+        if lead == 0 {
+            break;
+        }
+        if s.set {
+            segments.push(s.clone());
+            lead -= 1;
+        } else {
+            let take = lead.min(s.asns.len());
+            segments.push(AsSegment {
+                set: false,
+                asns: s.asns[..take].to_vec(),
+            });
+            lead -= take;
+        }
+    }
+    for s in as4_path.segments {
+        match segments.last_mut() {
+            // Two sequences meeting at the seam are one.
+            Some(last) if !last.set && !s.set && last.asns.len() + s.asns.len() <= 255 => {
+                last.asns.extend(s.asns);
+            }
+            _ => segments.push(s),
+        }
+    }
+    AsPath { segments }
+}
+
+fn decode_as_path(v: &[u8], options: Options) -> Option<AsPath> {
+    decode_as_path_width(v, options.four_octet_as)
+}
+
+fn decode_as_path_width(mut v: &[u8], four_octet: bool) -> Option<AsPath> {
+    let width = if four_octet { 4 } else { 2 };
     let mut segments = Vec::new();
     while let [kind, count, rest @ ..] = v {
         let set = match kind {
@@ -835,6 +930,23 @@ pub fn encode(message: &Message, options: Options, out: &mut Vec<u8>) -> Result<
             for a in &u.attributes {
                 encode_attribute(a, options, out)?;
             }
+            // RFC 6793 section 4.2.2: to a speaker without 4-octet AS numbers, the ones
+            // that do not fit go as AS_TRANS in AS_PATH and whole in AS4_PATH.
+            if !options.four_octet_as
+                && let Some(Attribute::AsPath(path)) = u.attribute(attr::AS_PATH)
+                && path
+                    .segments
+                    .iter()
+                    .flat_map(|s| &s.asns)
+                    .any(|&asn| asn > 0xffff)
+            {
+                let as4 = Attribute::Unknown {
+                    flags: FLAG_OPTIONAL | FLAG_TRANSITIVE,
+                    code: attr::AS4_PATH,
+                    value: as_path_bytes(path, true),
+                };
+                encode_attribute(&as4, options, out)?;
+            }
             let len = out.len() - at - 2;
             out[at..at + 2].copy_from_slice(&(len.min(0xffff) as u16).to_be_bytes());
             for p in &u.nlri {
@@ -907,22 +1019,7 @@ fn encode_attribute(a: &Attribute, options: Options, out: &mut Vec<u8>) -> Resul
     let mut v = Vec::new();
     match a {
         Attribute::Origin(o) => v.push(*o as u8),
-        Attribute::AsPath(p) => {
-            for s in &p.segments {
-                for chunk in s.asns.chunks(255) {
-                    v.push(if s.set { 1 } else { 2 });
-                    v.push(chunk.len() as u8);
-                    for asn in chunk {
-                        if options.four_octet_as {
-                            v.extend_from_slice(&asn.to_be_bytes());
-                        } else {
-                            let two = u16::try_from(*asn).unwrap_or(AS_TRANS);
-                            v.extend_from_slice(&two.to_be_bytes());
-                        }
-                    }
-                }
-            }
-        }
+        Attribute::AsPath(p) => v = as_path_bytes(p, options.four_octet_as),
         Attribute::NextHop(nh) => v.extend_from_slice(&nh.octets()),
         Attribute::Med(m) | Attribute::LocalPref(m) => v.extend_from_slice(&m.to_be_bytes()),
         Attribute::Communities(cs) => {

@@ -142,10 +142,13 @@ fn errors_that_reset_the_session() {
 
 #[test]
 fn two_octet_as_paths_and_as_trans() {
+    // RFC 6793: to a speaker without 4-octet AS numbers, AS_PATH carries AS_TRANS and
+    // AS4_PATH the whole path; reading both gives the path back.
+    let path = AsPath::sequence(vec![65001, 4_200_000_000]);
     let u = Update {
         attributes: vec![
             Attribute::Origin(Origin::Igp),
-            Attribute::AsPath(AsPath::sequence(vec![65001, 4_200_000_000])),
+            Attribute::AsPath(path.clone()),
             Attribute::NextHop("192.168.100.20".parse().unwrap()),
         ],
         nlri: vec!["192.168.133.74/32".parse().unwrap()],
@@ -156,16 +159,82 @@ fn two_octet_as_paths_and_as_trans() {
     };
     let mut out = Vec::new();
     encode(&Message::Update(u), two, &mut out).unwrap();
+    // AS_PATH: flags 0x40, type 2, length 6, a sequence of two 2-octet ASNs.
+    let as_path = [0x40, 2, 6, 2, 2, 0xfd, 0xe9, 0x5b, 0xa0];
+    assert!(out.windows(9).any(|w| w == as_path), "{out:02x?}");
+    // AS4_PATH: flags 0xc0 (optional transitive), type 17, a sequence of 4-octet ASNs.
+    let as4_path = [0xc0, 17, 10, 2, 2, 0, 0, 0xfd, 0xe9, 0xfa, 0x56, 0xea, 0x00];
+    assert!(out.windows(13).any(|w| w == as4_path), "{out:02x?}");
     let Message::Update(back) = decode(&out, two).unwrap() else {
         panic!()
     };
     assert_eq!(
         back.attribute(attr::AS_PATH),
+        Some(&Attribute::AsPath(path))
+    );
+    assert_eq!(back.attributes.len(), 3, "AS4_PATH is merged, not kept");
+}
+
+#[test]
+fn as4_path_from_an_old_speaker_is_merged_and_from_a_new_one_ignored() {
+    // An old speaker (2-octet) prepended 64500 in front of a path that went through a
+    // 4-octet AS: AS_PATH 64500 65001 AS_TRANS, AS4_PATH 65001 4200000000.
+    let body = |as_path: &[u8], as4: &[u8]| {
+        let mut attrs = vec![0x40, 1, 1, 0];
+        attrs.extend_from_slice(&[0x40, 2, as_path.len() as u8]);
+        attrs.extend_from_slice(as_path);
+        attrs.extend_from_slice(&[0xc0, 17, as4.len() as u8]);
+        attrs.extend_from_slice(as4);
+        attrs.extend_from_slice(&[0x40, 3, 4, 192, 0, 2, 1]);
+        let mut b = vec![0, 0];
+        b.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+        b.extend_from_slice(&attrs);
+        b.extend_from_slice(&[24, 198, 51, 100]);
+        b
+    };
+    let old = body(
+        &[2, 3, 0xfb, 0xf4, 0xfd, 0xe9, 0x5b, 0xa0],
+        &[2, 2, 0, 0, 0xfd, 0xe9, 0xfa, 0x56, 0xea, 0x00],
+    );
+    let two = Options {
+        four_octet_as: false,
+    };
+    let Message::Update(u) = decode(&with_header(2, &old), two).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        u.attribute(attr::AS_PATH),
         Some(&Attribute::AsPath(AsPath::sequence(vec![
+            64500,
             65001,
-            u32::from(AS_TRANS)
+            4_200_000_000
         ])))
     );
+    // An AS4_PATH longer than AS_PATH is ignored (RFC 6793 section 4.2.3).
+    let longer = body(
+        &[2, 1, 0xfb, 0xf4],
+        &[2, 2, 0, 0, 0xfd, 0xe9, 0xfa, 0x56, 0xea, 0x00],
+    );
+    let Message::Update(u) = decode(&with_header(2, &longer), two).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        u.attribute(attr::AS_PATH),
+        Some(&Attribute::AsPath(AsPath::sequence(vec![64500])))
+    );
+    // Between 4-octet speakers an AS4_PATH means nothing and is dropped.
+    let new = body(&[2, 1, 0, 0, 0xfb, 0xf4], &[2, 1, 0xfa, 0x56, 0xea, 0x00]);
+    let four = Options {
+        four_octet_as: true,
+    };
+    let Message::Update(u) = decode(&with_header(2, &new), four).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        u.attribute(attr::AS_PATH),
+        Some(&Attribute::AsPath(AsPath::sequence(vec![64500])))
+    );
+    assert_eq!(u.attributes.len(), 3);
 }
 
 mod properties {

@@ -155,6 +155,100 @@ fn strata_and_bird_peer_over_ipv6() {
 }
 
 #[test]
+fn four_octet_as_paths_cross_a_two_octet_session_with_bird() {
+    // strata A (AS 4200000001) peers with BIRD and with strata B; BIRD and B peer with
+    // 4-octet AS numbers turned off on BIRD's side (RFC 6793: AS_TRANS in AS_PATH, the
+    // real path in AS4_PATH). A's route reaches B through BIRD, where B must merge what
+    // BIRD wrote; and B passes A's route on to BIRD, where BIRD must read what B wrote.
+    if !bird_present() {
+        return;
+    }
+    let x = (std::process::id() % 200) as u8 + 20;
+    let bird_ip = format!("127.{x}.12.2");
+    let a_ip = format!("127.{x}.12.3");
+    let b_ip = format!("127.{x}.12.4");
+    let dir = std::env::temp_dir().join(format!("strata-bird-as4-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let protocol = |name: &str, ip: &str, asn: u32, as4: &str| {
+        format!(
+            "protocol bgp {name} {{\n  local {bird_ip} as 64500;\n  neighbor {ip} as {asn};\n  \
+             enable as4 {as4};\n  multihop;\n  strict bind on;\n  hold time 9;\n  \
+             ipv4 {{ import all; export all; }};\n}}\n"
+        )
+    };
+    std::fs::write(
+        dir.join("bird.conf"),
+        format!(
+            "router id 10.0.0.2;\nprotocol device {{}}\n{}{}",
+            protocol("a", &a_ip, 4_200_000_001, "on"),
+            protocol("b", &b_ip, 64502, "off")
+        ),
+    )
+    .unwrap();
+    let speaker_file = |name: &str, ip: &str, asn: u32, rest: &str| {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "asn = {asn}\nrouter_id = \"{ip}\"\nlocal = \"{ip}\"\n\
+                 control_socket = \"{}\"\n\
+                 [[neighbor]]\naddress = \"{bird_ip}\"\nasn = 64500\nhold_time = 9\n{rest}",
+                dir.join(format!("{name}.sock")).display()
+            ),
+        )
+        .unwrap();
+        config
+    };
+    let a = speaker_file(
+        "a",
+        &a_ip,
+        4_200_000_001,
+        &format!(
+            "[[neighbor]]\naddress = \"{b_ip}\"\nasn = 64502\nhold_time = 9\n\
+             [[announce]]\nprefix = \"198.51.100.0/24\"\nnext_hop = \"192.0.2.1\"\n"
+        ),
+    );
+    let b = speaker_file(
+        "b",
+        &b_ip,
+        64502,
+        &format!("[[neighbor]]\naddress = \"{a_ip}\"\nasn = 4200000001\nhold_time = 9\n"),
+    );
+    let (mut guard, ctl) = start_bird(dir);
+    guard.children.push(common::speaker(&a));
+    guard.children.push(common::speaker(&b));
+    let show_b = || {
+        let out = strata()
+            .args(["bgp", "show", "--config"])
+            .arg(&b)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // BIRD wrote AS_PATH 64500 AS_TRANS and AS4_PATH 64500 4200000001; B merged them.
+    wait_for(
+        "B to learn A's route through BIRD, its AS path whole",
+        Duration::from_secs(30),
+        || {
+            show_b().contains(&format!(
+                "neighbor {bird_ip} AS 64500 Established\n  sent 198.51.100.0/24 via {b_ip}\n  \
+                 received 198.51.100.0/24 via {bird_ip} AS path 64500 4200000001\n"
+            ))
+        },
+    );
+    // B wrote AS_PATH 64502 AS_TRANS and AS4_PATH 64502 4200000001; BIRD read them.
+    wait_for(
+        "BIRD to learn A's route through B, its AS path whole",
+        Duration::from_secs(10),
+        || {
+            birdc(&ctl, &["show", "route", "for", "198.51.100.0/24", "all"])
+                .contains("BGP.as_path: 64502 4200000001")
+        },
+    );
+}
+
+#[test]
 fn strata_and_bird_exchange_routes() {
     if !bird_present() {
         return;
