@@ -18,12 +18,17 @@ use common::{Guard, loopback_pair, speaker, speaker_config, status_says, wait_fo
 const BGPD: &str = "/usr/lib/frr/bgpd";
 
 fn vtysh(dir: &Path, command: &str) -> String {
-    let out = Command::new("vtysh")
-        .arg("--vty_socket")
-        .arg(dir)
-        .args(["-c", command])
-        .output()
-        .unwrap();
+    vtysh_all(dir, &[command])
+}
+
+/// Runs commands in one vtysh session (configuration takes several).
+fn vtysh_all(dir: &Path, commands: &[&str]) -> String {
+    let mut vtysh = Command::new("vtysh");
+    vtysh.arg("--vty_socket").arg(dir);
+    for c in commands {
+        vtysh.args(["-c", c]);
+    }
+    let out = vtysh.output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -96,4 +101,39 @@ fn strata_and_frr_exchange_routes() {
     // FRR sends our own VIP back with AS path 64500 64501: a loop, not kept.
     assert!(!status_says(&status, "received 192.168.133.74/32"));
     assert!(vtysh(&dir, "show bgp summary").contains(&our_ip));
+
+    // FRR withdraws its network: we drop it.
+    vtysh_all(
+        &dir,
+        &[
+            "configure terminal",
+            "router bgp 64500",
+            "address-family ipv4 unicast",
+            "no network 198.51.100.0/24",
+        ],
+    );
+    wait_for(
+        "our speaker to drop FRR's withdrawn network",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&status).is_ok_and(|s| !s.contains("198.51.100.0/24")),
+    );
+    // We withdraw the VIP (the file no longer announces it, SIGHUP): FRR drops it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let without_vip = text
+        .split("[[announce]]")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    std::fs::write(&config, without_vip).unwrap();
+    let pid = guard.children.last().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for("FRR to drop our VIP", Duration::from_secs(30), || {
+        !vtysh(&dir, "show bgp ipv4 unicast 192.168.133.74/32").contains("64501")
+    });
 }
