@@ -328,14 +328,7 @@ fn strata_and_bird_exchange_routes() {
     // withdrawn, the new prefix announced, the session stays up.
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("192.168.133.74/32", "203.0.113.0/24")).unwrap();
-    let pid = guard.children.last().unwrap().id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::hangup(guard.children.last().unwrap());
     wait_for(
         "BIRD to learn the reloaded announcement",
         Duration::from_secs(15),

@@ -125,14 +125,7 @@ fn strata_and_frr_exchange_routes() {
         .unwrap_or_default()
         .to_string();
     std::fs::write(&config, without_vip).unwrap();
-    let pid = guard.children.last().unwrap().id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::hangup(guard.children.last().unwrap());
     wait_for("FRR to drop our VIP", Duration::from_secs(30), || {
         !vtysh(&dir, "show bgp ipv4 unicast 192.168.133.74/32").contains("64501")
     });

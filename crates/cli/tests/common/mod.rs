@@ -207,3 +207,10 @@ pub fn gobgp(ip: &str, args: &[&str]) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Sends SIGHUP to a running speaker: it reads its file's announcements again.
+pub fn hangup(speaker: &Child) {
+    let pid = speaker.id().to_string();
+    let sent = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(sent.success(), "kill -HUP {pid}");
+}
