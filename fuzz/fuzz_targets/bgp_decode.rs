@@ -6,7 +6,7 @@ use strata_bgp::codec::{HEADER_LEN, MARKER, Message, Options, decode, encode};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, body)) = data.split_first() else { return };
-    let options = Options { four_octet_as: first & 0x80 != 0 };
+    let options = Options { four_octet_as: first & 0x80 != 0, external: first & 0x40 != 0 };
     let mut m = MARKER.to_vec();
     m.extend_from_slice(&((HEADER_LEN + body.len()).min(65535) as u16).to_be_bytes());
     m.push(first & 0x07);

@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let mut speaker = Speaker::new(65000, None, vec![peer.clone(), peer]);
     speaker.start(Duration::ZERO);
     let Some(conn) = speaker.connected(PeerId(0), false, Duration::ZERO) else { return };
-    let options = Options { four_octet_as: true };
+    let options = Options { four_octet_as: true, external: false };
     let mut bytes = Vec::new();
     let open = Open {
         version: 4,

@@ -45,13 +45,36 @@ pub mod attr {
     pub const NEXT_HOP: u8 = 3;
     pub const MED: u8 = 4;
     pub const LOCAL_PREF: u8 = 5;
+    pub const ATOMIC_AGGREGATE: u8 = 6;
+    pub const AGGREGATOR: u8 = 7;
     pub const COMMUNITIES: u8 = 8;
+    /// RFC 4456 (route reflection): read and checked, never passed on.
+    pub const ORIGINATOR_ID: u8 = 9;
+    pub const CLUSTER_LIST: u8 = 10;
     pub const MP_REACH_NLRI: u8 = 14;
     pub const MP_UNREACH_NLRI: u8 = 15;
+    /// RFC 4360.
+    pub const EXTENDED_COMMUNITIES: u8 = 16;
     /// RFC 6793: the 4-octet AS path, alongside a 2-octet AS_PATH, between a speaker
     /// that has 4-octet AS numbers and one that has not. The codec writes and merges it;
     /// an [`Update`](super::Update) never holds it.
     pub const AS4_PATH: u8 = 17;
+    /// RFC 6793: the 4-octet AGGREGATOR, alongside a 2-octet one; merged like AS4_PATH.
+    pub const AS4_AGGREGATOR: u8 = 18;
+    /// RFC 5701.
+    pub const IPV6_EXTENDED_COMMUNITIES: u8 = 25;
+    /// RFC 8092.
+    pub const LARGE_COMMUNITIES: u8 = 32;
+}
+
+/// Well-known communities (RFC 1997 section "Well-known Communities").
+pub mod community {
+    /// Not advertised outside the AS (nor its confederation).
+    pub const NO_EXPORT: u32 = 0xffff_ff01;
+    /// Not advertised to any peer.
+    pub const NO_ADVERTISE: u32 = 0xffff_ff02;
+    /// Not advertised to external peers, confederation members included.
+    pub const NO_EXPORT_SUBCONFED: u32 = 0xffff_ff03;
 }
 
 pub const FLAG_OPTIONAL: u8 = 0x80;
@@ -178,10 +201,27 @@ pub enum Attribute {
     NextHop(Ipv4Addr),
     Med(u32),
     LocalPref(u32),
+    /// RFC 4271 5.1.6: a route aggregated with some path information lost.
+    AtomicAggregate,
+    /// RFC 4271 5.1.7 (with RFC 6793's AS4_AGGREGATOR merged in).
+    Aggregator {
+        asn: u32,
+        address: Ipv4Addr,
+    },
     /// RFC 1997: each community as a 32-bit value (AS in the high half).
     Communities(Vec<u32>),
+    /// RFC 4456: the route's originator inside a reflected AS.
+    OriginatorId(Ipv4Addr),
+    /// RFC 4456: the route reflection clusters the route went through.
+    ClusterList(Vec<Ipv4Addr>),
     MpReach(MpReach),
     MpUnreach(MpUnreach),
+    /// RFC 4360: 8-octet extended communities.
+    ExtendedCommunities(Vec<[u8; 8]>),
+    /// RFC 5701: 20-octet IPv6 address specific extended communities.
+    Ipv6ExtendedCommunities(Vec<[u8; 20]>),
+    /// RFC 8092, without repeats.
+    LargeCommunities(Vec<LargeCommunity>),
     /// Any other attribute, kept with its flags (a transitive one is passed on).
     Unknown {
         flags: u8,
@@ -189,6 +229,9 @@ pub enum Attribute {
         value: Vec<u8>,
     },
 }
+
+/// A large community (RFC 8092): global administrator, then two local data parts.
+pub type LargeCommunity = [u32; 3];
 
 impl Attribute {
     pub fn code(&self) -> u8 {
@@ -198,9 +241,16 @@ impl Attribute {
             Attribute::NextHop(_) => attr::NEXT_HOP,
             Attribute::Med(_) => attr::MED,
             Attribute::LocalPref(_) => attr::LOCAL_PREF,
+            Attribute::AtomicAggregate => attr::ATOMIC_AGGREGATE,
+            Attribute::Aggregator { .. } => attr::AGGREGATOR,
             Attribute::Communities(_) => attr::COMMUNITIES,
+            Attribute::OriginatorId(_) => attr::ORIGINATOR_ID,
+            Attribute::ClusterList(_) => attr::CLUSTER_LIST,
             Attribute::MpReach(_) => attr::MP_REACH_NLRI,
             Attribute::MpUnreach(_) => attr::MP_UNREACH_NLRI,
+            Attribute::ExtendedCommunities(_) => attr::EXTENDED_COMMUNITIES,
+            Attribute::Ipv6ExtendedCommunities(_) => attr::IPV6_EXTENDED_COMMUNITIES,
+            Attribute::LargeCommunities(_) => attr::LARGE_COMMUNITIES,
             Attribute::Unknown { code, .. } => *code,
         }
     }
@@ -208,17 +258,46 @@ impl Attribute {
     /// The flags this attribute is sent with (without the extended-length bit).
     fn flags(&self) -> u8 {
         match self {
-            Attribute::Origin(_)
-            | Attribute::AsPath(_)
-            | Attribute::NextHop(_)
-            | Attribute::LocalPref(_) => FLAG_TRANSITIVE,
-            Attribute::Med(_) | Attribute::MpReach(_) | Attribute::MpUnreach(_) => FLAG_OPTIONAL,
-            Attribute::Communities(_) => FLAG_OPTIONAL | FLAG_TRANSITIVE,
             Attribute::Unknown { flags, .. } => {
                 *flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE | FLAG_PARTIAL)
             }
+            known => category(known.code()).map_or(0, Category::flags),
         }
     }
+}
+
+/// What the optional and transitive bits of a known attribute must be (RFC 4271 section
+/// 5; RFC 7606 section 3 (c): anything else makes the attribute malformed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Category {
+    WellKnown,
+    OptionalTransitive,
+    OptionalNonTransitive,
+}
+
+impl Category {
+    fn flags(self) -> u8 {
+        match self {
+            Category::WellKnown => FLAG_TRANSITIVE,
+            Category::OptionalTransitive => FLAG_OPTIONAL | FLAG_TRANSITIVE,
+            Category::OptionalNonTransitive => FLAG_OPTIONAL,
+        }
+    }
+}
+
+/// The category of each attribute this codec knows; `None` for the others.
+fn category(code: u8) -> Option<Category> {
+    use Category::*;
+    Some(match code {
+        attr::ORIGIN | attr::AS_PATH | attr::NEXT_HOP | attr::LOCAL_PREF => WellKnown,
+        attr::ATOMIC_AGGREGATE => WellKnown,
+        attr::MED | attr::ORIGINATOR_ID | attr::CLUSTER_LIST => OptionalNonTransitive,
+        attr::MP_REACH_NLRI | attr::MP_UNREACH_NLRI => OptionalNonTransitive,
+        attr::AGGREGATOR | attr::COMMUNITIES | attr::EXTENDED_COMMUNITIES => OptionalTransitive,
+        attr::AS4_PATH | attr::AS4_AGGREGATOR => OptionalTransitive,
+        attr::IPV6_EXTENDED_COMMUNITIES | attr::LARGE_COMMUNITIES => OptionalTransitive,
+        _ => return None,
+    })
 }
 
 /// ORIGIN values.
@@ -258,6 +337,21 @@ impl AsPath {
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty()
     }
+
+    /// Whether `asn` is anywhere on the path.
+    pub fn contains(&self, asn: u32) -> bool {
+        self.segments.iter().any(|s| s.asns.contains(&asn))
+    }
+
+    /// The AS the route came from, for the MED comparison (RFC 4271 9.1.2.2 (d)): the
+    /// first of a leading AS_SEQUENCE; `None` for an empty path or one that starts
+    /// with an AS_SET (a route originated, or aggregated, in the local AS).
+    pub fn neighbor_as(&self) -> Option<u32> {
+        match self.segments.first() {
+            Some(AsSegment { set: false, asns }) => asns.first().copied(),
+            _ => None,
+        }
+    }
 }
 
 /// An AS_SET (`set`) or AS_SEQUENCE.
@@ -293,6 +387,85 @@ pub struct Notification {
     pub data: Vec<u8>,
 }
 
+/// Cease subcodes (RFC 4486, RFC 8538).
+pub mod cease {
+    pub const MAX_PREFIXES: u8 = 1;
+    pub const ADMINISTRATIVE_SHUTDOWN: u8 = 2;
+    pub const PEER_DECONFIGURED: u8 = 3;
+    pub const ADMINISTRATIVE_RESET: u8 = 4;
+    pub const CONNECTION_REJECTED: u8 = 5;
+    pub const OTHER_CONFIGURATION_CHANGE: u8 = 6;
+    pub const CONNECTION_COLLISION_RESOLUTION: u8 = 7;
+    pub const OUT_OF_RESOURCES: u8 = 8;
+    pub const HARD_RESET: u8 = 9;
+}
+
+/// The longest shutdown communication we send: RFC 9003 allows 255 octets, but a
+/// speaker that knows only RFC 8203 takes more than 128 for a malformed one.
+pub const SHUTDOWN_COMMUNICATION_MAX: usize = 128;
+
+/// A shutdown communication that does not read (RFC 8203 section 3: it is logged as
+/// such, and changes nothing else).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadCommunication {
+    #[error("length {length} overruns the {available} octets that follow")]
+    Overrun { length: usize, available: usize },
+    #[error("not UTF-8")]
+    NotUtf8,
+}
+
+impl Notification {
+    pub const CEASE: u8 = 6;
+
+    /// A Cease, with a shutdown communication for the subcodes that carry one
+    /// (Administrative Shutdown and Reset, RFC 8203 section 2): cut to
+    /// [`SHUTDOWN_COMMUNICATION_MAX`] octets at a character boundary.
+    pub fn cease(subcode: u8, communication: &str) -> Notification {
+        let mut data = Vec::new();
+        let carries = matches!(
+            subcode,
+            cease::ADMINISTRATIVE_SHUTDOWN | cease::ADMINISTRATIVE_RESET
+        );
+        if carries && !communication.is_empty() {
+            let mut end = communication.len().min(SHUTDOWN_COMMUNICATION_MAX);
+            while !communication.is_char_boundary(end) {
+                end -= 1;
+            }
+            data.push(end as u8);
+            data.extend_from_slice(&communication.as_bytes()[..end]);
+        }
+        Notification {
+            code: Self::CEASE,
+            subcode,
+            data,
+        }
+    }
+
+    /// The shutdown communication of an Administrative Shutdown or Reset (RFC 8203, RFC
+    /// 9003): `None` when there is none (another message, or no data, or length 0).
+    pub fn shutdown_communication(&self) -> Option<Result<&str, BadCommunication>> {
+        let carries = self.code == Self::CEASE
+            && matches!(
+                self.subcode,
+                cease::ADMINISTRATIVE_SHUTDOWN | cease::ADMINISTRATIVE_RESET
+            );
+        let [length, rest @ ..] = self.data.as_slice() else {
+            return None;
+        };
+        if !carries || *length == 0 {
+            return None;
+        }
+        let length = usize::from(*length);
+        let Some(text) = rest.get(..length) else {
+            return Some(Err(BadCommunication::Overrun {
+                length,
+                available: rest.len(),
+            }));
+        };
+        Some(std::str::from_utf8(text).map_err(|_| BadCommunication::NotUtf8))
+    }
+}
+
 impl std::fmt::Display for Notification {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let code = match self.code {
@@ -305,7 +478,31 @@ impl std::fmt::Display for Notification {
             7 => "ROUTE-REFRESH Message Error",
             _ => "unknown error",
         };
-        write!(f, "{code} ({}/{})", self.code, self.subcode)
+        write!(f, "{code}")?;
+        if self.code == Self::CEASE {
+            let sub = match self.subcode {
+                cease::MAX_PREFIXES => "Maximum Number of Prefixes Reached",
+                cease::ADMINISTRATIVE_SHUTDOWN => "Administrative Shutdown",
+                cease::PEER_DECONFIGURED => "Peer De-configured",
+                cease::ADMINISTRATIVE_RESET => "Administrative Reset",
+                cease::CONNECTION_REJECTED => "Connection Rejected",
+                cease::OTHER_CONFIGURATION_CHANGE => "Other Configuration Change",
+                cease::CONNECTION_COLLISION_RESOLUTION => "Connection Collision Resolution",
+                cease::OUT_OF_RESOURCES => "Out of Resources",
+                cease::HARD_RESET => "Hard Reset",
+                _ => "",
+            };
+            if !sub.is_empty() {
+                write!(f, " / {sub}")?;
+            }
+        }
+        write!(f, " ({}/{})", self.code, self.subcode)?;
+        // The peer's words, quoted and escaped: they go into logs and tables.
+        match self.shutdown_communication() {
+            Some(Ok(text)) => write!(f, ": {text:?}"),
+            Some(Err(e)) => write!(f, ": malformed shutdown communication ({e})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -322,6 +519,9 @@ pub struct RouteRefresh {
 pub struct Options {
     /// Both speakers sent the 4-octet AS capability: AS_PATH carries 4-octet ASNs.
     pub four_octet_as: bool,
+    /// The peer is in another AS: LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST from it are
+    /// discarded on receipt (RFC 7606 sections 7.5, 7.9, 7.10).
+    pub external: bool,
 }
 
 /// A message that cannot be read, as the NOTIFICATION to answer it with.
@@ -595,32 +795,62 @@ fn decode_update(b: &[u8], options: Options) -> Result<Update, Error> {
         treat_as_withdraw: None,
     };
     decode_attributes(attr_bytes, options, &mut update)?;
-    if update.treat_as_withdraw.is_none() && !update.nlri.is_empty() {
-        // RFC 7606 section 3 (d): a missing well-known mandatory attribute.
-        for (code, reason) in [
-            (attr::ORIGIN, "ORIGIN missing"),
-            (attr::AS_PATH, "AS_PATH missing"),
-            (attr::NEXT_HOP, "NEXT_HOP missing"),
-        ] {
-            if update.attribute(code).is_none() {
-                update.treat_as_withdraw = Some(AttributeError { code, reason });
-                break;
-            }
+    if update.treat_as_withdraw.is_none() {
+        // RFC 7606 section 3 (d): a well-known mandatory attribute is missing. ORIGIN
+        // and AS_PATH go with every route; NEXT_HOP with the routes of the NLRI field
+        // only, since MP_REACH_NLRI carries its own (RFC 4760 section 3).
+        let ipv4 = !update.nlri.is_empty();
+        let mp = update
+            .attributes
+            .iter()
+            .any(|a| matches!(a, Attribute::MpReach(m) if !m.nlri.is_empty()));
+        let missing = [
+            (attr::ORIGIN, "ORIGIN missing", ipv4 || mp),
+            (attr::AS_PATH, "AS_PATH missing", ipv4 || mp),
+            (attr::NEXT_HOP, "NEXT_HOP missing", ipv4),
+        ]
+        .into_iter()
+        .find(|&(code, _, needed)| needed && update.attribute(code).is_none());
+        if let Some((code, reason, _)) = missing {
+            update.treat_as_withdraw = Some(AttributeError { code, reason });
         }
     }
     Ok(update)
 }
 
+/// What RFC 6793 attributes a 2-octet speaker passed on, to merge once all are read.
+#[derive(Default)]
+struct As4 {
+    path: Option<AsPath>,
+    aggregator: Option<(u32, Ipv4Addr)>,
+}
+
 fn decode_attributes(b: &[u8], options: Options, update: &mut Update) -> Result<(), Error> {
-    let mut as4_path = None;
-    decode_attribute_list(b, options, update, &mut as4_path)?;
-    if let Some(as4) = as4_path
+    let mut as4 = As4::default();
+    decode_attribute_list(b, options, update, &mut as4)?;
+    // RFC 6793 section 4.2.3: an AGGREGATOR with a real 2-octet AS means the AS4_
+    // attributes are stale (an old speaker aggregated); with AS_TRANS, AS4_AGGREGATOR
+    // holds the real one.
+    let mut use_as4 = true;
+    if let Some(Attribute::Aggregator { asn, address }) = update
+        .attributes
+        .iter_mut()
+        .find(|a| a.code() == attr::AGGREGATOR)
+    {
+        match as4.aggregator {
+            _ if *asn != u32::from(AS_TRANS) => use_as4 = false,
+            Some((real, from)) => (*asn, *address) = (real, from),
+            None => {}
+        }
+    }
+    if use_as4
+        && let Some(as4_path) = as4.path
         && let Some(Attribute::AsPath(path)) = update
             .attributes
             .iter_mut()
             .find(|a| a.code() == attr::AS_PATH)
     {
-        *path = merge_as4_path(path, as4);
+        *path = merge_as4_path(path, as4_path);
     }
     Ok(())
 }
@@ -629,7 +859,7 @@ fn decode_attribute_list(
     mut b: &[u8],
     options: Options,
     update: &mut Update,
-    as4_path: &mut Option<AsPath>,
+    as4: &mut As4,
 ) -> Result<(), Error> {
     let mut seen = [false; 256];
     let withdraw = |update: &mut Update, code: u8, reason: &'static str| {
@@ -638,6 +868,7 @@ fn decode_attribute_list(
             .get_or_insert(AttributeError { code, reason });
     };
     while !b.is_empty() {
+        let b_start = b;
         let [flags, code, rest @ ..] = b else {
             withdraw(update, 0, "truncated attribute header");
             return Ok(());
@@ -680,54 +911,17 @@ fn decode_attribute_list(
             continue;
         }
         seen[usize::from(code)] = true;
-        let well_known = matches!(
-            code,
-            attr::ORIGIN | attr::AS_PATH | attr::NEXT_HOP | attr::LOCAL_PREF
-        );
-        if well_known && flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE) != FLAG_TRANSITIVE {
-            withdraw(update, code, "well-known attribute with wrong flags");
-            continue;
-        }
-        if code == attr::AS4_PATH {
-            // RFC 6793: between 4-octet speakers it is discarded; from a 2-octet one it
-            // is merged into AS_PATH once every attribute is read. A malformed one is
-            // discarded (RFC 6793 section 6, RFC 7606 section 7.2).
-            if !options.four_octet_as {
-                *as4_path = decode_as_path_width(value, true);
+        let Some(category) = category(code) else {
+            if flags & FLAG_OPTIONAL == 0 {
+                // RFC 4271 6.3: a well-known attribute we do not know is an error the
+                // session cannot survive (RFC 7606 leaves this one as it was). The
+                // data is the attribute.
+                let whole = &b_start[..b_start.len() - b.len()];
+                return Err(error(3, 2, whole, "unrecognized well-known attribute"));
             }
-            continue;
-        }
-        let parsed = match code {
-            attr::ORIGIN => match value {
-                [0] => Some(Attribute::Origin(Origin::Igp)),
-                [1] => Some(Attribute::Origin(Origin::Egp)),
-                [2] => Some(Attribute::Origin(Origin::Incomplete)),
-                _ => None,
-            },
-            attr::AS_PATH => decode_as_path(value, options).map(Attribute::AsPath),
-            attr::NEXT_HOP => match value {
-                [a, b, c, d] => {
-                    let nh = Ipv4Addr::new(*a, *b, *c, *d);
-                    (!nh.is_unspecified() && !nh.is_multicast() && !nh.is_broadcast())
-                        .then_some(Attribute::NextHop(nh))
-                }
-                _ => None,
-            },
-            attr::MED => be32(value).map(Attribute::Med),
-            attr::LOCAL_PREF => be32(value).map(Attribute::LocalPref),
-            attr::COMMUNITIES => (value.len() % 4 == 0 && !value.is_empty())
-                .then(|| Attribute::Communities(value.chunks_exact(4).filter_map(be32).collect())),
-            attr::MP_REACH_NLRI => Some(Attribute::MpReach(
-                decode_mp_reach(value)
-                    .ok_or_else(|| error(3, 9, &[], "malformed MP_REACH_NLRI"))?,
-            )),
-            attr::MP_UNREACH_NLRI => Some(Attribute::MpUnreach(
-                decode_mp_unreach(value)
-                    .ok_or_else(|| error(3, 9, &[], "malformed MP_UNREACH_NLRI"))?,
-            )),
-            _ => Some(Attribute::Unknown {
-                // Only the optional, transitive and partial bits mean anything once read;
-                // the length form is the encoder's choice, the low bits are unused.
+            update.attributes.push(Attribute::Unknown {
+                // Only the optional, transitive and partial bits mean anything once
+                // read; the length form is the encoder's choice, the low bits unused.
                 flags: if flags & FLAG_OPTIONAL != 0 && flags & FLAG_TRANSITIVE != 0 {
                     // An optional transitive attribute we pass on without knowing it.
                     (flags | FLAG_PARTIAL) & 0xe0
@@ -736,16 +930,190 @@ fn decode_attribute_list(
                 },
                 code,
                 value: value.to_vec(),
-            }),
+            });
+            continue;
         };
-        match parsed {
-            Some(a) => update.attributes.push(a),
-            // RFC 7606 section 7: malformed ORIGIN, AS_PATH, NEXT_HOP, MED, LOCAL_PREF and
-            // COMMUNITIES are all treat-as-withdraw.
-            None => withdraw(update, code, "malformed attribute"),
+        if flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE) != category.flags() {
+            match code {
+                // RFC 6793 section 6: a malformed AS4_ attribute is discarded.
+                attr::AS4_PATH | attr::AS4_AGGREGATOR => continue,
+                // Still read: treat-as-withdraw withdraws the routes it carries.
+                attr::MP_REACH_NLRI => {
+                    withdraw(update, code, "attribute flags conflict with its type")
+                }
+                _ => {
+                    withdraw(update, code, "attribute flags conflict with its type");
+                    continue;
+                }
+            }
+        }
+        match decode_known(code, value, options, as4)? {
+            Decoded::Attribute(a) => update.attributes.push(a),
+            Decoded::Discard => {}
+            Decoded::Withdraw(reason) => withdraw(update, code, reason),
         }
     }
     Ok(())
+}
+
+/// What becomes of an attribute read (RFC 7606 section 2 names the approaches).
+enum Decoded {
+    Attribute(Attribute),
+    /// "Attribute discard": the UPDATE is read as if the attribute were absent.
+    Discard,
+    /// "Treat-as-withdraw", for this reason.
+    Withdraw(&'static str),
+}
+
+/// Reads the value of an attribute this codec knows, each as RFC 7606 section 7 says.
+fn decode_known(code: u8, v: &[u8], options: Options, as4: &mut As4) -> Result<Decoded, Error> {
+    use Decoded::{Discard, Withdraw};
+    let ok = |a| Ok(Decoded::Attribute(a));
+    match code {
+        // 7.1
+        attr::ORIGIN => match v {
+            [0] => ok(Attribute::Origin(Origin::Igp)),
+            [1] => ok(Attribute::Origin(Origin::Egp)),
+            [2] => ok(Attribute::Origin(Origin::Incomplete)),
+            _ => Ok(Withdraw("malformed ORIGIN")),
+        },
+        // 7.2; RFC 7607: AS 0 makes the path malformed.
+        attr::AS_PATH => match decode_as_path(v, options) {
+            None => Ok(Withdraw("malformed AS_PATH")),
+            Some(p) if p.contains(0) => Ok(Withdraw("AS 0 in AS_PATH (RFC 7607)")),
+            Some(p) => ok(Attribute::AsPath(p)),
+        },
+        // 7.3
+        attr::NEXT_HOP => match v {
+            [a, b, c, d] => {
+                let nh = Ipv4Addr::new(*a, *b, *c, *d);
+                if nh.is_unspecified() || nh.is_multicast() || nh.is_broadcast() {
+                    Ok(Withdraw("NEXT_HOP is not a unicast address"))
+                } else {
+                    ok(Attribute::NextHop(nh))
+                }
+            }
+            _ => Ok(Withdraw("NEXT_HOP is not 4 octets")),
+        },
+        // 7.4
+        attr::MED => Ok(be32(v).map_or(Withdraw("MED is not 4 octets"), |m| {
+            Decoded::Attribute(Attribute::Med(m))
+        })),
+        // 7.5: an external peer has no say in our preferences.
+        attr::LOCAL_PREF if options.external => Ok(Discard),
+        attr::LOCAL_PREF => Ok(be32(v).map_or(Withdraw("LOCAL_PREF is not 4 octets"), |l| {
+            Decoded::Attribute(Attribute::LocalPref(l))
+        })),
+        // 7.6
+        attr::ATOMIC_AGGREGATE if v.is_empty() => ok(Attribute::AtomicAggregate),
+        attr::ATOMIC_AGGREGATE => Ok(Discard),
+        // 7.7 (the width follows the AS numbers of the session); RFC 7607: not AS 0.
+        attr::AGGREGATOR => Ok(match aggregator(v, options.four_octet_as) {
+            Some((asn, address)) if asn != 0 => {
+                Decoded::Attribute(Attribute::Aggregator { asn, address })
+            }
+            _ => Discard,
+        }),
+        // 7.8
+        attr::COMMUNITIES => Ok(match multiple_of::<4>(v) {
+            Some(cs) => {
+                Decoded::Attribute(Attribute::Communities(cs.map(u32::from_be_bytes).collect()))
+            }
+            None => Withdraw("COMMUNITIES is not a non-zero multiple of 4 octets"),
+        }),
+        // 7.9 and 7.10: route reflection attributes are an internal matter.
+        attr::ORIGINATOR_ID | attr::CLUSTER_LIST if options.external => Ok(Discard),
+        attr::ORIGINATOR_ID => Ok(match v {
+            [a, b, c, d] => {
+                Decoded::Attribute(Attribute::OriginatorId(Ipv4Addr::new(*a, *b, *c, *d)))
+            }
+            _ => Withdraw("ORIGINATOR_ID is not 4 octets"),
+        }),
+        attr::CLUSTER_LIST => Ok(match multiple_of::<4>(v) {
+            Some(ids) => {
+                Decoded::Attribute(Attribute::ClusterList(ids.map(Ipv4Addr::from).collect()))
+            }
+            None => Withdraw("CLUSTER_LIST is not a non-zero multiple of 4 octets"),
+        }),
+        // 7.11 and 7.12: a session reset (RFC 4760 section 7, Optional Attribute Error).
+        attr::MP_REACH_NLRI => decode_mp_reach(v)
+            .map(|m| Decoded::Attribute(Attribute::MpReach(m)))
+            .ok_or_else(|| error(3, 9, &[], "malformed MP_REACH_NLRI")),
+        attr::MP_UNREACH_NLRI => decode_mp_unreach(v)
+            .map(|m| Decoded::Attribute(Attribute::MpUnreach(m)))
+            .ok_or_else(|| error(3, 9, &[], "malformed MP_UNREACH_NLRI")),
+        // 7.14
+        attr::EXTENDED_COMMUNITIES => Ok(match multiple_of::<8>(v) {
+            Some(cs) => Decoded::Attribute(Attribute::ExtendedCommunities(cs.collect())),
+            None => Withdraw("EXTENDED_COMMUNITIES is not a non-zero multiple of 8 octets"),
+        }),
+        // 7.15
+        attr::IPV6_EXTENDED_COMMUNITIES => Ok(match multiple_of::<20>(v) {
+            Some(cs) => Decoded::Attribute(Attribute::Ipv6ExtendedCommunities(cs.collect())),
+            None => Withdraw("IPv6 extended communities are not a non-zero multiple of 20 octets"),
+        }),
+        // RFC 8092 section 6; repeats are removed silently (section 5).
+        attr::LARGE_COMMUNITIES => Ok(match multiple_of::<12>(v) {
+            Some(cs) => {
+                let mut out: Vec<LargeCommunity> = Vec::new();
+                for c in cs {
+                    let c =
+                        [0, 4, 8].map(|i| u32::from_be_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]));
+                    if !out.contains(&c) {
+                        out.push(c);
+                    }
+                }
+                Decoded::Attribute(Attribute::LargeCommunities(out))
+            }
+            None => Withdraw("LARGE_COMMUNITY is not a non-zero multiple of 12 octets"),
+        }),
+        // RFC 6793: between 4-octet speakers the AS4_ attributes are discarded; from a
+        // 2-octet one they are merged once every attribute is read. A malformed one, or
+        // one with AS 0 (RFC 7607), is discarded (RFC 6793 section 6).
+        attr::AS4_PATH => {
+            if !options.four_octet_as {
+                as4.path = decode_as_path_width(v, true).filter(|p| !p.contains(0));
+            }
+            Ok(Discard)
+        }
+        attr::AS4_AGGREGATOR => {
+            if !options.four_octet_as {
+                as4.aggregator = aggregator(v, true).filter(|(asn, _)| *asn != 0);
+            }
+            Ok(Discard)
+        }
+        // `category` names no other.
+        _ => Ok(Discard),
+    }
+}
+
+/// AGGREGATOR or AS4_AGGREGATOR: an AS of 2 or 4 octets, then an IPv4 address.
+fn aggregator(v: &[u8], four_octet: bool) -> Option<(u32, Ipv4Addr)> {
+    match (four_octet, v) {
+        (true, [a, b, c, d, rest @ ..]) => {
+            let address: [u8; 4] = rest.try_into().ok()?;
+            Some((
+                u32::from_be_bytes([*a, *b, *c, *d]),
+                Ipv4Addr::from(address),
+            ))
+        }
+        (false, [a, b, rest @ ..]) => {
+            let address: [u8; 4] = rest.try_into().ok()?;
+            Some((
+                u32::from(u16::from_be_bytes([*a, *b])),
+                Ipv4Addr::from(address),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The value as `N`-octet items, if it is a non-zero multiple of `N` octets.
+fn multiple_of<const N: usize>(v: &[u8]) -> Option<impl Iterator<Item = [u8; N]> + '_> {
+    (!v.is_empty() && v.len().is_multiple_of(N)).then(|| {
+        v.chunks_exact(N)
+            .filter_map(|c| <[u8; N]>::try_from(c).ok())
+    })
 }
 
 fn be32(v: &[u8]) -> Option<u32> {
@@ -927,25 +1295,46 @@ pub fn encode(message: &Message, options: Options, out: &mut Vec<u8>) -> Result<
             out[at..at + 2].copy_from_slice(&len.to_be_bytes());
             let at = out.len();
             out.extend_from_slice(&[0, 0]);
-            for a in &u.attributes {
+            // RFC 7606 section 5.1: MP_REACH_NLRI and MP_UNREACH_NLRI first, so a
+            // receiver finds the routes even when a later attribute is malformed; the
+            // others in ascending order of type (RFC 4271 section 5).
+            let mut ordered: Vec<&Attribute> = u.attributes.iter().collect();
+            ordered.sort_by_key(|a| match a.code() {
+                attr::MP_REACH_NLRI | attr::MP_UNREACH_NLRI => (0, a.code()),
+                code => (1, code),
+            });
+            for a in ordered {
                 encode_attribute(a, options, out)?;
             }
             // RFC 6793 section 4.2.2: to a speaker without 4-octet AS numbers, the ones
-            // that do not fit go as AS_TRANS in AS_PATH and whole in AS4_PATH.
-            if !options.four_octet_as
-                && let Some(Attribute::AsPath(path)) = u.attribute(attr::AS_PATH)
-                && path
-                    .segments
-                    .iter()
-                    .flat_map(|s| &s.asns)
-                    .any(|&asn| asn > 0xffff)
-            {
-                let as4 = Attribute::Unknown {
-                    flags: FLAG_OPTIONAL | FLAG_TRANSITIVE,
-                    code: attr::AS4_PATH,
-                    value: as_path_bytes(path, true),
-                };
-                encode_attribute(&as4, options, out)?;
+            // that do not fit go as AS_TRANS in AS_PATH and AGGREGATOR, and whole in
+            // AS4_PATH and AS4_AGGREGATOR.
+            if !options.four_octet_as {
+                for a in &u.attributes {
+                    let as4 = match a {
+                        Attribute::AsPath(path)
+                            if path
+                                .segments
+                                .iter()
+                                .flat_map(|s| &s.asns)
+                                .any(|&n| n > 0xffff) =>
+                        {
+                            (attr::AS4_PATH, as_path_bytes(path, true))
+                        }
+                        Attribute::Aggregator { asn, address } if *asn > 0xffff => {
+                            let mut v = asn.to_be_bytes().to_vec();
+                            v.extend_from_slice(&address.octets());
+                            (attr::AS4_AGGREGATOR, v)
+                        }
+                        _ => continue,
+                    };
+                    let as4 = Attribute::Unknown {
+                        flags: FLAG_OPTIONAL | FLAG_TRANSITIVE,
+                        code: as4.0,
+                        value: as4.1,
+                    };
+                    encode_attribute(&as4, options, out)?;
+                }
             }
             let len = out.len() - at - 2;
             out[at..at + 2].copy_from_slice(&(len.min(0xffff) as u16).to_be_bytes());
@@ -1022,8 +1411,30 @@ fn encode_attribute(a: &Attribute, options: Options, out: &mut Vec<u8>) -> Resul
         Attribute::AsPath(p) => v = as_path_bytes(p, options.four_octet_as),
         Attribute::NextHop(nh) => v.extend_from_slice(&nh.octets()),
         Attribute::Med(m) | Attribute::LocalPref(m) => v.extend_from_slice(&m.to_be_bytes()),
+        Attribute::AtomicAggregate => {}
+        Attribute::Aggregator { asn, address } => {
+            if options.four_octet_as {
+                v.extend_from_slice(&asn.to_be_bytes());
+            } else {
+                v.extend_from_slice(&u16::try_from(*asn).unwrap_or(AS_TRANS).to_be_bytes());
+            }
+            v.extend_from_slice(&address.octets());
+        }
         Attribute::Communities(cs) => {
             for c in cs {
+                v.extend_from_slice(&c.to_be_bytes());
+            }
+        }
+        Attribute::OriginatorId(id) => v.extend_from_slice(&id.octets()),
+        Attribute::ClusterList(ids) => {
+            for id in ids {
+                v.extend_from_slice(&id.octets());
+            }
+        }
+        Attribute::ExtendedCommunities(cs) => v.extend(cs.iter().flatten()),
+        Attribute::Ipv6ExtendedCommunities(cs) => v.extend(cs.iter().flatten()),
+        Attribute::LargeCommunities(cs) => {
+            for c in cs.iter().flatten() {
                 v.extend_from_slice(&c.to_be_bytes());
             }
         }

@@ -15,6 +15,7 @@
 //! *treat-as-withdraw* rather than tearing the session down. Nothing panics on any input.
 
 pub mod codec;
+pub mod decision;
 pub mod rib;
 pub mod session;
 pub mod speaker;

@@ -14,31 +14,46 @@ use crate::codec::{AsPath, Attribute, FLAG_OPTIONAL, FLAG_TRANSITIVE, Origin, Up
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Path {
     pub next_hop: IpAddr,
-    /// RFC 4271: LOCAL_PREF is absent from eBGP; 100 is the customary default.
+    /// LOCAL_PREF as an internal neighbor sent it (100 when absent); selection ignores it
+    /// for routes from external neighbors (RFC 4271 9.1.1), and the codec discards it
+    /// from them (RFC 7606 section 7.5).
     pub local_pref: u32,
     pub as_path: AsPath,
     pub origin: Origin,
-    /// MULTI_EXIT_DISC; absent compares as 0.
+    /// MULTI_EXIT_DISC; absent compares as 0, the lowest (RFC 4271 9.1.2.2 (d)).
     pub med: Option<u32>,
-    /// RFC 1997 communities, passed on.
+    /// RFC 1997 communities, passed on; the well-known ones limit where (see
+    /// [`crate::codec::community`]).
     pub communities: Vec<u32>,
-    /// Optional transitive attributes this speaker does not know, passed on with the
-    /// Partial bit set (RFC 4271 section 5).
+    /// The other attributes passed on to the next speaker: ATOMIC_AGGREGATE, AGGREGATOR,
+    /// extended and large communities as they came, and optional transitive attributes
+    /// this speaker does not know, with the Partial bit set (RFC 4271 section 5).
     pub transitive: Vec<Attribute>,
 }
 
+/// The LOCAL_PREF of a path that has none (customary; RFC 4271 leaves it to policy).
+pub const DEFAULT_LOCAL_PREF: u32 = 100;
+
 impl Path {
+    /// A path this speaker originates, with `next_hop`.
+    pub fn local(next_hop: IpAddr) -> Path {
+        Path {
+            next_hop,
+            local_pref: DEFAULT_LOCAL_PREF,
+            as_path: AsPath::default(),
+            origin: Origin::Igp,
+            med: None,
+            communities: Vec::new(),
+            transitive: Vec::new(),
+        }
+    }
+
     /// The path of an UPDATE's attributes, with `next_hop` (which comes from NEXT_HOP
     /// or from MP_REACH_NLRI, depending on the family).
     pub fn from_update(u: &Update, next_hop: IpAddr) -> Path {
         let mut path = Path {
-            next_hop,
-            local_pref: 100,
-            as_path: AsPath::default(),
             origin: Origin::Incomplete,
-            med: None,
-            communities: Vec::new(),
-            transitive: Vec::new(),
+            ..Path::local(next_hop)
         };
         for a in &u.attributes {
             match a {
@@ -47,6 +62,11 @@ impl Path {
                 Attribute::Med(m) => path.med = Some(*m),
                 Attribute::LocalPref(l) => path.local_pref = *l,
                 Attribute::Communities(c) => path.communities = c.clone(),
+                Attribute::AtomicAggregate
+                | Attribute::Aggregator { .. }
+                | Attribute::ExtendedCommunities(_)
+                | Attribute::Ipv6ExtendedCommunities(_)
+                | Attribute::LargeCommunities(_) => path.transitive.push(a.clone()),
                 Attribute::Unknown { flags, .. }
                     if flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE)
                         == FLAG_OPTIONAL | FLAG_TRANSITIVE =>
@@ -59,21 +79,23 @@ impl Path {
         path
     }
 
-    /// Smaller is better: higher LOCAL_PREF, shorter AS_PATH, lower ORIGIN, lower MED
-    /// (RFC 4271 9.1.2.2, the steps that apply between eBGP neighbors of one AS).
-    pub fn rank(&self) -> (std::cmp::Reverse<u32>, usize, Origin, u32) {
-        (
-            std::cmp::Reverse(self.local_pref),
-            self.as_path.len(),
-            self.origin,
-            self.med.unwrap_or(0),
-        )
-    }
-
     /// Whether `asn` is on the AS_PATH (a loop, if `asn` is ours: RFC 4271 9.1.2).
     pub fn traverses(&self, asn: u32) -> bool {
-        self.as_path.segments.iter().any(|s| s.asns.contains(&asn))
+        self.as_path.contains(asn)
     }
+
+    /// Whether the path carries community `c`.
+    pub fn has_community(&self, c: u32) -> bool {
+        self.communities.contains(&c)
+    }
+}
+
+/// What importing an UPDATE from a neighbor checks it against.
+#[derive(Debug, Clone, Copy)]
+pub struct Import<'a> {
+    pub local_as: u32,
+    /// Our addresses: a route whose next hop is one of them is ignored (RFC 4271 6.3).
+    pub own_addresses: &'a [IpAddr],
 }
 
 /// One neighbor's Adj-RIB-In, IPv4 and IPv6 unicast.
@@ -148,8 +170,9 @@ impl AdjRibIn {
     /// speakers) in MP_REACH_NLRI and MP_UNREACH_NLRI (RFC 4760). A treat-as-withdraw
     /// UPDATE (RFC 7606) withdraws everything it announced. A path through `local_as` is
     /// a loop (RFC 4271 9.1.2): it is not kept, and it replaces (so withdraws) what the
-    /// neighbor had sent for the prefix.
-    pub fn apply(&mut self, u: &Update, local_as: u32) -> Vec<IpNet> {
+    /// neighbor had sent for the prefix. So is a path whose next hop is one of our own
+    /// addresses (RFC 4271 6.3: semantically incorrect, the route is ignored).
+    pub fn apply(&mut self, u: &Update, import: &Import<'_>) -> Vec<IpNet> {
         let mut changed = Vec::new();
         let withdraw = |rib: &mut AdjRibIn, changed: &mut Vec<IpNet>, p: IpNet| {
             if rib.remove(&p) {
@@ -196,7 +219,8 @@ impl AdjRibIn {
             paths.push((Arc::new(Path::from_update(u, hop)), m.nlri.clone()));
         }
         for (path, prefixes) in paths {
-            let looped = path.traverses(local_as);
+            let looped =
+                path.traverses(import.local_as) || import.own_addresses.contains(&path.next_hop);
             for p in prefixes {
                 if looped {
                     withdraw(self, &mut changed, p);
@@ -219,30 +243,16 @@ fn mp_next_hop(family: u16, hops: &[IpAddr]) -> Option<IpAddr> {
     }
 }
 
-/// The next hops of the best paths to a prefix over several Adj-RIBs-In: every path that
-/// ties with the best (multipath), sorted, without repeats. Empty when no table has it.
-pub fn best_next_hops<'a>(
-    tables: impl IntoIterator<Item = &'a AdjRibIn>,
-    prefix: &IpNet,
-) -> Vec<IpAddr> {
-    let paths: Vec<&Arc<Path>> = tables.into_iter().filter_map(|t| t.get(prefix)).collect();
-    let Some(best) = paths.iter().map(|p| p.rank()).min() else {
-        return Vec::new();
-    };
-    let mut hops: Vec<IpAddr> = paths
-        .iter()
-        .filter(|p| p.rank() == best)
-        .map(|p| p.next_hop)
-        .collect();
-    hops.sort();
-    hops.dedup();
-    hops
-}
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::{AttributeError, MpReach, MpUnreach, SAFI_UNICAST};
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const US: Import<'static> = Import {
+        local_as: 64500,
+        own_addresses: &[],
+    };
 
     fn update(path: Vec<u32>, prefix: &str, next_hop: [u8; 4]) -> Update {
         Update {
@@ -262,14 +272,14 @@ mod tests {
         assert_eq!(
             rib.apply(
                 &update(vec![64501], "192.168.133.74/32", [10, 0, 0, 1]),
-                64500
+                &US
             )
             .len(),
             1
         );
         rib.apply(
             &update(vec![64501, 64500], "192.168.133.74/32", [10, 0, 0, 1]),
-            64500,
+            &US,
         );
         assert!(rib.is_empty());
     }
@@ -277,49 +287,17 @@ mod tests {
     #[test]
     fn treat_as_withdraw_removes_what_the_update_announced() {
         let mut rib = AdjRibIn::new();
-        rib.apply(&update(vec![64501], "10.0.0.0/8", [10, 0, 0, 1]), 64500);
+        rib.apply(&update(vec![64501], "10.0.0.0/8", [10, 0, 0, 1]), &US);
         let mut bad = update(vec![64501], "10.0.0.0/8", [10, 0, 0, 1]);
         bad.treat_as_withdraw = Some(AttributeError {
             code: 1,
             reason: "test",
         });
         assert_eq!(
-            rib.apply(&bad, 64500),
+            rib.apply(&bad, &US),
             vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]
         );
         assert!(rib.is_empty());
-    }
-
-    #[test]
-    fn best_paths_with_multipath() {
-        let prefix: IpNet = "192.168.133.74/32".parse().unwrap();
-        let mut a = AdjRibIn::new();
-        let mut b = AdjRibIn::new();
-        let mut c = AdjRibIn::new();
-        a.apply(
-            &update(vec![64501], "192.168.133.74/32", [10, 0, 0, 2]),
-            64500,
-        );
-        b.apply(
-            &update(vec![64501], "192.168.133.74/32", [10, 0, 0, 1]),
-            64500,
-        );
-        c.apply(
-            &update(vec![64502, 64501], "192.168.133.74/32", [10, 0, 0, 3]),
-            64500,
-        );
-        assert_eq!(
-            best_next_hops([&a, &b, &c], &prefix),
-            vec![
-                IpAddr::from(Ipv4Addr::new(10, 0, 0, 1)),
-                IpAddr::from(Ipv4Addr::new(10, 0, 0, 2))
-            ]
-        );
-        assert_eq!(
-            best_next_hops([&c], &prefix),
-            vec![IpAddr::from(Ipv4Addr::new(10, 0, 0, 3))]
-        );
-        assert!(best_next_hops([], &prefix).is_empty());
     }
 
     #[test]
@@ -341,7 +319,7 @@ mod tests {
             ..Update::default()
         };
         let mut rib = AdjRibIn::new();
-        assert_eq!(rib.apply(&announce, 64500), vec![prefix]);
+        assert_eq!(rib.apply(&announce, &US), vec![prefix]);
         assert_eq!(rib.get(&prefix).map(|p| p.next_hop), Some(hop.into()));
         let withdraw = Update {
             attributes: vec![Attribute::MpUnreach(MpUnreach {
@@ -351,7 +329,38 @@ mod tests {
             })],
             ..Update::default()
         };
-        assert_eq!(rib.apply(&withdraw, 64500), vec![prefix]);
+        assert_eq!(rib.apply(&withdraw, &US), vec![prefix]);
         assert!(rib.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod next_hop_tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn a_route_whose_next_hop_is_ours_is_ignored() {
+        let ours = [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))];
+        let import = Import {
+            local_as: 64500,
+            own_addresses: &ours,
+        };
+        let update = |hop: [u8; 4]| Update {
+            attributes: vec![
+                Attribute::Origin(Origin::Igp),
+                Attribute::AsPath(AsPath::sequence(vec![64501])),
+                Attribute::NextHop(Ipv4Addr::from(hop)),
+            ],
+            nlri: vec!["10.9.0.0/16".parse().unwrap()],
+            ..Update::default()
+        };
+        let mut rib = AdjRibIn::new();
+        assert_eq!(rib.apply(&update([10, 0, 0, 1]), &import).len(), 1);
+        // The same prefix again with our own address as next hop replaces (so
+        // withdraws) what the neighbor had sent.
+        assert_eq!(rib.apply(&update([10, 0, 0, 2]), &import).len(), 1);
+        assert!(rib.is_empty());
+        assert!(rib.apply(&update([10, 0, 0, 2]), &import).is_empty());
     }
 }

@@ -70,8 +70,9 @@ pub enum State {
 pub enum Event {
     /// ManualStart (passive or not, as configured).
     Start,
-    /// ManualStop: Cease / Administrative Shutdown.
-    Stop,
+    /// ManualStop: Cease / Administrative Shutdown, with this shutdown communication
+    /// (RFC 8203; empty for none). The session stays down until the next Start.
+    Stop(String),
     /// The TCP connection is up (either direction).
     TcpConnected,
     /// The TCP connection failed or closed.
@@ -151,6 +152,9 @@ pub struct Session {
     keepalive_at: Option<Duration>,
     /// Hold time while waiting for the peer's OPEN (RFC 4271: a large value, 4 minutes).
     open_hold: Duration,
+    /// Not started, or stopped (ManualStop): a connection from the peer is refused.
+    /// Otherwise an Idle session is only waiting to restart, and takes one at once.
+    admin_down: bool,
 }
 
 const LARGE_HOLD: Duration = Duration::from_secs(240);
@@ -166,6 +170,7 @@ impl Session {
             hold_at: None,
             keepalive_at: None,
             open_hold: LARGE_HOLD,
+            admin_down: true,
         }
     }
 
@@ -175,12 +180,19 @@ impl Session {
     pub fn accepted(config: Config, now: Duration) -> Session {
         let mut session = Session::new(config);
         session.state = State::Active;
+        session.admin_down = false;
         session.handle(now, Event::TcpConnected);
         session
     }
 
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// Whether the session is administratively down (never started, or stopped): it
+    /// neither connects nor accepts.
+    pub fn admin_down(&self) -> bool {
+        self.admin_down
     }
 
     /// The peer's BGP Identifier, once its OPEN has come in on this connection.
@@ -321,27 +333,28 @@ impl Session {
         match (self.state, event) {
             (State::Idle, Event::Start) => self.start(),
             (_, Event::Start) => {}
-            (State::Idle, Event::Stop) => self.connect_retry_at = None,
-            (_, Event::Stop) => {
-                let n = Notification {
-                    code: 6,
-                    subcode: 2,
-                    data: Vec::new(),
-                };
+            (State::Idle, Event::Stop(_)) => {
+                self.admin_down = true;
+                self.connect_retry_at = None;
+            }
+            (_, Event::Stop(communication)) => {
+                let n = Notification::cease(codec::cease::ADMINISTRATIVE_SHUTDOWN, &communication);
                 self.fail(now, Some(n), DownReason::Stopped);
                 // ManualStop: stay down.
+                self.admin_down = true;
                 self.connect_retry_at = None;
             }
-            (State::Connect | State::Active, Event::TcpConnected) => {
-                self.connect_retry_at = None;
-                let open = self.open_message();
-                self.actions.push_back(Action::Send(Message::Open(open)));
-                self.state = State::OpenSent;
-                self.hold_at = Some(now + self.open_hold);
+            (State::Connect | State::Active, Event::TcpConnected) => self.open(now),
+            (State::Idle, Event::TcpConnected) if self.admin_down => {
+                // Not started, or stopped: refuse.
+                self.actions.push_back(Action::Disconnect);
             }
             (State::Idle, Event::TcpConnected) => {
-                // Not started: refuse.
-                self.actions.push_back(Action::Disconnect);
+                // Idle only until the automatic restart: the peer is back first, which
+                // is as good (RFC 4271 8.1.1, AutomaticStart with passive TCP
+                // establishment). A neighbor that closed with a Cease and reconnects
+                // gets its session at once.
+                self.open(now);
             }
             (_, Event::TcpConnected) => {
                 // A second connection while one is in progress belongs to a second
@@ -422,7 +435,17 @@ impl Session {
         }
     }
 
+    /// The connection is up: our OPEN goes out (OpenSent).
+    fn open(&mut self, now: Duration) {
+        self.connect_retry_at = None;
+        let open = self.open_message();
+        self.actions.push_back(Action::Send(Message::Open(open)));
+        self.state = State::OpenSent;
+        self.hold_at = Some(now + self.open_hold);
+    }
+
     fn start(&mut self) {
+        self.admin_down = false;
         if self.config.passive {
             self.state = State::Active;
         } else {
@@ -433,7 +456,8 @@ impl Session {
 
     fn receive_open(&mut self, now: Duration, open: Open) {
         let peer_as = open.asn();
-        if peer_as != self.config.peer_as {
+        // RFC 7607: AS 0 is never a peer's AS (nor ours to expect).
+        if peer_as != self.config.peer_as || peer_as == 0 {
             let n = Notification {
                 code: 2,
                 subcode: 2,
@@ -481,6 +505,7 @@ impl Session {
             hold_time,
             options: Options {
                 four_octet_as: peer_four,
+                external: peer_as != self.config.local_as,
             },
             families,
             route_refresh: open.capabilities.iter().any(|c| {

@@ -33,9 +33,11 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::codec::{
-    self, AsPath, AsSegment, Attribute, FLAG_PARTIAL, Message, MpReach, MpUnreach, Update, afi,
+    self, AsSegment, Attribute, FLAG_PARTIAL, Message, MpReach, MpUnreach, Notification, Update,
+    afi, community,
 };
-use crate::rib::{AdjRibIn, Path};
+use crate::decision::{self, Candidate, Rules};
+use crate::rib::{AdjRibIn, Import, Path};
 use crate::session::{
     self, Action, Collision, Connection, DownReason, Event, Session, State, collision,
 };
@@ -86,9 +88,14 @@ pub enum Source {
 /// The state of a neighbor, for display.
 #[derive(Debug, Clone)]
 pub struct PeerStatus<'a> {
+    pub id: PeerId,
     pub config: &'a PeerConfig,
     pub state: State,
+    /// Why the session last went down, until it is up again.
     pub last_down: Option<&'a DownReason>,
+    /// The last NOTIFICATION sent or received, kept when the session comes back (with
+    /// a peer's shutdown communication, RFC 8203).
+    pub last_error: Option<&'a DownReason>,
     pub received: &'a AdjRibIn,
     pub sent: &'a AdjRibIn,
 }
@@ -114,6 +121,12 @@ struct Peer {
     adj_out: AdjRibIn,
     established: bool,
     last_down: Option<DownReason>,
+    last_error: Option<DownReason>,
+    /// The neighbor's BGP Identifier, from its last OPEN (its routes keep it for the
+    /// decision process while stale).
+    peer_id: Option<Ipv4Addr>,
+    /// Removed from the configuration: kept as a tombstone so that [`PeerId`]s stay put.
+    removed: bool,
     /// The neighbor's graceful restart time, from its OPEN (RFC 4724).
     restart_time: Option<u16>,
     /// Routes kept from a neighbor that is restarting, until it announces them again and
@@ -123,8 +136,37 @@ struct Peer {
 }
 
 impl Peer {
+    fn new(config: PeerConfig) -> Peer {
+        Peer {
+            session: Session::new(config.session.clone()),
+            config,
+            conn: None,
+            second: None,
+            adj_in: AdjRibIn::new(),
+            adj_out: AdjRibIn::new(),
+            established: false,
+            last_down: None,
+            last_error: None,
+            peer_id: None,
+            removed: false,
+            restart_time: None,
+            stale: BTreeSet::new(),
+            stale_until: None,
+        }
+    }
+
     fn ibgp(&self) -> bool {
         self.config.session.peer_as == self.config.session.local_as
+    }
+
+    /// A path from this neighbor, for the decision process.
+    fn candidate<'a>(&self, path: &'a Path) -> Candidate<'a> {
+        Candidate {
+            path,
+            external: !self.ibgp(),
+            peer_id: self.peer_id.unwrap_or(Ipv4Addr::BROADCAST),
+            peer_address: self.config.address,
+        }
     }
 }
 
@@ -139,6 +181,12 @@ pub struct Speaker {
     originated: AdjRibIn,
     outputs: VecDeque<Output>,
     next_conn: u64,
+    rules: Rules,
+    /// Our own addresses besides each neighbor's `local_address`: a route with one of
+    /// them as next hop is ignored (RFC 4271 6.3).
+    own_addresses: Vec<IpAddr>,
+    /// Whether [`Speaker::start`] was called (a neighbor added later starts at once).
+    started: bool,
     /// Prefixes whose best path changed, kept for [`Speaker::take_changed`] when asked.
     changed: Option<BTreeSet<IpNet>>,
 }
@@ -148,25 +196,13 @@ impl Speaker {
         Speaker {
             asn,
             next_hop6,
-            peers: peers
-                .into_iter()
-                .map(|config| Peer {
-                    session: Session::new(config.session.clone()),
-                    config,
-                    conn: None,
-                    second: None,
-                    adj_in: AdjRibIn::new(),
-                    adj_out: AdjRibIn::new(),
-                    established: false,
-                    last_down: None,
-                    restart_time: None,
-                    stale: BTreeSet::new(),
-                    stale_until: None,
-                })
-                .collect(),
+            peers: peers.into_iter().map(Peer::new).collect(),
             originated: AdjRibIn::new(),
             outputs: VecDeque::new(),
             next_conn: 0,
+            rules: Rules::new(asn),
+            own_addresses: Vec::new(),
+            started: false,
             changed: None,
         }
     }
@@ -176,6 +212,57 @@ impl Speaker {
         if let Some(p) = self.peers.get_mut(peer.0) {
             p.config.local_address = address;
         }
+    }
+
+    /// Sets how paths are compared (MED between ASes, the preference of external
+    /// routes); the local AS stays the speaker's.
+    pub fn set_rules(&mut self, rules: Rules) {
+        self.rules = Rules {
+            local_as: self.asn,
+            ..rules
+        };
+    }
+
+    /// Our own addresses, besides each neighbor's `local_address`.
+    pub fn set_own_addresses(&mut self, addresses: Vec<IpAddr>) {
+        self.own_addresses = addresses;
+    }
+
+    /// Adds a neighbor; its session starts at once if the speaker has started.
+    pub fn add_peer(&mut self, config: PeerConfig, now: Duration) -> PeerId {
+        let id = PeerId(self.peers.len());
+        self.peers.push(Peer::new(config));
+        if self.started {
+            self.peers[id.0].session.handle(now, Event::Start);
+            self.drain(id, now);
+        }
+        id
+    }
+
+    /// Removes a neighbor: its session closes with a Cease / Administrative Shutdown
+    /// carrying `communication` (RFC 8203), and its routes go. Its [`PeerId`] is not
+    /// given to another.
+    pub fn remove_peer(&mut self, peer: PeerId, communication: &str, now: Duration) {
+        let Some(p) = self.peers.get_mut(peer.0) else {
+            return;
+        };
+        if p.removed {
+            return;
+        }
+        if let Some((mut session, conn)) = p.second.take() {
+            session.handle(now, Event::Stop(communication.to_string()));
+            self.flush_second(session, conn);
+        }
+        self.peers[peer.0]
+            .session
+            .handle(now, Event::Stop(communication.to_string()));
+        self.drain(peer, now);
+        let p = &mut self.peers[peer.0];
+        p.removed = true;
+        p.stale.clear();
+        p.stale_until = None;
+        let lost = p.adj_in.clear();
+        self.propagate(&lost, now);
     }
 
     /// Keeps the prefixes whose best path changes, for a FIB ([`Speaker::take_changed`]).
@@ -218,21 +305,29 @@ impl Speaker {
 
     /// Starts every session.
     pub fn start(&mut self, now: Duration) {
+        self.started = true;
         for i in 0..self.peers.len() {
+            if self.peers[i].removed {
+                continue;
+            }
             self.peers[i].session.handle(now, Event::Start);
             self.drain(PeerId(i), now);
         }
     }
 
-    /// Stops every session (Cease, Administrative Shutdown).
-    pub fn stop(&mut self, now: Duration) {
+    /// Stops every session: Cease / Administrative Shutdown, with `communication` as
+    /// the shutdown communication (RFC 8203; empty for none).
+    pub fn stop(&mut self, now: Duration, communication: &str) {
+        self.started = false;
         for i in 0..self.peers.len() {
             let peer = &mut self.peers[i];
             if let Some((mut session, conn)) = peer.second.take() {
-                session.handle(now, Event::Stop);
+                session.handle(now, Event::Stop(communication.to_string()));
                 self.flush_second(session, conn);
             }
-            self.peers[i].session.handle(now, Event::Stop);
+            self.peers[i]
+                .session
+                .handle(now, Event::Stop(communication.to_string()));
             self.drain(PeerId(i), now);
         }
     }
@@ -276,14 +371,17 @@ impl Speaker {
     pub fn peer_by_address(&self, address: IpAddr) -> Option<PeerId> {
         self.peers
             .iter()
-            .position(|p| p.config.address == address)
+            .position(|p| !p.removed && p.config.address == address)
             .map(PeerId)
     }
 
     /// A TCP connection to `peer` is up: one we opened after [`Output::Connect`]
-    /// (`opened_locally`) or one the neighbor opened. Returns its number, or `None` when
-    /// the speaker does not want it (the driver closes it): the session is stopped, or
-    /// two connections are already being settled.
+    /// (`opened_locally`) or one the neighbor opened. Returns its number (`None` for a
+    /// neighbor that does not exist, or was removed: the driver closes it).
+    ///
+    /// A connection the session cannot take, because it is administratively down or two
+    /// connections are already being settled, is refused in words: Cease / Connection
+    /// Rejected (RFC 4486), then closed.
     pub fn connected(
         &mut self,
         peer: PeerId,
@@ -296,21 +394,27 @@ impl Speaker {
             rx: Vec::new(),
             opened_locally,
         };
-        let p = self.peers.get_mut(peer.0)?;
-        if p.conn.is_none() {
-            if p.session.state() == State::Idle {
-                return None;
-            }
+        let p = self.peers.get_mut(peer.0).filter(|p| !p.removed)?;
+        self.next_conn += 1;
+        let idle_and_down = p.session.state() == State::Idle && p.session.admin_down();
+        if p.conn.is_none() && !idle_and_down {
             p.conn = Some(conn);
             p.session.handle(now, Event::TcpConnected);
-        } else if p.second.is_none() {
+        } else if p.conn.is_some() && p.second.is_none() {
             // A collision: both connections live until the OPENs tell which to close.
             let session = Session::accepted(p.session.config().clone(), now);
             p.second = Some((session, conn));
         } else {
-            return None;
+            let rejected = Notification::cease(codec::cease::CONNECTION_REJECTED, "");
+            emit(
+                &mut self.outputs,
+                id,
+                &Message::Notification(rejected),
+                codec::Options::default(),
+            );
+            self.outputs.push_back(Output::Close(id));
+            return Some(id);
         }
-        self.next_conn += 1;
         self.serve(peer, now);
         Some(id)
     }
@@ -371,15 +475,7 @@ impl Speaker {
     /// Announces prefixes with one next hop (they share one path, and go out in as few
     /// UPDATEs as fit).
     pub fn announce_all(&mut self, prefixes: &[IpNet], next_hop: IpAddr, now: Duration) {
-        let path = Arc::new(Path {
-            next_hop,
-            local_pref: 100,
-            as_path: AsPath::default(),
-            origin: codec::Origin::Igp,
-            med: None,
-            communities: Vec::new(),
-            transitive: Vec::new(),
-        });
+        let path = Arc::new(Path::local(next_hop));
         let prefixes: Vec<IpNet> = prefixes.iter().map(IpNet::trunc).collect();
         for p in &prefixes {
             self.originated.insert(*p, Arc::clone(&path));
@@ -395,15 +491,21 @@ impl Speaker {
         }
     }
 
-    /// Every neighbor's state and tables.
+    /// Every neighbor's state and tables (those removed are not listed).
     pub fn peers(&self) -> impl Iterator<Item = PeerStatus<'_>> {
-        self.peers.iter().map(|p| PeerStatus {
-            config: &p.config,
-            state: p.session.state(),
-            last_down: p.last_down.as_ref(),
-            received: &p.adj_in,
-            sent: &p.adj_out,
-        })
+        self.peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.removed)
+            .map(|(i, p)| PeerStatus {
+                id: PeerId(i),
+                config: &p.config,
+                state: p.session.state(),
+                last_down: p.last_down.as_ref(),
+                last_error: p.last_error.as_ref(),
+                received: &p.adj_in,
+                sent: &p.adj_out,
+            })
     }
 
     /// The routes this speaker announces itself.
@@ -411,23 +513,28 @@ impl Speaker {
         &self.originated
     }
 
-    /// The best path to a prefix and where it comes from (RFC 4271 9.1.2.2, and among
-    /// equals the lowest BGP Identifier, then the lowest neighbor address); our own
-    /// announcements win over learned ones.
+    /// The best path to a prefix and where it comes from ([`decision`]: RFC 4271
+    /// 9.1.2.2); our own announcements win over learned ones.
     pub fn best(&self, prefix: &IpNet) -> Option<(Source, &Arc<Path>)> {
         if let Some(path) = self.originated.get(prefix) {
             return Some((Source::Local, path));
         }
-        self.peers
+        let mut from = self
+            .peers
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| {
-                let path = p.adj_in.get(prefix)?;
-                let id = p.session.peer_id().unwrap_or(Ipv4Addr::BROADCAST);
-                Some(((path.rank(), id, p.config.address), i, path))
-            })
-            .min_by(|a, b| a.0.cmp(&b.0))
-            .map(|(_, i, path)| (Source::Peer(PeerId(i)), path))
+            .filter_map(|(i, p)| Some((i, p, p.adj_in.get(prefix)?)));
+        let first = from.next()?;
+        let Some(second) = from.next() else {
+            // One path: nothing to decide (and nothing to allocate).
+            return Some((Source::Peer(PeerId(first.0)), first.2));
+        };
+        let paths: Vec<_> = [first, second].into_iter().chain(from).collect();
+        let candidates: Vec<Candidate<'_>> =
+            paths.iter().map(|(_, p, path)| p.candidate(path)).collect();
+        let selection = decision::select(&candidates, &self.rules)?;
+        let (i, _, path) = paths[selection.best];
+        Some((Source::Peer(PeerId(i)), path))
     }
 
     /// The Loc-RIB: every prefix with its best path and where it comes from, each once
@@ -449,12 +556,27 @@ impl Speaker {
         own.chain(learned)
     }
 
-    /// Next hops of every path that ties with the best one (multipath), for a FIB.
+    /// Next hops of every path that ties with the best one (multipath), for a FIB:
+    /// sorted, without repeats. Empty when there is no path.
     pub fn next_hops(&self, prefix: &IpNet) -> Vec<IpAddr> {
         if let Some(path) = self.originated.get(prefix) {
             return vec![path.next_hop];
         }
-        crate::rib::best_next_hops(self.peers.iter().map(|p| &p.adj_in), prefix)
+        let candidates: Vec<Candidate<'_>> = self
+            .peers
+            .iter()
+            .filter_map(|p| Some(p.candidate(p.adj_in.get(prefix)?)))
+            .collect();
+        let Some(selection) = decision::select(&candidates, &self.rules) else {
+            return Vec::new();
+        };
+        let mut hops: Vec<IpAddr> = std::iter::once(selection.best)
+            .chain(selection.equal)
+            .map(|i| candidates[i].path.next_hop)
+            .collect();
+        hops.sort();
+        hops.dedup();
+        hops
     }
 
     fn find(&self, conn: ConnId) -> Option<(PeerId, bool)> {
@@ -592,6 +714,7 @@ impl Speaker {
                 Action::Established(negotiated) => {
                     p.established = true;
                     p.last_down = None;
+                    p.peer_id = Some(negotiated.peer_id);
                     p.restart_time = negotiated.peer_graceful_restart.map(|g| g.time);
                     self.outputs.push_back(Output::Established(peer));
                     self.send_table(peer, now);
@@ -608,7 +731,27 @@ impl Speaker {
                             .is_some_and(|f| f.contains(&(*afi, *safi))),
                         _ => true,
                     });
-                    let changed = p.adj_in.apply(&u, self.asn);
+                    if u.treat_as_withdraw.is_none()
+                        && let Some(reason) = semantic_error(&u, p)
+                    {
+                        u.treat_as_withdraw = Some(reason);
+                    }
+                    if let Some(e) = &u.treat_as_withdraw {
+                        tracing::warn!(
+                            neighbor = %p.config.address,
+                            attribute = e.code,
+                            "UPDATE treated as withdraw: {}",
+                            e.reason
+                        );
+                    }
+                    let mut own = self.own_addresses.clone();
+                    own.push(IpAddr::V4(p.config.local_address));
+                    own.extend(self.next_hop6.map(IpAddr::V6));
+                    let import = Import {
+                        local_as: self.asn,
+                        own_addresses: &own,
+                    };
+                    let changed = p.adj_in.apply(&u, &import);
                     for prefix in &changed {
                         p.stale.remove(prefix);
                     }
@@ -623,6 +766,10 @@ impl Speaker {
                     p.established = false;
                     p.adj_out.clear();
                     p.last_down = Some(reason.clone());
+                    if matches!(reason, DownReason::Sent(_) | DownReason::Received(_)) {
+                        p.last_error = Some(reason.clone());
+                    }
+                    tracing::info!(neighbor = %p.config.address, "session down: {reason}");
                     match (&reason, p.restart_time) {
                         // RFC 4724 4.2: the connection went away without a NOTIFICATION
                         // from a neighbor that can restart: its routes stay, stale, for
@@ -725,8 +872,19 @@ impl Speaker {
         batch: &mut Batch,
     ) {
         let to = &self.peers[target.0];
+        let external = !to.ibgp();
         let path = match best {
             Some((Source::Peer(from), _)) if *from == target => None,
+            // RFC 1997: NO_ADVERTISE goes to no one; NO_EXPORT and NO_EXPORT_SUBCONFED
+            // stay inside the AS (there are no confederations here).
+            Some((_, path)) if path.has_community(community::NO_ADVERTISE) => None,
+            Some((_, path))
+                if external
+                    && (path.has_community(community::NO_EXPORT)
+                        || path.has_community(community::NO_EXPORT_SUBCONFED)) =>
+            {
+                None
+            }
             Some((Source::Peer(from), _)) if to.ibgp() && self.peers[from.0].ibgp() => None,
             Some((_, path)) if path.traverses(to.config.session.peer_as) => None,
             Some((source, path)) => Some((*source == Source::Local, Arc::clone(path))),
@@ -911,15 +1069,59 @@ fn export_attributes(path: &Path, asn: u32, ibgp: bool, local: bool) -> Vec<Attr
         out.push(Attribute::Communities(path.communities.clone()));
     }
     for a in &path.transitive {
-        if let Attribute::Unknown { flags, code, value } = a {
-            out.push(Attribute::Unknown {
+        out.push(match a {
+            Attribute::Unknown { flags, code, value } => Attribute::Unknown {
                 flags: flags | FLAG_PARTIAL,
                 code: *code,
                 value: value.clone(),
-            });
-        }
+            },
+            // RFC 4360 section 2 and RFC 5701: an extended community whose type has
+            // the non-transitive bit does not leave the AS.
+            Attribute::ExtendedCommunities(cs) if !ibgp => {
+                let kept: Vec<[u8; 8]> = cs.iter().copied().filter(|c| c[0] & 0x40 == 0).collect();
+                if kept.is_empty() {
+                    continue;
+                }
+                Attribute::ExtendedCommunities(kept)
+            }
+            Attribute::Ipv6ExtendedCommunities(cs) if !ibgp => {
+                let kept: Vec<[u8; 20]> = cs.iter().copied().filter(|c| c[0] & 0x40 == 0).collect();
+                if kept.is_empty() {
+                    continue;
+                }
+                Attribute::Ipv6ExtendedCommunities(kept)
+            }
+            known => known.clone(),
+        });
     }
     out
+}
+
+/// What makes an UPDATE from `peer` unusable although it decoded: its routes are
+/// treated as withdrawn (RFC 7606).
+fn semantic_error(u: &Update, peer: &Peer) -> Option<codec::AttributeError> {
+    // RFC 4271 6.3 (a check it allows, as FRR's enforce-first-as does): a neighbor in
+    // another AS puts its own AS first. Else the path is malformed, which RFC 7606
+    // section 7.2 makes treat-as-withdraw.
+    if !peer.ibgp()
+        && let Some(Attribute::AsPath(path)) = u.attribute(codec::attr::AS_PATH)
+        && path.neighbor_as() != Some(peer.config.session.peer_as)
+    {
+        return Some(codec::AttributeError {
+            code: codec::attr::AS_PATH,
+            reason: "the first AS of AS_PATH is not the neighbor's",
+        });
+    }
+    // RFC 4456 section 8: our own route, reflected back to us.
+    if let Some(Attribute::OriginatorId(id)) = u.attribute(codec::attr::ORIGINATOR_ID)
+        && *id == peer.config.session.bgp_id
+    {
+        return Some(codec::AttributeError {
+            code: codec::attr::ORIGINATOR_ID,
+            reason: "ORIGINATOR_ID is our own BGP Identifier",
+        });
+    }
+    None
 }
 
 /// The encoded size of attributes (4 octets of AS each: the larger of the two forms).
@@ -929,9 +1131,24 @@ fn attributes_len(attributes: &[Attribute]) -> usize {
         .map(|a| {
             4 + match a {
                 Attribute::Origin(_) => 1,
-                Attribute::AsPath(p) => p.segments.iter().map(|s| 2 + 4 * s.asns.len()).sum(),
+                // Twice, and a header: to a 2-octet speaker an AS4_PATH goes too.
+                Attribute::AsPath(p) => {
+                    4 + 2 * p
+                        .segments
+                        .iter()
+                        .map(|s| 2 + 4 * s.asns.len())
+                        .sum::<usize>()
+                }
                 Attribute::NextHop(_) | Attribute::Med(_) | Attribute::LocalPref(_) => 4,
                 Attribute::Communities(c) => 4 * c.len(),
+                Attribute::AtomicAggregate => 0,
+                // With an AS4_AGGREGATOR.
+                Attribute::Aggregator { .. } => 8 + 4 + 8,
+                Attribute::OriginatorId(_) => 4,
+                Attribute::ClusterList(ids) => 4 * ids.len(),
+                Attribute::ExtendedCommunities(c) => 8 * c.len(),
+                Attribute::Ipv6ExtendedCommunities(c) => 20 * c.len(),
+                Attribute::LargeCommunities(c) => 12 * c.len(),
                 Attribute::Unknown { value, .. } => value.len(),
                 Attribute::MpReach(_) | Attribute::MpUnreach(_) => 0,
             }

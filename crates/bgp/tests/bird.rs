@@ -17,6 +17,7 @@ fn hex(s: &str) -> Vec<u8> {
 
 const AS4: Options = Options {
     four_octet_as: true,
+    external: false,
 };
 
 /// Decodes, re-encodes and decodes again; with `exact`, the bytes must match too.

@@ -7,6 +7,7 @@ use strata_bgp::codec::*;
 
 const AS4: Options = Options {
     four_octet_as: true,
+    external: false,
 };
 
 fn with_header(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -156,6 +157,7 @@ fn two_octet_as_paths_and_as_trans() {
     };
     let two = Options {
         four_octet_as: false,
+        external: false,
     };
     let mut out = Vec::new();
     encode(&Message::Update(u), two, &mut out).unwrap();
@@ -198,6 +200,7 @@ fn as4_path_from_an_old_speaker_is_merged_and_from_a_new_one_ignored() {
     );
     let two = Options {
         four_octet_as: false,
+        external: false,
     };
     let Message::Update(u) = decode(&with_header(2, &old), two).unwrap() else {
         panic!()
@@ -226,6 +229,7 @@ fn as4_path_from_an_old_speaker_is_merged_and_from_a_new_one_ignored() {
     let new = body(&[2, 1, 0, 0, 0xfb, 0xf4], &[2, 1, 0xfa, 0x56, 0xea, 0x00]);
     let four = Options {
         four_octet_as: true,
+        external: false,
     };
     let Message::Update(u) = decode(&with_header(2, &new), four).unwrap() else {
         panic!()
@@ -249,7 +253,7 @@ mod properties {
     proptest! {
         #[test]
         fn arbitrary_bodies_never_panic(kind in 1u8..=6, body in proptest::collection::vec(any::<u8>(), 0..200), four in any::<bool>()) {
-            let _ = decode(&with_header(kind, &body), Options { four_octet_as: four });
+            let _ = decode(&with_header(kind, &body), Options { four_octet_as: four, external: false });
         }
 
         #[test]

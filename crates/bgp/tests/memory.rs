@@ -42,7 +42,13 @@ fn a_route_held_costs_a_map_entry_not_a_copy_of_its_path() {
     let before = live_bytes();
     let mut rib = AdjRibIn::new();
     for u in &updates {
-        rib.apply(u, 64501);
+        rib.apply(
+            u,
+            &strata_bgp::rib::Import {
+                local_as: 64501,
+                own_addresses: &[],
+            },
+        );
     }
     let bytes = live_bytes() - before;
     assert_eq!(rib.len(), ROUTES as usize);

@@ -181,6 +181,7 @@ fn encode_updates(n: usize, next_hop: Ipv4Addr) -> Vec<u8> {
 fn options() -> Options {
     Options {
         four_octet_as: true,
+        external: false,
     }
 }
 

@@ -335,7 +335,7 @@ impl Driver {
             }
             self.dirty = true;
         }
-        self.speaker.stop(self.now());
+        self.speaker.stop(self.now(), "strata bgp is shutting down");
         self.carry_out();
         // Let the writers send the NOTIFICATIONs before the process goes.
         let writers: Vec<Link> = self.links.drain().map(|(_, l)| l).collect();

@@ -22,6 +22,7 @@ use strata_bgp::codec::{self, AsPath, Attribute, Capability, Message, Open, Opti
 fn options() -> Options {
     Options {
         four_octet_as: true,
+        external: false,
     }
 }
 

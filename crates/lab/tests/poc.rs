@@ -474,7 +474,9 @@ fn a_mux_leaves_by_cease_comes_back_and_is_lost_by_hold_timer() {
                 assert_eq!(next_hops(&lab), ["192.168.100.20"]);
                 assert_eq!(
                     muxvm2(&lab).last_down.as_deref(),
-                    Some("received Cease (6/2)")
+                    Some(
+                        "received Cease / Administrative Shutdown (6/2): \"the node is shutting down\""
+                    )
                 );
             }
             "muxvm2-comes-back" => {

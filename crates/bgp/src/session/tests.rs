@@ -135,7 +135,7 @@ fn a_silent_peer_expires_the_hold_timer() {
 #[test]
 fn stop_sends_cease_and_the_peer_goes_down() {
     let (mut mux, mut router) = establish();
-    mux.handle(T0, Event::Stop);
+    mux.handle(T0, Event::Stop(String::new()));
     let (a, b) = settle(T0, &mut mux, &mut router);
     assert!(a.contains(&Action::Down(DownReason::Stopped)), "{a:?}");
     let cease = Notification {
@@ -202,7 +202,7 @@ mod properties {
             Session::new(Config::new(65000, Ipv4Addr::new(1, 1, 1, 1), 65001)).open_message();
         prop_oneof![
             Just(Event::Start),
-            Just(Event::Stop),
+            Just(Event::Stop("going".into())),
             Just(Event::TcpConnected),
             Just(Event::TcpClosed),
             Just(Event::Message(Message::Keepalive)),

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::*;
+use crate::codec::AsPath;
 use crate::session::Config;
 
 /// A speaker and the addresses it owns.
@@ -247,7 +248,7 @@ fn a_neighbor_that_goes_down_takes_its_routes_with_it() {
         .announce_all(&prefixes, IpAddr::V4(ip("10.0.0.1")), n.now);
     n.run();
     assert_eq!(n.received(2, 0).len(), 100);
-    n.nodes[0].speaker.stop(n.now);
+    n.nodes[0].speaker.stop(n.now, "");
     n.run();
     assert_eq!(n.state(1, 0), State::Idle);
     assert!(n.received(2, 0).is_empty(), "B still has A's routes");
@@ -327,7 +328,13 @@ fn a_route_is_not_sent_to_a_neighbor_whose_as_is_on_its_path() {
         nlri: vec!["203.0.113.0/24".parse().unwrap()],
         ..Update::default()
     };
-    let changed = n.nodes[1].speaker.peers[1].adj_in.apply(&u, 65000);
+    let changed = n.nodes[1].speaker.peers[1].adj_in.apply(
+        &u,
+        &Import {
+            local_as: 65000,
+            own_addresses: &[],
+        },
+    );
     let now = n.now;
     n.nodes[1].speaker.propagate(&changed, now);
     n.run();
@@ -396,6 +403,7 @@ mod stream {
     fn stream() -> Vec<u8> {
         let options = codec::Options {
             four_octet_as: true,
+            external: false,
         };
         let mut out = Vec::new();
         let open = codec::Open {

@@ -364,7 +364,7 @@ impl Speaker {
 
     /// Stops every session (Cease / Administrative Shutdown), as on a clean shutdown.
     pub(crate) fn stop(&mut self, now: Duration) {
-        self.core.stop(now);
+        self.core.stop(now, "the node is shutting down");
     }
 
     pub(crate) fn wants_vips(&self) -> bool {
