@@ -769,7 +769,6 @@ impl Speaker {
                     if matches!(reason, DownReason::Sent(_) | DownReason::Received(_)) {
                         p.last_error = Some(reason.clone());
                     }
-                    tracing::info!(neighbor = %p.config.address, "session down: {reason}");
                     match (&reason, p.restart_time) {
                         // RFC 4724 4.2: the connection went away without a NOTIFICATION
                         // from a neighbor that can restart: its routes stay, stale, for

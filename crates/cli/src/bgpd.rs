@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use ipnet::IpNet;
 use serde::Deserialize;
 use strata_bgp::codec;
@@ -72,7 +72,7 @@ fn default_port() -> u16 {
     179
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NeighborDef {
     pub(crate) address: IpAddr,
@@ -101,70 +101,218 @@ fn default_hold() -> u16 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AnnounceDef {
+    #[serde(deserialize_with = "prefix")]
     pub(crate) prefix: IpNet,
     pub(crate) next_hop: IpAddr,
 }
 
+/// A prefix, `address/length`, with an error that says which part is wrong.
+fn prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(d)?;
+    let (address, length) = text
+        .split_once('/')
+        .ok_or_else(|| D::Error::custom(format!("{text:?} is not a prefix (address/length)")))?;
+    let address: IpAddr = address
+        .parse()
+        .map_err(|_| D::Error::custom(format!("{address:?} is not an IP address")))?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let length: u8 = length.parse().ok().filter(|l| *l <= max).ok_or_else(|| {
+        D::Error::custom(format!(
+            "prefix length {length:?} is not 0 to {max} (an IPv{} prefix)",
+            if address.is_ipv4() { 4 } else { 6 }
+        ))
+    })?;
+    IpNet::new(address, length).map_err(D::Error::custom)
+}
+
+/// Where each value the rules check sits in the file (read alongside the
+/// configuration, so an error can name its line).
+#[derive(Debug, Default, Deserialize)]
+struct Spans {
+    asn: Option<Spanned<IgnoredAny>>,
+    router_id: Option<Spanned<IgnoredAny>>,
+    graceful_restart: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    neighbor: Vec<NeighborSpans>,
+    #[serde(default)]
+    announce: Vec<AnnounceSpans>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NeighborSpans {
+    address: Option<Spanned<IgnoredAny>>,
+    asn: Option<Spanned<IgnoredAny>>,
+    hold_time: Option<Spanned<IgnoredAny>>,
+    password: Option<Spanned<IgnoredAny>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AnnounceSpans {
+    prefix: Option<Spanned<IgnoredAny>>,
+    next_hop: Option<Spanned<IgnoredAny>>,
+}
+
+use serde::de::IgnoredAny;
+use toml::Spanned;
+
+/// Reads and checks a configuration file. Every error names the file, the line, and
+/// the rule broken.
 pub(crate) fn load(path: &Path) -> anyhow::Result<BgpdConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let line =
+        |at: Option<usize>| at.map_or(0, |at| text[..at.min(text.len())].matches('\n').count() + 1);
     let config: BgpdConfig = toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-            .unwrap_or(0);
-        anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
+        let at = line(e.span().map(|s| s.start));
+        anyhow::anyhow!("{}:{at}: {}", path.display(), e.message().trim_end())
     })?;
-    if config.graceful_restart.is_some_and(|t| t > 4095) {
-        bail!(
-            "{}: graceful_restart is at most 4095 seconds (a 12-bit field)",
-            path.display()
-        );
-    }
-    for n in &config.neighbor {
-        if n.address.is_ipv4() != config.local.is_ipv4() {
-            bail!(
-                "{}: neighbor {}: not of the family of local {} (one transport per speaker)",
-                path.display(),
-                n.address,
-                config.local
-            );
-        }
-        if n.hold_time != 0 && n.hold_time < 3 {
-            bail!(
-                "{}: neighbor {}: hold time must be 0 or at least 3",
-                path.display(),
-                n.address
-            );
-        }
-        if let Some(p) = &n.password
-            && (p.is_empty() || p.len() > tcp_md5::MAX_KEY_LEN)
-        {
-            bail!(
-                "{}: neighbor {}: password must be 1 to {} bytes",
-                path.display(),
-                n.address,
-                tcp_md5::MAX_KEY_LEN
-            );
-        }
-    }
-    for a in &config.announce {
-        if a.prefix.addr().is_ipv4() != a.next_hop.is_ipv4() {
-            bail!(
-                "{}: announce {}: next hop {} is of the other address family",
-                path.display(),
-                a.prefix,
-                a.next_hop
-            );
-        }
+    let spans: Spans = toml::from_str(&text).unwrap_or_default();
+    let at = |span: &Option<Spanned<IgnoredAny>>| line(span.as_ref().map(|s| s.span().start));
+    let fail = |at: usize, rule: String| anyhow::anyhow!("{}:{at}: {rule}", path.display());
+    if let Some(problem) = check(&config).into_iter().next() {
+        let (span, rule) = match problem {
+            Problem::Global(field, rule) => (
+                match field {
+                    "asn" => at(&spans.asn),
+                    "router_id" => at(&spans.router_id),
+                    _ => at(&spans.graceful_restart),
+                },
+                rule,
+            ),
+            Problem::Neighbor(i, field, rule) => {
+                let n = spans.neighbor.get(i);
+                let span = n.map_or(0, |n| match field {
+                    "asn" => at(&n.asn),
+                    "hold_time" => at(&n.hold_time),
+                    "password" => at(&n.password),
+                    _ => at(&n.address),
+                });
+                (span, rule)
+            }
+            Problem::Announce(i, field, rule) => {
+                let a = spans.announce.get(i);
+                let span = a.map_or(0, |a| match field {
+                    "next_hop" => at(&a.next_hop),
+                    _ => at(&a.prefix),
+                });
+                (span, rule)
+            }
+        };
+        return Err(fail(span, rule));
     }
     Ok(config)
 }
 
+/// A rule a configuration breaks: which value, and what the rule is.
+#[derive(Debug)]
+enum Problem {
+    Global(&'static str, String),
+    Neighbor(usize, &'static str, String),
+    Announce(usize, &'static str, String),
+}
+
+/// The rules beyond the file's syntax, in the order of the file.
+fn check(c: &BgpdConfig) -> Vec<Problem> {
+    use Problem::*;
+    let mut problems = Vec::new();
+    if c.asn == 0 {
+        problems.push(Global("asn", "asn 0 is reserved (RFC 7607)".into()));
+    }
+    if c.asn == u32::from(codec::AS_TRANS) {
+        problems.push(Global(
+            "asn",
+            "asn 23456 is AS_TRANS, not a speaker's AS (RFC 6793)".into(),
+        ));
+    }
+    let id = c.router_id;
+    if id.is_unspecified() || id.is_multicast() || id.is_broadcast() {
+        problems.push(Global(
+            "router_id",
+            format!("router_id {id} is not a unicast address (RFC 4271 4.2)"),
+        ));
+    }
+    if c.graceful_restart.is_some_and(|t| t > 4095) {
+        problems.push(Global(
+            "graceful_restart",
+            "graceful_restart is at most 4095 seconds (a 12-bit field, RFC 4724)".into(),
+        ));
+    }
+    for (i, n) in c.neighbor.iter().enumerate() {
+        let who = n.address;
+        if let Some(first) = c.neighbor[..i].iter().position(|m| m.address == who) {
+            problems.push(Neighbor(
+                i,
+                "address",
+                format!(
+                    "neighbor {who} is configured twice (also neighbor {})",
+                    first + 1
+                ),
+            ));
+        }
+        if who == c.local && n.port == c.port {
+            problems.push(Neighbor(
+                i,
+                "address",
+                format!("neighbor {who} is our own address and port (local, port)"),
+            ));
+        }
+        if who.is_ipv4() != c.local.is_ipv4() {
+            problems.push(Neighbor(
+                i,
+                "address",
+                format!(
+                    "neighbor {who} is not of the family of local {} (one transport per speaker)",
+                    c.local
+                ),
+            ));
+        }
+        if n.asn == 0 {
+            problems.push(Neighbor(
+                i,
+                "asn",
+                format!("neighbor {who}: asn 0 is reserved (RFC 7607)"),
+            ));
+        }
+        if n.hold_time != 0 && n.hold_time < 3 {
+            problems.push(Neighbor(
+                i,
+                "hold_time",
+                format!("neighbor {who}: hold_time must be 0 or at least 3 (RFC 4271 4.2)"),
+            ));
+        }
+        if let Some(p) = &n.password
+            && (p.is_empty() || p.len() > tcp_md5::MAX_KEY_LEN)
+        {
+            problems.push(Neighbor(
+                i,
+                "password",
+                format!(
+                    "neighbor {who}: password must be 1 to {} bytes (TCP MD5 key)",
+                    tcp_md5::MAX_KEY_LEN
+                ),
+            ));
+        }
+    }
+    for (i, a) in c.announce.iter().enumerate() {
+        if a.prefix.addr().is_ipv4() != a.next_hop.is_ipv4() {
+            problems.push(Announce(
+                i,
+                "next_hop",
+                format!(
+                    "announce {}: next hop {} is of the other address family",
+                    a.prefix, a.next_hop
+                ),
+            ));
+        }
+    }
+    problems
+}
+
 /// Runs the speaker until `until`, or until SIGTERM or SIGINT; either way the sessions
-/// are closed with a Cease (administrative shutdown) first. On SIGHUP the configuration
-/// file `path` is read again and its announcements applied: new prefixes announced,
-/// removed ones withdrawn (the neighbors are read at start only).
+/// are closed with a Cease (administrative shutdown, with a shutdown communication)
+/// first. On SIGHUP the configuration file `path` is read again and applied: neighbors
+/// and announcements added and removed ([`Driver::reload`]).
 pub(crate) fn run(path: &Path, config: BgpdConfig, until: Option<Instant>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -216,6 +364,9 @@ struct Link {
 struct Driver {
     path: PathBuf,
     config: BgpdConfig,
+    /// Every neighbor the speaker was given, by [`PeerId`]: those removed by a reload
+    /// stay, as the speaker keeps their ids.
+    neighbors: Vec<NeighborDef>,
     speaker: Speaker,
     start: Instant,
     links: HashMap<ConnId, Link>,
@@ -239,34 +390,15 @@ impl Driver {
         let peers = config
             .neighbor
             .iter()
-            .map(|n| {
-                let mut session = Config::new(config.asn, config.router_id, n.asn);
-                session.passive = n.passive;
-                session.hold_time = n.hold_time;
-                session.connect_retry = Duration::from_secs(5);
-                session.graceful_restart = config.graceful_restart;
-                if n.ipv6 {
-                    session
-                        .families
-                        .push((codec::afi::IPV6, codec::SAFI_UNICAST));
-                }
-                PeerConfig {
-                    address: n.address,
-                    // Over an IPv6 session, IPv4 routes need an IPv4 next hop: the
-                    // neighbor's `next_hop`, else the router ID.
-                    local_address: n.next_hop.unwrap_or(match config.local {
-                        IpAddr::V4(local) => local,
-                        IpAddr::V6(_) => config.router_id,
-                    }),
-                    session,
-                }
-            })
+            .map(|n| peer_config(&config, n))
             .collect();
         let mut speaker = Speaker::new(config.asn, next_hop6(&config), peers);
+        speaker.set_own_addresses(vec![config.local]);
         announce(&mut speaker, &config.announce, Duration::ZERO);
         let (events_tx, events) = mpsc::channel(EVENTS_QUEUED);
         Ok(Driver {
             path: path.to_path_buf(),
+            neighbors: config.neighbor.clone(),
             config,
             speaker,
             start: Instant::now(),
@@ -331,7 +463,7 @@ impl Driver {
                 () = sleep_until(until) => break,
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
-                _ = hangup.recv() => self.reload(),
+                _ = hangup.recv() => self.reload(&listener),
             }
             self.dirty = true;
         }
@@ -368,17 +500,47 @@ impl Driver {
         Ok(socket.listen(64)?)
     }
 
-    /// Reads the configuration file again and applies its announcements. A file that
-    /// does not load changes nothing (and says why on stderr).
-    fn reload(&mut self) {
+    /// Reads the configuration file again and applies it: announcements added and
+    /// withdrawn; neighbors added (and started), removed (told so with a Cease and a
+    /// shutdown communication, RFC 8203), or, when their settings changed, removed and
+    /// added again. A file that does not load changes nothing (and says why). The
+    /// speaker's own settings (asn, router_id, local, port) are read at start only.
+    fn reload(&mut self, listener: &TcpListener) {
         let config = match load(&self.path) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("reload: {e:#}; keeping the running configuration");
+                tracing::error!("reload: {e:#}; keeping the running configuration");
                 return;
             }
         };
         let now = self.now();
+        let live = |speaker: &Speaker, address: IpAddr| speaker.peer_by_address(address);
+        for old in &self.config.neighbor {
+            let kept = config.neighbor.iter().any(|n| n == old);
+            if let (false, Some(peer)) = (kept, live(&self.speaker, old.address)) {
+                let why = if config.neighbor.iter().any(|n| n.address == old.address) {
+                    "neighbor settings changed; reconnecting"
+                } else {
+                    "neighbor removed from the configuration"
+                };
+                tracing::info!(neighbor = %old.address, "reload: {why}");
+                self.speaker.remove_peer(peer, why, now);
+            }
+        }
+        for n in &config.neighbor {
+            if live(&self.speaker, n.address).is_some() {
+                continue;
+            }
+            if let Some(key) = &n.password
+                && let Err(e) = tcp_md5::set_key(listener, n.address, key.as_bytes())
+            {
+                tracing::error!(neighbor = %n.address, "reload: TCP MD5 key: {e}");
+            }
+            tracing::info!(neighbor = %n.address, "reload: neighbor added");
+            let id = self.speaker.add_peer(peer_config(&self.config, n), now);
+            debug_assert_eq!(id.0, self.neighbors.len());
+            self.neighbors.push(n.clone());
+        }
         for old in &self.config.announce {
             if !config
                 .announce
@@ -400,9 +562,13 @@ impl Driver {
                 .cloned()
                 .collect();
         announce(&mut self.speaker, &changed, now);
-        let announced = config.announce.len();
+        tracing::info!(
+            "reload: {} neighbors, {} prefixes announced",
+            config.neighbor.len(),
+            config.announce.len()
+        );
         self.config.announce = config.announce;
-        eprintln!("reload: {announced} prefixes announced");
+        self.config.neighbor = config.neighbor;
     }
 
     fn accept(&mut self, stream: TcpStream, from: SocketAddr) {
@@ -444,7 +610,7 @@ impl Driver {
         while let Some(output) = self.speaker.poll_output() {
             match output {
                 Output::Connect(peer) => {
-                    let def = self.config.neighbor[peer.0].clone();
+                    let def = self.neighbors[peer.0].clone();
                     let local = self.config.local;
                     let events = self.events_tx.clone();
                     tokio::spawn(async move {
@@ -467,7 +633,7 @@ impl Driver {
                         link.reader.abort();
                         link.writer.abort();
                     }
-                    eprintln!(
+                    tracing::warn!(
                         "connection {conn:?}: over {} bytes unsent, dropped",
                         self.config.send_queue_limit
                     );
@@ -479,12 +645,12 @@ impl Driver {
                     }
                 }
                 Output::Established(peer) => {
-                    eprintln!("neighbor {} up", self.config.neighbor[peer.0].address);
+                    tracing::info!(neighbor = %self.neighbors[peer.0].address, "session up");
                 }
                 Output::Down(peer, reason) => {
-                    eprintln!(
-                        "neighbor {} down: {reason}",
-                        self.config.neighbor[peer.0].address
+                    tracing::warn!(
+                        neighbor = %self.neighbors[peer.0].address,
+                        "session down: {reason}"
                     );
                 }
             }
@@ -554,6 +720,30 @@ impl Driver {
         self.dirty = false;
         self.last_status = Some(Instant::now());
         Ok(())
+    }
+}
+
+/// The speaker's view of a neighbor of the file.
+fn peer_config(config: &BgpdConfig, n: &NeighborDef) -> PeerConfig {
+    let mut session = Config::new(config.asn, config.router_id, n.asn);
+    session.passive = n.passive;
+    session.hold_time = n.hold_time;
+    session.connect_retry = Duration::from_secs(5);
+    session.graceful_restart = config.graceful_restart;
+    if n.ipv6 {
+        session
+            .families
+            .push((codec::afi::IPV6, codec::SAFI_UNICAST));
+    }
+    PeerConfig {
+        address: n.address,
+        // Over an IPv6 session, IPv4 routes need an IPv4 next hop: the neighbor's
+        // `next_hop`, else the router ID.
+        local_address: n.next_hop.unwrap_or(match config.local {
+            IpAddr::V4(local) => local,
+            IpAddr::V6(_) => config.router_id,
+        }),
+        session,
     }
 }
 
@@ -665,7 +855,10 @@ fn status(config: &BgpdConfig, speaker: &Speaker, routes: bool) -> String {
                 .collect();
             let from = match source {
                 Source::Local => "us".to_string(),
-                Source::Peer(peer) => config.neighbor[peer.0].address.to_string(),
+                Source::Peer(peer) => speaker
+                    .peers()
+                    .find(|p| p.id == peer)
+                    .map_or_else(|| "?".to_string(), |p| p.config.address.to_string()),
             };
             let path = match as_path(path) {
                 asns if asns.is_empty() => String::new(),
@@ -688,6 +881,9 @@ fn status(config: &BgpdConfig, speaker: &Speaker, routes: bool) -> String {
             let _ = write!(out, " (last down: {d})");
         }
         out.push('\n');
+        if let Some(e) = p.last_error {
+            let _ = writeln!(out, "  last error: {e}");
+        }
         if !routes {
             let _ = writeln!(
                 out,

@@ -220,8 +220,20 @@ fn run(
     Ok(results.iter().all(|r| r.passed))
 }
 
+/// Logs to stderr, with timestamps and levels, filtered by `RUST_LOG` (default: info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let outcome = match cli.command {
         Command::Lab(LabCommand::Run {
             file,

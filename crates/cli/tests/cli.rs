@@ -158,49 +158,97 @@ fn bgp_shows_neighbors_and_routes() {
     assert!(out.contains("advertised 192.168.133.74/32"), "{out}");
 }
 
+/// Each broken rule of a `strata bgp` file is refused with the file, the line of the
+/// offending value, and the rule.
 #[test]
-fn a_bad_bgp_password_is_refused_naming_the_file_and_neighbor() {
-    let dir = std::env::temp_dir().join(format!("strata-cli-md5-{}", std::process::id()));
+fn bgp_config_errors_name_file_line_and_rule() {
+    let dir = std::env::temp_dir().join(format!("strata-cli-bgpconf-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("bgp.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "asn = 64501\nrouter_id = \"127.0.0.3\"\nlocal = \"127.0.0.3\"\nstatus_file = \"{}\"\n\
-             [[neighbor]]\naddress = \"127.0.0.2\"\nasn = 64500\npassword = \"{}\"\n",
-            dir.join("status").display(),
-            "k".repeat(81)
+    let head = "asn = 64501\nrouter_id = \"127.0.0.3\"\nlocal = \"127.0.0.3\"\n";
+    let neighbor = "[[neighbor]]\naddress = \"127.0.0.2\"\nasn = 64500\n";
+    let long_key = format!("password = \"{}\"\n", "k".repeat(81));
+    let cases: Vec<(String, usize, &str)> = vec![
+        (
+            head.replace("64501", "0"),
+            1,
+            "asn 0 is reserved (RFC 7607)",
         ),
-    )
-    .unwrap();
-    let path = config.to_str().unwrap();
-    let (code, _, err) = strata(&["bgp", "run", "--config", path]);
+        (head.replace("64501", "23456"), 1, "asn 23456 is AS_TRANS"),
+        (
+            head.replace("router_id = \"127.0.0.3\"", "router_id = \"0.0.0.0\""),
+            2,
+            "router_id 0.0.0.0 is not a unicast address",
+        ),
+        (
+            format!("{head}graceful_restart = 5000\n"),
+            4,
+            "graceful_restart is at most 4095 seconds",
+        ),
+        (
+            format!("{head}{neighbor}{neighbor}"),
+            8,
+            "neighbor 127.0.0.2 is configured twice (also neighbor 1)",
+        ),
+        (
+            format!("{head}{}", neighbor.replace("64500", "0")),
+            6,
+            "neighbor 127.0.0.2: asn 0 is reserved (RFC 7607)",
+        ),
+        (
+            format!("{head}{neighbor}hold_time = 2\n"),
+            7,
+            "neighbor 127.0.0.2: hold_time must be 0 or at least 3",
+        ),
+        (
+            format!("{head}{neighbor}{long_key}"),
+            7,
+            "neighbor 127.0.0.2: password must be 1 to 80 bytes",
+        ),
+        (
+            format!("{head}{}", neighbor.replace("127.0.0.2", "127.0.0.3")),
+            5,
+            "neighbor 127.0.0.3 is our own address",
+        ),
+        (
+            format!(
+                "{}{neighbor}",
+                head.replace("local = \"127.0.0.3\"", "local = \"::1\"")
+            ),
+            5,
+            "neighbor 127.0.0.2 is not of the family of local ::1",
+        ),
+        (
+            format!(
+                "{head}[[announce]]\nprefix = \"192.168.133.74/33\"\nnext_hop = \"192.0.2.1\"\n"
+            ),
+            5,
+            "prefix length \"33\" is not 0 to 32",
+        ),
+        (
+            format!(
+                "{head}[[announce]]\nprefix = \"192.168.133.300/32\"\nnext_hop = \"192.0.2.1\"\n"
+            ),
+            5,
+            "\"192.168.133.300\" is not an IP address",
+        ),
+        (
+            format!("{head}[[announce]]\nprefix = \"10.0.0.0/8\"\nnext_hop = \"2001:db8::1\"\n"),
+            6,
+            "announce 10.0.0.0/8: next hop 2001:db8::1 is of the other address family",
+        ),
+        (format!("{head}asnn = 1\n"), 4, "unknown field `asnn`"),
+    ];
+    for (i, (text, line, rule)) in cases.iter().enumerate() {
+        let config = dir.join(format!("bgp{i}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let path = config.to_str().unwrap();
+        let (code, _, err) = strata(&["bgp", "run", "--config", path]);
+        assert_ne!(code, 0, "{text}");
+        assert!(
+            err.contains(&format!("{path}:{line}: ")),
+            "line {line} of\n{text}\n{err}"
+        );
+        assert!(err.contains(rule), "{rule:?} for\n{text}\n{err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    assert_ne!(code, 0);
-    assert!(err.contains(path), "{err}");
-    assert!(
-        err.contains("neighbor 127.0.0.2: password must be 1 to 80 bytes"),
-        "{err}"
-    );
-}
-
-#[test]
-fn a_neighbor_of_the_other_family_is_refused_naming_it() {
-    let dir = std::env::temp_dir().join(format!("strata-cli-family-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("bgp.toml");
-    std::fs::write(
-        &config,
-        "asn = 64501\nrouter_id = \"10.0.0.3\"\nlocal = \"::1\"\n\
-         [[neighbor]]\naddress = \"127.0.0.2\"\nasn = 64500\n",
-    )
-    .unwrap();
-    let path = config.to_str().unwrap();
-    let (code, _, err) = strata(&["bgp", "run", "--config", path]);
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_ne!(code, 0);
-    assert!(
-        err.contains("neighbor 127.0.0.2: not of the family of local ::1"),
-        "{err}"
-    );
 }
