@@ -14,6 +14,7 @@
 //! attributes are malformed in a way RFC 7606 lets a speaker survive comes back marked
 //! *treat-as-withdraw* rather than tearing the session down. Nothing panics on any input.
 
+pub mod bfd;
 pub mod codec;
 pub mod decision;
 pub mod rib;

@@ -81,6 +81,9 @@ pub enum Event {
     Message(Message),
     /// Bytes arrived that do not make a message; the error is the NOTIFICATION to send.
     Malformed(codec::Error),
+    /// BFD declared the neighbor unreachable (RFC 5882 section 3.2): the session ends
+    /// now, without a NOTIFICATION the path could not carry.
+    BfdDown,
 }
 
 /// What the session parameters came to when both OPENs were seen.
@@ -127,6 +130,8 @@ pub enum DownReason {
     /// The connection went away without one.
     ConnectionLost,
     Stopped,
+    /// BFD declared the neighbor down.
+    BfdDown,
 }
 
 impl std::fmt::Display for DownReason {
@@ -136,6 +141,7 @@ impl std::fmt::Display for DownReason {
             DownReason::Received(n) => write!(f, "received {n}"),
             DownReason::ConnectionLost => f.write_str("connection lost"),
             DownReason::Stopped => f.write_str("stopped"),
+            DownReason::BfdDown => f.write_str("BFD session down"),
         }
     }
 }
@@ -361,6 +367,14 @@ impl Session {
                 // session ([`Session::accepted`]), settled by [`collision`]; a session
                 // carries one connection.
                 self.actions.push_back(Action::Disconnect);
+            }
+            (State::Idle | State::Connect | State::Active, Event::BfdDown) => {}
+            (_, Event::BfdDown) => {
+                self.actions.push_back(Action::Disconnect);
+                if self.state == State::Established {
+                    self.actions.push_back(Action::Down(DownReason::BfdDown));
+                }
+                self.enter_idle(now);
             }
             (State::Idle, Event::TcpClosed) => {}
             (State::Connect | State::Active, Event::TcpClosed) => {

@@ -265,6 +265,19 @@ impl Speaker {
         self.propagate(&lost, now);
     }
 
+    /// BFD declared a neighbor down (RFC 5882): its session ends at once and its routes
+    /// go, graceful restart or not (the forwarding path is what failed).
+    pub fn bfd_down(&mut self, peer: PeerId, now: Duration) {
+        let Some(p) = self.peers.get_mut(peer.0) else {
+            return;
+        };
+        if let Some((_, conn)) = p.second.take() {
+            self.outputs.push_back(Output::Close(conn.id));
+        }
+        self.peers[peer.0].session.handle(now, Event::BfdDown);
+        self.drain(peer, now);
+    }
+
     /// Keeps the prefixes whose best path changes, for a FIB ([`Speaker::take_changed`]).
     pub fn record_changes(&mut self) {
         self.changed.get_or_insert_with(BTreeSet::new);

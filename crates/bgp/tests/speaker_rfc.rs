@@ -29,6 +29,8 @@ struct Rig {
     speaker: Speaker,
     neighbors: Vec<Neighbor>,
     now: Duration,
+    /// Capabilities the neighbors' OPENs carry besides the families and 4-octet AS.
+    capabilities: Vec<Capability>,
 }
 
 fn ip(s: &str) -> Ipv4Addr {
@@ -54,6 +56,11 @@ fn peer_config(i: usize, asn: u32) -> PeerConfig {
 impl Rig {
     /// Neighbors of these ASes, every session established.
     fn new(ases: &[u32]) -> Rig {
+        Rig::with(ases, Vec::new())
+    }
+
+    /// [`Rig::new`], the neighbors' OPENs carrying `capabilities` too.
+    fn with(ases: &[u32], capabilities: Vec<Capability>) -> Rig {
         let peers = ases
             .iter()
             .enumerate()
@@ -73,6 +80,7 @@ impl Rig {
                 })
                 .collect(),
             now: T0,
+            capabilities,
         };
         for i in 0..ases.len() {
             rig.connect(i);
@@ -109,7 +117,10 @@ impl Rig {
                     safi: SAFI_UNICAST,
                 },
                 Capability::FourOctetAs(n.asn),
-            ],
+            ]
+            .into_iter()
+            .chain(self.capabilities.iter().cloned())
+            .collect(),
         };
         self.send(i, &Message::Open(open));
         self.send(i, &Message::Keepalive);
@@ -611,4 +622,35 @@ fn a_connection_to_a_stopped_session_is_rejected_in_words() {
     let n = notification_to(&mut rig, 0);
     assert_eq!((n.code, n.subcode), (6, cease::CONNECTION_REJECTED));
     assert!(rig.neighbors[0].closed);
+}
+
+// RFC 5882: BFD down ends the session and takes its routes, graceful restart or not.
+
+#[test]
+fn bfd_down_ends_the_session_and_its_routes_go_at_once() {
+    let graceful = Capability::GracefulRestart(GracefulRestart {
+        restarting: false,
+        notification: false,
+        time: 120,
+        families: vec![(afi::IPV4, SAFI_UNICAST, true)],
+    });
+    let mut rig = Rig::with(&[65001, 65002], vec![graceful]);
+    rig.send(0, &route(0, "198.51.100.0/24", &[65001], vec![]));
+    assert_eq!(rig.announced(1).len(), 1);
+    rig.speaker.bfd_down(PeerId(0), rig.now);
+    rig.carry();
+    assert!(rig.neighbors[0].closed);
+    assert_eq!(rig.state(0), State::Idle);
+    assert_eq!(rig.best_from("198.51.100.0/24"), None, "not kept as stale");
+    let withdrawn: usize = rig
+        .messages(1)
+        .into_iter()
+        .map(|m| match m {
+            Message::Update(u) => u.withdrawn.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(withdrawn, 1);
+    let status = rig.speaker.peers().next().unwrap();
+    assert_eq!(status.last_down, Some(&DownReason::BfdDown));
 }
