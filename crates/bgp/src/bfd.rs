@@ -444,10 +444,9 @@ impl Session {
             return Ok(());
         }
         match (self.state, p.state) {
-            (State::Down | State::Init | State::Up, State::AdminDown) => {
-                if self.state != State::Down {
-                    self.go(State::Down, Diag::NeighborSignaledDown, now);
-                }
+            (State::Down, State::AdminDown) => {}
+            (State::Init | State::Up, State::AdminDown) => {
+                self.go(State::Down, Diag::NeighborSignaledDown, now);
             }
             (State::Down, State::Down) => self.go(State::Init, Diag::None, now),
             (State::Down, State::Init) => self.go(State::Up, Diag::None, now),
