@@ -257,6 +257,9 @@ pub enum Change {
     Up,
     /// Left Up, for this reason.
     Down(Diag),
+    /// Left Up because the peer said AdminDown: the path is fine, and a client protocol
+    /// does not go down for this (RFC 5882 section 3.2).
+    PeerAdminDown,
 }
 
 /// One BFD session with one neighbor (RFC 5880 6.8.1's state variables).
@@ -478,7 +481,11 @@ impl Session {
                 self.next_tx = Some(now);
             }
             (State::Up, _) => {
-                self.changes.push(Change::Down(self.local_diag));
+                self.changes.push(if self.remote_state == State::AdminDown {
+                    Change::PeerAdminDown
+                } else {
+                    Change::Down(self.local_diag)
+                });
                 self.polling = false;
             }
             _ => {}

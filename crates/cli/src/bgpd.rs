@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ipnet::IpNet;
 use serde::Deserialize;
+use strata_bgp::bfd::Change;
 use strata_bgp::codec;
 use strata_bgp::rib::Path as RoutePath;
 use strata_bgp::session::Config;
@@ -58,6 +59,9 @@ pub(crate) struct BgpdConfig {
     /// behind (it stopped reading) loses its connection rather than our memory.
     #[serde(default = "default_send_queue_limit")]
     pub(crate) send_queue_limit: usize,
+    /// The UDP port BFD listens on (3784, RFC 5881; another only for tests).
+    #[serde(default = "default_bfd_port")]
+    pub(crate) bfd_port: u16,
     #[serde(default)]
     pub(crate) neighbor: Vec<NeighborDef>,
     #[serde(default)]
@@ -70,6 +74,18 @@ fn default_send_queue_limit() -> usize {
 
 fn default_port() -> u16 {
     179
+}
+
+fn default_bfd_port() -> u16 {
+    strata_bgp::bfd::PORT
+}
+
+fn default_bfd_interval() -> u32 {
+    300
+}
+
+fn default_bfd_multiplier() -> u8 {
+    3
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -92,6 +108,25 @@ pub(crate) struct NeighborDef {
     /// Offer IPv6 unicast routes too (multiprotocol, RFC 4760).
     #[serde(default)]
     pub(crate) ipv6: bool,
+    /// Run BFD with the neighbor (RFC 5880, single hop): the session drops as soon as
+    /// BFD declares it down.
+    #[serde(default)]
+    pub(crate) bfd: bool,
+    /// BFD transmit and receive interval, in milliseconds.
+    #[serde(default = "default_bfd_interval")]
+    pub(crate) bfd_interval: u32,
+    /// BFD packets missed before the neighbor is declared down.
+    #[serde(default = "default_bfd_multiplier")]
+    pub(crate) bfd_multiplier: u8,
+}
+
+impl NeighborDef {
+    fn bfd_config(&self) -> strata_bgp::bfd::Config {
+        strata_bgp::bfd::Config::new(
+            Duration::from_millis(u64::from(self.bfd_interval)),
+            self.bfd_multiplier,
+        )
+    }
 }
 
 fn default_hold() -> u16 {
@@ -281,6 +316,20 @@ fn check(c: &BgpdConfig) -> Vec<Problem> {
                 format!("neighbor {who}: hold_time must be 0 or at least 3 (RFC 4271 4.2)"),
             ));
         }
+        if n.bfd && !(10..=60_000).contains(&n.bfd_interval) {
+            problems.push(Neighbor(
+                i,
+                "address",
+                format!("neighbor {who}: bfd_interval is 10 to 60000 milliseconds"),
+            ));
+        }
+        if n.bfd && n.bfd_multiplier == 0 {
+            problems.push(Neighbor(
+                i,
+                "address",
+                format!("neighbor {who}: bfd_multiplier is 1 to 255"),
+            ));
+        }
         if let Some(p) = &n.password
             && (p.is_empty() || p.len() > tcp_md5::MAX_KEY_LEN)
         {
@@ -374,6 +423,8 @@ struct Driver {
     /// (TCP pushes back on it) instead of queueing in our memory.
     events_tx: mpsc::Sender<Event>,
     events: mpsc::Receiver<Event>,
+    /// BFD sessions, when a neighbor asks for BFD.
+    bfd: Option<crate::bfdd::Bfd>,
     /// Whether anything happened since the status file was written.
     dirty: bool,
     last_status: Option<Instant>,
@@ -399,6 +450,7 @@ impl Driver {
         Ok(Driver {
             path: path.to_path_buf(),
             neighbors: config.neighbor.clone(),
+            bfd: None,
             config,
             speaker,
             start: Instant::now(),
@@ -433,12 +485,32 @@ impl Driver {
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let until = until.map(tokio::time::Instant::from_std);
+        if self.config.neighbor.iter().any(|n| n.bfd) {
+            self.bfd = Some(
+                crate::bfdd::Bfd::bind(self.config.local, self.config.bfd_port).with_context(
+                    || format!("BFD on {}:{}", self.config.local, self.config.bfd_port),
+                )?,
+            );
+        }
+        let now = self.now();
+        for (i, n) in self.neighbors.iter().enumerate() {
+            if n.bfd
+                && let Some(bfd) = self.bfd.as_mut()
+            {
+                bfd.add(PeerId(i), n.address, n.bfd_config(), now)?;
+            }
+        }
         self.speaker.start(self.now());
         loop {
+            self.run_bfd();
             self.carry_out();
             self.write_status(false)?;
             let wake = [
                 self.speaker.poll_at().map(|t| self.start + t),
+                self.bfd
+                    .as_ref()
+                    .and_then(crate::bfdd::Bfd::poll_at)
+                    .map(|t| self.start + t),
                 self.dirty.then(|| {
                     self.last_status
                         .map_or(Instant::now(), |t| t + STATUS_EVERY)
@@ -455,6 +527,12 @@ impl Driver {
                     }
                 }
                 Some(event) = self.events.recv() => self.handle(event),
+                Ok(()) = bfd_readable(self.bfd.as_ref()) => {
+                    let now = self.now();
+                    if let Some(bfd) = self.bfd.as_mut() {
+                        bfd.receive(now);
+                    }
+                }
                 Ok((stream, _)) = accept_control(control.as_ref()) => {
                     let events = self.events_tx.clone();
                     tokio::spawn(read_request(stream, events));
@@ -525,6 +603,9 @@ impl Driver {
                 };
                 tracing::info!(neighbor = %old.address, "reload: {why}");
                 self.speaker.remove_peer(peer, why, now);
+                if let Some(bfd) = self.bfd.as_mut() {
+                    bfd.remove(peer, now);
+                }
             }
         }
         for n in &config.neighbor {
@@ -539,6 +620,19 @@ impl Driver {
             tracing::info!(neighbor = %n.address, "reload: neighbor added");
             let id = self.speaker.add_peer(peer_config(&self.config, n), now);
             debug_assert_eq!(id.0, self.neighbors.len());
+            if n.bfd {
+                match self.bfd.as_mut() {
+                    Some(bfd) => {
+                        if let Err(e) = bfd.add(id, n.address, n.bfd_config(), now) {
+                            tracing::error!(neighbor = %n.address, "reload: BFD: {e}");
+                        }
+                    }
+                    None => tracing::error!(
+                        neighbor = %n.address,
+                        "reload: BFD needs a restart (no neighbor had it at start)"
+                    ),
+                }
+            }
             self.neighbors.push(n.clone());
         }
         for old in &self.config.announce {
@@ -571,6 +665,27 @@ impl Driver {
         self.config.neighbor = config.neighbor;
     }
 
+    /// Runs BFD's timers and sends its packets; a session BFD declares down ends at once
+    /// (RFC 5882), one the peer set AdminDown does not.
+    fn run_bfd(&mut self) {
+        let now = self.now();
+        let Some(bfd) = self.bfd.as_mut() else {
+            return;
+        };
+        for (peer, address, change) in bfd.run(now) {
+            match change {
+                Change::Up => tracing::info!(neighbor = %address, "BFD session up"),
+                Change::PeerAdminDown => {
+                    tracing::info!(neighbor = %address, "BFD session AdminDown by the neighbor");
+                }
+                Change::Down(diag) => {
+                    tracing::warn!(neighbor = %address, "BFD session down: {diag}");
+                    self.speaker.bfd_down(peer, now);
+                }
+            }
+        }
+    }
+
     fn accept(&mut self, stream: TcpStream, from: SocketAddr) {
         let now = self.now();
         let Some(peer) = self.speaker.peer_by_address(from.ip()) else {
@@ -596,7 +711,12 @@ impl Driver {
                 self.speaker.closed(conn, now);
             }
             Event::Control(request, mut stream) => {
-                let text = status(&self.config, &self.speaker, request == Request::Show);
+                let text = status(
+                    &self.config,
+                    &self.speaker,
+                    self.bfd.as_ref(),
+                    request == Request::Show,
+                );
                 tokio::spawn(async move {
                     let _ = stream.write_all(text.as_bytes()).await;
                     let _ = stream.shutdown().await;
@@ -715,7 +835,12 @@ impl Driver {
             .peers()
             .map(|p| p.received.len() + p.sent.len())
             .sum::<usize>();
-        let text = status(&self.config, &self.speaker, routes <= STATUS_ROUTES);
+        let text = status(
+            &self.config,
+            &self.speaker,
+            self.bfd.as_ref(),
+            routes <= STATUS_ROUTES,
+        );
         std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
         self.dirty = false;
         self.last_status = Some(Instant::now());
@@ -816,6 +941,13 @@ pub(crate) fn ask(socket: &Path, request: Request) -> anyhow::Result<String> {
     Ok(answer)
 }
 
+async fn bfd_readable(bfd: Option<&crate::bfdd::Bfd>) -> std::io::Result<()> {
+    match bfd {
+        Some(b) => b.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(t: Option<tokio::time::Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -841,7 +973,12 @@ async fn connect(local: IpAddr, neighbor: &NeighborDef) -> std::io::Result<TcpSt
 
 /// Neighbors and (with `routes`, else their counts) routes, like `birdc show protocols`
 /// and `show route`.
-fn status(config: &BgpdConfig, speaker: &Speaker, routes: bool) -> String {
+fn status(
+    config: &BgpdConfig,
+    speaker: &Speaker,
+    driver_bfd: Option<&crate::bfdd::Bfd>,
+    routes: bool,
+) -> String {
     use std::fmt::Write;
     let mut out = format!("router {} AS {}\n", config.router_id, config.asn);
     if routes {
@@ -879,6 +1016,9 @@ fn status(config: &BgpdConfig, speaker: &Speaker, routes: bool) -> String {
         );
         if let Some(d) = p.last_down {
             let _ = write!(out, " (last down: {d})");
+        }
+        if let Some(state) = driver_bfd.and_then(|b| b.state(p.id)) {
+            let _ = write!(out, " BFD {state}");
         }
         out.push('\n');
         if let Some(e) = p.last_error {

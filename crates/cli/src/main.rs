@@ -1,7 +1,9 @@
 //! `strata`: the command-line entry point.
 
+mod bfdd;
 mod bgpd;
 mod tcp_md5;
+mod udp_ttl;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -229,10 +229,7 @@ fn admin_down_takes_the_peer_down_and_back() {
     pair.run(pair.now + 200 * MS);
     assert_eq!(pair.a.state(), State::AdminDown);
     assert_eq!(pair.b.state(), State::Down);
-    assert_eq!(
-        pair.b.poll_change(),
-        Some(Change::Down(Diag::NeighborSignaledDown))
-    );
+    assert_eq!(pair.b.poll_change(), Some(Change::PeerAdminDown));
     pair.a.set_admin_down(false, pair.now);
     pair.run(pair.now + 4 * SLOW);
     assert_eq!((pair.a.state(), pair.b.state()), (State::Up, State::Up));
