@@ -96,6 +96,14 @@ pub struct Import<'a> {
     pub local_as: u32,
     /// Our addresses: a route whose next hop is one of them is ignored (RFC 4271 6.3).
     pub own_addresses: &'a [IpAddr],
+    /// Our address on this session, ours too.
+    pub session_address: Option<IpAddr>,
+}
+
+impl Import<'_> {
+    fn is_ours(&self, address: IpAddr) -> bool {
+        self.session_address == Some(address) || self.own_addresses.contains(&address)
+    }
 }
 
 /// One neighbor's Adj-RIB-In, IPv4 and IPv6 unicast.
@@ -219,8 +227,7 @@ impl AdjRibIn {
             paths.push((Arc::new(Path::from_update(u, hop)), m.nlri.clone()));
         }
         for (path, prefixes) in paths {
-            let looped =
-                path.traverses(import.local_as) || import.own_addresses.contains(&path.next_hop);
+            let looped = path.traverses(import.local_as) || import.is_ours(path.next_hop);
             for p in prefixes {
                 if looped {
                     withdraw(self, &mut changed, p);
@@ -252,6 +259,7 @@ mod tests {
     const US: Import<'static> = Import {
         local_as: 64500,
         own_addresses: &[],
+        session_address: None,
     };
 
     fn update(path: Vec<u32>, prefix: &str, next_hop: [u8; 4]) -> Update {
@@ -345,6 +353,7 @@ mod next_hop_tests {
         let import = Import {
             local_as: 64500,
             own_addresses: &ours,
+            session_address: None,
         };
         let update = |hop: [u8; 4]| Update {
             attributes: vec![

@@ -182,8 +182,8 @@ pub struct Speaker {
     outputs: VecDeque<Output>,
     next_conn: u64,
     rules: Rules,
-    /// Our own addresses besides each neighbor's `local_address`: a route with one of
-    /// them as next hop is ignored (RFC 4271 6.3).
+    /// Our own addresses besides each neighbor's `local_address` (`next_hop6` among
+    /// them): a route with one of them as next hop is ignored (RFC 4271 6.3).
     own_addresses: Vec<IpAddr>,
     /// Whether [`Speaker::start`] was called (a neighbor added later starts at once).
     started: bool,
@@ -201,7 +201,7 @@ impl Speaker {
             outputs: VecDeque::new(),
             next_conn: 0,
             rules: Rules::new(asn),
-            own_addresses: Vec::new(),
+            own_addresses: next_hop6.map(IpAddr::V6).into_iter().collect(),
             started: false,
             changed: None,
         }
@@ -223,9 +223,10 @@ impl Speaker {
         };
     }
 
-    /// Our own addresses, besides each neighbor's `local_address`.
+    /// Our own addresses, besides each neighbor's `local_address` and `next_hop6`.
     pub fn set_own_addresses(&mut self, addresses: Vec<IpAddr>) {
-        self.own_addresses = addresses;
+        self.own_addresses = self.next_hop6.map(IpAddr::V6).into_iter().collect();
+        self.own_addresses.extend(addresses);
     }
 
     /// Adds a neighbor; its session starts at once if the speaker has started.
@@ -757,12 +758,10 @@ impl Speaker {
                             e.reason
                         );
                     }
-                    let mut own = self.own_addresses.clone();
-                    own.push(IpAddr::V4(p.config.local_address));
-                    own.extend(self.next_hop6.map(IpAddr::V6));
                     let import = Import {
                         local_as: self.asn,
-                        own_addresses: &own,
+                        own_addresses: &self.own_addresses,
+                        session_address: Some(IpAddr::V4(p.config.local_address)),
                     };
                     let changed = p.adj_in.apply(&u, &import);
                     for prefix in &changed {

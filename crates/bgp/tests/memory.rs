@@ -47,6 +47,7 @@ fn a_route_held_costs_a_map_entry_not_a_copy_of_its_path() {
             &strata_bgp::rib::Import {
                 local_as: 64501,
                 own_addresses: &[],
+                session_address: None,
             },
         );
     }

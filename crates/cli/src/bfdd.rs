@@ -27,7 +27,7 @@ pub(crate) struct Bfd {
     rx: tokio::net::UdpSocket,
     peers: Vec<Peer>,
     next_discriminator: u32,
-    /// Packets dropped, by reason (for the logs).
+    /// Packets dropped (the reason of each is logged at debug level).
     pub(crate) dropped: u64,
 }
 

@@ -180,6 +180,8 @@ struct NeighborSpans {
     asn: Option<Spanned<IgnoredAny>>,
     hold_time: Option<Spanned<IgnoredAny>>,
     password: Option<Spanned<IgnoredAny>>,
+    bfd_interval: Option<Spanned<IgnoredAny>>,
+    bfd_multiplier: Option<Spanned<IgnoredAny>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,6 +223,8 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<BgpdConfig> {
                     "asn" => at(&n.asn),
                     "hold_time" => at(&n.hold_time),
                     "password" => at(&n.password),
+                    "bfd_interval" => at(&n.bfd_interval),
+                    "bfd_multiplier" => at(&n.bfd_multiplier),
                     _ => at(&n.address),
                 });
                 (span, rule)
@@ -319,14 +323,14 @@ fn check(c: &BgpdConfig) -> Vec<Problem> {
         if n.bfd && !(10..=60_000).contains(&n.bfd_interval) {
             problems.push(Neighbor(
                 i,
-                "address",
+                "bfd_interval",
                 format!("neighbor {who}: bfd_interval is 10 to 60000 milliseconds"),
             ));
         }
         if n.bfd && n.bfd_multiplier == 0 {
             problems.push(Neighbor(
                 i,
-                "address",
+                "bfd_multiplier",
                 format!("neighbor {who}: bfd_multiplier is 1 to 255"),
             ));
         }
@@ -981,6 +985,9 @@ fn status(
 ) -> String {
     use std::fmt::Write;
     let mut out = format!("router {} AS {}\n", config.router_id, config.asn);
+    if let Some(bfd) = driver_bfd {
+        let _ = writeln!(out, "BFD packets dropped: {}", bfd.dropped);
+    }
     if routes {
         // The Loc-RIB, like `birdc show route`: the best path of each prefix, with every
         // next hop that ties with it.

@@ -93,12 +93,7 @@ fn ip(args: &[&str]) -> bool {
 }
 
 fn show(config: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["bgp", "show", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::bgp_show(config, &[])
 }
 
 #[test]
@@ -204,6 +199,7 @@ fn bfd_with_bird_comes_up_and_a_stopped_bird_is_dropped_at_once() {
         detections.push(stopped.elapsed());
         let ours = show(&config);
         assert!(ours.contains("last down: BFD session down"), "{ours}");
+        assert!(ours.contains("BFD packets dropped: 0"), "{ours}");
         assert!(
             !ours.contains("best 198.51.100.0/24"),
             "the route went: {ours}"

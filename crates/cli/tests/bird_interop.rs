@@ -134,14 +134,7 @@ fn strata_and_bird_peer_over_ipv6() {
             route.contains("BGP.as_path: 64501") && route.contains("BGP.next_hop: 2001:db8::20")
         },
     );
-    let show = || {
-        let out = strata()
-            .args(["bgp", "show", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let show = || common::bgp_show(&config, &[]);
     wait_for(
         "our speaker to learn BIRD's route",
         Duration::from_secs(10),

@@ -7,18 +7,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{bird_present, birdc, start_bird, wait_for};
 
 fn show(config: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["bgp", "show", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::bgp_show(config, &[])
 }
 
 #[test]

@@ -93,14 +93,7 @@ fn a_neighbor_that_stops_reading_is_dropped_and_the_others_carry_on() {
     .unwrap();
     let mut guard = guard;
     guard.children.push(speaker(&config));
-    let show = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["bgp", "show", "--summary", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let show = || common::bgp_show(&config, &["--summary"]);
 
     let _slow = establish(slow, ours, 64600, Some(4096));
     let mut feed = establish(feeder, ours, 64700, None);

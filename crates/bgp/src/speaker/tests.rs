@@ -333,6 +333,7 @@ fn a_route_is_not_sent_to_a_neighbor_whose_as_is_on_its_path() {
         &Import {
             local_as: 65000,
             own_addresses: &[],
+            session_address: None,
         },
     );
     let now = n.now;

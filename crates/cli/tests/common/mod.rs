@@ -96,6 +96,18 @@ pub fn speaker(config: &Path) -> Child {
         .unwrap()
 }
 
+/// What `strata bgp show --config config` (with `extra` arguments) prints.
+pub fn bgp_show(config: &Path, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bgp", "show"])
+        .args(extra)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Whether the status file says `text`.
 pub fn status_says(status: &Path, text: &str) -> bool {
     std::fs::read_to_string(status).is_ok_and(|s| s.contains(text))
