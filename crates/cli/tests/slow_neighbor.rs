@@ -12,7 +12,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::process::Command;
 use std::time::Duration;
 
 use common::{Guard, speaker, wait_for};
