@@ -200,7 +200,7 @@ fn run(
     let (up, all) = lab.boot(strata_lab::BOOT_LIMIT);
     if all > 0 {
         println!(
-            "boot: {up}/{all} BGP sessions established at t={:.3}s",
+            "boot: {up}/{all} BGP sessions established (and their BFD up) at t={:.3}s",
             lab.now().as_secs_f64()
         );
     }

@@ -13,7 +13,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{bird_present, wait_for};
 
@@ -96,6 +96,30 @@ fn show(config: &Path) -> String {
     common::bgp_show(config, &[])
 }
 
+/// The lines of our speaker's log that contain `text`.
+fn log_lines(dir: &Path, text: &str) -> Vec<String> {
+    std::fs::read_to_string(dir.join("strata.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(text))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Seconds since midnight UTC.
+fn seconds_of_day(t: std::time::SystemTime) -> f64 {
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+    (since.as_secs() % 86_400) as f64 + f64::from(since.subsec_nanos()) / 1e9
+}
+
+/// `HH:MM:SS.ffffff` as seconds since midnight.
+fn parse_time(t: &str) -> Option<f64> {
+    let h: f64 = t.get(0..2)?.parse().ok()?;
+    let m: f64 = t.get(3..5)?.parse().ok()?;
+    let s: f64 = t.get(6..)?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
 #[test]
 fn bfd_with_bird_comes_up_and_a_stopped_bird_is_dropped_at_once() {
     if !bird_present() {
@@ -155,6 +179,10 @@ fn bfd_with_bird_comes_up_and_a_stopped_bird_is_dropped_at_once() {
         .spawn()
         .unwrap();
     net.children.push(speaker);
+    // BIRD writes its pid file after it forks.
+    wait_for("BIRD's pid file", Duration::from_secs(5), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.trim().is_empty())
+    });
     let bird_pid = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -185,18 +213,26 @@ fn bfd_with_bird_comes_up_and_a_stopped_bird_is_dropped_at_once() {
             },
         );
         // BIRD stops dead: no more BFD packets, and its TCP connection stays open.
-        let stopped = Instant::now();
-        assert!(
-            Command::new("kill")
-                .args(["-STOP", &bird_pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        let downs = log_lines(&dir, "BFD session down:").len();
+        let stopped = seconds_of_day(std::time::SystemTime::now());
+        let kill = Command::new("kill").args(["-STOP", &bird_pid]).status();
+        assert!(kill.unwrap().success());
         wait_for("the session to drop by BFD", Duration::from_secs(5), || {
             !show(&config).contains("Established")
         });
-        detections.push(stopped.elapsed());
+        // When, by our own log's timestamp (the polling above is coarser).
+        let line = log_lines(&dir, "BFD session down:").pop().unwrap();
+        assert_eq!(
+            log_lines(&dir, "BFD session down:").len(),
+            downs + 1,
+            "{}",
+            std::fs::read_to_string(dir.join("strata.log")).unwrap_or_default()
+        );
+        let logged = line
+            .get(11..26)
+            .and_then(parse_time)
+            .unwrap_or_else(|| panic!("no time in {line:?}"));
+        detections.push(Duration::from_secs_f64(logged - stopped));
         let ours = show(&config);
         assert!(ours.contains("last down: BFD session down"), "{ours}");
         assert!(ours.contains("BFD packets dropped: 0"), "{ours}");

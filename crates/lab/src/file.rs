@@ -130,6 +130,14 @@ struct NeighborDef {
     hold_time: u16,
     #[serde(default = "default_connect_retry")]
     connect_retry_s: u64,
+    /// Run BFD with the neighbor at this interval (RFC 5880; single hop).
+    bfd_interval_ms: Option<Spanned<u64>>,
+    #[serde(default = "default_bfd_multiplier")]
+    bfd_multiplier: u8,
+}
+
+fn default_bfd_multiplier() -> u8 {
+    3
 }
 
 fn default_hold() -> u16 {
@@ -292,6 +300,10 @@ struct ScenarioDef {
     expect_routes: Vec<Spanned<String>>,
     #[serde(default)]
     expect_no_routes: Vec<Spanned<String>>,
+    /// Routes with exactly these next hops: `"192.168.133.74/32 via 192.168.100.20"`
+    /// (several next hops separated by commas).
+    #[serde(default)]
+    expect_next_hops: Vec<Spanned<String>>,
 }
 
 fn default_count() -> u16 {
@@ -370,6 +382,28 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 ),
             )
         })
+    }
+
+    /// `"PREFIX via A, B"`: a route and its exact next hops, sorted.
+    fn next_hops(&self, s: &Spanned<String>) -> Result<(Ipv4Net, Vec<Ipv4Addr>), LabFileError> {
+        let bad = || {
+            self.at(
+                s,
+                format!(
+                    "expected a route and its next hops like \"192.168.133.74/32 via \
+                     192.168.100.20, 192.168.100.21\", found {:?}",
+                    s.get_ref()
+                ),
+            )
+        };
+        let (prefix, hops) = s.get_ref().split_once(" via ").ok_or_else(bad)?;
+        let prefix: Ipv4Net = prefix.trim().parse().map_err(|_| bad())?;
+        let mut hops = hops
+            .split(',')
+            .map(|h| h.trim().parse::<Ipv4Addr>().map_err(|_| bad()))
+            .collect::<Result<Vec<_>, _>>()?;
+        hops.sort();
+        Ok((prefix.trunc(), hops))
     }
 
     fn check(&self, raw: LabFile) -> Result<Topology, LabFileError> {
@@ -673,12 +707,31 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                                 ),
                             ));
                         }
+                        let bfd = match &n.bfd_interval_ms {
+                            Some(ms) if !(10..=60_000).contains(ms.get_ref()) => {
+                                return Err(self.at(
+                                    ms,
+                                    format!("bfd_interval_ms {} is not 10 to 60000", ms.get_ref()),
+                                ));
+                            }
+                            Some(_) if n.bfd_multiplier == 0 => {
+                                return Err(
+                                    self.at(&n.address, "bfd_multiplier is 1 to 255".to_string())
+                                );
+                            }
+                            Some(ms) => Some(strata_node::bgp_codec::bfd::Config::new(
+                                Duration::from_millis(*ms.get_ref()),
+                                n.bfd_multiplier,
+                            )),
+                            None => None,
+                        };
                         neighbors.push(strata_node::apps::bgp::NeighborConfig {
                             address,
                             asn: n.asn,
                             passive: n.passive,
                             hold_time: n.hold_time,
                             connect_retry: Duration::from_secs(n.connect_retry_s.max(1)),
+                            bfd,
                         });
                     }
                     let networks = b
@@ -912,7 +965,10 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
             };
             let routes_on = match &def.expect_routes_on {
                 Some(n) => Some(node_named(n)?),
-                None if !def.expect_routes.is_empty() || !def.expect_no_routes.is_empty() => {
+                None if !def.expect_routes.is_empty()
+                    || !def.expect_no_routes.is_empty()
+                    || !def.expect_next_hops.is_empty() =>
+                {
                     return Err(self.at(
                         &def.name,
                         "`expect_routes` needs `expect_routes_on`: the node whose routes they are"
@@ -921,6 +977,11 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 }
                 None => None,
             };
+            let next_hops = def
+                .expect_next_hops
+                .iter()
+                .map(|e| self.next_hops(e))
+                .collect::<Result<Vec<_>, _>>()?;
             let survivors = def
                 .expect_survivors_on
                 .iter()
@@ -990,6 +1051,7 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                     routes_on,
                     routes: routes(&def.expect_routes)?,
                     no_routes: routes(&def.expect_no_routes)?,
+                    next_hops,
                     address,
                     path: check_path(&def.path)?,
                     return_path: check_path(&def.return_path)?,

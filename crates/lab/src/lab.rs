@@ -267,8 +267,9 @@ impl Lab {
         }
     }
 
-    /// Lets the lab come up: runs until every BGP session is established, at most
-    /// `limit`. Returns the sessions up and the sessions in all.
+    /// Lets the lab come up: runs until every BGP session is established and every
+    /// BFD session beside one is Up, at most `limit`. Returns the sessions up and the
+    /// sessions in all.
     pub fn boot(&mut self, limit: Duration) -> (usize, usize) {
         let count = |lab: &Lab| {
             let mut up = 0;
@@ -276,7 +277,10 @@ impl Lab {
             for node in &lab.nodes {
                 for n in node.bgp_status().unwrap_or_default() {
                     all += 1;
-                    up += usize::from(n.state == strata_node::bgp::State::Established);
+                    let bfd_up = n
+                        .bfd
+                        .is_none_or(|b| b == strata_node::bgp_codec::bfd::State::Up);
+                    up += usize::from(n.state == strata_node::bgp::State::Established && bfd_up);
                 }
             }
             (up, all)

@@ -190,6 +190,8 @@ pub struct Expect {
     pub routes_on: Option<usize>,
     pub routes: Vec<Ipv4Net>,
     pub no_routes: Vec<Ipv4Net>,
+    /// Routes of `routes_on` and their exact next hops (sorted).
+    pub next_hops: Vec<(Ipv4Net, Vec<Ipv4Addr>)>,
     /// For a DNS lookup: an address the answer must hold.
     pub address: Option<Ipv4Addr>,
     /// The nodes the first request must cross, in order, from the sender to the answerer.

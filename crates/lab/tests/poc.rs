@@ -435,7 +435,7 @@ fn graceful_restart_keeps_the_vip_through_a_mux_restart() {
 }
 
 #[test]
-fn a_mux_leaves_by_cease_comes_back_and_is_lost_by_hold_timer() {
+fn a_mux_leaves_by_cease_comes_back_and_is_lost_by_bfd() {
     let topology = poc();
     let names: Vec<String> = topology.scenarios.iter().map(|s| s.name.clone()).collect();
     let mut lab = Lab::new(topology, Clock::Virtual).unwrap();
@@ -485,14 +485,70 @@ fn a_mux_leaves_by_cease_comes_back_and_is_lost_by_hold_timer() {
             }
             "muxvm2-cut-off" => {
                 assert_eq!(next_hops(&lab), ["192.168.100.20"]);
-                assert_eq!(
-                    muxvm2(&lab).last_down.as_deref(),
-                    Some("sent Hold Timer Expired (4/0)")
-                );
+                assert_eq!(muxvm2(&lab).last_down.as_deref(), Some("BFD session down"));
                 assert!(lab.cut_frames() > 0);
                 break;
             }
             _ => {}
         }
     }
+}
+
+/// RFC 5880/5882 in the lab: BGPVM and the Muxes run BFD at 100 ms x 3, so a Mux cut off
+/// without a word leaves BGPVM's ECMP set once three intervals pass without a packet,
+/// not after the 30 s hold time. Ten cuts at different moments of the transmit cycle.
+#[test]
+fn bfd_drops_a_cut_off_mux_within_its_detection_time() {
+    let vip: ipnet::Ipv4Net = "192.168.133.74/32".parse().unwrap();
+    let hops = |lab: &Lab| {
+        let fib = lab.node("BGPVM").unwrap().router().fib();
+        fib.get(vip).map_or(0, |r| r.next_hops().count())
+    };
+    let mut detections = Vec::new();
+    for round in 0..10u64 {
+        let mut lab = Lab::new(poc(), Clock::Virtual).unwrap();
+        let (up, all) = lab.boot(strata_lab::BOOT_LIMIT);
+        assert_eq!(up, all);
+        let bgpvm = lab.node("BGPVM").unwrap().bgp_status().unwrap();
+        assert!(
+            bgpvm
+                .iter()
+                .all(|n| n.bfd == Some(strata_node::bgp_codec::bfd::State::Up))
+        );
+        lab.run_for(Duration::from_millis(1000 + 37 * round));
+        assert_eq!(hops(&lab), 2);
+        let muxvm2 = lab
+            .topology()
+            .nodes
+            .iter()
+            .position(|n| n.name == "MuxVM2")
+            .unwrap();
+        lab.set_cut(muxvm2, true);
+        let cut_at = lab.now();
+        // Not at once: BFD waits out its detection time.
+        lab.run_for(Duration::from_millis(150));
+        assert_eq!(
+            hops(&lab),
+            2,
+            "round {round}: dropped before the detection time"
+        );
+        assert!(lab.run_until(Duration::from_secs(2), |lab| hops(lab) == 1));
+        detections.push(lab.now() - cut_at);
+        let status = lab.node("BGPVM").unwrap().bgp_status().unwrap();
+        let n = status
+            .iter()
+            .find(|n| n.address.to_string() == "192.168.100.21")
+            .unwrap();
+        assert_eq!(n.last_down.as_deref(), Some("BFD session down"));
+    }
+    detections.sort();
+    println!("BFD detection in the lab (100 ms x 3): {detections:?}");
+    // Three intervals after the last packet, which left up to one (jittered) interval
+    // before the cut.
+    assert!(
+        detections
+            .iter()
+            .all(|d| *d >= Duration::from_millis(200) && *d <= Duration::from_millis(400)),
+        "{detections:?}"
+    );
 }

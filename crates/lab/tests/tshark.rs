@@ -75,6 +75,43 @@ fn tshark_decodes_every_capture() {
             "{f}: bad checksums:\n{bad_sums}"
         );
     }
+    // BFD between BGPVM and the Muxes (RFC 5881): UDP 3784, TTL 255, from source ports
+    // 49152 and up, sessions Up at 100 ms with a multiplier of 3.
+    let management = dir.join("management.pcap");
+    let bfd = tshark(&[
+        "-r",
+        management.to_str().unwrap(),
+        "-Y",
+        "bfd && bfd.sta == 3",
+        "-T",
+        "fields",
+        "-e",
+        "udp.dstport",
+        "-e",
+        "ip.ttl",
+        "-e",
+        "udp.srcport",
+        "-e",
+        "bfd.detect_time_multiplier",
+        "-e",
+        "bfd.desired_min_tx_interval",
+        "-e",
+        "bfd.version",
+    ])
+    .unwrap();
+    let bfd_rows: Vec<Vec<&str>> = bfd.lines().map(|l| l.split('\t').collect()).collect();
+    assert!(bfd_rows.len() > 100, "BFD Up packets: {bfd}");
+    for row in &bfd_rows {
+        assert_eq!(row[0], "3784");
+        assert_eq!(row[1], "255");
+        assert!(row[2].parse::<u16>().unwrap() >= 49152, "{row:?}");
+        assert_eq!(row[3], "3");
+        assert_eq!(row[5], "1");
+    }
+    assert!(
+        bfd_rows.iter().any(|r| r[4] == "100000"),
+        "the fast interval once Up: {bfd}"
+    );
     // VXLAN from the Mux: UDP 4789, VNI 4096, the inner TCP to the VIP, and an outer
     // source port that varies with the inner flow.
     let provider = dir.join("provider.pcap");

@@ -294,6 +294,19 @@ impl Lab {
                 failures.push(format!("{} has no route to {p}", node.name()));
             }
         }
+        for (p, want) in &scenario.expect.next_hops {
+            let mut have: Vec<Ipv4Addr> = fib
+                .get(*p)
+                .map(|r| r.next_hops().filter_map(|(_, hop)| hop).collect())
+                .unwrap_or_default();
+            have.sort();
+            if &have != want {
+                failures.push(format!(
+                    "{} routes {p} via {have:?}, not {want:?}",
+                    node.name()
+                ));
+            }
+        }
         for p in &scenario.expect.no_routes {
             if let Some(r) = fib.get(*p) {
                 failures.push(format!(

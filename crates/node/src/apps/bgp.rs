@@ -8,7 +8,14 @@
 //!  smoltcp TCP socket ⇄ bytes ⇄ strata_bgp Speaker (sessions, RIBs, graceful restart)
 //!                                   ├─ best paths changed → FIB (multipath)
 //!                                   └─ wanted prefixes (networks, healthy VIPs) → announced
+//!  smoltcp UDP 3784  ⇄ packets ⇄ strata_bgp::bfd Session per neighbor ─ down → bfd_down
 //! ```
+//!
+//! A neighbor with BFD has a BFD session beside its BGP session (RFC 5881, single hop:
+//! Control packets to UDP port 3784, sent with TTL 255 from a source port of
+//! 49152–65535). When BFD declares the neighbor down, the BGP session ends at once and
+//! its routes leave the FIB (RFC 5882). BFD runs on its own: a BGP session stopped or
+//! restarted leaves it up, as a forwarding plane that outlives its control plane.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -16,8 +23,9 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 use smoltcp::iface::{Context, SocketHandle, SocketSet};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{IpAddress, IpEndpoint};
+use strata_bgp::bfd;
 use strata_bgp::session::{Config, DownReason, State};
 use strata_bgp::speaker::{self, ConnId, Output, PeerConfig, PeerId};
 use strata_router::Origin as RouteOrigin;
@@ -35,6 +43,8 @@ pub struct NeighborConfig {
     pub passive: bool,
     pub hold_time: u16,
     pub connect_retry: Duration,
+    /// Run BFD with the neighbor, with these timers.
+    pub bfd: Option<bfd::Config>,
 }
 
 /// The node's BGP configuration.
@@ -60,6 +70,8 @@ pub struct NeighborStatus {
     pub received: Vec<(Ipv4Net, Ipv4Addr)>,
     pub advertised: Vec<Ipv4Net>,
     pub last_down: Option<String>,
+    /// The BFD session's state, for a neighbor with BFD.
+    pub bfd: Option<bfd::State>,
 }
 
 /// A neighbor's socket and the connection the speaker knows it by.
@@ -85,6 +97,115 @@ pub struct Speaker {
     started: bool,
     /// When a crashed speaker's sessions start again.
     restart_at: Option<Duration>,
+    /// BFD, when a neighbor has it.
+    bfd: Option<Bfd>,
+}
+
+/// The node's BFD sessions: one socket receives on port 3784, each session sends from
+/// its own.
+#[derive(Debug)]
+struct Bfd {
+    rx: SocketHandle,
+    /// By neighbor index: the session and the socket it sends from.
+    sessions: Vec<Option<(bfd::Session, SocketHandle)>>,
+    /// Packets that did not parse or matched no session.
+    dropped: u64,
+}
+
+fn udp_socket(sockets: &mut SocketSet<'static>, port: u16) -> SocketHandle {
+    let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 1024]);
+    let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 1024]);
+    let mut socket = udp::Socket::new(rx, tx);
+    socket.set_hop_limit(Some(bfd::TTL));
+    // Binding a fresh socket to a non-zero port cannot fail.
+    let _ = socket.bind(port);
+    sockets.add(socket)
+}
+
+impl Bfd {
+    fn new(neighbors: &[NeighborConfig], sockets: &mut SocketSet<'static>) -> Option<Bfd> {
+        if neighbors.iter().all(|n| n.bfd.is_none()) {
+            return None;
+        }
+        let sessions = neighbors
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let config = n.bfd?;
+                // Discriminators only need to be unique on this node.
+                let session = bfd::Session::new(config, i as u32 + 1, Duration::ZERO);
+                Some((session, udp_socket(sockets, 49152 + i as u16)))
+            })
+            .collect();
+        Some(Bfd {
+            rx: udp_socket(sockets, bfd::PORT),
+            sessions,
+            dropped: 0,
+        })
+    }
+
+    /// Takes what arrived, runs the timers, sends what is due; returns the neighbors
+    /// BFD declared down.
+    fn poll(
+        &mut self,
+        now: Duration,
+        neighbors: &[NeighborConfig],
+        sockets: &mut SocketSet<'static>,
+    ) -> (bool, Vec<PeerId>) {
+        let mut progressed = false;
+        let rx = sockets.get_mut::<udp::Socket>(self.rx);
+        let mut buf = [0u8; 64];
+        while let Ok((n, meta)) = rx.recv_slice(&mut buf) {
+            progressed = true;
+            let from = meta.endpoint.addr;
+            let Ok(packet) = bfd::Packet::parse(&buf[..n]) else {
+                self.dropped += 1;
+                continue;
+            };
+            let session = self.sessions.iter_mut().enumerate().find_map(|(i, s)| {
+                let (s, _) = s.as_mut()?;
+                let ours = if packet.your_discriminator != 0 {
+                    s.local_discriminator() == packet.your_discriminator
+                } else {
+                    from == IpAddress::Ipv4(neighbors[i].address)
+                };
+                ours.then_some(s)
+            });
+            if session.is_none_or(|s| s.receive(&packet, now).is_err()) {
+                self.dropped += 1;
+            }
+        }
+        let mut down = Vec::new();
+        for (i, entry) in self.sessions.iter_mut().enumerate() {
+            let Some((session, tx)) = entry else { continue };
+            session.poll(now);
+            let socket = sockets.get_mut::<udp::Socket>(*tx);
+            let to = IpEndpoint::new(IpAddress::Ipv4(neighbors[i].address), bfd::PORT);
+            while let Some(packet) = session.poll_transmit(now) {
+                // A full queue loses the packet, as a busy link would.
+                let _ = socket.send_slice(&packet.emit(), to);
+                progressed = true;
+            }
+            while let Some(change) = session.poll_change() {
+                if let bfd::Change::Down(_) = change {
+                    down.push(PeerId(i));
+                }
+            }
+        }
+        (progressed, down)
+    }
+
+    fn poll_at(&self) -> Option<Duration> {
+        self.sessions
+            .iter()
+            .flatten()
+            .filter_map(|(s, _)| s.poll_at())
+            .min()
+    }
+
+    fn state(&self, i: usize) -> Option<bfd::State> {
+        self.sessions.get(i)?.as_ref().map(|(s, _)| s.state())
+    }
 }
 
 impl Speaker {
@@ -120,6 +241,7 @@ impl Speaker {
             })
             .collect();
         Speaker {
+            bfd: Bfd::new(&config.neighbors, sockets),
             config,
             core,
             links,
@@ -134,7 +256,8 @@ impl Speaker {
         self.core
             .peers()
             .zip(&self.config.neighbors)
-            .map(|(p, n)| NeighborStatus {
+            .enumerate()
+            .map(|(i, (p, n))| NeighborStatus {
                 address: n.address,
                 asn: n.asn,
                 state: p.state,
@@ -155,6 +278,7 @@ impl Speaker {
                     })
                     .collect(),
                 last_down: p.last_down.map(DownReason::to_string),
+                bfd: self.bfd.as_ref().and_then(|b| b.state(i)),
             })
             .collect()
     }
@@ -231,6 +355,13 @@ impl Speaker {
                     self.core.received(conn, &chunk[..k], now);
                     progressed = true;
                 }
+            }
+        }
+        if let Some(bfd) = self.bfd.as_mut() {
+            let (moved, down) = bfd.poll(now, &self.config.neighbors, sockets);
+            progressed |= moved;
+            for peer in down {
+                self.core.bfd_down(peer, now);
             }
         }
         self.core.poll(now);
@@ -340,10 +471,14 @@ impl Speaker {
     }
 
     pub(crate) fn poll_at(&self) -> Option<Duration> {
-        [self.core.poll_at(), self.restart_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.core.poll_at(),
+            self.restart_at,
+            self.bfd.as_ref().and_then(Bfd::poll_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Restarts every session abruptly, as a crashed and restarted speaker would: the TCP
