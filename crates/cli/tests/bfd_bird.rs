@@ -11,113 +11,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::netns::{Netns, log_lines, parse_time, seconds_of_day};
 use common::{bird_present, wait_for};
-
-/// Two namespaces joined by a veth pair, and the processes started in them; all gone
-/// when dropped, failed test or not.
-struct Netns {
-    a: String,
-    b: String,
-    children: Vec<Child>,
-    bird_pid: Option<PathBuf>,
-    dir: PathBuf,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Option<Netns> {
-        let id = std::process::id();
-        let n = Netns {
-            a: format!("strata-t{tag}a-{id}"),
-            b: format!("strata-t{tag}b-{id}"),
-            children: Vec::new(),
-            bird_pid: None,
-            dir: std::env::temp_dir().join(format!("strata-bfd-{tag}-{id}")),
-        };
-        std::fs::create_dir_all(&n.dir).unwrap();
-        let ok = ip(&["netns", "add", &n.a]);
-        if !ok {
-            return None;
-        }
-        assert!(ip(&["netns", "add", &n.b]));
-        let (va, vb) = (
-            format!("v{tag}a{}", id % 10000),
-            format!("v{tag}b{}", id % 10000),
-        );
-        assert!(ip(&[
-            "link", "add", &va, "netns", &n.a, "type", "veth", "peer", "name", &vb, "netns", &n.b
-        ]));
-        for (ns, dev, addr) in [(&n.a, &va, "10.99.0.1/24"), (&n.b, &vb, "10.99.0.2/24")] {
-            assert!(ip(&["-n", ns, "addr", "add", addr, "dev", dev]));
-            assert!(ip(&["-n", ns, "link", "set", dev, "up"]));
-            assert!(ip(&["-n", ns, "link", "set", "lo", "up"]));
-        }
-        Some(n)
-    }
-
-    fn exec(&self, ns: &str, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Some(pid) = self
-            .bird_pid
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-        {
-            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-        }
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        ip(&["netns", "del", &self.a]);
-        ip(&["netns", "del", &self.b]);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 fn show(config: &Path) -> String {
     common::bgp_show(config, &[])
-}
-
-/// The lines of our speaker's log that contain `text`.
-fn log_lines(dir: &Path, text: &str) -> Vec<String> {
-    std::fs::read_to_string(dir.join("strata.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(text))
-        .map(str::to_string)
-        .collect()
-}
-
-/// Seconds since midnight UTC.
-fn seconds_of_day(t: std::time::SystemTime) -> f64 {
-    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap();
-    (since.as_secs() % 86_400) as f64 + f64::from(since.subsec_nanos()) / 1e9
-}
-
-/// `HH:MM:SS.ffffff` as seconds since midnight.
-fn parse_time(t: &str) -> Option<f64> {
-    let h: f64 = t.get(0..2)?.parse().ok()?;
-    let m: f64 = t.get(3..5)?.parse().ok()?;
-    let s: f64 = t.get(6..)?.parse().ok()?;
-    Some(h * 3600.0 + m * 60.0 + s)
 }
 
 #[test]
@@ -168,7 +70,7 @@ fn bfd_with_bird_comes_up_and_a_stopped_bird_is_dropped_at_once() {
         .status()
         .unwrap();
     assert!(started.success());
-    net.bird_pid = Some(pid_file.clone());
+    net.pid_files.push(pid_file.clone());
     let log = std::fs::File::create(dir.join("strata.log")).unwrap();
     let speaker = net
         .exec(&net.b, env!("CARGO_BIN_EXE_strata"))

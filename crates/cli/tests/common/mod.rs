@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod netns;
+
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
