@@ -91,6 +91,9 @@ pub struct PeerStatus<'a> {
     pub id: PeerId,
     pub config: &'a PeerConfig,
     pub state: State,
+    /// Administratively down (not started, or stopped): it neither connects nor takes
+    /// a connection. An Idle session that is not is waiting to restart, and takes one.
+    pub admin_down: bool,
     /// Why the session last went down, until it is up again.
     pub last_down: Option<&'a DownReason>,
     /// The last NOTIFICATION sent or received, kept when the session comes back (with
@@ -515,6 +518,7 @@ impl Speaker {
                 id: PeerId(i),
                 config: &p.config,
                 state: p.session.state(),
+                admin_down: p.session.admin_down(),
                 last_down: p.last_down.as_ref(),
                 last_error: p.last_error.as_ref(),
                 received: &p.adj_in,

@@ -308,13 +308,15 @@ impl Speaker {
             self.restart_at = None;
             self.core.start(now);
         }
-        let states: Vec<State> = self.core.peers().map(|p| p.state).collect();
+        let listening: Vec<bool> = self.core.peers().map(|p| !p.admin_down).collect();
         for (i, link) in self.links.iter_mut().enumerate() {
             let peer = PeerId(i);
             let n = &self.config.neighbors[i];
             let socket = sockets.get_mut::<tcp::Socket>(link.socket);
-            // A passive session listens whenever it has no connection.
-            if n.passive && !socket.is_open() && link.conn.is_none() && states[i] != State::Idle {
+            // A passive session listens whenever it has no connection and is not
+            // administratively down (an Idle one waiting to restart takes a
+            // reconnecting neighbor at once).
+            if n.passive && !socket.is_open() && link.conn.is_none() && listening[i] {
                 let _ = socket.listen(PORT);
             }
             let up = socket.may_send() && socket.may_recv();
