@@ -1,7 +1,9 @@
 //! What the BGP fuzz targets share: a message of one type around arbitrary bytes, and
 //! the round trip every well-formed message must survive.
 
-use strata_bgp::codec::{attr, decode, encode, Attribute, Message, Options, HEADER_LEN, MARKER};
+use strata_bgp::codec::{
+    attr, decode, encode, AsSegment, Attribute, Message, Options, HEADER_LEN, MARKER,
+};
 
 /// The options the first byte picks, and a message of type `kind` around the rest.
 pub fn message(kind: u8, data: &[u8]) -> Option<(Options, Vec<u8>)> {
@@ -15,13 +17,27 @@ pub fn message(kind: u8, data: &[u8]) -> Option<(Options, Vec<u8>)> {
 }
 
 /// Attributes in the order the encoder writes them (MP_REACH/MP_UNREACH first, then by
-/// type), so a decoded message compares with its re-encoding.
+/// type), and AS_SEQUENCEs that follow each other as one (the same path: merging
+/// AS4_PATH joins them at the seam), so a decoded message compares with its
+/// re-encoding.
 pub fn normalize(mut msg: Message) -> Message {
     if let Message::Update(u) = &mut msg {
         u.attributes.sort_by_key(|a: &Attribute| match a.code() {
             attr::MP_REACH_NLRI | attr::MP_UNREACH_NLRI => (0, a.code()),
             code => (1, code),
         });
+        for a in &mut u.attributes {
+            if let Attribute::AsPath(p) = a {
+                let mut joined: Vec<AsSegment> = Vec::new();
+                for s in p.segments.drain(..) {
+                    match joined.last_mut() {
+                        Some(last) if !last.set && !s.set => last.asns.extend(s.asns),
+                        _ => joined.push(s),
+                    }
+                }
+                p.segments = joined;
+            }
+        }
     }
     msg
 }
