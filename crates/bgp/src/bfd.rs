@@ -446,8 +446,8 @@ impl Session {
         if self.state == State::AdminDown {
             return Ok(());
         }
+        // A peer that is AdminDown leaves a Down session where it is (the last arm).
         match (self.state, p.state) {
-            (State::Down, State::AdminDown) => {}
             (State::Init | State::Up, State::AdminDown) => {
                 self.go(State::Down, Diag::NeighborSignaledDown, now);
             }
@@ -489,9 +489,6 @@ impl Session {
                 self.polling = false;
             }
             _ => {}
-        }
-        if to == State::Down {
-            self.detect_at = None;
         }
     }
 

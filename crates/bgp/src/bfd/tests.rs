@@ -182,6 +182,7 @@ fn coming_up_polls_and_the_peer_answers_with_final() {
     // A Poll is answered at once with F, outside the periodic schedule.
     let mut s = Session::new(Config::new(100 * MS, 3), 4, Duration::ZERO);
     assert!(s.poll_transmit(Duration::ZERO).is_some());
+    let periodic = s.poll_at();
     let poll = Packet {
         poll: true,
         ..Packet::parse(&DOWN).unwrap()
@@ -190,6 +191,7 @@ fn coming_up_polls_and_the_peer_answers_with_final() {
     let answer = s.poll_transmit(10 * MS).unwrap();
     assert!(answer.fin && !answer.poll);
     assert!(s.poll_transmit(10 * MS).is_none());
+    assert_eq!(s.poll_at(), periodic, "the periodic schedule is kept");
 }
 
 #[test]
@@ -244,4 +246,153 @@ fn no_periodic_packets_when_the_peer_asks_for_none() {
     };
     s.receive(&none, Duration::ZERO).unwrap();
     assert!(s.poll_transmit(5 * SLOW).is_none());
+}
+
+#[test]
+fn every_diagnostic_and_flag_survives_the_wire() {
+    let diags = [
+        Diag::None,
+        Diag::DetectionTimeExpired,
+        Diag::EchoFailed,
+        Diag::NeighborSignaledDown,
+        Diag::ForwardingPlaneReset,
+        Diag::PathDown,
+        Diag::ConcatenatedPathDown,
+        Diag::AdministrativelyDown,
+        Diag::ReverseConcatenatedPathDown,
+    ];
+    let base = Packet::parse(&DOWN).unwrap();
+    for (code, diag) in diags.into_iter().enumerate() {
+        let p = Packet { diag, ..base };
+        let b = p.emit();
+        assert_eq!(usize::from(b[0] & 0x1f), code);
+        assert_eq!(Packet::parse(&b).unwrap().diag, diag);
+    }
+    // Codes 9 to 31 are reserved: read as no diagnostic.
+    let mut reserved = DOWN;
+    reserved[0] = 0x20 | 17;
+    assert_eq!(Packet::parse(&reserved).unwrap().diag, Diag::None);
+    // P, F, C and D each in their own bit (4.1: Sta(2) P F C A D M).
+    for (bit, p) in [
+        (0x20, Packet { poll: true, ..base }),
+        (0x10, Packet { fin: true, ..base }),
+        (
+            0x08,
+            Packet {
+                control_plane_independent: true,
+                ..base
+            },
+        ),
+        (
+            0x02,
+            Packet {
+                demand: true,
+                ..base
+            },
+        ),
+    ] {
+        assert_eq!(p.emit()[1], 0x40 | bit, "{p:?}");
+        assert_eq!(Packet::parse(&p.emit()), Ok(p));
+    }
+}
+
+#[test]
+fn states_and_diagnostics_read_as_the_rfc_names_them() {
+    let states: Vec<String> = [State::AdminDown, State::Down, State::Init, State::Up]
+        .iter()
+        .map(State::to_string)
+        .collect();
+    assert_eq!(states, ["AdminDown", "Down", "Init", "Up"]);
+    assert_eq!(
+        Diag::DetectionTimeExpired.to_string(),
+        "control detection time expired"
+    );
+    assert_eq!(
+        Diag::NeighborSignaledDown.to_string(),
+        "neighbor signaled session down"
+    );
+    assert_eq!(Diag::PathDown.to_string(), "path down");
+}
+
+#[test]
+fn the_session_answers_to_its_own_discriminator_and_says_when_it_has_work() {
+    let mut s = Session::new(Config::new(100 * MS, 3), 77, Duration::ZERO);
+    assert_eq!(s.local_discriminator(), 77);
+    assert_eq!(s.poll_at(), Some(Duration::ZERO), "a first packet at once");
+    let sent = s.poll_transmit(Duration::ZERO).unwrap();
+    assert_eq!(sent.my_discriminator, 77);
+    let next = s.poll_at().unwrap();
+    assert!(next >= 750 * MS && next <= SLOW, "{next:?}");
+    // The peer's Init, addressed to us: we are Up, and the detection timer runs.
+    let init = Packet {
+        state: State::Init,
+        your_discriminator: 77,
+        ..Packet::parse(&DOWN).unwrap()
+    };
+    s.receive(&init, 10 * MS).unwrap();
+    assert_eq!(s.state(), State::Up);
+    // Up: the next packet (a Poll) goes at once; detection is 3 x the peer's 1 s.
+    assert_eq!(s.poll_at(), Some(10 * MS));
+    s.poll_transmit(10 * MS).unwrap();
+    assert!(s.poll_at().unwrap() <= 110 * MS);
+    assert_eq!(s.detection_time(), 3 * SLOW);
+}
+
+#[test]
+fn the_jitter_varies_from_packet_to_packet() {
+    let mut s = Session::new(Config::new(SLOW, 3), 12345, Duration::ZERO);
+    let intervals: std::collections::BTreeSet<Duration> =
+        (0..100).map(|_| s.next_interval()).collect();
+    // 26 possible cuts (0 to 25 %): a working generator reaches most of them.
+    assert!(intervals.len() > 15, "{intervals:?}");
+}
+
+#[test]
+fn a_poll_sequence_lasts_until_a_final_comes_back() {
+    let mut s = Session::new(Config::new(100 * MS, 3), 5, Duration::ZERO);
+    let peer = |state, fin| Packet {
+        state,
+        fin,
+        your_discriminator: 5,
+        ..Packet::parse(&DOWN).unwrap()
+    };
+    s.receive(&peer(State::Init, false), Duration::ZERO)
+        .unwrap();
+    assert_eq!(s.state(), State::Up);
+    assert!(s.poll_transmit(Duration::ZERO).unwrap().poll);
+    // Packets without F do not end it.
+    s.receive(&peer(State::Up, false), 50 * MS).unwrap();
+    assert!(s.poll_transmit(SLOW).unwrap().poll);
+    s.receive(&peer(State::Up, true), SLOW + 10 * MS).unwrap();
+    assert!(!s.poll_transmit(2 * SLOW).unwrap().poll);
+}
+
+#[test]
+fn a_peer_that_can_take_packets_sooner_gets_them_sooner() {
+    // Up, with a peer that asks for packets no faster than a second.
+    let mut s = Session::new(Config::new(100 * MS, 3), 6, Duration::ZERO);
+    let peer = |rx_us: u32| Packet {
+        state: State::Up,
+        your_discriminator: 6,
+        required_min_rx: rx_us,
+        ..Packet::parse(&DOWN).unwrap()
+    };
+    s.receive(
+        &Packet {
+            state: State::Init,
+            ..peer(1_000_000)
+        },
+        Duration::ZERO,
+    )
+    .unwrap();
+    s.poll_transmit(Duration::ZERO).unwrap();
+    let slow = s.poll_at().unwrap();
+    assert!(slow >= 750 * MS, "{slow:?}");
+    // It lowers its Required Min RX to 100 ms: the next packet does not wait a second.
+    s.receive(&peer(100_000), 10 * MS).unwrap();
+    assert!(s.poll_at().unwrap() <= 110 * MS, "{:?}", s.poll_at());
+    // Raised again, the schedule already set stands.
+    let before = s.poll_at();
+    s.receive(&peer(1_000_000), 20 * MS).unwrap();
+    assert_eq!(s.poll_at(), before);
 }
