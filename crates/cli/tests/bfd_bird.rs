@@ -1,7 +1,7 @@
 //! BFD with BIRD 2 across a veth pair between two network namespaces this test creates
 //! (single hop, as RFC 5881 means it): BIRD's BFD and ours come up, BIRD's BGP session
 //! with us uses it, and when BIRD stops dead (SIGSTOP) we drop the session in well under
-//! a second, not after the 90 s hold time.
+//! a second, not after the 90 s hold time; when we stop dead, BIRD drops us.
 //!
 //! Needs root (namespaces) and BIRD; skipped with a message otherwise, unless
 //! STRATA_REQUIRE_BIRD is set. `STRATA_BFD_ROUNDS=10` repeats the stop and prints each
@@ -150,6 +150,22 @@ fn bfd_with_bird_comes_up_and_a_stopped_bird_is_dropped_at_once() {
                 .success()
         );
     }
+    // The other way: our speaker freezes, BIRD's BFD declares it down and BIRD's BGP
+    // session follows (its hold time is 90 s).
+    wait_for("both up again", Duration::from_secs(30), || {
+        show(&config).contains("Established BFD Up")
+            && birdc(&["show", "protocols", "strata"]).contains("Established")
+    });
+    let ours = net.children[0].id().to_string();
+    let kill = Command::new("kill").args(["-STOP", &ours]).status();
+    assert!(kill.unwrap().success());
+    wait_for("BIRD to drop us by BFD", Duration::from_secs(5), || {
+        !birdc(&["show", "protocols", "strata"]).contains("Established")
+            && birdc(&["show", "bfd", "sessions"]).contains("Down")
+    });
+    let all = birdc(&["show", "protocols", "all", "strata"]);
+    assert!(all.contains("BFD session down"), "{all}");
+    let _ = Command::new("kill").args(["-CONT", &ours]).status();
     detections.sort();
     println!("detection times (100 ms x 3): {detections:?}");
     println!("median: {:?}", detections[detections.len() / 2]);
