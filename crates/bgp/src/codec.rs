@@ -1006,7 +1006,6 @@ fn decode_known(code: u8, v: &[u8], options: Options, as4: &mut As4) -> Result<D
         })),
         // 7.6
         attr::ATOMIC_AGGREGATE if v.is_empty() => ok(Attribute::AtomicAggregate),
-        attr::ATOMIC_AGGREGATE => Ok(Discard),
         // 7.7 (the width follows the AS numbers of the session); RFC 7607: not AS 0.
         attr::AGGREGATOR => Ok(match aggregator(v, options.four_octet_as) {
             Some((asn, address)) if asn != 0 => {
@@ -1082,7 +1081,7 @@ fn decode_known(code: u8, v: &[u8], options: Options, as4: &mut As4) -> Result<D
             }
             Ok(Discard)
         }
-        // `category` names no other.
+        // An ATOMIC_AGGREGATE with a value (7.6); `category` names no other.
         _ => Ok(Discard),
     }
 }

@@ -554,3 +554,160 @@ fn encoding_puts_mp_attributes_first_then_ascending_type_codes() {
     }
     assert_eq!(codes, vec![14, 1, 2, 8]);
 }
+
+#[test]
+fn rfc_6793_an_aggregator_with_a_real_as_makes_the_as4_attributes_stale() {
+    // Section 4.2.3: an old speaker aggregated after the AS4_ attributes were made.
+    let two = Options {
+        four_octet_as: false,
+        external: true,
+    };
+    let p = a(WELL_KNOWN, 2, &[2, 2, 0xfd, 0xe9, 0x5b, 0xa0]);
+    let as4 = a(OPTIONAL_TRANSITIVE, 17, &[2, 1, 0xfa, 0x56, 0xea, 0x00]);
+    let path = |agg_as: [u8; 2]| {
+        let agg = a(
+            OPTIONAL_TRANSITIVE,
+            7,
+            &[agg_as[0], agg_as[1], 192, 0, 2, 9],
+        );
+        let m = update(Carrier::Nlri, &[2], &[p.clone(), as4.clone(), agg].concat());
+        let Ok(Message::Update(u)) = decode(&m, two) else {
+            panic!()
+        };
+        u.attribute(attr::AS_PATH).cloned()
+    };
+    assert_eq!(
+        path([0xfd, 0xe8]),
+        Some(Attribute::AsPath(AsPath::sequence(vec![65001, 23456]))),
+        "AGGREGATOR 65000: AS4_PATH ignored"
+    );
+    assert_eq!(
+        path([0x5b, 0xa0]),
+        Some(Attribute::AsPath(AsPath::sequence(vec![
+            65001,
+            4_200_000_000
+        ]))),
+        "AGGREGATOR AS_TRANS: AS4_PATH merged"
+    );
+}
+
+#[test]
+fn rfc_6793_as4_attributes_with_wrong_flags_are_discarded_not_withdrawn() {
+    let two = Options {
+        four_octet_as: false,
+        external: true,
+    };
+    let p = a(WELL_KNOWN, 2, &[2, 2, 0xfd, 0xe9, 0x5b, 0xa0]);
+    let as4 = a(WELL_KNOWN, 17, &[2, 1, 0xfa, 0x56, 0xea, 0x00]);
+    let m = update(Carrier::Nlri, &[2], &[p, as4].concat());
+    let Ok(Message::Update(u)) = decode(&m, two) else {
+        panic!()
+    };
+    assert_eq!(u.treat_as_withdraw, None);
+    assert_eq!(
+        u.attribute(attr::AS_PATH),
+        Some(&Attribute::AsPath(AsPath::sequence(vec![65001, 23456])))
+    );
+}
+
+#[test]
+fn s3_c_an_mp_reach_with_wrong_flags_still_gives_the_routes_to_withdraw() {
+    // Sent as optional transitive: treat-as-withdraw, and its prefixes are found (the
+    // `outcome` helper counts them).
+    let mut v = vec![0, 2, 1, 16];
+    v.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    v.push(0);
+    v.extend_from_slice(&[32, 0x20, 0x01, 0x0d, 0xb8]);
+    let mp = a(OPTIONAL_TRANSITIVE, 14, &v);
+    let mut attrs = mp;
+    attrs.extend(origin());
+    attrs.extend(as_path());
+    let mut body = vec![0, 0];
+    body.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    body.extend_from_slice(&attrs);
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(2);
+    m.extend_from_slice(&body);
+    let Ok(Message::Update(u)) = decode(&m, internal()) else {
+        panic!()
+    };
+    assert_eq!(u.treat_as_withdraw.map(|e| e.code), Some(14));
+    assert!(
+        matches!(u.attribute(attr::MP_REACH_NLRI), Some(Attribute::MpReach(r)) if r.nlri.len() == 1)
+    );
+}
+
+#[test]
+fn every_origin_value_and_every_octet_of_a_large_community() {
+    for (value, origin) in [(0, Origin::Igp), (1, Origin::Egp), (2, Origin::Incomplete)] {
+        let o = a(WELL_KNOWN, 1, &[value]);
+        let Ok(Message::Update(u)) = decode(&update(Carrier::Nlri, &[1], &o), internal()) else {
+            panic!()
+        };
+        assert_eq!(u.attribute(attr::ORIGIN), Some(&Attribute::Origin(origin)));
+    }
+    let bytes: Vec<u8> = (1..=12).collect();
+    let large = a(OPTIONAL_TRANSITIVE, 32, &bytes);
+    let Ok(Message::Update(u)) = decode(&update(Carrier::Nlri, &[], &large), internal()) else {
+        panic!()
+    };
+    assert_eq!(
+        u.attribute(attr::LARGE_COMMUNITIES),
+        Some(&Attribute::LargeCommunities(vec![[
+            0x0102_0304,
+            0x0506_0708,
+            0x090a_0b0c
+        ]]))
+    );
+}
+
+#[test]
+fn rfc_6793_an_aggregator_beyond_two_octets_goes_as_as_trans_and_as4_aggregator() {
+    let two = Options {
+        four_octet_as: false,
+        external: true,
+    };
+    let encoded = |asn: u32| {
+        let u = Update {
+            attributes: vec![
+                Attribute::Origin(Origin::Igp),
+                Attribute::AsPath(AsPath::sequence(vec![65001])),
+                Attribute::NextHop("192.0.2.1".parse().unwrap()),
+                Attribute::Aggregator {
+                    asn,
+                    address: "192.0.2.9".parse().unwrap(),
+                },
+            ],
+            nlri: vec!["10.1.2.0/24".parse().unwrap()],
+            ..Update::default()
+        };
+        let mut out = Vec::new();
+        encode(&Message::Update(u.clone()), two, &mut out).unwrap();
+        let Ok(Message::Update(back)) = decode(&out, two) else {
+            panic!()
+        };
+        assert_eq!(back.attributes, u.attributes, "read back as written");
+        out
+    };
+    let big = encoded(4_200_000_000);
+    // AGGREGATOR: AS_TRANS (0x5ba0) and the address; AS4_AGGREGATOR: the whole AS.
+    assert!(
+        big.windows(9)
+            .any(|w| w == [0xc0, 7, 6, 0x5b, 0xa0, 192, 0, 2, 9])
+    );
+    assert!(
+        big.windows(11)
+            .any(|w| w == [0xc0, 18, 8, 0xfa, 0x56, 0xea, 0x00, 192, 0, 2, 9])
+    );
+    let small = encoded(65535);
+    assert!(
+        small
+            .windows(9)
+            .any(|w| w == [0xc0, 7, 6, 0xff, 0xff, 192, 0, 2, 9])
+    );
+    assert!(
+        !small.windows(2).any(|w| w == [0xc0, 18]),
+        "no AS4_AGGREGATOR"
+    );
+}
