@@ -358,12 +358,18 @@ fn large_and_extended_communities_are_passed_on_as_known_attributes() {
         code: 99,
         value: vec![7],
     };
+    // Optional non-transitive and unknown: not passed on (RFC 4271 section 5).
+    let local_only = Attribute::Unknown {
+        flags: 0x80,
+        code: 98,
+        value: vec![8],
+    };
     let mut rig = Rig::new(&[65001, US, 65002]);
     let r = route(
         0,
         "198.51.100.0/24",
         &[65001],
-        vec![large.clone(), ext.clone(), unknown],
+        vec![large.clone(), ext.clone(), unknown, local_only],
     );
     rig.send(0, &r);
     let (_, to_external) = rig.announced(2).pop().unwrap();
@@ -382,6 +388,7 @@ fn large_and_extended_communities_are_passed_on_as_known_attributes() {
         }),
         "an unknown one goes with the Partial bit"
     );
+    assert_eq!(to_external.attribute(98), None);
     let (_, to_internal) = rig.announced(1).pop().unwrap();
     assert_eq!(
         to_internal.attribute(attr::EXTENDED_COMMUNITIES),
