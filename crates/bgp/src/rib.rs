@@ -343,6 +343,38 @@ mod tests {
 }
 
 #[cfg(test)]
+mod safi_tests {
+    use super::*;
+    use crate::codec::MpReach;
+
+    #[test]
+    fn routes_of_another_safi_are_not_taken_for_unicast() {
+        let announce = |safi| Update {
+            attributes: vec![
+                Attribute::Origin(Origin::Igp),
+                Attribute::AsPath(AsPath::sequence(vec![64501])),
+                Attribute::MpReach(MpReach {
+                    afi: afi::IPV6,
+                    safi,
+                    next_hops: vec!["2001:db8::1".parse().unwrap()],
+                    nlri: vec!["2001:db8:1::/48".parse().unwrap()],
+                }),
+            ],
+            ..Update::default()
+        };
+        let import = Import {
+            local_as: 64500,
+            own_addresses: &[],
+            session_address: None,
+        };
+        let mut rib = AdjRibIn::new();
+        assert!(rib.apply(&announce(2), &import).is_empty(), "multicast");
+        assert!(rib.is_empty());
+        assert_eq!(rib.apply(&announce(1), &import).len(), 1);
+    }
+}
+
+#[cfg(test)]
 mod next_hop_tests {
     use super::*;
     use std::net::Ipv4Addr;
