@@ -253,14 +253,7 @@ impl Speaker {
         if p.removed {
             return;
         }
-        if let Some((mut session, conn)) = p.second.take() {
-            session.handle(now, Event::Stop(communication.to_string()));
-            self.flush_second(session, conn);
-        }
-        self.peers[peer.0]
-            .session
-            .handle(now, Event::Stop(communication.to_string()));
-        self.drain(peer, now);
+        self.stop_peer(peer, communication, now);
         let p = &mut self.peers[peer.0];
         p.removed = true;
         p.stale.clear();
@@ -337,16 +330,21 @@ impl Speaker {
     pub fn stop(&mut self, now: Duration, communication: &str) {
         self.started = false;
         for i in 0..self.peers.len() {
-            let peer = &mut self.peers[i];
-            if let Some((mut session, conn)) = peer.second.take() {
-                session.handle(now, Event::Stop(communication.to_string()));
-                self.flush_second(session, conn);
-            }
-            self.peers[i]
-                .session
-                .handle(now, Event::Stop(communication.to_string()));
-            self.drain(PeerId(i), now);
+            self.stop_peer(PeerId(i), communication, now);
         }
+    }
+
+    /// Stops a neighbor's sessions (both, during a collision) with a Cease carrying
+    /// `communication`.
+    fn stop_peer(&mut self, peer: PeerId, communication: &str, now: Duration) {
+        if let Some((mut session, conn)) = self.peers[peer.0].second.take() {
+            session.handle(now, Event::Stop(communication.to_string()));
+            self.flush_second(session, conn);
+        }
+        self.peers[peer.0]
+            .session
+            .handle(now, Event::Stop(communication.to_string()));
+        self.drain(peer, now);
     }
 
     /// The next thing the driver must do.

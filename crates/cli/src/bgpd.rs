@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ipnet::IpNet;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use strata_bgp::bfd::Change;
 use strata_bgp::codec;
 use strata_bgp::rib::Path as RoutePath;
@@ -26,6 +27,7 @@ use strata_bgp::speaker::{ConnId, Output, PeerConfig, PeerId, Source, Speaker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
+use toml::Spanned;
 
 use crate::tcp_md5;
 
@@ -190,11 +192,8 @@ struct AnnounceSpans {
     next_hop: Option<Spanned<IgnoredAny>>,
 }
 
-use serde::de::IgnoredAny;
-use toml::Spanned;
-
 /// Reads and checks a configuration file. Every error names the file, the line, and
-/// the rule broken.
+/// the rule broken; all the rules broken are listed, one a line.
 pub(crate) fn load(path: &Path) -> anyhow::Result<BgpdConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -206,39 +205,45 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<BgpdConfig> {
     })?;
     let spans: Spans = toml::from_str(&text).unwrap_or_default();
     let at = |span: &Option<Spanned<IgnoredAny>>| line(span.as_ref().map(|s| s.span().start));
-    let fail = |at: usize, rule: String| anyhow::anyhow!("{}:{at}: {rule}", path.display());
-    if let Some(problem) = check(&config).into_iter().next() {
-        let (span, rule) = match problem {
-            Problem::Global(field, rule) => (
-                match field {
-                    "asn" => at(&spans.asn),
-                    "router_id" => at(&spans.router_id),
-                    _ => at(&spans.graceful_restart),
-                },
-                rule,
-            ),
-            Problem::Neighbor(i, field, rule) => {
-                let n = spans.neighbor.get(i);
-                let span = n.map_or(0, |n| match field {
-                    "asn" => at(&n.asn),
-                    "hold_time" => at(&n.hold_time),
-                    "password" => at(&n.password),
-                    "bfd_interval" => at(&n.bfd_interval),
-                    "bfd_multiplier" => at(&n.bfd_multiplier),
-                    _ => at(&n.address),
-                });
-                (span, rule)
-            }
-            Problem::Announce(i, field, rule) => {
-                let a = spans.announce.get(i);
-                let span = a.map_or(0, |a| match field {
-                    "next_hop" => at(&a.next_hop),
-                    _ => at(&a.prefix),
-                });
-                (span, rule)
-            }
-        };
-        return Err(fail(span, rule));
+    let fail = |at: usize, rule: String| format!("{}:{at}: {rule}", path.display());
+    let problems: Vec<String> = check(&config)
+        .into_iter()
+        .map(|problem| {
+            let (span, rule) = match problem {
+                Problem::Global(field, rule) => (
+                    match field {
+                        "asn" => at(&spans.asn),
+                        "router_id" => at(&spans.router_id),
+                        _ => at(&spans.graceful_restart),
+                    },
+                    rule,
+                ),
+                Problem::Neighbor(i, field, rule) => {
+                    let n = spans.neighbor.get(i);
+                    let span = n.map_or(0, |n| match field {
+                        "asn" => at(&n.asn),
+                        "hold_time" => at(&n.hold_time),
+                        "password" => at(&n.password),
+                        "bfd_interval" => at(&n.bfd_interval),
+                        "bfd_multiplier" => at(&n.bfd_multiplier),
+                        _ => at(&n.address),
+                    });
+                    (span, rule)
+                }
+                Problem::Announce(i, field, rule) => {
+                    let a = spans.announce.get(i);
+                    let span = a.map_or(0, |a| match field {
+                        "next_hop" => at(&a.next_hop),
+                        _ => at(&a.prefix),
+                    });
+                    (span, rule)
+                }
+            };
+            fail(span, rule)
+        })
+        .collect();
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("\n"));
     }
     Ok(config)
 }
