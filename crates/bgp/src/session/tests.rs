@@ -193,6 +193,186 @@ fn malformed_input_gets_its_notification_and_unexpected_messages_an_fsm_error() 
     );
 }
 
+/// The sent NOTIFICATIONs among `actions`, as (code, subcode).
+fn notifications(actions: &[Action]) -> Vec<(u8, u8)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(Message::Notification(n)) => Some((n.code, n.subcode)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn take(s: &mut Session) -> Vec<Action> {
+    std::iter::from_fn(|| s.poll_action()).collect()
+}
+
+/// A session in OpenSent: started, connected, its OPEN out.
+fn open_sent() -> Session {
+    let (mut mux, _) = pair();
+    mux.handle(T0, Event::Start);
+    mux.handle(T0, Event::TcpConnected);
+    take(&mut mux);
+    assert_eq!(mux.state(), State::OpenSent);
+    mux
+}
+
+fn their_open(hold_time: u16, capabilities: Vec<Capability>) -> Message {
+    Message::Open(Open {
+        version: 4,
+        my_as: 65000,
+        hold_time,
+        bgp_id: Ipv4Addr::new(192, 168, 100, 1),
+        capabilities,
+    })
+}
+
+#[test]
+fn rfc_6608_the_fsm_error_names_the_state() {
+    // OpenSent: a KEEPALIVE before the OPEN.
+    let mut s = open_sent();
+    s.handle(T0, Event::Message(Message::Keepalive));
+    assert_eq!(notifications(&take(&mut s)), [(5, 1)]);
+    // OpenConfirm: an UPDATE before the KEEPALIVE.
+    let mut s = open_sent();
+    s.handle(T0, Event::Message(their_open(90, vec![])));
+    take(&mut s);
+    assert_eq!(s.state(), State::OpenConfirm);
+    s.handle(T0, Event::Message(Message::Update(Update::default())));
+    assert_eq!(notifications(&take(&mut s)), [(5, 2)]);
+    // Established: a second OPEN.
+    let (mut mux, _) = establish();
+    mux.handle(T0, Event::Message(their_open(90, vec![])));
+    assert_eq!(notifications(&take(&mut mux)), [(5, 3)]);
+}
+
+#[test]
+fn a_passive_session_never_dials_out() {
+    let (_, mut router) = pair();
+    router.handle(T0, Event::Start);
+    assert_eq!(router.state(), State::Active);
+    let mut now = T0;
+    for _ in 0..5 {
+        now += Duration::from_secs(600);
+        router.poll(now);
+        assert!(!take(&mut router).contains(&Action::Connect));
+    }
+    // Nor after a connection it took fails.
+    router.handle(now, Event::TcpConnected);
+    router.handle(now, Event::TcpClosed);
+    for _ in 0..5 {
+        now += Duration::from_secs(600);
+        router.poll(now);
+        assert!(!take(&mut router).contains(&Action::Connect));
+    }
+    // An active one retries on its ConnectRetry timer.
+    let (mut mux, _) = pair();
+    mux.handle(T0, Event::Start);
+    assert_eq!(take(&mut mux), [Action::Connect]);
+    mux.handle(T0, Event::TcpClosed);
+    mux.poll(T0 + Duration::from_secs(120));
+    assert_eq!(take(&mut mux), [Action::Connect]);
+}
+
+#[test]
+fn route_refresh_is_passed_up_only_when_negotiated_and_a_request() {
+    let (mut mux, _) = establish();
+    let rr = |subtype| {
+        Message::RouteRefresh(codec::RouteRefresh {
+            afi: 1,
+            subtype,
+            safi: 1,
+        })
+    };
+    mux.handle(T0, Event::Message(rr(0)));
+    assert_eq!(take(&mut mux), [Action::RouteRefresh(1, 1)]);
+    // RFC 7313 BoRR and EoRR markers are not requests.
+    mux.handle(T0, Event::Message(rr(1)));
+    mux.handle(T0, Event::Message(rr(2)));
+    assert!(take(&mut mux).is_empty());
+    // A peer that did not announce the capability gets nothing for it.
+    let mut s = open_sent();
+    s.handle(T0, Event::Message(their_open(90, vec![])));
+    s.handle(T0, Event::Message(Message::Keepalive));
+    take(&mut s);
+    assert_eq!(s.state(), State::Established);
+    s.handle(T0, Event::Message(rr(0)));
+    assert!(take(&mut s).is_empty());
+}
+
+#[test]
+fn hold_time_zero_means_no_keepalives_and_no_hold_timer() {
+    let mut s = open_sent();
+    s.handle(T0, Event::Message(their_open(0, vec![])));
+    s.handle(T0, Event::Message(Message::Keepalive));
+    take(&mut s);
+    assert_eq!(s.state(), State::Established);
+    assert_eq!(s.negotiated().unwrap().hold_time, 0);
+    assert_eq!(s.poll_at(), None, "no timer at all");
+    s.poll(T0 + Duration::from_secs(100_000));
+    assert!(take(&mut s).is_empty());
+    assert_eq!(s.state(), State::Established);
+}
+
+#[test]
+fn keepalives_go_every_third_of_the_hold_time() {
+    let mut s = open_sent();
+    s.handle(T0, Event::Message(their_open(9, vec![])));
+    s.handle(T0, Event::Message(Message::Keepalive));
+    take(&mut s);
+    assert_eq!(s.negotiated().unwrap().hold_time, 9);
+    let mut sent = Vec::new();
+    let mut now = T0;
+    while now < Duration::from_secs(8) {
+        now = s.poll_at().unwrap();
+        s.poll(now);
+        if take(&mut s).contains(&Action::Send(Message::Keepalive)) {
+            sent.push(now);
+        }
+        // The peer keeps talking, so the hold timer never fires.
+        s.handle(now, Event::Message(Message::Keepalive));
+    }
+    assert_eq!(
+        sent,
+        [3, 6, 9].map(Duration::from_secs)[..sent.len()].to_vec()
+    );
+    assert!(sent.len() >= 2);
+}
+
+#[test]
+fn a_peer_without_multiprotocol_speaks_ipv4_unicast_only() {
+    // RFC 4760 section 8: no capability means IPv4 unicast; we offered IPv6 too.
+    let (mut mux, _) = pair();
+    mux.handle(T0, Event::Start);
+    take(&mut mux);
+    let mut config = mux.config().clone();
+    config
+        .families
+        .push((codec::afi::IPV6, codec::SAFI_UNICAST));
+    let mut s = Session::new(config);
+    s.handle(T0, Event::Start);
+    s.handle(T0, Event::TcpConnected);
+    take(&mut s);
+    s.handle(T0, Event::Message(their_open(90, vec![])));
+    assert_eq!(s.negotiated().unwrap().families, [(1, 1)]);
+    // A peer that announces only IPv6 gets only IPv6.
+    let mut config = mux.config().clone();
+    config
+        .families
+        .push((codec::afi::IPV6, codec::SAFI_UNICAST));
+    let mut s = Session::new(config);
+    s.handle(T0, Event::Start);
+    s.handle(T0, Event::TcpConnected);
+    take(&mut s);
+    let v6 = Capability::Multiprotocol {
+        afi: codec::afi::IPV6,
+        safi: codec::SAFI_UNICAST,
+    };
+    s.handle(T0, Event::Message(their_open(90, vec![v6])));
+    assert_eq!(s.negotiated().unwrap().families, [(2, 1)]);
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
