@@ -202,6 +202,146 @@ fn later_fragments_are_dropped_and_counted() {
     assert_eq!(nat.counters().fragments, 1);
 }
 
+fn forward(proto: u8, external_port: u16) -> Config {
+    let mut config = Config::new(EXT);
+    config.forwards.push(PortForward {
+        proto,
+        external_port,
+        internal: SocketAddrV4::new(CLIENT, 80),
+    });
+    config
+}
+
+#[test]
+fn a_port_forward_matches_protocol_and_port_both() {
+    let mut nat = Nat::new(forward(proto::TCP, 8080));
+    // The right port over UDP, and TCP to another port: neither is forwarded.
+    let mut udp_8080 = udp(WEB, 40000, EXT, 8080);
+    assert_eq!(nat.inbound(T0, &mut udp_8080), Action::Untouched);
+    let mut tcp_8081 = tcp(WEB, 40000, EXT, 8081, 0x02);
+    assert_eq!(nat.inbound(T0, &mut tcp_8081), Action::Untouched);
+    assert!(nat.is_empty());
+    let mut tcp_8080 = tcp(WEB, 40000, EXT, 8080, 0x02);
+    assert_eq!(nat.inbound(T0, &mut tcp_8080), Action::Translated);
+}
+
+#[test]
+fn only_traffic_to_the_external_address_is_forwarded() {
+    let mut nat = Nat::new(forward(proto::TCP, 8080));
+    let elsewhere = Ipv4Addr::new(203, 0, 113, 7);
+    let mut p = tcp(WEB, 40000, elsewhere, 8080, 0x02);
+    let before = p.clone();
+    assert_eq!(nat.inbound(T0, &mut p), Action::Untouched);
+    assert_eq!(p, before, "not rewritten");
+    assert!(nat.is_empty());
+}
+
+#[test]
+fn the_nats_own_traffic_and_other_protocols_are_left_alone() {
+    let mut nat = Nat::new(Config::new(EXT));
+    // From the external address itself (the NAT's own stack).
+    let mut own = tcp(EXT, 179, WEB, 179, 0x02);
+    assert_eq!(nat.outbound(T0, &mut own), Action::Untouched);
+    // GRE (47) has no ports to translate by: passed unchanged, no connection made.
+    let mut gre = udp(CLIENT, 1, WEB, 2);
+    gre[9] = 47;
+    gre[10] = 0;
+    gre[11] = 0;
+    let c = strata_wire::checksum::checksum(&gre[..20]);
+    gre[10..12].copy_from_slice(&c.to_be_bytes());
+    let before = gre.clone();
+    assert_eq!(nat.outbound(T0, &mut gre), Action::Untouched);
+    assert_eq!(gre, before);
+    let mut gre_in = before.clone();
+    gre_in[12..16].copy_from_slice(&WEB.octets());
+    gre_in[16..20].copy_from_slice(&EXT.octets());
+    gre_in[10] = 0;
+    gre_in[11] = 0;
+    let c = strata_wire::checksum::checksum(&gre_in[..20]);
+    gre_in[10..12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(nat.inbound(T0, &mut gre_in), Action::Untouched);
+    assert!(nat.is_empty());
+}
+
+#[test]
+fn snat_never_hands_out_a_port_a_forward_holds() {
+    // The client's own source port is 8080, which the forward holds: another port.
+    let mut nat = Nat::new(forward(proto::TCP, 8080));
+    let mut syn = tcp(CLIENT, 8080, WEB, 80, 0x02);
+    assert_eq!(nat.outbound(T0, &mut syn), Action::Translated);
+    assert_ne!(key(&syn).src_port, 8080);
+    // Over UDP the forward does not hold 8080: the port is kept.
+    let mut dns = udp(CLIENT, 8080, WEB, 53);
+    assert_eq!(nat.outbound(T0, &mut dns), Action::Translated);
+    assert_eq!(key(&dns).src_port, 8080);
+}
+
+#[test]
+fn the_port_search_walks_past_clashes_and_then_runs_out() {
+    // Three ports; the clients all use port 7000, outside the range.
+    let mut config = Config::new(EXT);
+    config.ports = 5000..=5002;
+    let mut nat = Nat::new(config);
+    let mut ports = Vec::new();
+    for i in 0..3u8 {
+        let mut p = udp(Ipv4Addr::new(192, 168, 200, 20 + i), 7000, WEB, 53);
+        assert_eq!(nat.outbound(T0, &mut p), Action::Translated);
+        ports.push(key(&p).src_port);
+    }
+    ports.sort_unstable();
+    assert_eq!(ports, [5000, 5001, 5002], "each free port once");
+    // A fourth client toward the same remote endpoint: none left.
+    let mut fourth = udp(Ipv4Addr::new(192, 168, 200, 30), 7000, WEB, 53);
+    assert_eq!(
+        nat.outbound(T0, &mut fourth),
+        Action::Dropped(DropReason::PortsExhausted)
+    );
+    assert_eq!(nat.counters().ports_exhausted, 1);
+    // Toward another remote endpoint the same ports serve again.
+    let mut other = udp(Ipv4Addr::new(192, 168, 200, 30), 7000, WEB, 54);
+    assert_eq!(nat.outbound(T0, &mut other), Action::Translated);
+    // A port in the range that is taken: the search goes on from there, skipping it.
+    let mut config = Config::new(EXT);
+    config.ports = 5000..=5002;
+    let mut nat = Nat::new(config);
+    let mut a = udp(CLIENT, 5000, WEB, 53);
+    nat.outbound(T0, &mut a);
+    let mut b = udp(Ipv4Addr::new(192, 168, 200, 11), 5000, WEB, 53);
+    nat.outbound(T0, &mut b);
+    assert_eq!(key(&a).src_port, 5000);
+    assert_eq!(key(&b).src_port, 5001);
+}
+
+#[test]
+fn counters_count_what_they_say() {
+    let mut nat = Nat::new(Config::new(EXT));
+    let mut out = udp(CLIENT, 5353, WEB, 53);
+    nat.outbound(T0, &mut out);
+    let mut back = udp(WEB, 53, EXT, 5353);
+    nat.inbound(T0, &mut back);
+    let mut short = vec![0x45u8; 10];
+    assert_eq!(
+        nat.outbound(T0, &mut short),
+        Action::Dropped(DropReason::Malformed)
+    );
+    let c = nat.counters();
+    assert_eq!(
+        (
+            c.translated_out,
+            c.translated_in,
+            c.conns_created,
+            c.malformed
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(nat.len(), 1);
+    assert_eq!(nat.poll_at(), Some(SWEEP_INTERVAL));
+    nat.poll(T0 + Timeouts::default().udp + SWEEP_INTERVAL);
+    assert!(nat.is_empty());
+    assert_eq!(nat.counters().conns_expired, 1);
+    assert_eq!(nat.poll_at(), None, "nothing to sweep");
+}
+
 proptest::proptest! {
     #[test]
     fn arbitrary_packets_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
