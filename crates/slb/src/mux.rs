@@ -63,31 +63,108 @@ pub struct VipConfig {
     pub vni: Vni,
 }
 
+/// A DIP of a VIP entry at its position.
+#[derive(Debug, Clone)]
+struct Member {
+    dip: Dip,
+    healthy: bool,
+}
+
 #[derive(Debug)]
 struct VipState {
     config: VipConfig,
-    healthy: Vec<bool>,
-    /// Built over the healthy DIPs; `active[i]` is the DIP index of Maglev backend `i`.
+    /// The DIPs by position, which the flow table remembers: a DIP keeps its position
+    /// while the entry is replaced, and a position whose DIP left stays empty, so no
+    /// remembered flow is sent to another DIP by it.
+    members: Vec<Option<Member>>,
+    /// The position of each DIP of `config.dips`, in its order.
+    positions: Vec<u16>,
+    /// Built over the healthy DIPs in the configuration's order (the same on every Mux);
+    /// `active[i]` is the position of Maglev backend `i`.
     table: Maglev,
     active: Vec<u16>,
 }
 
 impl VipState {
-    fn rebuild(&mut self) {
-        self.active = (0..self.config.dips.len())
-            .filter(|&i| self.healthy[i])
-            .map(|i| i as u16)
+    /// A new entry: every DIP healthy, at its index.
+    fn new(config: VipConfig) -> VipState {
+        let members = config
+            .dips
+            .iter()
+            .map(|dip| {
+                Some(Member {
+                    dip: dip.clone(),
+                    healthy: true,
+                })
+            })
             .collect();
-        let ids: Vec<[u8; 6]> = self
+        let positions = (0..config.dips.len()).map(|i| i as u16).collect();
+        let mut state = VipState {
+            config,
+            members,
+            positions,
+            table: Maglev::build(std::iter::empty()),
+            active: Vec::new(),
+        };
+        state.rebuild();
+        state
+    }
+
+    /// This entry with `config` instead: the DIPs that stay keep their position and
+    /// health, those that go leave their position empty, new ones take new positions
+    /// and start healthy. `None` when positions ran out (the caller starts afresh).
+    fn replaced(&self, config: VipConfig) -> Option<VipState> {
+        let mut members: Vec<Option<Member>> = self
+            .members
+            .iter()
+            .map(|m| m.clone().filter(|m| config.dips.contains(&m.dip)))
+            .collect();
+        let mut positions = Vec::with_capacity(config.dips.len());
+        for dip in &config.dips {
+            let at = match members
+                .iter()
+                .position(|m| m.as_ref().is_some_and(|m| &m.dip == dip))
+            {
+                Some(at) => at,
+                None => {
+                    members.push(Some(Member {
+                        dip: dip.clone(),
+                        healthy: true,
+                    }));
+                    members.len() - 1
+                }
+            };
+            positions.push(u16::try_from(at).ok()?);
+        }
+        let mut state = VipState {
+            config,
+            members,
+            positions,
+            table: Maglev::build(std::iter::empty()),
+            active: Vec::new(),
+        };
+        state.rebuild();
+        Some(state)
+    }
+
+    fn member(&self, position: u16) -> Option<&Member> {
+        self.members.get(usize::from(position))?.as_ref()
+    }
+
+    fn rebuild(&mut self) {
+        self.active = self
+            .positions
+            .iter()
+            .copied()
+            .filter(|&p| self.member(p).is_some_and(|m| m.healthy))
+            .collect();
+        let ids: Vec<([u8; 6], u32)> = self
             .active
             .iter()
-            .map(|&i| self.config.dips[usize::from(i)].identity())
+            .filter_map(|&p| self.member(p))
+            .map(|m| (m.dip.identity(), m.dip.weight))
             .collect();
-        self.table = Maglev::build(
-            ids.iter()
-                .zip(&self.active)
-                .map(|(id, &i)| (&id[..], self.config.dips[usize::from(i)].weight)),
-        );
+        self.table = Maglev::build(ids.iter().map(|(id, w)| (&id[..], *w)));
     }
 }
 
@@ -162,7 +239,7 @@ pub struct Mux {
     ident: u16,
 }
 
-/// Flow table value: VIP slot in the high half, DIP index in the low half.
+/// Flow table value: VIP slot in the high half, DIP position in the low half.
 fn pack(vip: usize, dip: u16) -> u32 {
     ((vip as u32) << 16) | u32::from(dip)
 }
@@ -202,37 +279,33 @@ impl Mux {
     /// Installs or replaces a VIP entry. DIPs start healthy. Established flows to DIPs
     /// that remain keep them.
     pub fn set_vip(&mut self, config: VipConfig) {
-        let healthy = vec![true; config.dips.len()];
-        let mut state = VipState {
-            config,
-            healthy,
-            table: Maglev::build(std::iter::empty()),
-            active: Vec::new(),
-        };
-        state.rebuild();
-        match self.index.get(&state.config.key) {
-            Some(&slot) => {
-                // Keep the health the DIPs that stay already had.
-                if let Some(old) = &self.vips[slot] {
-                    for (i, dip) in state.config.dips.iter().enumerate() {
-                        if let Some(j) = old.config.dips.iter().position(|d| d == dip) {
-                            state.healthy[i] = old.healthy[j];
-                        }
-                    }
-                    state.rebuild();
+        let key = config.key;
+        let old = self.index.get(&key).copied();
+        let replaced = old
+            .and_then(|slot| self.vips[slot].as_ref())
+            .map(|state| state.replaced(config.clone()));
+        match (old, replaced) {
+            (Some(slot), Some(Some(state))) => self.vips[slot] = Some(state),
+            _ => {
+                // New, or its positions ran out: a fresh entry in another slot, so the
+                // flows remembered in the old one are chosen afresh.
+                let slot = self.free_slot();
+                self.vips[slot] = Some(VipState::new(config));
+                self.index.insert(key, slot);
+                if let Some(old) = old {
+                    self.vips[old] = None;
                 }
-                self.vips[slot] = Some(state);
             }
+        }
+    }
+
+    /// An empty VIP slot (not one just emptied: see [`Mux::set_vip`]).
+    fn free_slot(&mut self) -> usize {
+        match self.vips.iter().position(Option::is_none) {
+            Some(s) => s,
             None => {
-                let slot = match self.vips.iter().position(Option::is_none) {
-                    Some(s) => s,
-                    None => {
-                        self.vips.push(None);
-                        self.vips.len() - 1
-                    }
-                };
-                self.index.insert(state.config.key, slot);
-                self.vips[slot] = Some(state);
+                self.vips.push(None);
+                self.vips.len() - 1
             }
         }
     }
@@ -249,9 +322,9 @@ impl Mux {
         let mut changed = false;
         for state in self.vips.iter_mut().flatten() {
             let mut touched = false;
-            for (i, d) in state.config.dips.iter().enumerate() {
-                if d.addr == dip && state.healthy[i] != healthy {
-                    state.healthy[i] = healthy;
+            for m in state.members.iter_mut().flatten() {
+                if m.dip.addr == dip && m.healthy != healthy {
+                    m.healthy = healthy;
                     touched = true;
                 }
             }
@@ -268,13 +341,21 @@ impl Mux {
         self.index.keys().any(|k| k.vip == addr)
     }
 
-    /// The VIP entries, ordered by key, with each DIP's health.
+    /// The VIP entries, ordered by key, with the health of each DIP (in the entry's
+    /// order).
     pub fn vips(&self) -> Vec<(&VipConfig, Vec<bool>)> {
         let mut v: Vec<_> = self
             .vips
             .iter()
             .flatten()
-            .map(|s| (&s.config, s.healthy.clone()))
+            .map(|s| {
+                let health = s
+                    .positions
+                    .iter()
+                    .map(|&p| s.member(p).is_some_and(|m| m.healthy))
+                    .collect();
+                (&s.config, health)
+            })
             .collect();
         v.sort_by_key(|(c, _)| c.key);
         v
@@ -310,11 +391,13 @@ impl Mux {
             key.src_port,
             key.dst_port,
         );
-        let (vip_slot, dip) = self.choose(now, &key, hash)?;
+        let (vip_slot, position) = self.choose(now, &key, hash)?;
         let Some(state) = self.vips[vip_slot].as_ref() else {
             return Err(MuxDrop::NoVip);
         };
-        let dip = &state.config.dips[usize::from(dip)];
+        let Some(Member { dip, .. }) = state.member(position) else {
+            return Err(MuxDrop::NoHealthyDip);
+        };
         let inner = &packet[..layout.total_len];
         let total = ENCAP_LEN + inner.len();
         if out.len() < total || total > usize::from(u16::MAX) {
@@ -355,7 +438,7 @@ impl Mux {
                 if k.vip == key.dst
                     && k.proto == key.proto
                     && k.port == vip_port(key)
-                    && state.healthy[usize::from(dip)]
+                    && state.member(dip).is_some_and(|m| m.healthy)
                 {
                     return Ok((slot, dip));
                 }

@@ -261,3 +261,160 @@ proptest::proptest! {
         let _ = m.encapsulate(T, &bytes, &mut out);
     }
 }
+
+/// The DIP the Mux sends a SYN from client `i` to.
+fn chosen(m: &mut Mux, i: u32) -> Result<Ipv4Addr, MuxDrop> {
+    let (src, sport) = client(i);
+    let mut out = [0u8; 2048];
+    m.encapsulate(T, &syn(src, sport), &mut out).map(|e| e.dip)
+}
+
+#[test]
+fn a_removed_vip_takes_no_more_flows_and_its_slot_serves_the_next() {
+    let mut m = mux();
+    assert!(m.has_vip(VIP));
+    assert!(chosen(&mut m, 1).is_ok());
+    m.remove_vip(&vip(vec![], Distribution::FiveTuple).key);
+    assert!(!m.has_vip(VIP));
+    assert!(m.vips().is_empty());
+    // Also an established flow: its flow-table entry points at nothing now.
+    assert_eq!(chosen(&mut m, 1), Err(MuxDrop::NoVip));
+    assert_eq!(chosen(&mut m, 2), Err(MuxDrop::NoVip));
+    m.set_vip(vip(vec![dip(80)], Distribution::FiveTuple));
+    assert_eq!(chosen(&mut m, 1), Ok(Ipv4Addr::new(192, 168, 100, 80)));
+}
+
+#[test]
+fn a_replaced_vip_keeps_each_dips_own_health() {
+    let mut m = mux();
+    assert!(m.set_dip_health(Ipv4Addr::new(192, 168, 100, 75), false));
+    assert!(
+        !m.set_dip_health(Ipv4Addr::new(192, 168, 100, 75), false),
+        "no change"
+    );
+    // Reordered, one gone, one new: .75 stays down, the new .77 starts up.
+    m.set_vip(vip(
+        vec![dip(77), dip(75), dip(74)],
+        Distribution::FiveTuple,
+    ));
+    let (config, health) = &m.vips()[0];
+    let addrs: Vec<u8> = config.dips.iter().map(|d| d.addr.octets()[3]).collect();
+    assert_eq!(addrs, [77, 75, 74]);
+    assert_eq!(health, &[true, false, true]);
+    for i in 0..200 {
+        assert_ne!(chosen(&mut m, i), Ok(Ipv4Addr::new(192, 168, 100, 75)));
+    }
+}
+
+#[test]
+fn maglev_at_the_mux_is_keyed_by_dip_address_and_port() {
+    // The Mux's choice is Maglev over (address, port) of the healthy DIPs, with the
+    // flow's 5-tuple hash: built here from the same identities, independently.
+    let dips = vec![dip(74), dip(75), dip(76)];
+    let ids: Vec<[u8; 6]> = dips.iter().map(Dip::identity).collect();
+    let table = Maglev::build(ids.iter().map(|id| (&id[..], 1)));
+    let mut m = mux();
+    for i in 0..300 {
+        let (src, sport) = client(i);
+        let hash = flow_hash(Distribution::FiveTuple, proto::TCP, src, VIP, sport, 80);
+        let want = dips[table.lookup(hash).unwrap()].addr;
+        assert_eq!(chosen(&mut m, i), Ok(want), "flow {i}");
+    }
+    // Another port on one DIP is another identity: some flows move.
+    let mut moved = dips.clone();
+    moved[1].port = 8080;
+    let mut other = Mux::new(MuxConfig::new(
+        Ipv4Addr::new(192, 168, 233, 20),
+        EthernetAddress([0x00, 0x15, 0x5d, 0x64, 5, 1]),
+    ));
+    other.set_vip(vip(moved, Distribution::FiveTuple));
+    let mut m = mux();
+    let differ = (0..300)
+        .filter(|&i| chosen(&mut m, i) != chosen(&mut other, i))
+        .count();
+    assert!(differ > 0, "the port is part of the key");
+}
+
+#[test]
+fn flows_of_one_vip_keep_their_dips_when_another_vip_changes() {
+    let mut m = mux();
+    let second = VipConfig {
+        key: VipKey {
+            vip: VIP,
+            proto: proto::TCP,
+            port: 443,
+        },
+        ..vip(vec![dip(74), dip(75), dip(76)], Distribution::FiveTuple)
+    };
+    m.set_vip(second.clone());
+    let before: Vec<_> = (0..100).map(|i| chosen(&mut m, i)).collect();
+    // The :443 entry loses two DIPs and is then removed: :80's flows stay put.
+    m.set_vip(VipConfig {
+        dips: vec![dip(76)],
+        ..second.clone()
+    });
+    let after: Vec<_> = (0..100).map(|i| chosen(&mut m, i)).collect();
+    assert_eq!(before, after);
+    m.remove_vip(&second.key);
+    let after: Vec<_> = (0..100).map(|i| chosen(&mut m, i)).collect();
+    assert_eq!(before, after);
+    assert!(m.has_vip(VIP), ":80 is still there");
+    assert!(!m.has_vip(Ipv4Addr::new(192, 168, 133, 75)));
+}
+
+#[test]
+fn the_vip_listing_is_ordered_by_key() {
+    let mut m = Mux::new(MuxConfig::new(
+        Ipv4Addr::new(192, 168, 233, 20),
+        EthernetAddress([0x00, 0x15, 0x5d, 0x64, 5, 1]),
+    ));
+    for (addr, port) in [(75u8, 80u16), (74, 443), (74, 80)] {
+        m.set_vip(VipConfig {
+            key: VipKey {
+                vip: Ipv4Addr::new(192, 168, 133, addr),
+                proto: proto::TCP,
+                port,
+            },
+            ..vip(vec![dip(74)], Distribution::FiveTuple)
+        });
+    }
+    let keys: Vec<(u8, u16)> = m
+        .vips()
+        .iter()
+        .map(|(c, _)| (c.key.vip.octets()[3], c.key.port))
+        .collect();
+    assert_eq!(keys, [(74, 80), (74, 443), (75, 80)]);
+}
+
+#[test]
+fn established_flows_keep_their_dip_when_the_pool_is_reordered_or_shrinks() {
+    // A regression test: the flow table remembered DIPs by index into the entry's list,
+    // so reordering the list moved established flows, and a shorter list after a
+    // removal read past its end (a panic on the packet path).
+    let mut m = mux();
+    let before: Vec<_> = (0..200).map(|i| chosen(&mut m, i)).collect();
+    m.set_vip(vip(
+        vec![dip(76), dip(74), dip(75)],
+        Distribution::FiveTuple,
+    ));
+    let after: Vec<_> = (0..200).map(|i| chosen(&mut m, i)).collect();
+    assert_eq!(before, after, "reordered: every flow stays");
+    // .74 leaves: only its flows move, to the others.
+    m.set_vip(vip(vec![dip(76), dip(75)], Distribution::FiveTuple));
+    for (i, was) in before.iter().enumerate() {
+        let now = chosen(&mut m, i as u32);
+        if *was == Ok(Ipv4Addr::new(192, 168, 100, 74)) {
+            assert!(now.is_ok() && now != *was);
+        } else {
+            assert_eq!(now, *was, "flow {i}");
+        }
+    }
+    // .74 comes back: a new flow may go to it, the established ones stay.
+    let settled: Vec<_> = (0..200).map(|i| chosen(&mut m, i)).collect();
+    m.set_vip(vip(
+        vec![dip(74), dip(75), dip(76)],
+        Distribution::FiveTuple,
+    ));
+    let again: Vec<_> = (0..200).map(|i| chosen(&mut m, i)).collect();
+    assert_eq!(settled, again);
+}
