@@ -342,6 +342,135 @@ fn counters_count_what_they_say() {
     assert_eq!(nat.poll_at(), None, "nothing to sweep");
 }
 
+/// An ICMP echo request (id `ident`) with correct checksums.
+fn echo(src: Ipv4Addr, dst: Ipv4Addr, ident: u16) -> Vec<u8> {
+    let mut p = vec![0u8; 28];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&28u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 1;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let c = strata_wire::checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20] = 8;
+    p[24..26].copy_from_slice(&ident.to_be_bytes());
+    let c = strata_wire::checksum::checksum(&p[20..]);
+    p[22..24].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+#[test]
+fn each_protocol_has_its_own_idle_timeout() {
+    let mut nat = Nat::new(Config::new(EXT));
+    let t = Timeouts::default();
+    let mut dns = udp(CLIENT, 5353, WEB, 53);
+    nat.outbound(T0, &mut dns);
+    let mut ping = echo(CLIENT, WEB, 7);
+    assert_eq!(nat.outbound(T0, &mut ping), Action::Translated);
+    let expires: Vec<(u8, Duration)> = nat
+        .conns()
+        .iter()
+        .map(|c| (c.inner.proto, c.expires))
+        .collect();
+    assert!(expires.contains(&(proto::UDP, T0 + t.udp)), "{expires:?}");
+    assert!(expires.contains(&(proto::ICMP, T0 + t.icmp)), "{expires:?}");
+}
+
+#[test]
+fn two_fins_close_a_connection_and_one_leaves_it_closing() {
+    let mut nat = Nat::new(Config::new(EXT));
+    let t = Timeouts::default();
+    let mut syn = tcp(CLIENT, 49152, WEB, 80, 0x02);
+    nat.outbound(T0, &mut syn);
+    let mut synack = tcp(WEB, 80, EXT, 49152, 0x12);
+    nat.inbound(T0, &mut synack);
+    let mut fin = tcp(CLIENT, 49152, WEB, 80, 0x11);
+    nat.outbound(T0, &mut fin);
+    assert_eq!(nat.conns()[0].tcp, Some(TcpState::Closing));
+    assert_eq!(nat.conns()[0].expires, T0 + t.tcp_transitory);
+    let mut fin_back = tcp(WEB, 80, EXT, 49152, 0x11);
+    nat.inbound(T0, &mut fin_back);
+    assert_eq!(nat.conns()[0].tcp, Some(TcpState::Closed));
+    assert_eq!(nat.conns()[0].expires, T0 + t.tcp_closed);
+}
+
+#[test]
+fn an_expired_connection_found_by_its_next_packet_is_replaced() {
+    // No sweep in between: the lookup finds it expired, counts it, and makes a new one.
+    let mut nat = Nat::new(Config::new(EXT));
+    let mut p = udp(CLIENT, 5353, WEB, 53);
+    nat.outbound(T0, &mut p);
+    let later = T0 + Timeouts::default().udp + Duration::from_secs(1);
+    let mut p = udp(CLIENT, 5353, WEB, 53);
+    assert_eq!(nat.outbound(later, &mut p), Action::Translated);
+    assert_eq!(nat.counters().conns_expired, 1);
+    assert_eq!(nat.counters().conns_created, 2);
+}
+
+#[test]
+fn a_truncated_transport_header_is_malformed() {
+    let mut nat = Nat::new(Config::new(EXT));
+    // An IPv4 header that says TCP, with 2 bytes of TCP: not even the ports.
+    let mut p = tcp(CLIENT, 1, WEB, 80, 0x02);
+    p.truncate(22);
+    p[2..4].copy_from_slice(&22u16.to_be_bytes());
+    p[10] = 0;
+    p[11] = 0;
+    let c = strata_wire::checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(
+        nat.outbound(T0, &mut p),
+        Action::Dropped(DropReason::Malformed)
+    );
+    assert_eq!(nat.counters().malformed, 1);
+}
+
+#[test]
+fn a_forward_to_a_server_already_talking_to_that_endpoint_is_refused() {
+    // The server at CLIENT:80 opened a connection to WEB:40000 itself (SNAT, kept port
+    // 80); WEB:40000 then connects to the forward: the inner keys would collide.
+    let mut nat = Nat::new(forward(proto::TCP, 8080));
+    let mut out = tcp(CLIENT, 80, WEB, 40000, 0x02);
+    assert_eq!(nat.outbound(T0, &mut out), Action::Translated);
+    let mut syn = tcp(WEB, 40000, EXT, 8080, 0x02);
+    assert_eq!(
+        nat.inbound(T0, &mut syn),
+        Action::Dropped(DropReason::PortsExhausted)
+    );
+    assert_eq!(nat.counters().ports_exhausted, 1);
+}
+
+#[test]
+fn the_port_search_goes_all_the_way_round() {
+    // Range 5000-5002. B takes 5000 by the search (cursor now 5001); A and C keep 5001
+    // and 5002. B idles out; D's search starts at 5001 and finds 5000 last.
+    let t = Timeouts::default();
+    let mut config = Config::new(EXT);
+    config.ports = 5000..=5002;
+    let mut nat = Nat::new(config);
+    let host = |i: u8| Ipv4Addr::new(192, 168, 200, 20 + i);
+    let out = |nat: &mut Nat, now, src, sport| {
+        let mut p = udp(src, sport, WEB, 53);
+        let action = nat.outbound(now, &mut p);
+        (action, key(&p).src_port)
+    };
+    assert_eq!(out(&mut nat, T0, host(1), 7000), (Action::Translated, 5000));
+    assert_eq!(out(&mut nat, T0, host(2), 5001), (Action::Translated, 5001));
+    assert_eq!(out(&mut nat, T0, host(3), 5002), (Action::Translated, 5002));
+    let refresh = T0 + t.udp - Duration::from_secs(1);
+    out(&mut nat, refresh, host(2), 5001);
+    out(&mut nat, refresh, host(3), 5002);
+    let swept = T0 + t.udp + Duration::from_secs(1);
+    nat.poll(swept);
+    assert_eq!(nat.len(), 2);
+    assert_eq!(nat.poll_at(), Some(swept + SWEEP_INTERVAL));
+    assert_eq!(
+        out(&mut nat, swept, host(4), 7000),
+        (Action::Translated, 5000)
+    );
+}
+
 proptest::proptest! {
     #[test]
     fn arbitrary_packets_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
