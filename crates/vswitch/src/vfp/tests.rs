@@ -690,3 +690,222 @@ mod ipv6 {
         assert_eq!(syn, with_mss(1390));
     }
 }
+
+mod entropy {
+    use super::*;
+    use strata_wire::flow::{FlowKey, FlowKey6};
+
+    /// The VXLAN outer source port's entropy is source port ^ destination port ^ source
+    /// ^ destination, an IPv6 address folded by XOR of its four 32-bit words: vectors
+    /// worked out by hand from that definition.
+    #[test]
+    fn entropy_vectors() {
+        let v4 = Flow::V4(FlowKey {
+            proto: 6,
+            src: Ipv4Addr::new(192, 168, 200, 10),
+            dst: Ipv4Addr::new(192, 168, 133, 74),
+            src_port: 0xc350,
+            dst_port: 0x0050,
+        });
+        // c0a8c80a ^ c0a8854a = 00004d40; ^ c350 ^ 0050 = 00008e40.
+        assert_eq!(v4.entropy(), 0x0000_8e40);
+        let v6 = Flow::V6(FlowKey6 {
+            proto: 17,
+            src: "2001:db8:1:2:3:4:5:6".parse().unwrap(),
+            dst: "fe80::1234:5678:9abc:def0".parse().unwrap(),
+            src_port: 0x1111,
+            dst_port: 0x2222,
+        });
+        // Source words 20010db8 00010002 00030004 00050006 fold to 20060db8,
+        // destination words fe800000 00000000 12345678 9abcdef0 to 76088888.
+        let fold = |w: [u32; 4]| w[0] ^ w[1] ^ w[2] ^ w[3];
+        assert_eq!(
+            fold([0x2001_0db8, 0x0001_0002, 0x0003_0004, 0x0005_0006]),
+            0x2006_0db8
+        );
+        assert_eq!(
+            fold([0xfe80_0000, 0x0000_0000, 0x1234_5678, 0x9abc_def0]),
+            0x7608_8888
+        );
+        assert_eq!(v6.entropy(), 0x2006_0db8 ^ 0x7608_8888 ^ 0x1111 ^ 0x2222);
+        assert_eq!(v6.entropy(), 0x560e_b603);
+    }
+
+    #[test]
+    fn every_field_moves_the_entropy() {
+        let base = FlowKey {
+            proto: 6,
+            src: Ipv4Addr::new(10, 0, 0, 1),
+            dst: Ipv4Addr::new(10, 0, 0, 2),
+            src_port: 40000,
+            dst_port: 80,
+        };
+        let e = |k: FlowKey| Flow::V4(k).entropy();
+        let all = [
+            e(base),
+            e(FlowKey {
+                src: Ipv4Addr::new(10, 0, 1, 1),
+                ..base
+            }),
+            e(FlowKey {
+                dst: Ipv4Addr::new(10, 0, 0, 6),
+                ..base
+            }),
+            e(FlowKey {
+                src_port: 40001,
+                ..base
+            }),
+            e(FlowKey {
+                dst_port: 112,
+                ..base
+            }),
+        ];
+        let distinct: std::collections::BTreeSet<u32> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), all.len(), "{all:x?}");
+    }
+}
+
+mod mss {
+    use super::*;
+
+    /// A TCP SYN whose options are `options` (padded to a multiple of 4 with EOL).
+    fn syn_with(options: &[u8]) -> Vec<u8> {
+        let mut opts = options.to_vec();
+        while opts.len() % 4 != 0 {
+            opts.push(0);
+        }
+        let mut f = tcp_frame(CLIENT, 5000, DIP, 80, 0x02, DIP_MAC);
+        f.truncate(14 + 20 + 20);
+        f.extend_from_slice(&opts);
+        let total = (20 + 20 + opts.len()) as u16;
+        f[14 + 2..14 + 4].copy_from_slice(&total.to_be_bytes());
+        f[14 + 10] = 0;
+        f[14 + 11] = 0;
+        let c = checksum::checksum(&f[14..14 + 20]);
+        f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+        f[14 + 20 + 12] = ((20 + opts.len()) / 4 << 4) as u8;
+        let mut tcp = TcpPacket::new_unchecked(&mut f[14 + 20..]);
+        tcp.fill_checksum(&CLIENT.into(), &DIP.into());
+        f
+    }
+
+    fn clamping_port() -> Port {
+        let mut port = Port::new("vm", DEFAULT_FLOW_LIMIT);
+        port.set_layer(Layer {
+            name: "MSS".into(),
+            priority: 1,
+            groups: vec![Group {
+                name: "clamp".into(),
+                direction: Direction::Out,
+                family: Family::Ipv4,
+                priority: 1,
+                rules: vec![Rule {
+                    name: "clamp".into(),
+                    priority: 1,
+                    conditions: Conditions {
+                        proto: Some(6),
+                        ..Conditions::any()
+                    },
+                    action: Action::ClampMss(1410),
+                }],
+            }],
+        });
+        port
+    }
+
+    /// The options after the port clamped them; the checksums checked.
+    fn clamped(options: &[u8]) -> Vec<u8> {
+        let mut f = syn_with(options);
+        let mut port = clamping_port();
+        port.process(T, Direction::Out, &mut f);
+        assert_checksums(&f);
+        f[14 + 40..14 + 40 + options.len()].to_vec()
+    }
+
+    #[test]
+    fn the_mss_is_found_among_other_options() {
+        const MSS_1460: [u8; 4] = [2, 4, 0x05, 0xb4];
+        const MSS_1410: [u8; 4] = [2, 4, 0x05, 0x82];
+        // After NOPs, window scale and SACK permitted, as Linux sends them in other
+        // orders; and last.
+        let cases: [(&[u8], usize); 4] = [
+            (&[1, 1, 4, 2, 2, 4, 0x05, 0xb4], 4),
+            (&[3, 3, 7, 1, 2, 4, 0x05, 0xb4], 4),
+            (&[4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 2, 4, 0x05, 0xb4], 12),
+            (&MSS_1460, 0),
+        ];
+        for (options, at) in cases {
+            let out = clamped(options);
+            assert_eq!(&out[at..at + 4], &MSS_1410, "{options:?}");
+            assert_eq!(&out[..at], &options[..at], "the others unchanged");
+        }
+    }
+
+    #[test]
+    fn an_mss_at_or_below_the_clamp_is_left_alone() {
+        for mss in [1410u16, 536] {
+            let [hi, lo] = mss.to_be_bytes();
+            assert_eq!(clamped(&[2, 4, hi, lo]), [2, 4, hi, lo]);
+        }
+    }
+
+    #[test]
+    fn malformed_or_absent_options_are_left_alone() {
+        let cases: [&[u8]; 5] = [
+            // End of options before the MSS.
+            &[0, 0, 0, 0, 2, 4, 0x05, 0xb4],
+            // A length below 2.
+            &[3, 1, 0, 0, 2, 4, 0x05, 0xb4],
+            // A length past the header.
+            &[3, 20, 0, 0],
+            // An MSS option of the wrong length.
+            &[2, 6, 0x05, 0xb4, 0, 0],
+            // None at all.
+            &[1, 1, 1, 1],
+        ];
+        for options in cases {
+            let mut padded = options.to_vec();
+            while padded.len() % 4 != 0 {
+                padded.push(0);
+            }
+            assert_eq!(clamped(options), padded[..options.len()], "{options:?}");
+        }
+    }
+
+    #[test]
+    fn only_syns_are_clamped() {
+        let mut f = syn_with(&[2, 4, 0x05, 0xb4]);
+        f[14 + 20 + 13] = 0x10;
+        let mut tcp = TcpPacket::new_unchecked(&mut f[14 + 20..]);
+        tcp.fill_checksum(&CLIENT.into(), &DIP.into());
+        let mut port = clamping_port();
+        port.process(T, Direction::Out, &mut f);
+        assert_eq!(&f[14 + 40..14 + 44], &[2, 4, 0x05, 0xb4]);
+    }
+}
+
+#[test]
+fn layers_are_removed_by_name_and_the_cache_follows() {
+    let mut port = slb_port();
+    assert_eq!(port.name(), "PortalVM");
+    let names = |p: &Port| -> Vec<String> { p.layers().iter().map(|l| l.name.clone()).collect() };
+    assert_eq!(names(&port), ["VNET", "SLB_NAT", "ACL"]);
+    let generation = port.generation();
+    assert!(!port.remove_layer("nothing"));
+    assert_eq!(
+        port.generation(),
+        generation,
+        "no change, no new generation"
+    );
+    // A flow decapsulated and NATed, cached.
+    let mut syn = encapsulate(&tcp_frame(CLIENT, 5000, VIP, 80, 0x02, DIP_MAC));
+    port.process(T, Direction::In, &mut syn);
+    assert_eq!(ipv4(&syn).dst_addr(), DIP);
+    assert!(port.remove_layer("SLB_NAT"));
+    assert_eq!(port.generation(), generation + 1);
+    assert_eq!(names(&port), ["VNET", "ACL"]);
+    // The cached transposition is stale: the flow is only decapsulated now.
+    let mut again = encapsulate(&tcp_frame(CLIENT, 5000, VIP, 80, 0x10, DIP_MAC));
+    port.process(T, Direction::In, &mut again);
+    assert_eq!(ipv4(&again).dst_addr(), VIP);
+}
