@@ -771,7 +771,7 @@ mod mss {
     /// A TCP SYN whose options are `options` (padded to a multiple of 4 with EOL).
     fn syn_with(options: &[u8]) -> Vec<u8> {
         let mut opts = options.to_vec();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(0);
         }
         let mut f = tcp_frame(CLIENT, 5000, DIP, 80, 0x02, DIP_MAC);
@@ -783,7 +783,7 @@ mod mss {
         f[14 + 11] = 0;
         let c = checksum::checksum(&f[14..14 + 20]);
         f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
-        f[14 + 20 + 12] = ((20 + opts.len()) / 4 << 4) as u8;
+        f[14 + 20 + 12] = (((20 + opts.len()) / 4) << 4) as u8;
         let mut tcp = TcpPacket::new_unchecked(&mut f[14 + 20..]);
         tcp.fill_checksum(&CLIENT.into(), &DIP.into());
         f
@@ -865,7 +865,7 @@ mod mss {
         ];
         for options in cases {
             let mut padded = options.to_vec();
-            while padded.len() % 4 != 0 {
+            while !padded.len().is_multiple_of(4) {
                 padded.push(0);
             }
             assert_eq!(clamped(options), padded[..options.len()], "{options:?}");
