@@ -392,6 +392,68 @@ mod tests {
     }
 
     #[test]
+    fn the_switch_counts_what_it_forwards_floods_and_decapsulates() {
+        let mut s = VSwitch::new("CCI_External");
+        assert_eq!(s.name(), "CCI_External");
+        let up = s.add_uplink("uplink");
+        let host = s.add_internal("vEthernet 1001", HOST);
+        let vm = s.add_vm("PortalVM", VM, 1024);
+        let t = Duration::ZERO;
+        s.receive(t, up, frame(EthernetAddress::BROADCAST, ROUTER, 0x0806));
+        s.receive(t, up, frame(EthernetAddress::BROADCAST, ROUTER, 0x0806));
+        s.receive(t, host, frame(VM, HOST, 0x0806));
+        s.receive(t, host, frame(VM, HOST, 0x0806));
+        s.receive(t, host, frame(VM, HOST, 0x0806));
+        drain(&mut s);
+        // A VXLAN frame for a MAC no VM port has, and one for the VM (inner Ethernet to
+        // the VM's MAC, inner IPv4 and UDP).
+        let vxlan = |inner_dst: EthernetAddress| {
+            let mut f = frame(HOST, ROUTER, 0x0800);
+            f.truncate(14);
+            let inner_len = 14 + 28;
+            let total = (20 + 8 + 8 + inner_len) as u16;
+            let mut ip = vec![
+                0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            ];
+            ip[2..4].copy_from_slice(&total.to_be_bytes());
+            let c = strata_wire::checksum::checksum(&ip);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            f.extend_from_slice(&ip);
+            f.extend_from_slice(&[0xc0, 0x00, 0x12, 0xb5]);
+            f.extend_from_slice(&(total - 20).to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0x08, 0, 0, 0, 0, 0x10, 0, 0]);
+            f.extend_from_slice(inner_dst.as_bytes());
+            f.extend_from_slice(ROUTER.as_bytes());
+            f.extend_from_slice(&[0x08, 0x00]);
+            let mut inner = vec![
+                0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 1, 0, 1, 10, 1, 0, 2,
+            ];
+            let c = strata_wire::checksum::checksum(&inner);
+            inner[10..12].copy_from_slice(&c.to_be_bytes());
+            inner.extend_from_slice(&[0x13, 0x88, 0x00, 0x35, 0, 8, 0, 0]);
+            f.extend_from_slice(&inner);
+            f
+        };
+        s.receive_encapsulated(t, vxlan(EthernetAddress([2, 9, 9, 9, 9, 9])));
+        s.receive_encapsulated(t, vxlan(VM));
+        s.receive_encapsulated(t, vxlan(VM));
+        assert_eq!(drain(&mut s), vec![vm, vm]);
+        let c = s.counters();
+        assert_eq!(
+            (c.flooded, c.forwarded, c.no_such_vm, c.decapsulated),
+            (2, 3, 1, 2)
+        );
+        // VLAN accessors: a VM port on VLAN 10, the uplink refuses one.
+        assert!(s.set_vlan(vm, Some(10)));
+        assert_eq!(s.vlan(vm), Some(10));
+        assert_eq!(s.vlan(host), None);
+        assert!(!s.set_vlan(up, Some(10)));
+        assert!(!s.set_vlan(vm, Some(4095)));
+        assert!(s.set_vlan(vm, None));
+        assert_eq!(s.vlan(vm), None);
+    }
+
+    #[test]
     fn malformed_frames_are_counted() {
         let mut s = VSwitch::new("s");
         let up = s.add_uplink("uplink");

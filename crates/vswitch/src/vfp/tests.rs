@@ -909,3 +909,132 @@ fn layers_are_removed_by_name_and_the_cache_follows() {
     port.process(T, Direction::In, &mut again);
     assert_eq!(ipv4(&again).dst_addr(), VIP);
 }
+
+/// A port with one layer whose one rule (outbound, IPv4) does `action`.
+fn one_rule(action: Action) -> Port {
+    let mut port = Port::new("vm", DEFAULT_FLOW_LIMIT);
+    port.set_layer(Layer {
+        name: "L".into(),
+        priority: 1,
+        groups: vec![Group {
+            name: "g".into(),
+            direction: Direction::Out,
+            family: Family::Ipv4,
+            priority: 1,
+            rules: vec![Rule {
+                name: "r".into(),
+                priority: 1,
+                conditions: Conditions::any(),
+                action,
+            }],
+        }],
+    });
+    port
+}
+
+#[test]
+fn set_mac_rewrites_the_macs_on_the_slow_and_the_fast_path() {
+    let src = EthernetAddress([0x02, 0, 0, 0, 0, 0xaa]);
+    let dst = EthernetAddress([0x02, 0, 0, 0, 0, 0xbb]);
+    let mut port = one_rule(Action::SetMac {
+        src: Some(src),
+        dst: Some(dst),
+    });
+    for flags in [0x02, 0x10] {
+        let mut f = tcp_frame(DIP, 80, CLIENT, 5000, flags, GW_MAC);
+        assert_eq!(port.process(T, Direction::Out, &mut f), Verdict::Forward);
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        assert_eq!((eth.src_addr(), eth.dst_addr()), (src, dst));
+        assert_checksums(&f);
+    }
+    assert_eq!(port.counters().fast_path, 1);
+    // Only the destination: the source stays.
+    let mut port = one_rule(Action::SetMac {
+        src: None,
+        dst: Some(dst),
+    });
+    let mut f = tcp_frame(DIP, 80, CLIENT, 5000, 0x02, GW_MAC);
+    port.process(T, Direction::Out, &mut f);
+    let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+    assert_eq!(
+        (eth.src_addr(), eth.dst_addr()),
+        (EthernetAddress([0x02, 0, 0, 0, 0, 1]), dst)
+    );
+}
+
+#[test]
+fn a_source_rewrite_that_keeps_the_port_still_rewrites_the_address() {
+    let mut port = one_rule(Action::Nat(NatSpec {
+        src: Some((VIP.into(), None)),
+        dst: None,
+    }));
+    let mut f = tcp_frame(DIP, 80, CLIENT, 5000, 0x02, GW_MAC);
+    port.process(T, Direction::Out, &mut f);
+    let ip = ipv4(&f);
+    assert_eq!(ip.src_addr(), VIP);
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!((tcp.src_port(), tcp.dst_port()), (80, 5000));
+    assert_checksums(&f);
+    // And on the fast path.
+    let mut f = tcp_frame(DIP, 80, CLIENT, 5000, 0x10, GW_MAC);
+    port.process(T, Direction::Out, &mut f);
+    assert_eq!(ipv4(&f).src_addr(), VIP);
+    assert_checksums(&f);
+}
+
+#[test]
+fn a_fin_shortens_a_cached_flows_life_and_it_stays_short() {
+    let mut port = one_rule(Action::Allow);
+    let t = FlowTimeouts::default();
+    let timeout = |port: &Port| port.flows()[0].1.timeout;
+    let mut send = |port: &mut Port, flags| {
+        let mut f = tcp_frame(DIP, 80, CLIENT, 5000, flags, GW_MAC);
+        port.process(T, Direction::Out, &mut f);
+    };
+    send(&mut port, 0x10);
+    assert_eq!(timeout(&port), t.tcp_established);
+    send(&mut port, 0x11);
+    assert_eq!(timeout(&port), t.tcp_transitory);
+    // A plain ACK after the FIN does not lengthen it again.
+    send(&mut port, 0x10);
+    assert_eq!(timeout(&port), t.tcp_transitory);
+    // A SYN-ACK is not an opening SYN: established.
+    let mut port = one_rule(Action::Allow);
+    send(&mut port, 0x12);
+    assert_eq!(timeout(&port), t.tcp_established);
+    // Past its timeout a cached flow takes the slow path again, and expire drops it.
+    let later = T + t.tcp_established;
+    let mut f = tcp_frame(DIP, 80, CLIENT, 5000, 0x10, GW_MAC);
+    port.process(later, Direction::Out, &mut f);
+    assert_eq!(port.counters().slow_path, 2);
+    port.expire(later + t.tcp_established);
+    assert!(port.flows().is_empty());
+    assert_eq!(port.counters().expired, 1);
+}
+
+#[test]
+fn the_port_counts_each_path_and_each_drop() {
+    let mut port = one_rule(Action::Block);
+    let mut f = tcp_frame(DIP, 80, CLIENT, 5000, 0x02, GW_MAC);
+    assert_eq!(
+        port.process(T, Direction::Out, &mut f),
+        Verdict::Drop(DropReason::Blocked)
+    );
+    let mut f = tcp_frame(DIP, 80, CLIENT, 5000, 0x10, GW_MAC);
+    port.process(T, Direction::Out, &mut f);
+    let mut junk = vec![0u8; 10];
+    assert_eq!(
+        port.process(T, Direction::Out, &mut junk),
+        Verdict::Drop(DropReason::Unparsed)
+    );
+    let c = port.counters();
+    assert_eq!(
+        (
+            c.slow_path,
+            c.fast_path,
+            c.dropped_blocked,
+            c.dropped_unparsed
+        ),
+        (1, 1, 2, 1)
+    );
+}
