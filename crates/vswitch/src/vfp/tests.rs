@@ -987,7 +987,7 @@ fn a_fin_shortens_a_cached_flows_life_and_it_stays_short() {
     let mut port = one_rule(Action::Allow);
     let t = FlowTimeouts::default();
     let timeout = |port: &Port| port.flows()[0].1.timeout;
-    let mut send = |port: &mut Port, flags| {
+    let send = |port: &mut Port, flags| {
         let mut f = tcp_frame(DIP, 80, CLIENT, 5000, flags, GW_MAC);
         port.process(T, Direction::Out, &mut f);
     };
