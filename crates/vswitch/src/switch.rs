@@ -454,12 +454,44 @@ mod tests {
     }
 
     #[test]
+    fn a_vm_cannot_claim_another_mac_by_sending_from_it() {
+        // Only the uplink's side is learned: a VM sending from a spoofed MAC does not
+        // draw that MAC's traffic to itself.
+        let mut s = VSwitch::new("s");
+        let up = s.add_uplink("uplink");
+        let host = s.add_internal("host", HOST);
+        let vm = s.add_vm("vm", VM, 1024);
+        let t = Duration::ZERO;
+        s.receive(t, vm, frame(ROUTER, ROUTER, 0x0806));
+        drain(&mut s);
+        s.receive(t, host, frame(ROUTER, HOST, 0x0806));
+        assert_eq!(drain(&mut s), vec![up]);
+        // Nor is a multicast source learned from the uplink.
+        let group = EthernetAddress([0x01, 0, 0x5e, 0, 0, 1]);
+        s.receive(t, up, frame(VM, group, 0x0806));
+        drain(&mut s);
+        assert!(!s.learned.contains_key(&(None, group)));
+    }
+
+    #[test]
     fn malformed_frames_are_counted() {
         let mut s = VSwitch::new("s");
         let up = s.add_uplink("uplink");
         s.receive(Duration::ZERO, up, vec![1, 2, 3]);
         s.receive_encapsulated(Duration::ZERO, frame(VM, HOST, 0x0800));
         assert_eq!(s.counters().malformed, 2);
+        // An IPv4 frame that parses but is no VXLAN: not for the encapsulated path.
+        let mut plain = frame(VM, HOST, 0x0800);
+        plain.truncate(14);
+        let mut ip = vec![
+            0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        let c = strata_wire::checksum::checksum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend_from_slice(&[0x13, 0x88, 0x00, 0x35, 0, 8, 0, 0]);
+        plain.extend_from_slice(&ip);
+        s.receive_encapsulated(Duration::ZERO, plain);
+        assert_eq!(s.counters().malformed, 3);
     }
 
     #[test]

@@ -1038,3 +1038,53 @@ fn the_port_counts_each_path_and_each_drop() {
         (1, 1, 2, 1)
     );
 }
+
+#[test]
+fn a_cached_flow_counts_its_packets_and_expiry_counts_only_what_went() {
+    let mut port = one_rule(Action::Allow);
+    for _ in 0..3 {
+        let mut f = tcp_frame(DIP, 80, CLIENT, 5000, 0x10, GW_MAC);
+        port.process(T, Direction::Out, &mut f);
+    }
+    assert_eq!(port.flows()[0].1.packets, 3);
+    // A second flow, later: expiring the first leaves it.
+    let t = FlowTimeouts::default();
+    let later = T + t.tcp_established;
+    let mut f = tcp_frame(DIP, 80, CLIENT, 5001, 0x10, GW_MAC);
+    port.process(later, Direction::Out, &mut f);
+    port.expire(later + Duration::from_secs(1));
+    assert_eq!(port.flows().len(), 1);
+    assert_eq!(port.counters().expired, 1);
+}
+
+#[test]
+fn a_segment_without_syn_or_ack_is_not_an_opening() {
+    let mut port = one_rule(Action::Allow);
+    let mut f = tcp_frame(DIP, 80, CLIENT, 5000, 0x08, GW_MAC);
+    port.process(T, Direction::Out, &mut f);
+    assert_eq!(
+        port.flows()[0].1.timeout,
+        FlowTimeouts::default().tcp_established
+    );
+}
+
+#[test]
+fn a_full_table_still_refreshes_a_flow_it_holds() {
+    // Limit 1: the flow is cached; a policy change makes it stale; its next packet
+    // takes the slow path and is cached again, not refused as if new.
+    let mut port = Port::new("vm", 1);
+    port.set_layer(acl(Action::Allow));
+    let mut f = tcp_frame(CLIENT, 5000, VIP, 80, 0x10, DIP_MAC);
+    port.process(T, Direction::In, &mut f);
+    port.set_layer(acl(Action::Allow));
+    let mut f = tcp_frame(CLIENT, 5000, VIP, 80, 0x10, DIP_MAC);
+    port.process(T, Direction::In, &mut f);
+    assert_eq!(port.counters().uft_full, 0);
+    let mut f = tcp_frame(CLIENT, 5000, VIP, 80, 0x10, DIP_MAC);
+    port.process(T, Direction::In, &mut f);
+    assert_eq!(port.counters().fast_path, 1);
+    // Another flow does not fit.
+    let mut other = tcp_frame(CLIENT, 5001, VIP, 80, 0x10, DIP_MAC);
+    port.process(T, Direction::In, &mut other);
+    assert_eq!(port.counters().uft_full, 1);
+}
