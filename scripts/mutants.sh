@@ -18,7 +18,7 @@ for package in "${packages[@]}"; do
   out="target/mutants/$package"
   # cargo-mutants exits non-zero when a mutant survives; the table says how many.
   # shellcheck disable=SC2086
-  cargo mutants --package "$package" --test-workspace=false --timeout 120 \
+  cargo mutants --package "$package" --test-workspace=false \
     --output "$out" ${MUTANTS_ARGS:-} >"$out.log" 2>&1 || true
   python3 - "$package" "$out/mutants.out/outcomes.json" <<'PY'
 import json, sys

@@ -282,4 +282,89 @@ mod tests {
         );
         assert_eq!(t.get(T + Duration::from_millis(11), &key(9), 3), Some(9));
     }
+
+    #[test]
+    fn quotas_round_to_whole_buckets_of_a_power_of_two() {
+        assert_eq!(
+            FlowTable::new(16, 64, Duration::from_secs(1)).capacity(),
+            (16, 64)
+        );
+        assert_eq!(
+            FlowTable::new(100, 3, Duration::from_secs(1)).capacity(),
+            (128, 4)
+        );
+    }
+
+    #[test]
+    fn a_flow_idle_for_exactly_the_timeout_is_gone() {
+        let mut t = FlowTable::new(16, 16, Duration::from_secs(10));
+        t.insert(T, key(1), 1, 5);
+        t.insert(T, key(2), 1, 6);
+        let almost = T + Duration::from_millis(9_999);
+        assert_eq!(t.get(almost, &key(1), 1), Some(5));
+        assert_eq!(
+            t.get(almost + Duration::from_millis(10_000), &key(1), 1),
+            None
+        );
+        assert_eq!(t.get(T + Duration::from_secs(10), &key(2), 1), None);
+    }
+
+    #[test]
+    fn a_promoted_flow_leaves_the_seen_once_table_and_its_neighbours_stay() {
+        let mut t = FlowTable::new(4, 4, Duration::from_secs(60));
+        t.insert(T, key(1), 3, 10);
+        t.insert(T, key(2), 3, 20);
+        assert_eq!(t.get(T, &key(1), 3), Some(10));
+        assert_eq!(t.len(T), (1, 1), "moved, not copied");
+        assert_eq!(t.get(T, &key(1), 3), Some(10));
+        assert_eq!(
+            t.get(T, &key(2), 3),
+            Some(20),
+            "its bucket's neighbour stays"
+        );
+        assert_eq!(t.len(T), (0, 2));
+    }
+
+    #[test]
+    fn counters_count_each_lookup() {
+        let mut t = FlowTable::new(4, 4, Duration::from_secs(60));
+        assert_eq!(t.get(T, &key(1), 3), None);
+        assert_eq!(t.get(T, &key(1), 3), None);
+        t.insert(T, key(1), 3, 10);
+        t.get(T, &key(1), 3);
+        t.get(T, &key(1), 3);
+        t.get(T, &key(1), 3);
+        assert_eq!(
+            *t.counters(),
+            Counters {
+                hits: 3,
+                misses: 2,
+                promoted: 1,
+                evicted_new: 0,
+                evicted_established: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn a_full_established_bucket_evicts_its_least_recently_used_wherever_it_sits() {
+        let mut t = FlowTable::new(4, 4, Duration::from_secs(600));
+        let at = |ms: u64| T + Duration::from_millis(ms);
+        for p in 0..4u16 {
+            t.insert(at(u64::from(p)), key(p), 3, u32::from(p));
+            t.get(at(u64::from(p)), &key(p), 3);
+        }
+        // Flow 0 is used again: flow 1, in the second slot, is now the least recent.
+        t.get(at(10), &key(0), 3);
+        t.insert(at(20), key(9), 3, 9);
+        t.get(at(20), &key(9), 3);
+        t.insert(at(21), key(8), 3, 8);
+        t.get(at(21), &key(8), 3);
+        assert_eq!(t.counters().evicted_established, 2);
+        assert_eq!(t.get(at(30), &key(0), 3), Some(0), "recently used: kept");
+        assert_eq!(t.get(at(30), &key(3), 3), Some(3), "kept");
+        assert_eq!(t.get(at(30), &key(9), 3), Some(9));
+        assert_eq!(t.get(at(30), &key(8), 3), Some(8));
+        assert_eq!(t.len(at(30)), (0, 4), "flows 1 and 2 went");
+    }
 }

@@ -112,6 +112,9 @@ pub fn dip_layers(dip: Ipv4Addr, vni: Vni, mappings: &[DipMapping]) -> Vec<Layer
                     conditions: Conditions {
                         dst: vips,
                         proto: Some(strata_wire::flow::proto::TCP),
+                        // Only what was decapsulated (or came unencapsulated): a foreign
+                        // VNI's frame is not ours to edit.
+                        encapsulated: Some(false),
                         ..Conditions::any()
                     },
                     action: Action::ClampMss(CLAMPED_MSS),

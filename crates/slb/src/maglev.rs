@@ -62,13 +62,9 @@ impl Maglev {
             return Err(MaglevError::TooManyBackends(backends.len()));
         }
         let mut table = vec![EMPTY; size].into_boxed_slice();
-        // Weights reduced by their common divisor, so turns stay short.
-        let divisor = backends
-            .iter()
-            .map(|b| b.1)
-            .filter(|w| *w > 0)
-            .fold(0, gcd)
-            .max(1);
+        // Weights reduced by their common divisor, so turns stay short (gcd(d, 0) = d:
+        // weights of 0 change nothing).
+        let divisor = backends.iter().map(|b| b.1).fold(0, gcd).max(1);
         let m = size as u64;
         let mut turns: Vec<(usize, u32, u64, u64)> = backends
             .iter()
@@ -121,14 +117,6 @@ impl Maglev {
             }
         }
         counts
-    }
-
-    pub fn len(&self) -> usize {
-        self.table.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
     }
 
     /// The raw slots (backend index, or `u16::MAX` for none).
@@ -241,5 +229,46 @@ mod tests {
         );
         let small = Maglev::build_with_size([(&b"a"[..], 1)], 7).unwrap();
         assert!((0..7).all(|h| small.lookup(h) == Some(0)));
+    }
+
+    #[test]
+    fn weights_are_taken_in_lowest_terms() {
+        let ids = ids(3);
+        let reduced = Maglev::build([(&ids[0][..], 1), (&ids[1][..], 2), (&ids[2][..], 3)]);
+        let scaled = Maglev::build([(&ids[0][..], 4), (&ids[1][..], 8), (&ids[2][..], 12)]);
+        assert_eq!(
+            reduced, scaled,
+            "weights 4:8:12 fill the table as 1:2:3 do, in turns as short"
+        );
+        let with_zero = Maglev::build([(&ids[0][..], 2), (&ids[1][..], 0), (&ids[2][..], 6)]);
+        let without = Maglev::build([(&ids[0][..], 1), (&ids[1][..], 0), (&ids[2][..], 3)]);
+        assert_eq!(with_zero, without);
+    }
+
+    #[test]
+    fn backends_all_of_weight_zero_give_an_empty_table() {
+        let ids = ids(2);
+        let t = Maglev::build([(&ids[0][..], 0), (&ids[1][..], 0)]);
+        assert!(t.slots().iter().all(|s| *s == EMPTY));
+        assert_eq!(t.lookup(7), None);
+    }
+
+    #[test]
+    fn a_hash_picks_the_slot_it_is_congruent_to() {
+        let ids = ids(2);
+        let t = Maglev::build_with_size(ids.iter().map(|id| (&id[..], 1)), 13).unwrap();
+        assert_eq!(t.slots().len(), 13);
+        for hash in (0..100).chain([u32::MAX - 1, u32::MAX]) {
+            assert_eq!(
+                t.lookup(hash),
+                Some(usize::from(t.slots()[hash as usize % 13])),
+                "hash {hash}"
+            );
+        }
+        assert_eq!(
+            build(&ids).slots().len(),
+            TABLE_SIZE,
+            "the default table size"
+        );
     }
 }

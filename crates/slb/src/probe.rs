@@ -52,6 +52,7 @@ mod tests {
     #[test]
     fn down_after_n_failures_up_after_one_success() {
         let mut p = ProbeState::new(2);
+        assert!(p.is_up(), "a DIP starts in the pool");
         assert_eq!(p.record(false), None);
         assert_eq!(p.record(true), None, "a success resets the count");
         assert_eq!(p.record(false), None);

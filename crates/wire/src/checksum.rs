@@ -85,6 +85,13 @@ mod tests {
     }
 
     #[test]
+    fn an_odd_trailing_byte_is_padded_with_zero() {
+        // 0102 + 0300 (the last byte, padded).
+        assert_eq!(sum(&[0x01, 0x02, 0x03]), 0x0402);
+        assert_eq!(sum_raw(&[0xff, 0xff, 0xff]), 0x1_feff, "unfolded");
+    }
+
+    #[test]
     fn rfc1624_example() {
         // RFC 1624 section 4: HC = 0xdd2f, m = 0x5555 becomes m' = 0x3285; HC' = 0x0000.
         assert_eq!(update16(0xdd2f, 0x5555, 0x3285), 0x0000);
@@ -111,6 +118,22 @@ mod tests {
             let full = checksum(&data);
             let inc = update16(before, old, new);
             // 0x0000 and 0xffff are the same number in one's complement.
+            prop_assert!(inc == full || (inc ^ full) == 0xffff && (inc == 0 || full == 0),
+                "inc {inc:#06x} full {full:#06x}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_changed_address_updates_like_a_full_sum(mut data in proptest::collection::vec(any::<u8>(), 20..40),
+                                                      at in 0usize..4, new in any::<[u8; 4]>()) {
+            let at = at * 4;
+            let before = checksum(&data);
+            let mut old = [0u8; 4];
+            old.copy_from_slice(&data[at..at + 4]);
+            data[at..at + 4].copy_from_slice(&new);
+            let full = checksum(&data);
+            let inc = update32(before, old, new);
             prop_assert!(inc == full || (inc ^ full) == 0xffff && (inc == 0 || full == 0),
                 "inc {inc:#06x} full {full:#06x}");
         }

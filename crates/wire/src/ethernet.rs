@@ -183,4 +183,15 @@ mod tests {
             prop_assert_eq!(off, h.len());
         }
     }
+
+    #[test]
+    fn ethertypes_start_at_0x0600() {
+        let mut f = [0u8; 20];
+        f[12..14].copy_from_slice(&0x0600u16.to_be_bytes());
+        let (h, off) = Header::parse(&f).unwrap();
+        assert_eq!((h.ethertype, off, h.len()), (0x0600, 14, 14));
+        assert!(!h.is_empty());
+        f[12..14].copy_from_slice(&0x05ffu16.to_be_bytes());
+        assert!(Header::parse(&f).is_err());
+    }
 }

@@ -381,4 +381,162 @@ mod tests {
             }
         }
     }
+
+    fn written(b: etherparse::PacketBuilderStep<etherparse::Icmpv4Header>) -> Vec<u8> {
+        let mut out = Vec::new();
+        b.write(&mut out, b"ping").unwrap();
+        out
+    }
+
+    #[test]
+    fn fragment_fields_are_read_from_the_flags_and_offset() {
+        let frag = |flags_offset: u16| {
+            let mut p = DNS_QUERY.to_vec();
+            p[6..8].copy_from_slice(&flags_offset.to_be_bytes());
+            Ipv4Layout::parse(&with_checksum(p)).unwrap()
+        };
+        let whole = frag(0x4000);
+        assert!((whole.dont_frag, whole.more_frags, whole.is_fragment()) == (true, false, false));
+        let first = frag(0x2000);
+        assert!((first.dont_frag, first.more_frags, first.is_fragment()) == (false, true, true));
+        assert_eq!(first.frag_offset, 0);
+        // Offset 5 (in 8-byte units), no more fragments: the last one.
+        let last = frag(0x0005);
+        assert_eq!(
+            (last.frag_offset, last.more_frags, last.is_fragment()),
+            (40, false, true)
+        );
+        // Every offset bit counts, and the reserved bit is not one.
+        assert_eq!(frag(0x9fff).frag_offset, 0x1fff * 8);
+        assert!(!frag(0x8000).is_fragment());
+    }
+
+    #[test]
+    fn icmp_echoes_key_on_their_identifier_and_other_icmp_on_addresses() {
+        let b = || etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64);
+        let request = written(b().icmpv4_echo_request(0x1234, 1));
+        let reply = written(b().icmpv4_echo_reply(0x1234, 1));
+        let unreachable = written(b().icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        )));
+        for p in [&request, &reply] {
+            let k = Ipv4Layout::parse(p).unwrap().flow_key(p).unwrap();
+            assert_eq!(
+                (k.proto, k.src_port, k.dst_port),
+                (proto::ICMP, 0x1234, 0x1234)
+            );
+        }
+        let k = Ipv4Layout::parse(&unreachable)
+            .unwrap()
+            .flow_key(&unreachable)
+            .unwrap();
+        assert_eq!((k.proto, k.src_port, k.dst_port), (proto::ICMP, 0, 0));
+        // Too short for an ICMP header.
+        let mut short = DNS_QUERY.to_vec();
+        short[9] = proto::ICMP;
+        short.truncate(26);
+        short[2..4].copy_from_slice(&26u16.to_be_bytes());
+        let short = with_checksum(short);
+        let l = Ipv4Layout::parse(&short).unwrap();
+        assert!(l.flow_key(&short).is_err());
+    }
+
+    const A6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    const B6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+    /// A UDP 40000 > 53 datagram behind the given extension headers, each given as its
+    /// protocol number and bytes (the first byte of each, Next Header, is filled in).
+    fn udp6_behind(headers: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut udp = Vec::new();
+        etherparse::PacketBuilder::ipv6(A6, B6, 64)
+            .udp(40000, 53)
+            .write(&mut udp, b"q")
+            .unwrap();
+        let mut p = udp[..40].to_vec();
+        let mut chain: Vec<u8> = Vec::new();
+        for (i, (_, bytes)) in headers.iter().enumerate() {
+            let mut h = bytes.clone();
+            h[0] = headers.get(i + 1).map_or(proto::UDP, |n| n.0);
+            chain.extend_from_slice(&h);
+        }
+        p[6] = headers.first().map_or(proto::UDP, |h| h.0);
+        let payload = (chain.len() + udp.len() - 40) as u16;
+        p[4..6].copy_from_slice(&payload.to_be_bytes());
+        p.extend_from_slice(&chain);
+        p.extend_from_slice(&udp[40..]);
+        p
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_walked_by_their_own_lengths() {
+        let hop = (0, vec![0, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // 16 bytes
+        let routing = (43, vec![0, 0, 0, 0, 0, 0, 0, 0]);
+        let dest = (
+            60,
+            vec![
+                0, 2, 1, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+        );
+        // AH: Payload Len 4 means (4 + 2) * 4 = 24 bytes.
+        let ah = (
+            51,
+            vec![
+                0, 4, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+        );
+        let first_fragment = (44, vec![0, 0, 0, 1, 0, 0, 0, 7]);
+        for (headers, l4_offset) in [
+            (vec![hop.clone()], 56),
+            (vec![routing.clone()], 48),
+            (vec![dest.clone()], 64),
+            (vec![ah.clone()], 64),
+            (vec![first_fragment.clone()], 48),
+            (
+                vec![hop, routing, dest, ah, first_fragment],
+                40 + 16 + 8 + 24 + 24 + 8,
+            ),
+        ] {
+            let p = udp6_behind(&headers);
+            let what: Vec<u8> = headers.iter().map(|h| h.0).collect();
+            let l = Ipv6Layout::parse(&p).unwrap();
+            assert_eq!(
+                (l.l4_offset, l.proto, l.later_fragment),
+                (l4_offset, proto::UDP, false),
+                "{what:?}"
+            );
+            let k = l.flow_key(&p).unwrap();
+            assert_eq!((k.src_port, k.dst_port), (40000, 53), "{what:?}");
+        }
+        // A header that claims more than the packet holds.
+        let mut p = udp6_behind(&[(51, vec![0, 40, 0, 0, 0, 0, 0, 0])]);
+        assert!(Ipv6Layout::parse(&p).is_err());
+        p.truncate(41);
+        assert!(Ipv6Layout::parse(&p).is_err());
+    }
+
+    #[test]
+    fn icmpv6_echoes_key_on_their_identifier() {
+        let b = || etherparse::PacketBuilder::ipv6(A6, B6, 64);
+        let mut request = Vec::new();
+        b().icmpv6_echo_request(0x4321, 1)
+            .write(&mut request, b"x")
+            .unwrap();
+        let mut reply = Vec::new();
+        b().icmpv6_echo_reply(0x4321, 1)
+            .write(&mut reply, b"x")
+            .unwrap();
+        let mut other = Vec::new();
+        b().icmpv6(etherparse::Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ))
+        .write(&mut other, b"x")
+        .unwrap();
+        for (p, port) in [(&request, 0x4321), (&reply, 0x4321), (&other, 0)] {
+            let k = Ipv6Layout::parse(p).unwrap().flow_key(p).unwrap();
+            assert_eq!(
+                (k.proto, k.src_port, k.dst_port),
+                (proto::ICMPV6, port, port)
+            );
+        }
+    }
 }

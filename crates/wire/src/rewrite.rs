@@ -64,7 +64,7 @@ pub fn rewrite(packet: &mut [u8], layout: &Ipv4Layout, which: Endpoint, addr: Ip
 
 /// [`rewrite`] for IPv6: no header checksum, and every transport checksum (ICMPv6's too,
 /// RFC 4443 section 2.3) covers the addresses through the pseudo-header. A UDP checksum
-/// of zero, which IPv6 forbids (RFC 8200 section 8.1), is left alone.
+/// of zero, which IPv6 forbids (RFC 8200 section 8.1), is left zero (as over IPv4).
 pub fn rewrite6(
     packet: &mut [u8],
     layout: &Ipv6Layout,
@@ -96,13 +96,17 @@ pub fn rewrite6(
         return;
     }
     let mut check = u16::from_be_bytes([l4[check_at], l4[check_at + 1]]);
+    let old_port = port_at.map(|at| {
+        let old = u16::from_be_bytes([l4[at], l4[at + 1]]);
+        l4[at..at + 2].copy_from_slice(&port.to_be_bytes());
+        old
+    });
     if layout.proto == proto::UDP && check == 0 {
+        // Forbidden, but not ours to fix: the ports move, the checksum stays absent.
         return;
     }
     check = update128(check, old_addr, new_addr);
-    if let Some(at) = port_at {
-        let old_port = u16::from_be_bytes([l4[at], l4[at + 1]]);
-        l4[at..at + 2].copy_from_slice(&port.to_be_bytes());
+    if let Some(old_port) = old_port {
         check = update16(check, old_port, port);
     }
     if layout.proto == proto::UDP && check == 0 {
@@ -234,6 +238,213 @@ mod tests {
                 rewrite6(&mut p, &layout, Endpoint::Source, Ipv6Addr::from(C), 1);
                 rewrite6(&mut p, &layout, Endpoint::Destination, Ipv6Addr::from(C), 2);
             }
+        }
+    }
+
+    const V4_A: [u8; 4] = [192, 168, 200, 10];
+    const V4_B: [u8; 4] = [192, 168, 133, 74];
+    const V4_C: [u8; 4] = [192, 168, 100, 74];
+
+    fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4(src, dst, 64)
+            .tcp(sport, dport, 1000, 64000)
+            .write(&mut out, PAYLOAD)
+            .unwrap();
+        out
+    }
+
+    fn udp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4(src, dst, 64)
+            .udp(sport, dport)
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    }
+
+    fn echo4(src: [u8; 4], dst: [u8; 4], id: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4(src, dst, 64)
+            .icmpv4_echo_request(id, 7)
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    }
+
+    fn nat4(mut p: Vec<u8>, which: Endpoint, addr: [u8; 4], port: u16) -> Vec<u8> {
+        let layout = Ipv4Layout::parse(&p).unwrap();
+        rewrite(&mut p, &layout, which, Ipv4Addr::from(addr), port);
+        p
+    }
+
+    #[test]
+    fn ipv4_rewrites_match_packets_written_with_the_new_addresses() {
+        assert_eq!(
+            nat4(
+                tcp4(V4_A, V4_B, 40000, 80),
+                Endpoint::Destination,
+                V4_C,
+                8080
+            ),
+            tcp4(V4_A, V4_C, 40000, 8080)
+        );
+        assert_eq!(
+            nat4(tcp4(V4_C, V4_A, 8080, 40000), Endpoint::Source, V4_B, 80),
+            tcp4(V4_B, V4_A, 80, 40000)
+        );
+        assert_eq!(
+            nat4(
+                udp4(V4_A, V4_B, 5353, 53, PAYLOAD),
+                Endpoint::Destination,
+                V4_C,
+                5300
+            ),
+            udp4(V4_A, V4_C, 5353, 5300, PAYLOAD)
+        );
+        assert_eq!(
+            nat4(
+                udp4(V4_A, V4_B, 5353, 53, b""),
+                Endpoint::Source,
+                V4_C,
+                1024
+            ),
+            udp4(V4_C, V4_B, 1024, 53, b""),
+            "a bare UDP header is long enough"
+        );
+        // The echo identifier is the port; ICMP's checksum has no pseudo-header.
+        assert_eq!(
+            nat4(echo4(V4_A, V4_B, 9, PAYLOAD), Endpoint::Source, V4_C, 31),
+            echo4(V4_C, V4_B, 31, PAYLOAD)
+        );
+        assert_eq!(
+            nat4(echo4(V4_A, V4_B, 9, b""), Endpoint::Destination, V4_C, 31),
+            echo4(V4_A, V4_C, 31, b"")
+        );
+    }
+
+    /// The port whose UDP checksum comes out as zero (sent as 0xffff), found with
+    /// etherparse.
+    fn port_summing_to_zero(udp: impl Fn(u16) -> Vec<u8>, at: usize) -> u16 {
+        (0..=u16::MAX)
+            .find(|p| udp(*p)[at..at + 2] == [0xff, 0xff])
+            .unwrap()
+    }
+
+    #[test]
+    fn a_udp_checksum_that_comes_out_zero_is_sent_as_all_ones() {
+        let port = port_summing_to_zero(|p| udp4(V4_C, V4_A, p, 53, PAYLOAD), 26);
+        assert_eq!(
+            nat4(
+                udp4(V4_A, V4_A, 7, 53, PAYLOAD),
+                Endpoint::Source,
+                V4_C,
+                port
+            ),
+            udp4(V4_C, V4_A, port, 53, PAYLOAD)
+        );
+        let port = port_summing_to_zero(|p| udp6(C, A, p, 53), 46);
+        assert_eq!(
+            nat6(udp6(A, A, 7, 53), Endpoint::Source, C, port),
+            udp6(C, A, port, 53)
+        );
+    }
+
+    #[test]
+    fn a_udp_checksum_of_zero_stays_zero() {
+        let mut p = udp4(V4_A, V4_B, 5353, 53, PAYLOAD);
+        p[26..28].copy_from_slice(&[0, 0]);
+        let mut want = udp4(V4_A, V4_C, 5353, 5300, PAYLOAD);
+        want[26..28].copy_from_slice(&[0, 0]);
+        assert_eq!(nat4(p, Endpoint::Destination, V4_C, 5300), want);
+        let mut p = udp6(A, B, 5353, 53);
+        p[46..48].copy_from_slice(&[0, 0]);
+        let out = nat6(p, Endpoint::Destination, C, 5300);
+        assert_eq!(&out[24..40], &C, "the address is rewritten");
+        assert_eq!(
+            &out[40..48],
+            &[0x14, 0xe9, 0x14, 0xb4, 0, 26, 0, 0],
+            "the port too; the checksum stays absent"
+        );
+    }
+
+    /// An IPv4 header (checksummed) over `l4` of protocol `proto`.
+    fn raw4(proto: u8, l4: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0];
+        p[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&V4_A);
+        p.extend_from_slice(&V4_B);
+        let c = crate::checksum::checksum(&p);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p.extend_from_slice(l4);
+        p
+    }
+
+    #[test]
+    fn a_transport_header_too_short_for_its_fields_keeps_them() {
+        for (proto, len) in [
+            (proto::TCP, 17),
+            (proto::UDP, 7),
+            (proto::ICMP, 3),
+            (proto::ICMP, 5),
+        ] {
+            let l4: Vec<u8> = (1..=len).collect();
+            let out = nat4(raw4(proto, &l4), Endpoint::Destination, V4_C, 9);
+            assert_eq!(&out[20..], &l4[..], "proto {proto}, {len} bytes");
+            assert_eq!(&out[16..20], &V4_C, "the address is rewritten all the same");
+            assert_eq!(
+                crate::checksum::sum(&out[..20]),
+                0xffff,
+                "with its header checksum"
+            );
+        }
+        // Another protocol: only the addresses.
+        let out = nat4(
+            raw4(47, &[1, 2, 3, 4, 5, 6, 7, 8]),
+            Endpoint::Source,
+            V4_C,
+            9,
+        );
+        assert_eq!(&out[20..], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&out[12..16], &V4_C);
+    }
+
+    #[test]
+    fn an_icmpv6_error_has_its_checksum_updated_and_no_port() {
+        let mut p = Vec::new();
+        PacketBuilder::ipv6(A, B, 64)
+            .icmpv6(etherparse::Icmpv6Type::DestinationUnreachable(
+                etherparse::icmpv6::DestUnreachableCode::Port,
+            ))
+            .write(&mut p, PAYLOAD)
+            .unwrap();
+        let mut want = Vec::new();
+        PacketBuilder::ipv6(C, B, 64)
+            .icmpv6(etherparse::Icmpv6Type::DestinationUnreachable(
+                etherparse::icmpv6::DestUnreachableCode::Port,
+            ))
+            .write(&mut want, PAYLOAD)
+            .unwrap();
+        assert_eq!(nat6(p, Endpoint::Source, C, 99), want);
+    }
+
+    #[test]
+    fn ipv6_transport_headers_too_short_keep_their_fields() {
+        for (proto, len) in [
+            (proto::TCP, 17u8),
+            (proto::UDP, 7),
+            (proto::ICMPV6, 3),
+            (proto::ICMPV6, 5),
+        ] {
+            let mut p = tcp6(A, B, 1, 2)[..40].to_vec();
+            p[6] = proto;
+            p[4..6].copy_from_slice(&u16::from(len).to_be_bytes());
+            let mut l4: Vec<u8> = (1..=len).collect();
+            l4[0] = 128;
+            p.extend_from_slice(&l4);
+            let out = nat6(p, Endpoint::Destination, C, 9);
+            assert_eq!(&out[40..], &l4[..], "proto {proto}, {len} bytes");
+            assert_eq!(&out[24..40], &C);
         }
     }
 }

@@ -76,4 +76,54 @@ mod tests {
         }
         assert_eq!(toeplitz(&input), h);
     }
+
+    /// Microsoft's "Verifying the RSS Hash Calculation", IPv4 with TCP: the input is
+    /// source address, destination address, source port, destination port.
+    #[test]
+    fn microsoft_verification_vectors() {
+        type Vector = ([u8; 4], u16, [u8; 4], u16, u32, u32);
+        let vectors: [Vector; 3] = [
+            (
+                [66, 9, 149, 187],
+                2794,
+                [161, 142, 100, 80],
+                1766,
+                0x323e8fc2,
+                0x51ccc178,
+            ),
+            (
+                [199, 92, 111, 2],
+                14230,
+                [65, 69, 140, 83],
+                4739,
+                0xd718262a,
+                0xc626b0ea,
+            ),
+            (
+                [153, 39, 163, 191],
+                44251,
+                [202, 188, 127, 2],
+                1303,
+                0x5d1809c5,
+                0x10e828a2,
+            ),
+        ];
+        for (src, sport, dst, dport, two, four) in vectors {
+            let mut input = Vec::new();
+            input.extend_from_slice(&src);
+            input.extend_from_slice(&dst);
+            assert_eq!(toeplitz(&input), two, "{src:?} > {dst:?}");
+            input.extend_from_slice(&sport.to_be_bytes());
+            input.extend_from_slice(&dport.to_be_bytes());
+            assert_eq!(toeplitz(&input), four, "{src:?}:{sport} > {dst:?}:{dport}");
+        }
+    }
+
+    #[test]
+    fn key_windows_are_the_keys_bits_from_the_offset() {
+        assert_eq!(key_window(0), 0x6d5a56da);
+        assert_eq!(key_window(8), 0x5a56da25);
+        assert_eq!(key_window(4), 0xd5a56da2);
+        assert_eq!(key_window(13), 0x4adb44ab);
+    }
 }

@@ -182,4 +182,12 @@ mod tests {
             prop_assert_eq!(inner, &payload[..]);
         }
     }
+
+    #[test]
+    fn overhead_and_display() {
+        assert_eq!(OVERHEAD_IPV4, 50, "RFC 7348 over IPv4: 14 + 20 + 8 + 8");
+        assert_eq!(IPV4_UDP_LEN, 36);
+        assert_eq!(Vni::new(5001).unwrap().to_string(), "5001");
+        assert_eq!(format!("{:>6}", Vni::new(42).unwrap()), "    42");
+    }
 }

@@ -418,3 +418,149 @@ fn established_flows_keep_their_dip_when_the_pool_is_reordered_or_shrinks() {
     let again: Vec<_> = (0..200).map(|i| chosen(&mut m, i)).collect();
     assert_eq!(settled, again);
 }
+
+#[test]
+fn a_header_too_short_for_its_ports_is_malformed_and_counted() {
+    let mut m = mux();
+    let mut out = [0u8; 2048];
+    // A valid IPv4 header whose TCP part is two bytes: no room for the ports.
+    let mut p = syn(Ipv4Addr::new(192, 168, 200, 10), 1);
+    p.truncate(22);
+    p[2..4].copy_from_slice(&22u16.to_be_bytes());
+    p[10] = 0;
+    p[11] = 0;
+    let c = checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(m.encapsulate(T, &p, &mut out), Err(MuxDrop::Malformed));
+    assert_eq!(m.encapsulate(T, &p, &mut out), Err(MuxDrop::Malformed));
+    assert_eq!(m.counters().malformed, 2);
+    assert_eq!(m.counters().fragments, 0);
+}
+
+#[test]
+fn each_packet_sent_and_each_flow_looked_up_is_counted() {
+    let mut m = mux();
+    for i in 0..3 {
+        chosen(&mut m, i).unwrap();
+        chosen(&mut m, i).unwrap();
+    }
+    assert_eq!(m.counters().encapsulated, 6);
+    assert_eq!(
+        *m.flow_counters(),
+        flow_table::Counters {
+            hits: 3,
+            misses: 3,
+            promoted: 3,
+            evicted_new: 0,
+            evicted_established: 0,
+        }
+    );
+}
+
+#[test]
+fn a_flow_whose_dip_went_down_is_counted_as_rehashed_once() {
+    let mut m = mux();
+    let dips: Vec<_> = (0..20).map(|i| chosen(&mut m, i).unwrap()).collect();
+    assert_eq!(m.counters().rehashed, 0);
+    assert!(m.set_dip_health(Ipv4Addr::new(192, 168, 100, 75), false));
+    let moved = dips.iter().filter(|d| d.octets()[3] == 75).count();
+    assert!(moved > 0);
+    for i in 0..20 {
+        chosen(&mut m, i).unwrap();
+    }
+    assert_eq!(m.counters().rehashed, moved as u64);
+    for i in 0..20 {
+        chosen(&mut m, i).unwrap();
+    }
+    assert_eq!(
+        m.counters().rehashed,
+        moved as u64,
+        "remembered on the new DIP"
+    );
+}
+
+#[test]
+fn flows_of_a_later_vip_are_remembered_under_it() {
+    let mut m = mux();
+    let second = VipConfig {
+        key: VipKey {
+            vip: VIP,
+            proto: proto::TCP,
+            port: 443,
+        },
+        ..vip(vec![dip(74), dip(75), dip(76)], Distribution::FiveTuple)
+    };
+    m.set_vip(second.clone());
+    let to_443 = |m: &mut Mux, i: u32| {
+        let (src, sport) = client(i);
+        let mut p = syn(src, sport);
+        p[22..24].copy_from_slice(&443u16.to_be_bytes());
+        let mut out = [0u8; 2048];
+        m.encapsulate(T, &p, &mut out).map(|e| e.dip)
+    };
+    let before: Vec<_> = (0..50).map(|i| to_443(&mut m, i)).collect();
+    m.set_vip(VipConfig {
+        dips: vec![dip(74), dip(75), dip(76), dip(77), dip(78)],
+        ..second
+    });
+    let after: Vec<_> = (0..50).map(|i| to_443(&mut m, i)).collect();
+    assert_eq!(before, after, "the flows of :443 kept their DIPs");
+    assert_eq!(m.counters().rehashed, 0);
+}
+
+#[test]
+fn the_output_buffer_needs_exactly_the_encapsulation_more() {
+    let mut m = mux();
+    let p = syn(Ipv4Addr::new(192, 168, 200, 10), 1);
+    let mut exact = vec![0u8; ENCAP_LEN + p.len()];
+    assert_eq!(m.encapsulate(T, &p, &mut exact).unwrap().len, exact.len());
+    let mut short = vec![0u8; ENCAP_LEN + p.len() - 1];
+    assert_eq!(
+        m.encapsulate(T, &p, &mut short),
+        Err(MuxDrop::BufferTooSmall)
+    );
+}
+
+/// A UDP datagram to VIP:53 of `len` bytes in all.
+fn big_udp(len: usize) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    p[8] = 63;
+    p[9] = proto::UDP;
+    p[12..16].copy_from_slice(&Ipv4Addr::new(192, 168, 200, 10).octets());
+    p[16..20].copy_from_slice(&VIP.octets());
+    let c = checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&5353u16.to_be_bytes());
+    p[22..24].copy_from_slice(&53u16.to_be_bytes());
+    p[24..26].copy_from_slice(&((len - 20) as u16).to_be_bytes());
+    p
+}
+
+#[test]
+fn an_encapsulation_that_would_pass_65535_bytes_is_refused() {
+    let mut m = mux();
+    m.set_vip(VipConfig {
+        key: VipKey {
+            vip: VIP,
+            proto: proto::UDP,
+            port: 53,
+        },
+        ..vip(vec![dip(74)], Distribution::FiveTuple)
+    });
+    let mut out = vec![0u8; 70_000];
+    let largest = big_udp(usize::from(u16::MAX) - ENCAP_LEN);
+    let e = m.encapsulate(T, &largest, &mut out).unwrap();
+    assert_eq!(e.len, usize::from(u16::MAX));
+    let over = big_udp(usize::from(u16::MAX) - ENCAP_LEN + 1);
+    assert_eq!(
+        m.encapsulate(T, &over, &mut out),
+        Err(MuxDrop::BufferTooSmall)
+    );
+    let largest_ip = big_udp(usize::from(u16::MAX));
+    assert_eq!(
+        m.encapsulate(T, &largest_ip, &mut out),
+        Err(MuxDrop::BufferTooSmall)
+    );
+}
