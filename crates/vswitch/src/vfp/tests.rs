@@ -851,11 +851,15 @@ mod mss {
 
     #[test]
     fn malformed_or_absent_options_are_left_alone() {
-        let cases: [&[u8]; 5] = [
+        let cases: [&[u8]; 7] = [
             // End of options before the MSS.
             &[0, 0, 0, 0, 2, 4, 0x05, 0xb4],
             // A length below 2.
             &[3, 1, 0, 0, 2, 4, 0x05, 0xb4],
+            // A length below 2, then what would read as an MSS a byte on.
+            &[3, 1, 2, 4, 0x05, 0xb4],
+            // An MSS option that runs past the header.
+            &[1, 1, 1, 1, 1, 1, 2, 4],
             // A length past the header.
             &[3, 20, 0, 0],
             // An MSS option of the wrong length.
@@ -912,7 +916,12 @@ fn layers_are_removed_by_name_and_the_cache_follows() {
 
 /// A port with one layer whose one rule (outbound, IPv4) does `action`.
 fn one_rule(action: Action) -> Port {
-    let mut port = Port::new("vm", DEFAULT_FLOW_LIMIT);
+    one_rule_in_a_table_of(action, DEFAULT_FLOW_LIMIT)
+}
+
+/// [`one_rule`] with a flow table of `limit` flows.
+fn one_rule_in_a_table_of(action: Action, limit: usize) -> Port {
+    let mut port = Port::new("vm", limit);
     port.set_layer(Layer {
         name: "L".into(),
         priority: 1,
@@ -1076,15 +1085,114 @@ fn a_full_table_still_refreshes_a_flow_it_holds() {
     port.set_layer(acl(Action::Allow));
     let mut f = tcp_frame(CLIENT, 5000, VIP, 80, 0x10, DIP_MAC);
     port.process(T, Direction::In, &mut f);
+    // Another flow finds the table full and sweeps it (nothing to sweep): no further
+    // sweep for a second, so what follows is the refresh alone.
+    let mut other = tcp_frame(CLIENT, 5002, VIP, 80, 0x10, DIP_MAC);
+    port.process(T, Direction::In, &mut other);
+    assert_eq!(port.counters().uft_full, 1);
     port.set_layer(acl(Action::Allow));
     let mut f = tcp_frame(CLIENT, 5000, VIP, 80, 0x10, DIP_MAC);
     port.process(T, Direction::In, &mut f);
-    assert_eq!(port.counters().uft_full, 0);
+    assert_eq!(port.counters().uft_full, 1);
     let mut f = tcp_frame(CLIENT, 5000, VIP, 80, 0x10, DIP_MAC);
     port.process(T, Direction::In, &mut f);
     assert_eq!(port.counters().fast_path, 1);
     // Another flow does not fit.
     let mut other = tcp_frame(CLIENT, 5001, VIP, 80, 0x10, DIP_MAC);
     port.process(T, Direction::In, &mut other);
+    assert_eq!(port.counters().uft_full, 2);
+}
+
+#[test]
+fn a_full_table_is_swept_at_most_once_a_second() {
+    let mut port = one_rule_in_a_table_of(Action::Allow, 1);
+    let send = |port: &mut Port, at: Duration, sport: u16| {
+        // FINs: the transitory timeout, so the cached flow goes sooner.
+        let mut f = tcp_frame(DIP, 80, CLIENT, sport, 0x11, GW_MAC);
+        port.process(at, Direction::Out, &mut f);
+    };
+    let life = FlowTimeouts::default().tcp_transitory;
+    send(&mut port, T, 1);
+    // The first flow is still live: the sweep finds nothing and the second is refused.
+    send(&mut port, T + life - Duration::from_millis(500), 2);
     assert_eq!(port.counters().uft_full, 1);
+    // The first has expired, but the last sweep was under a second ago: refused again.
+    send(&mut port, T + life + Duration::from_millis(100), 3);
+    assert_eq!(port.counters().uft_full, 2);
+    assert_eq!(port.counters().expired, 0);
+    // A second after the last sweep: swept, and cached.
+    send(&mut port, T + life + Duration::from_millis(600), 4);
+    assert_eq!(port.counters().uft_full, 2);
+    assert_eq!(port.counters().expired, 1);
+    assert_eq!(port.flows().len(), 1);
+}
+
+#[test]
+fn a_destination_rewrite_that_keeps_the_port_is_undone_on_the_replies() {
+    let mut port = one_rule(Action::Nat(NatSpec {
+        src: None,
+        dst: Some((VIP.into(), None)),
+    }));
+    let mut f = tcp_frame(DIP, 80, CLIENT, 5000, 0x02, GW_MAC);
+    port.process(T, Direction::Out, &mut f);
+    assert_eq!(ipv4(&f).dst_addr(), VIP);
+    let mut reply = tcp_frame(VIP, 5000, DIP, 80, 0x12, DIP_MAC);
+    assert_eq!(port.process(T, Direction::In, &mut reply), Verdict::Forward);
+    let ip = ipv4(&reply);
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr()),
+        (CLIENT, DIP),
+        "the reply comes from the original destination"
+    );
+    assert_checksums(&reply);
+}
+
+#[test]
+fn an_encapsulation_a_later_layer_removes_leaves_the_frame_as_it_was() {
+    let spec = EncapSpec {
+        src_pa: HOST_PA,
+        dst_pa: MUX_PA,
+        vni: vni(),
+        outer_src_mac: DIP_MAC,
+        outer_dst_mac: GW_MAC,
+    };
+    let layer = |name: &str, priority, action| Layer {
+        name: String::from(name),
+        priority,
+        groups: vec![Group {
+            name: "out".into(),
+            direction: Direction::Out,
+            family: Family::Ipv4,
+            priority: 1,
+            rules: vec![Rule {
+                name: "r".into(),
+                priority: 1,
+                conditions: Conditions::any(),
+                action,
+            }],
+        }],
+    };
+    let mut port = Port::new("vm", DEFAULT_FLOW_LIMIT);
+    // Outbound walks the layers from the last: push first, then pop.
+    port.set_layer(layer("pop", 1, Action::Decap));
+    port.set_layer(layer("push", 2, Action::Encap(spec)));
+    let sent = tcp_frame(DIP, 80, CLIENT, 5000, 0x02, GW_MAC);
+    let mut f = sent.clone();
+    assert_eq!(port.process(T, Direction::Out, &mut f), Verdict::Forward);
+    assert_eq!(f, sent);
+}
+
+#[test]
+fn only_udp_to_the_vxlan_port_is_read_as_vxlan() {
+    let vxlan = encapsulate(&tcp_frame(CLIENT, 5000, VIP, 80, 0x02, DIP_MAC));
+    assert!(Metadata::parse(&vxlan).unwrap().encap.is_some());
+    // The same datagram to port 4790: plain UDP.
+    let mut other = vxlan.clone();
+    other[14 + 22..14 + 24].copy_from_slice(&4790u16.to_be_bytes());
+    let m = Metadata::parse(&other).unwrap();
+    assert!(m.encap.is_none());
+    assert_eq!(
+        (m.flow.proto(), m.flow.dst()),
+        (17, std::net::IpAddr::from(HOST_PA))
+    );
 }

@@ -202,10 +202,9 @@ impl HeaderTransposition {
 /// Lowers the MSS option of a TCP segment to `mss`, updating the TCP checksum (RFC 1624).
 /// Malformed options are left alone.
 fn clamp_mss(tcp: &mut [u8], mss: u16) {
-    if tcp.len() < 20 {
-        return;
-    }
-    let data_offset = (usize::from(tcp[12] >> 4) * 4).min(tcp.len());
+    // A header shorter than 20 bytes has no options: the loop below does not start.
+    let Some(offset) = tcp.get(12) else { return };
+    let data_offset = (usize::from(offset >> 4) * 4).min(tcp.len());
     let mut at = 20;
     while at < data_offset {
         match tcp[at] {
