@@ -2,6 +2,8 @@
 
 mod bfdd;
 mod bgpd;
+mod controller;
+mod ctl;
 mod tcp_md5;
 mod udp_ttl;
 
@@ -31,6 +33,24 @@ enum Command {
     /// The BGP speaker on the machine's own TCP, with a config file.
     #[command(subcommand)]
     Bgp(BgpCommand),
+    /// The network controller: the Network Controller's REST API (/networking/v1/...)
+    /// with its store in a data directory. Every request needs the bearer token the
+    /// controller writes to DATA_DIR/token at first start.
+    Controller {
+        /// Where the store and the token live (created if missing).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The address to serve on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+    /// The controller's client: get, apply, delete, wait.
+    Ctl {
+        #[command(flatten)]
+        connection: ctl::Connection,
+        #[command(subcommand)]
+        command: ctl::CtlCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,6 +314,13 @@ fn main() -> ExitCode {
             print!("{status}");
             Ok(true)
         }),
+        Command::Controller { data_dir, listen } => {
+            controller::run(&data_dir, listen).map(|()| true)
+        }
+        Command::Ctl {
+            connection,
+            command,
+        } => ctl::run(&connection, command),
         Command::Lab(LabCommand::Show { file }) => load(file.as_ref()).map(|t| {
             print!("{}", report::topology(&t));
             true

@@ -396,3 +396,23 @@ fn a_peer_that_can_take_packets_sooner_gets_them_sooner() {
     s.receive(&peer(1_000_000), 20 * MS).unwrap();
     assert_eq!(s.poll_at(), before);
 }
+
+#[test]
+fn a_final_due_with_the_periodic_packet_counts_as_it() {
+    let mut s = Session::new(Config::new(100 * MS, 3), 4, Duration::ZERO);
+    assert!(s.poll_transmit(Duration::ZERO).is_some());
+    let due = s.poll_at().unwrap();
+    let poll = Packet {
+        poll: true,
+        ..Packet::parse(&DOWN).unwrap()
+    };
+    s.receive(&poll, due).unwrap();
+    // The Final goes out when the periodic packet is due: one packet, and the next
+    // periodic one is scheduled from it.
+    assert!(s.poll_transmit(due).unwrap().fin);
+    assert!(
+        s.poll_transmit(due).is_none(),
+        "not a second packet at once"
+    );
+    assert!(s.poll_at().unwrap() > due);
+}

@@ -1,0 +1,16 @@
+//! Strata's network controller: the resources of the Network Controller's northbound API
+//! (`/networking/v1/...`), kept durably, checked, and (next) compiled into each role's
+//! configuration.
+//!
+//! - [`store`]: where documents are kept (a trait; redb embedded by default).
+//! - [`core`]: PUT, GET, DELETE with etags, references and VIP allocation; no I/O.
+//! - [`api`]: the HTTP API (axum), bearer-token authentication.
+//! - [`server`]: the data directory (store, token) and serving the API.
+
+pub mod api;
+pub mod core;
+pub mod server;
+pub mod store;
+
+pub use crate::core::{Controller, Error};
+pub use store::{MemStore, RedbStore, Store};
