@@ -80,6 +80,8 @@ pub mod community {
 pub const FLAG_OPTIONAL: u8 = 0x80;
 pub const FLAG_TRANSITIVE: u8 = 0x40;
 pub const FLAG_PARTIAL: u8 = 0x20;
+/// Both: what an optional transitive attribute carries.
+pub const FLAGS_OPTIONAL_TRANSITIVE: u8 = FLAG_OPTIONAL | FLAG_TRANSITIVE;
 const FLAG_EXTENDED: u8 = 0x10;
 
 /// A BGP message.
@@ -279,7 +281,7 @@ impl Category {
     fn flags(self) -> u8 {
         match self {
             Category::WellKnown => FLAG_TRANSITIVE,
-            Category::OptionalTransitive => FLAG_OPTIONAL | FLAG_TRANSITIVE,
+            Category::OptionalTransitive => FLAGS_OPTIONAL_TRANSITIVE,
             Category::OptionalNonTransitive => FLAG_OPTIONAL,
         }
     }
@@ -933,7 +935,7 @@ fn decode_attribute_list(
             });
             continue;
         };
-        if flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE) != category.flags() {
+        if flags & FLAGS_OPTIONAL_TRANSITIVE != category.flags() {
             match code {
                 // RFC 6793 section 6: a malformed AS4_ attribute is discarded.
                 attr::AS4_PATH | attr::AS4_AGGREGATOR => continue,
@@ -1328,7 +1330,7 @@ pub fn encode(message: &Message, options: Options, out: &mut Vec<u8>) -> Result<
                         _ => continue,
                     };
                     let as4 = Attribute::Unknown {
-                        flags: FLAG_OPTIONAL | FLAG_TRANSITIVE,
+                        flags: FLAGS_OPTIONAL_TRANSITIVE,
                         code: as4.0,
                         value: as4.1,
                     };

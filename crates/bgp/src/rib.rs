@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::codec::{AsPath, Attribute, FLAG_OPTIONAL, FLAG_TRANSITIVE, Origin, Update, afi, attr};
+use crate::codec::{AsPath, Attribute, FLAGS_OPTIONAL_TRANSITIVE, Origin, Update, afi, attr};
 
 /// A path: what selection compares and what is passed on when the route is announced
 /// again.
@@ -68,8 +68,7 @@ impl Path {
                 | Attribute::Ipv6ExtendedCommunities(_)
                 | Attribute::LargeCommunities(_) => path.transitive.push(a.clone()),
                 Attribute::Unknown { flags, .. }
-                    if flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE)
-                        == FLAG_OPTIONAL | FLAG_TRANSITIVE =>
+                    if flags & FLAGS_OPTIONAL_TRANSITIVE == FLAGS_OPTIONAL_TRANSITIVE =>
                 {
                     path.transitive.push(a.clone());
                 }
@@ -339,6 +338,50 @@ mod tests {
         };
         assert_eq!(rib.apply(&withdraw, &US), vec![prefix]);
         assert!(rib.is_empty());
+    }
+
+    #[test]
+    fn a_path_takes_the_updates_origin_and_incomplete_without_one() {
+        let nh = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let mut u = update(vec![64501], "10.0.0.0/8", [10, 0, 0, 1]);
+        u.attributes[0] = Attribute::Origin(Origin::Egp);
+        assert_eq!(Path::from_update(&u, nh).origin, Origin::Egp);
+        u.attributes.remove(0);
+        assert_eq!(Path::from_update(&u, nh).origin, Origin::Incomplete);
+    }
+
+    #[test]
+    fn both_families_count() {
+        let mut rib = AdjRibIn::new();
+        assert!(rib.is_empty());
+        rib.apply(&update(vec![64501], "10.0.0.0/8", [10, 0, 0, 1]), &US);
+        rib.apply(&update(vec![64501], "10.1.0.0/16", [10, 0, 0, 1]), &US);
+        assert!(!rib.is_empty());
+        let v6 = Update {
+            attributes: vec![
+                Attribute::Origin(Origin::Igp),
+                Attribute::AsPath(AsPath::sequence(vec![64501])),
+                Attribute::MpReach(MpReach {
+                    afi: afi::IPV6,
+                    safi: SAFI_UNICAST,
+                    next_hops: vec![IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))],
+                    nlri: vec!["2001:db8:1::/48".parse().unwrap()],
+                }),
+            ],
+            ..Update::default()
+        };
+        rib.apply(&v6, &US);
+        assert_eq!(rib.len(), 3);
+        rib.apply(
+            &update(vec![64501, 64500], "10.0.0.0/8", [10, 0, 0, 1]),
+            &US,
+        );
+        rib.apply(
+            &update(vec![64501, 64500], "10.1.0.0/16", [10, 0, 0, 1]),
+            &US,
+        );
+        assert_eq!(rib.len(), 1);
+        assert!(!rib.is_empty(), "the IPv6 route is still there");
     }
 }
 
