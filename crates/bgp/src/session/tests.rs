@@ -530,3 +530,41 @@ fn a_collision_waits_for_an_open_and_never_closes_an_established_session() {
         Collision::CloseFirst
     );
 }
+
+fn downs(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Down(_)))
+        .count()
+}
+
+#[test]
+fn only_a_session_that_got_as_far_as_an_open_reports_going_down() {
+    // OpenSent: nothing was up, nothing goes down.
+    let mut s = open_sent();
+    s.handle(T0, Event::Message(Message::Keepalive));
+    let actions = take(&mut s);
+    assert_eq!(notifications(&actions), [(5, 1)]);
+    assert_eq!(downs(&actions), 0);
+    // OpenConfirm: the OPEN was taken, the session goes down.
+    let mut s = open_sent();
+    s.handle(T0, Event::Message(their_open(90, vec![])));
+    take(&mut s);
+    s.handle(T0, Event::Message(Message::Update(Update::default())));
+    assert_eq!(downs(&take(&mut s)), 1);
+    // Established.
+    let (mut mux, _) = establish();
+    mux.handle(T0, Event::Message(their_open(90, vec![])));
+    assert_eq!(downs(&take(&mut mux)), 1);
+}
+
+#[test]
+fn a_stopped_session_refuses_a_connection_and_sends_nothing() {
+    let (mut mux, _) = establish();
+    mux.handle(T0, Event::Stop(String::new()));
+    take(&mut mux);
+    assert_eq!(mux.state(), State::Idle);
+    mux.handle(T0 + Duration::from_secs(1), Event::TcpConnected);
+    assert_eq!(take(&mut mux), [Action::Disconnect]);
+    assert_eq!(mux.state(), State::Idle);
+}
