@@ -538,12 +538,14 @@ impl Session {
         self.restart_hold(now);
     }
 
+    /// Restarts the negotiated hold timer (OpenConfirm and Established only; a hold time
+    /// of 0 means none).
     fn restart_hold(&mut self, now: Duration) {
-        self.hold_at = match self.negotiated.as_ref().map(|n| n.hold_time) {
-            Some(0) => None,
-            Some(h) => Some(now + Duration::from_secs(u64::from(h))),
-            None => Some(now + self.open_hold),
-        };
+        self.hold_at = self
+            .negotiated
+            .as_ref()
+            .filter(|n| n.hold_time != 0)
+            .map(|n| now + Duration::from_secs(u64::from(n.hold_time)));
     }
 
     /// Runs timers due at `now`.

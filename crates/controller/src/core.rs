@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use serde_json::Value;
-use strata_model::alloc::{Pool, next_free};
+use strata_model::alloc::{Pool, next_free_after};
 use strata_model::doc::{self, Invalid, Reference, Stamp, canonical, locate};
 use strata_model::kind::{Kind, matches};
 
@@ -61,6 +61,8 @@ pub struct Controller<S> {
     outgoing: HashMap<Key, Vec<Reference>>,
     /// VIPs taken, and by which object (an LB frontend or a public IP address).
     vips: HashMap<IpAddr, String>,
+    /// The last VIP allocated: the next search starts after it.
+    last_allocated: Option<IpAddr>,
     rng: u64,
 }
 
@@ -78,6 +80,7 @@ impl<S: Store> Controller<S> {
             referrers: HashMap::new(),
             outgoing: HashMap::new(),
             vips: HashMap::new(),
+            last_allocated: None,
             rng: seed | 1,
         };
         for (kind_name, id, doc) in snapshot.docs {
@@ -258,7 +261,7 @@ impl<S: Store> Controller<S> {
             provisioning_state: "Succeeded",
         };
         let mut doc = doc::complete(kind, id, body, previous.as_ref(), &mut stamp)?;
-        self.allocate(kind, &key, &mut doc, previous.as_ref())?;
+        let allocated = self.allocate(kind, &key, &mut doc, previous.as_ref())?;
         for r in doc::references(kind, &doc) {
             if self.resolve(&r.to, Some((&key, &doc))).is_none() {
                 return Err(Invalid::new(
@@ -285,6 +288,9 @@ impl<S: Store> Controller<S> {
         )?;
         self.unindex(&key);
         self.index(key, doc.clone());
+        if allocated.is_some() {
+            self.last_allocated = allocated;
+        }
         Ok(Put {
             doc: self.with_back_refs(kind, doc),
             created: previous.is_none(),
@@ -356,14 +362,16 @@ impl<S: Store> Controller<S> {
     }
 
     /// Gives Dynamic frontends and public IP addresses a free VIP (keeping the one they
-    /// had), and checks that Static ones lie in a vipIpPool and are not taken.
+    /// had), and checks that Static ones lie in a vipIpPool and are not taken. Returns
+    /// the last address newly allocated.
     fn allocate(
         &self,
         kind: &Kind,
         key: &Key,
         doc: &mut Value,
         previous: Option<&Value>,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<IpAddr>, Error> {
+        let mut allocated = None;
         let sites: Vec<(String, String, &str, &str)> = match kind.name {
             "loadBalancers" => doc
                 .pointer("/properties/frontendIPConfigurations")
@@ -400,10 +408,10 @@ impl<S: Store> Controller<S> {
                 "ipAddress",
                 "publicIPAllocationMethod",
             )],
-            _ => return Ok(()),
+            _ => return Ok(None),
         };
         if sites.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let pools = self.vip_pools(Some((key, doc)));
         let mut taken_here: BTreeSet<IpAddr> = BTreeSet::new();
@@ -442,7 +450,7 @@ impl<S: Store> Controller<S> {
                     .and_then(|s| s.parse::<IpAddr>().ok());
                 match kept {
                     Some(a) => a,
-                    None => next_free(&pools, &taken).ok_or_else(|| Error::Conflict {
+                    None => next_free_after(&pools, &taken, allocated.or(self.last_allocated)).inspect(|a| allocated = Some(*a)).ok_or_else(|| Error::Conflict {
                         message: if pools.is_empty() {
                             format!("{owner}: no vipIpPools configured in /loadBalancerManager/config to allocate from")
                         } else {
@@ -487,7 +495,7 @@ impl<S: Store> Controller<S> {
             taken_here.insert(addr);
             props.insert(addr_field.to_string(), Value::String(addr.to_string()));
         }
-        Ok(())
+        Ok(allocated)
     }
 }
 

@@ -53,11 +53,80 @@ impl Pool {
 
 /// The first address of the pools, in order, for which `used` is false.
 pub fn next_free(pools: &[Pool], used: &dyn Fn(IpAddr) -> bool) -> Option<IpAddr> {
-    pools.iter().find_map(|p| {
-        (number(p.start)..=number(p.end))
+    next_free_after(pools, used, None)
+}
+
+/// The first free address after `after` (in pool order, wrapping around to the first
+/// pool's start), or from the start without it. Allocating after the last address
+/// given out keeps a run of allocations from rescanning every address in use.
+pub fn next_free_after(
+    pools: &[Pool],
+    used: &dyn Fn(IpAddr) -> bool,
+    after: Option<IpAddr>,
+) -> Option<IpAddr> {
+    let resume = after.and_then(|a| {
+        let i = pools.iter().position(|p| p.contains(a))?;
+        Some((i, number(a) + 1))
+    });
+    let scan = |p: &Pool, from: u128| {
+        (from.max(number(p.start))..=number(p.end))
             .map(|n| address(p.start, n))
             .find(|a| !used(*a))
-    })
+    };
+    match resume {
+        None => pools.iter().find_map(|p| scan(p, number(p.start))),
+        Some((i, from)) => scan(&pools[i], from)
+            .or_else(|| pools[i + 1..].iter().find_map(|p| scan(p, number(p.start))))
+            .or_else(|| pools[..=i].iter().find_map(|p| scan(p, number(p.start)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(start: &str, end: &str) -> Pool {
+        Pool {
+            reference: String::new(),
+            start: start.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            end: end.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        }
+    }
+
+    #[test]
+    fn allocation_resumes_after_the_last_and_wraps_around() {
+        let pools = [pool("10.0.0.1", "10.0.0.3"), pool("10.0.1.1", "10.0.1.2")];
+        let a = |s: &str| s.parse::<IpAddr>().ok();
+        let none = |_: IpAddr| false;
+        assert_eq!(next_free(&pools, &none), a("10.0.0.1"));
+        assert_eq!(next_free_after(&pools, &none, a("10.0.0.1")), a("10.0.0.2"));
+        assert_eq!(
+            next_free_after(&pools, &none, a("10.0.0.3")),
+            a("10.0.1.1"),
+            "on to the next pool"
+        );
+        assert_eq!(
+            next_free_after(&pools, &none, a("10.0.1.2")),
+            a("10.0.0.1"),
+            "wrapped"
+        );
+        let used = |x: IpAddr| x != "10.0.0.2".parse::<IpAddr>().unwrap_or(x);
+        assert_eq!(
+            next_free_after(&pools, &used, a("10.0.1.1")),
+            a("10.0.0.2"),
+            "the one left"
+        );
+        let all = |_: IpAddr| true;
+        assert_eq!(next_free_after(&pools, &all, a("10.0.0.1")), None);
+        assert_eq!(
+            next_free_after(&pools, &none, a("192.0.2.1")),
+            a("10.0.0.1"),
+            "not in a pool: from the start"
+        );
+        assert_eq!(pools[0].size(), 3);
+        assert!(pools[1].contains("10.0.1.2".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))));
+        assert!(!pools[1].contains("::1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))));
+    }
 }
 
 /// Checks the ipPools of a logical network: each range in order and of one family. (A
