@@ -81,6 +81,49 @@ pub fn next_free_after(
     }
 }
 
+/// Checks the ipPools of a logical network: each range in order and of one family. (A
+/// pool need not lie inside its subnet's prefix: the Network Controller's own documents
+/// have a VIP pool outside the transit subnet it hangs under.)
+pub fn check_ip_pools(doc: &Value) -> Result<(), Invalid> {
+    let subnets = doc
+        .pointer("/properties/subnets")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (i, subnet) in subnets.iter().enumerate() {
+        let pools = subnet
+            .pointer("/properties/ipPools")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (j, pool) in pools.iter().enumerate() {
+            let at = format!("/properties/subnets/{i}/properties/ipPools/{j}/properties");
+            let Some(p) = Pool::of("", pool) else {
+                continue;
+            };
+            if p.start.is_ipv4() != p.end.is_ipv4() {
+                return Err(Invalid::new(
+                    format!("{at}/endIPAddress"),
+                    format!(
+                        "expected an address of the start's family ({}), found {}",
+                        p.start, p.end
+                    ),
+                ));
+            }
+            if number(p.end) < number(p.start) {
+                return Err(Invalid::new(
+                    format!("{at}/endIPAddress"),
+                    format!(
+                        "expected an address at or after the start {}, found {}",
+                        p.start, p.end
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,47 +170,4 @@ mod tests {
         assert!(pools[1].contains("10.0.1.2".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))));
         assert!(!pools[1].contains("::1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))));
     }
-}
-
-/// Checks the ipPools of a logical network: each range in order and of one family. (A
-/// pool need not lie inside its subnet's prefix: the Network Controller's own documents
-/// have a VIP pool outside the transit subnet it hangs under.)
-pub fn check_ip_pools(doc: &Value) -> Result<(), Invalid> {
-    let subnets = doc
-        .pointer("/properties/subnets")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    for (i, subnet) in subnets.iter().enumerate() {
-        let pools = subnet
-            .pointer("/properties/ipPools")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for (j, pool) in pools.iter().enumerate() {
-            let at = format!("/properties/subnets/{i}/properties/ipPools/{j}/properties");
-            let Some(p) = Pool::of("", pool) else {
-                continue;
-            };
-            if p.start.is_ipv4() != p.end.is_ipv4() {
-                return Err(Invalid::new(
-                    format!("{at}/endIPAddress"),
-                    format!(
-                        "expected an address of the start's family ({}), found {}",
-                        p.start, p.end
-                    ),
-                ));
-            }
-            if number(p.end) < number(p.start) {
-                return Err(Invalid::new(
-                    format!("{at}/endIPAddress"),
-                    format!(
-                        "expected an address at or after the start {}, found {}",
-                        p.start, p.end
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
 }
