@@ -46,14 +46,19 @@ fn filled<S: Store>(store: S, count: usize) -> Controller<S> {
     .expect("config");
     for i in 0..count {
         let id = format!("lb-{i}");
-        c.put(kind("loadBalancers").expect("kind"), &id, lb(&id, 80), None).expect("lb");
+        c.put(kind("loadBalancers").expect("kind"), &id, lb(&id, 80), None)
+            .expect("lb");
     }
     c
 }
 
 fn resident_mib() -> f64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0.0);
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
     pages * 4096.0 / (1024.0 * 1024.0)
 }
 
@@ -63,21 +68,33 @@ fn puts(c: &mut Criterion) {
     for count in [100usize, 10_000] {
         let mut controller = filled(MemStore::default(), count);
         if count == 10_000 {
-            eprintln!("resident memory with {count} load balancers (memory store): {:.1} MiB", resident_mib());
+            eprintln!(
+                "resident memory with {count} load balancers (memory store): {:.1} MiB",
+                resident_mib()
+            );
         }
         let mut port = 0u16;
         group.bench_function(BenchmarkId::new("update, memory store", count), |b| {
             b.iter(|| {
                 port = port.wrapping_add(1);
-                black_box(controller.put(lbs, "lb-0", lb("lb-0", port), None).expect("put"))
+                black_box(
+                    controller
+                        .put(lbs, "lb-0", lb("lb-0", port), None)
+                        .expect("put"),
+                )
             })
         });
-        group.bench_function(BenchmarkId::new("create and delete, memory store", count), |b| {
-            b.iter(|| {
-                controller.put(lbs, "new", lb("new", 80), None).expect("put");
-                controller.delete(lbs, "new", None).expect("delete");
-            })
-        });
+        group.bench_function(
+            BenchmarkId::new("create and delete, memory store", count),
+            |b| {
+                b.iter(|| {
+                    controller
+                        .put(lbs, "new", lb("new", 80), None)
+                        .expect("put");
+                    controller.delete(lbs, "new", None).expect("delete");
+                })
+            },
+        );
     }
     let dir = std::env::temp_dir().join(format!("strata-bench-put-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -89,7 +106,11 @@ fn puts(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("update, redb (fsync)", count), |b| {
             b.iter(|| {
                 port = port.wrapping_add(1);
-                black_box(controller.put(lbs, "lb-0", lb("lb-0", port), None).expect("put"))
+                black_box(
+                    controller
+                        .put(lbs, "lb-0", lb("lb-0", port), None)
+                        .expect("put"),
+                )
             })
         });
     }

@@ -568,3 +568,30 @@ fn a_stopped_session_refuses_a_connection_and_sends_nothing() {
     assert_eq!(take(&mut mux), [Action::Disconnect]);
     assert_eq!(mux.state(), State::Idle);
 }
+
+#[test]
+fn after_an_error_the_session_restarts_when_connect_retry_expires() {
+    // The mux dials; the router waits.
+    for passive in [false, true] {
+        let (mut mux, mut router) = establish();
+        let s = if passive { &mut router } else { &mut mux };
+        s.handle(T0, Event::Message(their_open(90, vec![])));
+        take(s);
+        assert_eq!(s.state(), State::Idle);
+        let retry = s.poll_at().expect("ConnectRetry armed");
+        s.poll(retry);
+        let actions = take(s);
+        if passive {
+            assert_eq!(s.state(), State::Active, "waits for the peer");
+            assert!(!actions.contains(&Action::Connect));
+            assert_eq!(s.poll_at(), None, "and no retry of its own");
+        } else {
+            assert_eq!(s.state(), State::Connect);
+            assert!(actions.contains(&Action::Connect));
+            assert!(
+                s.poll_at().is_some_and(|t| t > retry),
+                "the next retry armed"
+            );
+        }
+    }
+}

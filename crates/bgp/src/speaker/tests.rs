@@ -677,3 +677,117 @@ fn routes_of_a_family_not_negotiated_are_ignored() {
     assert_eq!(n.state(1, 0), State::Established);
     assert!(n.received(1, 0).get(&v6).is_none());
 }
+
+/// A (AS 65001) --eBGP-- S (AS 65000) --iBGP-- I (AS 65000).
+fn with_internal_neighbor(rules: Option<Rules>) -> Net {
+    let mut s = node(
+        65000,
+        vec![
+            peer(65000, "2.2.2.2", "10.0.0.1", "10.0.0.2", 65001),
+            peer(65000, "2.2.2.2", "10.0.2.1", "10.0.2.2", 65000),
+        ],
+        &["10.0.0.2", "10.0.2.2"],
+    );
+    if let Some(r) = rules {
+        s.speaker.set_rules(r);
+    }
+    Net::new(vec![
+        node(
+            65001,
+            vec![peer(65001, "1.1.1.1", "10.0.0.2", "10.0.0.1", 65000)],
+            &["10.0.0.1"],
+        ),
+        s,
+        node(
+            65000,
+            vec![peer(65000, "4.4.4.4", "10.0.2.2", "10.0.2.1", 65000)],
+            &["10.0.2.1"],
+        ),
+    ])
+}
+
+#[test]
+fn the_preference_of_external_routes_is_the_speakers_rule() {
+    let best_from = |rules: Option<Rules>| {
+        let mut n = with_internal_neighbor(rules);
+        n.wait(2);
+        let p = n.announce(0, "198.51.100.0/24", "10.0.0.1");
+        n.announce(2, "198.51.100.0/24", "10.0.2.1");
+        let (source, path) = n.nodes[1]
+            .speaker
+            .best(&p)
+            .map(|(s, p)| (s, p.clone()))
+            .unwrap();
+        (source, path.next_hop)
+    };
+    // Equal preference (100): the internal route's shorter AS_PATH wins.
+    let (_, hop) = best_from(None);
+    assert_eq!(hop, IpAddr::V4(ip("10.0.2.1")));
+    // External routes preferred at 150: the external one wins on step (a).
+    let rules = Rules {
+        external_preference: 150,
+        ..Rules::new(0)
+    };
+    let (source, hop) = best_from(Some(rules));
+    assert_eq!(hop, IpAddr::V4(ip("10.0.0.1")));
+    assert_eq!(source, Source::Peer(PeerId(0)));
+}
+
+#[test]
+fn a_local_address_change_is_the_next_hop_of_later_routes() {
+    let mut n = Net::line();
+    n.wait(2);
+    n.nodes[1]
+        .speaker
+        .set_local_address(PeerId(1), ip("10.0.1.9"));
+    let p = n.announce(0, "198.51.100.0/24", "10.0.0.1");
+    assert_eq!(
+        n.received(2, 0).get(&p).unwrap().next_hop,
+        IpAddr::V4(ip("10.0.1.9"))
+    );
+}
+
+#[test]
+fn routes_whose_next_hop_is_one_of_our_addresses_are_ignored() {
+    let mut n = Net::line();
+    n.wait(2);
+    // S takes A's address for one of its own (a misconfiguration A's routes expose).
+    n.nodes[1]
+        .speaker
+        .set_own_addresses(vec![IpAddr::V4(ip("10.0.0.1"))]);
+    let p = n.announce(0, "198.51.100.0/24", "10.0.0.1");
+    assert!(n.nodes[1].speaker.best(&p).is_none());
+    assert!(n.received(2, 0).get(&p).is_none());
+}
+
+#[test]
+fn changes_are_recorded_only_when_asked_and_taken_once() {
+    let mut n = Net::line();
+    n.wait(2);
+    let p = n.announce(0, "198.51.100.0/24", "10.0.0.1");
+    assert!(n.nodes[1].speaker.take_changed().is_empty(), "not asked");
+    n.nodes[1].speaker.record_changes();
+    let q = n.announce(0, "203.0.113.0/24", "10.0.0.1");
+    assert_eq!(
+        n.nodes[1].speaker.take_changed(),
+        BTreeSet::from([q]),
+        "only what changed since asking"
+    );
+    assert!(n.nodes[1].speaker.take_changed().is_empty(), "taken");
+    n.nodes[0].speaker.withdraw(p, n.now);
+    n.run();
+    assert_eq!(n.nodes[1].speaker.take_changed(), BTreeSet::from([p]));
+}
+
+#[test]
+fn the_speaker_says_when_it_next_has_work_and_what_it_originates() {
+    let mut n = Net::line();
+    n.wait(2);
+    let now = n.now;
+    let at = n.nodes[1].speaker.poll_at().expect("timers run");
+    assert!(at > now && at <= now + Duration::from_secs(30), "{at:?}");
+    assert!(n.nodes[0].speaker.originated().is_empty());
+    let p = n.announce(0, "198.51.100.0/24", "10.0.0.1");
+    assert!(n.nodes[0].speaker.originated().get(&p).is_some());
+    assert_eq!(n.nodes[0].speaker.originated().len(), 1);
+}
