@@ -544,6 +544,17 @@ mod graceful_restart {
     }
 
     #[test]
+    fn a_restart_time_of_zero_keeps_nothing() {
+        let mut n = Net::line_with(|p| p.session.graceful_restart = Some(0));
+        n.wait(2);
+        let prefix = n.announce(0, "198.51.100.0/24", "10.0.0.1");
+        assert!(n.received(2, 0).get(&prefix).is_some());
+        crash_a(&mut n);
+        assert!(n.received(1, 0).is_empty(), "no stale routes for 0 s");
+        assert!(n.received(2, 0).is_empty());
+    }
+
+    #[test]
     fn without_graceful_restart_a_lost_connection_takes_the_routes() {
         let mut n = Net::line();
         n.wait(2);
