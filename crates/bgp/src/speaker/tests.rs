@@ -341,6 +341,45 @@ fn a_route_is_not_sent_to_a_neighbor_whose_as_is_on_its_path() {
     n.run();
     assert!(n.received(1, 1).get(&net("203.0.113.0/24")).is_some());
     assert!(n.received(0, 0).get(&net("203.0.113.0/24")).is_none());
+    // Not sent at all (A would have dropped it as a loop anyway).
+    let to_a = n.nodes[1].speaker.peers().next().unwrap();
+    assert!(to_a.sent.get(&net("203.0.113.0/24")).is_none());
+}
+
+#[test]
+fn routes_from_one_internal_neighbor_do_not_go_to_another() {
+    // I1 --iBGP-- S --iBGP-- I2, all AS 65000, and A (65001) outside.
+    let mut n = Net::new(vec![
+        node(
+            65000,
+            vec![peer(65000, "4.4.4.4", "10.0.2.2", "10.0.2.1", 65000)],
+            &["10.0.2.1"],
+        ),
+        node(
+            65000,
+            vec![
+                peer(65000, "2.2.2.2", "10.0.2.1", "10.0.2.2", 65000),
+                peer(65000, "2.2.2.2", "10.0.3.1", "10.0.3.2", 65000),
+                peer(65000, "2.2.2.2", "10.0.0.1", "10.0.0.2", 65001),
+            ],
+            &["10.0.2.2", "10.0.3.2", "10.0.0.2"],
+        ),
+        node(
+            65000,
+            vec![peer(65000, "5.5.5.5", "10.0.3.2", "10.0.3.1", 65000)],
+            &["10.0.3.1"],
+        ),
+        node(
+            65001,
+            vec![peer(65001, "1.1.1.1", "10.0.0.2", "10.0.0.1", 65000)],
+            &["10.0.0.1"],
+        ),
+    ]);
+    n.wait(2);
+    let p = n.announce(0, "198.51.100.0/24", "10.0.2.1");
+    assert!(n.nodes[1].speaker.best(&p).is_some());
+    assert!(n.received(2, 0).get(&p).is_none(), "no reflection");
+    assert!(n.received(3, 0).get(&p).is_some(), "but out of the AS");
 }
 
 #[test]
