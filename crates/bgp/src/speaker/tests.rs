@@ -288,6 +288,34 @@ fn a_full_table_goes_out_packed_into_few_updates() {
 }
 
 #[test]
+fn a_mass_withdrawal_of_ipv6_routes_goes_in_few_full_updates() {
+    let mut n = Net::line_with(|p| {
+        p.session.families.push((afi::IPV6, codec::SAFI_UNICAST));
+    });
+    n.wait(2);
+    // 1,000 /64s: 9 bytes each in MP_UNREACH_NLRI, 9,000 bytes to withdraw.
+    let prefixes: Vec<IpNet> = (0..1_000u128)
+        .map(|i| {
+            IpNet::V6(
+                ipnet::Ipv6Net::new(((0x2001_0db8u128 << 96) | (i << 64)).into(), 64).unwrap(),
+            )
+        })
+        .collect();
+    n.nodes[0]
+        .speaker
+        .announce_all(&prefixes, "2001:db8::1".parse().unwrap(), n.now);
+    n.run();
+    assert_eq!(n.received(2, 0).len(), 1_000);
+    let before = n.updates_sent[1];
+    let now = n.now;
+    n.nodes[1].speaker.remove_peer(PeerId(0), "", now);
+    n.run();
+    assert!(n.received(2, 0).is_empty(), "every route withdrawn");
+    let updates = n.updates_sent[1] - before;
+    assert!((3..=4).contains(&updates), "{updates} UPDATEs");
+}
+
+#[test]
 fn ipv6_routes_go_out_in_mp_reach_with_an_ipv6_next_hop() {
     let mut n = Net::line_with(|p| {
         p.session.families.push((afi::IPV6, codec::SAFI_UNICAST));
