@@ -869,3 +869,40 @@ fn the_speaker_says_when_it_next_has_work_and_what_it_originates() {
     assert!(n.nodes[0].speaker.originated().get(&p).is_some());
     assert_eq!(n.nodes[0].speaker.originated().len(), 1);
 }
+
+#[test]
+fn next_hops_are_kept_for_own_routes_and_inside_the_as_and_replaced_outside() {
+    // S's own route with a next hop of its choosing keeps it, to anyone; with none
+    // (unspecified), S's address toward each neighbor.
+    let mut n = Net::line_with(|p| {
+        p.session.families.push((afi::IPV6, codec::SAFI_UNICAST));
+    });
+    n.wait(2);
+    let own = n.announce(1, "198.51.100.0/24", "10.0.1.7");
+    assert_eq!(
+        n.received(2, 0).get(&own).unwrap().next_hop,
+        IpAddr::V4(ip("10.0.1.7"))
+    );
+    let unspecified = n.announce(1, "203.0.113.0/24", "0.0.0.0");
+    assert_eq!(
+        n.received(2, 0).get(&unspecified).unwrap().next_hop,
+        IpAddr::V4(ip("10.0.1.2"))
+    );
+    assert_eq!(
+        n.received(0, 0).get(&unspecified).unwrap().next_hop,
+        IpAddr::V4(ip("10.0.0.2"))
+    );
+    let own6 = n.announce(1, "2001:db8:7::/48", "2001:db8::7");
+    assert_eq!(
+        n.received(2, 0).get(&own6).unwrap().next_hop,
+        "2001:db8::7".parse::<IpAddr>().unwrap()
+    );
+    // A route learned from outside goes inside with its next hop unchanged.
+    let mut n = with_internal_neighbor(None);
+    n.wait(2);
+    let learned = n.announce(0, "192.0.2.0/24", "10.0.0.1");
+    assert_eq!(
+        n.received(2, 0).get(&learned).unwrap().next_hop,
+        IpAddr::V4(ip("10.0.0.1"))
+    );
+}
