@@ -301,11 +301,14 @@ fn a_mass_withdrawal_of_ipv6_routes_goes_in_few_full_updates() {
             )
         })
         .collect();
+    let before = n.updates_sent[1];
     n.nodes[0]
         .speaker
         .announce_all(&prefixes, "2001:db8::1".parse().unwrap(), n.now);
     n.run();
     assert_eq!(n.received(2, 0).len(), 1_000);
+    let updates = n.updates_sent[1] - before;
+    assert!((3..=6).contains(&updates), "{updates} UPDATEs to announce");
     let before = n.updates_sent[1];
     let now = n.now;
     n.nodes[1].speaker.remove_peer(PeerId(0), "", now);
