@@ -5,7 +5,8 @@
 //!   the other singletons are `{collection}/{id}` too)
 //! - `GET /networking/v1/{collection}/{id}/{child}/{childId}...`: one child resource
 //!
-//! Every request needs `Authorization: Bearer <token>` (401 otherwise). PUT and DELETE
+//! Every request needs `Authorization: Bearer <token>` (401 otherwise), except
+//! `GET /openapi.json`, the API's description. PUT and DELETE
 //! take `If-Match` (412 on a stale etag); responses carry `ETag`. Errors are
 //! `{"error": {"code", "message", "target"}}`, `target` being the JSON pointer of the
 //! offending field of a 400, and 409s list the referrers.
@@ -70,6 +71,11 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
             api.clone(),
             authenticate::<S>,
         ))
+        // Added after the layer: the description needs no token.
+        .route(
+            "/openapi.json",
+            get(|| async { Json(crate::openapi::document()) }),
+        )
         .with_state(api)
 }
 

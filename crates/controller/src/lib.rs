@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod core;
+pub mod openapi;
 pub mod server;
 pub mod store;
 

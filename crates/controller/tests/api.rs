@@ -391,3 +391,25 @@ fn each_error_has_its_status_and_says_what_is_wrong() {
     assert_eq!(c.delete("/loadBalancers/portal", newer.as_deref()).0, 200);
     assert_eq!(c.get("/loadBalancers").1["value"], json!([]));
 }
+
+#[test]
+fn the_api_describes_itself_without_a_token() {
+    let c = Client::start();
+    let url = c.base.replace("/networking/v1", "/openapi.json");
+    let mut r = c.agent.get(&url).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let doc: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/networking/v1/loadBalancers",
+        "/networking/v1/loadBalancers/{id}",
+        "/networking/v1/loadBalancerManager/config",
+        "/networking/v1/networkInterfaces/{id}",
+    ] {
+        assert!(paths.contains_key(p), "{p}");
+    }
+    assert!(
+        doc["paths"]["/networking/v1/loadBalancers/{id}"]["put"]["responses"]["400"].is_object()
+    );
+}
