@@ -25,7 +25,23 @@ if [ ${#packages[@]} -gt 0 ]; then
     "${as_root[@]}" systemctl stop bird gobgpd frr >/dev/null 2>&1 || true
   fi
 fi
+# schemathesis (a Python package) checks the controller's API against its OpenAPI
+# description.
+if ! command -v st >/dev/null 2>&1; then
+  echo "installing: schemathesis (pip)"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo -E)
+    "${as_root[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
+  python3 -m pip install --quiet schemathesis 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages schemathesis
+  hash -r
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash
+fi
 export STRATA_REQUIRE_TSHARK=1 STRATA_REQUIRE_BIRD=1 STRATA_REQUIRE_GOBGP=1 STRATA_REQUIRE_FRR=1
+export STRATA_REQUIRE_SCHEMATHESIS=1
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -262,3 +262,49 @@ fn ctl_applies_gets_waits_and_deletes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no API token"));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Whether schemathesis (`st`) is installed; a missing one fails the test when
+/// STRATA_REQUIRE_SCHEMATHESIS is set (the test command installs it), else skips it.
+fn schemathesis_present() -> bool {
+    let present = Command::new("st")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        assert!(
+            std::env::var_os("STRATA_REQUIRE_SCHEMATHESIS").is_none(),
+            "schemathesis (st) is not installed"
+        );
+        eprintln!("skipped: schemathesis (st) is not installed");
+    }
+    present
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
+    if !schemathesis_present() {
+        return;
+    }
+    let dir = TempDir::new("controller-schemathesis");
+    let c = start(&dir.0);
+    let token = std::fs::read_to_string(dir.0.join("token")).unwrap();
+    let spec = c.base.replace("/networking/v1", "/openapi.json");
+    let out = Command::new("st")
+        .args(["run", &spec, "-H"])
+        .arg(format!("Authorization: Bearer {}", token.trim()))
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_headers_conformance,response_schema_conformance,negative_data_rejection",
+            "--max-examples",
+            "10",
+            "--seed",
+            "1",
+            "--no-color",
+        ])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("passed"), "{report}");
+}

@@ -251,7 +251,6 @@ impl<S: Store> Controller<S> {
         }
         let key = Self::key(kind, id);
         let previous = self.docs.get(&key).cloned();
-        check_etag(previous.as_ref(), if_match)?;
         let etag = format!("W/\"{}\"", self.uuid());
         let mut ids = splitmix(&mut self.rng);
         let mut new_instance_id = || uuid(splitmix(&mut ids), splitmix(&mut ids));
@@ -261,6 +260,8 @@ impl<S: Store> Controller<S> {
             provisioning_state: "Succeeded",
         };
         let mut doc = doc::complete(kind, id, body, previous.as_ref(), &mut stamp)?;
+        // The body first: a bad one is a 400 whatever the etag.
+        check_etag(previous.as_ref(), if_match)?;
         let allocated = self.allocate(kind, &key, &mut doc, previous.as_ref())?;
         for r in doc::references(kind, &doc) {
             if self.resolve(&r.to, Some((&key, &doc))).is_none() {
@@ -543,10 +544,10 @@ fn collect_child_refs(
 }
 
 fn check_etag(current: Option<&Value>, if_match: Option<&str>) -> Result<(), Error> {
-    let Some(given) = if_match else {
+    // An empty If-Match names nothing: as if absent.
+    let Some(given) = if_match.map(str::trim).filter(|g| !g.is_empty()) else {
         return Ok(());
     };
-    let given = given.trim();
     let current_etag = current.and_then(|d| d.get("etag")).and_then(Value::as_str);
     match current_etag {
         Some(_) if given == "*" => Ok(()),

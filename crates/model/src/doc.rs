@@ -106,6 +106,29 @@ pub fn complete(
             ));
         }
     }
+    for owned in ["resourceRef", "etag", "instanceId"] {
+        // The controller's to set; a client may send back what it read.
+        match root.get(owned) {
+            None | Some(Value::String(_)) => {}
+            Some(other) => {
+                return Err(Invalid::new(
+                    format!("/{owned}"),
+                    format!("expected a string, found {}", describe(other)),
+                ));
+            }
+        }
+    }
+    for envelope in ["resourceMetadata", "tags"] {
+        match root.get(envelope) {
+            None | Some(Value::Object(_)) => {}
+            Some(other) => {
+                return Err(Invalid::new(
+                    format!("/{envelope}"),
+                    format!("expected an object, found {}", describe(other)),
+                ));
+            }
+        }
+    }
     match root.get("properties") {
         Some(Value::Object(_)) => {}
         None => {

@@ -147,6 +147,17 @@ fn the_envelope_is_checked() {
     assert_eq!(e.pointer, "/resourceId");
     let e = complete_as("loadBalancers", "portal", json!({"properties": 3})).unwrap_err();
     assert_eq!(e.pointer, "/properties");
+    let e = complete_as("loadBalancers", "portal", json!({"tags": [1]})).unwrap_err();
+    assert_eq!(
+        (e.pointer.as_str(), e.message.as_str()),
+        ("/tags", "expected an object, found an array")
+    );
+    let e = complete_as("loadBalancers", "portal", json!({"resourceMetadata": "x"})).unwrap_err();
+    assert_eq!(e.pointer, "/resourceMetadata");
+    let e = complete_as("loadBalancers", "portal", json!({"resourceRef": {}})).unwrap_err();
+    assert_eq!(e.pointer, "/resourceRef");
+    let e = complete_as("loadBalancers", "portal", json!({"resourceId": 7})).unwrap_err();
+    assert_eq!(e.pointer, "/resourceId");
     let mut twice = lb(rule(json!({})));
     twice["properties"]["backendAddressPools"] =
         json!([{"resourceId": "pool"}, {"resourceId": "POOL"}]);
