@@ -1296,47 +1296,7 @@ pub fn encode(message: &Message, options: Options, out: &mut Vec<u8>) -> Result<
             out[at..at + 2].copy_from_slice(&len.to_be_bytes());
             let at = out.len();
             out.extend_from_slice(&[0, 0]);
-            // RFC 7606 section 5.1: MP_REACH_NLRI and MP_UNREACH_NLRI first, so a
-            // receiver finds the routes even when a later attribute is malformed; the
-            // others in ascending order of type (RFC 4271 section 5).
-            let mut ordered: Vec<&Attribute> = u.attributes.iter().collect();
-            ordered.sort_by_key(|a| match a.code() {
-                attr::MP_REACH_NLRI | attr::MP_UNREACH_NLRI => (0, a.code()),
-                code => (1, code),
-            });
-            for a in ordered {
-                encode_attribute(a, options, out)?;
-            }
-            // RFC 6793 section 4.2.2: to a speaker without 4-octet AS numbers, the ones
-            // that do not fit go as AS_TRANS in AS_PATH and AGGREGATOR, and whole in
-            // AS4_PATH and AS4_AGGREGATOR.
-            if !options.four_octet_as {
-                for a in &u.attributes {
-                    let as4 = match a {
-                        Attribute::AsPath(path)
-                            if path
-                                .segments
-                                .iter()
-                                .flat_map(|s| &s.asns)
-                                .any(|&n| n > 0xffff) =>
-                        {
-                            (attr::AS4_PATH, as_path_bytes(path, true))
-                        }
-                        Attribute::Aggregator { asn, address } if *asn > 0xffff => {
-                            let mut v = asn.to_be_bytes().to_vec();
-                            v.extend_from_slice(&address.octets());
-                            (attr::AS4_AGGREGATOR, v)
-                        }
-                        _ => continue,
-                    };
-                    let as4 = Attribute::Unknown {
-                        flags: FLAGS_OPTIONAL_TRANSITIVE,
-                        code: as4.0,
-                        value: as4.1,
-                    };
-                    encode_attribute(&as4, options, out)?;
-                }
-            }
+            encode_attributes(&u.attributes, options, out)?;
             let len = out.len() - at - 2;
             out[at..at + 2].copy_from_slice(&(len.min(0xffff) as u16).to_be_bytes());
             for p in &u.nlri {
@@ -1362,6 +1322,64 @@ pub fn encode(message: &Message, options: Options, out: &mut Vec<u8>) -> Result<
     }
     out[start + 16..start + 18].copy_from_slice(&(len as u16).to_be_bytes());
     Ok(())
+}
+
+/// The path attributes of an UPDATE as they go on the wire, appended to `out`.
+fn encode_attributes(
+    attributes: &[Attribute],
+    options: Options,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    // RFC 7606 section 5.1: MP_REACH_NLRI and MP_UNREACH_NLRI first, so a
+    // receiver finds the routes even when a later attribute is malformed; the
+    // others in ascending order of type (RFC 4271 section 5).
+    let mut ordered: Vec<&Attribute> = attributes.iter().collect();
+    ordered.sort_by_key(|a| match a.code() {
+        attr::MP_REACH_NLRI | attr::MP_UNREACH_NLRI => (0, a.code()),
+        code => (1, code),
+    });
+    for a in ordered {
+        encode_attribute(a, options, out)?;
+    }
+    // RFC 6793 section 4.2.2: to a speaker without 4-octet AS numbers, the ones
+    // that do not fit go as AS_TRANS in AS_PATH and AGGREGATOR, and whole in
+    // AS4_PATH and AS4_AGGREGATOR.
+    if !options.four_octet_as {
+        for a in attributes {
+            let as4 = match a {
+                Attribute::AsPath(path)
+                    if path
+                        .segments
+                        .iter()
+                        .flat_map(|s| &s.asns)
+                        .any(|&n| n > 0xffff) =>
+                {
+                    (attr::AS4_PATH, as_path_bytes(path, true))
+                }
+                Attribute::Aggregator { asn, address } if *asn > 0xffff => {
+                    let mut v = asn.to_be_bytes().to_vec();
+                    v.extend_from_slice(&address.octets());
+                    (attr::AS4_AGGREGATOR, v)
+                }
+                _ => continue,
+            };
+            let as4 = Attribute::Unknown {
+                flags: FLAGS_OPTIONAL_TRANSITIVE,
+                code: as4.0,
+                value: as4.1,
+            };
+            encode_attribute(&as4, options, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// The bytes `attributes` take in an UPDATE sent with `options` (AS4_PATH and
+/// AS4_AGGREGATOR included where a 2-octet speaker needs them): what is left for NLRI.
+pub fn attributes_len(attributes: &[Attribute], options: Options) -> Result<usize, EncodeError> {
+    let mut out = Vec::new();
+    encode_attributes(attributes, options, &mut out)?;
+    Ok(out.len())
 }
 
 fn encode_capability(c: &Capability, out: &mut Vec<u8>) {

@@ -351,6 +351,16 @@ mod tests {
     }
 
     #[test]
+    fn removing_says_whether_it_was_there() {
+        let mut rib = AdjRibIn::new();
+        rib.apply(&update(vec![64501], "10.0.0.0/8", [10, 0, 0, 1]), &US);
+        assert!(!rib.remove(&"10.1.0.0/16".parse().unwrap()));
+        assert!(rib.remove(&"10.0.0.0/8".parse().unwrap()));
+        assert!(!rib.remove(&"10.0.0.0/8".parse().unwrap()));
+        assert!(!rib.remove(&"2001:db8::/32".parse().unwrap()));
+    }
+
+    #[test]
     fn both_families_count() {
         let mut rib = AdjRibIn::new();
         assert!(rib.is_empty());

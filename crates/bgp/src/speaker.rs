@@ -960,7 +960,9 @@ impl Speaker {
         for (path, local, prefixes) in &batch.announce {
             let local = *local;
             let mut attributes = export_attributes(path, asn, ibgp, local);
-            let room = HEADER_ROOM - attributes_len(&attributes);
+            // Too long to send: the encoder says so when the UPDATE is written.
+            let room = codec::attributes_len(&attributes, p.session.options())
+                .map_or(0, |len| HEADER_ROOM.saturating_sub(len));
             let (n4, n6): (Vec<IpNet>, Vec<IpNet>) =
                 prefixes.iter().partition(|p| matches!(p, IpNet::V4(_)));
             if !n4.is_empty() {
@@ -969,7 +971,8 @@ impl Speaker {
                     _ => hop4,
                 };
                 attributes.push(Attribute::NextHop(hop));
-                for chunk in chunks(&n4, room - 8) {
+                // NEXT_HOP: flags, type, length and the address.
+                for chunk in chunks(&n4, room.saturating_sub(7)) {
                     p.session.send_update(
                         now,
                         Update {
@@ -986,7 +989,7 @@ impl Speaker {
                     IpAddr::V6(h) if (local || ibgp) && !h.is_unspecified() => h,
                     _ => hop6,
                 };
-                for chunk in chunks(&n6, room - MP_ROOM - 16) {
+                for chunk in chunks(&n6, room.saturating_sub(MP_ROOM + 16)) {
                     let mut attributes = attributes.clone();
                     attributes.push(Attribute::MpReach(MpReach {
                         afi: afi::IPV6,
@@ -1135,38 +1138,6 @@ fn semantic_error(u: &Update, peer: &Peer) -> Option<codec::AttributeError> {
         });
     }
     None
-}
-
-/// The encoded size of attributes (4 octets of AS each: the larger of the two forms).
-fn attributes_len(attributes: &[Attribute]) -> usize {
-    attributes
-        .iter()
-        .map(|a| {
-            4 + match a {
-                Attribute::Origin(_) => 1,
-                // Twice, and a header: to a 2-octet speaker an AS4_PATH goes too.
-                Attribute::AsPath(p) => {
-                    4 + 2 * p
-                        .segments
-                        .iter()
-                        .map(|s| 2 + 4 * s.asns.len())
-                        .sum::<usize>()
-                }
-                Attribute::NextHop(_) | Attribute::Med(_) | Attribute::LocalPref(_) => 4,
-                Attribute::Communities(c) => 4 * c.len(),
-                Attribute::AtomicAggregate => 0,
-                // With an AS4_AGGREGATOR.
-                Attribute::Aggregator { .. } => 8 + 4 + 8,
-                Attribute::OriginatorId(_) => 4,
-                Attribute::ClusterList(ids) => 4 * ids.len(),
-                Attribute::ExtendedCommunities(c) => 8 * c.len(),
-                Attribute::Ipv6ExtendedCommunities(c) => 20 * c.len(),
-                Attribute::LargeCommunities(c) => 12 * c.len(),
-                Attribute::Unknown { value, .. } => value.len(),
-                Attribute::MpReach(_) | Attribute::MpUnreach(_) => 0,
-            }
-        })
-        .sum()
 }
 
 /// Splits prefixes into runs whose encoding fits in `room` bytes.

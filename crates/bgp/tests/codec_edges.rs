@@ -468,3 +468,57 @@ fn an_attribute_over_255_bytes_takes_the_extended_length() {
         )
     );
 }
+
+#[test]
+fn attributes_len_is_what_the_encoder_writes() {
+    let attributes = vec![
+        Attribute::Origin(Origin::Egp),
+        Attribute::AsPath(AsPath::sequence(vec![65001, 4_200_000_000, 64500])),
+        Attribute::Med(7),
+        Attribute::LocalPref(200),
+        Attribute::Communities(vec![0xfde9_0001, 0xffff_ff01]),
+        Attribute::Aggregator {
+            asn: 4_200_000_000,
+            address: Ipv4Addr::new(192, 0, 2, 9),
+        },
+        Attribute::ExtendedCommunities(vec![[0, 2, 0xfd, 0xe9, 0, 0, 0, 1]]),
+        Attribute::LargeCommunities(vec![[4_200_000_000, 1, 2]]),
+        Attribute::Unknown {
+            flags: 0xc0,
+            code: 240,
+            value: vec![1; 300],
+        },
+    ];
+    for options in [AS4, TWO] {
+        let len = attributes_len(&attributes, options).unwrap();
+        let mut out = Vec::new();
+        let u = Update {
+            attributes: attributes.clone(),
+            ..Update::default()
+        };
+        encode(&Message::Update(u), options, &mut out).unwrap();
+        // Header 19, the two length fields 4, no routes.
+        assert_eq!(
+            len,
+            out.len() - 23,
+            "four-octet AS: {}",
+            options.four_octet_as
+        );
+    }
+    assert_eq!(attributes_len(&[], AS4).unwrap(), 0);
+}
+
+#[test]
+fn a_shutdown_communication_is_cut_at_a_character_boundary() {
+    // 127 ASCII bytes and a 2-byte character: 129 bytes; cut to 128 would split it.
+    let text = format!("{}é", "a".repeat(127));
+    let n = Notification::cease(cease::ADMINISTRATIVE_SHUTDOWN, &text);
+    assert_eq!(n.data[0], 127);
+    assert_eq!(&n.data[1..], "a".repeat(127).as_bytes());
+    // Other subcodes carry none.
+    assert!(
+        Notification::cease(cease::PEER_DECONFIGURED, "bye")
+            .data
+            .is_empty()
+    );
+}

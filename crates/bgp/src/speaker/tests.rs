@@ -909,3 +909,183 @@ fn next_hops_are_kept_for_own_routes_and_inside_the_as_and_replaced_outside() {
         IpAddr::V4(ip("10.0.0.1"))
     );
 }
+
+#[test]
+fn updates_with_long_attributes_still_fill_but_fit_4096_bytes() {
+    let mut n = Net::line();
+    n.wait(2);
+    assert_eq!(n.state(2, 0), State::Established);
+    let mut path = Path::local(IpAddr::V4(ip("10.0.0.1")));
+    path.as_path = AsPath::sequence((0..100).map(|i| 4_200_000_000 + i).collect());
+    path.communities = (0..100).collect();
+    let prefixes: Vec<IpNet> = (0..3_000u32)
+        .map(|i| IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from((10 << 24) | (i << 8)), 24).unwrap()))
+        .collect();
+    let now = n.now;
+    let s = &mut n.nodes[1].speaker;
+    let a = PeerId(0);
+    let update = Update {
+        attributes: {
+            let mut attrs = export_attributes(&Arc::new(path), 65001, false, true);
+            attrs.push(Attribute::NextHop(ip("10.0.0.1")));
+            attrs
+        },
+        nlri: prefixes.iter().filter_map(v4).collect(),
+        ..Update::default()
+    };
+    let changed = s.peers[a.0].adj_in.apply(
+        &update,
+        &Import {
+            local_as: 65000,
+            own_addresses: &[],
+            session_address: None,
+        },
+    );
+    s.propagate(&changed, now);
+    n.run();
+    assert_eq!(
+        n.received(2, 0).len(),
+        3_000,
+        "every route arrived: no UPDATE was too long"
+    );
+    // About 800 bytes of attributes leave room for ~800 /24s in each: 4 UPDATEs.
+    assert!(n.updates_sent[1] <= 4 + 4, "{} UPDATEs", n.updates_sent[1]);
+}
+
+mod export {
+    //! What a path becomes on its way out to a neighbor.
+
+    use super::*;
+
+    fn path() -> Path {
+        let mut p = Path::local(IpAddr::V4(ip("10.0.0.1")));
+        p.as_path = AsPath::sequence(vec![65001]);
+        p
+    }
+
+    fn as_path_out(p: &Path, ibgp: bool) -> Vec<codec::AsSegment> {
+        match export_attributes(p, 65000, ibgp, false)
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::AsPath(p) => Some(p),
+                _ => None,
+            }) {
+            Some(p) => p.segments,
+            None => panic!("no AS_PATH"),
+        }
+    }
+
+    #[test]
+    fn our_as_goes_first_in_the_leading_sequence_or_in_a_new_one() {
+        let p = path();
+        assert_eq!(
+            as_path_out(&p, false),
+            AsPath::sequence(vec![65000, 65001]).segments
+        );
+        assert_eq!(
+            as_path_out(&p, true),
+            p.as_path.segments,
+            "inside the AS: unchanged"
+        );
+        // A leading set: a sequence goes in front of it.
+        let mut set = path();
+        set.as_path.segments[0].set = true;
+        let out = as_path_out(&set, false);
+        assert_eq!(
+            (out.len(), out[0].set, out[0].asns.clone()),
+            (2, false, vec![65000])
+        );
+        // A full sequence (255): a new one.
+        let mut full = path();
+        full.as_path = AsPath::sequence((1..=255).collect());
+        let out = as_path_out(&full, false);
+        assert_eq!(
+            (out.len(), out[0].asns.clone(), out[1].asns.len()),
+            (2, vec![65000], 255)
+        );
+        let mut almost = path();
+        almost.as_path = AsPath::sequence((1..=254).collect());
+        assert_eq!(
+            as_path_out(&almost, false)[0].asns.len(),
+            255,
+            "254 + ours fit"
+        );
+    }
+
+    #[test]
+    fn a_learned_med_stays_in_the_as_and_ours_goes_out() {
+        let mut p = path();
+        p.med = Some(7);
+        let has_med = |ibgp, local| {
+            export_attributes(&p, 65000, ibgp, local)
+                .iter()
+                .any(|a| matches!(a, Attribute::Med(7)))
+        };
+        assert!(!has_med(false, false), "learned, to another AS");
+        assert!(has_med(false, true), "ours, to another AS");
+        assert!(has_med(true, false), "learned, inside the AS");
+    }
+
+    #[test]
+    fn transitive_attributes_go_on_and_non_transitive_communities_stay_in_the_as() {
+        let transitive = [0x00, 2, 0xfd, 0xe9, 0, 0, 0, 1];
+        let non_transitive = [0x40, 2, 0xfd, 0xe9, 0, 0, 0, 2];
+        let mut v6_non = [0u8; 20];
+        v6_non[0] = 0x40;
+        let mut p = path();
+        p.transitive = vec![
+            Attribute::Unknown {
+                flags: 0xe0,
+                code: 240,
+                value: vec![1],
+            },
+            Attribute::Unknown {
+                flags: 0xc0,
+                code: 241,
+                value: vec![2],
+            },
+            Attribute::ExtendedCommunities(vec![transitive, non_transitive]),
+            Attribute::Ipv6ExtendedCommunities(vec![v6_non]),
+        ];
+        let out = export_attributes(&p, 65000, false, false);
+        let unknown: Vec<(u8, u8)> = out
+            .iter()
+            .filter_map(|a| match a {
+                Attribute::Unknown { flags, code, .. } => Some((*code, *flags)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            unknown,
+            [(240, 0xe0), (241, 0xe0)],
+            "passed on, Partial set"
+        );
+        assert!(out.contains(&Attribute::ExtendedCommunities(vec![transitive])));
+        assert!(
+            !out.iter()
+                .any(|a| matches!(a, Attribute::Ipv6ExtendedCommunities(_))),
+            "nothing left of it: not sent"
+        );
+        let inside = export_attributes(&p, 65000, true, false);
+        assert!(inside.contains(&Attribute::ExtendedCommunities(vec![
+            transitive,
+            non_transitive
+        ])));
+        assert!(inside.contains(&Attribute::Ipv6ExtendedCommunities(vec![v6_non])));
+    }
+
+    #[test]
+    fn chunks_fill_the_room_exactly_and_no_further() {
+        // /24s take 4 bytes each.
+        let p: Vec<IpNet> = (0..3u32)
+            .map(|i| {
+                IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from((10 << 24) | (i << 8)), 24).unwrap())
+            })
+            .collect();
+        let sizes = |room| chunks(&p, room).map(<[IpNet]>::len).collect::<Vec<_>>();
+        assert_eq!(sizes(12), [3]);
+        assert_eq!(sizes(11), [2, 1]);
+        assert_eq!(sizes(4), [1, 1, 1]);
+        assert_eq!(sizes(0), [1, 1, 1], "at least one a chunk");
+    }
+}
