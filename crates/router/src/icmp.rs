@@ -56,10 +56,9 @@ pub(crate) fn error(
     p[10..12].copy_from_slice(&c.to_be_bytes());
     p[20] = kind;
     p[21] = code;
-    if kind == UNREACHABLE && code == FRAG_NEEDED {
-        // RFC 1191: the next-hop MTU in the low 16 bits of the unused word.
-        p[26..28].copy_from_slice(&(next_hop_mtu.min(0xffff) as u16).to_be_bytes());
-    }
+    // RFC 1191: the next-hop MTU of a "fragmentation needed" in the low 16 bits of the
+    // unused word (the callers pass 0 for every other error, whose word is all zero).
+    p[26..28].copy_from_slice(&(next_hop_mtu.min(0xffff) as u16).to_be_bytes());
     p[28..].copy_from_slice(quoted);
     let c = checksum::checksum(&p[20..]);
     p[22..24].copy_from_slice(&c.to_be_bytes());
