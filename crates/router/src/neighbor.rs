@@ -287,4 +287,71 @@ mod tests {
         assert!(c.learn(t, IfIndex(0), other, MAC, true).is_empty());
         assert_eq!(c.lookup(t, IfIndex(0), other), None);
     }
+
+    #[test]
+    fn resolved_entries_are_listed_until_they_expire() {
+        let mut c = NeighborCache::new(8, 4);
+        let t = Duration::from_secs(5);
+        c.learn(t, IfIndex(0), IP, MAC, true);
+        let just_before = t + REACHABLE_TIME - Duration::from_millis(1);
+        assert_eq!(c.resolved(just_before), [(IfIndex(0), IP, MAC)]);
+        assert!(c.resolved(t + REACHABLE_TIME).is_empty());
+        assert!(
+            c.resolved(t + REACHABLE_TIME + Duration::from_secs(1))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_probe_waits_its_retransmission_time() {
+        let mut c = NeighborCache::new(8, 4);
+        let t = Duration::from_secs(5);
+        assert_eq!(c.enqueue(t, IfIndex(0), IP, vec![1]), Enqueued::Resolve);
+        assert!(c.poll(t).probe.is_empty(), "the first request just went");
+        assert!(
+            c.poll(t + RETRANS_TIME - Duration::from_millis(1))
+                .probe
+                .is_empty()
+        );
+        assert_eq!(c.poll(t + RETRANS_TIME).probe, [(IfIndex(0), IP)]);
+    }
+
+    #[test]
+    fn a_full_cache_makes_room_from_entries_expired_or_failed_and_no_sooner() {
+        let other = Ipv4Addr::new(10, 0, 0, 2);
+        let t = Duration::from_secs(5);
+        // Reachable until t + REACHABLE_TIME: not a moment before.
+        let mut c = NeighborCache::new(1, 4);
+        c.learn(t, IfIndex(0), IP, MAC, true);
+        let before = t + REACHABLE_TIME - Duration::from_millis(1);
+        assert!(matches!(
+            c.enqueue(before, IfIndex(0), other, vec![]),
+            Enqueued::Refused(_)
+        ));
+        assert_eq!(
+            c.enqueue(t + REACHABLE_TIME, IfIndex(0), other, vec![]),
+            Enqueued::Resolve
+        );
+        // A failed neighbour holds its place for FAILED_HOLD.
+        let mut c = NeighborCache::new(1, 4);
+        c.enqueue(t, IfIndex(0), IP, vec![]);
+        let mut at = t;
+        while let Some(next) = c.poll_at() {
+            at = next;
+            c.poll(at);
+        }
+        assert!(matches!(
+            c.enqueue(
+                at + FAILED_HOLD - Duration::from_millis(1),
+                IfIndex(0),
+                other,
+                vec![]
+            ),
+            Enqueued::Refused(_)
+        ));
+        assert_eq!(
+            c.enqueue(at + FAILED_HOLD, IfIndex(0), other, vec![]),
+            Enqueued::Resolve
+        );
+    }
 }
