@@ -450,11 +450,11 @@ impl Mux {
             proto: key.proto,
             port: vip_port(key),
         };
-        let Some(&slot) = self.index.get(&vip_key) else {
-            self.counters.no_vip += 1;
-            return Err(MuxDrop::NoVip);
-        };
-        let Some(state) = self.vips[slot].as_ref() else {
+        let found = self
+            .index
+            .get(&vip_key)
+            .and_then(|&slot| Some((slot, self.vips.get(slot)?.as_ref()?)));
+        let Some((slot, state)) = found else {
             self.counters.no_vip += 1;
             return Err(MuxDrop::NoVip);
         };
