@@ -10,6 +10,7 @@
 //! instance ids.
 
 pub mod alloc;
+pub mod compile;
 pub mod doc;
 pub mod kind;
 

@@ -1,0 +1,359 @@
+//! From resources to what the roles carry: every VIP the load balancers define (with its
+//! backends, distribution and probe), each Mux's routing configuration, and each host's
+//! VIP→DIP mappings and probes. The controller compiles on every write and sends each
+//! node its part over the southbound protocol.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::doc::canonical;
+
+/// A transport protocol a VIP entry matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// How a VIP spreads flows (the rule's loadDistribution).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Distribution {
+    /// Source and destination address and port, and protocol.
+    #[default]
+    FiveTuple,
+    /// Source and destination address ("SourceIP").
+    TwoTuple,
+    /// Addresses and protocol ("SourceIPProtocol").
+    ThreeTuple,
+}
+
+/// A health probe, as the host agent runs it against each local DIP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    pub reference: String,
+    /// `tcp` or `http`.
+    pub protocol: String,
+    pub port: u16,
+    pub request_path: Option<String>,
+    pub interval_seconds: u32,
+    pub number_of_probes: u32,
+}
+
+/// A backend of a VIP: a NIC's ip configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backend {
+    /// The ip configuration's reference.
+    pub ip_configuration: String,
+    pub dip: IpAddr,
+    pub port: u16,
+    /// The server (host) the NIC is on, if the NIC names one.
+    pub server: Option<String>,
+    /// The NIC's MAC address as the Network Controller writes it (`001DD8070001`).
+    pub mac: Option<String>,
+}
+
+/// One VIP entry: what the Muxes match and where they send it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Vip {
+    pub vip: IpAddr,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// The loadBalancingRule or inboundNatRule this entry comes from.
+    pub rule: String,
+    pub distribution: Distribution,
+    pub probe: Option<Probe>,
+    pub backends: Vec<Backend>,
+}
+
+/// What every Mux carries, and how one peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MuxConfig {
+    pub local_asn: u32,
+    /// (router address, its AS).
+    pub peers: Vec<(IpAddr, u32)>,
+    pub vips: Vec<Vip>,
+}
+
+/// One VIP→DIP translation a host programs on a DIP's port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mapping {
+    pub rule: String,
+    pub vip: IpAddr,
+    pub protocol: Protocol,
+    pub frontend_port: u16,
+    pub dip: IpAddr,
+    pub backend_port: u16,
+    pub mac: Option<String>,
+}
+
+/// What a host (a server) carries: the mappings of its DIPs and the probes to run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostConfig {
+    pub mappings: Vec<Mapping>,
+    /// (DIP, probe), each once.
+    pub probes: Vec<(IpAddr, Probe)>,
+}
+
+/// What the compiler reads: documents by reference, and who refers to what.
+pub trait Resources {
+    /// The object a reference names (a resource or a child of one).
+    fn get(&self, reference: &str) -> Option<&Value>;
+    /// Every document of a collection.
+    fn all(&self, collection: &str) -> Vec<&Value>;
+    /// (referring object, field) for the canonical form of a reference.
+    fn referrers(&self, canonical: &str) -> Vec<(String, String)>;
+}
+
+fn protocols(p: &str) -> Vec<Protocol> {
+    match p.to_ascii_lowercase().as_str() {
+        "tcp" => vec![Protocol::Tcp],
+        "udp" => vec![Protocol::Udp],
+        _ => vec![Protocol::Tcp, Protocol::Udp],
+    }
+}
+
+fn distribution(d: Option<&str>) -> Distribution {
+    match d.map(str::to_ascii_lowercase).as_deref() {
+        Some("sourceip") => Distribution::TwoTuple,
+        Some("sourceipprotocol") => Distribution::ThreeTuple,
+        _ => Distribution::FiveTuple,
+    }
+}
+
+fn ref_of(v: &Value) -> Option<&str> {
+    v.get("resourceRef")?.as_str()
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer)?.as_str()
+}
+
+fn port_at(v: &Value, pointer: &str) -> Option<u16> {
+    u16::try_from(v.pointer(pointer)?.as_u64()?).ok()
+}
+
+/// The VIP address of a frontend: its own, or its public IP address's.
+fn frontend_vip(r: &dyn Resources, frontend: &Value) -> Option<IpAddr> {
+    let own = str_at(frontend, "/properties/privateIPAddress").and_then(|s| s.parse().ok());
+    own.or_else(|| {
+        let pip = r.get(
+            frontend
+                .pointer("/properties/publicIPAddress")
+                .and_then(ref_of)?,
+        )?;
+        str_at(pip, "/properties/ipAddress")?.parse().ok()
+    })
+}
+
+fn probe(r: &dyn Resources, reference: &str) -> Option<Probe> {
+    let p = r.get(reference)?;
+    Some(Probe {
+        reference: reference.to_string(),
+        protocol: str_at(p, "/properties/protocol")?.to_ascii_lowercase(),
+        port: port_at(p, "/properties/port")?,
+        request_path: str_at(p, "/properties/requestPath").map(str::to_string),
+        interval_seconds: p
+            .pointer("/properties/intervalInSeconds")
+            .and_then(Value::as_u64)
+            .map_or(5, |n| n.min(3600) as u32),
+        number_of_probes: p
+            .pointer("/properties/numberOfProbes")
+            .and_then(Value::as_u64)
+            .map_or(2, |n| n.min(100) as u32),
+    })
+}
+
+/// The backend an ip configuration makes, serving on `port`.
+fn backend(r: &dyn Resources, ip_configuration: &str, port: u16) -> Option<Backend> {
+    let ipc = r.get(ip_configuration)?;
+    let dip = str_at(ipc, "/properties/privateIPAddress")?.parse().ok()?;
+    // The NIC: the ip configuration's reference less its last two segments.
+    let nic_ref = ip_configuration.rsplitn(3, '/').nth(2)?;
+    let nic = r.get(nic_ref);
+    Some(Backend {
+        ip_configuration: ip_configuration.to_string(),
+        dip,
+        port,
+        server: nic
+            .and_then(|n| n.pointer("/properties/server"))
+            .and_then(ref_of)
+            .map(str::to_string),
+        mac: nic
+            .and_then(|n| str_at(n, "/properties/privateMacAddress"))
+            .map(str::to_string),
+    })
+}
+
+/// Every VIP entry the load balancers define, in a stable order.
+pub fn vips(r: &dyn Resources) -> Vec<Vip> {
+    let mut out = Vec::new();
+    for lb in r.all("loadBalancers") {
+        let rules = lb
+            .pointer("/properties/loadBalancingRules")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for rule in rules {
+            let Some(rule_ref) = rule.get("resourceRef").and_then(Value::as_str) else {
+                continue;
+            };
+            let Some(frontend_port) = port_at(rule, "/properties/frontendPort") else {
+                continue;
+            };
+            let backend_port = port_at(rule, "/properties/backendPort").unwrap_or(frontend_port);
+            let pool = rule
+                .pointer("/properties/backendAddressPool")
+                .and_then(ref_of);
+            let mut backends: Vec<Backend> = pool
+                .map(|p| r.referrers(&canonical(p)))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, field)| field == "loadBalancerBackendAddressPools")
+                .filter_map(|(ipc, _)| backend(r, &ipc, backend_port))
+                .collect();
+            backends.sort_by(|a, b| a.ip_configuration.cmp(&b.ip_configuration));
+            let probe = rule
+                .pointer("/properties/probe")
+                .and_then(ref_of)
+                .and_then(|p| probe(r, p));
+            let dist = distribution(str_at(rule, "/properties/loadDistribution"));
+            let frontends = rule
+                .pointer("/properties/frontendIPConfigurations")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for fe in frontends.iter().filter_map(ref_of).filter_map(|f| r.get(f)) {
+                let Some(vip) = frontend_vip(r, fe) else {
+                    continue;
+                };
+                for protocol in protocols(str_at(rule, "/properties/protocol").unwrap_or("Tcp")) {
+                    out.push(Vip {
+                        vip,
+                        protocol,
+                        port: frontend_port,
+                        rule: rule_ref.to_string(),
+                        distribution: dist,
+                        probe: probe.clone(),
+                        backends: backends.clone(),
+                    });
+                }
+            }
+        }
+        let nat_rules = lb
+            .pointer("/properties/inboundNatRules")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for rule in nat_rules {
+            let Some(rule_ref) = rule.get("resourceRef").and_then(Value::as_str) else {
+                continue;
+            };
+            let (Some(frontend_port), Some(backend_port)) = (
+                port_at(rule, "/properties/frontendPort"),
+                port_at(rule, "/properties/backendPort"),
+            ) else {
+                continue;
+            };
+            let backends: Vec<Backend> = r
+                .referrers(&canonical(rule_ref))
+                .into_iter()
+                .filter(|(_, field)| field == "loadBalancerInboundNatRules")
+                .filter_map(|(ipc, _)| backend(r, &ipc, backend_port))
+                .take(1)
+                .collect();
+            let frontends = rule
+                .pointer("/properties/frontendIPConfigurations")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for fe in frontends.iter().filter_map(ref_of).filter_map(|f| r.get(f)) {
+                let Some(vip) = frontend_vip(r, fe) else {
+                    continue;
+                };
+                for protocol in protocols(str_at(rule, "/properties/protocol").unwrap_or("Tcp")) {
+                    out.push(Vip {
+                        vip,
+                        protocol,
+                        port: frontend_port,
+                        rule: rule_ref.to_string(),
+                        distribution: Distribution::FiveTuple,
+                        probe: None,
+                        backends: backends.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.vip, a.protocol, a.port, &a.rule).cmp(&(b.vip, b.protocol, b.port, &b.rule))
+    });
+    out
+}
+
+/// A Mux's configuration: its routerConfiguration and every VIP.
+pub fn mux(mux: &Value, vips: &[Vip]) -> Option<MuxConfig> {
+    let rc = mux.pointer("/properties/routerConfiguration")?;
+    let local_asn = u32::try_from(rc.get("localASN")?.as_u64()?).ok()?;
+    let peers = rc
+        .get("peerRouterConfigurations")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| {
+            let addr = p.get("routerIPAddress")?.as_str()?.parse().ok()?;
+            let asn = u32::try_from(p.get("peerASN")?.as_u64()?).ok()?;
+            Some((addr, asn))
+        })
+        .collect();
+    Some(MuxConfig {
+        local_asn,
+        peers,
+        vips: vips.to_vec(),
+    })
+}
+
+/// Each server's configuration, by the server's reference (canonical).
+pub fn hosts(vips: &[Vip]) -> BTreeMap<String, HostConfig> {
+    let mut out: BTreeMap<String, HostConfig> = BTreeMap::new();
+    for v in vips {
+        for b in &v.backends {
+            let Some(server) = &b.server else {
+                continue;
+            };
+            let host = out.entry(canonical(server)).or_default();
+            host.mappings.push(Mapping {
+                rule: v.rule.clone(),
+                vip: v.vip,
+                protocol: v.protocol,
+                frontend_port: v.port,
+                dip: b.dip,
+                backend_port: b.port,
+                mac: b.mac.clone(),
+            });
+            if let Some(p) = &v.probe
+                && !host
+                    .probes
+                    .iter()
+                    .any(|(d, q)| *d == b.dip && q.reference == p.reference)
+            {
+                host.probes.push((b.dip, p.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

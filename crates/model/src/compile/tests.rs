@@ -1,0 +1,242 @@
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use super::*;
+use crate::doc::{Stamp, complete, locate, references};
+use crate::kind::kind;
+
+/// Completed documents and who refers to what, as the controller keeps them.
+#[derive(Default)]
+struct Docs {
+    docs: Vec<(&'static str, Value)>,
+    referrers: HashMap<String, Vec<(String, String)>>,
+}
+
+impl Docs {
+    fn put(&mut self, collection: &str, id: &str, body: Value) {
+        let k = kind(collection).unwrap();
+        let mut stamp = Stamp {
+            etag: "W/\"1\"",
+            new_instance_id: &mut || "i".to_string(),
+            provisioning_state: "Succeeded",
+        };
+        let doc = complete(k, id, body, None, &mut stamp).unwrap();
+        for r in references(k, &doc) {
+            self.referrers
+                .entry(canonical(&r.to))
+                .or_default()
+                .push((r.from, r.field));
+        }
+        self.docs.push((k.name, doc));
+    }
+}
+
+impl Resources for Docs {
+    fn get(&self, reference: &str) -> Option<&Value> {
+        let wanted = canonical(reference);
+        self.docs.iter().find_map(|(_, d)| {
+            let own = canonical(d.get("resourceRef")?.as_str()?);
+            if wanted == own || wanted.starts_with(&format!("{own}/")) {
+                locate(d, reference)
+            } else {
+                None
+            }
+        })
+    }
+
+    fn all(&self, collection: &str) -> Vec<&Value> {
+        self.docs
+            .iter()
+            .filter(|(k, _)| *k == collection)
+            .map(|(_, d)| d)
+            .collect()
+    }
+
+    fn referrers(&self, canonical: &str) -> Vec<(String, String)> {
+        self.referrers.get(canonical).cloned().unwrap_or_default()
+    }
+}
+
+fn nic(ip: &str, mac: &str, pools: Value, nat: Value) -> Value {
+    json!({"properties": {
+        "privateMacAddress": mac,
+        "server": {"resourceRef": "/servers/HyperVHost"},
+        "ipConfigurations": [{"resourceId": "ip1", "properties": {
+            "privateIPAddress": ip,
+            "loadBalancerBackendAddressPools": pools,
+            "loadBalancerInboundNatRules": nat
+        }}]
+    }})
+}
+
+/// The portal: VIP 192.168.133.74, HTTP to PortalVM and PortalVM2 (probed), SSH on
+/// 2222 to PortalVM alone, all on HyperVHost.
+fn portal() -> Docs {
+    let mut d = Docs::default();
+    d.put("servers", "HyperVHost", json!({"properties": {}}));
+    d.put(
+        "loadBalancers",
+        "portal",
+        json!({"properties": {
+            "frontendIPConfigurations": [{"resourceId": "fe", "properties": {"privateIPAddress": "192.168.133.74"}}],
+            "backendAddressPools": [{"resourceId": "web"}],
+            "probes": [{"resourceId": "http", "properties": {"protocol": "Http", "port": 80, "requestPath": "/", "intervalInSeconds": 5, "numberOfProbes": 2}}],
+            "loadBalancingRules": [{"resourceId": "http", "properties": {
+                "protocol": "Tcp", "frontendPort": 80, "backendPort": 8080, "loadDistribution": "SourceIP",
+                "frontendIPConfigurations": [{"resourceRef": "/loadBalancers/portal/frontendIPConfigurations/fe"}],
+                "backendAddressPool": {"resourceRef": "/loadBalancers/portal/backendAddressPools/web"},
+                "probe": {"resourceRef": "/loadBalancers/portal/probes/http"}
+            }}],
+            "inboundNatRules": [{"resourceId": "ssh", "properties": {
+                "protocol": "Tcp", "frontendPort": 2222, "backendPort": 22,
+                "frontendIPConfigurations": [{"resourceRef": "/loadBalancers/portal/frontendIPConfigurations/fe"}]
+            }}]
+        }}),
+    );
+    let web = json!([{"resourceRef": "/loadBalancers/portal/backendAddressPools/web"}]);
+    d.put(
+        "networkInterfaces",
+        "PortalVM",
+        nic(
+            "192.168.100.74",
+            "00155D640700",
+            web.clone(),
+            json!([{"resourceRef": "/loadBalancers/portal/inboundNatRules/ssh"}]),
+        ),
+    );
+    d.put(
+        "networkInterfaces",
+        "PortalVM2",
+        nic("192.168.100.75", "00155D640701", web, json!([])),
+    );
+    d
+}
+
+#[test]
+fn rules_become_vip_entries_with_their_backends_probe_and_distribution() {
+    let d = portal();
+    let vips = vips(&d);
+    assert_eq!(vips.len(), 2);
+    let http = &vips[0];
+    assert_eq!(
+        (http.vip, http.protocol, http.port, http.distribution),
+        (
+            "192.168.133.74".parse().unwrap(),
+            Protocol::Tcp,
+            80,
+            Distribution::TwoTuple
+        )
+    );
+    assert_eq!(http.rule, "/loadBalancers/portal/loadBalancingRules/http");
+    let dips: Vec<(String, u16, Option<&str>)> = http
+        .backends
+        .iter()
+        .map(|b| (b.dip.to_string(), b.port, b.mac.as_deref()))
+        .collect();
+    assert_eq!(
+        dips,
+        [
+            ("192.168.100.74".to_string(), 8080, Some("00155D640700")),
+            ("192.168.100.75".to_string(), 8080, Some("00155D640701"))
+        ]
+    );
+    assert_eq!(
+        http.backends[0].server.as_deref(),
+        Some("/servers/HyperVHost")
+    );
+    let probe = http.probe.as_ref().unwrap();
+    assert_eq!(
+        (
+            probe.protocol.as_str(),
+            probe.port,
+            probe.request_path.as_deref()
+        ),
+        ("http", 80, Some("/"))
+    );
+    let ssh = &vips[1];
+    assert_eq!(
+        (ssh.port, ssh.backends.len(), ssh.backends[0].port),
+        (2222, 1, 22)
+    );
+    assert_eq!(ssh.backends[0].dip.to_string(), "192.168.100.74");
+}
+
+#[test]
+fn each_host_gets_the_mappings_and_probes_of_its_dips() {
+    let d = portal();
+    let hosts = hosts(&vips(&d));
+    assert_eq!(hosts.len(), 1);
+    let h = &hosts["/servers/hypervhost"];
+    let m: Vec<(u16, String, u16)> = h
+        .mappings
+        .iter()
+        .map(|m| (m.frontend_port, m.dip.to_string(), m.backend_port))
+        .collect();
+    assert_eq!(
+        m,
+        [
+            (80, "192.168.100.74".into(), 8080),
+            (80, "192.168.100.75".into(), 8080),
+            (2222, "192.168.100.74".into(), 22)
+        ]
+    );
+    assert_eq!(h.probes.len(), 2, "one probe per DIP");
+}
+
+#[test]
+fn a_mux_peers_as_its_router_configuration_says_and_carries_every_vip() {
+    let mut d = portal();
+    d.put(
+        "loadBalancerMuxes",
+        "MuxVM",
+        json!({"properties": {"routerConfiguration": {"localASN": 64501, "peerRouterConfigurations": [
+            {"routerIPAddress": "192.168.100.1", "peerASN": 64500}
+        ]}}}),
+    );
+    let v = vips(&d);
+    let m = mux(d.all("loadBalancerMuxes")[0], &v).unwrap();
+    assert_eq!(m.local_asn, 64501);
+    assert_eq!(m.peers, [("192.168.100.1".parse().unwrap(), 64500)]);
+    assert_eq!(m.vips, v);
+    // The configuration travels as JSON and comes back the same.
+    let back: MuxConfig = serde_json::from_value(serde_json::to_value(&m).unwrap()).unwrap();
+    assert_eq!(back, m);
+}
+
+#[test]
+fn a_frontend_on_a_public_ip_address_takes_its_address_and_all_means_both_protocols() {
+    let mut d = Docs::default();
+    d.put(
+        "publicIPAddresses",
+        "pip",
+        json!({"properties": {"ipAddress": "40.40.40.5"}}),
+    );
+    d.put(
+        "loadBalancers",
+        "lb",
+        json!({"properties": {
+            "frontendIPConfigurations": [{"resourceId": "fe", "properties": {"publicIPAddress": {"resourceRef": "/publicIPAddresses/pip"}}}],
+            "backendAddressPools": [{"resourceId": "pool"}],
+            "loadBalancingRules": [{"resourceId": "dns", "properties": {
+                "protocol": "All", "frontendPort": 53,
+                "frontendIPConfigurations": [{"resourceRef": "/loadBalancers/lb/frontendIPConfigurations/fe"}],
+                "backendAddressPool": {"resourceRef": "/loadBalancers/lb/backendAddressPools/pool"}
+            }}]
+        }}),
+    );
+    let v = vips(&d);
+    let keys: Vec<(String, Protocol, u16)> = v
+        .iter()
+        .map(|x| (x.vip.to_string(), x.protocol, x.port))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("40.40.40.5".into(), Protocol::Tcp, 53),
+            ("40.40.40.5".into(), Protocol::Udp, 53)
+        ]
+    );
+    assert!(v[0].backends.is_empty());
+    assert!(hosts(&v).is_empty());
+}
