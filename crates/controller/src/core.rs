@@ -211,6 +211,31 @@ impl<S: Store> Controller<S> {
         locate(doc, reference)
     }
 
+    /// The object a reference names among the stored documents.
+    pub fn resolve_ref(&self, reference: &str) -> Option<&Value> {
+        self.resolve(reference, None)
+    }
+
+    /// The stored documents of a collection (without back-references), by id.
+    pub fn documents(&self, collection: &str) -> Vec<&Value> {
+        let Some(kind) = strata_model::kind(collection) else {
+            return Vec::new();
+        };
+        self.docs
+            .range((kind.name, String::new())..)
+            .take_while(|((k, _), _)| *k == kind.name)
+            .map(|(_, d)| d)
+            .collect()
+    }
+
+    /// (referring object, field) for the canonical form of a reference.
+    pub fn referrers_of(&self, canonical: &str) -> Vec<(String, String)> {
+        self.referrers
+            .get(canonical)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     fn vip_pools(&self, pending: Option<(&Key, &Value)>) -> Vec<Pool> {
         let config = match pending {
             Some(((k, _), d)) if *k == "loadBalancerManager" => Some(d),

@@ -4,11 +4,13 @@
 //!
 //! - [`store`]: where documents are kept (a trait; redb embedded by default).
 //! - [`core`]: PUT, GET, DELETE with etags, references and VIP allocation; no I/O.
+//! - [`desired`]: each node's configuration compiled from the resources, revisioned.
 //! - [`api`]: the HTTP API (axum), bearer-token authentication.
 //! - [`server`]: the data directory (store, token) and serving the API.
 
 pub mod api;
 pub mod core;
+pub mod desired;
 pub mod openapi;
 pub mod server;
 pub mod store;
