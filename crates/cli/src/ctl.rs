@@ -55,6 +55,9 @@ pub(crate) enum CtlCommand {
     },
     /// Delete a resource.
     Delete { collection: String, id: String },
+    /// Print the token an agent of NODE (a loadBalancerMuxes or servers id) proves
+    /// itself with, derived from the API token.
+    NodeToken { node: String },
     /// Wait until a resource's provisioningState leaves Updating; fails if it ends Failed.
     Wait {
         collection: String,
@@ -161,6 +164,13 @@ pub(crate) fn run(connection: &Connection, command: CtlCommand) -> anyhow::Resul
     let client = Client::new(connection)?;
     let output = connection.output;
     match command {
+        CtlCommand::NodeToken { node } => {
+            println!(
+                "{}",
+                strata_controller::southbound::node_token(&client.token, &node)
+            );
+            Ok(true)
+        }
         CtlCommand::Get { collection, id } => {
             let path = match &id {
                 Some(id) => format!("/{collection}/{id}"),

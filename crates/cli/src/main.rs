@@ -43,6 +43,9 @@ enum Command {
         /// The address to serve on.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// The address agents connect to (the southbound protocol).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+        southbound: std::net::SocketAddr,
     },
     /// The controller's client: get, apply, delete, wait.
     Ctl {
@@ -314,9 +317,11 @@ fn main() -> ExitCode {
             print!("{status}");
             Ok(true)
         }),
-        Command::Controller { data_dir, listen } => {
-            controller::run(&data_dir, listen).map(|()| true)
-        }
+        Command::Controller {
+            data_dir,
+            listen,
+            southbound,
+        } => controller::run(&data_dir, listen, southbound).map(|()| true),
         Command::Ctl {
             connection,
             command,

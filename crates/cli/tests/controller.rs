@@ -28,7 +28,7 @@ fn start(dir: &Path) -> Controller {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["controller", "--data-dir"])
         .arg(dir)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--southbound", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -30,6 +30,8 @@ use crate::store::Store;
 pub struct Api<S> {
     pub controller: Mutex<Controller<S>>,
     token: String,
+    /// The revision after each write, for whoever compiles the nodes' configurations.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl<S> std::fmt::Debug for Api<S> {
@@ -40,10 +42,26 @@ impl<S> std::fmt::Debug for Api<S> {
 
 impl<S: Store + 'static> Api<S> {
     pub fn new(controller: Controller<S>, token: String) -> Arc<Api<S>> {
+        let (changes, _) = tokio::sync::watch::channel(controller.revision());
         Arc::new(Api {
             controller: Mutex::new(controller),
             token,
+            changes,
         })
+    }
+
+    /// The API token, also the secret the node tokens derive from.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Tells of each write's revision.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, revision: u64) {
+        self.changes.send_replace(revision);
     }
 }
 
@@ -266,20 +284,23 @@ async fn put<S: Store + 'static>(
             );
         }
     };
-    let result = api
-        .controller
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .put(kind, &id, body, if_match(&headers).as_deref());
+    let result = {
+        let mut c = api.controller.lock().unwrap_or_else(|e| e.into_inner());
+        c.put(kind, &id, body, if_match(&headers).as_deref())
+            .map(|put| (put, c.revision()))
+    };
     match result {
-        Ok(put) => with_etag(
-            if put.created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            },
-            put.doc,
-        ),
+        Ok((put, revision)) => {
+            api.changed(revision);
+            with_etag(
+                if put.created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                put.doc,
+            )
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -293,13 +314,16 @@ async fn delete<S: Store + 'static>(
         Ok(k) => k,
         Err(e) => return e.into_response(),
     };
-    let result = api
-        .controller
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .delete(kind, &id, if_match(&headers).as_deref());
+    let result = {
+        let mut c = api.controller.lock().unwrap_or_else(|e| e.into_inner());
+        c.delete(kind, &id, if_match(&headers).as_deref())
+            .map(|()| c.revision())
+    };
     match result {
-        Ok(()) => StatusCode::OK.into_response(),
+        Ok(revision) => {
+            api.changed(revision);
+            StatusCode::OK.into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

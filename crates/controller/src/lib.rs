@@ -7,12 +7,14 @@
 //! - [`desired`]: each node's configuration compiled from the resources, revisioned.
 //! - [`api`]: the HTTP API (axum), bearer-token authentication.
 //! - [`server`]: the data directory (store, token) and serving the API.
+//! - [`southbound`]: agents over TCP, each sent its node's configuration as it changes.
 
 pub mod api;
 pub mod core;
 pub mod desired;
 pub mod openapi;
 pub mod server;
+pub mod southbound;
 pub mod store;
 
 pub use crate::core::{Controller, Error};

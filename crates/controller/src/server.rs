@@ -66,3 +66,18 @@ pub async fn serve<S: Store + 'static>(
 ) -> std::io::Result<()> {
     axum::serve(listener, api::router(api)).await
 }
+
+/// Serves the southbound protocol on `listener`: compiles each node's configuration as
+/// the resources change and sends it to the node's agent.
+pub async fn serve_southbound<S: Store + 'static>(
+    listener: tokio::net::TcpListener,
+    api: Arc<Api<S>>,
+    timers: strata_southbound::Timers,
+) -> std::io::Result<()> {
+    let (configs_tx, configs_rx) =
+        tokio::sync::watch::channel(crate::southbound::Configs::default());
+    let changes = api.subscribe();
+    let secret = api.token().to_string();
+    tokio::spawn(crate::southbound::compile_loop(api, changes, configs_tx));
+    crate::southbound::serve(listener, secret, configs_rx, timers).await
+}

@@ -151,12 +151,10 @@ impl Agent {
                 self.refused = None;
             }
             (_, Message::Refused { reason }) => {
+                // Tried again with backoff: a node the controller has just been told of
+                // may be refused until its configuration is compiled.
                 self.refused = Some(reason);
                 self.drop_connection(now);
-                // Refused is not a network fault: wait the longest before trying again.
-                self.state = State::Waiting {
-                    until: now + self.timers.backoff_max,
-                };
             }
             (State::Ready, Message::Snapshot { revision, config }) => {
                 self.config = Some((revision, config.clone()));

@@ -74,6 +74,11 @@ impl Peer {
         self.events.pop_front()
     }
 
+    /// Ends the connection, with the reason (for the log).
+    pub fn end(&mut self, reason: String) {
+        self.close(reason);
+    }
+
     fn close(&mut self, reason: String) {
         if !self.closed {
             self.closed = true;

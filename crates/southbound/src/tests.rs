@@ -210,10 +210,10 @@ fn an_unknown_node_or_wrong_token_is_refused_and_nothing_else_happens() {
     assert!(l.applied.is_empty());
     assert!(l.agent.refused().is_some_and(|r| r.contains("MuxVM")));
     assert!(matches!(l.events.as_slice(), [Event::Close(r)] if r.contains("refused")));
-    // It waits the longest backoff before trying again.
+    // It tries again after its backoff.
     assert_eq!(
         l.agent.poll_at(),
-        Some(l.now + Timers::default().backoff_max)
+        Some(l.now + Timers::default().backoff_min)
     );
 }
 

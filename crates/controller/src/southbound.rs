@@ -1,0 +1,204 @@
+//! The southbound server: agents connect over TCP, prove who they are with their node
+//! token, and receive their node's configuration (a snapshot, then deltas) whenever a
+//! write changes it; what they report is logged and kept.
+//!
+//! A node's token is derived from the controller's secret (its API token) and the node's
+//! name, so the controller issues one per node without storing any (`strata ctl
+//! node-token NODE` prints it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use strata_southbound::Timers;
+use strata_southbound::frame::{self, Decoder};
+use strata_southbound::peer::{Event, Peer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::api::Api;
+use crate::desired::{self, Publisher};
+use crate::store::Store;
+
+/// The token of `node`, derived from the controller's secret.
+pub fn node_token(secret: &str, node: &str) -> String {
+    use siphasher::sip128::{Hasher128, SipHasher24};
+    use std::hash::Hasher;
+    let mut keys = SipHasher24::new_with_keys(0x5374_7261_7461_4e6f, 0x6465_546f_6b65_6e21);
+    keys.write(secret.as_bytes());
+    let k = keys.finish128();
+    let mut h = SipHasher24::new_with_keys(k.h1, k.h2);
+    h.write(node.as_bytes());
+    format!("{:032x}", h.finish128().as_u128())
+}
+
+/// Each node's configuration and its revision, as last compiled.
+pub type Configs = Arc<BTreeMap<String, (u64, Value)>>;
+
+/// Compiles each node's configuration whenever the resources change (after a write,
+/// at most every `debounce`), and publishes it to the connections.
+pub async fn compile_loop<S: Store + 'static>(
+    api: Arc<Api<S>>,
+    mut changes: watch::Receiver<u64>,
+    configs: watch::Sender<Configs>,
+) {
+    let mut publisher = Publisher::new();
+    loop {
+        let compiled = {
+            let c = api.controller.lock().unwrap_or_else(|e| e.into_inner());
+            (c.revision(), desired::compile(&c))
+        };
+        let (changed, gone) = publisher.update(compiled.0, compiled.1);
+        if !changed.is_empty() || !gone.is_empty() {
+            tracing::info!(revision = compiled.0, ?changed, ?gone, "compiled");
+            let all: BTreeMap<String, (u64, Value)> =
+                compiled_nodes(&publisher, &changed, &configs);
+            configs.send_replace(Arc::new(all));
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn compiled_nodes(
+    publisher: &Publisher,
+    changed: &[String],
+    configs: &watch::Sender<Configs>,
+) -> BTreeMap<String, (u64, Value)> {
+    let mut all: BTreeMap<String, (u64, Value)> = configs
+        .borrow()
+        .iter()
+        .filter(|(n, _)| publisher.knows(n))
+        .map(|(n, c)| (n.clone(), c.clone()))
+        .collect();
+    for n in changed {
+        if let Some(c) = publisher.get(n) {
+            all.insert(n.clone(), c.clone());
+        }
+    }
+    all
+}
+
+/// Accepts agents until the listener fails.
+pub async fn serve(
+    listener: TcpListener,
+    secret: String,
+    configs: watch::Receiver<Configs>,
+    timers: Timers,
+) -> std::io::Result<()> {
+    let secret = Arc::new(secret);
+    loop {
+        let (stream, from) = listener.accept().await?;
+        let (secret, configs) = (secret.clone(), configs.clone());
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, &secret, configs, timers).await {
+                tracing::info!(%from, error = %e, "agent connection ended");
+            }
+        });
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    secret: &str,
+    mut configs: watch::Receiver<Configs>,
+    timers: Timers,
+) -> std::io::Result<()> {
+    let start = Instant::now();
+    let now = || start.elapsed();
+    let mut peer = Peer::new(now(), timers);
+    let mut decoder = Decoder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut applied: Option<u64> = None;
+    loop {
+        // What the peer has to say, and the latest configuration once it is accepted.
+        let mut out = Vec::new();
+        while let Some(event) = peer.poll_event() {
+            match event {
+                Event::Send(m) => frame::encode(&m, &mut out),
+                Event::Close(reason) => {
+                    tracing::warn!(
+                        node = peer.node().unwrap_or("?"),
+                        reason,
+                        "closing agent connection"
+                    );
+                    stream.write_all(&out).await?;
+                    return Ok(());
+                }
+                Event::Accepted { node, applied: has } => {
+                    tracing::info!(node, applied = ?has, "agent connected");
+                    applied = has;
+                    publish(&mut peer, &configs.borrow(), applied);
+                }
+                Event::Applied { node, revision } => {
+                    tracing::info!(node, revision, "applied");
+                    applied = Some(revision);
+                }
+                Event::Failed {
+                    node,
+                    revision,
+                    reason,
+                } => {
+                    tracing::warn!(node, revision, reason, "could not apply");
+                }
+                Event::Report { node, status } => tracing::debug!(node, %status, "report"),
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            continue;
+        }
+        let wake = peer
+            .poll_at()
+            .map_or(Duration::from_secs(1), |t| t.saturating_sub(now()));
+        tokio::select! {
+            read = stream.read(&mut buf) => {
+                let n = read?;
+                if n == 0 {
+                    return Ok(());
+                }
+                decoder.push(&buf[..n]);
+                loop {
+                    match decoder.next_message() {
+                        Ok(Some(m)) => {
+                            let admit = |node: &str, token: &str| {
+                                let known = configs.borrow().get(node).map(|c| c.0);
+                                known.filter(|_| token == node_token(secret, node))
+                            };
+                            peer.received(now(), m, &admit);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            peer.malformed(&e.to_string());
+                            break;
+                        }
+                    }
+                }
+            }
+            changed = configs.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                publish(&mut peer, &configs.borrow_and_update(), applied);
+            }
+            () = tokio::time::sleep(wake) => peer.poll(now()),
+        }
+    }
+}
+
+fn publish(peer: &mut Peer, configs: &Configs, applied: Option<u64>) {
+    let Some(node) = peer.node() else {
+        return;
+    };
+    match configs.get(node) {
+        Some((revision, config)) => peer.publish(*revision, config, applied),
+        None => {
+            // The node's resource is gone: nothing more for it.
+            peer.end("the node's resource was deleted".into());
+        }
+    }
+}

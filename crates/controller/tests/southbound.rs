@@ -1,0 +1,206 @@
+//! Agents over real TCP on loopback: a Mux's agent gets its configuration when it
+//! connects and again (as a delta) when a PUT changes it; a wrong token is refused.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use strata_controller::{Controller, MemStore, api::Api, server, southbound::node_token};
+use strata_southbound::Timers;
+use strata_southbound::agent::{Agent, Output};
+use strata_southbound::frame::{Decoder, encode};
+
+/// The API and the southbound server on loopback; (API base URL, agents' address).
+fn start() -> (String, std::net::SocketAddr) {
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let agents = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/networking/v1", http.local_addr().unwrap());
+    let agents_at = agents.local_addr().unwrap();
+    http.set_nonblocking(true).unwrap();
+    agents.set_nonblocking(true).unwrap();
+    let api = Api::new(
+        Controller::open(MemStore::default(), 7).unwrap(),
+        "secret".into(),
+    );
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let http = tokio::net::TcpListener::from_std(http).unwrap();
+            let agents = tokio::net::TcpListener::from_std(agents).unwrap();
+            tokio::select! {
+                r = server::serve(http, api.clone()) => r.unwrap(),
+                r = server::serve_southbound(agents, api, Timers::default()) => r.unwrap(),
+            }
+        });
+    });
+    (base, agents_at)
+}
+
+fn put(base: &str, path: &str, body: Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .put(format!("{base}{path}"))
+        .header("Authorization", "Bearer secret")
+        .send(body.to_string())
+        .unwrap();
+    let status = r.status().as_u16();
+    assert!(
+        status == 200 || status == 201,
+        "{path}: {status} {}",
+        r.body_mut().read_to_string().unwrap()
+    );
+}
+
+/// An agent over a blocking socket, on one clock for its whole life.
+struct Driven {
+    agent: Agent,
+    at: std::net::SocketAddr,
+    start: Instant,
+    stream: Option<TcpStream>,
+    decoder: Decoder,
+}
+
+impl Driven {
+    fn new(node: &str, token: String, at: std::net::SocketAddr) -> Driven {
+        let mut agent = Agent::new(node, token, Timers::default());
+        agent.start();
+        Driven {
+            agent,
+            at,
+            start: Instant::now(),
+            stream: None,
+            decoder: Decoder::new(),
+        }
+    }
+
+    /// Runs until `done` says so (or 10 s pass); returns the configurations applied.
+    fn until(&mut self, done: impl Fn(&[(u64, Value)], &Agent) -> bool) -> Vec<(u64, Value)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut applied = Vec::new();
+        while Instant::now() < deadline {
+            let now = self.start.elapsed();
+            self.agent.poll(now);
+            while let Some(out) = self.agent.poll_output() {
+                match out {
+                    Output::Connect => match TcpStream::connect(self.at) {
+                        Ok(s) => {
+                            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                            self.stream = Some(s);
+                            self.agent.connected(now);
+                        }
+                        Err(_) => self.agent.disconnected(now),
+                    },
+                    Output::Send(m) => {
+                        let mut bytes = Vec::new();
+                        encode(&m, &mut bytes);
+                        if let Some(s) = self.stream.as_mut() {
+                            let _ = s.write_all(&bytes);
+                        }
+                    }
+                    Output::Close => self.stream = None,
+                    Output::Apply { revision, config } => {
+                        applied.push((revision, config));
+                        self.agent.applied(revision, Ok(()));
+                    }
+                }
+            }
+            if done(&applied, &self.agent) {
+                break;
+            }
+            if let Some(s) = self.stream.as_mut() {
+                let mut buf = [0u8; 65536];
+                match s.read(&mut buf) {
+                    Ok(0) => {
+                        self.stream = None;
+                        self.agent.disconnected(now);
+                    }
+                    Ok(n) => {
+                        self.decoder.push(&buf[..n]);
+                        while let Ok(Some(m)) = self.decoder.next_message() {
+                            self.agent.received(self.start.elapsed(), m);
+                        }
+                    }
+                    Err(_) => {}
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        applied
+    }
+}
+
+fn mux() -> Value {
+    json!({"properties": {"routerConfiguration": {"localASN": 64501, "peerRouterConfigurations": [
+        {"routerIPAddress": "192.168.100.1", "peerASN": 64500}
+    ]}}})
+}
+
+#[test]
+fn a_muxs_agent_gets_its_configuration_and_each_change_to_it() {
+    let (base, at) = start();
+    put(&base, "/loadBalancerMuxes/MuxVM", mux());
+    let mut agent = Driven::new("MuxVM", node_token("secret", "MuxVM"), at);
+    let applied = agent.until(|a, _| !a.is_empty());
+    assert_eq!(applied.len(), 1, "the configuration on connecting");
+    assert_eq!(applied[0].1["mux"]["localAsn"], 64501);
+    assert_eq!(applied[0].1["mux"]["vips"], json!([]));
+    // A VIP appears: the agent hears of it.
+    put(
+        &base,
+        "/logicalNetworks/public",
+        json!({"properties": {"subnets": [{"resourceId": "vip", "properties": {
+        "addressPrefix": "192.168.133.0/24",
+        "ipPools": [{"resourceId": "pool", "properties": {"startIPAddress": "192.168.133.74", "endIPAddress": "192.168.133.99"}}]}}]}}),
+    );
+    put(
+        &base,
+        "/loadBalancerManager/config",
+        json!({"properties": {"vipIpPools": [{"resourceRef": "/logicalNetworks/public/subnets/vip/ipPools/pool"}]}}),
+    );
+    put(
+        &base,
+        "/loadBalancers/portal",
+        json!({"properties": {
+        "frontendIPConfigurations": [{"resourceId": "fe", "properties": {"privateIPAllocationMethod": "Dynamic"}}],
+        "backendAddressPools": [{"resourceId": "web"}],
+        "loadBalancingRules": [{"resourceId": "http", "properties": {"protocol": "Tcp", "frontendPort": 80, "backendPort": 80,
+            "frontendIPConfigurations": [{"resourceRef": "/loadBalancers/portal/frontendIPConfigurations/fe"}],
+            "backendAddressPool": {"resourceRef": "/loadBalancers/portal/backendAddressPools/web"}}}]}}),
+    );
+    let applied = agent.until(|_, a| {
+        a.config()
+            .is_some_and(|(_, c)| c["mux"]["vips"].as_array().is_some_and(|v| !v.is_empty()))
+    });
+    let (_, last) = applied.last().unwrap();
+    assert_eq!(last["mux"]["vips"][0]["vip"], "192.168.133.74");
+    assert_eq!(last["mux"]["vips"][0]["port"], 80);
+}
+
+#[test]
+fn an_agent_with_the_wrong_token_or_an_unknown_node_is_refused() {
+    let (base, at) = start();
+    put(&base, "/loadBalancerMuxes/MuxVM", mux());
+    let mut wrong = Driven::new("MuxVM", "guess".into(), at);
+    let applied = wrong.until(|_, a| a.refused().is_some());
+    assert!(applied.is_empty());
+    assert!(wrong.agent.refused().is_some());
+    let mut unknown = Driven::new("Nobody", node_token("secret", "Nobody"), at);
+    unknown.until(|_, a| a.refused().is_some());
+    assert!(unknown.agent.refused().is_some());
+    // The token of one node is not another's.
+    assert_ne!(
+        node_token("secret", "MuxVM"),
+        node_token("secret", "MuxVM2")
+    );
+    assert_ne!(node_token("secret", "MuxVM"), node_token("other", "MuxVM"));
+}
