@@ -1196,3 +1196,39 @@ fn only_udp_to_the_vxlan_port_is_read_as_vxlan() {
         (17, std::net::IpAddr::from(HOST_PA))
     );
 }
+
+#[test]
+fn an_encapsulation_pushed_and_removed_leaves_the_frames_own_encapsulation() {
+    // Inbound, an encapsulated frame: a layer pushes a second encapsulation, the next
+    // removes it again. The frame's own VXLAN stays.
+    let spec = EncapSpec {
+        src_pa: HOST_PA,
+        dst_pa: MUX_PA,
+        vni: vni(),
+        outer_src_mac: DIP_MAC,
+        outer_dst_mac: GW_MAC,
+    };
+    let layer = |name: &str, priority, action| Layer {
+        name: String::from(name),
+        priority,
+        groups: vec![Group {
+            name: "in".into(),
+            direction: Direction::In,
+            family: Family::Ipv4,
+            priority: 1,
+            rules: vec![Rule {
+                name: "r".into(),
+                priority: 1,
+                conditions: Conditions::any(),
+                action,
+            }],
+        }],
+    };
+    let mut port = Port::new("transit", DEFAULT_FLOW_LIMIT);
+    port.set_layer(layer("push", 1, Action::Encap(spec)));
+    port.set_layer(layer("pop", 2, Action::Decap));
+    let sent = encapsulate(&tcp_frame(CLIENT, 5000, VIP, 80, 0x02, DIP_MAC));
+    let mut f = sent.clone();
+    assert_eq!(port.process(T, Direction::In, &mut f), Verdict::Forward);
+    assert_eq!(f, sent);
+}

@@ -97,10 +97,8 @@ impl HeaderTransposition {
 
     /// Whether the transposition rewrites addresses or ports (so replies need the inverse).
     pub fn rewrites_flow(&self) -> bool {
-        self.ip_src.is_some()
-            || self.ip_dst.is_some()
-            || self.src_port.is_some()
-            || self.dst_port.is_some()
+        // A port is only ever rewritten with its address (a NAT names both).
+        self.ip_src.is_some() || self.ip_dst.is_some()
     }
 
     /// The transposition for the replies of a flow that was `original` before this one
