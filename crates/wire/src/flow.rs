@@ -539,4 +539,28 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn an_extension_header_cut_short_by_the_payload_length_is_refused() {
+        for next in [0u8, 43, 60, 44, 51] {
+            // One byte of payload: no room for any extension header. The buffer ends
+            // where the packet does.
+            let mut p = vec![0u8; 41];
+            p[0] = 0x60;
+            p[4..6].copy_from_slice(&1u16.to_be_bytes());
+            p[6] = next;
+            p[7] = 64;
+            p[8..24].copy_from_slice(&A6);
+            p[24..40].copy_from_slice(&B6);
+            assert!(Ipv6Layout::parse(&p).is_err(), "next header {next}");
+            // Three bytes: the length byte is there, the header is not.
+            p.extend_from_slice(&[0, 0]);
+            p[4..6].copy_from_slice(&3u16.to_be_bytes());
+            p[41] = 1;
+            assert!(
+                Ipv6Layout::parse(&p).is_err(),
+                "next header {next}, 3 bytes"
+            );
+        }
+    }
 }

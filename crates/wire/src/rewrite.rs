@@ -447,4 +447,38 @@ mod tests {
             assert_eq!(&out[24..40], &C);
         }
     }
+
+    #[test]
+    fn the_shortest_headers_that_hold_their_fields_are_rewritten() {
+        // ICMP: 6 bytes hold the checksum and the identifier.
+        let mut p = raw4(proto::ICMP, &[8, 0, 0, 0, 0x12, 0x34]);
+        let c = crate::checksum::checksum(&p[20..]);
+        p[22..24].copy_from_slice(&c.to_be_bytes());
+        let out = nat4(p, Endpoint::Source, V4_C, 0x4321);
+        assert_eq!(&out[24..26], &[0x43, 0x21]);
+        assert_eq!(
+            crate::checksum::sum(&out[20..]),
+            0xffff,
+            "ICMP checksum still right"
+        );
+        // IPv6: a TCP header with no payload, and a 6-byte ICMPv6 echo.
+        let mut t = Vec::new();
+        PacketBuilder::ipv6(A, B, 64)
+            .tcp(40000, 80, 1, 64000)
+            .write(&mut t, b"")
+            .unwrap();
+        let mut want = Vec::new();
+        PacketBuilder::ipv6(A, C, 64)
+            .tcp(40000, 8080, 1, 64000)
+            .write(&mut want, b"")
+            .unwrap();
+        assert_eq!(nat6(t, Endpoint::Destination, C, 8080), want);
+        let mut e = echo6(A, B, 9)[..40].to_vec();
+        e[4..6].copy_from_slice(&6u16.to_be_bytes());
+        e.extend_from_slice(&[128, 0, 0, 0, 0, 9]);
+        let out = nat6(e, Endpoint::Source, C, 31);
+        assert_eq!(&out[44..46], &[0, 31], "the identifier");
+        assert_eq!(&out[8..24], &C);
+        assert_ne!(&out[42..44], &[0, 0], "the checksum was updated");
+    }
 }
