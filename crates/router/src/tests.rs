@@ -156,6 +156,7 @@ fn ttl_expiry_sends_time_exceeded_from_ingress_address() {
     assert!(icmp.verify_checksum());
     assert_eq!(u8::from(icmp.msg_type()), 11);
     assert_eq!(r.counters().ttl_exceeded, 1);
+    assert_eq!(r.counters().icmp_errors_sent, 1);
 }
 
 #[test]
