@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use strata_controller::{Controller, MemStore, api::Api, server};
+mod common;
 
 struct Client {
     base: String,
@@ -16,23 +16,7 @@ struct Client {
 
 impl Client {
     fn start() -> Client {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}/networking/v1", listener.local_addr().unwrap());
-        listener.set_nonblocking(true).unwrap();
-        let api = Api::new(
-            Controller::open(MemStore::default(), 42).unwrap(),
-            "secret".into(),
-        );
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                server::serve(listener, api).await.unwrap();
-            });
-        });
+        let base = common::start().base;
         Client {
             base,
             token: "secret".into(),

@@ -8,38 +8,17 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use strata_controller::{Controller, MemStore, api::Api, server, southbound::node_token};
+mod common;
+
+use strata_controller::southbound::node_token;
 use strata_southbound::Timers;
 use strata_southbound::agent::{Agent, Output};
 use strata_southbound::frame::{Decoder, encode};
 
 /// The API and the southbound server on loopback; (API base URL, agents' address).
 fn start() -> (String, std::net::SocketAddr) {
-    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let agents = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}/networking/v1", http.local_addr().unwrap());
-    let agents_at = agents.local_addr().unwrap();
-    http.set_nonblocking(true).unwrap();
-    agents.set_nonblocking(true).unwrap();
-    let api = Api::new(
-        Controller::open(MemStore::default(), 7).unwrap(),
-        "secret".into(),
-    );
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let http = tokio::net::TcpListener::from_std(http).unwrap();
-            let agents = tokio::net::TcpListener::from_std(agents).unwrap();
-            tokio::select! {
-                r = server::serve(http, api.clone()) => r.unwrap(),
-                r = server::serve_southbound(agents, api, Timers::default()) => r.unwrap(),
-            }
-        });
-    });
-    (base, agents_at)
+    let served = common::start();
+    (served.base, served.agents)
 }
 
 fn put(base: &str, path: &str, body: Value) {

@@ -227,28 +227,16 @@ pub fn vips(r: &dyn Resources) -> Vec<Vip> {
                 .pointer("/properties/probe")
                 .and_then(ref_of)
                 .and_then(|p| probe(r, p));
-            let dist = distribution(str_at(rule, "/properties/loadDistribution"));
-            let frontends = rule
-                .pointer("/properties/frontendIPConfigurations")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            for fe in frontends.iter().filter_map(ref_of).filter_map(|f| r.get(f)) {
-                let Some(vip) = frontend_vip(r, fe) else {
-                    continue;
-                };
-                for protocol in protocols(str_at(rule, "/properties/protocol").unwrap_or("Tcp")) {
-                    out.push(Vip {
-                        vip,
-                        protocol,
-                        port: frontend_port,
-                        rule: rule_ref.to_string(),
-                        distribution: dist,
-                        probe: probe.clone(),
-                        backends: backends.clone(),
-                    });
-                }
-            }
+            let template = Vip {
+                vip: IpAddr::from([0, 0, 0, 0]),
+                protocol: Protocol::Tcp,
+                port: frontend_port,
+                rule: rule_ref.to_string(),
+                distribution: distribution(str_at(rule, "/properties/loadDistribution")),
+                probe,
+                backends,
+            };
+            entries(r, rule, &template, &mut out);
         }
         let nat_rules = lb
             .pointer("/properties/inboundNatRules")
@@ -272,33 +260,44 @@ pub fn vips(r: &dyn Resources) -> Vec<Vip> {
                 .filter_map(|(ipc, _)| backend(r, &ipc, backend_port))
                 .take(1)
                 .collect();
-            let frontends = rule
-                .pointer("/properties/frontendIPConfigurations")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            for fe in frontends.iter().filter_map(ref_of).filter_map(|f| r.get(f)) {
-                let Some(vip) = frontend_vip(r, fe) else {
-                    continue;
-                };
-                for protocol in protocols(str_at(rule, "/properties/protocol").unwrap_or("Tcp")) {
-                    out.push(Vip {
-                        vip,
-                        protocol,
-                        port: frontend_port,
-                        rule: rule_ref.to_string(),
-                        distribution: Distribution::FiveTuple,
-                        probe: None,
-                        backends: backends.clone(),
-                    });
-                }
-            }
+            let template = Vip {
+                vip: IpAddr::from([0, 0, 0, 0]),
+                protocol: Protocol::Tcp,
+                port: frontend_port,
+                rule: rule_ref.to_string(),
+                distribution: Distribution::FiveTuple,
+                probe: None,
+                backends,
+            };
+            entries(r, rule, &template, &mut out);
         }
     }
     out.sort_by(|a, b| {
         (a.vip, a.protocol, a.port, &a.rule).cmp(&(b.vip, b.protocol, b.port, &b.rule))
     });
     out
+}
+
+/// The entries of a rule: `template` for each of its frontends' VIPs and each protocol
+/// it names.
+fn entries(r: &dyn Resources, rule: &Value, template: &Vip, out: &mut Vec<Vip>) {
+    let frontends = rule
+        .pointer("/properties/frontendIPConfigurations")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for fe in frontends.iter().filter_map(ref_of).filter_map(|f| r.get(f)) {
+        let Some(vip) = frontend_vip(r, fe) else {
+            continue;
+        };
+        for protocol in protocols(str_at(rule, "/properties/protocol").unwrap_or("Tcp")) {
+            out.push(Vip {
+                vip,
+                protocol,
+                ..template.clone()
+            });
+        }
+    }
 }
 
 /// A Mux's configuration: its routerConfiguration and every VIP.
