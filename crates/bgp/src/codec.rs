@@ -924,7 +924,8 @@ fn decode_attribute_list(
             update.attributes.push(Attribute::Unknown {
                 // Only the optional, transitive and partial bits mean anything once
                 // read; the length form is the encoder's choice, the low bits unused.
-                flags: if flags & FLAG_OPTIONAL != 0 && flags & FLAG_TRANSITIVE != 0 {
+                // (Optional, or it would have been refused above.)
+                flags: if flags & FLAG_TRANSITIVE != 0 {
                     // An optional transitive attribute we pass on without knowing it.
                     (flags | FLAG_PARTIAL) & 0xe0
                 } else {
