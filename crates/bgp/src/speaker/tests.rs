@@ -1032,6 +1032,8 @@ mod export {
         let non_transitive = [0x40, 2, 0xfd, 0xe9, 0, 0, 0, 2];
         let mut v6_non = [0u8; 20];
         v6_non[0] = 0x40;
+        let mut v6_transitive = [0u8; 20];
+        v6_transitive[1] = 2;
         let mut p = path();
         p.transitive = vec![
             Attribute::Unknown {
@@ -1046,6 +1048,7 @@ mod export {
             },
             Attribute::ExtendedCommunities(vec![transitive, non_transitive]),
             Attribute::Ipv6ExtendedCommunities(vec![v6_non]),
+            Attribute::Ipv6ExtendedCommunities(vec![v6_transitive, v6_non]),
         ];
         let out = export_attributes(&p, 65000, false, false);
         let unknown: Vec<(u8, u8)> = out
@@ -1061,10 +1064,14 @@ mod export {
             "passed on, Partial set"
         );
         assert!(out.contains(&Attribute::ExtendedCommunities(vec![transitive])));
-        assert!(
-            !out.iter()
-                .any(|a| matches!(a, Attribute::Ipv6ExtendedCommunities(_))),
-            "nothing left of it: not sent"
+        let v6: Vec<&Attribute> = out
+            .iter()
+            .filter(|a| matches!(a, Attribute::Ipv6ExtendedCommunities(_)))
+            .collect();
+        assert_eq!(
+            v6,
+            [&Attribute::Ipv6ExtendedCommunities(vec![v6_transitive])],
+            "the first had nothing left and is not sent; the second keeps its transitive one"
         );
         let inside = export_attributes(&p, 65000, true, false);
         assert!(inside.contains(&Attribute::ExtendedCommunities(vec![
@@ -1072,6 +1079,10 @@ mod export {
             non_transitive
         ])));
         assert!(inside.contains(&Attribute::Ipv6ExtendedCommunities(vec![v6_non])));
+        assert!(inside.contains(&Attribute::Ipv6ExtendedCommunities(vec![
+            v6_transitive,
+            v6_non
+        ])));
     }
 
     #[test]
