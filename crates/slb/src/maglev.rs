@@ -79,24 +79,18 @@ impl Maglev {
         if turns.is_empty() {
             return Ok(Maglev { table });
         }
-        // Which slots are claimed, a bit each: 8 KiB that stay in the L1 cache while the
-        // walks probe them, where the table itself (128 KiB) would not.
-        let mut claimed = vec![0u64; size.div_ceil(64)];
         let mut filled = 0usize;
         'fill: loop {
             for (index, weight, position, skip) in turns.iter_mut() {
                 for _ in 0..*weight {
                     // Walk this backend's permutation to its next free slot.
-                    let mut p = *position as usize;
-                    while claimed[p >> 6] & (1 << (p & 63)) != 0 {
-                        p += *skip as usize;
-                        if p >= size {
-                            p -= size;
+                    while table[*position as usize] != EMPTY {
+                        *position += *skip;
+                        if *position >= m {
+                            *position -= m;
                         }
                     }
-                    claimed[p >> 6] |= 1 << (p & 63);
-                    table[p] = *index as u16;
-                    *position = p as u64;
+                    table[*position as usize] = *index as u16;
                     filled += 1;
                     if filled == size {
                         break 'fill;
