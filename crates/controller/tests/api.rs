@@ -92,7 +92,9 @@ impl Client {
 }
 
 fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/network-controller")
+    // A copy of the project's shared/reference/network-controller (MIT, from
+    // microsoft/SdnDiagnostics' test fixtures; see its README.md).
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference")
 }
 
 fn reference(name: &str) -> Value {
