@@ -178,10 +178,9 @@ impl<S: Store> Controller<S> {
 
     /// Every resource of a collection, by id.
     pub fn list(&self, kind: &Kind) -> Vec<Value> {
-        self.docs
-            .range((kind.name, String::new())..)
-            .take_while(|((k, _), _)| *k == kind.name)
-            .map(|(_, d)| self.with_back_refs(kind, d.clone()))
+        self.documents(kind.name)
+            .into_iter()
+            .map(|d| self.with_back_refs(kind, d.clone()))
             .collect()
     }
 

@@ -105,6 +105,11 @@ impl Publisher {
         self.nodes.get(node)
     }
 
+    /// Every node's configuration and revision.
+    pub fn all(&self) -> &BTreeMap<String, (u64, Value)> {
+        &self.nodes
+    }
+
     /// Whether a node has a configuration (is known to the controller).
     pub fn knows(&self, node: &str) -> bool {
         self.nodes.contains_key(node)

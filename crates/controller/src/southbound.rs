@@ -53,34 +53,13 @@ pub async fn compile_loop<S: Store + 'static>(
         let (changed, gone) = publisher.update(compiled.0, compiled.1);
         if !changed.is_empty() || !gone.is_empty() {
             tracing::info!(revision = compiled.0, ?changed, ?gone, "compiled");
-            let all: BTreeMap<String, (u64, Value)> =
-                compiled_nodes(&publisher, &changed, &configs);
-            configs.send_replace(Arc::new(all));
+            configs.send_replace(Arc::new(publisher.all().clone()));
         }
         if changes.changed().await.is_err() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-fn compiled_nodes(
-    publisher: &Publisher,
-    changed: &[String],
-    configs: &watch::Sender<Configs>,
-) -> BTreeMap<String, (u64, Value)> {
-    let mut all: BTreeMap<String, (u64, Value)> = configs
-        .borrow()
-        .iter()
-        .filter(|(n, _)| publisher.knows(n))
-        .map(|(n, c)| (n.clone(), c.clone()))
-        .collect();
-    for n in changed {
-        if let Some(c) = publisher.get(n) {
-            all.insert(n.clone(), c.clone());
-        }
-    }
-    all
 }
 
 /// Accepts agents until the listener fails.
