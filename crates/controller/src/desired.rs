@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use strata_model::compile::{self, Resources};
+use strata_model::compile::{self, Observed, Resources};
 use strata_model::doc::canonical;
 
 use crate::core::Controller;
@@ -26,14 +26,16 @@ impl<S: Store> Resources for Controller<S> {
     }
 }
 
-/// Every node's configuration as JSON, by node name.
-pub fn compile<S: Store>(c: &Controller<S>) -> BTreeMap<String, Value> {
+/// Every node's configuration as JSON, by node name, with what the agents reported
+/// (`observed`: the hosts' provider addresses and the DIPs' health).
+pub fn compile<S: Store>(c: &Controller<S>, observed: &Observed) -> BTreeMap<String, Value> {
     let vips = compile::vips(c);
     let mut out = BTreeMap::new();
+    let observed_vips = compile::observe(&vips, observed);
     for mux in c.documents("loadBalancerMuxes") {
         let (Some(id), Some(config)) = (
             mux.get("resourceId").and_then(Value::as_str),
-            compile::mux(mux, &vips),
+            compile::mux(mux, &observed_vips),
         ) else {
             continue;
         };
@@ -123,6 +125,16 @@ mod tests {
     use serde_json::json;
     use strata_model::kind;
 
+    /// The host has reported its provider address.
+    fn observed() -> Observed {
+        let mut o = Observed::default();
+        o.provider_addresses.insert(
+            "/servers/hypervhost".into(),
+            vec!["192.168.233.21".parse().unwrap()],
+        );
+        o
+    }
+
     fn put(c: &mut Controller<MemStore>, collection: &str, id: &str, body: Value) {
         c.put(kind(collection).unwrap(), id, body, None).unwrap();
     }
@@ -171,15 +183,30 @@ mod tests {
     fn muxes_and_hosts_get_their_parts_of_the_resources() {
         let mut c = Controller::open(MemStore::default(), 1).unwrap();
         portal(&mut c);
-        let nodes = compile(&c);
+        let nodes = compile(&c, &observed());
         assert_eq!(nodes.keys().collect::<Vec<_>>(), ["HyperVHost", "MuxVM"]);
         let mux = &nodes["MuxVM"];
         assert_eq!(mux["role"], "mux");
         assert_eq!(mux["mux"]["localAsn"], 64501);
         assert_eq!(mux["mux"]["vips"][0]["vip"], "192.168.133.74");
+        let backend = &mux["mux"]["vips"][0]["backends"][0];
+        assert_eq!(backend["dip"], "192.168.100.74");
+        assert_eq!(backend["providerAddress"], "192.168.233.21");
+        assert_eq!(backend["healthy"], true);
+        // Until the host reports its provider address, the Muxes cannot reach its DIPs.
+        let unreported = compile(&c, &Observed::default());
+        assert_eq!(unreported["MuxVM"]["mux"]["vips"][0]["backends"], json!([]));
         assert_eq!(
-            mux["mux"]["vips"][0]["backends"][0]["dip"],
+            unreported["HyperVHost"]["host"]["mappings"][0]["dip"],
             "192.168.100.74"
+        );
+        // A DIP reported down is carried as such.
+        let mut down = observed();
+        down.down.insert("192.168.100.74".parse().unwrap());
+        let nodes = compile(&c, &down);
+        assert_eq!(
+            nodes["MuxVM"]["mux"]["vips"][0]["backends"][0]["healthy"],
+            false
         );
         let host = &nodes["HyperVHost"];
         assert_eq!(host["host"]["mappings"][0]["dip"], "192.168.100.74");
@@ -190,7 +217,7 @@ mod tests {
         let mut c = Controller::open(MemStore::default(), 1).unwrap();
         portal(&mut c);
         let mut p = Publisher::new();
-        let (changed, gone) = p.update(c.revision(), compile(&c));
+        let (changed, gone) = p.update(c.revision(), compile(&c, &observed()));
         assert_eq!((changed.len(), gone.len()), (2, 0));
         let first = c.revision();
         // A resource nobody compiles from: no node changes.
@@ -200,7 +227,7 @@ mod tests {
             "x",
             json!({"properties": {"type": "UsernamePassword"}}),
         );
-        let (changed, _) = p.update(c.revision(), compile(&c));
+        let (changed, _) = p.update(c.revision(), compile(&c, &observed()));
         assert!(changed.is_empty());
         assert_eq!(p.get("MuxVM").unwrap().0, first);
         // A second DIP: both the Mux and the host change.
@@ -210,13 +237,13 @@ mod tests {
             "PortalVM2",
             json!({"properties": {"server": {"resourceRef": "/servers/HyperVHost"}, "ipConfigurations": [{"resourceId": "ip1", "properties": {"privateIPAddress": "192.168.100.75", "loadBalancerBackendAddressPools": [{"resourceRef": "/loadBalancers/portal/backendAddressPools/web"}]}}]}}),
         );
-        let (changed, _) = p.update(c.revision(), compile(&c));
+        let (changed, _) = p.update(c.revision(), compile(&c, &observed()));
         assert_eq!(changed, ["HyperVHost", "MuxVM"]);
         assert_eq!(p.get("MuxVM").unwrap().0, c.revision());
         // A Mux removed is gone.
         c.delete(kind("loadBalancerMuxes").unwrap(), "MuxVM", None)
             .unwrap();
-        let (_, gone) = p.update(c.revision(), compile(&c));
+        let (_, gone) = p.update(c.revision(), compile(&c, &observed()));
         assert_eq!(gone, ["MuxVM"]);
         assert!(!p.knows("MuxVM"));
         assert!(p.knows("HyperVHost"));

@@ -77,7 +77,14 @@ pub async fn serve_southbound<S: Store + 'static>(
     let (configs_tx, configs_rx) =
         tokio::sync::watch::channel(crate::southbound::Configs::default());
     let changes = api.subscribe();
-    let secret = api.token().to_string();
-    tokio::spawn(crate::southbound::compile_loop(api, changes, configs_tx));
-    crate::southbound::serve(listener, secret, configs_rx, timers).await
+    let hub = Arc::new(std::sync::Mutex::new(crate::hub::Hub::new(api.token())));
+    let reported = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(crate::southbound::compile_loop(
+        api,
+        hub.clone(),
+        changes,
+        reported.clone(),
+        configs_tx,
+    ));
+    crate::southbound::serve(listener, hub, reported, configs_rx, timers).await
 }

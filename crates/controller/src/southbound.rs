@@ -7,7 +7,7 @@
 //! node-token NODE` prints it).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,47 +16,47 @@ use strata_southbound::frame::{self, Decoder};
 use strata_southbound::peer::{Event, Peer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::api::Api;
-use crate::desired::{self, Publisher};
+use crate::hub::Hub;
 use crate::store::Store;
 
-/// The token of `node`, derived from the controller's secret.
-pub fn node_token(secret: &str, node: &str) -> String {
-    use siphasher::sip128::{Hasher128, SipHasher24};
-    use std::hash::Hasher;
-    let mut keys = SipHasher24::new_with_keys(0x5374_7261_7461_4e6f, 0x6465_546f_6b65_6e21);
-    keys.write(secret.as_bytes());
-    let k = keys.finish128();
-    let mut h = SipHasher24::new_with_keys(k.h1, k.h2);
-    h.write(node.as_bytes());
-    format!("{:032x}", h.finish128().as_u128())
-}
+pub use strata_southbound::node_token;
 
 /// Each node's configuration and its revision, as last compiled.
 pub type Configs = Arc<BTreeMap<String, (u64, Value)>>;
 
+/// The hub shared by the connections and the compile loop.
+pub type SharedHub = Arc<Mutex<Hub>>;
+
+fn lock(hub: &SharedHub) -> std::sync::MutexGuard<'_, Hub> {
+    hub.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Compiles each node's configuration whenever the resources change (after a write,
-/// at most every `debounce`), and publishes it to the connections.
+/// at most every `debounce`) or an agent's report changes what the Muxes carry
+/// (`reported`), and publishes it to the connections.
 pub async fn compile_loop<S: Store + 'static>(
     api: Arc<Api<S>>,
+    hub: SharedHub,
     mut changes: watch::Receiver<u64>,
+    reported: Arc<Notify>,
     configs: watch::Sender<Configs>,
 ) {
-    let mut publisher = Publisher::new();
     loop {
-        let compiled = {
+        {
             let c = api.controller.lock().unwrap_or_else(|e| e.into_inner());
-            (c.revision(), desired::compile(&c))
-        };
-        let (changed, gone) = publisher.update(compiled.0, compiled.1);
-        if !changed.is_empty() || !gone.is_empty() {
-            tracing::info!(revision = compiled.0, ?changed, ?gone, "compiled");
-            configs.send_replace(Arc::new(publisher.all().clone()));
+            let mut hub = lock(&hub);
+            let (changed, gone) = hub.refresh(&c);
+            if !changed.is_empty() || !gone.is_empty() {
+                tracing::info!(revision = c.revision(), ?changed, ?gone, "compiled");
+                configs.send_replace(Arc::new(hub.configs().clone()));
+            }
         }
-        if changes.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = reported.notified() => {}
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -65,16 +65,16 @@ pub async fn compile_loop<S: Store + 'static>(
 /// Accepts agents until the listener fails.
 pub async fn serve(
     listener: TcpListener,
-    secret: String,
+    hub: SharedHub,
+    reported: Arc<Notify>,
     configs: watch::Receiver<Configs>,
     timers: Timers,
 ) -> std::io::Result<()> {
-    let secret = Arc::new(secret);
     loop {
         let (stream, from) = listener.accept().await?;
-        let (secret, configs) = (secret.clone(), configs.clone());
+        let (hub, reported, configs) = (hub.clone(), reported.clone(), configs.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, &secret, configs, timers).await {
+            if let Err(e) = connection(stream, &hub, &reported, configs, timers).await {
                 tracing::info!(%from, error = %e, "agent connection ended");
             }
         });
@@ -83,7 +83,8 @@ pub async fn serve(
 
 async fn connection(
     mut stream: TcpStream,
-    secret: &str,
+    hub: &SharedHub,
+    reported: &Notify,
     mut configs: watch::Receiver<Configs>,
     timers: Timers,
 ) -> std::io::Result<()> {
@@ -97,8 +98,8 @@ async fn connection(
         // What the peer has to say, and the latest configuration once it is accepted.
         let mut out = Vec::new();
         while let Some(event) = peer.poll_event() {
-            match event {
-                Event::Send(m) => frame::encode(&m, &mut out),
+            match &event {
+                Event::Send(m) => frame::encode(m, &mut out),
                 Event::Close(reason) => {
                     tracing::warn!(
                         node = peer.node().unwrap_or("?"),
@@ -110,12 +111,12 @@ async fn connection(
                 }
                 Event::Accepted { node, applied: has } => {
                     tracing::info!(node, applied = ?has, "agent connected");
-                    applied = has;
+                    applied = *has;
                     publish(&mut peer, &configs.borrow(), applied);
                 }
                 Event::Applied { node, revision } => {
                     tracing::info!(node, revision, "applied");
-                    applied = Some(revision);
+                    applied = Some(*revision);
                 }
                 Event::Failed {
                     node,
@@ -124,7 +125,13 @@ async fn connection(
                 } => {
                     tracing::warn!(node, revision, reason, "could not apply");
                 }
-                Event::Report { node, status } => tracing::debug!(node, %status, "report"),
+                Event::Report { node, status } => {
+                    tracing::debug!(node, %status, "report");
+                    reported.notify_one();
+                }
+            }
+            for change in lock(hub).event(&event) {
+                tracing::info!(host = change.host, dip = %change.dip, healthy = change.healthy, "DIP health");
             }
         }
         if !out.is_empty() {
@@ -144,10 +151,7 @@ async fn connection(
                 loop {
                     match decoder.next_message() {
                         Ok(Some(m)) => {
-                            let admit = |node: &str, token: &str| {
-                                let known = configs.borrow().get(node).map(|c| c.0);
-                                known.filter(|_| token == node_token(secret, node))
-                            };
+                            let admit = |node: &str, token: &str| lock(hub).admit(node, token);
                             peer.received(now(), m, &admit);
                         }
                         Ok(None) => break,

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::topology::{
-    Expect, Kind, MuxSpec, NatSpec, Network, NicSpec, NodeSpec, RouteSpec, Scenario,
-    ScenarioAction, Topology, VSwitchSpec,
+    ControllerSpec, Expect, Kind, MuxSpec, NatSpec, Network, NicSpec, NodeSpec, RouteSpec,
+    Scenario, ScenarioAction, Topology, VSwitchSpec,
 };
 use strata_node::ServiceConfig;
 use strata_node::apps::http::Page;
@@ -99,6 +99,19 @@ struct NodeDef {
     vswitch: Option<VSwitchDef>,
     mux: Option<MuxDef>,
     bgp: Option<BgpDef>,
+    controller: Option<Spanned<ControllerDef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControllerDef {
+    /// The TCP port agents connect to.
+    #[serde(default = "default_southbound_port")]
+    southbound_port: u16,
+}
+
+fn default_southbound_port() -> u16 {
+    strata_node::apps::control::DEFAULT_PORT
 }
 
 #[derive(Debug, Deserialize)]
@@ -459,6 +472,7 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
 
         let mut nodes: Vec<NodeSpec> = Vec::new();
         let mut node_index: HashMap<String, usize> = HashMap::new();
+        let mut controller_at: Option<(String, std::ops::Range<usize>)> = None;
         let mut owners: HashMap<Ipv4Addr, String> = HashMap::new();
         for def in &raw.nodes {
             let name = def.name.get_ref().clone();
@@ -752,11 +766,30 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                     })
                 }
             };
+            let controller = match &def.controller {
+                None => None,
+                Some(c) if c.get_ref().southbound_port == 0 => {
+                    return Err(self.at(c, "southbound_port 0 is not a port".to_string()));
+                }
+                Some(c) => {
+                    if let Some((other, _)) = &controller_at {
+                        return Err(self.at(
+                            c,
+                            format!("{other} already runs the network controller; a lab has one"),
+                        ));
+                    }
+                    controller_at = Some((name.clone(), c.span()));
+                    Some(ControllerSpec {
+                        southbound_port: c.get_ref().southbound_port,
+                    })
+                }
+            };
             node_index.insert(name.clone(), nodes.len());
             nodes.push(NodeSpec {
                 vswitch,
                 mux,
                 bgp,
+                controller,
                 name,
                 kind: def.kind,
                 description: def.description.clone(),
@@ -808,6 +841,16 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
             Some(def) => Some(slb::check(self, def, &nodes, &node_index)?),
             None => None,
         };
+        // The Muxes and hosts are configured by the controller: a lab with any needs one.
+        if controller_at.is_none()
+            && let Some(m) = raw.nodes.iter().find_map(|d| d.mux.as_ref())
+        {
+            return Err(self.at(
+                &m.provider,
+                "a Mux is configured by the network controller, and no node has [node.controller]"
+                    .to_string(),
+            ));
+        }
 
         let node_names = || {
             nodes

@@ -17,10 +17,12 @@ use std::time::Duration;
 use std::collections::HashMap;
 use strata_fabric::{PortId, Segment, SegmentConfig};
 
-use strata_node::slb::host::{DipMapping, dip_layers};
-use strata_node::slb::mux::{Dip, MuxConfig, VipConfig};
+use strata_controller::hub::Hub;
+use strata_controller::{Controller, MemStore};
+use strata_node::slb::mux::MuxConfig;
 use strata_node::{
-    LinkKind, MuxRole, NatRole, NicConfig, Node, NodeConfig, TaskReport, VSwitchConfig,
+    ControlConfig, LinkKind, MuxRole, NatRole, NicConfig, Node, NodeConfig, TaskReport,
+    VSwitchConfig,
 };
 use strata_wire::EthernetAddress;
 
@@ -43,6 +45,25 @@ pub enum LabError {
     Node(#[from] strata_node::NodeError),
     #[error("node {node}: more than 255 NICs or nodes; the MAC plan has one byte for each")]
     TooLarge { node: String },
+    #[error("the lab's resources: {0}")]
+    Resources(String),
+}
+
+/// The lab's network controller: its resources, and its southbound state, served by the
+/// listener on its node.
+pub struct Nc {
+    pub node: usize,
+    pub controller: Controller<MemStore>,
+    pub hub: Hub,
+}
+
+impl std::fmt::Debug for Nc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nc")
+            .field("node", &self.node)
+            .field("revision", &self.controller.revision())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One hop of a packet: a frame on a network from one node to another.
@@ -114,6 +135,7 @@ pub struct Lab {
     /// nothing they send leaves.
     cut: Vec<bool>,
     cut_frames: u64,
+    nc: Option<Nc>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -149,6 +171,12 @@ impl Lab {
                     node: spec.name.clone(),
                 });
             }
+        }
+        let nc = match topology.nodes.iter().position(|n| n.controller.is_some()) {
+            Some(node) => Some(Nc::new(&topology, node)?),
+            None => None,
+        };
+        for n in 0..topology.nodes.len() {
             nodes.push(Node::new(node_config(&topology, n), Duration::ZERO)?);
         }
         // Wire every link: NICs to their networks, a host's uplink to its uplink network,
@@ -201,7 +229,19 @@ impl Lab {
             health_log: Vec::new(),
             cut: vec![false; node_count],
             cut_frames: 0,
+            nc,
         })
+    }
+
+    /// The lab's network controller, if a node runs one.
+    pub fn nc(&self) -> Option<&Nc> {
+        self.nc.as_ref()
+    }
+
+    /// Changes the lab's resources as a user of the API would; the controller's agents
+    /// carry the change to the roles while the lab runs.
+    pub fn nc_mut(&mut self) -> Option<&mut Nc> {
+        self.nc.as_mut()
     }
 
     pub fn topology(&self) -> &Topology {
@@ -242,6 +282,23 @@ impl Lab {
                 }
             }
         }
+        // The controller: what its agents said, then what each node should now carry
+        // (sent by the node's listener when it is polled below).
+        if let Some(nc) = self.nc.as_mut() {
+            let node = &mut self.nodes[nc.node];
+            for event in node.take_control_events() {
+                for change in nc.hub.event(&event) {
+                    if let std::net::IpAddr::V4(dip) = change.dip {
+                        self.health_log
+                            .push((now, change.host, dip, change.healthy));
+                    }
+                }
+            }
+            let (changed, gone) = nc.hub.refresh(&nc.controller);
+            if !changed.is_empty() || !gone.is_empty() {
+                node.publish_configs(nc.hub.configs());
+            }
+        }
         for (n, node) in self.nodes.iter_mut().enumerate() {
             node.poll(now);
             while let Some((nic, frame)) = node.poll_transmit() {
@@ -251,18 +308,6 @@ impl Lab {
                 }
                 let (segment, port) = self.link_ports[n][nic];
                 self.segments[segment].send(now, port, frame);
-            }
-        }
-        // The SLB manager's part: what a host agent's probes found, every Mux applies.
-        for n in 0..self.nodes.len() {
-            for (dip, up) in self.nodes[n].take_health_events() {
-                self.health_log
-                    .push((now, self.nodes[n].name().to_string(), dip, up));
-                for node in &mut self.nodes {
-                    if let Some(mux) = node.mux_mut() {
-                        mux.set_dip_health(dip, up);
-                    }
-                }
             }
         }
     }
@@ -287,9 +332,32 @@ impl Lab {
         };
         self.run_until(limit, |lab| {
             let (up, all) = count(lab);
-            up == all
+            up == all && lab.converged()
         });
         count(self)
+    }
+
+    /// Whether every agent has applied its node's configuration and every Mux
+    /// announces, to each established neighbour, each VIP it has a healthy DIP for.
+    pub fn converged(&self) -> bool {
+        if self.nc.as_ref().is_some_and(|nc| !nc.hub.converged()) {
+            return false;
+        }
+        self.nodes.iter().all(|node| {
+            let Some(mux) = node.mux() else {
+                return true;
+            };
+            let wanted: Vec<ipnet::Ipv4Net> = mux
+                .vips()
+                .iter()
+                .filter(|(_, healthy)| healthy.iter().any(|h| *h))
+                .map(|(c, _)| ipnet::Ipv4Net::from(c.key.vip))
+                .collect();
+            node.bgp_status().unwrap_or_default().iter().all(|n| {
+                n.state != strata_node::bgp::State::Established
+                    || wanted.iter().all(|v| n.advertised.contains(v))
+            })
+        })
     }
 
     /// Cuts a node off from every network (or reconnects it): the node keeps running,
@@ -417,9 +485,9 @@ impl Lab {
     }
 }
 
-/// What node `n` of the topology is made of: its NICs and routes, and its roles, with the
-/// SLB's VIP entries and VFP policies compiled from the topology's `[slb]` (the lab plays
-/// the SLB manager's part of the network controller here).
+/// What node `n` of the topology is made of: its NICs and routes, and its roles. The
+/// roles' SLB configuration (VIPs, VFP layers, probes) is not here: the node's agent gets
+/// it from the controller.
 fn node_config(topology: &Topology, n: usize) -> NodeConfig {
     let spec = &topology.nodes[n];
     let uplink = spec.vswitch.as_ref().map(|s| s.uplink_network);
@@ -442,16 +510,7 @@ fn node_config(topology: &Topology, n: usize) -> NodeConfig {
                     .map(move |(j, nic)| (m, vm, j, nic))
             })
             .filter(|(_, _, _, nic)| nic.vswitch_host == Some(n))
-            .map(|(m, vm, j, nic)| {
-                let mappings = dip_mappings(topology, m, j);
-                let layers = match &topology.slb {
-                    Some(slb) if !mappings.is_empty() => {
-                        dip_layers(nic.addr.addr(), slb.vni, &mappings)
-                    }
-                    _ => Vec::new(),
-                };
-                (vm.name.clone(), mac_of(m, j), layers)
-            })
+            .map(|(m, vm, j, _)| (vm.name.clone(), mac_of(m, j), Vec::new()))
             .collect();
         VSwitchConfig {
             name: sw.name.clone(),
@@ -459,38 +518,43 @@ fn node_config(topology: &Topology, n: usize) -> NodeConfig {
             provider_addrs: provider_addr(n).into_iter().collect(),
         }
     });
-    let mux = match (&spec.mux, &topology.slb) {
-        (Some(m), Some(slb)) => Some(MuxRole {
-            config: MuxConfig::new(
-                spec.nics[m.provider_nic].addr.addr(),
-                mac_of(n, m.provider_nic),
-            ),
-            vips: slb
-                .vips
-                .iter()
-                .map(|v| VipConfig {
-                    key: v.key,
-                    dips: v
-                        .members
-                        .iter()
-                        .filter_map(|&(m, j)| {
-                            let nic = &topology.nodes[m].nics[j];
-                            Some(Dip {
-                                addr: nic.addr.addr(),
-                                port: v.backend_port,
-                                host_pa: provider_addr(nic.vswitch_host?)?,
-                                mac: mac_of(m, j),
-                                weight: 1,
-                            })
-                        })
-                        .collect(),
-                    distribution: v.distribution,
-                    vni: slb.vni,
-                })
-                .collect(),
-        }),
-        _ => None,
-    };
+    let mux = spec.mux.as_ref().map(|m| MuxRole {
+        config: MuxConfig::new(
+            spec.nics[m.provider_nic].addr.addr(),
+            mac_of(n, m.provider_nic),
+        ),
+        vips: Vec::new(),
+    });
+    let control = topology
+        .nodes
+        .iter()
+        .enumerate()
+        .find_map(|(c, node)| Some((c, node.controller.as_ref()?)))
+        .and_then(|(c, controller)| {
+            let timers = strata_southbound::Timers::default();
+            if c == n {
+                let agents = topology
+                    .nodes
+                    .iter()
+                    .filter(|node| node.mux.is_some() || node.vswitch.is_some())
+                    .count();
+                return Some(ControlConfig::Server {
+                    port: controller.southbound_port,
+                    secret: lab_secret(topology),
+                    timers,
+                    backlog: agents + 2,
+                });
+            }
+            if spec.mux.is_none() && spec.vswitch.is_none() {
+                return None;
+            }
+            let address = topology.nodes[c].nics.first()?.addr.addr();
+            Some(ControlConfig::Agent {
+                controller: std::net::SocketAddrV4::new(address, controller.southbound_port),
+                token: strata_southbound::node_token(&lab_secret(topology), &spec.name),
+                timers,
+            })
+        });
     NodeConfig {
         name: spec.name.clone(),
         nics: spec
@@ -522,48 +586,36 @@ fn node_config(topology: &Topology, n: usize) -> NodeConfig {
         services: spec.services.clone(),
         vswitch,
         mux,
-        probes: probes_of(topology, n),
+        probes: Vec::new(),
         bgp: spec.bgp.clone(),
+        control,
         seed: topology.seed.wrapping_mul(1_000_003).wrapping_add(n as u64),
     }
 }
 
-/// The VIP mappings that land on NIC `j` of node `m`.
-fn dip_mappings(topology: &Topology, m: usize, j: usize) -> Vec<DipMapping> {
-    topology
-        .slb
-        .iter()
-        .flat_map(|slb| &slb.vips)
-        .filter(|v| v.members.contains(&(m, j)))
-        .map(|v| DipMapping {
-            name: v.name.clone(),
-            vip: v.key,
-            backend_port: v.backend_port,
-        })
-        .collect()
+/// The secret the lab's controller derives its agents' tokens from.
+fn lab_secret(topology: &Topology) -> String {
+    format!("strata-lab-{}-{}", topology.name, topology.seed)
 }
 
-/// The health probes host `n`'s agent sends: one per DIP on its vSwitch and probe.
-fn probes_of(topology: &Topology, n: usize) -> Vec<strata_node::apps::probe::ProbeConfig> {
-    let mut probes: Vec<strata_node::apps::probe::ProbeConfig> = Vec::new();
-    for vip in topology.slb.iter().flat_map(|s| &s.vips) {
-        let Some(probe) = &vip.probe else { continue };
-        for &(m, j) in &vip.members {
-            let nic = &topology.nodes[m].nics[j];
-            if nic.vswitch_host != Some(n) {
-                continue;
-            }
-            let config = strata_node::apps::probe::ProbeConfig {
-                dip: nic.addr.addr(),
-                port: probe.port,
-                http_path: probe.http_path.clone(),
-                interval: probe.interval,
-                count: probe.count,
-            };
-            if !probes.contains(&config) {
-                probes.push(config);
-            }
+impl Nc {
+    /// The controller on node `node`, with the lab's resources PUT as a user would.
+    fn new(topology: &Topology, node: usize) -> Result<Nc, LabError> {
+        let mut controller = Controller::open(MemStore::default(), topology.seed)
+            .map_err(|e| LabError::Resources(e.to_string()))?;
+        for (collection, id, body) in
+            crate::resources::resources(topology).map_err(LabError::Resources)?
+        {
+            let kind = strata_model::kind(collection)
+                .ok_or_else(|| LabError::Resources(format!("no collection {collection}")))?;
+            controller
+                .put(kind, &id, body, None)
+                .map_err(|e| LabError::Resources(format!("{collection}/{id}: {e}")))?;
         }
+        Ok(Nc {
+            node,
+            controller,
+            hub: Hub::new(lab_secret(topology)),
+        })
     }
-    probes
 }

@@ -92,12 +92,28 @@ pub struct VipSpec {
     pub probe: Option<ProbeSpec>,
 }
 
+/// A VM NIC that is a backend: its node and NIC, the backendAddressPools and the
+/// inboundNatRules it is in (references).
+#[derive(Debug, Clone)]
+pub struct BackendSpec {
+    pub node: usize,
+    pub nic: usize,
+    pub pools: Vec<String>,
+    pub nat_rules: Vec<String>,
+}
+
 /// The Software Load Balancer's configuration, in the lab.
 #[derive(Debug, Clone)]
 pub struct SlbSpec {
     /// The VXLAN network identifier of Mux-to-host traffic.
     pub vni: strata_wire::vxlan::Vni,
+    /// Where VIPs come from (the controller's vipIpPool).
+    pub vip_prefix: Ipv4Net,
     pub vips: Vec<VipSpec>,
+    /// The loadBalancers as Network Controller resources: (resourceId, body).
+    pub load_balancers: Vec<(String, serde_json::Value)>,
+    /// Each backend NIC and what it belongs to.
+    pub backends: Vec<BackendSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +145,15 @@ pub struct NodeSpec {
     pub vswitch: Option<VSwitchSpec>,
     pub mux: Option<MuxSpec>,
     pub bgp: Option<strata_node::apps::bgp::BgpConfig>,
+    /// The network controller runs here.
+    pub controller: Option<ControllerSpec>,
+}
+
+/// The network controller on a node.
+#[derive(Debug, Clone)]
+pub struct ControllerSpec {
+    /// The TCP port its agents connect to.
+    pub southbound_port: u16,
 }
 
 /// What a scenario does.

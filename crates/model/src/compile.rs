@@ -3,7 +3,7 @@
 //! VIP→DIP mappings and probes. The controller compiles on every write and sends each
 //! node its part over the southbound protocol.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,10 @@ pub struct Probe {
     pub number_of_probes: u32,
 }
 
+/// The VXLAN network identifier the Muxes and hosts use for DIPs on logical networks
+/// (the lowest virtual subnet ID; the resources of Windows Server 2016 name none).
+pub const LOGICAL_NETWORK_VNI: u32 = 4096;
+
 /// A backend of a VIP: a NIC's ip configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,6 +61,27 @@ pub struct Backend {
     pub server: Option<String>,
     /// The NIC's MAC address as the Network Controller writes it (`001DD8070001`).
     pub mac: Option<String>,
+    /// The provider address of the backend's host, once its agent has reported one
+    /// (see [`Observed`]): where the Muxes send the VIP's traffic in VXLAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_address: Option<IpAddr>,
+    /// Whether the host agent's probes find the DIP healthy (the SLB manager's view).
+    #[serde(default = "yes")]
+    pub healthy: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What the controller learns from its agents rather than from the resources: the
+/// SLB manager's view of the hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Each host's provider addresses, by its server reference (canonical).
+    pub provider_addresses: BTreeMap<String, Vec<IpAddr>>,
+    /// DIPs a host agent's probes found down.
+    pub down: BTreeSet<IpAddr>,
 }
 
 /// One VIP entry: what the Muxes match and where they send it.
@@ -70,6 +95,8 @@ pub struct Vip {
     pub rule: String,
     pub distribution: Distribution,
     pub probe: Option<Probe>,
+    /// The VXLAN network identifier the Mux encapsulates with.
+    pub vni: u32,
     pub backends: Vec<Backend>,
 }
 
@@ -94,6 +121,8 @@ pub struct Mapping {
     pub dip: IpAddr,
     pub backend_port: u16,
     pub mac: Option<String>,
+    /// The VXLAN network identifier the Muxes send this VIP's traffic with.
+    pub vni: u32,
 }
 
 /// What a host (a server) carries: the mappings of its DIPs and the probes to run.
@@ -192,6 +221,8 @@ fn backend(r: &dyn Resources, ip_configuration: &str, port: u16) -> Option<Backe
         mac: nic
             .and_then(|n| str_at(n, "/properties/privateMacAddress"))
             .map(str::to_string),
+        provider_address: None,
+        healthy: true,
     })
 }
 
@@ -234,6 +265,7 @@ pub fn vips(r: &dyn Resources) -> Vec<Vip> {
                 rule: rule_ref.to_string(),
                 distribution: distribution(str_at(rule, "/properties/loadDistribution")),
                 probe,
+                vni: LOGICAL_NETWORK_VNI,
                 backends,
             };
             entries(r, rule, &template, &mut out);
@@ -267,6 +299,7 @@ pub fn vips(r: &dyn Resources) -> Vec<Vip> {
                 rule: rule_ref.to_string(),
                 distribution: Distribution::FiveTuple,
                 probe: None,
+                vni: LOGICAL_NETWORK_VNI,
                 backends,
             };
             entries(r, rule, &template, &mut out);
@@ -300,7 +333,34 @@ fn entries(r: &dyn Resources, rule: &Value, template: &Vip, out: &mut Vec<Vip>) 
     }
 }
 
-/// A Mux's configuration: its routerConfiguration and every VIP.
+/// The VIPs as the Muxes carry them: each backend with its host's provider address and
+/// its health as the host agents report them. A backend whose host has not reported a
+/// provider address yet cannot be reached and is left out.
+pub fn observe(vips: &[Vip], observed: &Observed) -> Vec<Vip> {
+    vips.iter()
+        .map(|v| Vip {
+            backends: v
+                .backends
+                .iter()
+                .filter_map(|b| {
+                    let pa = observed
+                        .provider_addresses
+                        .get(&canonical(b.server.as_deref()?))?
+                        .first()?;
+                    Some(Backend {
+                        provider_address: Some(*pa),
+                        healthy: !observed.down.contains(&b.dip),
+                        ..b.clone()
+                    })
+                })
+                .collect(),
+            ..v.clone()
+        })
+        .collect()
+}
+
+/// A Mux's configuration: its routerConfiguration and every VIP (as [`observe`] gives
+/// them).
 pub fn mux(mux: &Value, vips: &[Vip]) -> Option<MuxConfig> {
     let rc = mux.pointer("/properties/routerConfiguration")?;
     let local_asn = u32::try_from(rc.get("localASN")?.as_u64()?).ok()?;
@@ -340,6 +400,7 @@ pub fn hosts(vips: &[Vip]) -> BTreeMap<String, HostConfig> {
                 dip: b.dip,
                 backend_port: b.port,
                 mac: b.mac.clone(),
+                vni: v.vni,
             });
             if let Some(p) = &v.probe
                 && !host

@@ -21,6 +21,7 @@
 //! frames from [`Node::poll_transmit`] and wakes the node at [`Node::poll_at`].
 
 pub mod apps;
+mod control;
 mod device;
 mod roles;
 
@@ -115,6 +116,26 @@ pub struct NatRole {
     pub config: strata_nat::Config,
 }
 
+/// The node's part in the southbound protocol.
+#[derive(Debug, Clone)]
+pub enum ControlConfig {
+    /// An agent (a Mux, a Hyper-V host): connects to the controller at `controller`
+    /// with its credential and applies what it is sent.
+    Agent {
+        controller: std::net::SocketAddrV4,
+        token: String,
+        timers: strata_southbound::Timers,
+    },
+    /// The controller's listener (NCVM): node tokens derive from `secret`.
+    Server {
+        port: u16,
+        secret: String,
+        timers: strata_southbound::Timers,
+        /// How many agents can be connected at once.
+        backlog: usize,
+    },
+}
+
 /// Everything that makes a node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -132,6 +153,8 @@ pub struct NodeConfig {
     pub probes: Vec<ProbeConfig>,
     /// A BGP speaker.
     pub bgp: Option<BgpConfig>,
+    /// The southbound agent or the controller's listener.
+    pub control: Option<ControlConfig>,
     /// Seeds the stack's initial sequence numbers and ports; the same seed gives the same
     /// run.
     pub seed: u64,
@@ -230,6 +253,11 @@ pub struct Node {
     probers: Vec<Prober>,
     bgp: Option<Speaker>,
     health_events: Vec<(Ipv4Addr, bool)>,
+    agent: Option<apps::control::Client>,
+    control_server: Option<apps::control::Server>,
+    /// The agent owes the controller a report (a probe's verdict changed, a
+    /// configuration was applied).
+    report_due: bool,
     /// Sockets of finished clients, removed once closed.
     reaper: Vec<smoltcp::iface::SocketHandle>,
     iface: Iface,
@@ -377,6 +405,37 @@ impl Node {
                 provider_addrs: sw.provider_addrs,
             }
         });
+        let (agent, control_server) = match config.control {
+            Some(ControlConfig::Agent {
+                controller,
+                token,
+                timers,
+            }) => (
+                Some(apps::control::Client::new(
+                    &config.name,
+                    &token,
+                    controller,
+                    timers,
+                )),
+                None,
+            ),
+            Some(ControlConfig::Server {
+                port,
+                secret,
+                timers,
+                backlog,
+            }) => (
+                None,
+                Some(apps::control::Server::new(
+                    &mut sockets,
+                    port,
+                    secret,
+                    timers,
+                    backlog,
+                )),
+            ),
+            None => (None, None),
+        };
         let mux = config.mux.map(|role| {
             let mut mux = Mux::new(role.config);
             for vip in role.vips {
@@ -401,6 +460,9 @@ impl Node {
                 .collect(),
             bgp: config.bgp.map(|b| Speaker::new(b, &mut sockets)),
             health_events: Vec::new(),
+            agent,
+            control_server,
+            report_due: false,
             reaper: Vec::new(),
             iface,
             device,
@@ -464,8 +526,8 @@ impl Node {
         }
     }
 
-    /// DIP health changes the node's probes found since the last call (the host agent's
-    /// reports to the SLB manager).
+    /// DIP health changes the node's probes found since the last call, on a node without
+    /// a southbound agent (one with an agent reports them to the controller).
     pub fn take_health_events(&mut self) -> Vec<(Ipv4Addr, bool)> {
         std::mem::take(&mut self.health_events)
     }
@@ -685,12 +747,31 @@ impl Node {
                 let (change, reap) =
                     prober.poll(now, self.iface.context(), &mut self.sockets, &mut port);
                 if let Some(up) = change {
-                    self.health_events.push((prober.dip(), up));
+                    // An agent reports to the controller; without one, the node's owner
+                    // takes the verdicts.
+                    if self.agent.is_none() {
+                        self.health_events.push((prober.dip(), up));
+                    }
+                    self.report_due = true;
                     progressed = true;
                 }
                 self.reaper.extend(reap);
             }
+            if let Some(agent) = self.agent.as_mut() {
+                progressed |= agent.poll(
+                    now,
+                    self.iface.context(),
+                    &mut self.sockets,
+                    &mut port,
+                    &mut self.reaper,
+                );
+                self.report_due |= agent.take_welcomed();
+            }
+            if let Some(server) = self.control_server.as_mut() {
+                progressed |= server.poll(now, &mut self.sockets);
+            }
             self.next_port = next_port;
+            progressed |= self.apply_pending(now);
             let sockets = &mut self.sockets;
             self.reaper.retain(|h| {
                 let open = sockets
@@ -710,6 +791,95 @@ impl Node {
                 break;
             }
         }
+    }
+
+    /// Applies what the agent received, tells the controller, and sends the report it
+    /// owes; true if anything happened.
+    fn apply_pending(&mut self, now: Duration) -> bool {
+        let Some(agent) = self.agent.as_mut() else {
+            return false;
+        };
+        let pending: Vec<(u64, serde_json::Value)> = agent.to_apply.drain(..).collect();
+        let mut progressed = false;
+        for (revision, config) in pending {
+            let roles = control::Roles {
+                mux: self.mux.as_mut(),
+                vswitch: self.switch.as_mut().map(|s| &mut s.vswitch),
+                probers: &mut self.probers,
+                now,
+            };
+            let result = control::apply(&config, roles);
+            if let Some(agent) = self.agent.as_mut() {
+                agent.applied(revision, result);
+            }
+            self.report_due = true;
+            progressed = true;
+        }
+        if self.report_due {
+            self.report_due = false;
+            let status = self.status_report();
+            if let Some(agent) = self.agent.as_mut() {
+                agent.report(status);
+            }
+            progressed = true;
+        }
+        progressed
+    }
+
+    /// What the agent reports: a host's provider addresses and its DIPs' health, a
+    /// Mux's BGP sessions.
+    fn status_report(&self) -> serde_json::Value {
+        let mut status = serde_json::Map::new();
+        if let Some(sw) = &self.switch {
+            status.insert(
+                "providerAddresses".into(),
+                serde_json::json!(sw.provider_addrs),
+            );
+            let dips: Vec<serde_json::Value> = self
+                .probers
+                .iter()
+                .map(|p| serde_json::json!({"dip": p.dip(), "healthy": p.is_up()}))
+                .collect();
+            status.insert("dips".into(), dips.into());
+        }
+        if let Some(bgp) = &self.bgp {
+            let peers: Vec<serde_json::Value> = bgp
+                .status()
+                .iter()
+                .map(|n| serde_json::json!({"peer": n.address, "state": format!("{:?}", n.state)}))
+                .collect();
+            status.insert("bgp".into(), peers.into());
+        }
+        status.into()
+    }
+
+    /// The node's southbound agent, if it has one.
+    pub fn agent(&self) -> Option<&apps::control::Client> {
+        self.agent.as_ref()
+    }
+
+    /// The controller's southbound listener, if the node runs one.
+    pub fn control_server(&self) -> Option<&apps::control::Server> {
+        self.control_server.as_ref()
+    }
+
+    /// Hands the controller's listener the configurations to serve (by node); each
+    /// connected agent is sent what changed for it.
+    pub fn publish_configs(
+        &mut self,
+        configs: &std::collections::BTreeMap<String, (u64, serde_json::Value)>,
+    ) {
+        if let Some(server) = self.control_server.as_mut() {
+            server.publish(configs);
+        }
+    }
+
+    /// What the agents connected to this node's listener said since the last call.
+    pub fn take_control_events(&mut self) -> Vec<strata_southbound::peer::Event> {
+        self.control_server
+            .as_mut()
+            .map(|s| s.take_events())
+            .unwrap_or_default()
     }
 
     /// The next frame to put on the wire, and the link it leaves by.
@@ -732,7 +902,9 @@ impl Node {
             .probers
             .iter()
             .filter_map(|p| p.poll_at())
-            .chain(self.bgp.as_ref().and_then(|b| b.poll_at()));
+            .chain(self.bgp.as_ref().and_then(|b| b.poll_at()))
+            .chain(self.agent.as_ref().and_then(|a| a.poll_at()))
+            .chain(self.control_server.as_ref().and_then(|s| s.poll_at()));
         let servers = self.services.iter().filter_map(|s| match s {
             Service::Http(h) => h.poll_at(),
             Service::Dns(_) => None,

@@ -43,5 +43,19 @@ impl Default for Timers {
     }
 }
 
+/// The credential of `node`: a keyed hash (SipHash-2-4, 128 bits) of the node's name
+/// under a key derived from the controller's secret. The controller issues one per node
+/// without storing any, and checks a Hello against it.
+pub fn node_token(secret: &str, node: &str) -> String {
+    use siphasher::sip128::{Hasher128, SipHasher24};
+    use std::hash::Hasher;
+    let mut keys = SipHasher24::new_with_keys(0x5374_7261_7461_4e6f, 0x6465_546f_6b65_6e21);
+    keys.write(secret.as_bytes());
+    let k = keys.finish128();
+    let mut h = SipHasher24::new_with_keys(k.h1, k.h2);
+    h.write(node.as_bytes());
+    format!("{:032x}", h.finish128().as_u128())
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,16 +1,20 @@
 //! The `[slb]` section: load balancers in the Network Controller's own terms
 //! (frontendIPConfigurations, backendAddressPools, loadBalancingRules, probes,
-//! inboundNatRules), compiled to the VIP entries the Muxes and host agents carry.
+//! inboundNatRules), checked with file:line, and turned into the resources the lab PUTs
+//! to its controller (the VIP entries are kept too, for the lab's own reports and
+//! checks).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_json::{Value, json};
+use strata_model::compile::LOGICAL_NETWORK_VNI;
 use toml::Spanned;
 
 use super::{Checker, LabFileError};
-use crate::topology::{NodeSpec, ProbeSpec, SlbSpec, VipSpec};
+use crate::topology::{BackendSpec, NodeSpec, ProbeSpec, SlbSpec, VipSpec};
 use strata_node::slb::hash::Distribution;
 use strata_node::slb::mux::VipKey;
 use strata_wire::flow::proto;
@@ -21,6 +25,9 @@ use strata_wire::vxlan::Vni;
 pub(super) struct SlbDef {
     #[serde(default = "default_vni")]
     vni: Spanned<u32>,
+    /// The prefix VIPs come from: the controller's vipIpPool.
+    #[serde(rename = "vipPrefix")]
+    vip_prefix: Spanned<String>,
     #[serde(default, rename = "loadBalancers")]
     load_balancers: Vec<LoadBalancerDef>,
 }
@@ -129,16 +136,26 @@ pub(super) fn check<E: Fn(std::ops::Range<usize>, String) -> LabFileError>(
     node_index: &HashMap<String, usize>,
 ) -> Result<SlbSpec, LabFileError> {
     let vni = Vni::new(*def.vni.get_ref())
-        .filter(|v| (4096..=(1 << 24) - 2).contains(&v.get()))
+        .filter(|v| v.get() == LOGICAL_NETWORK_VNI)
         .ok_or_else(|| {
             c.at(
                 &def.vni,
                 format!(
-                    "VNI {} out of the virtual subnet range 4096..=16777214",
+                    "VNI {}: the controller sends the DIPs of logical networks VNI {LOGICAL_NETWORK_VNI} (virtual networks, with their own VNIs, come with tenants)",
                     def.vni.get_ref()
                 ),
             )
         })?;
+    let vip_prefix = c.prefix(&def.vip_prefix, "vipPrefix")?.trunc();
+    if vip_prefix.prefix_len() > 30 {
+        return Err(c.at(
+            &def.vip_prefix,
+            format!("vipPrefix {vip_prefix} has no room for VIPs (at most /30)"),
+        ));
+    }
+    let mut load_balancers = Vec::new();
+    let mut backends: Vec<BackendSpec> = Vec::new();
+
     // A DIP is a VM's NIC that is a port of a host's vSwitch.
     let dip_of = |name: &Spanned<String>| -> Result<(usize, usize), LabFileError> {
         let &n = node_index.get(name.get_ref()).ok_or_else(|| {
@@ -181,6 +198,7 @@ pub(super) fn check<E: Fn(std::ops::Range<usize>, String) -> LabFileError>(
     let mut keys = HashMap::new();
     for lb in &def.load_balancers {
         let lb_name = lb.resource_id.get_ref();
+        load_balancers.push((lb_name.clone(), load_balancer(lb)));
         let mut frontends = HashMap::new();
         for f in &lb.frontends {
             let addr: Ipv4Addr = f.address.get_ref().parse().map_err(|_| {
@@ -192,6 +210,15 @@ pub(super) fn check<E: Fn(std::ops::Range<usize>, String) -> LabFileError>(
                     ),
                 )
             })?;
+            if !vip_prefix.contains(&addr)
+                || addr == vip_prefix.network()
+                || addr == vip_prefix.broadcast()
+            {
+                return Err(c.at(
+                    &f.address,
+                    format!("VIP {addr} is not an address of vipPrefix {vip_prefix}"),
+                ));
+            }
             frontends.insert(f.resource_id.get_ref().clone(), addr);
         }
         let frontend = |r: &Spanned<String>| {
@@ -213,6 +240,12 @@ pub(super) fn check<E: Fn(std::ops::Range<usize>, String) -> LabFileError>(
                 .iter()
                 .map(|m| dip_of(&Spanned::new(p.members.span(), m.clone())))
                 .collect::<Result<Vec<_>, _>>()?;
+            for &m in &members {
+                backend(&mut backends, m).pools.push(format!(
+                    "/loadBalancers/{lb_name}/backendAddressPools/{}",
+                    p.resource_id.get_ref()
+                ));
+            }
             pools.insert(p.resource_id.get_ref().clone(), members);
         }
         let mut probes = HashMap::new();
@@ -314,8 +347,117 @@ pub(super) fn check<E: Fn(std::ops::Range<usize>, String) -> LabFileError>(
                 backend_port: r.backend_port,
                 probe: None,
             };
+            backend(&mut backends, vip.members[0])
+                .nat_rules
+                .push(format!(
+                    "/loadBalancers/{lb_name}/inboundNatRules/{}",
+                    r.resource_id.get_ref()
+                ));
             add(&r.resource_id, vip)?;
         }
     }
-    Ok(SlbSpec { vni, vips })
+    Ok(SlbSpec {
+        vni,
+        vip_prefix,
+        vips,
+        load_balancers,
+        backends,
+    })
+}
+
+/// The backend entry of a DIP, added if new.
+fn backend(backends: &mut Vec<BackendSpec>, dip: (usize, usize)) -> &mut BackendSpec {
+    let i = match backends.iter().position(|b| (b.node, b.nic) == dip) {
+        Some(i) => i,
+        None => {
+            backends.push(BackendSpec {
+                node: dip.0,
+                nic: dip.1,
+                pools: Vec::new(),
+                nat_rules: Vec::new(),
+            });
+            backends.len() - 1
+        }
+    };
+    &mut backends[i]
+}
+
+/// A loadBalancer resource, as a user would PUT it.
+fn load_balancer(lb: &LoadBalancerDef) -> Value {
+    let lb_name = lb.resource_id.get_ref();
+    let child = |kind: &str, id: &Spanned<String>| json!({"resourceRef": format!("/loadBalancers/{lb_name}/{kind}/{}", id.get_ref())});
+    let frontends: Vec<Value> = lb
+        .frontends
+        .iter()
+        .map(|f| {
+            json!({
+                "resourceId": f.resource_id.get_ref(),
+                "properties": {
+                    "privateIPAddress": f.address.get_ref(),
+                    "privateIPAllocationMethod": "Static",
+                },
+            })
+        })
+        .collect();
+    let pools: Vec<Value> = lb
+        .pools
+        .iter()
+        .map(|p| json!({"resourceId": p.resource_id.get_ref(), "properties": {}}))
+        .collect();
+    let rules: Vec<Value> = lb
+        .rules
+        .iter()
+        .map(|r| {
+            let mut properties = json!({
+                "protocol": r.protocol.get_ref(),
+                "frontendPort": r.frontend_port,
+                "backendPort": r.backend_port,
+                "frontendIPConfigurations": [child("frontendIPConfigurations", &r.frontend)],
+                "backendAddressPool": child("backendAddressPools", &r.pool),
+                "loadDistribution": r.distribution.as_ref().map_or("Default", |d| d.get_ref().as_str()),
+            });
+            if let Some(p) = &r.probe {
+                properties["probe"] = child("probes", p);
+            }
+            json!({"resourceId": r.resource_id.get_ref(), "properties": properties})
+        })
+        .collect();
+    let probes: Vec<Value> = lb
+        .probes
+        .iter()
+        .map(|p| {
+            let mut properties = json!({
+                "protocol": p.protocol.get_ref(),
+                "port": p.port,
+                "intervalInSeconds": p.interval,
+                "numberOfProbes": p.count,
+            });
+            if let Some(path) = &p.request_path {
+                properties["requestPath"] = json!(path);
+            }
+            json!({"resourceId": p.resource_id.get_ref(), "properties": properties})
+        })
+        .collect();
+    let nat_rules: Vec<Value> = lb
+        .nat_rules
+        .iter()
+        .map(|r| {
+            json!({
+                "resourceId": r.resource_id.get_ref(),
+                "properties": {
+                    "protocol": r.protocol.get_ref(),
+                    "frontendPort": r.frontend_port,
+                    "backendPort": r.backend_port,
+                    "frontendIPConfigurations": [child("frontendIPConfigurations", &r.frontend)],
+                },
+            })
+        })
+        .collect();
+    json!({"properties": {
+        "frontendIPConfigurations": frontends,
+        "backendAddressPools": pools,
+        "loadBalancingRules": rules,
+        "probes": probes,
+        "inboundNatRules": nat_rules,
+    }})
 }

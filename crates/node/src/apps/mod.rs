@@ -2,6 +2,7 @@
 //! node's life, and client tasks (ping, HTTP GET) that a scenario starts and reads back.
 
 pub mod bgp;
+pub mod control;
 pub mod dns;
 pub mod http;
 pub mod ping;

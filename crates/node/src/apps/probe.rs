@@ -56,6 +56,10 @@ impl Prober {
         }
     }
 
+    pub(crate) fn config(&self) -> &ProbeConfig {
+        &self.config
+    }
+
     pub(crate) fn dip(&self) -> Ipv4Addr {
         self.config.dip
     }
