@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use strata_fabric::{PortId, Segment, SegmentConfig};
 
 use strata_controller::hub::Hub;
-use strata_controller::{Controller, MemStore};
+use strata_controller::{Controller, Error as ControllerError, MemStore};
 use strata_node::slb::mux::MuxConfig;
 use strata_node::{
     ControlConfig, LinkKind, MuxRole, NatRole, NicConfig, Node, NodeConfig, TaskReport,
@@ -242,6 +242,47 @@ impl Lab {
     /// carry the change to the roles while the lab runs.
     pub fn nc_mut(&mut self) -> Option<&mut Nc> {
         self.nc.as_mut()
+    }
+
+    fn controller_for(
+        &mut self,
+        collection: &str,
+    ) -> Result<(&mut Controller<MemStore>, &'static strata_model::Kind), ControllerError> {
+        let kind = strata_model::kind(collection)
+            .ok_or_else(|| ControllerError::NotFound(format!("/{collection}")))?;
+        let nc = self.nc.as_mut().ok_or_else(|| {
+            ControllerError::NotFound("this lab has no network controller".into())
+        })?;
+        Ok((&mut nc.controller, kind))
+    }
+
+    /// PUTs a resource to the lab's controller (as `strata ctl apply` does); returns the
+    /// stored document.
+    pub fn put(
+        &mut self,
+        collection: &str,
+        id: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ControllerError> {
+        let (controller, kind) = self.controller_for(collection)?;
+        controller.put(kind, id, body, None)?;
+        controller.get(kind, id)
+    }
+
+    /// GETs a resource from the lab's controller.
+    pub fn get(
+        &mut self,
+        collection: &str,
+        id: &str,
+    ) -> Result<serde_json::Value, ControllerError> {
+        let (controller, kind) = self.controller_for(collection)?;
+        controller.get(kind, id)
+    }
+
+    /// DELETEs a resource on the lab's controller.
+    pub fn delete(&mut self, collection: &str, id: &str) -> Result<(), ControllerError> {
+        let (controller, kind) = self.controller_for(collection)?;
+        controller.delete(kind, id, None)
     }
 
     pub fn topology(&self) -> &Topology {
