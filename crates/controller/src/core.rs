@@ -63,8 +63,13 @@ pub struct Controller<S> {
     vips: HashMap<IpAddr, String>,
     /// The last VIP allocated: the next search starts after it.
     last_allocated: Option<IpAddr>,
+    /// Resources whose provisioningState is Updating, with the revision of their write.
+    updating: BTreeMap<Key, u64>,
     rng: u64,
 }
+
+/// The provisioningState of a resource whose change is still on its way to the nodes.
+pub const UPDATING: &str = "Updating";
 
 const FRONTENDS: &str = "/loadBalancers/*/frontendIPConfigurations/*";
 
@@ -81,6 +86,7 @@ impl<S: Store> Controller<S> {
             outgoing: HashMap::new(),
             vips: HashMap::new(),
             last_allocated: None,
+            updating: BTreeMap::new(),
             rng: seed | 1,
         };
         for (kind_name, id, doc) in snapshot.docs {
@@ -92,9 +98,53 @@ impl<S: Store> Controller<S> {
                 );
                 continue;
             };
+            if doc.pointer("/properties/provisioningState") == Some(&Value::from(UPDATING)) {
+                c.updating
+                    .insert((kind.name, id.clone()), snapshot.revision);
+            }
             c.index((kind.name, id), doc);
         }
         Ok(c)
+    }
+
+    /// Settles the provisioningState of the resources still Updating: `outcome(w)` says,
+    /// for a write at revision `w`, whether every node it changed has applied it
+    /// (`Some(Ok)`: Succeeded), one could not (`Some(Err(reason))`: Failed, the reason in
+    /// configurationState), or it is not known yet (`None`). The state is kept in memory:
+    /// after a restart a resource reads Updating until its nodes have it again.
+    pub fn settle(&mut self, outcome: impl Fn(u64) -> Option<Result<(), String>>) {
+        let decided: Vec<(Key, Result<(), String>)> = self
+            .updating
+            .iter()
+            .filter_map(|(key, w)| Some((key.clone(), outcome(*w)?)))
+            .collect();
+        for (key, result) in decided {
+            self.updating.remove(&key);
+            let (Some(kind), Some(doc)) = (strata_model::kind(key.0), self.docs.get_mut(&key))
+            else {
+                continue;
+            };
+            match result {
+                Ok(()) => doc::set_provisioning_state(kind, doc, "Succeeded"),
+                Err(reason) => {
+                    doc::set_provisioning_state(kind, doc, "Failed");
+                    if let Some(Value::Object(p)) = doc.get_mut("properties") {
+                        p.insert(
+                            "configurationState".into(),
+                            serde_json::json!({
+                                "status": "Failure",
+                                "detailedInfo": [{"source": "SoftwareLoadBalancerManager", "code": "Failed", "message": reason}],
+                            }),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The revision of the oldest write still Updating.
+    pub fn oldest_updating(&self) -> Option<u64> {
+        self.updating.values().min().copied()
     }
 
     /// The revision of the last write.
@@ -281,7 +331,7 @@ impl<S: Store> Controller<S> {
         let mut stamp = Stamp {
             etag: &etag,
             new_instance_id: &mut new_instance_id,
-            provisioning_state: "Succeeded",
+            provisioning_state: UPDATING,
         };
         let mut doc = doc::complete(kind, id, body, previous.as_ref(), &mut stamp)?;
         // The body first: a bad one is a 400 whatever the etag.
@@ -312,6 +362,7 @@ impl<S: Store> Controller<S> {
             }],
         )?;
         self.unindex(&key);
+        self.updating.insert(key.clone(), self.revision);
         self.index(key, doc.clone());
         if allocated.is_some() {
             self.last_allocated = allocated;
@@ -339,6 +390,7 @@ impl<S: Store> Controller<S> {
             }],
         )?;
         self.unindex(&key);
+        self.updating.remove(&key);
         Ok(())
     }
 

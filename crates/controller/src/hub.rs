@@ -32,6 +32,17 @@ pub struct Hub {
     observed_changed: bool,
     revision: u64,
     nodes: BTreeMap<String, NodeState>,
+    /// For the writes in `(after, upto]`: the configuration revision they were compiled
+    /// into and the nodes whose configuration they changed.
+    compilations: Vec<Compilation>,
+}
+
+#[derive(Debug)]
+struct Compilation {
+    after: u64,
+    upto: u64,
+    revision: u64,
+    nodes: Vec<String>,
 }
 
 impl Hub {
@@ -45,6 +56,7 @@ impl Hub {
             observed_changed: false,
             revision: 0,
             nodes: BTreeMap::new(),
+            compilations: Vec::new(),
         }
     }
 
@@ -54,6 +66,7 @@ impl Hub {
         if self.compiled_at == Some(c.revision()) && !self.observed_changed {
             return (Vec::new(), Vec::new());
         }
+        let after = self.compiled_at.unwrap_or(0);
         self.compiled_at = Some(c.revision());
         self.observed_changed = false;
         // A report changes configurations without a write: the revision still moves on.
@@ -67,7 +80,53 @@ impl Hub {
         for node in &gone {
             self.nodes.remove(node);
         }
+        if c.revision() > after || self.compilations.is_empty() {
+            self.compilations.push(Compilation {
+                after,
+                upto: c.revision(),
+                revision,
+                nodes: changed.clone(),
+            });
+        }
         (changed, gone)
+    }
+
+    /// What became of the writes at revision `w`: applied by every node they changed,
+    /// refused by one of them (its reason), or not known yet.
+    fn outcome(&self, w: u64) -> Option<Result<(), String>> {
+        let compilation = self
+            .compilations
+            .iter()
+            .find(|k| k.after < w && w <= k.upto)?;
+        let mut pending = false;
+        for node in &compilation.nodes {
+            // A node whose configuration has moved on since: what it applies now
+            // includes this write.
+            match self.nodes.get(node) {
+                Some(NodeState::Applied(r)) if *r >= compilation.revision => {}
+                Some(NodeState::Failed { revision, reason })
+                    if *revision >= compilation.revision =>
+                {
+                    return Some(Err(format!("{node}: {reason}")));
+                }
+                _ if !self.publisher.knows(node) => {}
+                _ => pending = true,
+            }
+        }
+        (!pending).then_some(Ok(()))
+    }
+
+    /// Sets the provisioningState of the resources whose writes every node they changed
+    /// has applied (Succeeded), or one refused (Failed).
+    pub fn settle<S: Store>(&mut self, c: &mut Controller<S>) {
+        if c.oldest_updating().is_some() {
+            c.settle(|w| self.outcome(w));
+        }
+        // What no resource waits for any more.
+        match c.oldest_updating() {
+            Some(oldest) => self.compilations.retain(|k| k.upto >= oldest),
+            None => self.compilations.clear(),
+        }
     }
 
     /// Each node's configuration and its revision.
@@ -108,6 +167,15 @@ impl Hub {
                 let (health, changed) = self.slb.report(node, status);
                 self.observed_changed |= changed;
                 health
+            }
+            Event::Accepted {
+                node,
+                applied: Some(revision),
+            } => {
+                // Reconnected with a configuration: what it applied before.
+                self.nodes
+                    .insert(node.clone(), NodeState::Applied(*revision));
+                Vec::new()
             }
             Event::Send(_) | Event::Close(_) | Event::Accepted { .. } => Vec::new(),
         }

@@ -35,8 +35,9 @@ fn lock(hub: &SharedHub) -> std::sync::MutexGuard<'_, Hub> {
 }
 
 /// Compiles each node's configuration whenever the resources change (after a write,
-/// at most every `debounce`) or an agent's report changes what the Muxes carry
-/// (`reported`), and publishes it to the connections.
+/// at most every 5 ms) or an agent's report changes what the Muxes carry (`reported`),
+/// publishes it to the connections, and settles the resources' provisioningState as the
+/// agents apply what they were sent.
 pub async fn compile_loop<S: Store + 'static>(
     api: Arc<Api<S>>,
     hub: SharedHub,
@@ -46,13 +47,14 @@ pub async fn compile_loop<S: Store + 'static>(
 ) {
     loop {
         {
-            let c = api.controller.lock().unwrap_or_else(|e| e.into_inner());
+            let mut c = api.controller.lock().unwrap_or_else(|e| e.into_inner());
             let mut hub = lock(&hub);
             let (changed, gone) = hub.refresh(&c);
             if !changed.is_empty() || !gone.is_empty() {
                 tracing::info!(revision = c.revision(), ?changed, ?gone, "compiled");
                 configs.send_replace(Arc::new(hub.configs().clone()));
             }
+            hub.settle(&mut c);
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
@@ -117,6 +119,7 @@ async fn connection(
                 Event::Applied { node, revision } => {
                     tracing::info!(node, revision, "applied");
                     applied = Some(*revision);
+                    reported.notify_one();
                 }
                 Event::Failed {
                     node,
@@ -124,6 +127,7 @@ async fn connection(
                     reason,
                 } => {
                     tracing::warn!(node, revision, reason, "could not apply");
+                    reported.notify_one();
                 }
                 Event::Report { node, status } => {
                     tracing::debug!(node, %status, "report");

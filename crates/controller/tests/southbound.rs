@@ -46,6 +46,8 @@ struct Driven {
     start: Instant,
     stream: Option<TcpStream>,
     decoder: Decoder,
+    /// Set: the agent cannot apply what it is sent, for this reason.
+    refuse: Option<String>,
 }
 
 impl Driven {
@@ -58,6 +60,7 @@ impl Driven {
             start: Instant::now(),
             stream: None,
             decoder: Decoder::new(),
+            refuse: None,
         }
     }
 
@@ -88,7 +91,8 @@ impl Driven {
                     Output::Close => self.stream = None,
                     Output::Apply { revision, config } => {
                         applied.push((revision, config));
-                        self.agent.applied(revision, Ok(()));
+                        let result = self.refuse.clone().map_or(Ok(()), Err);
+                        self.agent.applied(revision, result);
                     }
                 }
             }
@@ -115,6 +119,26 @@ impl Driven {
             }
         }
         applied
+    }
+}
+
+fn get(base: &str, path: &str) -> Value {
+    let mut r = ureq::get(format!("{base}{path}"))
+        .header("Authorization", "Bearer secret")
+        .call()
+        .unwrap();
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+/// Waits (up to 5 s) for a resource's provisioningState to be `state`.
+fn wait_state(base: &str, path: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let doc = get(base, path);
+        if doc["properties"]["provisioningState"] == state || Instant::now() > deadline {
+            return doc;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -182,4 +206,33 @@ fn an_agent_with_the_wrong_token_or_an_unknown_node_is_refused() {
         node_token("secret", "MuxVM2")
     );
     assert_ne!(node_token("secret", "MuxVM"), node_token("other", "MuxVM"));
+}
+
+#[test]
+fn provisioning_state_is_updating_until_the_node_applies_then_succeeded_or_failed() {
+    let (base, at) = start();
+    put(&base, "/loadBalancerMuxes/MuxVM", mux());
+    // Compiled, but no agent has it yet.
+    std::thread::sleep(Duration::from_millis(100));
+    let doc = get(&base, "/loadBalancerMuxes/MuxVM");
+    assert_eq!(doc["properties"]["provisioningState"], "Updating");
+    let mut agent = Driven::new("MuxVM", node_token("secret", "MuxVM"), at);
+    agent.until(|a, _| !a.is_empty());
+    let doc = wait_state(&base, "/loadBalancerMuxes/MuxVM", "Succeeded");
+    assert_eq!(doc["properties"]["provisioningState"], "Succeeded");
+    // An agent that cannot apply the change: Failed, with its reason.
+    agent.refuse = Some("the speaker refused AS 64502".into());
+    let mut changed = mux();
+    changed["properties"]["routerConfiguration"]["localASN"] = json!(64502);
+    put(&base, "/loadBalancerMuxes/MuxVM", changed);
+    agent.until(|a, _| !a.is_empty());
+    let doc = wait_state(&base, "/loadBalancerMuxes/MuxVM", "Failed");
+    assert_eq!(doc["properties"]["provisioningState"], "Failed", "{doc}");
+    let message = doc["properties"]["configurationState"]["detailedInfo"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("MuxVM: the speaker refused AS 64502"),
+        "{message}"
+    );
 }

@@ -339,6 +339,7 @@ impl Lab {
             if !changed.is_empty() || !gone.is_empty() {
                 node.publish_configs(nc.hub.configs());
             }
+            nc.hub.settle(&mut nc.controller);
         }
         for (n, node) in self.nodes.iter_mut().enumerate() {
             node.poll(now);

@@ -143,8 +143,18 @@ fn a_dip_added_on_a_second_host_takes_new_connections_and_downloads_in_flight_fi
         &lab,
         &["/loadBalancers/portal/backendAddressPools/portal-dips"],
     );
-    lab.put("networkInterfaces", "PortalVM3", body).unwrap();
+    let doc = lab.put("networkInterfaces", "PortalVM3", body).unwrap();
+    let state = |doc: &Value| doc["properties"]["provisioningState"].clone();
+    assert_eq!(state(&doc), "Updating");
+    assert_eq!(state(&doc["properties"]["ipConfigurations"][0]), "Updating");
     settle(&mut lab);
+    // Once both Muxes and both hosts have applied it.
+    let doc = lab.get("networkInterfaces", "PortalVM3").unwrap();
+    assert_eq!(state(&doc), "Succeeded");
+    assert_eq!(
+        state(&doc["properties"]["ipConfigurations"][0]),
+        "Succeeded"
+    );
 
     // Both Muxes carry the third DIP, reached through the second host's provider address.
     for mux in ["MuxVM", "MuxVM2"] {

@@ -169,6 +169,25 @@ pub fn complete(
     Ok(doc)
 }
 
+/// Sets the provisioningState of a resource and of each of its child resources.
+pub fn set_provisioning_state(kind: &Kind, doc: &mut Value, state: &str) {
+    fn children(list: &[Child], obj: &mut Value, state: &str) {
+        for child in list {
+            if let Some(Value::Array(items)) = obj
+                .get_mut("properties")
+                .and_then(|p| p.get_mut(child.name))
+            {
+                for item in items {
+                    set_state(item, state);
+                    children(child.children, item, state);
+                }
+            }
+        }
+    }
+    set_state(doc, state);
+    children(kind.children, doc, state);
+}
+
 fn set_state(obj: &mut Value, state: &str) {
     if let Some(Value::Object(p)) = obj.get_mut("properties") {
         p.insert("provisioningState".into(), Value::String(state.into()));

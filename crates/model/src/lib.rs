@@ -14,5 +14,8 @@ pub mod compile;
 pub mod doc;
 pub mod kind;
 
-pub use doc::{Invalid, Reference, Stamp, canonical, complete, fill_back_refs, locate, references};
+pub use doc::{
+    Invalid, Reference, Stamp, canonical, complete, fill_back_refs, locate, references,
+    set_provisioning_state,
+};
 pub use kind::{KINDS, Kind, kind};
