@@ -369,3 +369,61 @@ fn control_traffic_crosses_the_management_network() {
     talkers.dedup();
     assert_eq!(talkers, ["HyperVHost", "HyperVHost2", "MuxVM", "MuxVM2"]);
 }
+
+#[test]
+fn a_muxs_peering_follows_its_router_configuration() {
+    let mut lab = booted();
+    assert_eq!(
+        vip_next_hops(&lab, VIP),
+        ["192.168.100.20", "192.168.100.21"]
+    );
+    // MuxVM loses its only peer: it leaves BGPVM with a Cease, and the VIP with it.
+    let mut mux = lab.get("loadBalancerMuxes", "MuxVM").unwrap();
+    let peers = mux["properties"]["routerConfiguration"]["peerRouterConfigurations"].clone();
+    mux["properties"]["routerConfiguration"]["peerRouterConfigurations"] = json!([]);
+    lab.put("loadBalancerMuxes", "MuxVM", mux.clone()).unwrap();
+    settle(&mut lab);
+    assert!(
+        lab.run_until(Duration::from_secs(2), |lab| vip_next_hops(lab, VIP)
+            == ["192.168.100.21"]),
+        "{:?}",
+        vip_next_hops(&lab, VIP)
+    );
+    assert!(lab.node("MuxVM").unwrap().bgp_status().unwrap().is_empty());
+    let bgpvm = lab.node("BGPVM").unwrap().bgp_status().unwrap();
+    let gone = bgpvm
+        .iter()
+        .find(|n| n.address.to_string() == "192.168.100.20")
+        .unwrap();
+    assert_ne!(gone.state, strata_node::bgp::State::Established);
+    assert!(
+        gone.last_down
+            .as_deref()
+            .is_some_and(|d| d.contains("neighbor removed by the network controller")),
+        "{:?}",
+        gone.last_down
+    );
+    // Given back: a new session, and both Muxes carry the VIP again.
+    mux["properties"]["routerConfiguration"]["peerRouterConfigurations"] = peers;
+    lab.put("loadBalancerMuxes", "MuxVM", mux.clone()).unwrap();
+    settle(&mut lab);
+    assert!(
+        lab.run_until(Duration::from_secs(10), |lab| vip_next_hops(lab, VIP).len()
+            == 2),
+        "{:?}",
+        vip_next_hops(&lab, VIP)
+    );
+    // A local AS the running speaker cannot take: the resource says why.
+    mux["properties"]["routerConfiguration"]["localASN"] = json!(64999);
+    lab.put("loadBalancerMuxes", "MuxVM", mux).unwrap();
+    lab.run_until(Duration::from_secs(2), |lab| {
+        lab.nc().unwrap().controller.oldest_updating().is_none()
+    });
+    let doc = lab.get("loadBalancerMuxes", "MuxVM").unwrap();
+    assert_eq!(doc["properties"]["provisioningState"], "Failed");
+    let message = doc["properties"]["configurationState"]["detailedInfo"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("changing it needs a restart"), "{message}");
+    assert_eq!(vip_next_hops(&lab, VIP).len(), 2, "nothing else changed");
+}

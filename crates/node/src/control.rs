@@ -61,9 +61,17 @@ fn proto_of(p: Protocol) -> u8 {
     }
 }
 
+/// A speaker and what it needs to change its neighbors.
+pub(crate) struct Bgp<'a> {
+    pub speaker: &'a mut crate::apps::bgp::Speaker,
+    pub sockets: &'a mut smoltcp::iface::SocketSet<'static>,
+    pub router: &'a strata_router::Router,
+}
+
 /// The roles an agent configures.
 pub(crate) struct Roles<'a> {
     pub mux: Option<&'a mut Mux>,
+    pub bgp: Option<Bgp<'a>>,
     pub vswitch: Option<&'a mut VSwitch>,
     pub probers: &'a mut Vec<Prober>,
     pub now: Duration,
@@ -75,7 +83,17 @@ pub(crate) fn apply(config: &Value, roles: Roles<'_>) -> Result<(), String> {
     match compiled {
         Compiled::Mux { mux } => {
             let target = roles.mux.ok_or("this node has no Mux")?;
-            apply_mux(&mux, target)
+            let entries = vip_entries(&mux)?;
+            let peers = mux
+                .peers
+                .iter()
+                .map(|(a, asn)| Ok((v4(*a, "BGP peer")?, *asn)))
+                .collect::<Result<Vec<_>, String>>()?;
+            let bgp = roles.bgp.ok_or("this Mux has no BGP speaker")?;
+            bgp.speaker
+                .set_neighbors(mux.local_asn, &peers, roles.now, bgp.sockets, bgp.router)?;
+            apply_mux(&entries, target);
+            Ok(())
         }
         Compiled::Host { host } => {
             let vswitch = roles.vswitch.ok_or("this node has no vSwitch")?;
@@ -131,8 +149,7 @@ fn vip_entries(config: &compile::MuxConfig) -> Result<Vec<(VipConfig, Vec<bool>)
     Ok(entries)
 }
 
-fn apply_mux(config: &compile::MuxConfig, mux: &mut Mux) -> Result<(), String> {
-    let entries = vip_entries(config)?;
+fn apply_mux(entries: &[(VipConfig, Vec<bool>)], mux: &mut Mux) {
     let wanted: BTreeMap<VipKey, &VipConfig> = entries.iter().map(|(c, _)| (c.key, c)).collect();
     let stale: Vec<VipKey> = mux
         .vips()
@@ -148,18 +165,17 @@ fn apply_mux(config: &compile::MuxConfig, mux: &mut Mux) -> Result<(), String> {
         .into_iter()
         .map(|(c, _)| (c.key, c.clone()))
         .collect();
-    for (config, _) in &entries {
+    for (config, _) in entries {
         if current.get(&config.key) != Some(config) {
             mux.set_vip(config.clone());
         }
     }
     // Health is per DIP (a probe's verdict on the DIP), whichever entries carry it.
-    for (config, health) in &entries {
+    for (config, health) in entries {
         for (dip, healthy) in config.dips.iter().zip(health) {
             mux.set_dip_health(dip.addr, *healthy);
         }
     }
-    Ok(())
 }
 
 fn apply_host(

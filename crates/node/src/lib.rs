@@ -804,6 +804,11 @@ impl Node {
         for (revision, config) in pending {
             let roles = control::Roles {
                 mux: self.mux.as_mut(),
+                bgp: self.bgp.as_mut().map(|speaker| control::Bgp {
+                    speaker,
+                    sockets: &mut self.sockets,
+                    router: &self.router,
+                }),
                 vswitch: self.switch.as_mut().map(|s| &mut s.vswitch),
                 probers: &mut self.probers,
                 now,

@@ -99,6 +99,8 @@ pub struct Speaker {
     restart_at: Option<Duration>,
     /// BFD, when a neighbor has it.
     bfd: Option<Bfd>,
+    /// By neighbor index: removed while running (their indexes are not reused).
+    removed: Vec<bool>,
 }
 
 /// The node's BFD sessions: one socket receives on port 3784, each session sends from
@@ -242,6 +244,7 @@ impl Speaker {
             .collect();
         Speaker {
             bfd: Bfd::new(&config.neighbors, sockets),
+            removed: vec![false; config.neighbors.len()],
             config,
             core,
             links,
@@ -257,6 +260,7 @@ impl Speaker {
             .peers()
             .zip(&self.config.neighbors)
             .enumerate()
+            .filter(|(i, _)| !self.removed[*i])
             .map(|(i, (p, n))| NeighborStatus {
                 address: n.address,
                 asn: n.asn,
@@ -310,6 +314,9 @@ impl Speaker {
         }
         let listening: Vec<bool> = self.core.peers().map(|p| !p.admin_down).collect();
         for (i, link) in self.links.iter_mut().enumerate() {
+            if self.removed[i] {
+                continue;
+            }
             let peer = PeerId(i);
             let n = &self.config.neighbors[i];
             let socket = sockets.get_mut::<tcp::Socket>(link.socket);
@@ -502,6 +509,87 @@ impl Speaker {
     /// Stops every session (Cease / Administrative Shutdown), as on a clean shutdown.
     pub(crate) fn stop(&mut self, now: Duration) {
         self.core.stop(now, "the node is shutting down");
+    }
+
+    /// Makes the neighbors those of `wanted` (address, AS), as the controller's
+    /// routerConfiguration says: the others are removed (Cease / Administrative
+    /// Shutdown, RFC 8203), the missing ones added (active, default timers); those that
+    /// stay keep their sessions. Returns whether anything changed; a different local AS
+    /// is refused (the speaker would have to restart).
+    pub(crate) fn set_neighbors(
+        &mut self,
+        asn: u32,
+        wanted: &[(Ipv4Addr, u32)],
+        now: Duration,
+        sockets: &mut SocketSet<'static>,
+        router: &Router,
+    ) -> Result<bool, String> {
+        if asn != self.config.asn {
+            return Err(format!(
+                "local AS {asn}: the speaker runs as AS {}; changing it needs a restart",
+                self.config.asn
+            ));
+        }
+        let mut changed = false;
+        for i in 0..self.config.neighbors.len() {
+            let n = &self.config.neighbors[i];
+            if self.removed[i] || wanted.contains(&(n.address, n.asn)) {
+                continue;
+            }
+            self.core
+                .remove_peer(PeerId(i), "neighbor removed by the network controller", now);
+            self.removed[i] = true;
+            if let Some(session) = self.bfd.as_mut().and_then(|b| b.sessions.get_mut(i)) {
+                *session = None;
+            }
+            changed = true;
+        }
+        for &(address, peer_asn) in wanted {
+            let present = self
+                .config
+                .neighbors
+                .iter()
+                .zip(&self.removed)
+                .any(|(n, removed)| !removed && n.address == address && n.asn == peer_asn);
+            if present {
+                continue;
+            }
+            let n = NeighborConfig {
+                address,
+                asn: peer_asn,
+                passive: false,
+                hold_time: 90,
+                connect_retry: Duration::from_secs(5),
+                bfd: None,
+            };
+            let mut c = Config::new(self.config.asn, self.config.router_id, n.asn);
+            c.hold_time = n.hold_time;
+            c.connect_retry = n.connect_retry;
+            c.graceful_restart = Some(120);
+            let local_address = local_for(address, router).unwrap_or(self.config.router_id);
+            let id = self.core.add_peer(
+                PeerConfig {
+                    address: IpAddr::V4(address),
+                    local_address,
+                    session: c,
+                },
+                now,
+            );
+            debug_assert_eq!(id.0, self.config.neighbors.len());
+            self.config.neighbors.push(n);
+            self.removed.push(false);
+            self.links.push(Link {
+                socket: super::tcp_socket(sockets, 64 * 1024),
+                conn: None,
+                connecting: false,
+                tx: Vec::new(),
+            });
+            if let Some(bfd) = self.bfd.as_mut() {
+                bfd.sessions.push(None);
+            }
+            changed = true;
+        }
+        Ok(changed)
     }
 
     pub(crate) fn wants_vips(&self) -> bool {
