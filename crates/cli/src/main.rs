@@ -4,6 +4,7 @@ mod bfdd;
 mod bgpd;
 mod controller;
 mod ctl;
+mod lab_up;
 mod tcp_md5;
 mod udp_ttl;
 
@@ -135,6 +136,23 @@ enum LabCommand {
         /// Run only the named scenarios first (repeatable); default: all.
         #[arg(long = "scenario", value_name = "NAME")]
         scenarios: Vec<String>,
+    },
+    /// Run a lab on the wall clock until interrupted, with its network controller's API
+    /// on loopback: `strata ctl` changes the running lab (the address and the token's
+    /// file are printed once the lab is up).
+    Up {
+        /// The lab file; without it, the built-in POC lab.
+        file: Option<PathBuf>,
+        /// Where the controller's API listens (loopback only).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Where the API token is kept (default: a directory under the system's
+        /// temporary directory named after the lab).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Stop after this many seconds (default: run until SIGINT or SIGTERM).
+        #[arg(long)]
+        seconds: Option<u64>,
     },
     /// Check a lab file and print its topology: networks, nodes, addresses, routes.
     Show {
@@ -326,6 +344,12 @@ fn main() -> ExitCode {
             connection,
             command,
         } => ctl::run(&connection, command),
+        Command::Lab(LabCommand::Up {
+            file,
+            listen,
+            data_dir,
+            seconds,
+        }) => lab_up::up(file.as_ref(), data_dir, listen, seconds),
         Command::Lab(LabCommand::Show { file }) => load(file.as_ref()).map(|t| {
             print!("{}", report::topology(&t));
             true

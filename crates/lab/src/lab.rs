@@ -17,6 +17,9 @@ use std::time::Duration;
 use std::collections::HashMap;
 use strata_fabric::{PortId, Segment, SegmentConfig};
 
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use strata_controller::api::Api;
 use strata_controller::hub::Hub;
 use strata_controller::{Controller, Error as ControllerError, MemStore};
 use strata_node::slb::mux::MuxConfig;
@@ -53,15 +56,55 @@ pub enum LabError {
 /// listener on its node.
 pub struct Nc {
     pub node: usize,
-    pub controller: Controller<MemStore>,
+    /// The controller behind its API (which `strata lab up` serves on 127.0.0.1).
+    pub api: Arc<Api<MemStore>>,
     pub hub: Hub,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Nc {
+    /// The controller (locked: the API's requests wait meanwhile).
+    pub fn controller(&self) -> MutexGuard<'_, Controller<MemStore>> {
+        locked(&self.api.controller)
+    }
+}
+
+/// Wakes a lab that runs on the wall clock before its next deadline (a write through
+/// the API has something for it to do).
+#[derive(Debug, Clone, Default)]
+pub struct Waker(Arc<(Mutex<bool>, Condvar)>);
+
+impl Waker {
+    pub fn wake(&self) {
+        *locked(&self.0.0) = true;
+        self.0.1.notify_all();
+    }
+
+    /// Sleeps until `deadline` or a wake, whichever comes first.
+    fn sleep_until(&self, deadline: std::time::Instant) {
+        let mut woken = locked(&self.0.0);
+        while !*woken {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            woken = match self.0.1.wait_timeout(woken, deadline - now) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        *woken = false;
+    }
 }
 
 impl std::fmt::Debug for Nc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Nc")
             .field("node", &self.node)
-            .field("revision", &self.controller.revision())
+            .field("revision", &self.controller().revision())
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +179,7 @@ pub struct Lab {
     cut: Vec<bool>,
     cut_frames: u64,
     nc: Option<Nc>,
+    waker: Waker,
 }
 
 impl std::fmt::Debug for Lab {
@@ -154,6 +198,13 @@ pub fn mac_of(node: usize, nic: usize) -> EthernetAddress {
 
 impl Lab {
     pub fn new(topology: Topology, clock: Clock) -> Result<Lab, LabError> {
+        let secret = lab_secret(&topology);
+        Lab::with_secret(topology, clock, secret)
+    }
+
+    /// A lab whose controller's API token (and the secret its agents' tokens derive
+    /// from) is `secret`.
+    pub fn with_secret(topology: Topology, clock: Clock, secret: String) -> Result<Lab, LabError> {
         let segment_config = SegmentConfig {
             latency: topology.latency,
             ..SegmentConfig::default()
@@ -173,11 +224,14 @@ impl Lab {
             }
         }
         let nc = match topology.nodes.iter().position(|n| n.controller.is_some()) {
-            Some(node) => Some(Nc::new(&topology, node)?),
+            Some(node) => Some(Nc::new(&topology, node, secret.clone())?),
             None => None,
         };
         for n in 0..topology.nodes.len() {
-            nodes.push(Node::new(node_config(&topology, n), Duration::ZERO)?);
+            nodes.push(Node::new(
+                node_config(&topology, n, &secret),
+                Duration::ZERO,
+            )?);
         }
         // Wire every link: NICs to their networks, a host's uplink to its uplink network,
         // and each VM port to its VM over a link of their own.
@@ -230,7 +284,13 @@ impl Lab {
             cut: vec![false; node_count],
             cut_frames: 0,
             nc,
+            waker: Waker::default(),
         })
+    }
+
+    /// What wakes the lab on the wall clock before its next deadline.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
     }
 
     /// The lab's network controller, if a node runs one.
@@ -244,16 +304,20 @@ impl Lab {
         self.nc.as_mut()
     }
 
-    fn controller_for(
-        &mut self,
+    fn with_controller<T>(
+        &self,
         collection: &str,
-    ) -> Result<(&mut Controller<MemStore>, &'static strata_model::Kind), ControllerError> {
+        f: impl FnOnce(
+            &mut Controller<MemStore>,
+            &'static strata_model::Kind,
+        ) -> Result<T, ControllerError>,
+    ) -> Result<T, ControllerError> {
         let kind = strata_model::kind(collection)
             .ok_or_else(|| ControllerError::NotFound(format!("/{collection}")))?;
-        let nc = self.nc.as_mut().ok_or_else(|| {
+        let nc = self.nc.as_ref().ok_or_else(|| {
             ControllerError::NotFound("this lab has no network controller".into())
         })?;
-        Ok((&mut nc.controller, kind))
+        f(&mut nc.controller(), kind)
     }
 
     /// PUTs a resource to the lab's controller (as `strata ctl apply` does); returns the
@@ -264,25 +328,27 @@ impl Lab {
         id: &str,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, ControllerError> {
-        let (controller, kind) = self.controller_for(collection)?;
-        controller.put(kind, id, body, None)?;
-        controller.get(kind, id)
+        self.with_controller(collection, |c, kind| {
+            c.put(kind, id, body, None)?;
+            c.get(kind, id)
+        })
     }
 
     /// GETs a resource from the lab's controller.
-    pub fn get(
-        &mut self,
-        collection: &str,
-        id: &str,
-    ) -> Result<serde_json::Value, ControllerError> {
-        let (controller, kind) = self.controller_for(collection)?;
-        controller.get(kind, id)
+    pub fn get(&self, collection: &str, id: &str) -> Result<serde_json::Value, ControllerError> {
+        self.with_controller(collection, |c, kind| c.get(kind, id))
     }
 
     /// DELETEs a resource on the lab's controller.
     pub fn delete(&mut self, collection: &str, id: &str) -> Result<(), ControllerError> {
-        let (controller, kind) = self.controller_for(collection)?;
-        controller.delete(kind, id, None)
+        self.with_controller(collection, |c, kind| c.delete(kind, id, None))
+    }
+
+    /// Whether a resource's change is still on its way to the nodes.
+    pub fn updating(&self) -> bool {
+        self.nc
+            .as_ref()
+            .is_some_and(|nc| nc.controller().oldest_updating().is_some())
     }
 
     pub fn topology(&self) -> &Topology {
@@ -335,11 +401,12 @@ impl Lab {
                     }
                 }
             }
-            let (changed, gone) = nc.hub.refresh(&nc.controller);
+            let mut controller = locked(&nc.api.controller);
+            let (changed, gone) = nc.hub.refresh(&controller);
             if !changed.is_empty() || !gone.is_empty() {
                 node.publish_configs(nc.hub.configs());
             }
-            nc.hub.settle(&mut nc.controller);
+            nc.hub.settle(&mut controller);
         }
         for (n, node) in self.nodes.iter_mut().enumerate() {
             node.poll(now);
@@ -435,11 +502,14 @@ impl Lab {
             // A deadline that is already due is served on the next microsecond.
             .max(now + Duration::from_micros(1));
         if self.clock == Clock::Wall {
-            let target = self.wall_start + next;
-            let real = std::time::Instant::now();
-            if target > real {
-                std::thread::sleep(target - real);
-            }
+            self.waker.sleep_until(self.wall_start + next);
+            // Woken early: the lab goes on from now.
+            let real = self
+                .wall_start
+                .elapsed()
+                .max(now + Duration::from_micros(1));
+            self.now = next.min(real);
+            return;
         }
         self.now = next;
     }
@@ -530,7 +600,7 @@ impl Lab {
 /// What node `n` of the topology is made of: its NICs and routes, and its roles. The
 /// roles' SLB configuration (VIPs, VFP layers, probes) is not here: the node's agent gets
 /// it from the controller.
-fn node_config(topology: &Topology, n: usize) -> NodeConfig {
+fn node_config(topology: &Topology, n: usize, secret: &str) -> NodeConfig {
     let spec = &topology.nodes[n];
     let uplink = spec.vswitch.as_ref().map(|s| s.uplink_network);
     let provider_addr = |host: usize| {
@@ -582,7 +652,7 @@ fn node_config(topology: &Topology, n: usize) -> NodeConfig {
                     .count();
                 return Some(ControlConfig::Server {
                     port: controller.southbound_port,
-                    secret: lab_secret(topology),
+                    secret: secret.to_string(),
                     timers,
                     backlog: agents + 2,
                 });
@@ -593,7 +663,7 @@ fn node_config(topology: &Topology, n: usize) -> NodeConfig {
             let address = topology.nodes[c].nics.first()?.addr.addr();
             Some(ControlConfig::Agent {
                 controller: std::net::SocketAddrV4::new(address, controller.southbound_port),
-                token: strata_southbound::node_token(&lab_secret(topology), &spec.name),
+                token: strata_southbound::node_token(secret, &spec.name),
                 timers,
             })
         });
@@ -642,7 +712,7 @@ fn lab_secret(topology: &Topology) -> String {
 
 impl Nc {
     /// The controller on node `node`, with the lab's resources PUT as a user would.
-    fn new(topology: &Topology, node: usize) -> Result<Nc, LabError> {
+    fn new(topology: &Topology, node: usize, secret: String) -> Result<Nc, LabError> {
         let mut controller = Controller::open(MemStore::default(), topology.seed)
             .map_err(|e| LabError::Resources(e.to_string()))?;
         for (collection, id, body) in
@@ -656,8 +726,8 @@ impl Nc {
         }
         Ok(Nc {
             node,
-            controller,
-            hub: Hub::new(lab_secret(topology)),
+            hub: Hub::new(secret.clone()),
+            api: Api::new(controller, secret),
         })
     }
 }

@@ -13,7 +13,7 @@ pub mod resources;
 pub mod topology;
 pub mod trace;
 
-pub use lab::{BOOT_LIMIT, Clock, Hop, Lab, LabError, Nc, ScenarioResult, mac_of};
+pub use lab::{BOOT_LIMIT, Clock, Hop, Lab, LabError, Nc, ScenarioResult, Waker, mac_of};
 
 /// The seed's topology, the Azure Stack POC lab, built into the binary.
 pub const AZURE_STACK_POC: &str = include_str!("../../../labs/azure-stack-poc.toml");

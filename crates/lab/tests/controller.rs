@@ -416,9 +416,7 @@ fn a_muxs_peering_follows_its_router_configuration() {
     // A local AS the running speaker cannot take: the resource says why.
     mux["properties"]["routerConfiguration"]["localASN"] = json!(64999);
     lab.put("loadBalancerMuxes", "MuxVM", mux).unwrap();
-    lab.run_until(Duration::from_secs(2), |lab| {
-        lab.nc().unwrap().controller.oldest_updating().is_none()
-    });
+    lab.run_until(Duration::from_secs(2), |lab| !lab.updating());
     let doc = lab.get("loadBalancerMuxes", "MuxVM").unwrap();
     assert_eq!(doc["properties"]["provisioningState"], "Failed");
     let message = doc["properties"]["configurationState"]["detailedInfo"][0]["message"]

@@ -1,0 +1,140 @@
+//! `strata lab up`: the POC lab on the wall clock with its controller's API on loopback;
+//! `strata ctl` changes the running lab, and the change reaches its Muxes and hosts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+struct Running {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts the lab; returns it and the controller's base address once it says it is up.
+fn up() -> (Running, String) {
+    let dir = std::env::temp_dir().join(format!("strata-lab-up-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["lab", "up", "--listen", "127.0.0.1:0", "--seconds", "120"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let running = Running { child, dir };
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let base = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("lab up ended early: {seen:?}"))
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("controller: ") {
+            break rest.split("/networking/v1/").next().unwrap().to_string();
+        }
+        seen.push(line);
+    };
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("boot: 4/4 BGP sessions established, agents converged")),
+        "{seen:?}"
+    );
+    (running, base)
+}
+
+fn ctl(base: &str, dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("ctl")
+        .args(args)
+        .env("STRATA_CONTROLLER", base)
+        .env("STRATA_TOKEN_FILE", dir.join("token"))
+        .env_remove("STRATA_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn ctl_changes_the_running_lab() {
+    let (lab, base) = up();
+    let (ok, out, err) = ctl(&base, &lab.dir, &["get", "loadBalancerMuxes"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("MuxVM   Succeeded"), "{out}");
+    // A new VIP, dynamic, with PortalVM3 (on the second host) behind it.
+    let mac: String = strata_lab::mac_of(
+        strata_lab::file::parse(
+            strata_lab::AZURE_STACK_POC_NAME,
+            strata_lab::AZURE_STACK_POC,
+        )
+        .unwrap()
+        .node("PortalVM3")
+        .unwrap(),
+        0,
+    )
+    .0
+    .iter()
+    .map(|b| format!("{b:02X}"))
+    .collect();
+    let file = lab.dir.join("tenant.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "resourceRef: /loadBalancers/tenant\nproperties:\n  frontendIPConfigurations:\n    - resourceId: fe\n      \
+             properties: {{privateIPAllocationMethod: Dynamic}}\n  backendAddressPools:\n    - resourceId: web\n  \
+             loadBalancingRules:\n    - resourceId: http\n      properties:\n        protocol: Tcp\n        frontendPort: 80\n        \
+             backendPort: 80\n        frontendIPConfigurations: [{{resourceRef: /loadBalancers/tenant/frontendIPConfigurations/fe}}]\n        \
+             backendAddressPool: {{resourceRef: /loadBalancers/tenant/backendAddressPools/web}}\n---\n\
+             resourceRef: /networkInterfaces/PortalVM3\nproperties:\n  privateMacAddress: {mac}\n  server: {{resourceRef: /servers/HyperVHost2}}\n  \
+             ipConfigurations:\n    - resourceId: ipconfig1\n      properties:\n        privateIPAddress: 192.168.100.76\n        \
+             loadBalancerBackendAddressPools: [{{resourceRef: /loadBalancers/tenant/backendAddressPools/web}}]\n"
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = ctl(&base, &lab.dir, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "loadBalancers/tenant created\nnetworkInterfaces/PortalVM3 created\n"
+    );
+    // Succeeded only once both Muxes and the second host have applied it.
+    let (ok, out, err) = ctl(
+        &base,
+        &lab.dir,
+        &["wait", "networkInterfaces", "PortalVM3", "--timeout", "30"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "networkInterfaces/PortalVM3 Succeeded\n");
+    let (ok, out, _) = ctl(
+        &base,
+        &lab.dir,
+        &["get", "loadBalancers", "tenant", "-o", "json"],
+    );
+    assert!(ok);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let vip = doc["properties"]["frontendIPConfigurations"][0]["properties"]["privateIPAddress"]
+        .as_str()
+        .unwrap();
+    assert!(
+        vip.starts_with("192.168.133.") && vip != "192.168.133.74",
+        "{vip}"
+    );
+    assert_eq!(doc["properties"]["provisioningState"], "Succeeded");
+}
