@@ -132,6 +132,14 @@ mod tests {
             "/servers/hypervhost".into(),
             vec!["192.168.233.21".parse().unwrap()],
         );
+        o.programmed.insert(
+            "/servers/hypervhost".into(),
+            [
+                "192.168.100.74".parse().unwrap(),
+                "192.168.100.75".parse().unwrap(),
+            ]
+            .into(),
+        );
         o
     }
 
@@ -193,7 +201,12 @@ mod tests {
         assert_eq!(backend["dip"], "192.168.100.74");
         assert_eq!(backend["providerAddress"], "192.168.233.21");
         assert_eq!(backend["healthy"], true);
-        // Until the host reports its provider address, the Muxes cannot reach its DIPs.
+        // Until the host reports its provider address and the DIP programmed, the Muxes
+        // cannot send it anything.
+        let mut unprogrammed = observed();
+        unprogrammed.programmed.clear();
+        let nodes = compile(&c, &unprogrammed);
+        assert_eq!(nodes["MuxVM"]["mux"]["vips"][0]["backends"], json!([]));
         let unreported = compile(&c, &Observed::default());
         assert_eq!(unreported["MuxVM"]["mux"]["vips"][0]["backends"], json!([]));
         assert_eq!(

@@ -9,6 +9,9 @@
 //!  "dips": [{"dip": "192.168.100.74", "healthy": true}]}
 //! ```
 //!
+//! `dips` lists every DIP the host has programmed (with its probe's verdict, healthy if
+//! it has no probe): the Muxes are given a DIP only once its host can take its traffic.
+//!
 //! An agent that goes away leaves what it reported in place: the data path keeps the
 //! last known state until the host says otherwise.
 
@@ -25,7 +28,7 @@ struct HostReport {
     #[serde(default)]
     provider_addresses: Option<Vec<IpAddr>>,
     #[serde(default)]
-    dips: Vec<DipHealth>,
+    dips: Option<Vec<DipHealth>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,8 +79,17 @@ impl SlbManager {
                 changed = true;
             }
         }
+        let server = canonical(&format!("/servers/{node}"));
         let mut health = Vec::new();
-        for d in report.dips {
+        let Some(dips) = report.dips else {
+            return (health, changed);
+        };
+        let programmed: std::collections::BTreeSet<IpAddr> = dips.iter().map(|d| d.dip).collect();
+        if self.observed.programmed.get(&server) != Some(&programmed) {
+            self.observed.programmed.insert(server.clone(), programmed);
+            changed = true;
+        }
+        for d in dips {
             let was_healthy = !self.observed.down.contains(&d.dip);
             if was_healthy == d.healthy {
                 continue;
@@ -116,12 +128,24 @@ mod tests {
             m.observed().provider_addresses["/servers/hypervhost"],
             vec!["192.168.233.21".parse::<IpAddr>().unwrap()]
         );
+        assert_eq!(
+            m.observed().programmed["/servers/hypervhost"],
+            ["192.168.100.74".parse::<IpAddr>().unwrap()].into()
+        );
         // The same again: nothing changes.
         let (_, changed) = m.report(
             "HyperVHost",
-            &json!({"providerAddresses": ["192.168.233.21"]}),
+            &json!({"providerAddresses": ["192.168.233.21"], "dips": [{"dip": "192.168.100.74", "healthy": true}]}),
         );
         assert!(!changed);
+        // A second DIP programmed: the Muxes are to get it.
+        let (health, changed) = m.report(
+            "HyperVHost",
+            &json!({"dips": [{"dip": "192.168.100.74", "healthy": true}, {"dip": "192.168.100.75", "healthy": true}]}),
+        );
+        assert!(changed);
+        assert!(health.is_empty());
+        assert_eq!(m.observed().programmed["/servers/hypervhost"].len(), 2);
         let (health, changed) = m.report(
             "HyperVHost",
             &json!({"dips": [{"dip": "192.168.100.74", "healthy": false}]}),

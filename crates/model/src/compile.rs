@@ -80,6 +80,9 @@ fn yes() -> bool {
 pub struct Observed {
     /// Each host's provider addresses, by its server reference (canonical).
     pub provider_addresses: BTreeMap<String, Vec<IpAddr>>,
+    /// The DIPs each host has programmed (its VFP rewrites VIP to DIP), by its server
+    /// reference: a Mux sends a DIP traffic only once its host can take it.
+    pub programmed: BTreeMap<String, BTreeSet<IpAddr>>,
     /// DIPs a host agent's probes found down.
     pub down: BTreeSet<IpAddr>,
 }
@@ -335,7 +338,8 @@ fn entries(r: &dyn Resources, rule: &Value, template: &Vip, out: &mut Vec<Vip>) 
 
 /// The VIPs as the Muxes carry them: each backend with its host's provider address and
 /// its health as the host agents report them. A backend whose host has not reported a
-/// provider address yet cannot be reached and is left out.
+/// provider address, or has not programmed the DIP yet, cannot take traffic and is left
+/// out.
 pub fn observe(vips: &[Vip], observed: &Observed) -> Vec<Vip> {
     vips.iter()
         .map(|v| Vip {
@@ -343,10 +347,11 @@ pub fn observe(vips: &[Vip], observed: &Observed) -> Vec<Vip> {
                 .backends
                 .iter()
                 .filter_map(|b| {
-                    let pa = observed
-                        .provider_addresses
-                        .get(&canonical(b.server.as_deref()?))?
-                        .first()?;
+                    let server = canonical(b.server.as_deref()?);
+                    let pa = observed.provider_addresses.get(&server)?.first()?;
+                    if !observed.programmed.get(&server)?.contains(&b.dip) {
+                        return None;
+                    }
                     Some(Backend {
                         provider_address: Some(*pa),
                         healthy: !observed.down.contains(&b.dip),

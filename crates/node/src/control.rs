@@ -77,8 +77,9 @@ pub(crate) struct Roles<'a> {
     pub now: Duration,
 }
 
-/// Applies a configuration; on an error nothing is changed.
-pub(crate) fn apply(config: &Value, roles: Roles<'_>) -> Result<(), String> {
+/// Applies a configuration; on an error nothing is changed. A host's returns the DIPs it
+/// has programmed (for its report: the Muxes are given a DIP once its host has it).
+pub(crate) fn apply(config: &Value, roles: Roles<'_>) -> Result<Option<Vec<Ipv4Addr>>, String> {
     let compiled = Compiled::deserialize(config).map_err(|e| format!("configuration: {e}"))?;
     match compiled {
         Compiled::Mux { mux } => {
@@ -93,11 +94,11 @@ pub(crate) fn apply(config: &Value, roles: Roles<'_>) -> Result<(), String> {
             bgp.speaker
                 .set_neighbors(mux.local_asn, &peers, roles.now, bgp.sockets, bgp.router)?;
             apply_mux(&entries, target);
-            Ok(())
+            Ok(None)
         }
         Compiled::Host { host } => {
             let vswitch = roles.vswitch.ok_or("this node has no vSwitch")?;
-            apply_host(&host, vswitch, roles.probers, roles.now)
+            apply_host(&host, vswitch, roles.probers, roles.now).map(Some)
         }
     }
 }
@@ -183,7 +184,7 @@ fn apply_host(
     vswitch: &mut VSwitch,
     probers: &mut Vec<Prober>,
     now: Duration,
-) -> Result<(), String> {
+) -> Result<Vec<Ipv4Addr>, String> {
     // Each DIP's port, found by the NIC's MAC; its mappings.
     let ports = vswitch.vm_ports();
     let mut by_port: BTreeMap<usize, (Ipv4Addr, Vni, Vec<DipMapping>)> = BTreeMap::new();
@@ -248,7 +249,7 @@ fn apply_host(
             probers.push(Prober::new(probe, now));
         }
     }
-    Ok(())
+    Ok(by_port.values().map(|(dip, ..)| *dip).collect())
 }
 
 #[cfg(test)]

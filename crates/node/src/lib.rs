@@ -258,6 +258,8 @@ pub struct Node {
     /// The agent owes the controller a report (a probe's verdict changed, a
     /// configuration was applied).
     report_due: bool,
+    /// The DIPs this host's VFP has been programmed for.
+    programmed: Vec<Ipv4Addr>,
     /// Sockets of finished clients, removed once closed.
     reaper: Vec<smoltcp::iface::SocketHandle>,
     iface: Iface,
@@ -463,6 +465,7 @@ impl Node {
             agent,
             control_server,
             report_due: false,
+            programmed: Vec::new(),
             reaper: Vec::new(),
             iface,
             device,
@@ -814,8 +817,11 @@ impl Node {
                 now,
             };
             let result = control::apply(&config, roles);
+            if let Ok(Some(dips)) = &result {
+                self.programmed.clone_from(dips);
+            }
             if let Some(agent) = self.agent.as_mut() {
-                agent.applied(revision, result);
+                agent.applied(revision, result.map(|_| ()));
             }
             self.report_due = true;
             progressed = true;
@@ -840,10 +846,18 @@ impl Node {
                 "providerAddresses".into(),
                 serde_json::json!(sw.provider_addrs),
             );
+            // Every DIP programmed, with its probe's verdict (healthy without a probe).
             let dips: Vec<serde_json::Value> = self
-                .probers
+                .programmed
                 .iter()
-                .map(|p| serde_json::json!({"dip": p.dip(), "healthy": p.is_up()}))
+                .map(|dip| {
+                    let healthy = self
+                        .probers
+                        .iter()
+                        .filter(|p| p.dip() == *dip)
+                        .all(Prober::is_up);
+                    serde_json::json!({"dip": dip, "healthy": healthy})
+                })
                 .collect();
             status.insert("dips".into(), dips.into());
         }

@@ -236,7 +236,7 @@ impl Speaker {
             .neighbors
             .iter()
             .map(|_| Link {
-                socket: super::tcp_socket(sockets, 64 * 1024),
+                socket: super::message_socket(sockets, 64 * 1024),
                 conn: None,
                 connecting: false,
                 tx: Vec::new(),
@@ -579,7 +579,7 @@ impl Speaker {
             self.config.neighbors.push(n);
             self.removed.push(false);
             self.links.push(Link {
-                socket: super::tcp_socket(sockets, 64 * 1024),
+                socket: super::message_socket(sockets, 64 * 1024),
                 conn: None,
                 connecting: false,
                 tx: Vec::new(),

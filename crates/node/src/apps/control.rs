@@ -16,7 +16,7 @@ use strata_southbound::agent::{Agent, Output};
 use strata_southbound::frame::{self, Decoder};
 use strata_southbound::peer::{Event, Peer};
 
-use super::tcp_socket;
+use super::message_socket;
 
 const BUFFER: usize = 64 * 1024;
 
@@ -171,7 +171,7 @@ impl Client {
             match output {
                 Output::Connect => {
                     self.drop_socket(sockets, reaper);
-                    let h = tcp_socket(sockets, BUFFER);
+                    let h = message_socket(sockets, BUFFER);
                     let remote = IpEndpoint::new(
                         IpAddress::Ipv4(*self.controller.ip()),
                         self.controller.port(),
@@ -239,7 +239,7 @@ impl Server {
     ) -> Server {
         let conns = (0..backlog.max(1))
             .map(|_| Conn {
-                handle: tcp_socket(sockets, BUFFER),
+                handle: message_socket(sockets, BUFFER),
                 peer: None,
                 decoder: Decoder::new(),
                 out: Vec::new(),
