@@ -5,6 +5,7 @@ mod bgpd;
 mod controller;
 mod ctl;
 mod lab_up;
+mod sigpipe;
 mod tcp_md5;
 mod udp_ttl;
 
@@ -275,6 +276,7 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    sigpipe::restore_default();
     let cli = Cli::parse();
     init_logging();
     let outcome = match cli.command {

@@ -252,3 +252,31 @@ fn bgp_config_errors_name_file_line_and_rule() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    // `strata lab run | head -1`.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["lab", "run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("lab azure-stack-poc"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    // Ended by the closed pipe, as other tools are (or, had it written everything into
+    // the pipe before the reader left, done); never a panic's exit 101.
+    assert!(
+        out.status.signal() == Some(libc::SIGPIPE) || out.status.success(),
+        "{:?}",
+        out.status
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -31,7 +31,7 @@ fn up() -> (Running, String) {
         .arg("--data-dir")
         .arg(&dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -48,6 +48,8 @@ fn up() -> (Running, String) {
         }
         seen.push(line);
     };
+    // Keep reading what it prints, so its output never finds the pipe closed.
+    std::thread::spawn(move || lines.for_each(drop));
     assert!(
         seen.iter()
             .any(|l| l.starts_with("boot: 4/4 BGP sessions established, agents converged")),

@@ -196,8 +196,11 @@ mod tests {
         let mux = &nodes["MuxVM"];
         assert_eq!(mux["role"], "mux");
         assert_eq!(mux["mux"]["localAsn"], 64501);
-        assert_eq!(mux["mux"]["vips"][0]["vip"], "192.168.133.74");
-        let backend = &mux["mux"]["vips"][0]["backends"][0];
+        assert_eq!(
+            mux["mux"]["vips"]["192.168.133.74 tcp 80"]["vip"],
+            "192.168.133.74"
+        );
+        let backend = &mux["mux"]["vips"]["192.168.133.74 tcp 80"]["backends"][0];
         assert_eq!(backend["dip"], "192.168.100.74");
         assert_eq!(backend["providerAddress"], "192.168.233.21");
         assert_eq!(backend["healthy"], true);
@@ -206,11 +209,17 @@ mod tests {
         let mut unprogrammed = observed();
         unprogrammed.programmed.clear();
         let nodes = compile(&c, &unprogrammed);
-        assert_eq!(nodes["MuxVM"]["mux"]["vips"][0]["backends"], json!([]));
-        let unreported = compile(&c, &Observed::default());
-        assert_eq!(unreported["MuxVM"]["mux"]["vips"][0]["backends"], json!([]));
         assert_eq!(
-            unreported["HyperVHost"]["host"]["mappings"][0]["dip"],
+            nodes["MuxVM"]["mux"]["vips"]["192.168.133.74 tcp 80"]["backends"],
+            json!([])
+        );
+        let unreported = compile(&c, &Observed::default());
+        assert_eq!(
+            unreported["MuxVM"]["mux"]["vips"]["192.168.133.74 tcp 80"]["backends"],
+            json!([])
+        );
+        assert_eq!(
+            unreported["HyperVHost"]["host"]["mappings"]["192.168.100.74 192.168.133.74 tcp 80"]["dip"],
             "192.168.100.74"
         );
         // A DIP reported down is carried as such.
@@ -218,11 +227,14 @@ mod tests {
         down.down.insert("192.168.100.74".parse().unwrap());
         let nodes = compile(&c, &down);
         assert_eq!(
-            nodes["MuxVM"]["mux"]["vips"][0]["backends"][0]["healthy"],
+            nodes["MuxVM"]["mux"]["vips"]["192.168.133.74 tcp 80"]["backends"][0]["healthy"],
             false
         );
         let host = &nodes["HyperVHost"];
-        assert_eq!(host["host"]["mappings"][0]["dip"], "192.168.100.74");
+        assert_eq!(
+            host["host"]["mappings"]["192.168.100.74 192.168.133.74 tcp 80"]["dip"],
+            "192.168.100.74"
+        );
     }
 
     #[test]

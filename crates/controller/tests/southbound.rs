@@ -156,7 +156,7 @@ fn a_muxs_agent_gets_its_configuration_and_each_change_to_it() {
     let applied = agent.until(|a, _| !a.is_empty());
     assert_eq!(applied.len(), 1, "the configuration on connecting");
     assert_eq!(applied[0].1["mux"]["localAsn"], 64501);
-    assert_eq!(applied[0].1["mux"]["vips"], json!([]));
+    assert_eq!(applied[0].1["mux"]["vips"], json!({}));
     // A VIP appears: the agent hears of it.
     put(
         &base,
@@ -182,11 +182,12 @@ fn a_muxs_agent_gets_its_configuration_and_each_change_to_it() {
     );
     let applied = agent.until(|_, a| {
         a.config()
-            .is_some_and(|(_, c)| c["mux"]["vips"].as_array().is_some_and(|v| !v.is_empty()))
+            .is_some_and(|(_, c)| c["mux"]["vips"].as_object().is_some_and(|v| !v.is_empty()))
     });
     let (_, last) = applied.last().unwrap();
-    assert_eq!(last["mux"]["vips"][0]["vip"], "192.168.133.74");
-    assert_eq!(last["mux"]["vips"][0]["port"], 80);
+    let vip = &last["mux"]["vips"]["192.168.133.74 tcp 80"];
+    assert_eq!(vip["vip"], "192.168.133.74");
+    assert_eq!(vip["port"], 80);
 }
 
 #[test]

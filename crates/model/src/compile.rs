@@ -103,6 +103,23 @@ pub struct Vip {
     pub backends: Vec<Backend>,
 }
 
+impl Vip {
+    /// The entry's key in a Mux's configuration: what the Mux matches (`192.168.133.74
+    /// tcp 80`). The configuration is a map by this key, so a change to one VIP travels
+    /// to the agents as a patch of that entry alone.
+    pub fn key(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.vip,
+            match self.protocol {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+            },
+            self.port
+        )
+    }
+}
+
 /// What every Mux carries, and how one peers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -110,7 +127,8 @@ pub struct MuxConfig {
     pub local_asn: u32,
     /// (router address, its AS).
     pub peers: Vec<(IpAddr, u32)>,
-    pub vips: Vec<Vip>,
+    /// By [`Vip::key`].
+    pub vips: BTreeMap<String, Vip>,
 }
 
 /// One VIP→DIP translation a host programs on a DIP's port.
@@ -128,13 +146,15 @@ pub struct Mapping {
     pub vni: u32,
 }
 
-/// What a host (a server) carries: the mappings of its DIPs and the probes to run.
+/// What a host (a server) carries: the mappings of its DIPs and the probes to run, each
+/// a map (so a change travels as a patch of the entries it touches).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostConfig {
-    pub mappings: Vec<Mapping>,
-    /// (DIP, probe), each once.
-    pub probes: Vec<(IpAddr, Probe)>,
+    /// By `DIP VIP protocol port`.
+    pub mappings: BTreeMap<String, Mapping>,
+    /// (DIP, probe), by `DIP probe-reference`.
+    pub probes: BTreeMap<String, (IpAddr, Probe)>,
 }
 
 /// What the compiler reads: documents by reference, and who refers to what.
@@ -384,7 +404,7 @@ pub fn mux(mux: &Value, vips: &[Vip]) -> Option<MuxConfig> {
     Some(MuxConfig {
         local_asn,
         peers,
-        vips: vips.to_vec(),
+        vips: vips.iter().map(|v| (v.key(), v.clone())).collect(),
     })
 }
 
@@ -397,23 +417,23 @@ pub fn hosts(vips: &[Vip]) -> BTreeMap<String, HostConfig> {
                 continue;
             };
             let host = out.entry(canonical(server)).or_default();
-            host.mappings.push(Mapping {
-                rule: v.rule.clone(),
-                vip: v.vip,
-                protocol: v.protocol,
-                frontend_port: v.port,
-                dip: b.dip,
-                backend_port: b.port,
-                mac: b.mac.clone(),
-                vni: v.vni,
-            });
-            if let Some(p) = &v.probe
-                && !host
-                    .probes
-                    .iter()
-                    .any(|(d, q)| *d == b.dip && q.reference == p.reference)
-            {
-                host.probes.push((b.dip, p.clone()));
+            host.mappings.insert(
+                format!("{} {}", b.dip, v.key()),
+                Mapping {
+                    rule: v.rule.clone(),
+                    vip: v.vip,
+                    protocol: v.protocol,
+                    frontend_port: v.port,
+                    dip: b.dip,
+                    backend_port: b.port,
+                    mac: b.mac.clone(),
+                    vni: v.vni,
+                },
+            );
+            if let Some(p) = &v.probe {
+                host.probes
+                    .entry(format!("{} {}", b.dip, p.reference))
+                    .or_insert_with(|| (b.dip, p.clone()));
             }
         }
     }

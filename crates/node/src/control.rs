@@ -106,7 +106,7 @@ pub(crate) fn apply(config: &Value, roles: Roles<'_>) -> Result<Option<Vec<Ipv4A
 /// The Mux's VIP entries (and each DIP's health) from the compiled VIPs.
 fn vip_entries(config: &compile::MuxConfig) -> Result<Vec<(VipConfig, Vec<bool>)>, String> {
     let mut entries = Vec::new();
-    for v in &config.vips {
+    for v in config.vips.values() {
         let key = VipKey {
             vip: v4(v.vip, "VIP")?,
             proto: proto_of(v.protocol),
@@ -188,7 +188,7 @@ fn apply_host(
     // Each DIP's port, found by the NIC's MAC; its mappings.
     let ports = vswitch.vm_ports();
     let mut by_port: BTreeMap<usize, (Ipv4Addr, Vni, Vec<DipMapping>)> = BTreeMap::new();
-    for m in &config.mappings {
+    for m in config.mappings.values() {
         let mac = m
             .mac
             .as_deref()
@@ -213,7 +213,7 @@ fn apply_host(
         });
     }
     let mut probes = Vec::new();
-    for (dip, p) in &config.probes {
+    for (dip, p) in config.probes.values() {
         probes.push(ProbeConfig {
             dip: v4(*dip, "DIP")?,
             port: p.port,

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::json;
 
@@ -170,15 +170,16 @@ fn each_host_gets_the_mappings_and_probes_of_its_dips() {
     let h = &hosts["/servers/hypervhost"];
     let m: Vec<(u16, String, u16)> = h
         .mappings
-        .iter()
+        .values()
         .map(|m| (m.frontend_port, m.dip.to_string(), m.backend_port))
         .collect();
     assert_eq!(
         m,
+        // By key: DIP, then VIP, protocol and port (as text).
         [
+            (2222, "192.168.100.74".into(), 22),
             (80, "192.168.100.74".into(), 8080),
             (80, "192.168.100.75".into(), 8080),
-            (2222, "192.168.100.74".into(), 22)
         ]
     );
     assert_eq!(h.probes.len(), 2, "one probe per DIP");
@@ -198,7 +199,16 @@ fn a_mux_peers_as_its_router_configuration_says_and_carries_every_vip() {
     let m = mux(d.all("loadBalancerMuxes")[0], &v).unwrap();
     assert_eq!(m.local_asn, 64501);
     assert_eq!(m.peers, [("192.168.100.1".parse().unwrap(), 64500)]);
-    assert_eq!(m.vips, v);
+    assert_eq!(
+        m.vips,
+        v.iter()
+            .map(|v| (v.key(), v.clone()))
+            .collect::<BTreeMap<_, _>>()
+    );
+    assert_eq!(
+        m.vips.keys().collect::<Vec<_>>(),
+        ["192.168.133.74 tcp 2222", "192.168.133.74 tcp 80"]
+    );
     // The configuration travels as JSON and comes back the same.
     let back: MuxConfig = serde_json::from_value(serde_json::to_value(&m).unwrap()).unwrap();
     assert_eq!(back, m);
