@@ -4,6 +4,7 @@
 //! with the revision at which it last changed, so an agent is sent only what changed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 use strata_model::compile::{self, Observed, Resources};
@@ -65,7 +66,7 @@ pub fn compile<S: Store>(c: &Controller<S>, observed: &Observed) -> BTreeMap<Str
 /// Each node's configuration and the revision at which it last changed.
 #[derive(Debug, Default)]
 pub struct Publisher {
-    nodes: BTreeMap<String, (u64, Value)>,
+    nodes: BTreeMap<String, (u64, Arc<Value>)>,
 }
 
 impl Publisher {
@@ -92,9 +93,9 @@ impl Publisher {
         let mut changed = Vec::new();
         for (node, config) in compiled {
             match self.nodes.get(&node) {
-                Some((_, old)) if *old == config => {}
+                Some((_, old)) if **old == config => {}
                 _ => {
-                    self.nodes.insert(node.clone(), (revision, config));
+                    self.nodes.insert(node.clone(), (revision, Arc::new(config)));
                     changed.push(node);
                 }
             }
@@ -103,12 +104,12 @@ impl Publisher {
     }
 
     /// A node's configuration and its revision.
-    pub fn get(&self, node: &str) -> Option<&(u64, Value)> {
+    pub fn get(&self, node: &str) -> Option<&(u64, Arc<Value>)> {
         self.nodes.get(node)
     }
 
     /// Every node's configuration and revision.
-    pub fn all(&self) -> &BTreeMap<String, (u64, Value)> {
+    pub fn all(&self) -> &BTreeMap<String, (u64, Arc<Value>)> {
         &self.nodes
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+
 use strata_southbound::peer::Event;
 
 use crate::core::Controller;
@@ -25,6 +25,8 @@ pub enum NodeState {
 pub struct Hub {
     secret: String,
     publisher: Publisher,
+    /// What the publisher holds, shared with whoever serves it.
+    snapshot: strata_southbound::Configs,
     slb: SlbManager,
     /// The revision the configurations were last compiled at, and whether a report
     /// changed what the Muxes must carry since.
@@ -51,6 +53,7 @@ impl Hub {
         Hub {
             secret: secret.into(),
             publisher: Publisher::new(),
+            snapshot: strata_southbound::Configs::default(),
             slb: SlbManager::new(),
             compiled_at: None,
             observed_changed: false,
@@ -76,6 +79,9 @@ impl Hub {
             .update(revision, desired::compile(c, self.slb.observed()));
         if !changed.is_empty() {
             self.revision = revision;
+        }
+        if !changed.is_empty() || !gone.is_empty() {
+            self.snapshot = std::sync::Arc::new(self.publisher.all().clone());
         }
         for node in &gone {
             self.nodes.remove(node);
@@ -130,8 +136,8 @@ impl Hub {
     }
 
     /// Each node's configuration and its revision.
-    pub fn configs(&self) -> &BTreeMap<String, (u64, Value)> {
-        self.publisher.all()
+    pub fn configs(&self) -> &strata_southbound::Configs {
+        &self.snapshot
     }
 
     /// The current revision of a known node whose token is right.

@@ -6,11 +6,9 @@
 //! name, so the controller issues one per node without storing any (`strata ctl
 //! node-token NODE` prints it).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use strata_southbound::Timers;
 use strata_southbound::frame::{self, Decoder};
 use strata_southbound::peer::{Event, Peer};
@@ -24,8 +22,7 @@ use crate::store::Store;
 
 pub use strata_southbound::node_token;
 
-/// Each node's configuration and its revision, as last compiled.
-pub type Configs = Arc<BTreeMap<String, (u64, Value)>>;
+pub use strata_southbound::Configs;
 
 /// The hub shared by the connections and the compile loop.
 pub type SharedHub = Arc<Mutex<Hub>>;
@@ -52,7 +49,7 @@ pub async fn compile_loop<S: Store + 'static>(
             let (changed, gone) = hub.refresh(&c);
             if !changed.is_empty() || !gone.is_empty() {
                 tracing::info!(revision = c.revision(), ?changed, ?gone, "compiled");
-                configs.send_replace(Arc::new(hub.configs().clone()));
+                configs.send_replace(hub.configs().clone());
             }
             hub.settle(&mut c);
         }

@@ -89,8 +89,10 @@ impl Driven {
                         }
                     }
                     Output::Close => self.stream = None,
-                    Output::Apply { revision, config } => {
-                        applied.push((revision, config));
+                    Output::Apply {
+                        revision, config, ..
+                    } => {
+                        applied.push((revision, Value::clone(&config)));
                         let result = self.refuse.clone().map_or(Ok(()), Err);
                         self.agent.applied(revision, result);
                     }

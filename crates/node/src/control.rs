@@ -77,9 +77,62 @@ pub(crate) struct Roles<'a> {
     pub now: Duration,
 }
 
-/// Applies a configuration; on an error nothing is changed. A host's returns the DIPs it
-/// has programmed (for its report: the Muxes are given a DIP once its host has it).
-pub(crate) fn apply(config: &Value, roles: Roles<'_>) -> Result<Option<Vec<Ipv4Addr>>, String> {
+/// The entries of `field` of `role` that a patch changes, if that is all it changes.
+fn entries_only<'a>(
+    patch: &'a Value,
+    role: &str,
+    fields: &[&'static str],
+) -> Option<Vec<(&'static str, &'a serde_json::Map<String, Value>)>> {
+    let top = patch.as_object()?;
+    if top.len() != 1 {
+        return None;
+    }
+    let inner = top.get(role)?.as_object()?;
+    inner
+        .iter()
+        .map(|(k, v)| {
+            let field = fields.iter().find(|f| **f == k)?;
+            Some((*field, v.as_object()?))
+        })
+        .collect()
+}
+
+/// Applies a configuration; on an error nothing is changed. `patch`, when the
+/// configuration came as a change to the one applied before, says which entries changed:
+/// only those are applied. A host's returns the DIPs it has programmed (for its report:
+/// the Muxes are given a DIP once its host has it).
+pub(crate) fn apply(
+    config: &Value,
+    patch: Option<&Value>,
+    mut roles: Roles<'_>,
+) -> Result<Option<Vec<Ipv4Addr>>, String> {
+    if let Some(patch) = patch {
+        if let (Some(changed), Some(mux)) = (
+            entries_only(patch, "mux", &["vips"]),
+            roles.mux.as_deref_mut(),
+        ) {
+            let vips = config
+                .pointer("/mux/vips")
+                .and_then(Value::as_object)
+                .ok_or("configuration: no mux.vips")?;
+            let keys: Vec<&str> = changed.iter().flat_map(|(_, m)| m.keys()).map(String::as_str).collect();
+            apply_mux_entries(vips, &keys, mux)?;
+            return Ok(None);
+        }
+        if let (Some(changed), Some(vswitch)) = (
+            entries_only(patch, "host", &["mappings", "probes"]),
+            roles.vswitch.as_deref_mut(),
+        ) {
+            let host = config.get("host").ok_or("configuration: no host")?;
+            // The DIPs whose entries changed (each key starts with the DIP).
+            let dips = changed
+                .iter()
+                .flat_map(|(_, m)| m.keys())
+                .filter_map(|k| k.split(' ').next()?.parse::<Ipv4Addr>().ok())
+                .collect::<std::collections::BTreeSet<_>>();
+            return apply_host_dips(host, &dips, vswitch, roles.probers, roles.now).map(Some);
+        }
+    }
     let compiled = Compiled::deserialize(config).map_err(|e| format!("configuration: {e}"))?;
     match compiled {
         Compiled::Mux { mux } => {
@@ -103,10 +156,60 @@ pub(crate) fn apply(config: &Value, roles: Roles<'_>) -> Result<Option<Vec<Ipv4A
     }
 }
 
+/// Applies the VIP entries named by `keys` as `vips` (the whole map) has them now.
+fn apply_mux_entries(
+    vips: &serde_json::Map<String, Value>,
+    keys: &[&str],
+    mux: &mut Mux,
+) -> Result<(), String> {
+    let mut set = Vec::new();
+    let mut gone = Vec::new();
+    for key in keys {
+        match vips.get(*key) {
+            Some(v) => {
+                let vip = compile::Vip::deserialize(v).map_err(|e| format!("VIP {key}: {e}"))?;
+                set.push(vip_entry(&vip)?);
+            }
+            None => gone.push(parse_vip_key(key).ok_or_else(|| format!("VIP key {key:?}"))?),
+        }
+    }
+    for key in &gone {
+        mux.remove_vip(key);
+    }
+    for (config, _) in &set {
+        if mux.vip(&config.key) != Some(config) {
+            mux.set_vip(config.clone());
+        }
+    }
+    for (config, health) in &set {
+        for (dip, healthy) in config.dips.iter().zip(health) {
+            mux.set_dip_health(dip.addr, *healthy);
+        }
+    }
+    Ok(())
+}
+
+/// A VIP entry's key as the configuration writes it (`192.168.133.74 tcp 80`).
+fn parse_vip_key(key: &str) -> Option<VipKey> {
+    let mut parts = key.split(' ');
+    let vip = parts.next()?.parse().ok()?;
+    let proto = match parts.next()? {
+        "tcp" => proto::TCP,
+        "udp" => proto::UDP,
+        _ => return None,
+    };
+    let port = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some(VipKey { vip, proto, port })
+}
+
 /// The Mux's VIP entries (and each DIP's health) from the compiled VIPs.
 fn vip_entries(config: &compile::MuxConfig) -> Result<Vec<(VipConfig, Vec<bool>)>, String> {
-    let mut entries = Vec::new();
-    for v in config.vips.values() {
+    config.vips.values().map(vip_entry).collect()
+}
+
+/// One VIP entry and each of its DIPs' health.
+fn vip_entry(v: &compile::Vip) -> Result<(VipConfig, Vec<bool>), String> {
+    {
         let key = VipKey {
             vip: v4(v.vip, "VIP")?,
             proto: proto_of(v.protocol),
@@ -137,7 +240,7 @@ fn vip_entries(config: &compile::MuxConfig) -> Result<Vec<(VipConfig, Vec<bool>)
             compile::Distribution::ThreeTuple => Distribution::ThreeTuple,
             compile::Distribution::TwoTuple => Distribution::TwoTuple,
         };
-        entries.push((
+        Ok((
             VipConfig {
                 key,
                 dips,
@@ -145,9 +248,8 @@ fn vip_entries(config: &compile::MuxConfig) -> Result<Vec<(VipConfig, Vec<bool>)
                 vni: vni(v.vni)?,
             },
             health,
-        ));
+        ))
     }
-    Ok(entries)
 }
 
 fn apply_mux(entries: &[(VipConfig, Vec<bool>)], mux: &mut Mux) {
@@ -179,16 +281,17 @@ fn apply_mux(entries: &[(VipConfig, Vec<bool>)], mux: &mut Mux) {
     }
 }
 
-fn apply_host(
-    config: &compile::HostConfig,
-    vswitch: &mut VSwitch,
-    probers: &mut Vec<Prober>,
-    now: Duration,
-) -> Result<Vec<Ipv4Addr>, String> {
-    // Each DIP's port, found by the NIC's MAC; its mappings.
-    let ports = vswitch.vm_ports();
-    let mut by_port: BTreeMap<usize, (Ipv4Addr, Vni, Vec<DipMapping>)> = BTreeMap::new();
-    for m in config.mappings.values() {
+/// What a host programs for one DIP's port: the DIP, the VNI, its mappings.
+type PortPlan = (Ipv4Addr, Vni, Vec<DipMapping>);
+
+/// Plans the ports of the mappings given (by the port's MAC), and the probes.
+fn plan_host<'a>(
+    mappings: impl Iterator<Item = &'a compile::Mapping>,
+    probes: impl Iterator<Item = &'a (IpAddr, compile::Probe)>,
+    ports: &[(strata_vswitch::switch::SwitchPort, &str, EthernetAddress)],
+) -> Result<(BTreeMap<usize, PortPlan>, Vec<ProbeConfig>), String> {
+    let mut by_port: BTreeMap<usize, PortPlan> = BTreeMap::new();
+    for m in mappings {
         let mac = m
             .mac
             .as_deref()
@@ -212,9 +315,9 @@ fn apply_host(
             backend_port: m.backend_port,
         });
     }
-    let mut probes = Vec::new();
-    for (dip, p) in config.probes.values() {
-        probes.push(ProbeConfig {
+    let mut planned = Vec::new();
+    for (dip, p) in probes {
+        planned.push(ProbeConfig {
             dip: v4(*dip, "DIP")?,
             port: p.port,
             http_path: (p.protocol == "http").then(|| p.request_path.clone().unwrap_or("/".into())),
@@ -222,25 +325,40 @@ fn apply_host(
             count: p.number_of_probes.max(1),
         });
     }
+    Ok((by_port, planned))
+}
+
+/// Programs a port's SLB layers (or removes them), leaving unchanged layers alone.
+fn program_port(vfp: &mut strata_vswitch::vfp::Port, plan: Option<&PortPlan>) {
+    match plan {
+        Some((dip, vni, mappings)) => {
+            for mut layer in dip_layers(*dip, *vni, mappings) {
+                layer.groups.sort_by_key(|g| g.priority);
+                if vfp.layers().iter().find(|l| l.name == layer.name) != Some(&layer) {
+                    vfp.set_layer(layer);
+                }
+            }
+        }
+        None => {
+            vfp.remove_layer(DECAP_LAYER);
+            vfp.remove_layer(NAT_LAYER);
+        }
+    }
+}
+
+fn apply_host(
+    config: &compile::HostConfig,
+    vswitch: &mut VSwitch,
+    probers: &mut Vec<Prober>,
+    now: Duration,
+) -> Result<Vec<Ipv4Addr>, String> {
+    let ports = vswitch.vm_ports();
+    let (by_port, probes) = plan_host(config.mappings.values(), config.probes.values(), &ports)?;
     // Checked: now change.
     let port_ids: Vec<_> = ports.iter().map(|(p, ..)| *p).collect();
     for port in port_ids {
-        let Some(vfp) = vswitch.vfp_mut(port) else {
-            continue;
-        };
-        match by_port.get(&port.0) {
-            Some((dip, vni, mappings)) => {
-                for mut layer in dip_layers(*dip, *vni, mappings) {
-                    layer.groups.sort_by_key(|g| g.priority);
-                    if vfp.layers().iter().find(|l| l.name == layer.name) != Some(&layer) {
-                        vfp.set_layer(layer);
-                    }
-                }
-            }
-            None => {
-                vfp.remove_layer(DECAP_LAYER);
-                vfp.remove_layer(NAT_LAYER);
-            }
+        if let Some(vfp) = vswitch.vfp_mut(port) {
+            program_port(vfp, by_port.get(&port.0));
         }
     }
     probers.retain(|p| probes.contains(p.config()));
@@ -250,6 +368,80 @@ fn apply_host(
         }
     }
     Ok(by_port.values().map(|(dip, ..)| *dip).collect())
+}
+
+/// Applies what `host` (the whole configuration) says of the DIPs in `dips` alone: their
+/// ports' layers and their probes. Returns every DIP programmed after.
+fn apply_host_dips(
+    host: &Value,
+    dips: &std::collections::BTreeSet<Ipv4Addr>,
+    vswitch: &mut VSwitch,
+    probers: &mut Vec<Prober>,
+    now: Duration,
+) -> Result<Vec<Ipv4Addr>, String> {
+    let touches = |v: &Value| {
+        v.get("dip")
+            .and_then(Value::as_str)
+            .and_then(|d| d.parse::<Ipv4Addr>().ok())
+            .is_some_and(|d| dips.contains(&d))
+    };
+    let mappings: Vec<compile::Mapping> = host
+        .get("mappings")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter(|v| touches(v))
+        .map(|v| compile::Mapping::deserialize(v).map_err(|e| format!("mapping: {e}")))
+        .collect::<Result<_, _>>()?;
+    let probes: Vec<(IpAddr, compile::Probe)> = host
+        .get("probes")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter(|v| {
+            v.get(0)
+                .and_then(Value::as_str)
+                .and_then(|d| d.parse::<Ipv4Addr>().ok())
+                .is_some_and(|d| dips.contains(&d))
+        })
+        .map(|v| <(IpAddr, compile::Probe)>::deserialize(v).map_err(|e| format!("probe: {e}")))
+        .collect::<Result<_, _>>()?;
+    let ports = vswitch.vm_ports();
+    let (by_port, wanted) = plan_host(mappings.iter(), probes.iter(), &ports)?;
+    // The ports of these DIPs: those planned, and those programmed for one of them before.
+    let mut programmed = Vec::new();
+    let port_ids: Vec<_> = ports.iter().map(|(p, ..)| *p).collect();
+    for port in port_ids {
+        let Some(vfp) = vswitch.vfp_mut(port) else {
+            continue;
+        };
+        let before = slb_dip(vfp);
+        let plan = by_port.get(&port.0);
+        if plan.is_some() || before.is_some_and(|d| dips.contains(&d)) {
+            program_port(vfp, plan);
+        }
+        programmed.extend(slb_dip(vfp));
+    }
+    probers.retain(|p| !dips.contains(&p.dip()) || wanted.contains(p.config()));
+    for probe in wanted {
+        if !probers.iter().any(|p| *p.config() == probe) {
+            probers.push(Prober::new(probe, now));
+        }
+    }
+    Ok(programmed)
+}
+
+/// The DIP a port's SLB layers rewrite to, if it has them.
+fn slb_dip(vfp: &strata_vswitch::vfp::Port) -> Option<Ipv4Addr> {
+    use strata_vswitch::vfp::Action;
+    let nat = vfp.layers().iter().find(|l| l.name == NAT_LAYER)?;
+    nat.groups.iter().flat_map(|g| &g.rules).find_map(|r| match &r.action {
+        Action::Nat(spec) => match spec.dst {
+            Some((IpAddr::V4(d), _)) => Some(d),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 #[cfg(test)]

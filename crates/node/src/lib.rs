@@ -802,9 +802,9 @@ impl Node {
         let Some(agent) = self.agent.as_mut() else {
             return false;
         };
-        let pending: Vec<(u64, serde_json::Value)> = agent.to_apply.drain(..).collect();
+        let pending: Vec<_> = agent.to_apply.drain(..).collect();
         let mut progressed = false;
-        for (revision, config) in pending {
+        for (revision, config, patch) in pending {
             let roles = control::Roles {
                 mux: self.mux.as_mut(),
                 bgp: self.bgp.as_mut().map(|speaker| control::Bgp {
@@ -816,7 +816,7 @@ impl Node {
                 probers: &mut self.probers,
                 now,
             };
-            let result = control::apply(&config, roles);
+            let result = control::apply(&config, patch.as_ref(), roles);
             if let Ok(Some(dips)) = &result {
                 self.programmed.clone_from(dips);
             }
@@ -884,10 +884,7 @@ impl Node {
 
     /// Hands the controller's listener the configurations to serve (by node); each
     /// connected agent is sent what changed for it.
-    pub fn publish_configs(
-        &mut self,
-        configs: &std::collections::BTreeMap<String, (u64, serde_json::Value)>,
-    ) {
+    pub fn publish_configs(&mut self, configs: &strata_southbound::Configs) {
         if let Some(server) = self.control_server.as_mut() {
             server.publish(configs);
         }

@@ -336,6 +336,12 @@ impl Mux {
         changed
     }
 
+    /// A VIP entry's configuration.
+    pub fn vip(&self, key: &VipKey) -> Option<&VipConfig> {
+        let slot = *self.index.get(key)?;
+        self.vips.get(slot)?.as_ref().map(|s| &s.config)
+    }
+
     /// Whether any VIP entry has this address.
     pub fn has_vip(&self, addr: Ipv4Addr) -> bool {
         self.index.keys().any(|k| k.vip == addr)

@@ -3,6 +3,7 @@
 //! away keep the last configuration and reconnect with backoff.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -22,7 +23,14 @@ pub enum Output {
     Close,
     /// Give the role this configuration (of this revision); answer with
     /// [`Agent::applied`].
-    Apply { revision: u64, config: Value },
+    Apply {
+        revision: u64,
+        /// The whole configuration.
+        config: Arc<Value>,
+        /// What changed from the configuration applied before, when it came as a Delta
+        /// (a JSON merge patch): a role may apply just that.
+        patch: Option<Value>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +56,7 @@ pub struct Agent {
     timers: Timers,
     state: State,
     /// The configuration last received, kept across disconnections.
-    config: Option<(u64, Value)>,
+    config: Option<(u64, Arc<Value>)>,
     applied: Option<u64>,
     backoff: Duration,
     heard_at: Duration,
@@ -89,7 +97,7 @@ impl Agent {
 
     /// The configuration last received (revision, document), if any: kept while the
     /// controller is away.
-    pub fn config(&self) -> Option<&(u64, Value)> {
+    pub fn config(&self) -> Option<&(u64, Arc<Value>)> {
         self.config.as_ref()
     }
 
@@ -157,8 +165,13 @@ impl Agent {
                 self.drop_connection(now);
             }
             (State::Ready, Message::Snapshot { revision, config }) => {
+                let config = Arc::new(config);
                 self.config = Some((revision, config.clone()));
-                self.outputs.push_back(Output::Apply { revision, config });
+                self.outputs.push_back(Output::Apply {
+                    revision,
+                    config,
+                    patch: None,
+                });
             }
             (
                 State::Ready,
@@ -170,10 +183,15 @@ impl Agent {
             ) => {
                 match self.config.as_mut() {
                     Some((have, config)) if *have == base => {
-                        merge::apply(config, &patch);
+                        // Copied only if the role still holds the previous one.
+                        merge::apply(Arc::make_mut(config), &patch);
                         *have = revision;
                         let config = config.clone();
-                        self.outputs.push_back(Output::Apply { revision, config });
+                        self.outputs.push_back(Output::Apply {
+                            revision,
+                            config,
+                            patch: Some(patch),
+                        });
                     }
                     // Not the base we hold: start again, for a snapshot.
                     _ => self.drop_connection(now),

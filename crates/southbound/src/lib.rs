@@ -20,6 +20,11 @@ use std::time::Duration;
 
 pub use message::Message;
 
+/// Each node's configuration and its revision, by node name: what a controller serves.
+/// Shared, never copied: a new compilation is a new map.
+pub type Configs =
+    std::sync::Arc<std::collections::BTreeMap<String, (u64, std::sync::Arc<serde_json::Value>)>>;
+
 /// The protocol's timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timers {

@@ -3,6 +3,7 @@
 //! what it reports, and drop it when it falls silent.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -45,7 +46,7 @@ pub struct Peer {
     timers: Timers,
     node: Option<String>,
     /// The configuration last sent, which the agent holds (or will).
-    sent: Option<(u64, Value)>,
+    sent: Option<(u64, Arc<Value>)>,
     heard_at: Duration,
     keepalive_at: Duration,
     closed: bool,
@@ -155,7 +156,7 @@ impl Peer {
     /// Sends the node's configuration of `revision`: the whole of it the first time (or
     /// when the agent's `applied` revision is not what was last sent), else the change
     /// from what was sent. Nothing when the agent already has it.
-    pub fn publish(&mut self, revision: u64, config: &Value, agent_has: Option<u64>) {
+    pub fn publish(&mut self, revision: u64, config: &Arc<Value>, agent_has: Option<u64>) {
         if self.closed || self.node.is_none() {
             return;
         }
@@ -166,7 +167,7 @@ impl Peer {
                 }
                 Message::Snapshot {
                     revision,
-                    config: config.clone(),
+                    config: Value::clone(config),
                 }
             }
             Some((base, old)) => match merge::diff(old, config) {
@@ -177,7 +178,7 @@ impl Peer {
                 },
                 None => Message::Snapshot {
                     revision,
-                    config: config.clone(),
+                    config: Value::clone(config),
                 },
             },
             None if agent_has == Some(revision) => {
@@ -187,7 +188,7 @@ impl Peer {
             }
             None => Message::Snapshot {
                 revision,
-                config: config.clone(),
+                config: Value::clone(config),
             },
         };
         self.sent = Some((revision, config.clone()));

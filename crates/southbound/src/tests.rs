@@ -1,5 +1,6 @@
 //! An agent and the controller's peer talking through real frames, in virtual time.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -15,7 +16,7 @@ const MS: Duration = Duration::from_millis(1);
 /// The controller's view: which node has which token, and its configuration.
 struct Controller {
     revision: u64,
-    config: Value,
+    config: Arc<Value>,
 }
 
 impl Controller {
@@ -49,7 +50,7 @@ impl Link {
             peer: None,
             controller: Controller {
                 revision: 1,
-                config: json!({"vips": ["192.168.133.74"], "asn": 64501}),
+                config: Arc::new(json!({"vips": ["192.168.133.74"], "asn": 64501})),
             },
             up: true,
             now: Duration::ZERO,
@@ -81,8 +82,10 @@ impl Link {
                         self.to_controller.push(&bytes);
                     }
                     Output::Close => self.peer = None,
-                    Output::Apply { revision, config } => {
-                        self.applied.push((revision, config));
+                    Output::Apply {
+                        revision, config, ..
+                    } => {
+                        self.applied.push((revision, Value::clone(&config)));
                         self.agent.applied(revision, Ok(()));
                     }
                 }
@@ -140,7 +143,7 @@ impl Link {
     /// The controller changes the node's configuration.
     fn change(&mut self, config: Value) {
         self.controller.revision += 1;
-        self.controller.config = config;
+        self.controller.config = Arc::new(config);
         if let Some(p) = self.peer.as_mut() {
             p.publish(self.controller.revision, &self.controller.config, None);
         }
@@ -178,7 +181,7 @@ fn an_agent_gets_its_configuration_and_says_it_applied_it() {
     let next = json!({"vips": ["192.168.133.74", "192.168.133.75"], "asn": 64501});
     l.change(next.clone());
     assert_eq!(l.applied.last(), Some(&(2, next.clone())));
-    assert_eq!(l.agent.config(), Some(&(2, next)));
+    assert_eq!(l.agent.config(), Some(&(2, Arc::new(next))));
     assert_eq!(l.agent.applied_revision(), Some(2));
 }
 
@@ -188,7 +191,7 @@ fn changes_after_the_first_go_as_deltas() {
     l.settle();
     let mut sent = Vec::new();
     let peer = l.peer.as_mut().unwrap();
-    peer.publish(2, &json!({"vips": [], "asn": 64501}), None);
+    peer.publish(2, &Arc::new(json!({"vips": [], "asn": 64501})), None);
     while let Some(e) = peer.poll_event() {
         sent.push(e);
     }
@@ -229,7 +232,7 @@ fn a_controller_that_goes_away_leaves_the_configuration_in_force_and_the_agent_c
     assert_eq!(l.agent.config().map(|c| c.0), Some(1), "kept");
     // Meanwhile the configuration changed; the controller comes back.
     l.controller.revision = 5;
-    l.controller.config = json!({"vips": [], "asn": 64501});
+    l.controller.config = Arc::new(json!({"vips": [], "asn": 64501}));
     l.up = true;
     l.wait(Duration::from_secs(10));
     assert!(l.agent.is_ready());

@@ -3,7 +3,7 @@
 //! The protocol's cores ([`strata_southbound`]) decide what to say; these move its frames
 //! through smoltcp sockets.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
@@ -64,8 +64,8 @@ pub struct Client {
     decoder: Decoder,
     out: Vec<u8>,
     was_ready: bool,
-    /// Configurations to apply, in order.
-    pub(crate) to_apply: VecDeque<(u64, Value)>,
+    /// Configurations to apply, in order: revision, the whole, what changed.
+    pub(crate) to_apply: VecDeque<(u64, std::sync::Arc<Value>, Option<Value>)>,
     /// Times this agent has (re)connected and been accepted.
     pub sessions: u64,
 }
@@ -189,7 +189,11 @@ impl Client {
                 }
                 Output::Send(m) => frame::encode(&m, &mut self.out),
                 Output::Close => self.drop_socket(sockets, reaper),
-                Output::Apply { revision, config } => self.to_apply.push_back((revision, config)),
+                Output::Apply {
+                    revision,
+                    config,
+                    patch,
+                } => self.to_apply.push_back((revision, config, patch)),
             }
         }
         if let Some(h) = self.socket {
@@ -222,7 +226,7 @@ pub struct Server {
     secret: String,
     timers: Timers,
     conns: Vec<Conn>,
-    configs: BTreeMap<String, (u64, Value)>,
+    configs: strata_southbound::Configs,
     events: Vec<Event>,
     /// Connections refused or dropped, with the reason (for the log).
     pub closed: Vec<String>,
@@ -252,15 +256,15 @@ impl Server {
             secret,
             timers,
             conns,
-            configs: BTreeMap::new(),
+            configs: strata_southbound::Configs::default(),
             events: Vec::new(),
             closed: Vec::new(),
         }
     }
 
     /// The configurations to serve, by node; each connected agent is sent what changed.
-    pub(crate) fn publish(&mut self, configs: &BTreeMap<String, (u64, Value)>) {
-        self.configs.clone_from(configs);
+    pub(crate) fn publish(&mut self, configs: &strata_southbound::Configs) {
+        self.configs = configs.clone();
         for conn in &mut self.conns {
             if let Some(peer) = conn.peer.as_mut() {
                 publish(peer, &self.configs, conn.applied);
@@ -373,7 +377,7 @@ impl Server {
     }
 }
 
-fn publish(peer: &mut Peer, configs: &BTreeMap<String, (u64, Value)>, applied: Option<u64>) {
+fn publish(peer: &mut Peer, configs: &strata_southbound::Configs, applied: Option<u64>) {
     let Some(node) = peer.node() else {
         return;
     };
