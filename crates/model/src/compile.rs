@@ -40,6 +40,7 @@ pub struct Probe {
     /// `tcp` or `http`.
     pub protocol: String,
     pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_path: Option<String>,
     pub interval_seconds: u32,
     pub number_of_probes: u32,
@@ -58,8 +59,10 @@ pub struct Backend {
     pub dip: IpAddr,
     pub port: u16,
     /// The server (host) the NIC is on, if the NIC names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     /// The NIC's MAC address as the Network Controller writes it (`001DD8070001`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     /// The provider address of the backend's host, once its agent has reported one
     /// (see [`Observed`]): where the Muxes send the VIP's traffic in VXLAN.
@@ -97,6 +100,7 @@ pub struct Vip {
     /// The loadBalancingRule or inboundNatRule this entry comes from.
     pub rule: String,
     pub distribution: Distribution,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<Probe>,
     /// The VXLAN network identifier the Mux encapsulates with.
     pub vni: u32,
@@ -141,6 +145,7 @@ pub struct Mapping {
     pub frontend_port: u16,
     pub dip: IpAddr,
     pub backend_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     /// The VXLAN network identifier the Muxes send this VIP's traffic with.
     pub vni: u32,

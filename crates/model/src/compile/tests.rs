@@ -250,3 +250,28 @@ fn a_frontend_on_a_public_ip_address_takes_its_address_and_all_means_both_protoc
     assert!(v[0].backends.is_empty());
     assert!(hosts(&v).is_empty());
 }
+
+#[test]
+fn compiled_configurations_hold_no_null_so_changes_travel_as_merge_patches() {
+    // RFC 7396 cannot say "set to null": a configuration with one would go whole.
+    fn has_null(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Array(a) => a.iter().any(has_null),
+            Value::Object(m) => m.values().any(has_null),
+            _ => false,
+        }
+    }
+    let mut d = portal();
+    d.put(
+        "loadBalancerMuxes",
+        "MuxVM",
+        json!({"properties": {"routerConfiguration": {"localASN": 64501, "peerRouterConfigurations": []}}}),
+    );
+    let v = vips(&d);
+    assert!(v.iter().any(|v| v.probe.is_none()), "an entry without a probe");
+    let m = serde_json::to_value(mux(d.all("loadBalancerMuxes")[0], &v).unwrap()).unwrap();
+    assert!(!has_null(&m), "{m}");
+    let h = serde_json::to_value(&hosts(&v)["/servers/hypervhost"]).unwrap();
+    assert!(!has_null(&h), "{h}");
+}
