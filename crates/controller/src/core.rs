@@ -65,8 +65,13 @@ pub struct Controller<S> {
     last_allocated: Option<IpAddr>,
     /// Resources whose provisioningState is Updating, with the revision of their write.
     updating: BTreeMap<Key, u64>,
+    /// The last writes, oldest first: revision, collection, id (lowercase).
+    log: std::collections::VecDeque<(u64, &'static str, String)>,
     rng: u64,
 }
+
+/// How many writes [`Controller::changes_since`] remembers.
+const LOG_LEN: usize = 4096;
 
 /// The provisioningState of a resource whose change is still on its way to the nodes.
 pub const UPDATING: &str = "Updating";
@@ -87,6 +92,7 @@ impl<S: Store> Controller<S> {
             vips: HashMap::new(),
             last_allocated: None,
             updating: BTreeMap::new(),
+            log: std::collections::VecDeque::new(),
             rng: seed | 1,
         };
         for (kind_name, id, doc) in snapshot.docs {
@@ -139,6 +145,32 @@ impl<S: Store> Controller<S> {
                     }
                 }
             }
+        }
+    }
+
+    /// The resources written (created, changed or deleted) after `revision`, as
+    /// (collection, id), oldest first; `None` if that reaches back further than the
+    /// controller remembers (compile everything again).
+    pub fn changes_since(&self, revision: u64) -> Option<Vec<(&'static str, &str)>> {
+        if revision >= self.revision {
+            return Some(Vec::new());
+        }
+        match self.log.front() {
+            Some((first, ..)) if *first <= revision + 1 => Some(
+                self.log
+                    .iter()
+                    .filter(|(r, ..)| *r > revision)
+                    .map(|(_, kind, id)| (*kind, id.as_str()))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    fn logged(&mut self, kind: &'static str, id: &str) {
+        self.log.push_back((self.revision, kind, id.to_string()));
+        if self.log.len() > LOG_LEN {
+            self.log.pop_front();
         }
     }
 
@@ -362,6 +394,7 @@ impl<S: Store> Controller<S> {
             }],
         )?;
         self.unindex(&key);
+        self.logged(kind.name, &key.1);
         self.updating.insert(key.clone(), self.revision);
         self.index(key, doc.clone());
         if allocated.is_some() {
@@ -390,6 +423,7 @@ impl<S: Store> Controller<S> {
             }],
         )?;
         self.unindex(&key);
+        self.logged(kind.name, &key.1);
         self.updating.remove(&key);
         Ok(())
     }

@@ -3,11 +3,12 @@
 //! gets its DIPs' mappings and probes. [`Publisher`] numbers each node's configuration
 //! with the revision at which it last changed, so an agent is sent only what changed.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde_json::Value;
-use strata_model::compile::{self, Observed, Resources};
+use strata_model::compile::{self, Observed, Resources, Vip};
 use strata_model::doc::canonical;
 
 use crate::core::Controller;
@@ -30,20 +31,46 @@ impl<S: Store> Resources for Controller<S> {
 /// Every node's configuration as JSON, by node name, with what the agents reported
 /// (`observed`: the hosts' provider addresses and the DIPs' health).
 pub fn compile<S: Store>(c: &Controller<S>, observed: &Observed) -> BTreeMap<String, Value> {
-    let vips = compile::vips(c);
+    assemble(c, &compile::vips(c), observed, &mut HashMap::new())
+}
+
+/// Each node's configuration from the VIP entries. `json` keeps each entry as the Muxes
+/// last got it, so an entry that did not change is not written out again.
+fn assemble<S: Store>(
+    c: &Controller<S>,
+    vips: &[Vip],
+    observed: &Observed,
+    json: &mut HashMap<String, (Vip, Value)>,
+) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
-    let observed_vips = compile::observe(&vips, observed);
+    let observed_vips = compile::observe(vips, observed);
+    let mut entries = serde_json::Map::new();
+    for v in &observed_vips {
+        let key = v.key();
+        let value = match json.get(&key) {
+            Some((cached, value)) if cached == v => value.clone(),
+            _ => {
+                let value = serde_json::to_value(v).unwrap_or(Value::Null);
+                json.insert(key.clone(), (v.clone(), value.clone()));
+                value
+            }
+        };
+        entries.insert(key, value);
+    }
+    json.retain(|k, _| entries.contains_key(k));
+    let entries = Value::Object(entries);
     for mux in c.documents("loadBalancerMuxes") {
         let (Some(id), Some(config)) = (
             mux.get("resourceId").and_then(Value::as_str),
-            compile::mux(mux, &observed_vips),
+            compile::mux(mux, &[]),
         ) else {
             continue;
         };
-        let value = serde_json::json!({"role": "mux", "mux": config});
+        let mut value = serde_json::json!({"role": "mux", "mux": config});
+        value["mux"]["vips"] = entries.clone();
         out.insert(id.to_string(), value);
     }
-    let hosts = compile::hosts(&vips);
+    let hosts = compile::hosts(vips);
     for server in c.documents("servers") {
         let (Some(id), Some(reference)) = (
             server.get("resourceId").and_then(Value::as_str),
@@ -61,6 +88,167 @@ pub fn compile<S: Store>(c: &Controller<S>, observed: &Observed) -> BTreeMap<Str
         );
     }
     out
+}
+
+/// Reads resources for the compiler and notes which resources it read.
+struct Recording<'a, S> {
+    c: &'a Controller<S>,
+    reads: RefCell<BTreeSet<String>>,
+}
+
+impl<S: Store> Resources for Recording<'_, S> {
+    fn get(&self, reference: &str) -> Option<&Value> {
+        // The resource the reference is in: its first two segments.
+        let top: String = canonical(reference)
+            .split('/')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("/");
+        self.reads.borrow_mut().insert(top);
+        self.c.resolve_ref(reference)
+    }
+
+    fn all(&self, collection: &str) -> Vec<&Value> {
+        self.c.documents(collection)
+    }
+
+    fn referrers(&self, canonical: &str) -> Vec<(String, String)> {
+        self.c.referrers_of(canonical)
+    }
+}
+
+/// The id of the load balancer a (canonical) reference points into, if it does.
+fn load_balancer_of(reference: &str) -> Option<&str> {
+    reference.strip_prefix("/loadbalancers/")?.split('/').next()
+}
+
+/// Every reference in a document.
+fn references_in<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("resourceRef") {
+                out.push(r);
+            }
+            m.values().for_each(|v| references_in(v, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| references_in(v, out)),
+        _ => {}
+    }
+}
+
+/// Compiles as the resources change: each load balancer's VIP entries are kept, and a
+/// write compiles again only the load balancers it can change (the one written, those
+/// that read the resource written, those a written NIC or public IP address refers
+/// to). What the result is does not depend on it: [`compile`] gives the same.
+#[derive(Debug, Default)]
+pub struct Compiler {
+    /// The controller revision the entries are at.
+    at: Option<u64>,
+    /// Each load balancer's entries, by id (lowercase).
+    lbs: BTreeMap<String, Vec<Vip>>,
+    /// What each load balancer's entries were compiled from: resource references.
+    reads: HashMap<String, BTreeSet<String>>,
+    /// The other way: by resource reference, the load balancers that read it.
+    readers: HashMap<String, BTreeSet<String>>,
+    json: HashMap<String, (Vip, Value)>,
+}
+
+impl Compiler {
+    pub fn new() -> Compiler {
+        Compiler::default()
+    }
+
+    /// Every node's configuration, as [`compile`] gives it.
+    pub fn compile<S: Store>(
+        &mut self,
+        c: &Controller<S>,
+        observed: &Observed,
+    ) -> BTreeMap<String, Value> {
+        self.update(c);
+        let mut vips: Vec<Vip> = self.lbs.values().flatten().cloned().collect();
+        compile::sort_vips(&mut vips);
+        assemble(c, &vips, observed, &mut self.json)
+    }
+
+    fn update<S: Store>(&mut self, c: &Controller<S>) {
+        let changes = self.at.and_then(|at| c.changes_since(at));
+        self.at = Some(c.revision());
+        let Some(changes) = changes else {
+            // From scratch.
+            self.lbs.clear();
+            self.reads.clear();
+            self.readers.clear();
+            let ids: Vec<String> = c
+                .documents("loadBalancers")
+                .iter()
+                .filter_map(|d| d.get("resourceId")?.as_str())
+                .map(str::to_ascii_lowercase)
+                .collect();
+            for id in ids {
+                self.compile_lb(c, &id);
+            }
+            return;
+        };
+        let mut dirty = BTreeSet::new();
+        for (kind, id) in changes {
+            let reference = canonical(&format!("/{kind}/{id}"));
+            if kind == "loadBalancers" {
+                dirty.insert(id.to_ascii_lowercase());
+            }
+            if let Some(lbs) = self.readers.get(&reference) {
+                dirty.extend(lbs.iter().cloned());
+            }
+            // What it refers to now (a NIC joining a pool), or what refers to it now (a
+            // frontend on a public IP address).
+            let mut refs = Vec::new();
+            if let Some(doc) = c.resolve_ref(&reference) {
+                references_in(doc, &mut refs);
+            }
+            let referrers = c.referrers_of(&reference);
+            for r in refs
+                .into_iter()
+                .map(canonical)
+                .chain(referrers.into_iter().map(|(from, _)| canonical(&from)))
+            {
+                if let Some(lb) = load_balancer_of(&r) {
+                    dirty.insert(lb.to_string());
+                }
+            }
+        }
+        for id in dirty {
+            self.compile_lb(c, &id);
+        }
+    }
+
+    /// Compiles one load balancer's entries again (or forgets it, if it is gone).
+    fn compile_lb<S: Store>(&mut self, c: &Controller<S>, id: &str) {
+        for read in self.reads.remove(id).unwrap_or_default() {
+            if let Some(lbs) = self.readers.get_mut(&read) {
+                lbs.remove(id);
+                if lbs.is_empty() {
+                    self.readers.remove(&read);
+                }
+            }
+        }
+        let Some(doc) = c.resolve_ref(&format!("/loadBalancers/{id}")) else {
+            self.lbs.remove(id);
+            return;
+        };
+        let recording = Recording {
+            c,
+            reads: RefCell::new(BTreeSet::new()),
+        };
+        let vips = compile::lb_vips(&recording, doc);
+        let reads = recording.reads.into_inner();
+        for read in &reads {
+            self.readers
+                .entry(read.clone())
+                .or_default()
+                .insert(id.to_string());
+        }
+        self.reads.insert(id.to_string(), reads);
+        self.lbs.insert(id.to_string(), vips);
+    }
 }
 
 /// Each node's configuration and the revision at which it last changed.
@@ -95,7 +283,8 @@ impl Publisher {
             match self.nodes.get(&node) {
                 Some((_, old)) if **old == config => {}
                 _ => {
-                    self.nodes.insert(node.clone(), (revision, Arc::new(config)));
+                    self.nodes
+                        .insert(node.clone(), (revision, Arc::new(config)));
                     changed.push(node);
                 }
             }
@@ -273,5 +462,85 @@ mod tests {
         assert_eq!(gone, ["MuxVM"]);
         assert!(!p.knows("MuxVM"));
         assert!(p.knows("HyperVHost"));
+    }
+
+    /// A step of a random history of writes.
+    fn step(c: &mut Controller<MemStore>, rng: &mut u64) {
+        *rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let r = (*rng >> 33) as usize;
+        let lb = format!("lb{}", r % 4);
+        let nic = format!("nic{}", (r / 4) % 4);
+        let pool = |lb: &str| json!({"resourceRef": format!("/loadBalancers/{lb}/backendAddressPools/web")});
+        let _ = match (r / 16) % 7 {
+            0 | 1 => c.put(
+                kind("loadBalancers").unwrap(),
+                &lb,
+                json!({"properties": {
+                    "frontendIPConfigurations": [{"resourceId": "fe", "properties": {"privateIPAllocationMethod": "Dynamic"}}],
+                    "backendAddressPools": [{"resourceId": "web"}],
+                    "probes": [{"resourceId": "p", "properties": {"protocol": "Tcp", "port": 80 + (r % 3) as u64}}],
+                    "loadBalancingRules": [{"resourceId": "http", "properties": {"protocol": "Tcp",
+                        "frontendPort": 80 + (r % 2) as u64, "backendPort": 80,
+                        "frontendIPConfigurations": [{"resourceRef": format!("/loadBalancers/{lb}/frontendIPConfigurations/fe")}],
+                        "backendAddressPool": {"resourceRef": format!("/loadBalancers/{lb}/backendAddressPools/web")},
+                        "probe": {"resourceRef": format!("/loadBalancers/{lb}/probes/p")}}}]
+                }}),
+                None,
+            ).map(drop),
+            2 | 3 => {
+                // A NIC in one or two pools (that exist).
+                let other = format!("lb{}", (r / 128) % 4);
+                let pools: Vec<Value> = [lb.as_str(), other.as_str()]
+                    .iter()
+                    .filter(|l| c.resolve_ref(&format!("/loadBalancers/{l}")).is_some())
+                    .map(|l| pool(l))
+                    .collect();
+                c.put(
+                    kind("networkInterfaces").unwrap(),
+                    &nic,
+                    json!({"properties": {
+                        "server": {"resourceRef": "/servers/HyperVHost"},
+                        "privateMacAddress": format!("001DD80700{:02X}", (r / 4) % 4),
+                        "ipConfigurations": [{"resourceId": "ip1", "properties": {
+                            "privateIPAddress": format!("192.168.100.{}", 70 + (r / 4) % 4),
+                            "loadBalancerBackendAddressPools": pools}}]}}),
+                    None,
+                )
+                .map(drop)
+            }
+            4 => c.delete(kind("networkInterfaces").unwrap(), &nic, None),
+            5 => c.delete(kind("loadBalancers").unwrap(), &lb, None),
+            _ => c.put(
+                kind("credentials").unwrap(),
+                "x",
+                json!({"properties": {"type": "UsernamePassword"}}),
+                None,
+            ).map(drop),
+        };
+    }
+
+    #[test]
+    fn compiling_as_resources_change_gives_what_compiling_everything_gives() {
+        for seed in 1..40u64 {
+            let mut c = Controller::open(MemStore::default(), 1).unwrap();
+            portal(&mut c);
+            let mut compiler = Compiler::new();
+            let mut rng = seed;
+            let observed = observed();
+            for i in 0..60 {
+                step(&mut c, &mut rng);
+                // Sometimes several writes between two compilations.
+                if i % 3 == 0 {
+                    continue;
+                }
+                assert_eq!(
+                    compiler.compile(&c, &observed),
+                    compile(&c, &observed),
+                    "seed {seed}, step {i}"
+                );
+            }
+        }
     }
 }

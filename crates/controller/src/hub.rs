@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 
-
 use strata_southbound::peer::Event;
 
 use crate::core::Controller;
-use crate::desired::{self, Publisher};
+use crate::desired::{Compiler, Publisher};
 use crate::slb::{HealthChange, SlbManager};
 use crate::store::Store;
 
@@ -24,6 +23,7 @@ pub enum NodeState {
 #[derive(Debug)]
 pub struct Hub {
     secret: String,
+    compiler: Compiler,
     publisher: Publisher,
     /// What the publisher holds, shared with whoever serves it.
     snapshot: strata_southbound::Configs,
@@ -52,6 +52,7 @@ impl Hub {
     pub fn new(secret: impl Into<String>) -> Hub {
         Hub {
             secret: secret.into(),
+            compiler: Compiler::new(),
             publisher: Publisher::new(),
             snapshot: strata_southbound::Configs::default(),
             slb: SlbManager::new(),
@@ -76,7 +77,7 @@ impl Hub {
         let revision = c.revision().max(self.revision + 1);
         let (changed, gone) = self
             .publisher
-            .update(revision, desired::compile(c, self.slb.observed()));
+            .update(revision, self.compiler.compile(c, self.slb.observed()));
         if !changed.is_empty() {
             self.revision = revision;
         }

@@ -256,86 +256,100 @@ fn backend(r: &dyn Resources, ip_configuration: &str, port: u16) -> Option<Backe
 
 /// Every VIP entry the load balancers define, in a stable order.
 pub fn vips(r: &dyn Resources) -> Vec<Vip> {
-    let mut out = Vec::new();
-    for lb in r.all("loadBalancers") {
-        let rules = lb
-            .pointer("/properties/loadBalancingRules")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for rule in rules {
-            let Some(rule_ref) = rule.get("resourceRef").and_then(Value::as_str) else {
-                continue;
-            };
-            let Some(frontend_port) = port_at(rule, "/properties/frontendPort") else {
-                continue;
-            };
-            let backend_port = port_at(rule, "/properties/backendPort").unwrap_or(frontend_port);
-            let pool = rule
-                .pointer("/properties/backendAddressPool")
-                .and_then(ref_of);
-            let mut backends: Vec<Backend> = pool
-                .map(|p| r.referrers(&canonical(p)))
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(_, field)| field == "loadBalancerBackendAddressPools")
-                .filter_map(|(ipc, _)| backend(r, &ipc, backend_port))
-                .collect();
-            backends.sort_by(|a, b| a.ip_configuration.cmp(&b.ip_configuration));
-            let probe = rule
-                .pointer("/properties/probe")
-                .and_then(ref_of)
-                .and_then(|p| probe(r, p));
-            let template = Vip {
-                vip: IpAddr::from([0, 0, 0, 0]),
-                protocol: Protocol::Tcp,
-                port: frontend_port,
-                rule: rule_ref.to_string(),
-                distribution: distribution(str_at(rule, "/properties/loadDistribution")),
-                probe,
-                vni: LOGICAL_NETWORK_VNI,
-                backends,
-            };
-            entries(r, rule, &template, &mut out);
-        }
-        let nat_rules = lb
-            .pointer("/properties/inboundNatRules")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for rule in nat_rules {
-            let Some(rule_ref) = rule.get("resourceRef").and_then(Value::as_str) else {
-                continue;
-            };
-            let (Some(frontend_port), Some(backend_port)) = (
-                port_at(rule, "/properties/frontendPort"),
-                port_at(rule, "/properties/backendPort"),
-            ) else {
-                continue;
-            };
-            let backends: Vec<Backend> = r
-                .referrers(&canonical(rule_ref))
-                .into_iter()
-                .filter(|(_, field)| field == "loadBalancerInboundNatRules")
-                .filter_map(|(ipc, _)| backend(r, &ipc, backend_port))
-                .take(1)
-                .collect();
-            let template = Vip {
-                vip: IpAddr::from([0, 0, 0, 0]),
-                protocol: Protocol::Tcp,
-                port: frontend_port,
-                rule: rule_ref.to_string(),
-                distribution: Distribution::FiveTuple,
-                probe: None,
-                vni: LOGICAL_NETWORK_VNI,
-                backends,
-            };
-            entries(r, rule, &template, &mut out);
-        }
-    }
-    out.sort_by(|a, b| {
+    let mut out: Vec<Vip> = r
+        .all("loadBalancers")
+        .into_iter()
+        .flat_map(|lb| lb_vips(r, lb))
+        .collect();
+    sort_vips(&mut out);
+    out
+}
+
+/// The stable order of VIP entries: VIP, protocol, port, rule.
+pub fn sort_vips(vips: &mut [Vip]) {
+    vips.sort_by(|a, b| {
         (a.vip, a.protocol, a.port, &a.rule).cmp(&(b.vip, b.protocol, b.port, &b.rule))
     });
+}
+
+/// The VIP entries of one load balancer (what it reads besides its own document: the
+/// NICs in its pools and NAT rules, the public IP addresses of its frontends).
+pub fn lb_vips(r: &dyn Resources, lb: &Value) -> Vec<Vip> {
+    let mut out = Vec::new();
+    let rules = lb
+        .pointer("/properties/loadBalancingRules")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for rule in rules {
+        let Some(rule_ref) = rule.get("resourceRef").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(frontend_port) = port_at(rule, "/properties/frontendPort") else {
+            continue;
+        };
+        let backend_port = port_at(rule, "/properties/backendPort").unwrap_or(frontend_port);
+        let pool = rule
+            .pointer("/properties/backendAddressPool")
+            .and_then(ref_of);
+        let mut backends: Vec<Backend> = pool
+            .map(|p| r.referrers(&canonical(p)))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, field)| field == "loadBalancerBackendAddressPools")
+            .filter_map(|(ipc, _)| backend(r, &ipc, backend_port))
+            .collect();
+        backends.sort_by(|a, b| a.ip_configuration.cmp(&b.ip_configuration));
+        let probe = rule
+            .pointer("/properties/probe")
+            .and_then(ref_of)
+            .and_then(|p| probe(r, p));
+        let template = Vip {
+            vip: IpAddr::from([0, 0, 0, 0]),
+            protocol: Protocol::Tcp,
+            port: frontend_port,
+            rule: rule_ref.to_string(),
+            distribution: distribution(str_at(rule, "/properties/loadDistribution")),
+            probe,
+            vni: LOGICAL_NETWORK_VNI,
+            backends,
+        };
+        entries(r, rule, &template, &mut out);
+    }
+    let nat_rules = lb
+        .pointer("/properties/inboundNatRules")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for rule in nat_rules {
+        let Some(rule_ref) = rule.get("resourceRef").and_then(Value::as_str) else {
+            continue;
+        };
+        let (Some(frontend_port), Some(backend_port)) = (
+            port_at(rule, "/properties/frontendPort"),
+            port_at(rule, "/properties/backendPort"),
+        ) else {
+            continue;
+        };
+        let backends: Vec<Backend> = r
+            .referrers(&canonical(rule_ref))
+            .into_iter()
+            .filter(|(_, field)| field == "loadBalancerInboundNatRules")
+            .filter_map(|(ipc, _)| backend(r, &ipc, backend_port))
+            .take(1)
+            .collect();
+        let template = Vip {
+            vip: IpAddr::from([0, 0, 0, 0]),
+            protocol: Protocol::Tcp,
+            port: frontend_port,
+            rule: rule_ref.to_string(),
+            distribution: Distribution::FiveTuple,
+            probe: None,
+            vni: LOGICAL_NETWORK_VNI,
+            backends,
+        };
+        entries(r, rule, &template, &mut out);
+    }
     out
 }
 

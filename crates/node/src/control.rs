@@ -115,7 +115,11 @@ pub(crate) fn apply(
                 .pointer("/mux/vips")
                 .and_then(Value::as_object)
                 .ok_or("configuration: no mux.vips")?;
-            let keys: Vec<&str> = changed.iter().flat_map(|(_, m)| m.keys()).map(String::as_str).collect();
+            let keys: Vec<&str> = changed
+                .iter()
+                .flat_map(|(_, m)| m.keys())
+                .map(String::as_str)
+                .collect();
             apply_mux_entries(vips, &keys, mux)?;
             return Ok(None);
         }
@@ -199,7 +203,10 @@ fn parse_vip_key(key: &str) -> Option<VipKey> {
         _ => return None,
     };
     let port = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some(VipKey { vip, proto, port })
+    parts
+        .next()
+        .is_none()
+        .then_some(VipKey { vip, proto, port })
 }
 
 /// The Mux's VIP entries (and each DIP's health) from the compiled VIPs.
@@ -435,13 +442,16 @@ fn apply_host_dips(
 fn slb_dip(vfp: &strata_vswitch::vfp::Port) -> Option<Ipv4Addr> {
     use strata_vswitch::vfp::Action;
     let nat = vfp.layers().iter().find(|l| l.name == NAT_LAYER)?;
-    nat.groups.iter().flat_map(|g| &g.rules).find_map(|r| match &r.action {
-        Action::Nat(spec) => match spec.dst {
-            Some((IpAddr::V4(d), _)) => Some(d),
+    nat.groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .find_map(|r| match &r.action {
+            Action::Nat(spec) => match spec.dst {
+                Some((IpAddr::V4(d), _)) => Some(d),
+                _ => None,
+            },
             _ => None,
-        },
-        _ => None,
-    })
+        })
 }
 
 #[cfg(test)]

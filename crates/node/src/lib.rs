@@ -260,6 +260,8 @@ pub struct Node {
     report_due: bool,
     /// The DIPs this host's VFP has been programmed for.
     programmed: Vec<Ipv4Addr>,
+    /// What the speaker announces, and the Mux's generation it was worked out at.
+    wanted: Option<(u64, std::collections::BTreeSet<Ipv4Net>)>,
     /// Sockets of finished clients, removed once closed.
     reaper: Vec<smoltcp::iface::SocketHandle>,
     iface: Iface,
@@ -466,6 +468,7 @@ impl Node {
             control_server,
             report_due: false,
             programmed: Vec::new(),
+            wanted: None,
             reaper: Vec::new(),
             iface,
             device,
@@ -726,23 +729,26 @@ impl Node {
                 p
             };
             if let Some(bgp) = self.bgp.as_mut() {
-                let mut wanted: std::collections::BTreeSet<Ipv4Net> =
-                    bgp.networks().iter().copied().collect();
-                if bgp.wants_vips()
-                    && let Some(mux) = &self.mux
-                {
-                    for (config, healthy) in mux.vips() {
-                        if healthy.iter().any(|h| *h) {
-                            wanted.insert(Ipv4Net::from(config.key.vip));
-                        }
+                // What to announce: worked out again only when the VIPs changed.
+                let generation = self.mux.as_ref().map_or(0, Mux::generation);
+                let fresh = self.wanted.as_ref().is_none_or(|(g, _)| *g != generation);
+                if fresh {
+                    let mut wanted: std::collections::BTreeSet<Ipv4Net> =
+                        bgp.networks().iter().copied().collect();
+                    if bgp.wants_vips()
+                        && let Some(mux) = &self.mux
+                    {
+                        wanted.extend(mux.live_vips().map(Ipv4Net::from));
                     }
+                    self.wanted = Some((generation, wanted));
                 }
+                let wanted = self.wanted.as_ref().map(|(_, w)| w);
                 progressed |= bgp.poll(
                     now,
                     self.iface.context(),
                     &mut self.sockets,
                     &mut self.router,
-                    &wanted,
+                    wanted.filter(|_| fresh),
                     &mut port,
                 );
             }

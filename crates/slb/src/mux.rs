@@ -237,6 +237,8 @@ pub struct Mux {
     flows: FlowTable,
     counters: Counters,
     ident: u16,
+    /// Moves on with every change to the VIP entries or their DIPs' health.
+    generation: u64,
 }
 
 /// Flow table value: VIP slot in the high half, DIP position in the low half.
@@ -261,6 +263,7 @@ impl Mux {
             index: HashMap::new(),
             counters: Counters::default(),
             ident: 0,
+            generation: 0,
         }
     }
 
@@ -279,6 +282,7 @@ impl Mux {
     /// Installs or replaces a VIP entry. DIPs start healthy. Established flows to DIPs
     /// that remain keep them.
     pub fn set_vip(&mut self, config: VipConfig) {
+        self.generation += 1;
         let key = config.key;
         let old = self.index.get(&key).copied();
         let replaced = old
@@ -313,7 +317,23 @@ impl Mux {
     pub fn remove_vip(&mut self, key: &VipKey) {
         if let Some(slot) = self.index.remove(key) {
             self.vips[slot] = None;
+            self.generation += 1;
         }
+    }
+
+    /// Moves on with every change to the VIP entries or their DIPs' health: what the
+    /// node announces need only be worked out again when it has.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The addresses of the VIP entries that have a healthy DIP (what a Mux announces).
+    pub fn live_vips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.vips
+            .iter()
+            .flatten()
+            .filter(|s| s.members.iter().flatten().any(|m| m.healthy))
+            .map(|s| s.config.key.vip)
     }
 
     /// Marks a DIP of every VIP entry healthy or not (a health probe's verdict). Returns
@@ -332,6 +352,9 @@ impl Mux {
                 state.rebuild();
                 changed = true;
             }
+        }
+        if changed {
+            self.generation += 1;
         }
         changed
     }

@@ -395,3 +395,43 @@ fn lists_are_by_collection_and_singletons_have_one_name() {
         assert!(matches!(bad, Err(Error::Invalid(_))));
     });
 }
+
+#[test]
+fn the_change_log_names_each_write_and_says_when_it_no_longer_reaches_back() {
+    let mut c = Controller::open(MemStore::default(), 1).unwrap();
+    assert_eq!(c.changes_since(0), Some(Vec::new()));
+    c.put(k("logicalNetworks"), "Public", public_network(), None)
+        .unwrap();
+    c.put(k("loadBalancerManager"), "config", manager(), None)
+        .unwrap();
+    let r = c.revision();
+    c.delete(k("loadBalancerManager"), "config", None).unwrap();
+    assert_eq!(
+        c.changes_since(0),
+        Some(vec![
+            ("logicalNetworks", "public"),
+            ("loadBalancerManager", "config"),
+            ("loadBalancerManager", "config"),
+        ])
+    );
+    assert_eq!(
+        c.changes_since(r),
+        Some(vec![("loadBalancerManager", "config")])
+    );
+    assert_eq!(c.changes_since(c.revision()), Some(Vec::new()));
+    // Past what it remembers: no answer rather than a partial one.
+    for i in 0..LOG_LEN {
+        c.put(
+            k("credentials"),
+            &format!("c{}", i % 3),
+            json!({"properties": {"type": "UsernamePassword"}}),
+            None,
+        )
+        .unwrap();
+    }
+    assert_eq!(c.changes_since(0), None);
+    assert_eq!(c.changes_since(r), None);
+    let last = c.changes_since(c.revision() - LOG_LEN as u64).unwrap();
+    assert_eq!(last.len(), LOG_LEN);
+    assert_eq!(c.changes_since(c.revision() - 1).unwrap().len(), 1);
+}

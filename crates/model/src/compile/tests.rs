@@ -269,7 +269,10 @@ fn compiled_configurations_hold_no_null_so_changes_travel_as_merge_patches() {
         json!({"properties": {"routerConfiguration": {"localASN": 64501, "peerRouterConfigurations": []}}}),
     );
     let v = vips(&d);
-    assert!(v.iter().any(|v| v.probe.is_none()), "an entry without a probe");
+    assert!(
+        v.iter().any(|v| v.probe.is_none()),
+        "an entry without a probe"
+    );
     let m = serde_json::to_value(mux(d.all("loadBalancerMuxes")[0], &v).unwrap()).unwrap();
     assert!(!has_null(&m), "{m}");
     let h = serde_json::to_value(&hosts(&v)["/servers/hypervhost"]).unwrap();

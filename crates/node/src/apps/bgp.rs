@@ -288,14 +288,15 @@ impl Speaker {
     }
 
     /// Runs the sessions: starts them, moves bytes, runs timers, announces what is
-    /// `wanted` now, installs what changed. Returns whether anything moved.
+    /// `wanted` now (`None`: what was wanted before), installs what changed. Returns
+    /// whether anything moved.
     pub(crate) fn poll(
         &mut self,
         now: Duration,
         cx: &mut Context,
         sockets: &mut SocketSet<'static>,
         router: &mut Router,
-        wanted: &BTreeSet<Ipv4Net>,
+        wanted: Option<&BTreeSet<Ipv4Net>>,
         port: &mut dyn FnMut() -> u16,
     ) -> bool {
         let mut progressed = false;
@@ -375,20 +376,22 @@ impl Speaker {
         }
         self.core.poll(now);
         // Our routes: announce what is wanted and not yet announced, withdraw the rest.
-        let add: Vec<IpNet> = wanted
-            .difference(&self.announced)
-            .map(|p| IpNet::V4(*p))
-            .collect();
-        let remove: Vec<Ipv4Net> = self.announced.difference(wanted).copied().collect();
-        if !add.is_empty() {
-            // Unspecified: our own address toward each neighbor.
-            self.core
-                .announce_all(&add, IpAddr::V4(Ipv4Addr::UNSPECIFIED), now);
+        if let Some(wanted) = wanted {
+            let add: Vec<IpNet> = wanted
+                .difference(&self.announced)
+                .map(|p| IpNet::V4(*p))
+                .collect();
+            let remove: Vec<Ipv4Net> = self.announced.difference(wanted).copied().collect();
+            if !add.is_empty() {
+                // Unspecified: our own address toward each neighbor.
+                self.core
+                    .announce_all(&add, IpAddr::V4(Ipv4Addr::UNSPECIFIED), now);
+            }
+            for p in remove {
+                self.core.withdraw(IpNet::V4(p), now);
+            }
+            self.announced.clone_from(wanted);
         }
-        for p in remove {
-            self.core.withdraw(IpNet::V4(p), now);
-        }
-        self.announced.clone_from(wanted);
         while let Some(output) = self.core.poll_output() {
             progressed = true;
             self.carry_out(output, cx, sockets, router, port);

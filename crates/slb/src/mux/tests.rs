@@ -564,3 +564,41 @@ fn an_encapsulation_that_would_pass_65535_bytes_is_refused() {
         Err(MuxDrop::BufferTooSmall)
     );
 }
+
+#[test]
+fn the_generation_moves_with_every_change_and_live_vips_are_those_with_a_healthy_dip() {
+    let mut m = Mux::new(MuxConfig::new(
+        Ipv4Addr::new(192, 168, 233, 20),
+        EthernetAddress([2, 0, 0, 0, 0, 1]),
+    ));
+    let g0 = m.generation();
+    let config = vip(vec![dip(74), dip(75)], Distribution::FiveTuple);
+    let key = config.key;
+    m.set_vip(config.clone());
+    let g1 = m.generation();
+    assert!(g1 > g0);
+    assert_eq!(m.vip(&key), Some(&config));
+    assert_eq!(m.live_vips().collect::<Vec<_>>(), [key.vip]);
+    // Health that does not change moves nothing.
+    assert!(!m.set_dip_health(dip(74).addr, true));
+    assert_eq!(m.generation(), g1);
+    m.set_dip_health(dip(74).addr, false);
+    let g2 = m.generation();
+    assert!(g2 > g1);
+    assert_eq!(m.live_vips().count(), 1, "one DIP is still healthy");
+    m.set_dip_health(dip(75).addr, false);
+    assert!(m.generation() > g2);
+    assert_eq!(
+        m.live_vips().count(),
+        0,
+        "no healthy DIP: nothing to announce"
+    );
+    let g3 = m.generation();
+    m.remove_vip(&key);
+    assert!(m.generation() > g3);
+    assert_eq!(m.vip(&key), None);
+    // Removing what is not there moves nothing.
+    let g4 = m.generation();
+    m.remove_vip(&key);
+    assert_eq!(m.generation(), g4);
+}
