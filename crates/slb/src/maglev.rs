@@ -29,6 +29,8 @@ pub enum MaglevError {
     NotPrime(usize),
     #[error("{0} backends; at most 65,534 fit")]
     TooManyBackends(usize),
+    #[error("table size {0} is over 2^31")]
+    TooLarge(usize),
 }
 
 /// A Maglev lookup table: slot → index of a backend in the list it was built from.
@@ -66,14 +68,21 @@ impl Maglev {
         // weights of 0 change nothing).
         let divisor = backends.iter().map(|b| b.1).fold(0, gcd).max(1);
         let m = size as u64;
-        let mut turns: Vec<(usize, u32, u64, u64)> = backends
+        // Positions and skips are below M, and a position plus a skip below 2M: u32
+        // arithmetic (quicker in the walk below) for any M up to 2^31.
+        let m32 = u32::try_from(size)
+            .ok()
+            .filter(|m| *m <= 1 << 31)
+            .ok_or(MaglevError::TooLarge(size))?;
+        let mut turns: Vec<Turn> = backends
             .iter()
             .enumerate()
             .filter(|(_, b)| b.1 > 0)
-            .map(|(i, (id, weight))| {
-                let offset = siphash(OFFSET_KEY.0, OFFSET_KEY.1, id) % m;
-                let skip = siphash(SKIP_KEY.0, SKIP_KEY.1, id) % (m - 1) + 1;
-                (i, weight / divisor, offset, skip)
+            .map(|(i, (id, weight))| Turn {
+                index: i as u16,
+                weight: weight / divisor,
+                position: (siphash(OFFSET_KEY.0, OFFSET_KEY.1, id) % m) as u32,
+                skip: (siphash(SKIP_KEY.0, SKIP_KEY.1, id) % (m - 1) + 1) as u32,
             })
             .collect();
         if turns.is_empty() {
@@ -81,16 +90,18 @@ impl Maglev {
         }
         let mut filled = 0usize;
         'fill: loop {
-            for (index, weight, position, skip) in turns.iter_mut() {
-                for _ in 0..*weight {
+            for turn in turns.iter_mut() {
+                for _ in 0..turn.weight {
                     // Walk this backend's permutation to its next free slot.
-                    while table[*position as usize] != EMPTY {
-                        *position += *skip;
-                        if *position >= m {
-                            *position -= m;
+                    let mut position = turn.position;
+                    while table[position as usize] != EMPTY {
+                        position += turn.skip;
+                        if position >= m32 {
+                            position -= m32;
                         }
                     }
-                    table[*position as usize] = *index as u16;
+                    table[position as usize] = turn.index;
+                    turn.position = position;
                     filled += 1;
                     if filled == size {
                         break 'fill;
@@ -123,6 +134,14 @@ impl Maglev {
     pub fn slots(&self) -> &[u16] {
         &self.table
     }
+}
+
+/// A backend's place in the turns: its index, weight, and where its permutation is.
+struct Turn {
+    index: u16,
+    weight: u32,
+    position: u32,
+    skip: u32,
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
