@@ -63,17 +63,17 @@ impl Maglev {
         if backends.len() >= usize::from(EMPTY) {
             return Err(MaglevError::TooManyBackends(backends.len()));
         }
-        let mut table = vec![EMPTY; size].into_boxed_slice();
-        // Weights reduced by their common divisor, so turns stay short (gcd(d, 0) = d:
-        // weights of 0 change nothing).
-        let divisor = backends.iter().map(|b| b.1).fold(0, gcd).max(1);
-        let m = size as u64;
         // Positions and skips are below M, and a position plus a skip below 2M: u32
         // arithmetic (quicker in the walk below) for any M up to 2^31.
         let m32 = u32::try_from(size)
             .ok()
             .filter(|m| *m <= 1 << 31)
             .ok_or(MaglevError::TooLarge(size))?;
+        let mut table = vec![EMPTY; size].into_boxed_slice();
+        // Weights reduced by their common divisor, so turns stay short (gcd(d, 0) = d:
+        // weights of 0 change nothing).
+        let divisor = backends.iter().map(|b| b.1).fold(0, gcd).max(1);
+        let m = size as u64;
         let mut turns: Vec<Turn> = backends
             .iter()
             .enumerate()
@@ -288,6 +288,16 @@ mod tests {
             build(&ids).slots().len(),
             TABLE_SIZE,
             "the default table size"
+        );
+    }
+
+    #[test]
+    fn a_table_over_two_to_the_31_is_refused_before_anything_is_allocated() {
+        let prime = (1usize << 31..).find(|n| is_prime(*n)).unwrap();
+        let ids: [&[u8]; 1] = [b"dip"];
+        assert_eq!(
+            Maglev::build_with_size(ids.iter().map(|id| (*id, 1)), prime),
+            Err(MaglevError::TooLarge(prime))
         );
     }
 }
