@@ -4,11 +4,11 @@
 //! with the revision at which it last changed, so an agent is sent only what changed.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
-use strata_model::compile::{self, Observed, Resources, Vip};
+use strata_model::compile::{self, HostConfig, Observed, Resources, Vip};
 use strata_model::doc::canonical;
 
 use crate::core::Controller;
@@ -31,34 +31,44 @@ impl<S: Store> Resources for Controller<S> {
 /// Every node's configuration as JSON, by node name, with what the agents reported
 /// (`observed`: the hosts' provider addresses and the DIPs' health).
 pub fn compile<S: Store>(c: &Controller<S>, observed: &Observed) -> BTreeMap<String, Value> {
-    assemble(c, &compile::vips(c), observed, &mut HashMap::new())
+    assemble(c, &compile::vips(c), observed, &mut Written::default())
 }
 
-/// Each node's configuration from the VIP entries. `json` keeps each entry as the Muxes
-/// last got it, so an entry that did not change is not written out again.
+/// The configurations' parts as last written out, so that what did not change is not
+/// written out again.
+#[derive(Debug, Default)]
+struct Written {
+    /// The Muxes' VIP entries: each entry as compiled, and all of them as JSON.
+    vips: HashMap<String, Vip>,
+    entries: serde_json::Map<String, Value>,
+    /// Each host's configuration and its JSON, by server reference.
+    hosts: HashMap<String, (HostConfig, Value)>,
+}
+
+/// Each node's configuration from the VIP entries.
 fn assemble<S: Store>(
     c: &Controller<S>,
     vips: &[Vip],
     observed: &Observed,
-    json: &mut HashMap<String, (Vip, Value)>,
+    written: &mut Written,
 ) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     let observed_vips = compile::observe(vips, observed);
-    let mut entries = serde_json::Map::new();
-    for v in &observed_vips {
+    let mut present = HashSet::with_capacity(observed_vips.len());
+    for v in observed_vips {
         let key = v.key();
-        let value = match json.get(&key) {
-            Some((cached, value)) if cached == v => value.clone(),
-            _ => {
-                let value = serde_json::to_value(v).unwrap_or(Value::Null);
-                json.insert(key.clone(), (v.clone(), value.clone()));
-                value
-            }
-        };
-        entries.insert(key, value);
+        if written.vips.get(&key) != Some(&v) {
+            written
+                .entries
+                .insert(key.clone(), serde_json::to_value(&v).unwrap_or(Value::Null));
+            written.vips.insert(key.clone(), v);
+        }
+        present.insert(key);
     }
-    json.retain(|k, _| entries.contains_key(k));
-    let entries = Value::Object(entries);
+    if present.len() != written.vips.len() {
+        written.vips.retain(|k, _| present.contains(k));
+        written.entries.retain(|k, _| present.contains(k));
+    }
     for mux in c.documents("loadBalancerMuxes") {
         let (Some(id), Some(config)) = (
             mux.get("resourceId").and_then(Value::as_str),
@@ -67,10 +77,10 @@ fn assemble<S: Store>(
             continue;
         };
         let mut value = serde_json::json!({"role": "mux", "mux": config});
-        value["mux"]["vips"] = entries.clone();
+        value["mux"]["vips"] = Value::Object(written.entries.clone());
         out.insert(id.to_string(), value);
     }
-    let hosts = compile::hosts(vips);
+    let mut hosts = compile::hosts(vips);
     for server in c.documents("servers") {
         let (Some(id), Some(reference)) = (
             server.get("resourceId").and_then(Value::as_str),
@@ -78,13 +88,19 @@ fn assemble<S: Store>(
         ) else {
             continue;
         };
-        let host = hosts
-            .get(&canonical(reference))
-            .cloned()
-            .unwrap_or_default();
+        let reference = canonical(reference);
+        let host = hosts.remove(&reference).unwrap_or_default();
+        let json = match written.hosts.get(&reference) {
+            Some((old, json)) if *old == host => json.clone(),
+            _ => {
+                let json = serde_json::to_value(&host).unwrap_or(Value::Null);
+                written.hosts.insert(reference, (host, json.clone()));
+                json
+            }
+        };
         out.insert(
             id.to_string(),
-            serde_json::json!({"role": "host", "host": host}),
+            serde_json::json!({"role": "host", "host": json}),
         );
     }
     out
@@ -150,7 +166,7 @@ pub struct Compiler {
     reads: HashMap<String, BTreeSet<String>>,
     /// The other way: by resource reference, the load balancers that read it.
     readers: HashMap<String, BTreeSet<String>>,
-    json: HashMap<String, (Vip, Value)>,
+    written: Written,
 }
 
 impl Compiler {
@@ -167,7 +183,7 @@ impl Compiler {
         self.update(c);
         let mut vips: Vec<Vip> = self.lbs.values().flatten().cloned().collect();
         compile::sort_vips(&mut vips);
-        assemble(c, &vips, observed, &mut self.json)
+        assemble(c, &vips, observed, &mut self.written)
     }
 
     fn update<S: Store>(&mut self, c: &Controller<S>) {
