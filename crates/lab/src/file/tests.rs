@@ -168,3 +168,60 @@ proptest::proptest! {
         let _ = parse("x.toml", &text);
     }
 }
+
+/// The POC lab with one line replaced.
+fn poc_with(from: &str, to: &str) -> Result<Topology, LabFileError> {
+    let text = crate::AZURE_STACK_POC;
+    assert!(text.contains(from), "{from}");
+    parse("poc.toml", &text.replacen(from, to, 1))
+}
+
+fn poc_line(needle: &str) -> usize {
+    crate::AZURE_STACK_POC
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("needle")
+        + 1
+}
+
+#[test]
+fn the_controller_and_the_vip_prefix_are_checked_with_their_lines() {
+    // A VIP outside vipPrefix.
+    let e = poc_with(
+        "vipPrefix = \"192.168.133.0/24\"",
+        "vipPrefix = \"192.168.134.0/24\"",
+    )
+    .unwrap_err();
+    assert_eq!(e.line, poc_line("privateIPAddress = \"192.168.133.74\""), "{e}");
+    assert!(e.to_string().contains("not an address of vipPrefix"), "{e}");
+    // A prefix with no room.
+    let e = poc_with(
+        "vipPrefix = \"192.168.133.0/24\"",
+        "vipPrefix = \"192.168.133.74/31\"",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("has no room for VIPs"), "{e}");
+    // A VNI the controller would not use.
+    let e = poc_with("vni = 4096", "vni = 5000").unwrap_err();
+    assert_eq!(e.line, poc_line("vni = 4096"), "{e}");
+    // Muxes and no controller.
+    let e = poc_with("[node.controller]\nsouthbound_port = 8081\n", "").unwrap_err();
+    // The first Mux's provider line, two lines up once the controller's are gone.
+    assert_eq!(e.line, poc_line("provider = \"provider\"") - 2, "{e}");
+    assert!(e.to_string().contains("no node has [node.controller]"), "{e}");
+    // Two controllers.
+    let e = poc_with(
+        "[node.mux]\nprovider = \"provider\"\n",
+        "[node.mux]\nprovider = \"provider\"\n[node.controller]\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("NCVM already runs the network controller"), "{e}");
+    // Port 0.
+    let e = poc_with("southbound_port = 8081", "southbound_port = 0").unwrap_err();
+    assert!(e.to_string().contains("southbound_port 0"), "{e}");
+    // And as it is, the controller is on NCVM, port 8081.
+    let t = poc_with("", "").unwrap();
+    let nc = t.nodes.iter().find(|n| n.controller.is_some()).unwrap();
+    assert_eq!(nc.name, "NCVM");
+    assert_eq!(nc.controller.as_ref().unwrap().southbound_port, 8081);
+}
