@@ -192,7 +192,11 @@ fn the_controller_and_the_vip_prefix_are_checked_with_their_lines() {
         "vipPrefix = \"192.168.134.0/24\"",
     )
     .unwrap_err();
-    assert_eq!(e.line, poc_line("privateIPAddress = \"192.168.133.74\""), "{e}");
+    assert_eq!(
+        e.line,
+        poc_line("privateIPAddress = \"192.168.133.74\""),
+        "{e}"
+    );
     assert!(e.to_string().contains("not an address of vipPrefix"), "{e}");
     // A prefix with no room.
     let e = poc_with(
@@ -208,14 +212,21 @@ fn the_controller_and_the_vip_prefix_are_checked_with_their_lines() {
     let e = poc_with("[node.controller]\nsouthbound_port = 8081\n", "").unwrap_err();
     // The first Mux's provider line, two lines up once the controller's are gone.
     assert_eq!(e.line, poc_line("provider = \"provider\"") - 2, "{e}");
-    assert!(e.to_string().contains("no node has [node.controller]"), "{e}");
+    assert!(
+        e.to_string().contains("no node has [node.controller]"),
+        "{e}"
+    );
     // Two controllers.
     let e = poc_with(
         "[node.mux]\nprovider = \"provider\"\n",
         "[node.mux]\nprovider = \"provider\"\n[node.controller]\n",
     )
     .unwrap_err();
-    assert!(e.to_string().contains("NCVM already runs the network controller"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("NCVM already runs the network controller"),
+        "{e}"
+    );
     // Port 0.
     let e = poc_with("southbound_port = 8081", "southbound_port = 0").unwrap_err();
     assert!(e.to_string().contains("southbound_port 0"), "{e}");

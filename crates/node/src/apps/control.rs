@@ -152,7 +152,12 @@ impl Client {
                 progressed = true;
                 loop {
                     match self.decoder.next_message() {
-                        Ok(Some(m)) => self.agent.received(now, m),
+                        Ok(Some(m)) => {
+                            if let strata_southbound::Message::Refused { reason } = &m {
+                                tracing::warn!(reason, "southbound: the controller refused us");
+                            }
+                            self.agent.received(now, m);
+                        }
                         Ok(None) => break,
                         // A controller that speaks garbage is not one to trust: start
                         // again.
@@ -350,6 +355,7 @@ impl Server {
                 match &event {
                     Event::Send(m) => frame::encode(m, &mut conn.out),
                     Event::Close(reason) => {
+                        tracing::warn!(reason, "southbound: closing an agent's connection");
                         self.closed.push(reason.clone());
                         conn.closing = true;
                     }
