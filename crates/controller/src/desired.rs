@@ -324,6 +324,12 @@ impl Publisher {
     }
 }
 
+/// What the tests of other modules build on.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::portal;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,7 +359,7 @@ mod tests {
         c.put(kind(collection).unwrap(), id, body, None).unwrap();
     }
 
-    fn portal(c: &mut Controller<MemStore>) {
+    pub(crate) fn portal(c: &mut Controller<MemStore>) {
         put(c, "servers", "HyperVHost", json!({"properties": {}}));
         put(
             c,

@@ -87,7 +87,8 @@ impl Hub {
         for node in &gone {
             self.nodes.remove(node);
         }
-        if c.revision() > after || self.compilations.is_empty() {
+        // Only a compilation that took in writes has writes to settle.
+        if c.revision() > after {
             self.compilations.push(Compilation {
                 after,
                 upto: c.revision(),
@@ -202,5 +203,171 @@ impl Hub {
 
     pub fn slb(&self) -> &SlbManager {
         &self.slb
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemStore;
+    use serde_json::json;
+    use strata_model::kind;
+
+    fn put(c: &mut Controller<MemStore>, collection: &str, id: &str, body: serde_json::Value) {
+        c.put(kind(collection).unwrap(), id, body, None).unwrap();
+    }
+
+    fn mux(asn: u32) -> serde_json::Value {
+        json!({"properties": {"routerConfiguration": {"localASN": asn, "peerRouterConfigurations": []}}})
+    }
+
+    fn state(c: &Controller<MemStore>, collection: &str, id: &str) -> serde_json::Value {
+        c.get(kind(collection).unwrap(), id).unwrap()["properties"]["provisioningState"].clone()
+    }
+
+    fn applied(node: &str, revision: u64) -> Event {
+        Event::Applied {
+            node: node.into(),
+            revision,
+        }
+    }
+
+    #[test]
+    fn it_compiles_when_something_changed_and_a_report_moves_the_revision_on() {
+        let mut c = Controller::open(MemStore::default(), 1).unwrap();
+        let mut hub = Hub::new("s");
+        put(&mut c, "servers", "HyperVHost", json!({"properties": {}}));
+        put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64501));
+        let (changed, gone) = hub.refresh(&c);
+        assert_eq!((changed.len(), gone.len()), (2, 0));
+        let first = hub.configs()["MuxVM"].0;
+        assert_eq!(first, c.revision());
+        // Nothing new: nothing compiled.
+        assert_eq!(hub.refresh(&c), (Vec::new(), Vec::new()));
+        // A host's report that changes nothing the nodes carry: no new revision.
+        hub.event(&Event::Report {
+            node: "HyperVHost".into(),
+            status: json!({"bgp": []}),
+        });
+        assert_eq!(hub.refresh(&c), (Vec::new(), Vec::new()));
+        // One that does (a provider address, a programmed DIP): compiled again, and the
+        // host's configuration is unchanged but would be sent under a new revision if it
+        // were; here only what changed moves.
+        hub.event(&Event::Report {
+            node: "HyperVHost".into(),
+            status: json!({"providerAddresses": ["192.168.233.21"], "dips": []}),
+        });
+        // Nothing the nodes carry depends on it without a VIP: no node changes.
+        assert_eq!(hub.refresh(&c), (Vec::new(), Vec::new()));
+        // A write changes the Mux; its revision is the write's.
+        put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64502));
+        let (changed, _) = hub.refresh(&c);
+        assert_eq!(changed, ["MuxVM"]);
+        assert_eq!(hub.configs()["MuxVM"].0, c.revision());
+        assert_eq!(hub.configs()["HyperVHost"].0, first);
+        // Gone: out of the configurations served.
+        c.delete(kind("loadBalancerMuxes").unwrap(), "MuxVM", None)
+            .unwrap();
+        let (_, gone) = hub.refresh(&c);
+        assert_eq!(gone, ["MuxVM"]);
+        assert!(!hub.configs().contains_key("MuxVM"));
+        assert_eq!(
+            hub.admit("MuxVM", &strata_southbound::node_token("s", "MuxVM")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_report_alone_gives_a_configuration_a_revision_past_every_earlier_one() {
+        let mut c = Controller::open(MemStore::default(), 1).unwrap();
+        crate::desired::tests_support::portal(&mut c);
+        let mut hub = Hub::new("s");
+        hub.refresh(&c);
+        let before = hub.configs()["MuxVM"].0;
+        // The host says it has the DIP: the Muxes get it, without any write.
+        hub.event(&Event::Report {
+            node: "HyperVHost".into(),
+            status: json!({"providerAddresses": ["192.168.233.21"],
+                "dips": [{"dip": "192.168.100.74", "healthy": true}]}),
+        });
+        let (changed, _) = hub.refresh(&c);
+        assert!(changed.contains(&"MuxVM".to_string()), "{changed:?}");
+        let after = hub.configs()["MuxVM"].0;
+        assert!(after > before, "{after} after {before}");
+        // And again: each time past the last.
+        hub.event(&Event::Report {
+            node: "HyperVHost".into(),
+            status: json!({"dips": [{"dip": "192.168.100.74", "healthy": false}]}),
+        });
+        hub.refresh(&c);
+        assert!(hub.configs()["MuxVM"].0 > after);
+    }
+
+    #[test]
+    fn each_write_succeeds_once_the_nodes_it_changed_have_applied_it() {
+        let mut c = Controller::open(MemStore::default(), 1).unwrap();
+        let mut hub = Hub::new("s");
+        put(&mut c, "servers", "HyperVHost", json!({"properties": {}}));
+        put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64501));
+        hub.refresh(&c);
+        hub.settle(&mut c);
+        assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Updating");
+        assert!(!hub.converged());
+        hub.event(&applied("MuxVM", c.revision()));
+        hub.settle(&mut c);
+        // The server's node has not applied its configuration yet.
+        assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Updating");
+        hub.event(&applied("HyperVHost", c.revision()));
+        hub.settle(&mut c);
+        assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Succeeded");
+        assert_eq!(state(&c, "servers", "HyperVHost"), "Succeeded");
+        assert!(hub.converged());
+        // A second write, then a third: each settles as its node applies it.
+        put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64502));
+        hub.refresh(&c);
+        let second = c.revision();
+        put(
+            &mut c,
+            "credentials",
+            "x",
+            json!({"properties": {"type": "UsernamePassword"}}),
+        );
+        hub.refresh(&c);
+        hub.settle(&mut c);
+        assert_eq!(
+            state(&c, "credentials", "x"),
+            "Succeeded",
+            "it changes no node"
+        );
+        assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Updating");
+        hub.event(&applied("MuxVM", second));
+        hub.settle(&mut c);
+        assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Succeeded");
+        // A node that cannot apply: Failed, with its reason.
+        put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64503));
+        hub.refresh(&c);
+        hub.event(&Event::Failed {
+            node: "MuxVM".into(),
+            revision: c.revision(),
+            reason: "no".into(),
+        });
+        hub.settle(&mut c);
+        assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Failed");
+        assert_eq!(
+            hub.node_state("MuxVM"),
+            Some(&NodeState::Failed {
+                revision: c.revision(),
+                reason: "no".into()
+            })
+        );
+        // A reconnecting agent that had applied a revision counts as having it.
+        put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64504));
+        hub.refresh(&c);
+        hub.event(&Event::Accepted {
+            node: "MuxVM".into(),
+            applied: Some(c.revision()),
+        });
+        hub.settle(&mut c);
+        assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Succeeded");
     }
 }
