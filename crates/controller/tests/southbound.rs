@@ -239,3 +239,44 @@ fn provisioning_state_is_updating_until_the_node_applies_then_succeeded_or_faile
         "{message}"
     );
 }
+
+/// Sends raw bytes; returns whether the server closed the connection (within 5 s).
+fn closed_after(at: std::net::SocketAddr, bytes: &[u8]) -> bool {
+    let mut s = TcpStream::connect(at).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            // A Refused or whatever it says before closing.
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn malformed_messages_end_their_connection_and_harm_nothing_else() {
+    let (base, at) = start();
+    put(&base, "/loadBalancerMuxes/MuxVM", mux());
+    // Not JSON.
+    let mut garbage = 9u32.to_be_bytes().to_vec();
+    garbage.extend_from_slice(b"not json!");
+    assert!(closed_after(at, &garbage));
+    // JSON, but no message.
+    let mut odd = 13u32.to_be_bytes().to_vec();
+    odd.extend_from_slice(br#"{"type":"Hi"}"#);
+    assert!(closed_after(at, &odd));
+    // A frame longer than any message may be.
+    assert!(closed_after(at, &u32::MAX.to_be_bytes()));
+    // Anything before Hello.
+    let mut early = Vec::new();
+    encode(&strata_southbound::Message::Keepalive, &mut early);
+    assert!(closed_after(at, &early));
+    // The server still serves the agents that speak properly.
+    let mut agent = Driven::new("MuxVM", node_token("secret", "MuxVM"), at);
+    let applied = agent.until(|a, _| !a.is_empty());
+    assert_eq!(applied[0].1["mux"]["localAsn"], 64501);
+}
