@@ -422,14 +422,12 @@ mod tests {
         unprogrammed.programmed.clear();
         let nodes = compile(&c, &unprogrammed);
         assert_eq!(
-            nodes["MuxVM"]["mux"]["vips"]["192.168.133.74 tcp 80"]["backends"],
-            json!([])
+            nodes["MuxVM"]["mux"]["vips"],
+            json!({}),
+            "no backend: no entry"
         );
         let unreported = compile(&c, &Observed::default());
-        assert_eq!(
-            unreported["MuxVM"]["mux"]["vips"]["192.168.133.74 tcp 80"]["backends"],
-            json!([])
-        );
+        assert_eq!(unreported["MuxVM"]["mux"]["vips"], json!({}));
         assert_eq!(
             unreported["HyperVHost"]["host"]["mappings"]["192.168.100.74 192.168.133.74 tcp 80"]["dip"],
             "192.168.100.74"

@@ -182,6 +182,35 @@ fn a_muxs_agent_gets_its_configuration_and_each_change_to_it() {
             "frontendIPConfigurations": [{"resourceRef": "/loadBalancers/portal/frontendIPConfigurations/fe"}],
             "backendAddressPool": {"resourceRef": "/loadBalancers/portal/backendAddressPools/web"}}}]}}),
     );
+    // A backend on a host: the host is told first; the Muxes once the host says it has
+    // the DIP (its report, through the SLB manager).
+    put(&base, "/servers/HyperVHost", json!({"properties": {}}));
+    put(
+        &base,
+        "/networkInterfaces/PortalVM",
+        json!({"properties": {"server": {"resourceRef": "/servers/HyperVHost"}, "privateMacAddress": "00155D640700",
+            "ipConfigurations": [{"resourceId": "ip1", "properties": {"privateIPAddress": "192.168.100.74",
+            "loadBalancerBackendAddressPools": [{"resourceRef": "/loadBalancers/portal/backendAddressPools/web"}]}}]}}),
+    );
+    let mut host = Driven::new("HyperVHost", node_token("secret", "HyperVHost"), at);
+    let got = host.until(|_, a| {
+        a.config().is_some_and(|(_, c)| {
+            c["host"]["mappings"]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+        })
+    });
+    assert!(!got.is_empty());
+    agent.until(|_, _| true);
+    assert_eq!(
+        agent.agent.config().unwrap().1["mux"]["vips"],
+        json!({}),
+        "not before the host has it"
+    );
+    host.agent
+        .report(json!({"providerAddresses": ["192.168.233.21"],
+        "dips": [{"dip": "192.168.100.74", "healthy": true}]}));
+    host.until(|_, _| true);
     let applied = agent.until(|_, a| {
         a.config()
             .is_some_and(|(_, c)| c["mux"]["vips"].as_object().is_some_and(|v| !v.is_empty()))
@@ -190,6 +219,7 @@ fn a_muxs_agent_gets_its_configuration_and_each_change_to_it() {
     let vip = &last["mux"]["vips"]["192.168.133.74 tcp 80"];
     assert_eq!(vip["vip"], "192.168.133.74");
     assert_eq!(vip["port"], 80);
+    assert_eq!(vip["backends"][0]["providerAddress"], "192.168.233.21");
 }
 
 #[test]

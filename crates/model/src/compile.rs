@@ -378,7 +378,8 @@ fn entries(r: &dyn Resources, rule: &Value, template: &Vip, out: &mut Vec<Vip>) 
 /// The VIPs as the Muxes carry them: each backend with its host's provider address and
 /// its health as the host agents report them. A backend whose host has not reported a
 /// provider address, or has not programmed the DIP yet, cannot take traffic and is left
-/// out.
+/// out; a VIP left with no backend is left out too (a Mux could do nothing with it, and
+/// announces nothing for it either way).
 pub fn observe(vips: &[Vip], observed: &Observed) -> Vec<Vip> {
     vips.iter()
         .map(|v| Vip {
@@ -400,6 +401,7 @@ pub fn observe(vips: &[Vip], observed: &Observed) -> Vec<Vip> {
                 .collect(),
             ..v.clone()
         })
+        .filter(|v| !v.backends.is_empty())
         .collect()
 }
 
