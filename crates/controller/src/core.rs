@@ -93,7 +93,7 @@ impl<S: Store> Controller<S> {
             last_allocated: None,
             updating: BTreeMap::new(),
             log: std::collections::VecDeque::new(),
-            rng: seed | 1,
+            rng: seed,
         };
         for (kind_name, id, doc) in snapshot.docs {
             let Some(kind) = strata_model::kind(&kind_name) else {

@@ -435,3 +435,115 @@ fn the_change_log_names_each_write_and_says_when_it_no_longer_reaches_back() {
     assert_eq!(last.len(), LOG_LEN);
     assert_eq!(c.changes_since(c.revision() - 1).unwrap().len(), 1);
 }
+
+#[test]
+fn provisioning_settles_in_memory_and_a_reopen_finds_what_was_still_updating() {
+    let dir = Dir::new("settle");
+    let path = dir.0.join("store.redb");
+    {
+        let mut c = Controller::open(RedbStore::open(&path).unwrap(), 7).unwrap();
+        assert!(c.is_empty());
+        assert_eq!(c.oldest_updating(), None);
+        c.put(k("logicalNetworks"), "public", public_network(), None)
+            .unwrap();
+        assert!(!c.is_empty());
+        let first = c.revision();
+        c.put(k("loadBalancerManager"), "config", manager(), None)
+            .unwrap();
+        assert_eq!(c.oldest_updating(), Some(first));
+        // The first write settles; the second not yet.
+        c.settle(|w| (w == first).then_some(Ok(())));
+        assert_eq!(c.oldest_updating(), Some(first + 1));
+        let doc = c.get(k("logicalNetworks"), "public").unwrap();
+        assert_eq!(doc["properties"]["provisioningState"], "Succeeded");
+        assert_eq!(
+            doc["properties"]["subnets"][0]["properties"]["provisioningState"], "Succeeded",
+            "its children too"
+        );
+        c.settle(|_| Some(Err("MuxVM: no".into())));
+        let doc = c.get(k("loadBalancerManager"), "config").unwrap();
+        assert_eq!(doc["properties"]["provisioningState"], "Failed");
+        assert_eq!(
+            doc["properties"]["configurationState"]["detailedInfo"][0]["message"],
+            "MuxVM: no"
+        );
+        assert_eq!(c.oldest_updating(), None);
+    }
+    // What settled was kept in memory only: after a restart both read Updating again,
+    // until the nodes have them again.
+    let c = Controller::open(RedbStore::open(&path).unwrap(), 8).unwrap();
+    assert_eq!(c.oldest_updating(), Some(c.revision()));
+    let doc = c.get(k("logicalNetworks"), "public").unwrap();
+    assert_eq!(doc["properties"]["provisioningState"], "Updating");
+}
+
+#[test]
+fn instance_ids_and_etags_are_all_different_and_differ_between_seeds() {
+    let mut ids = std::collections::HashSet::new();
+    let mut etags = std::collections::HashSet::new();
+    for seed in [2u64, 4, 1 << 40] {
+        let mut c = Controller::open(MemStore::default(), seed).unwrap();
+        for i in 0..200 {
+            let put = c
+                .put(
+                    k("credentials"),
+                    &format!("c{i}"),
+                    json!({"properties": {"type": "UsernamePassword"}}),
+                    None,
+                )
+                .unwrap();
+            assert!(ids.insert(put.doc["instanceId"].as_str().unwrap().to_string()));
+            assert!(etags.insert(put.doc["etag"].as_str().unwrap().to_string()));
+        }
+    }
+}
+
+#[test]
+fn if_match_takes_an_etag_with_or_without_its_weak_prefix() {
+    each(|mut c| {
+        let put = c
+            .put(k("logicalNetworks"), "public", public_network(), None)
+            .unwrap();
+        let etag = put.doc["etag"].as_str().unwrap().to_string();
+        let strong = etag.trim_start_matches("W/").to_string();
+        assert_ne!(strong, etag);
+        c.put(
+            k("logicalNetworks"),
+            "public",
+            public_network(),
+            Some(&strong),
+        )
+        .unwrap();
+    });
+}
+
+#[test]
+fn internal_frontends_on_virtual_networks_are_no_vips_and_may_share_an_address() {
+    each(|mut c| {
+        with_pools(&mut c);
+        // Tenants' address spaces may overlap each other and the VIP pool.
+        for vnet in ["a", "b"] {
+            c.put(
+                k("virtualNetworks"),
+                vnet,
+                json!({"properties": {"addressSpace": {"addressPrefixes": ["192.168.133.0/24"]},
+                    "subnets": [{"resourceId": "s", "properties": {"addressPrefix": "192.168.133.0/24"}}]}}),
+                None,
+            )
+            .unwrap();
+            c.put(
+                k("loadBalancers"),
+                &format!("internal-{vnet}"),
+                json!({"properties": {"frontendIPConfigurations": [{"resourceId": "fe", "properties": {
+                    "privateIPAddress": "192.168.133.74", "privateIPAllocationMethod": "Static",
+                    "subnet": {"resourceRef": format!("/virtualNetworks/{vnet}/subnets/s")}}}]}}),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{vnet}: {e}"));
+        }
+        // A tenant's private address is no VIP: the pool's first is still free.
+        c.put(k("loadBalancers"), "LB", lb(dynamic()), None)
+            .unwrap();
+        assert_eq!(vip(&c, "LB"), "192.168.133.74");
+    });
+}
