@@ -200,10 +200,6 @@ impl Hub {
             self.nodes.get(node) == Some(&NodeState::Applied(*revision))
         })
     }
-
-    pub fn slb(&self) -> &SlbManager {
-        &self.slb
-    }
 }
 
 #[cfg(test)]
@@ -369,5 +365,37 @@ mod tests {
         });
         hub.settle(&mut c);
         assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Succeeded");
+        // A failure of an earlier revision says nothing of a later write.
+        put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64505));
+        hub.refresh(&c);
+        let earlier = c.revision();
+        hub.event(&Event::Failed {
+            node: "MuxVM".into(),
+            revision: earlier,
+            reason: "no".into(),
+        });
+        put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64506));
+        hub.refresh(&c);
+        hub.settle(&mut c);
+        assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Updating");
+        // A node deleted before it applied: what changed it waits for it no more.
+        put(&mut c, "servers", "HyperVHost2", json!({"properties": {}}));
+        hub.refresh(&c);
+        c.delete(kind("servers").unwrap(), "HyperVHost2", None)
+            .unwrap();
+        put(
+            &mut c,
+            "credentials",
+            "y",
+            json!({"properties": {"type": "UsernamePassword"}}),
+        );
+        hub.refresh(&c);
+        hub.event(&applied("MuxVM", c.revision()));
+        hub.settle(&mut c);
+        assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Succeeded");
+        assert!(
+            c.oldest_updating().is_none(),
+            "nothing waits for HyperVHost2"
+        );
     }
 }
