@@ -398,4 +398,33 @@ mod tests {
             "nothing waits for HyperVHost2"
         );
     }
+
+    #[test]
+    fn a_write_waits_no_more_for_a_node_deleted_before_it_applied() {
+        let mut c = Controller::open(MemStore::default(), 1).unwrap();
+        crate::desired::tests_support::portal(&mut c);
+        let mut hub = Hub::new("s");
+        hub.refresh(&c);
+        for node in ["MuxVM", "HyperVHost"] {
+            let revision = hub.configs()[node].0;
+            hub.event(&applied(node, revision));
+        }
+        hub.settle(&mut c);
+        assert_eq!(state(&c, "loadBalancers", "portal"), "Succeeded");
+        // The rule changes: the host's mappings with it.
+        let mut lb = c.get(kind("loadBalancers").unwrap(), "portal").unwrap();
+        lb["properties"]["loadBalancingRules"][0]["properties"]["backendPort"] = json!(8080);
+        put(&mut c, "loadBalancers", "portal", lb);
+        let (changed, _) = hub.refresh(&c);
+        assert_eq!(changed, ["HyperVHost"]);
+        // The host goes before it applied (its NIC first, which refers to it).
+        c.delete(kind("networkInterfaces").unwrap(), "PortalVM", None)
+            .unwrap();
+        c.delete(kind("servers").unwrap(), "HyperVHost", None)
+            .unwrap();
+        let (_, gone) = hub.refresh(&c);
+        assert_eq!(gone, ["HyperVHost"]);
+        hub.settle(&mut c);
+        assert_eq!(state(&c, "loadBalancers", "portal"), "Succeeded");
+    }
 }
