@@ -378,18 +378,6 @@ mod tests {
         hub.refresh(&c);
         hub.settle(&mut c);
         assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Updating");
-        // A node deleted before it applied: what changed it waits for it no more.
-        put(&mut c, "servers", "HyperVHost2", json!({"properties": {}}));
-        hub.refresh(&c);
-        c.delete(kind("servers").unwrap(), "HyperVHost2", None)
-            .unwrap();
-        put(
-            &mut c,
-            "credentials",
-            "y",
-            json!({"properties": {"type": "UsernamePassword"}}),
-        );
-        hub.refresh(&c);
         hub.event(&applied("MuxVM", c.revision()));
         hub.settle(&mut c);
         assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Succeeded");
