@@ -381,10 +381,7 @@ mod tests {
         hub.event(&applied("MuxVM", c.revision()));
         hub.settle(&mut c);
         assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Succeeded");
-        assert!(
-            c.oldest_updating().is_none(),
-            "nothing waits for HyperVHost2"
-        );
+        assert!(c.oldest_updating().is_none());
     }
 
     #[test]
