@@ -32,7 +32,13 @@ impl<S: Store> Resources for Controller<S> {
 /// (`observed`: the hosts' provider addresses and the DIPs' health).
 pub fn compile<S: Store>(c: &Controller<S>, observed: &Observed) -> BTreeMap<String, Value> {
     assemble(c, &compile::vips(c), observed, &mut Written::default())
+        .into_iter()
+        .filter_map(|(node, config)| Some((node, config?)))
+        .collect()
 }
+
+/// Each node's configuration, or `None` where it is the same as the last time.
+pub type Compiled = BTreeMap<String, Option<Value>>;
 
 /// The configurations' parts as last written out, so that what did not change is not
 /// written out again.
@@ -41,20 +47,24 @@ struct Written {
     /// The Muxes' VIP entries: each entry as compiled, and all of them as JSON.
     vips: HashMap<String, Vip>,
     entries: serde_json::Map<String, Value>,
-    /// Each host's configuration and its JSON, by server reference.
-    hosts: HashMap<String, (HostConfig, Value)>,
+    /// Each Mux's own part (peering), by id.
+    muxes: HashMap<String, compile::MuxConfig>,
+    /// Each host's configuration, by server reference.
+    hosts: HashMap<String, HostConfig>,
 }
 
-/// Each node's configuration from the VIP entries.
+/// Each node's configuration from the VIP entries (`None`: the same as the last time
+/// with this `written`).
 fn assemble<S: Store>(
     c: &Controller<S>,
     vips: &[Vip],
     observed: &Observed,
     written: &mut Written,
-) -> BTreeMap<String, Value> {
+) -> Compiled {
     let mut out = BTreeMap::new();
     let observed_vips = compile::observe(vips, observed);
     let mut present = HashSet::with_capacity(observed_vips.len());
+    let mut entries_changed = false;
     for v in observed_vips {
         let key = v.key();
         if written.vips.get(&key) != Some(&v) {
@@ -62,13 +72,16 @@ fn assemble<S: Store>(
                 .entries
                 .insert(key.clone(), serde_json::to_value(&v).unwrap_or(Value::Null));
             written.vips.insert(key.clone(), v);
+            entries_changed = true;
         }
         present.insert(key);
     }
     if present.len() != written.vips.len() {
         written.vips.retain(|k, _| present.contains(k));
         written.entries.retain(|k, _| present.contains(k));
+        entries_changed = true;
     }
+    let mut muxes = HashMap::new();
     for mux in c.documents("loadBalancerMuxes") {
         let (Some(id), Some(config)) = (
             mux.get("resourceId").and_then(Value::as_str),
@@ -76,11 +89,18 @@ fn assemble<S: Store>(
         ) else {
             continue;
         };
-        let mut value = serde_json::json!({"role": "mux", "mux": config});
-        value["mux"]["vips"] = Value::Object(written.entries.clone());
-        out.insert(id.to_string(), value);
+        if !entries_changed && written.muxes.get(id) == Some(&config) {
+            out.insert(id.to_string(), None);
+        } else {
+            let mut value = serde_json::json!({"role": "mux", "mux": &config});
+            value["mux"]["vips"] = Value::Object(written.entries.clone());
+            out.insert(id.to_string(), Some(value));
+        }
+        muxes.insert(id.to_string(), config);
     }
+    written.muxes = muxes;
     let mut hosts = compile::hosts(vips);
+    let mut hosts_written = HashMap::new();
     for server in c.documents("servers") {
         let (Some(id), Some(reference)) = (
             server.get("resourceId").and_then(Value::as_str),
@@ -90,19 +110,17 @@ fn assemble<S: Store>(
         };
         let reference = canonical(reference);
         let host = hosts.remove(&reference).unwrap_or_default();
-        let json = match written.hosts.get(&reference) {
-            Some((old, json)) if *old == host => json.clone(),
-            _ => {
-                let json = serde_json::to_value(&host).unwrap_or(Value::Null);
-                written.hosts.insert(reference, (host, json.clone()));
-                json
-            }
-        };
-        out.insert(
-            id.to_string(),
-            serde_json::json!({"role": "host", "host": json}),
-        );
+        if written.hosts.get(&reference) == Some(&host) {
+            out.insert(id.to_string(), None);
+        } else {
+            out.insert(
+                id.to_string(),
+                Some(serde_json::json!({"role": "host", "host": &host})),
+            );
+        }
+        hosts_written.insert(reference, host);
     }
+    written.hosts = hosts_written;
     out
 }
 
@@ -174,12 +192,9 @@ impl Compiler {
         Compiler::default()
     }
 
-    /// Every node's configuration, as [`compile`] gives it.
-    pub fn compile<S: Store>(
-        &mut self,
-        c: &Controller<S>,
-        observed: &Observed,
-    ) -> BTreeMap<String, Value> {
+    /// Every node's configuration, as [`compile`] gives it, or `None` where it is the
+    /// same as the last time.
+    pub fn compile<S: Store>(&mut self, c: &Controller<S>, observed: &Observed) -> Compiled {
         self.update(c);
         let mut vips: Vec<Vip> = self.lbs.values().flatten().cloned().collect();
         compile::sort_vips(&mut vips);
@@ -280,11 +295,7 @@ impl Publisher {
 
     /// Takes a fresh compilation at `revision`; returns the nodes whose configuration
     /// changed (or appeared), and those that are gone.
-    pub fn update(
-        &mut self,
-        revision: u64,
-        compiled: BTreeMap<String, Value>,
-    ) -> (Vec<String>, Vec<String>) {
+    pub fn update(&mut self, revision: u64, compiled: Compiled) -> (Vec<String>, Vec<String>) {
         let gone: Vec<String> = self
             .nodes
             .keys()
@@ -296,6 +307,8 @@ impl Publisher {
         }
         let mut changed = Vec::new();
         for (node, config) in compiled {
+            // The same as the last time.
+            let Some(config) = config else { continue };
             match self.nodes.get(&node) {
                 Some((_, old)) if **old == config => {}
                 _ => {
@@ -336,6 +349,11 @@ mod tests {
     use crate::MemStore;
     use serde_json::json;
     use strata_model::kind;
+
+    /// A whole compilation, as the publisher takes it.
+    fn fresh(compiled: BTreeMap<String, Value>) -> Compiled {
+        compiled.into_iter().map(|(n, v)| (n, Some(v))).collect()
+    }
 
     /// The host has reported its provider address.
     fn observed() -> Observed {
@@ -452,7 +470,7 @@ mod tests {
         let mut c = Controller::open(MemStore::default(), 1).unwrap();
         portal(&mut c);
         let mut p = Publisher::new();
-        let (changed, gone) = p.update(c.revision(), compile(&c, &observed()));
+        let (changed, gone) = p.update(c.revision(), fresh(compile(&c, &observed())));
         assert_eq!((changed.len(), gone.len()), (2, 0));
         let first = c.revision();
         // A resource nobody compiles from: no node changes.
@@ -462,7 +480,7 @@ mod tests {
             "x",
             json!({"properties": {"type": "UsernamePassword"}}),
         );
-        let (changed, _) = p.update(c.revision(), compile(&c, &observed()));
+        let (changed, _) = p.update(c.revision(), fresh(compile(&c, &observed())));
         assert!(changed.is_empty());
         assert_eq!(p.get("MuxVM").unwrap().0, first);
         // A second DIP: both the Mux and the host change.
@@ -472,13 +490,13 @@ mod tests {
             "PortalVM2",
             json!({"properties": {"server": {"resourceRef": "/servers/HyperVHost"}, "ipConfigurations": [{"resourceId": "ip1", "properties": {"privateIPAddress": "192.168.100.75", "loadBalancerBackendAddressPools": [{"resourceRef": "/loadBalancers/portal/backendAddressPools/web"}]}}]}}),
         );
-        let (changed, _) = p.update(c.revision(), compile(&c, &observed()));
+        let (changed, _) = p.update(c.revision(), fresh(compile(&c, &observed())));
         assert_eq!(changed, ["HyperVHost", "MuxVM"]);
         assert_eq!(p.get("MuxVM").unwrap().0, c.revision());
         // A Mux removed is gone.
         c.delete(kind("loadBalancerMuxes").unwrap(), "MuxVM", None)
             .unwrap();
-        let (_, gone) = p.update(c.revision(), compile(&c, &observed()));
+        let (_, gone) = p.update(c.revision(), fresh(compile(&c, &observed())));
         assert_eq!(gone, ["MuxVM"]);
         assert!(!p.knows("MuxVM"));
         assert!(p.knows("HyperVHost"));
@@ -493,7 +511,7 @@ mod tests {
         let lb = format!("lb{}", r % 4);
         let nic = format!("nic{}", (r / 4) % 4);
         let pool = |lb: &str| json!({"resourceRef": format!("/loadBalancers/{lb}/backendAddressPools/web")});
-        let _ = match (r / 16) % 7 {
+        let _ = match (r / 16) % 9 {
             0 | 1 => c.put(
                 kind("loadBalancers").unwrap(),
                 &lb,
@@ -532,6 +550,11 @@ mod tests {
             }
             4 => c.delete(kind("networkInterfaces").unwrap(), &nic, None),
             5 => c.delete(kind("loadBalancers").unwrap(), &lb, None),
+            // A host that comes and goes.
+            6 => c
+                .put(kind("servers").unwrap(), "Spare", json!({"properties": {}}), None)
+                .map(drop),
+            7 => c.delete(kind("servers").unwrap(), "Spare", None),
             _ => c.put(
                 kind("credentials").unwrap(),
                 "x",
@@ -547,6 +570,7 @@ mod tests {
             let mut c = Controller::open(MemStore::default(), 1).unwrap();
             portal(&mut c);
             let mut compiler = Compiler::new();
+            let mut publisher = Publisher::new();
             let mut rng = seed;
             let observed = observed();
             for i in 0..60 {
@@ -555,11 +579,13 @@ mod tests {
                 if i % 3 == 0 {
                     continue;
                 }
-                assert_eq!(
-                    compiler.compile(&c, &observed),
-                    compile(&c, &observed),
-                    "seed {seed}, step {i}"
-                );
+                publisher.update(c.revision(), compiler.compile(&c, &observed));
+                let published: BTreeMap<String, Value> = publisher
+                    .all()
+                    .iter()
+                    .map(|(n, (_, v))| (n.clone(), Value::clone(v)))
+                    .collect();
+                assert_eq!(published, compile(&c, &observed), "seed {seed}, step {i}");
             }
         }
     }
