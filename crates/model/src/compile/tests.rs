@@ -278,3 +278,100 @@ fn compiled_configurations_hold_no_null_so_changes_travel_as_merge_patches() {
     let h = serde_json::to_value(&hosts(&v)["/servers/hypervhost"]).unwrap();
     assert!(!has_null(&h), "{h}");
 }
+
+#[test]
+fn the_muxes_get_backends_their_hosts_have_programmed_with_their_health() {
+    let d = portal();
+    let v = vips(&d);
+    let pa: IpAddr = "192.168.233.21".parse().unwrap();
+    let host = "/servers/hypervhost".to_string();
+    let mut o = Observed::default();
+    // Nothing reported: nothing a Mux could use, so no entry at all.
+    assert!(observe(&v, &o).is_empty());
+    // A provider address, but no DIP programmed yet: still nothing.
+    o.provider_addresses.insert(host.clone(), vec![pa]);
+    assert!(observe(&v, &o).is_empty());
+    // PortalVM programmed, and reported down.
+    o.programmed
+        .insert(host.clone(), ["192.168.100.74".parse().unwrap()].into());
+    o.down.insert("192.168.100.74".parse().unwrap());
+    let seen = observe(&v, &o);
+    assert_eq!(seen.len(), 2, "the HTTP entry and the SSH entry");
+    for entry in &seen {
+        assert_eq!(entry.backends.len(), 1, "PortalVM2 is not programmed");
+        let b = &entry.backends[0];
+        assert_eq!(b.dip.to_string(), "192.168.100.74");
+        assert_eq!(b.provider_address, Some(pa));
+        assert!(!b.healthy);
+    }
+    // Both programmed, both up.
+    o.programmed.insert(
+        host,
+        [
+            "192.168.100.74".parse().unwrap(),
+            "192.168.100.75".parse().unwrap(),
+        ]
+        .into(),
+    );
+    o.down.clear();
+    let seen = observe(&v, &o);
+    assert_eq!(seen[0].backends.len(), 2);
+    assert!(seen[0].backends.iter().all(|b| b.healthy));
+    // What the resources say of each entry is kept.
+    assert_eq!(seen[0].rule, v[0].rule);
+    assert_eq!(seen[0].distribution, Distribution::TwoTuple);
+}
+
+#[test]
+fn a_backend_read_without_health_is_healthy() {
+    let b: Backend = serde_json::from_value(json!({
+        "ipConfiguration": "/networkInterfaces/PortalVM/ipConfigurations/ip1",
+        "dip": "192.168.100.74", "port": 80
+    }))
+    .unwrap();
+    assert!(b.healthy);
+    assert_eq!((b.server, b.mac, b.provider_address), (None, None, None));
+}
+
+#[test]
+fn udp_rules_source_ip_protocol_and_the_order_of_entries() {
+    let mut d = Docs::default();
+    for (lb, vip, protocol, distribution) in [
+        ("a", "192.168.133.80", "Udp", "SourceIPProtocol"),
+        ("b", "192.168.133.75", "Tcp", "Default"),
+    ] {
+        d.put(
+            "loadBalancers",
+            lb,
+            json!({"properties": {
+                "frontendIPConfigurations": [{"resourceId": "fe", "properties": {"privateIPAddress": vip}}],
+                "backendAddressPools": [{"resourceId": "web"}],
+                "loadBalancingRules": [{"resourceId": "r", "properties": {
+                    "protocol": protocol, "frontendPort": 53, "loadDistribution": distribution,
+                    "frontendIPConfigurations": [{"resourceRef": format!("/loadBalancers/{lb}/frontendIPConfigurations/fe")}],
+                    "backendAddressPool": {"resourceRef": format!("/loadBalancers/{lb}/backendAddressPools/web")}}}]
+            }}),
+        );
+    }
+    let v = vips(&d);
+    // In VIP order, not in the load balancers' order.
+    let got: Vec<(String, Protocol, Distribution)> = v
+        .iter()
+        .map(|v| (v.vip.to_string(), v.protocol, v.distribution))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "192.168.133.75".into(),
+                Protocol::Tcp,
+                Distribution::FiveTuple
+            ),
+            (
+                "192.168.133.80".into(),
+                Protocol::Udp,
+                Distribution::ThreeTuple
+            ),
+        ]
+    );
+}
