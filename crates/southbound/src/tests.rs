@@ -400,3 +400,259 @@ proptest::proptest! {
         while let Ok(Some(_)) = d.next_message() {}
     }
 }
+
+/// Each side's timers and guards on their own, message by message.
+mod units {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn timers() -> Timers {
+        Timers {
+            keepalive: S,
+            hold: 3 * S,
+            backoff_min: 250 * MS,
+            backoff_max: 8 * S,
+        }
+    }
+
+    fn outputs(a: &mut Agent) -> Vec<Output> {
+        std::iter::from_fn(|| a.poll_output()).collect()
+    }
+
+    fn events(p: &mut Peer) -> Vec<Event> {
+        std::iter::from_fn(|| p.poll_event()).collect()
+    }
+
+    fn hello(applied: Option<u64>) -> Message {
+        Message::Hello {
+            node: "MuxVM".into(),
+            token: "t".into(),
+            applied,
+        }
+    }
+
+    fn admit(_: &str, token: &str) -> Option<u64> {
+        (token == "t").then_some(5)
+    }
+
+    #[test]
+    fn node_tokens_are_fixed_per_secret_and_node() {
+        let t = crate::node_token("secret", "MuxVM");
+        assert_eq!(t.len(), 32);
+        assert!(t.chars().all(|c| c.is_ascii_hexdigit()));
+        // A token issued once keeps working after an upgrade: pinned.
+        assert_eq!(t, crate::node_token("secret", "MuxVM"));
+        assert_eq!(t, "66bfe04eb2570607f5de579d2a674fd3");
+        assert_ne!(t, crate::node_token("secret", "MuxVM2"));
+        assert_ne!(t, crate::node_token("other", "MuxVM"));
+    }
+
+    #[test]
+    fn the_agent_keeps_alive_holds_reconnects_and_reports_only_when_accepted() {
+        let mut a = Agent::new("MuxVM", "t", timers());
+        a.start();
+        assert_eq!(outputs(&mut a), [Output::Connect]);
+        a.report(json!({"x": 1}));
+        assert!(
+            outputs(&mut a).is_empty(),
+            "no report before it is accepted"
+        );
+        a.connected(Duration::ZERO);
+        assert!(matches!(
+            &outputs(&mut a)[..],
+            [Output::Send(Message::Hello { .. })]
+        ));
+        assert_eq!(a.poll_at(), Some(S));
+        a.received(500 * MS, Message::Welcome { revision: 1 });
+        assert!(a.is_ready());
+        a.report(json!({"x": 1}));
+        assert!(matches!(
+            &outputs(&mut a)[..],
+            [Output::Send(Message::Report { .. })]
+        ));
+        a.poll(999 * MS);
+        assert!(outputs(&mut a).is_empty());
+        a.poll(S);
+        assert_eq!(outputs(&mut a), [Output::Send(Message::Keepalive)]);
+        assert_eq!(a.poll_at(), Some(2 * S));
+        // The controller's keepalive keeps it up.
+        a.received(1200 * MS, Message::Keepalive);
+        assert!(a.is_ready());
+        assert!(outputs(&mut a).is_empty());
+        a.poll(2 * S);
+        assert_eq!(outputs(&mut a), [Output::Send(Message::Keepalive)]);
+        // Silent for the hold time: the connection goes; back after the backoff.
+        assert_eq!(a.poll_at(), Some(3 * S), "the next keepalive");
+        a.poll(3 * S);
+        outputs(&mut a);
+        a.poll(4199 * MS);
+        assert!(a.is_ready(), "3 s after 1.2 s is 4.2 s");
+        outputs(&mut a);
+        a.poll(4200 * MS);
+        assert!(!a.is_ready());
+        assert_eq!(outputs(&mut a), [Output::Close]);
+        assert_eq!(a.poll_at(), Some(4450 * MS));
+        a.poll(4449 * MS);
+        assert!(outputs(&mut a).is_empty());
+        a.poll(4450 * MS);
+        assert_eq!(outputs(&mut a), [Output::Connect]);
+        assert_eq!(a.config(), None);
+    }
+
+    #[test]
+    fn a_delta_on_another_base_is_not_applied() {
+        let mut a = Agent::new("MuxVM", "t", timers());
+        a.start();
+        a.connected(Duration::ZERO);
+        a.received(MS, Message::Welcome { revision: 1 });
+        a.received(
+            MS,
+            Message::Snapshot {
+                revision: 1,
+                config: json!({"a": 1}),
+            },
+        );
+        outputs(&mut a);
+        a.received(
+            2 * MS,
+            Message::Delta {
+                base: 7,
+                revision: 8,
+                patch: json!({"a": 2}),
+            },
+        );
+        assert_eq!(
+            outputs(&mut a),
+            [Output::Close],
+            "starts again for a snapshot"
+        );
+        assert_eq!(
+            a.config().map(|(r, c)| (*r, Value::clone(c))),
+            Some((1, json!({"a": 1})))
+        );
+    }
+
+    #[test]
+    fn the_peer_accepts_keeps_alive_and_drops_a_silent_agent() {
+        let mut p = Peer::new(Duration::ZERO, timers());
+        assert_eq!(p.node(), None);
+        // Nothing is published before Hello.
+        p.publish(5, &Arc::new(json!({})), None);
+        assert!(events(&mut p).is_empty());
+        p.received(Duration::ZERO, hello(None), &admit);
+        assert_eq!(p.node(), Some("MuxVM"));
+        assert_eq!(
+            events(&mut p),
+            [
+                Event::Send(Message::Welcome { revision: 5 }),
+                Event::Accepted {
+                    node: "MuxVM".into(),
+                    applied: None
+                }
+            ]
+        );
+        assert_eq!(p.poll_at(), Some(S));
+        p.poll(999 * MS);
+        assert!(events(&mut p).is_empty());
+        p.poll(S);
+        assert_eq!(events(&mut p), [Event::Send(Message::Keepalive)]);
+        assert_eq!(p.poll_at(), Some(2 * S));
+        p.received(2500 * MS, Message::Keepalive, &admit);
+        p.poll(5499 * MS);
+        assert!(
+            !events(&mut p).iter().any(|e| matches!(e, Event::Close(_))),
+            "heard at 2.5 s: up until 5.5 s"
+        );
+        p.poll(5500 * MS);
+        assert!(
+            events(&mut p)
+                .iter()
+                .any(|e| matches!(e, Event::Close(r) if r.contains("MuxVM silent for 3s")))
+        );
+        assert_eq!(p.poll_at(), None, "closed: no more timers");
+    }
+
+    #[test]
+    fn the_peer_sends_a_snapshot_a_delta_or_nothing_as_the_agent_needs() {
+        let mut p = Peer::new(Duration::ZERO, timers());
+        p.received(Duration::ZERO, hello(Some(5)), &admit);
+        events(&mut p);
+        // The agent has revision 5 already.
+        p.publish(5, &Arc::new(json!({"a": 1})), Some(5));
+        assert!(events(&mut p).is_empty());
+        // The same revision, another configuration: the whole of it.
+        p.publish(5, &Arc::new(json!({"a": 2})), Some(5));
+        assert_eq!(
+            events(&mut p),
+            [Event::Send(Message::Snapshot {
+                revision: 5,
+                config: json!({"a": 2})
+            })]
+        );
+        // And the same again: nothing.
+        p.publish(5, &Arc::new(json!({"a": 2})), Some(5));
+        assert!(events(&mut p).is_empty());
+        p.publish(6, &Arc::new(json!({"a": 2, "b": 3})), Some(5));
+        assert_eq!(
+            events(&mut p),
+            [Event::Send(Message::Delta {
+                base: 5,
+                revision: 6,
+                patch: json!({"b": 3})
+            })]
+        );
+    }
+
+    #[test]
+    fn the_peer_names_what_ends_a_connection() {
+        let close = |p: &mut Peer| {
+            events(p).into_iter().find_map(|e| match e {
+                Event::Close(r) => Some(r),
+                _ => None,
+            })
+        };
+        let mut p = Peer::new(Duration::ZERO, timers());
+        p.received(
+            Duration::ZERO,
+            Message::Snapshot {
+                revision: 1,
+                config: json!({}),
+            },
+            &admit,
+        );
+        assert_eq!(close(&mut p).as_deref(), Some("Snapshot before Hello"));
+        let mut p = Peer::new(Duration::ZERO, timers());
+        p.received(Duration::ZERO, hello(None), &admit);
+        p.received(Duration::ZERO, Message::Welcome { revision: 1 }, &admit);
+        assert_eq!(close(&mut p).as_deref(), Some("unexpected Welcome"));
+        // Closed: nothing more is taken.
+        p.received(Duration::ZERO, Message::Applied { revision: 1 }, &admit);
+        assert!(events(&mut p).is_empty());
+        let mut p = Peer::new(Duration::ZERO, timers());
+        p.malformed("not JSON");
+        assert_eq!(
+            close(&mut p).as_deref(),
+            Some("malformed message: not JSON")
+        );
+        let mut p = Peer::new(Duration::ZERO, timers());
+        p.end("the node's resource was deleted".into());
+        assert_eq!(
+            close(&mut p).as_deref(),
+            Some("the node's resource was deleted")
+        );
+    }
+
+    #[test]
+    fn a_frame_may_be_as_long_as_the_limit_and_no_longer() {
+        let mut d = Decoder::new();
+        d.push(&(crate::frame::MAX_FRAME as u32).to_be_bytes());
+        assert_eq!(d.next_message(), Ok(None), "waits for the body");
+        let mut d = Decoder::new();
+        d.push(&(crate::frame::MAX_FRAME as u32 + 1).to_be_bytes());
+        assert_eq!(
+            d.next_message(),
+            Err(FrameError::TooLong(crate::frame::MAX_FRAME + 1))
+        );
+    }
+}
