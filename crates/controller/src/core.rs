@@ -317,13 +317,14 @@ impl<S: Store> Controller<S> {
             .unwrap_or_default()
     }
 
+    /// The vipIpPools of `loadBalancerManager/config`, as the pools are now (with
+    /// `pending`, a load balancer or public IP address being written, in place).
     fn vip_pools(&self, pending: Option<(&Key, &Value)>) -> Vec<Pool> {
-        let config = match pending {
-            Some(((k, _), d)) if *k == "loadBalancerManager" => Some(d),
-            _ => self
-                .docs
-                .get(&("loadBalancerManager", "config".to_string())),
-        };
+        // Only a load balancer or a public IP address allocates: the configuration is
+        // the stored one.
+        let config = self
+            .docs
+            .get(&("loadBalancerManager", "config".to_string()));
         let refs = config
             .and_then(|c| c.pointer("/properties/vipIpPools"))
             .and_then(Value::as_array)

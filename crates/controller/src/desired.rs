@@ -348,6 +348,7 @@ mod tests {
     use super::*;
     use crate::MemStore;
     use serde_json::json;
+    use std::net::IpAddr;
     use strata_model::kind;
 
     /// A whole compilation, as the publisher takes it.
@@ -572,7 +573,13 @@ mod tests {
             let mut compiler = Compiler::new();
             let mut publisher = Publisher::new();
             let mut rng = seed;
-            let observed = observed();
+            // The random NICs' DIPs programmed too, so the Muxes' entries come and go.
+            let mut observed = observed();
+            if let Some(dips) = observed.programmed.get_mut("/servers/hypervhost") {
+                dips.extend(
+                    (70..74).map(|i| format!("192.168.100.{i}").parse::<IpAddr>().unwrap()),
+                );
+            }
             for i in 0..60 {
                 step(&mut c, &mut rng);
                 // Sometimes several writes between two compilations.
