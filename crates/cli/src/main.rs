@@ -246,6 +246,17 @@ fn run(
             lab.now().as_secs_f64()
         );
     }
+    let agents = lab.nodes().iter().filter(|n| n.agent().is_some()).count();
+    if agents > 0 {
+        println!(
+            "controller: {agents} agents {}",
+            if lab.converged() {
+                "configured from NCVM"
+            } else {
+                "not all configured yet"
+            }
+        );
+    }
     let mut results = Vec::new();
     for i in selected {
         let result = lab.run_scenario(i);
