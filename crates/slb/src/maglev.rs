@@ -88,17 +88,72 @@ impl Maglev {
         if turns.is_empty() {
             return Ok(Maglev { table });
         }
+        let advance = |p: u32, skip: u32| {
+            let p = p + skip;
+            if p >= m32 { p - m32 } else { p }
+        };
         let mut filled = 0usize;
+        if turns.iter().all(|t| t.weight == 1) {
+            // Two backends' walks at once: the second's search overlaps the first's (the
+            // CPU runs both), and the claims keep their order. Only the first's claim can
+            // take the slot the second found; then the second walks on from there.
+            'pairs: loop {
+                for pair in turns.chunks_mut(2) {
+                    let (a, rest) = pair.split_at_mut(1);
+                    let a = &mut a[0];
+                    let Some(b) = rest.first_mut() else {
+                        let mut p = a.position;
+                        while table[p as usize] != EMPTY {
+                            p = advance(p, a.skip);
+                        }
+                        table[p as usize] = a.index;
+                        a.position = p;
+                        filled += 1;
+                        if filled == size {
+                            break 'pairs;
+                        }
+                        continue;
+                    };
+                    let (mut pa, mut pb) = (a.position, b.position);
+                    loop {
+                        let free_a = table[pa as usize] == EMPTY;
+                        let free_b = table[pb as usize] == EMPTY;
+                        if free_a && free_b {
+                            break;
+                        }
+                        if !free_a {
+                            pa = advance(pa, a.skip);
+                        }
+                        if !free_b {
+                            pb = advance(pb, b.skip);
+                        }
+                    }
+                    table[pa as usize] = a.index;
+                    a.position = pa;
+                    filled += 1;
+                    if filled == size {
+                        break 'pairs;
+                    }
+                    while table[pb as usize] != EMPTY {
+                        pb = advance(pb, b.skip);
+                    }
+                    table[pb as usize] = b.index;
+                    b.position = pb;
+                    filled += 1;
+                    if filled == size {
+                        break 'pairs;
+                    }
+                }
+            }
+            return Ok(Maglev { table });
+        }
         'fill: loop {
             for turn in turns.iter_mut() {
                 for _ in 0..turn.weight {
                     // Walk this backend's permutation to its next free slot.
                     let mut position = turn.position;
                     while table[position as usize] != EMPTY {
-                        position += turn.skip;
-                        if position >= m32 {
-                            position -= m32;
-                        }
+                        position = advance(position, turn.skip);
                     }
                     table[position as usize] = turn.index;
                     turn.position = position;
@@ -299,5 +354,51 @@ mod tests {
             Maglev::build_with_size(ids.iter().map(|id| (*id, 1)), prime),
             Err(MaglevError::TooLarge(prime))
         );
+    }
+
+    /// The fill of the paper, one backend after another, written as plainly as it reads.
+    fn reference(ids: &[[u8; 6]], size: usize) -> Vec<u16> {
+        let m = size as u64;
+        let mut next: Vec<(u64, u64)> = ids
+            .iter()
+            .map(|id| {
+                (
+                    siphash(OFFSET_KEY.0, OFFSET_KEY.1, id) % m,
+                    siphash(SKIP_KEY.0, SKIP_KEY.1, id) % (m - 1) + 1,
+                )
+            })
+            .collect();
+        let mut table = vec![EMPTY; size];
+        let mut filled = 0;
+        loop {
+            for (i, (position, skip)) in next.iter_mut().enumerate() {
+                while table[*position as usize] != EMPTY {
+                    *position = (*position + *skip) % m;
+                }
+                table[*position as usize] = i as u16;
+                filled += 1;
+                if filled == size {
+                    return table;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn walking_two_backends_at_once_builds_the_table_the_paper_does() {
+        // Odd and even counts (the last backend of an odd count walks alone), and a table
+        // small enough that the walks collide often.
+        for n in [1, 2, 3, 7, 10, 101] {
+            for size in [TABLE_SIZE, 251] {
+                let ids = ids(n);
+                let built =
+                    Maglev::build_with_size(ids.iter().map(|id| (&id[..], 1)), size).unwrap();
+                assert_eq!(
+                    built.slots(),
+                    &reference(&ids, size)[..],
+                    "n={n} size={size}"
+                );
+            }
+        }
     }
 }
