@@ -251,6 +251,11 @@ mod tests {
         assert_eq!(shares[2], 0);
         let ratio = shares[1] as f64 / shares[0] as f64;
         assert!((ratio - 2.0).abs() < 0.01, "{shares:?}");
+        // No backend of weight 1 among them: the weights still count.
+        let t = Maglev::build([(&ids[0][..], 2), (&ids[1][..], 3)]);
+        let shares = t.shares(2);
+        let ratio = shares[1] as f64 / shares[0] as f64;
+        assert!((ratio - 1.5).abs() < 0.01, "{shares:?}");
     }
 
     #[test]
