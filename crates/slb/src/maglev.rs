@@ -88,10 +88,6 @@ impl Maglev {
         if turns.is_empty() {
             return Ok(Maglev { table });
         }
-        let advance = |p: u32, skip: u32| {
-            let p = p + skip;
-            if p >= m32 { p - m32 } else { p }
-        };
         let mut filled = 0usize;
         if turns.iter().all(|t| t.weight == 1) {
             // Two backends' walks at once: the second's search overlaps the first's (the
@@ -102,12 +98,7 @@ impl Maglev {
                     let (a, rest) = pair.split_at_mut(1);
                     let a = &mut a[0];
                     let Some(b) = rest.first_mut() else {
-                        let mut p = a.position;
-                        while table[p as usize] != EMPTY {
-                            p = advance(p, a.skip);
-                        }
-                        table[p as usize] = a.index;
-                        a.position = p;
+                        claim(&mut table, a, a.position, m32);
                         filled += 1;
                         if filled == size {
                             break 'pairs;
@@ -122,26 +113,18 @@ impl Maglev {
                             break;
                         }
                         if !free_a {
-                            pa = advance(pa, a.skip);
+                            pa = advance(pa, a.skip, m32);
                         }
                         if !free_b {
-                            pb = advance(pb, b.skip);
+                            pb = advance(pb, b.skip, m32);
                         }
                     }
-                    table[pa as usize] = a.index;
-                    a.position = pa;
-                    filled += 1;
-                    if filled == size {
-                        break 'pairs;
-                    }
-                    while table[pb as usize] != EMPTY {
-                        pb = advance(pb, b.skip);
-                    }
-                    table[pb as usize] = b.index;
-                    b.position = pb;
-                    filled += 1;
-                    if filled == size {
-                        break 'pairs;
+                    for (turn, from) in [(a, pa), (b, pb)] {
+                        claim(&mut table, turn, from, m32);
+                        filled += 1;
+                        if filled == size {
+                            break 'pairs;
+                        }
                     }
                 }
             }
@@ -150,13 +133,7 @@ impl Maglev {
         'fill: loop {
             for turn in turns.iter_mut() {
                 for _ in 0..turn.weight {
-                    // Walk this backend's permutation to its next free slot.
-                    let mut position = turn.position;
-                    while table[position as usize] != EMPTY {
-                        position = advance(position, turn.skip);
-                    }
-                    table[position as usize] = turn.index;
-                    turn.position = position;
+                    claim(&mut table, turn, turn.position, m32);
                     filled += 1;
                     if filled == size {
                         break 'fill;
@@ -197,6 +174,23 @@ struct Turn {
     weight: u32,
     position: u32,
     skip: u32,
+}
+
+/// One step along a permutation of `m` slots.
+#[inline]
+fn advance(position: u32, skip: u32, m: u32) -> u32 {
+    let next = position + skip;
+    if next >= m { next - m } else { next }
+}
+
+/// Walks `turn`'s permutation from `from` to the next free slot and claims it.
+#[inline]
+fn claim(table: &mut [u16], turn: &mut Turn, mut from: u32, m: u32) {
+    while table[from as usize] != EMPTY {
+        from = advance(from, turn.skip, m);
+    }
+    table[from as usize] = turn.index;
+    turn.position = from;
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
