@@ -246,9 +246,8 @@ mod tests {
             status: json!({"bgp": []}),
         });
         assert_eq!(hub.refresh(&c), (Vec::new(), Vec::new()));
-        // One that does (a provider address, a programmed DIP): compiled again, and the
-        // host's configuration is unchanged but would be sent under a new revision if it
-        // were; here only what changed moves.
+        // One that changes what the SLB manager knows (a provider address): compiled
+        // again.
         hub.event(&Event::Report {
             node: "HyperVHost".into(),
             status: json!({"providerAddresses": ["192.168.233.21"], "dips": []}),
