@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: tshark decodes the lab's captures; BIRD, GoBGP and FRR
-# are BGP peers.
+# are BGP peers; graphviz checks the topology chart's DOT.
 packages=()
 command -v tshark >/dev/null 2>&1 || packages+=(tshark)
+command -v dot >/dev/null 2>&1 || packages+=(graphviz)
 command -v bird >/dev/null 2>&1 || packages+=(bird2)
 command -v gobgpd >/dev/null 2>&1 || packages+=(gobgpd)
 [ -x /usr/lib/frr/bgpd ] || packages+=(frr)
@@ -41,7 +42,7 @@ if ! command -v st >/dev/null 2>&1; then
   command -v pyenv >/dev/null 2>&1 && pyenv rehash
 fi
 export STRATA_REQUIRE_TSHARK=1 STRATA_REQUIRE_BIRD=1 STRATA_REQUIRE_GOBGP=1 STRATA_REQUIRE_FRR=1
-export STRATA_REQUIRE_SCHEMATHESIS=1
+export STRATA_REQUIRE_SCHEMATHESIS=1 STRATA_REQUIRE_GRAPHVIZ=1
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

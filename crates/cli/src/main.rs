@@ -16,10 +16,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use strata_lab::{Clock, Lab, report};
 
+/// The version, and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STRATA_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "strata",
-    version,
+    version = VERSION,
     about = "Strata: a software-defined network stack, and a lab that runs the Azure Stack POC network in one process"
 )]
 struct Cli {
@@ -155,11 +158,175 @@ enum LabCommand {
         #[arg(long)]
         seconds: Option<u64>,
     },
+    /// Draw the lab: its networks, nodes and NICs, each host's vSwitch and VMs, the BGP
+    /// sessions, VXLAN tunnels and controller agents (with their state once booted), and
+    /// the VIPs with the Muxes that announce them.
+    Diagram {
+        /// The lab file; without it, the built-in POC lab.
+        file: Option<PathBuf>,
+        /// Write here instead of to standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// svg, dot (graphviz) or mermaid; default: from the output's extension, else svg.
+        #[arg(short, long, value_enum, ignore_case = true)]
+        format: Option<DiagramFormat>,
+        /// Run the named scenarios first (repeatable); default: none, the lab as booted.
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+    },
+    /// Run one flow through the lab (after its boot, and any scenarios named) and print
+    /// each hop of the request and the reply: node, interface, the frame, and what the
+    /// node did (the route, NAT, the VIP entry and DIP, VXLAN, the VFP rules). Exits
+    /// non-zero if the flow failed.
+    Trace {
+        /// The lab file; without it, the built-in POC lab.
+        file: Option<PathBuf>,
+        /// The node the flow starts from.
+        #[arg(long, value_name = "NODE")]
+        from: String,
+        /// A URL (http://portal.azurestack.local/), IP:PORT, or an IPv4 address.
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// tcp, udp or icmp; default: icmp for a bare address, else tcp.
+        #[arg(long, value_enum, ignore_case = true)]
+        proto: Option<Proto>,
+        /// Run the named scenarios first (repeatable).
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+        /// Also draw the path as numbered arrows over the lab's diagram, to this file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_enum,
+            ignore_case = true,
+            default_value = "table"
+        )]
+        output: OutputFormat,
+    },
     /// Check a lab file and print its topology: networks, nodes, addresses, routes.
     Show {
         /// The lab file; without it, the built-in POC lab.
         file: Option<PathBuf>,
     },
+}
+
+/// How a `show`-like command prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// Readable text.
+    Table,
+    /// JSON, with stable field names (see docs/cli-json.md).
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn trace(
+    file: Option<&PathBuf>,
+    from: &str,
+    to: &str,
+    proto: Option<Proto>,
+    only: &[String],
+    svg: Option<&PathBuf>,
+    output: OutputFormat,
+) -> anyhow::Result<bool> {
+    use strata_lab::topology::{FlowProto, Scenario};
+    let topology = load(file)?;
+    let proto = proto.map(|p| match p {
+        Proto::Tcp => FlowProto::Tcp,
+        Proto::Udp => FlowProto::Udp,
+        Proto::Icmp => FlowProto::Icmp,
+    });
+    let flow = Scenario::flow(&topology, from, to, proto).map_err(anyhow::Error::msg)?;
+    let selected = if only.is_empty() {
+        Vec::new()
+    } else {
+        select(&topology, only)?
+    };
+    let mut lab = Lab::new(topology, Clock::Virtual)?;
+    lab.boot(strata_lab::BOOT_LIMIT);
+    for i in selected {
+        lab.run_scenario(i);
+    }
+    let result = lab.trace(flow);
+    match output {
+        OutputFormat::Table => print!("{}", report::trace(&result)),
+        OutputFormat::Json => println!("{:#}", report::trace_json(&result)),
+    }
+    if let Some(path) = svg {
+        let graph = strata_lab::diagram::Graph::of(&lab);
+        let overlay = strata_lab::diagram::svg::Overlay {
+            request: &result.request,
+            reply: &result.reply,
+        };
+        std::fs::write(
+            path,
+            strata_lab::diagram::svg::render(&graph, Some(overlay)),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(result.passed)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DiagramFormat {
+    Svg,
+    Dot,
+    Mermaid,
+}
+
+fn diagram(
+    file: Option<&PathBuf>,
+    output: Option<&PathBuf>,
+    format: Option<DiagramFormat>,
+    only: &[String],
+) -> anyhow::Result<bool> {
+    let format = format.unwrap_or_else(|| {
+        match output
+            .and_then(|o| o.extension())
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("dot" | "gv") => DiagramFormat::Dot,
+            Some("mmd" | "mermaid") => DiagramFormat::Mermaid,
+            _ => DiagramFormat::Svg,
+        }
+    });
+    let topology = load(file)?;
+    let selected = if only.is_empty() {
+        Vec::new()
+    } else {
+        select(&topology, only)?
+    };
+    let mut lab = Lab::new(topology, Clock::Virtual)?;
+    lab.boot(strata_lab::BOOT_LIMIT);
+    for i in selected {
+        lab.run_scenario(i);
+    }
+    let graph = strata_lab::diagram::Graph::of(&lab);
+    let text = match format {
+        DiagramFormat::Svg => strata_lab::diagram::svg::render(&graph, None),
+        DiagramFormat::Dot => graph.dot(),
+        DiagramFormat::Mermaid => graph.mermaid(),
+    };
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(true)
 }
 
 fn load(file: Option<&PathBuf>) -> anyhow::Result<strata_lab::topology::Topology> {
@@ -176,15 +343,18 @@ fn load(file: Option<&PathBuf>) -> anyhow::Result<strata_lab::topology::Topology
     Ok(strata_lab::file::parse(&name, &text)?)
 }
 
-/// Boots a lab and runs the named scenarios (all when none is named), quietly.
-fn run_quietly(file: Option<&PathBuf>, only: &[String]) -> anyhow::Result<Lab> {
+/// Boots a lab and runs the named scenarios (all when none is named), quietly; says
+/// on stderr which failed. The lab, and whether every scenario passed.
+fn run_quietly(file: Option<&PathBuf>, only: &[String]) -> anyhow::Result<(Lab, bool)> {
     let topology = load(file)?;
     let selected = select(&topology, only)?;
     let mut lab = Lab::new(topology, Clock::Virtual)?;
     lab.boot(strata_lab::BOOT_LIMIT);
+    let mut passed = true;
     for i in selected {
         let result = lab.run_scenario(i);
         if !result.passed {
+            passed = false;
             eprintln!(
                 "scenario {} failed: {}",
                 result.name,
@@ -192,7 +362,7 @@ fn run_quietly(file: Option<&PathBuf>, only: &[String]) -> anyhow::Result<Lab> {
             );
         }
     }
-    Ok(lab)
+    Ok((lab, passed))
 }
 
 /// The indices of the named scenarios (all when none is named), or an error naming one
@@ -223,6 +393,16 @@ fn run(
 ) -> anyhow::Result<bool> {
     let topology = load(file.as_ref())?;
     let selected = select(&topology, &only)?;
+    if let Some(dir) = &capture {
+        // Find out now, not after the run, that the captures cannot be written.
+        std::fs::create_dir_all(dir)
+            .and_then(|()| {
+                let probe = dir.join(".strata-write-test");
+                std::fs::write(&probe, b"")?;
+                std::fs::remove_file(probe)
+            })
+            .with_context(|| format!("--capture {}: cannot write there", dir.display()))?;
+    }
     println!(
         "lab {}: {} networks, {} nodes, {} scenarios ({} time)",
         topology.name,
@@ -303,7 +483,7 @@ fn main() -> ExitCode {
             list_rule,
             list_unified_flow,
             scenarios,
-        }) => run_quietly(file.as_ref(), &scenarios).and_then(|lab| {
+        }) => run_quietly(file.as_ref(), &scenarios).and_then(|(lab, passed)| {
             let text = report::vfp(&lab, port.as_deref(), !list_unified_flow, !list_rule);
             if text.is_empty() {
                 anyhow::bail!(
@@ -312,17 +492,17 @@ fn main() -> ExitCode {
                 );
             }
             print!("{text}");
-            Ok(true)
+            Ok(passed)
         }),
         Command::Lab(LabCommand::Mux { file, scenarios }) => run_quietly(file.as_ref(), &scenarios)
-            .map(|lab| {
+            .map(|(lab, passed)| {
                 print!("{}", report::mux(&lab));
-                true
+                passed
             }),
         Command::Lab(LabCommand::Bgp { file, scenarios }) => run_quietly(file.as_ref(), &scenarios)
-            .map(|lab| {
+            .map(|(lab, passed)| {
                 print!("{}", report::bgp(&lab));
-                true
+                passed
             }),
         Command::Bgp(BgpCommand::Run { config, seconds }) => bgpd::load(&config).and_then(|c| {
             let until =
@@ -363,6 +543,29 @@ fn main() -> ExitCode {
             data_dir,
             seconds,
         }) => lab_up::up(file.as_ref(), data_dir, listen, seconds),
+        Command::Lab(LabCommand::Diagram {
+            file,
+            output,
+            format,
+            scenarios,
+        }) => diagram(file.as_ref(), output.as_ref(), format, &scenarios),
+        Command::Lab(LabCommand::Trace {
+            file,
+            from,
+            to,
+            proto,
+            scenarios,
+            svg,
+            output,
+        }) => trace(
+            file.as_ref(),
+            &from,
+            &to,
+            proto,
+            &scenarios,
+            svg.as_ref(),
+            output,
+        ),
         Command::Lab(LabCommand::Show { file }) => load(file.as_ref()).map(|t| {
             print!("{}", report::topology(&t));
             true

@@ -128,7 +128,10 @@ fn vfp_lists_rules_and_unified_flows_of_a_port() {
 fn mux_shows_vips_and_dip_health() {
     let (code, out, _) = strata(&["lab", "mux", "--scenario", "portalvm2-fails"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("VIP 192.168.133.74:80 proto 6"), "{out}");
+    assert!(
+        out.contains("VIP 192.168.133.74 tcp/80 (loadDistribution Default, VNI 4096)"),
+        "{out}"
+    );
     assert!(
         out.contains("DIP 192.168.100.75:80 on host PA 192.168.233.21  out (probe failed)"),
         "{out}"
@@ -279,4 +282,145 @@ fn a_closed_pipe_ends_the_output_quietly() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn trace_prints_each_hop_and_exits_by_the_flow() {
+    let (code, out, err) = strata(&[
+        "lab",
+        "trace",
+        "--from",
+        "ClientVM",
+        "--to",
+        "http://portal.azurestack.local/",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("ok: ClientVM GET http://portal.azurestack.local/"),
+        "{out}"
+    );
+    assert!(out.contains("load-balances VIP 192.168.133.74:80"), "{out}");
+    assert!(
+        out.contains("reply: PortalVM → HyperVHost → BGPVM → ClientVM"),
+        "{out}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("strata-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("path.svg");
+    let (code, out, err) = strata(&[
+        "lab",
+        "trace",
+        "--from",
+        "ClientVM",
+        "--to",
+        "192.168.100.74",
+        "--proto",
+        "ICMP",
+        "-o",
+        "json",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(json["request"][0]["from"], "ClientVM");
+    assert_eq!(json["request"].as_array().unwrap().len(), 4);
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    let hops = json["request"].as_array().unwrap().len() + json["reply"].as_array().unwrap().len();
+    assert_eq!(
+        drawn.matches("class=\"hop\"").count(),
+        hops,
+        "one arrow per hop"
+    );
+
+    // A flow that fails exits 1; a bad target is an error (2) naming what was expected.
+    let (code, out, _) = strata(&[
+        "lab",
+        "trace",
+        "--from",
+        "ClientVM",
+        "--to",
+        "192.168.100.74:9",
+        "--proto",
+        "udp",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ICMP unreachable"), "{out}");
+    let (code, _, err) = strata(&["lab", "trace", "--from", "ClientVM", "--to", "nowhere"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("expected a URL"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn diagram_writes_svg_dot_and_mermaid() {
+    let dir = std::env::temp_dir().join(format!("strata-diagram-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("topology.svg");
+    let (code, _, err) = strata(&["lab", "diagram", "-o", svg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains("data-node=\"MuxVM\""),
+        "{text}"
+    );
+    let (code, out, _) = strata(&["lab", "diagram", "-f", "dot"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("graph \"azure-stack-poc"), "{out}");
+    let (code, out, _) = strata(&["lab", "diagram", "--format", "Mermaid"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("flowchart TB"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn version_names_the_commit() {
+    let (code, out, _) = strata(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("strata 0."), "{out}");
+    assert!(out.contains("commit "), "{out}");
+}
+
+#[test]
+fn an_unwritable_capture_directory_fails_before_the_run() {
+    let dir = std::env::temp_dir().join(format!("strata-ro-{}", std::process::id()));
+    std::fs::write(&dir, b"a file, not a directory").unwrap();
+    let (code, out, err) = strata(&["lab", "run", "--capture", dir.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(err.contains("cannot write there"), "{err}");
+    assert!(!out.contains("PASS"), "no scenario ran: {out}");
+    let _ = std::fs::remove_file(&dir);
+}
+
+#[test]
+fn show_commands_exit_non_zero_when_a_scenario_fails() {
+    let dir = std::env::temp_dir().join(format!("strata-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("failing.toml");
+    let mut text = strata_lab_poc();
+    text.push_str(
+        "\n[[scenario]]\nname = \"cannot-pass\"\nfrom = \"ClientVM\"\nping = \"192.168.233.21\"\ncount = 1\n",
+    );
+    std::fs::write(&file, text).unwrap();
+    for command in ["mux", "bgp", "vfp"] {
+        let (code, _, err) = strata(&[
+            "lab",
+            command,
+            file.to_str().unwrap(),
+            "--scenario",
+            "cannot-pass",
+        ]);
+        assert_eq!(code, 1, "lab {command}: {err}");
+        assert!(err.contains("scenario cannot-pass failed"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn strata_lab_poc() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../labs/azure-stack-poc.toml"
+    ))
+    .unwrap()
 }

@@ -1046,9 +1046,9 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 Some(a) => Some(self.addr(a, "the expected address")?),
                 None => None,
             };
-            let success = match def.expect.get_ref().as_str() {
-                "success" => true,
-                "failure" => false,
+            let failure = match def.expect.get_ref().as_str() {
+                "success" => false,
+                "failure" => true,
                 other => {
                     return Err(self.at(
                         &def.expect,
@@ -1084,7 +1084,7 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 timeout: Duration::from_millis(def.timeout_ms),
                 wait: Duration::from_millis(def.wait_ms),
                 expect: Expect {
-                    success,
+                    failure,
                     status: def.expect_status,
                     body_contains: def.expect_body.clone(),
                     bodies: def.expect_bodies.clone(),

@@ -115,8 +115,15 @@ pub struct Hop {
     pub time: Duration,
     pub network: String,
     pub from: String,
+    /// The sender's interface: a NIC's name and address, a vSwitch uplink or port.
+    pub from_iface: String,
     pub to: String,
+    pub to_iface: String,
+    /// The frame, decoded in one line.
     pub what: String,
+    /// What the sender did to send it: routed, NATed, load-balanced, encapsulated,
+    /// VFP rules (see `Lab::explain`).
+    pub did: Vec<String>,
 }
 
 /// What a scenario found.
@@ -147,7 +154,10 @@ impl ScenarioResult {
     }
 }
 
+mod explain;
 mod scenario;
+
+pub use explain::distribution_name;
 
 pub use scenario::BOOT_LIMIT;
 

@@ -6,6 +6,7 @@
 //! what happened hop by hop, read from the frames that crossed the segments ([`trace`]);
 //! [`report`] prints that.
 
+pub mod diagram;
 pub mod file;
 mod lab;
 pub mod report;
@@ -13,7 +14,9 @@ pub mod resources;
 pub mod topology;
 pub mod trace;
 
-pub use lab::{BOOT_LIMIT, Clock, Hop, Lab, LabError, Nc, ScenarioResult, Waker, mac_of};
+pub use lab::{
+    BOOT_LIMIT, Clock, Hop, Lab, LabError, Nc, ScenarioResult, Waker, distribution_name, mac_of,
+};
 
 /// The seed's topology, the Azure Stack POC lab, built into the binary.
 pub const AZURE_STACK_POC: &str = include_str!("../../../labs/azure-stack-poc.toml");

@@ -176,8 +176,12 @@ pub fn mux(lab: &crate::Lab) -> String {
             let k = config.key;
             let _ = writeln!(
                 out,
-                "  VIP {}:{} proto {} ({:?}, VNI {})",
-                k.vip, k.port, k.proto, config.distribution, config.vni
+                "  VIP {} {}/{} (loadDistribution {}, VNI {})",
+                k.vip,
+                crate::diagram::protocol_name(k.proto),
+                k.port,
+                crate::distribution_name(config.distribution),
+                config.vni
             );
             for (dip, up) in config.dips.iter().zip(healthy) {
                 let _ = writeln!(
@@ -227,4 +231,74 @@ pub fn bgp(lab: &crate::Lab) -> String {
         }
     }
     out
+}
+
+/// One traced flow: the request's hops, then the reply's, numbered as the SVG numbers
+/// them, each with the interfaces it left and entered and what its sender did.
+pub fn trace(r: &ScenarioResult) -> String {
+    let mut out = String::new();
+    let verdict = if r.passed { "ok" } else { "FAILED" };
+    let _ = writeln!(out, "{verdict}: {}", r.summary);
+    for f in &r.failures {
+        let _ = writeln!(out, "  ! {f}");
+    }
+    let mut number = 0;
+    for (what, hops) in [("request", &r.request), ("reply", &r.reply)] {
+        if hops.is_empty() {
+            let _ = writeln!(out, "\n{what}: no frames seen");
+            continue;
+        }
+        let _ = writeln!(out, "\n{what}: {}", ScenarioResult::nodes(hops).join(" → "));
+        for h in hops.iter() {
+            number += 1;
+            let _ = writeln!(
+                out,
+                "{number:>3}  +{:.3} ms  {} ({}) → {} ({}) on {}",
+                h.time.saturating_sub(r.started).as_secs_f64() * 1000.0,
+                h.from,
+                h.from_iface,
+                h.to,
+                h.to_iface,
+                h.network
+            );
+            let _ = writeln!(out, "       {}", h.what);
+            for d in &h.did {
+                let _ = writeln!(out, "       {}: {d}", h.from);
+            }
+        }
+    }
+    out
+}
+
+/// [`trace`] as JSON: `{passed, summary, failures, request: [hop], reply: [hop]}`, each
+/// hop `{number, time_ms, network, from, from_interface, to, to_interface, frame, did}`.
+pub fn trace_json(r: &ScenarioResult) -> serde_json::Value {
+    let mut number = 0;
+    let mut hops = |hops: &[Hop]| -> Vec<serde_json::Value> {
+        hops.iter()
+            .map(|h| {
+                number += 1;
+                serde_json::json!({
+                    "number": number,
+                    "time_ms": h.time.saturating_sub(r.started).as_secs_f64() * 1000.0,
+                    "network": h.network,
+                    "from": h.from,
+                    "from_interface": h.from_iface,
+                    "to": h.to,
+                    "to_interface": h.to_iface,
+                    "frame": h.what,
+                    "did": h.did,
+                })
+            })
+            .collect()
+    };
+    let request = hops(&r.request);
+    let reply = hops(&r.reply);
+    serde_json::json!({
+        "passed": r.passed,
+        "summary": r.summary,
+        "failures": r.failures,
+        "request": request,
+        "reply": reply,
+    })
 }

@@ -195,13 +195,18 @@ pub enum ScenarioAction {
     Resolve {
         name: String,
     },
+    /// One UDP datagram to `target`, and an answer awaited.
+    Udp {
+        target: std::net::SocketAddrV4,
+    },
 }
 
-/// What a scenario must find to pass.
-#[derive(Debug, Clone)]
+/// What a scenario must find to pass. The default: the exchange succeeds.
+#[derive(Debug, Clone, Default)]
 pub struct Expect {
-    /// Whether the exchange must succeed (every ping answered, an HTTP response) or fail.
-    pub success: bool,
+    /// Whether the exchange must fail (a ping unanswered, no HTTP response) rather than
+    /// succeed.
+    pub failure: bool,
     pub status: Option<u16>,
     pub body_contains: Option<String>,
     /// With `repeat`: every response must contain one of these, and each must be seen.
@@ -253,5 +258,80 @@ pub struct Topology {
 impl Topology {
     pub fn node(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
+    }
+}
+
+/// The protocol of a traced flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowProto {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+impl Scenario {
+    /// One flow from node `from` to `to`, to trace: a URL (`http://name/path`), an
+    /// `IP:PORT` (TCP: an HTTP GET; UDP: a datagram), or an `IP` (ICMP: one ping; TCP:
+    /// port 80). Without `proto`: ICMP for a bare address, else TCP.
+    pub fn flow(
+        t: &Topology,
+        from: &str,
+        to: &str,
+        proto: Option<FlowProto>,
+    ) -> Result<Scenario, String> {
+        let origin = t.node(from).ok_or_else(|| {
+            let names: Vec<&str> = t.nodes.iter().map(|n| n.name.as_str()).collect();
+            format!("no node {from:?} in this lab (nodes: {})", names.join(", "))
+        })?;
+        let (addr, port): (Option<Ipv4Addr>, Option<u16>) =
+            match to.parse::<std::net::SocketAddrV4>() {
+                Ok(sa) => (Some(*sa.ip()), Some(sa.port())),
+                Err(_) => (to.parse().ok(), None),
+            };
+        let action = if to.starts_with("http://") {
+            if proto.is_some_and(|p| p != FlowProto::Tcp) {
+                return Err(format!("{to} is fetched over TCP"));
+            }
+            ScenarioAction::Http {
+                url: to.to_string(),
+                repeat: 1,
+                background: false,
+            }
+        } else {
+            let Some(addr) = addr else {
+                return Err(format!(
+                    "--to {to:?}: expected a URL (http://…), IP:PORT or an IPv4 address"
+                ));
+            };
+            match (proto, port) {
+                (Some(FlowProto::Icmp), Some(_)) => {
+                    return Err(format!("--to {to}: ICMP has no ports"));
+                }
+                (Some(FlowProto::Icmp), None) | (None, None) => ScenarioAction::Ping {
+                    target: addr,
+                    count: 1,
+                },
+                (Some(FlowProto::Udp), port) => ScenarioAction::Udp {
+                    target: std::net::SocketAddrV4::new(
+                        addr,
+                        port.ok_or_else(|| format!("--to {to}: a UDP flow needs IP:PORT"))?,
+                    ),
+                },
+                (Some(FlowProto::Tcp) | None, port) => ScenarioAction::Http {
+                    url: format!("http://{addr}:{}/", port.unwrap_or(80)),
+                    repeat: 1,
+                    background: false,
+                },
+            }
+        };
+        Ok(Scenario {
+            name: "trace".into(),
+            description: String::new(),
+            from: origin,
+            action,
+            timeout: Duration::from_secs(5),
+            wait: Duration::ZERO,
+            expect: Expect::default(),
+        })
     }
 }

@@ -191,6 +191,11 @@ pub enum TaskSpec {
         name: String,
         timeout: Duration,
     },
+    /// One UDP datagram, and an answer awaited.
+    Udp {
+        target: std::net::SocketAddrV4,
+        timeout: Duration,
+    },
 }
 
 /// What a finished task found.
@@ -199,6 +204,7 @@ pub enum TaskReport {
     Ping(PingReport),
     Http(GetReport),
     Resolve(LookupReport),
+    Udp(apps::udp::UdpReport),
 }
 
 #[derive(Debug)]
@@ -206,6 +212,7 @@ enum Task {
     Ping(Ping),
     Http(http::Get),
     Resolve(Lookup),
+    Udp(apps::udp::Datagram),
 }
 
 #[derive(Debug)]
@@ -711,6 +718,7 @@ impl Node {
                     Task::Ping(p) => p.poll(now, &mut self.sockets),
                     Task::Http(g) => g.poll(now, self.iface.context(), &mut self.sockets),
                     Task::Resolve(l) => l.poll(now, &mut self.sockets),
+                    Task::Udp(d) => d.poll(now, &mut self.sockets),
                 };
             }
             for task in &mut self.tasks {
@@ -919,6 +927,7 @@ impl Node {
             Task::Ping(p) => p.poll_at(),
             Task::Http(g) => g.poll_at(),
             Task::Resolve(l) => l.poll_at(),
+            Task::Udp(d) => d.poll_at(),
         });
         let probes = self
             .probers
@@ -995,6 +1004,16 @@ impl Node {
                 self.resolver.zip(self.dns_server),
                 timeout,
             )),
+            TaskSpec::Udp { target, timeout } => {
+                let port = self.ephemeral_port();
+                Task::Udp(apps::udp::Datagram::start(
+                    now,
+                    &mut self.sockets,
+                    target,
+                    port,
+                    timeout,
+                ))
+            }
         };
         self.tasks.push(task);
         TaskId(self.tasks.len() - 1)
@@ -1006,6 +1025,7 @@ impl Node {
             Task::Ping(p) => p.report().cloned().map(TaskReport::Ping),
             Task::Http(g) => g.report().cloned().map(TaskReport::Http),
             Task::Resolve(l) => l.report().cloned().map(TaskReport::Resolve),
+            Task::Udp(d) => d.report().cloned().map(TaskReport::Udp),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod http;
 pub mod ping;
 pub mod probe;
+pub mod udp;
 
 use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp;

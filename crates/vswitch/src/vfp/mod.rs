@@ -23,7 +23,8 @@ mod transposition;
 
 pub use packet::{Direction, Encap, Family, Flow, IpLayout, Metadata, ParseError};
 pub use port::{
-    DEFAULT_FLOW_LIMIT, DropReason, FlowId, FlowTimeouts, Port, PortCounters, UftEntry, Verdict,
+    DEFAULT_FLOW_LIMIT, DropReason, Explanation, FlowId, FlowTimeouts, Port, PortCounters,
+    UftEntry, Verdict,
 };
 pub use rule::{Action, Conditions, EncapSpec, Group, Layer, NatSpec, Rule};
 pub use transposition::{EncapOp, HeaderTransposition, PUSH_LEN};

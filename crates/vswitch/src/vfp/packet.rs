@@ -130,19 +130,36 @@ impl Flow {
 }
 
 impl std::fmt::Display for Flow {
-    /// `proto 6 10.0.0.1:80 > 10.0.0.2:4000`, IPv6 addresses in brackets.
+    /// `tcp 10.0.0.1:80 > 10.0.0.2:4000`; `icmp 10.0.0.1 > 10.0.0.2 id 7` (an echo's
+    /// identifier stands in for the ports); IPv6 addresses in brackets.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ep = |a: IpAddr, p: u16| match a {
             IpAddr::V4(a) => format!("{a}:{p}"),
             IpAddr::V6(a) => format!("[{a}]:{p}"),
         };
-        write!(
-            f,
-            "proto {} {} > {}",
-            self.proto(),
-            ep(self.src(), self.src_port()),
-            ep(self.dst(), self.dst_port())
-        )
+        match self.proto() {
+            1 | 58 => write!(
+                f,
+                "{} {} > {} id {}",
+                if self.proto() == 1 { "icmp" } else { "icmpv6" },
+                self.src(),
+                self.dst(),
+                self.src_port()
+            ),
+            proto => {
+                match proto {
+                    6 => f.write_str("tcp")?,
+                    17 => f.write_str("udp")?,
+                    other => write!(f, "proto {other}")?,
+                }
+                write!(
+                    f,
+                    " {} > {}",
+                    ep(self.src(), self.src_port()),
+                    ep(self.dst(), self.dst_port())
+                )
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use strata_wire::flow::{FlowKey, FlowKey6};
 
 use super::packet::{Direction, Flow, Metadata, ParseError};
-use super::rule::Layer;
+use super::rule::{Group, Layer, Rule};
 use super::transposition::HeaderTransposition;
 
 /// The facts' figure: a port holds up to 500,000 flows.
@@ -63,6 +63,19 @@ pub struct UftEntry {
     pub timeout: Duration,
     pub packets: u64,
     fin_seen: bool,
+}
+
+/// Why a port does what it does with a packet ([`Port::explain`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    /// The flow as the table keys it: direction, addresses, ports.
+    pub flow: String,
+    /// Each rule that applied, in the order walked.
+    pub matched: Vec<String>,
+    /// The composed transposition, or `blocked`.
+    pub result: String,
+    /// The unified flow table's entry for the flow, if cached.
+    pub cached: Option<String>,
 }
 
 /// What the port decided for a packet.
@@ -126,6 +139,13 @@ struct Key<K> {
 }
 
 impl Uft {
+    fn get(&self, id: &FlowId) -> Option<&UftEntry> {
+        match id.flow {
+            Flow::V4(flow) => self.v4.get(&key(id, flow)),
+            Flow::V6(flow) => self.v6.get(&key(id, flow)),
+        }
+    }
+
     fn get_mut(&mut self, id: &FlowId) -> Option<&mut UftEntry> {
         match id.flow {
             Flow::V4(flow) => self.v4.get_mut(&key(id, flow)),
@@ -315,6 +335,44 @@ impl Port {
     /// every group of the direction and the packet's IP family in priority order; in each
     /// group, the best matching rule. `None` means blocked.
     pub fn walk(&self, direction: Direction, m: &Metadata) -> Option<HeaderTransposition> {
+        self.walk_with(direction, m, |_, _, _| {})
+    }
+
+    /// What the slow path would do with a frame, and why: each rule that matched (layer,
+    /// group, rule, action) in the order walked, the result, and the unified flow
+    /// table's entry for the flow if it holds one. `None` if the frame is not IP.
+    pub fn explain(&self, direction: Direction, frame: &[u8]) -> Option<Explanation> {
+        let m = Metadata::parse(frame).ok()?;
+        let mut matched = Vec::new();
+        let result = self.walk_with(direction, &m, |layer, group, rule| {
+            matched.push(format!(
+                "layer {} group {} rule {}: {}",
+                layer.name, group.name, rule.name, rule.action
+            ));
+        });
+        let id = FlowId::of(direction, &m);
+        let cached = self.uft.get(&id).map(|e| match e.action {
+            None => "drop".to_string(),
+            Some(ht) => describe_ht(&ht),
+        });
+        Some(Explanation {
+            flow: format!("{} {}", id.direction, id.flow),
+            matched,
+            result: match result {
+                None => "blocked".to_string(),
+                Some(ht) => describe_ht(&ht),
+            },
+            cached,
+        })
+    }
+
+    /// [`Port::walk`], telling `seen` of every rule that applied.
+    fn walk_with(
+        &self,
+        direction: Direction,
+        m: &Metadata,
+        mut seen: impl FnMut(&Layer, &Group, &Rule),
+    ) -> Option<HeaderTransposition> {
         let mut ht = HeaderTransposition::default();
         let mut meta = *m;
         let mut visit = |layer: &Layer| {
@@ -325,10 +383,11 @@ impl Port {
                 .iter()
                 .filter(|g| g.direction == direction && g.family == family)
             {
-                if let Some(rule) = group.matching(&meta)
-                    && !ht.compose(&rule.action, &mut meta)
-                {
-                    return false;
+                if let Some(rule) = group.matching(&meta) {
+                    seen(layer, group, rule);
+                    if !ht.compose(&rule.action, &mut meta) {
+                        return false;
+                    }
                 }
             }
             true

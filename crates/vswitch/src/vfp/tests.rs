@@ -368,12 +368,73 @@ fn listings_name_layers_rules_and_flows() {
     let mut frame = encapsulate(&tcp_frame(CLIENT, 49152, VIP, 80, 0x02, DIP_MAC));
     port.process(T, Direction::In, &mut frame);
     let flows = port.describe_flows(T);
-    assert!(flows.contains("in proto 6 192.168.200.10:49152 > 192.168.133.74:80 vni 4096  pop vxlan, dst 192.168.100.74:8080"), "{flows}");
+    assert!(flows.contains("in tcp 192.168.200.10:49152 > 192.168.133.74:80 vni 4096  pop vxlan, dst 192.168.100.74:8080"), "{flows}");
     assert!(
-        flows.contains(
-            "out proto 6 192.168.100.74:8080 > 192.168.200.10:49152  src 192.168.133.74:80"
-        ),
+        flows.contains("out tcp 192.168.100.74:8080 > 192.168.200.10:49152  src 192.168.133.74:80"),
         "{flows}"
+    );
+}
+
+#[test]
+fn explain_names_each_rule_that_applies_and_the_cached_flow() {
+    let mut port = slb_port();
+    let frame = encapsulate(&tcp_frame(CLIENT, 49152, VIP, 80, 0x02, DIP_MAC));
+    let before = port.explain(Direction::In, &frame).unwrap();
+    assert_eq!(
+        before.flow,
+        "in tcp 192.168.200.10:49152 > 192.168.133.74:80"
+    );
+    assert!(
+        before
+            .matched
+            .iter()
+            .any(|m| m.starts_with("layer SLB_NAT group")
+                && m.contains("rule portal-http: nat src * dst 192.168.100.74:8080")),
+        "{before:?}"
+    );
+    assert_eq!(before.result, "pop vxlan, dst 192.168.100.74:8080");
+    assert_eq!(
+        before.cached, None,
+        "nothing is cached before the first packet"
+    );
+    // Explaining changes nothing: the packet still takes the slow path once.
+    let mut f = frame.clone();
+    port.process(T, Direction::In, &mut f);
+    assert_eq!(port.counters().slow_path, 1);
+    let after = port.explain(Direction::In, &frame).unwrap();
+    assert_eq!(
+        after.cached.as_deref(),
+        Some("pop vxlan, dst 192.168.100.74:8080")
+    );
+    // The reply matches only the ACL's default; the table holds the NAT's inverse.
+    let reply = tcp_frame(DIP, 8080, CLIENT, 49152, 0x12, GW_MAC);
+    let back = port.explain(Direction::Out, &reply).unwrap();
+    assert_eq!(back.matched, ["layer ACL group out rule default: allow"]);
+    assert_eq!(back.result, "allow");
+    assert_eq!(back.cached.as_deref(), Some("src 192.168.133.74:80"));
+    assert_eq!(port.explain(Direction::In, &[0u8; 10]), None);
+}
+
+#[test]
+fn flows_name_their_protocol_and_an_echo_its_identifier() {
+    use crate::vfp::Flow;
+    use strata_wire::flow::FlowKey;
+    let flow = |proto, sp, dp| {
+        Flow::V4(FlowKey {
+            proto,
+            src: CLIENT,
+            dst: VIP,
+            src_port: sp,
+            dst_port: dp,
+        })
+        .to_string()
+    };
+    assert_eq!(flow(6, 1, 2), "tcp 192.168.200.10:1 > 192.168.133.74:2");
+    assert_eq!(flow(17, 1, 2), "udp 192.168.200.10:1 > 192.168.133.74:2");
+    assert_eq!(flow(1, 7, 7), "icmp 192.168.200.10 > 192.168.133.74 id 7");
+    assert_eq!(
+        flow(47, 0, 0),
+        "proto 47 192.168.200.10:0 > 192.168.133.74:0"
     );
 }
 
@@ -628,7 +689,7 @@ mod ipv6 {
         assert_eq!(ack, tcp6(CLIENT6, 40000, DIP6, 8080, false));
         let flows = port.describe_flows(T);
         assert!(
-            flows.contains("in proto 6 [2001:db8:200::10]:40000 > [2001:db8:133::74]:80"),
+            flows.contains("in tcp [2001:db8:200::10]:40000 > [2001:db8:133::74]:80"),
             "{flows}"
         );
         assert!(flows.contains("dst [2001:db8:100::74]:8080"), "{flows}");
