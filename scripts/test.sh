@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: tshark decodes the lab's captures; BIRD, GoBGP and FRR
-# are BGP peers; graphviz checks the topology chart's DOT.
+# are BGP peers; graphviz checks the topology chart's DOT; promtool (prometheus) the
+# metrics.
 packages=()
 command -v tshark >/dev/null 2>&1 || packages+=(tshark)
 command -v dot >/dev/null 2>&1 || packages+=(graphviz)
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 command -v bird >/dev/null 2>&1 || packages+=(bird2)
 command -v gobgpd >/dev/null 2>&1 || packages+=(gobgpd)
 [ -x /usr/lib/frr/bgpd ] || packages+=(frr)
@@ -23,7 +25,7 @@ if [ ${#packages[@]} -gt 0 ]; then
   # The tests start their own daemons on their own loopback addresses; services the
   # packages may have started would hold port 179 on every address.
   if command -v systemctl >/dev/null 2>&1; then
-    "${as_root[@]}" systemctl stop bird gobgpd frr >/dev/null 2>&1 || true
+    "${as_root[@]}" systemctl stop bird gobgpd frr prometheus >/dev/null 2>&1 || true
   fi
 fi
 # schemathesis (a Python package) checks the controller's API against its OpenAPI
@@ -42,7 +44,7 @@ if ! command -v st >/dev/null 2>&1; then
   command -v pyenv >/dev/null 2>&1 && pyenv rehash
 fi
 export STRATA_REQUIRE_TSHARK=1 STRATA_REQUIRE_BIRD=1 STRATA_REQUIRE_GOBGP=1 STRATA_REQUIRE_FRR=1
-export STRATA_REQUIRE_SCHEMATHESIS=1 STRATA_REQUIRE_GRAPHVIZ=1
+export STRATA_REQUIRE_SCHEMATHESIS=1 STRATA_REQUIRE_GRAPHVIZ=1 STRATA_REQUIRE_PROMTOOL=1
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,5 +1,6 @@
 //! `strata lab up`: the lab on the wall clock, its network controller's API served on
-//! loopback, so a person (or `strata ctl`) changes the running lab and sees the effect.
+//! loopback, so a person (or `strata ctl`) changes the running lab and sees the effect;
+//! beside it, the dashboard and the metrics (see [`crate::dashboard`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,10 @@ pub(crate) fn up(
         .map(|nc| nc.api.clone())
         .context("this lab has no network controller (no node has [node.controller])")?;
     let stop = Arc::new(AtomicBool::new(false));
-    let local = serve(api, lab.waker(), stop.clone(), listen)?;
+    let live = Arc::new(std::sync::Mutex::new(crate::dashboard::Live::default()));
+    let (jobs_tx, jobs) = std::sync::mpsc::channel();
+    let pages = crate::dashboard::router(live.clone(), jobs_tx, lab.waker());
+    let local = serve(api, pages, lab.waker(), stop.clone(), listen)?;
     println!("lab {name}: booting on the wall clock");
     let (up, all) = lab.boot(strata_lab::BOOT_LIMIT);
     println!(
@@ -45,10 +49,17 @@ pub(crate) fn up(
         },
         lab.now().as_secs_f64()
     );
+    crate::dashboard::publish(&lab, &live);
     print_where(local, &dir);
     let until = seconds.map(|s| Instant::now() + Duration::from_secs(s));
+    let mut published = Instant::now();
     while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u) {
         lab.run_for(Duration::from_millis(100));
+        crate::dashboard::run_jobs(&mut lab, &jobs);
+        if published.elapsed() >= Duration::from_millis(500) {
+            crate::dashboard::publish(&lab, &live);
+            published = Instant::now();
+        }
     }
     println!("lab {name}: down at t={:.3}s", lab.now().as_secs_f64());
     Ok(true)
@@ -56,6 +67,7 @@ pub(crate) fn up(
 
 fn print_where(local: SocketAddr, dir: &Path) {
     let token = dir.join("token");
+    println!("dashboard: http://{local}/ (metrics: http://{local}/metrics)");
     println!(
         "controller: http://{local}/networking/v1/ (token in {})",
         token.display()
@@ -72,6 +84,7 @@ fn print_where(local: SocketAddr, dir: &Path) {
 /// once listening.
 fn serve(
     api: Arc<strata_controller::api::Api<strata_controller::MemStore>>,
+    pages: axum::Router,
     waker: strata_lab::Waker,
     stop: Arc<AtomicBool>,
     listen: SocketAddr,
@@ -122,7 +135,8 @@ fn serve(
                     stop.store(true, Ordering::Relaxed);
                     waker.wake();
                 });
-                if let Err(e) = strata_controller::server::serve(listener, api).await {
+                let app = pages.merge(strata_controller::api::router(api));
+                if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "the lab's API stopped");
                 }
             });

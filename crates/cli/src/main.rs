@@ -4,6 +4,7 @@ mod bfdd;
 mod bgpd;
 mod controller;
 mod ctl;
+mod dashboard;
 mod lab_up;
 mod sigpipe;
 mod tcp_md5;

@@ -140,3 +140,82 @@ fn ctl_changes_the_running_lab() {
     );
     assert_eq!(doc["properties"]["provisioningState"], "Succeeded");
 }
+
+#[test]
+fn the_dashboard_serves_its_page_state_metrics_and_traces() {
+    let (lab, base) = up();
+    let page = ureq::get(&format!("{base}/"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(page.contains("<title>Strata lab</title>"), "{page}");
+    let state = |path: &str| -> Value {
+        ureq::get(&format!("{base}{path}"))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_json()
+            .unwrap()
+    };
+    let first = state("/dashboard/state");
+    assert_eq!(first["lab"], "azure-stack-poc");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let second = state("/dashboard/state");
+    assert!(
+        second["time_s"].as_f64() > first["time_s"].as_f64(),
+        "the state is live: {} then {}",
+        first["time_s"],
+        second["time_s"]
+    );
+    let svg = ureq::get(&format!("{base}/dashboard/diagram.svg"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("data-node=\"NCVM\""));
+
+    // A trace from the page: the hops, and the diagram with numbered arrows.
+    let traced: Value = ureq::post(&format!("{base}/dashboard/trace"))
+        .send_json(serde_json::json!({"from": "ClientVM", "to": "http://portal.azurestack.local/"}))
+        .unwrap()
+        .into_body()
+        .read_json()
+        .unwrap();
+    assert_eq!(traced["trace"]["passed"], true, "{:#}", traced["trace"]);
+    assert!(
+        traced["text"]
+            .as_str()
+            .unwrap()
+            .contains("load-balances VIP")
+    );
+    assert!(traced["svg"].as_str().unwrap().contains("class=\"hop\""));
+    let refused = ureq::post(&format!("{base}/dashboard/trace"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(serde_json::json!({"from": "ClientVM", "to": "x", "proto": "sctp"}))
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+
+    // An API request shows in the metrics, by its status code.
+    let (ok, _, err) = ctl(&base, &lab.dir, &["get", "servers"]);
+    assert!(ok, "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let metrics = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains(r#"strata_api_requests_total{node="NCVM",role="controller",code="200"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strata_bgp_session_established{"),
+        "{metrics}"
+    );
+}

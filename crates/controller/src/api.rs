@@ -32,6 +32,8 @@ pub struct Api<S> {
     token: String,
     /// The revision after each write, for whoever compiles the nodes' configurations.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Responses given, by status code (for metrics).
+    requests: Mutex<std::collections::BTreeMap<u16, u64>>,
 }
 
 impl<S> std::fmt::Debug for Api<S> {
@@ -47,7 +49,16 @@ impl<S: Store + 'static> Api<S> {
             controller: Mutex::new(controller),
             token,
             changes,
+            requests: Mutex::default(),
         })
+    }
+
+    /// How many responses the API has given, by status code.
+    pub fn requests(&self) -> Vec<(u16, u64)> {
+        self.requests
+            .lock()
+            .map(|r| r.iter().map(|(c, n)| (*c, *n)).collect())
+            .unwrap_or_default()
     }
 
     /// The API token, also the secret the node tokens derive from.
@@ -94,7 +105,21 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
             "/openapi.json",
             get(|| async { Json(crate::openapi::document()) }),
         )
+        // Outermost: every response is counted, refusals too.
+        .layer(middleware::from_fn_with_state(api.clone(), count::<S>))
         .with_state(api)
+}
+
+async fn count<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    if let Ok(mut r) = api.requests.lock() {
+        *r.entry(response.status().as_u16()).or_default() += 1;
+    }
+    response
 }
 
 fn error(status: StatusCode, code: &str, message: &str, target: Option<&str>) -> Response {

@@ -381,6 +381,11 @@ impl Lab {
         &self.nodes
     }
 
+    /// The node attached to port `port` of segment `segment`.
+    pub fn port_owner(&self, segment: usize, port: usize) -> Option<usize> {
+        self.ports.get(segment)?.get(port).map(|(n, _)| *n)
+    }
+
     pub fn segments(&self) -> &[Segment] {
         &self.segments
     }

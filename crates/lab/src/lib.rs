@@ -6,9 +6,11 @@
 //! what happened hop by hop, read from the frames that crossed the segments ([`trace`]);
 //! [`report`] prints that.
 
+pub mod dashboard;
 pub mod diagram;
 pub mod file;
 mod lab;
+pub mod metrics;
 pub mod report;
 pub mod resources;
 pub mod topology;

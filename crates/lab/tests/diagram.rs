@@ -2,6 +2,8 @@
 //! edge and label), graphviz's acceptance of the DOT, and a drawing in which no two
 //! boxes or labels overlap, for the POC lab and for a lab ten times its size.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fmt::Write;
 
 use strata_lab::diagram::Graph;

@@ -2,6 +2,8 @@
 //! lab runs in virtual time, so the same file gives the same trace; a change in
 //! behaviour shows as a diff).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use strata_lab::topology::{FlowProto, Scenario};
 use strata_lab::{Clock, Lab, ScenarioResult, report};
 
