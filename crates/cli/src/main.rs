@@ -247,16 +247,7 @@ fn trace(
         Proto::Icmp => FlowProto::Icmp,
     });
     let flow = Scenario::flow(&topology, from, to, proto).map_err(anyhow::Error::msg)?;
-    let selected = if only.is_empty() {
-        Vec::new()
-    } else {
-        select(&topology, only)?
-    };
-    let mut lab = Lab::new(topology, Clock::Virtual)?;
-    lab.boot(strata_lab::BOOT_LIMIT);
-    for i in selected {
-        lab.run_scenario(i);
-    }
+    let mut lab = booted(topology, only)?;
     let result = lab.trace(flow);
     match output {
         OutputFormat::Table => print!("{}", report::trace(&result)),
@@ -304,16 +295,7 @@ fn diagram(
         }
     });
     let topology = load(file)?;
-    let selected = if only.is_empty() {
-        Vec::new()
-    } else {
-        select(&topology, only)?
-    };
-    let mut lab = Lab::new(topology, Clock::Virtual)?;
-    lab.boot(strata_lab::BOOT_LIMIT);
-    for i in selected {
-        lab.run_scenario(i);
-    }
+    let lab = booted(topology, only)?;
     let graph = strata_lab::diagram::Graph::of(&lab);
     let text = match format {
         DiagramFormat::Svg => strata_lab::diagram::svg::render(&graph, None),
@@ -328,6 +310,21 @@ fn diagram(
         None => print!("{text}"),
     }
     Ok(true)
+}
+
+/// The lab booted in virtual time, after the named scenarios (none when none is named).
+fn booted(topology: strata_lab::topology::Topology, only: &[String]) -> anyhow::Result<Lab> {
+    let selected = if only.is_empty() {
+        Vec::new()
+    } else {
+        select(&topology, only)?
+    };
+    let mut lab = Lab::new(topology, Clock::Virtual)?;
+    lab.boot(strata_lab::BOOT_LIMIT);
+    for i in selected {
+        lab.run_scenario(i);
+    }
+    Ok(lab)
 }
 
 fn load(file: Option<&PathBuf>) -> anyhow::Result<strata_lab::topology::Topology> {
