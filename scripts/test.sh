@@ -11,6 +11,9 @@ packages=()
 command -v tshark >/dev/null 2>&1 || packages+=(tshark)
 command -v dot >/dev/null 2>&1 || packages+=(graphviz)
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+# The dashboard's browser test: Debian's Chromium driven by playwright-core (npm).
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 command -v bird >/dev/null 2>&1 || packages+=(bird2)
 command -v gobgpd >/dev/null 2>&1 || packages+=(gobgpd)
 [ -x /usr/lib/frr/bgpd ] || packages+=(frr)
@@ -43,8 +46,12 @@ if ! command -v st >/dev/null 2>&1; then
   hash -r
   command -v pyenv >/dev/null 2>&1 && pyenv rehash
 fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "installing: playwright-core (npm ci in tests/browser)"
+  npm ci --prefix tests/browser --no-audit --no-fund --silent
+fi
 export STRATA_REQUIRE_TSHARK=1 STRATA_REQUIRE_BIRD=1 STRATA_REQUIRE_GOBGP=1 STRATA_REQUIRE_FRR=1
-export STRATA_REQUIRE_SCHEMATHESIS=1 STRATA_REQUIRE_GRAPHVIZ=1 STRATA_REQUIRE_PROMTOOL=1
+export STRATA_REQUIRE_SCHEMATHESIS=1 STRATA_REQUIRE_GRAPHVIZ=1 STRATA_REQUIRE_PROMTOOL=1 STRATA_REQUIRE_BROWSER=1
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -219,3 +219,38 @@ fn the_dashboard_serves_its_page_state_metrics_and_traces() {
         "{metrics}"
     );
 }
+
+/// The dashboard in headless Chromium, driven by playwright-core
+/// (`tests/browser/dashboard.mjs`): the topology and counters are there and move, a trace
+/// started from the page is drawn, no JavaScript error; the screenshot is kept in the
+/// target directory.
+#[test]
+fn the_dashboard_works_in_a_browser() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    let ready = root.join("node_modules/playwright-core").exists()
+        && Path::new("/usr/bin/chromium").exists()
+        && Command::new("node").arg("--version").output().is_ok();
+    if !ready {
+        assert!(
+            std::env::var_os("STRATA_REQUIRE_BROWSER").is_none(),
+            "the browser test needs node, /usr/bin/chromium and `npm ci` in tests/browser (STRATA_REQUIRE_BROWSER)"
+        );
+        eprintln!("skipped: no chromium, node or playwright-core");
+        return;
+    }
+    let (_lab, base) = up();
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let out = Command::new("node")
+        .arg(root.join("dashboard.mjs"))
+        .arg(format!("{base}/"))
+        .arg(&screenshot)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the dashboard in Chromium: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
+}
