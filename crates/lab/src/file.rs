@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use serde::Deserialize;
+use strata_node::router::RouteKind;
 use toml::Spanned;
 
 use crate::topology::{
@@ -189,7 +190,10 @@ struct MuxDef {
 #[serde(deny_unknown_fields)]
 struct RouteDef {
     prefix: Spanned<String>,
-    via: Spanned<String>,
+    via: Option<Spanned<String>>,
+    /// `blackhole` or `reject`, instead of `via`.
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
     #[serde(default)]
     note: String,
 }
@@ -549,19 +553,47 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
             let mut routes = Vec::new();
             for r in &def.route {
                 let prefix = self.prefix(&r.prefix, "the route's prefix")?;
-                let via = self.addr(&r.via, "the route's next hop")?;
-                let connected = nics
-                    .iter()
-                    .any(|n| n.addr.contains(&via) && n.addr.addr() != via);
-                if !connected {
-                    return Err(self.at(
-                        &r.via,
-                        format!("next hop {via} of route {prefix} is unreachable: it is on none of {name:?}'s networks"),
-                    ));
-                }
+                let (via, kind) = match (&r.via, &r.kind) {
+                    (Some(v), None) => {
+                        let via = self.addr(v, "the route's next hop")?;
+                        let connected = nics
+                            .iter()
+                            .any(|n| n.addr.contains(&via) && n.addr.addr() != via);
+                        if !connected {
+                            return Err(self.at(
+                                v,
+                                format!("next hop {via} of route {prefix} is unreachable: it is on none of {name:?}'s networks"),
+                            ));
+                        }
+                        (Some(via), RouteKind::Forward)
+                    }
+                    (None, Some(k)) => match k.get_ref().as_str() {
+                        "blackhole" => (None, RouteKind::Blackhole),
+                        "reject" => (None, RouteKind::Reject),
+                        other => {
+                            return Err(self.at(
+                                k,
+                                format!("expected the route's type to be \"blackhole\" or \"reject\", found {other:?}"),
+                            ));
+                        }
+                    },
+                    (Some(_), Some(k)) => {
+                        return Err(self.at(
+                            k,
+                            format!("route {prefix} has both a next hop (via) and a type: a {} route has no next hop", k.get_ref()),
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(self.at(
+                            &r.prefix,
+                            format!("route {prefix} needs a next hop (via = \"ADDRESS\") or a type (\"blackhole\" or \"reject\")"),
+                        ));
+                    }
+                };
                 routes.push(RouteSpec {
                     prefix: prefix.trunc(),
                     via,
+                    kind,
                     note: r.note.clone(),
                 });
             }

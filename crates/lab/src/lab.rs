@@ -696,7 +696,17 @@ fn node_config(topology: &Topology, n: usize, secret: &str) -> NodeConfig {
                 behind_switch: uplink == Some(nic.network),
             })
             .collect(),
-        routes: spec.routes.iter().map(|r| (r.prefix, r.via)).collect(),
+        routes: spec
+            .routes
+            .iter()
+            .filter_map(|r| Some((r.prefix, r.via?)))
+            .collect(),
+        discards: spec
+            .routes
+            .iter()
+            .filter(|r| r.via.is_none())
+            .map(|r| (r.prefix, r.kind))
+            .collect(),
         forwarding: spec.kind == Kind::Router,
         nat: spec.nat.as_ref().map(|nat| {
             let external = spec.nics[nat.external_nic].addr.addr();

@@ -37,6 +37,9 @@ fn path(out: &mut String, what: &str, hops: &[Hop], start: std::time::Duration) 
         "      {what:<8} {}",
         ScenarioResult::nodes(hops).join(" → ")
     );
+    // A background fetch's frames come before the `await` that reports them: time them
+    // from their first hop then.
+    let start = hops.first().map_or(start, |h| h.time.min(start));
     for h in hops {
         let _ = writeln!(
             out,
@@ -105,7 +108,12 @@ pub fn topology(t: &crate::topology::Topology) -> String {
             node.description
         );
         for r in &node.routes {
-            let _ = writeln!(out, "  route {} via {}  {}", r.prefix, r.via, r.note);
+            let target = match (r.via, r.kind) {
+                (Some(via), _) => format!("via {via}"),
+                (None, strata_node::router::RouteKind::Reject) => "reject".to_string(),
+                (None, _) => "blackhole".to_string(),
+            };
+            let _ = writeln!(out, "  route {} {target}  {}", r.prefix, r.note);
         }
     }
     out

@@ -119,7 +119,9 @@ pub struct SlbSpec {
 #[derive(Debug, Clone)]
 pub struct RouteSpec {
     pub prefix: Ipv4Net,
-    pub via: Ipv4Addr,
+    /// The next hop; `None` for a blackhole or reject route.
+    pub via: Option<Ipv4Addr>,
+    pub kind: strata_node::router::RouteKind,
     pub note: String,
 }
 

@@ -36,6 +36,7 @@ pub struct IpInfo {
     pub dst_port: u16,
     pub tcp_flags: u8,
     pub icmp_type: Option<u8>,
+    pub ttl: u8,
 }
 
 impl Seen {
@@ -107,6 +108,7 @@ fn info(packet: &[u8], l: &Ipv4Layout) -> IpInfo {
         icmp_type: (l.proto == proto::ICMP)
             .then(|| l4.first().copied())
             .flatten(),
+        ttl: l.ttl,
     }
 }
 
@@ -159,6 +161,63 @@ pub fn follow(frames: &[Seen], start: usize) -> Vec<usize> {
         }
     }
     chain
+}
+
+/// Packets that went round in a loop: the same packet (fingerprint) sent by the same node
+/// on the same network more than once with different TTLs. (A retransmission is the
+/// same packet again, but with the same TTL at the same place.) One line per packet.
+pub fn loops(
+    frames: &[Seen],
+    names: impl Fn(usize) -> String,
+    networks: impl Fn(usize) -> String,
+) -> Vec<String> {
+    use std::collections::BTreeMap;
+    /// Per (network, sender): the TTLs a packet was seen with.
+    type Places = BTreeMap<(usize, usize), Vec<u8>>;
+    // Per packet: its first frame, and where it was seen.
+    let mut packets: BTreeMap<u64, (usize, Places)> = BTreeMap::new();
+    for (i, f) in frames.iter().enumerate() {
+        let (Some(fp), Some(ip)) = (f.fingerprint, f.ip) else {
+            continue;
+        };
+        let (_, places) = packets.entry(fp).or_insert((i, BTreeMap::new()));
+        let ttls = places.entry((f.network, f.from)).or_default();
+        if !ttls.contains(&ip.ttl) {
+            ttls.push(ip.ttl);
+        }
+    }
+    let mut found: Vec<(usize, String)> = packets
+        .into_values()
+        .filter(|(_, places)| places.values().any(|t| t.len() > 1))
+        .map(|(i, places)| {
+            let ttls = places.values().flatten();
+            let (hi, lo) = (ttls.clone().max(), ttls.min());
+            let rounds: Vec<String> = places
+                .iter()
+                .filter(|(_, t)| t.len() > 1)
+                .map(|((network, from), t)| {
+                    format!(
+                        "{} on {} {} times",
+                        names(*from),
+                        networks(*network),
+                        t.len()
+                    )
+                })
+                .collect();
+            (
+                i,
+                format!(
+                    "{}: {}, TTL {} down to {}",
+                    strata_wire::describe::frame(&frames[i].bytes),
+                    rounds.join(", "),
+                    hi.copied().unwrap_or(0),
+                    lo.copied().unwrap_or(0)
+                ),
+            )
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, s)| s).collect()
 }
 
 /// The first frame at or after `from` that `pred` accepts.

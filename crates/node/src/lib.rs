@@ -143,6 +143,8 @@ pub struct NodeConfig {
     pub nics: Vec<NicConfig>,
     /// Static routes: prefix via gateway (a default route is `0.0.0.0/0`).
     pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// Static routes that discard: blackhole or reject.
+    pub discards: Vec<(Ipv4Net, router::RouteKind)>,
     pub forwarding: bool,
     pub nat: Option<NatRole>,
     pub dns_server: Option<Ipv4Addr>,
@@ -321,6 +323,9 @@ impl Node {
                     node: config.name.clone(),
                     source,
                 })?;
+        }
+        for (prefix, kind) in &config.discards {
+            router.add_discard(*prefix, *kind);
         }
         let nat = match config.nat {
             Some(role) if role.external_nic < config.nics.len() => {

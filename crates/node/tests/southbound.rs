@@ -34,6 +34,7 @@ fn node(name: &str, mac: u8, addr: &str, control: ControlConfig, mux: bool) -> N
                 behind_switch: false,
             }],
             routes: vec![],
+            discards: vec![],
             forwarding: false,
             nat: None,
             dns_server: None,

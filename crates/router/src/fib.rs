@@ -20,6 +20,8 @@ pub struct Route {
     pub gateway: Option<Ipv4Addr>,
     /// Where the route came from; a later source may replace an earlier one's route.
     pub origin: Origin,
+    /// Whether packets are forwarded, or discarded (silently, or with an ICMP error).
+    pub kind: RouteKind,
     /// Further equal-cost next hops, out of line: most routes have one next hop, and a
     /// small route keeps the trie compact in cache.
     alternates: Option<Box<[(IfIndex, Ipv4Addr)]>>,
@@ -31,6 +33,19 @@ impl Route {
             iface,
             gateway,
             origin,
+            kind: RouteKind::Forward,
+            alternates: None,
+        }
+    }
+
+    /// A route that discards what it matches: a blackhole (silently) or a reject (with
+    /// an ICMP host unreachable), as Linux's `blackhole` and `unreachable` route types.
+    pub fn discard(kind: RouteKind, origin: Origin) -> Route {
+        Route {
+            iface: IfIndex(0),
+            gateway: None,
+            origin,
+            kind,
             alternates: None,
         }
     }
@@ -71,6 +86,17 @@ impl Route {
     pub fn is_multipath(&self) -> bool {
         self.alternates.is_some()
     }
+}
+
+/// What a route does with the packets it matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RouteKind {
+    #[default]
+    Forward,
+    /// Drop them without a word.
+    Blackhole,
+    /// Drop them and answer ICMP host unreachable.
+    Reject,
 }
 
 /// Who installed a route. Ordered by preference: a connected route beats a static one,

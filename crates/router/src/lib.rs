@@ -27,7 +27,7 @@ use strata_wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4};
 use strata_wire::flow::Ipv4Layout;
 use strata_wire::{ETHERNET_HEADER_LEN, EthernetAddress};
 
-pub use fib::{Fib, MAX_ECMP, Origin, Route};
+pub use fib::{Fib, MAX_ECMP, Origin, Route, RouteKind};
 use neighbor::{Enqueued, NeighborCache};
 
 /// Index of an interface of a router.
@@ -129,6 +129,10 @@ pub enum Drop {
     NeighborOverflow,
     /// A hook (NAT) refused it.
     Hook,
+    /// A blackhole route matched it.
+    Blackholed,
+    /// A reject route matched it (an ICMP host unreachable was sent).
+    Rejected,
 }
 
 /// Per-router counters.
@@ -153,6 +157,8 @@ pub struct Counters {
     pub neighbor_unreachable: u64,
     pub neighbor_overflow: u64,
     pub hook: u64,
+    pub blackholed: u64,
+    pub rejected: u64,
 }
 
 impl Counters {
@@ -164,6 +170,8 @@ impl Counters {
             Drop::NotForwarding => &mut self.not_forwarding,
             Drop::TtlExceeded => &mut self.ttl_exceeded,
             Drop::NoRoute => &mut self.no_route,
+            Drop::Blackholed => &mut self.blackholed,
+            Drop::Rejected => &mut self.rejected,
             Drop::TooBig => &mut self.too_big,
             Drop::NeighborUnreachable => &mut self.neighbor_unreachable,
             Drop::NeighborOverflow => &mut self.neighbor_overflow,
@@ -239,6 +247,12 @@ impl Router {
             Route::new(IfIndex(iface), Some(gateway), Origin::Static),
         );
         Ok(())
+    }
+
+    /// Adds a static route that discards what it matches (see [`RouteKind`]).
+    pub fn add_discard(&mut self, prefix: Ipv4Net, kind: RouteKind) {
+        self.fib
+            .insert(prefix.trunc(), Route::discard(kind, Origin::Static));
     }
 
     /// Installs a route from a routing protocol, over one gateway or several of equal
@@ -416,6 +430,26 @@ impl Router {
             );
             return;
         };
+        match route.kind {
+            RouteKind::Forward => {}
+            RouteKind::Blackhole => {
+                self.counters.count(Drop::Blackholed);
+                return;
+            }
+            RouteKind::Reject => {
+                self.counters.count(Drop::Rejected);
+                self.icmp_error(
+                    now,
+                    in_if,
+                    &frame,
+                    icmp::UNREACHABLE,
+                    icmp::HOST_UNREACHABLE,
+                    0,
+                    hooks,
+                );
+                return;
+            }
+        }
         let (out_if, gateway) = if route.is_multipath() {
             route.pick(ecmp_hash(&frame[ETHERNET_HEADER_LEN..]))
         } else {
@@ -474,6 +508,11 @@ impl Router {
             self.counters.count(Drop::NoRoute);
             return;
         };
+        match route.kind {
+            RouteKind::Forward => {}
+            RouteKind::Blackhole => return self.counters.count(Drop::Blackholed),
+            RouteKind::Reject => return self.counters.count(Drop::Rejected),
+        }
         let (out_if, gateway) = if route.is_multipath() {
             route.pick(ecmp_hash(packet))
         } else {

@@ -654,3 +654,68 @@ fn a_full_neighbour_cache_makes_room_from_expired_entries() {
     );
     assert_eq!(r.counters().neighbor_unreachable, 0);
 }
+
+#[test]
+fn blackhole_routes_drop_quietly_and_reject_routes_answer_host_unreachable() {
+    let mut r = router();
+    r.neighbors
+        .learn(T, IfIndex(0), "192.168.200.10".parse().unwrap(), HOST, true);
+    r.neighbors
+        .learn(T, IfIndex(1), "192.168.100.7".parse().unwrap(), NEXT, true);
+    // More specific than 10.0.0.0/8 via 192.168.100.7: they win the lookup.
+    r.add_discard("10.1.0.0/16".parse().unwrap(), RouteKind::Blackhole);
+    r.add_discard("10.2.0.0/16".parse().unwrap(), RouteKind::Reject);
+
+    r.receive(
+        T,
+        IfIndex(0),
+        udp_frame([192, 168, 200, 10], [10, 1, 2, 3], 64, 4),
+        &mut NoHooks,
+    );
+    assert!(drain(&mut r).is_empty(), "a blackhole says nothing");
+    assert_eq!(r.counters().blackholed, 1);
+
+    r.receive(
+        T,
+        IfIndex(0),
+        udp_frame([192, 168, 200, 10], [10, 2, 2, 3], 64, 4),
+        &mut NoHooks,
+    );
+    let out = drain(&mut r);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].0,
+        IfIndex(0),
+        "the error goes back where the packet came from"
+    );
+    let eth = EthernetFrame::new_checked(&out[0].1[..]).unwrap();
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    assert_eq!(ip.src_addr().to_string(), "192.168.200.1");
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!((u8::from(icmp.msg_type()), icmp.msg_code()), (3, 1));
+    assert_eq!(r.counters().rejected, 1);
+
+    // The rest of 10.0.0.0/8 is still forwarded; the node's own packets are discarded
+    // too, without an error to itself.
+    r.receive(
+        T,
+        IfIndex(0),
+        udp_frame([192, 168, 200, 10], [10, 3, 2, 3], 64, 4),
+        &mut NoHooks,
+    );
+    assert_eq!(drain(&mut r).len(), 1);
+    assert_eq!(r.counters().forwarded, 1);
+    let originated = r.counters().originated;
+    for dst in [[10, 1, 0, 1], [10, 2, 0, 1]] {
+        let packet = udp_frame([192, 168, 200, 1], dst, 64, 4)[14..].to_vec();
+        r.send(T, &packet, &mut NoHooks);
+    }
+    assert!(drain(&mut r).is_empty());
+    assert_eq!((r.counters().blackholed, r.counters().rejected), (2, 2));
+    assert_eq!(r.counters().originated, originated);
+    let route = r.fib().get("10.2.0.0/16".parse().unwrap()).unwrap();
+    assert_eq!(
+        (route.kind, route.origin),
+        (RouteKind::Reject, Origin::Static)
+    );
+}

@@ -236,3 +236,46 @@ fn the_controller_and_the_vip_prefix_are_checked_with_their_lines() {
     assert_eq!(nc.name, "NCVM");
     assert_eq!(nc.controller.as_ref().unwrap().southbound_port, 8081);
 }
+
+#[test]
+fn discard_routes_need_a_type_and_no_next_hop() {
+    let route = |body: &str| format!("[[node.route]]\nprefix = \"10.9.0.0/16\"\n{body}");
+    let t = parse(
+        "t.toml",
+        &format!("{BASE}{}", route("type = \"reject\"\nnote = \"pool\"\n")),
+    )
+    .unwrap();
+    let r = &t.nodes[1].routes[0];
+    assert_eq!((r.via, r.kind), (None, RouteKind::Reject));
+    let t = parse(
+        "t.toml",
+        &format!("{BASE}{}", route("type = \"blackhole\"\n")),
+    )
+    .unwrap();
+    assert_eq!(t.nodes[1].routes[0].kind, RouteKind::Blackhole);
+
+    let extra = route("type = \"drop\"\n");
+    let e = error(&extra);
+    assert_eq!(e.line, line_of(&extra, "type = \"drop\""), "{e}");
+    assert!(
+        e.to_string().contains(
+            "expected the route's type to be \"blackhole\" or \"reject\", found \"drop\""
+        ),
+        "{e}"
+    );
+    let extra = route("via = \"10.0.0.1\"\ntype = \"reject\"\n");
+    let e = error(&extra);
+    assert!(
+        e.to_string()
+            .contains("has both a next hop (via) and a type"),
+        "{e}"
+    );
+    let extra = route("note = \"nothing else\"\n");
+    let e = error(&extra);
+    assert_eq!(e.line, line_of(&extra, "prefix = \"10.9.0.0/16\""), "{e}");
+    assert!(
+        e.to_string()
+            .contains("needs a next hop (via = \"ADDRESS\") or a type"),
+        "{e}"
+    );
+}

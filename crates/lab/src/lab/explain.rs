@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use strata_node::LinkKind;
-use strata_node::router::Origin;
+use strata_node::router::{Origin, RouteKind};
 use strata_node::slb::hash::Distribution;
 use strata_node::slb::mux::VipKey;
 use strata_node::vswitch::vfp::Direction;
@@ -227,6 +227,21 @@ impl Lab {
             .next_hops()
             .filter_map(|(_, g)| g.map(|g| g.to_string()))
             .collect();
+        match route.kind {
+            RouteKind::Forward => {}
+            RouteKind::Blackhole => {
+                did.push(format!(
+                    "discards it: {dst} matches blackhole route {prefix}"
+                ));
+                return;
+            }
+            RouteKind::Reject => {
+                did.push(format!(
+                    "rejects it: {dst} matches reject route {prefix} (ICMP host unreachable)"
+                ));
+                return;
+            }
+        }
         let via = match hops.len() {
             0 => "on the link".to_string(),
             1 => format!("via {}", hops[0]),

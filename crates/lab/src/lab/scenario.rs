@@ -544,6 +544,13 @@ impl Lab {
                 counts.join(", ")
             );
         }
+        for l in trace::loops(
+            frames,
+            |n| self.topology.nodes[n].name.clone(),
+            |s| self.segments[s].name().to_string(),
+        ) {
+            failures.push(format!("a packet looped: {l}"));
+        }
         let (request, reply) = self.paths(frames, from, &scenario.action, dst);
         for (want, got, what) in [
             (&scenario.expect.path, &request, "request path"),
@@ -551,7 +558,7 @@ impl Lab {
         ] {
             if let Some(want) = want {
                 let got = ScenarioResult::nodes(got);
-                if *want != got {
+                if !path_matches(want, &got) {
                     failures.push(format!(
                         "{what}: expected {}, saw {}",
                         want.join(" → "),
@@ -668,5 +675,65 @@ impl Lab {
                 }
             })
             .collect()
+    }
+}
+
+/// Whether the nodes a packet crossed match an expected path, in which `*` stands for any
+/// run of nodes (none included): `["ClientVM", "NATVM", "*"]` is a prefix,
+/// `["ClientVM", "*", "PortalVM"]` fixes the ends.
+pub(crate) fn path_matches(want: &[String], got: &[String]) -> bool {
+    match want.split_first() {
+        None => got.is_empty(),
+        Some((w, rest)) if w == "*" => (0..=got.len()).any(|k| path_matches(rest, &got[k..])),
+        Some((w, rest)) => got
+            .split_first()
+            .is_some_and(|(g, more)| g == w && path_matches(rest, more)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_matches;
+
+    fn m(want: &[&str], got: &[&str]) -> bool {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        path_matches(&s(want), &s(got))
+    }
+
+    #[test]
+    fn paths_match_exactly_or_through_stars() {
+        let got = [
+            "ClientVM",
+            "NATVM",
+            "BGPVM",
+            "MuxVM2",
+            "HyperVHost",
+            "PortalVM",
+        ];
+        assert!(m(&got, &got));
+        assert!(!m(&got[..5], &got), "without a star, the whole path");
+        assert!(m(&["ClientVM", "NATVM", "*"], &got), "a prefix");
+        assert!(m(&["ClientVM", "*", "PortalVM"], &got));
+        assert!(m(&["*", "MuxVM2", "*"], &got));
+        assert!(
+            m(
+                &[
+                    "ClientVM",
+                    "NATVM",
+                    "BGPVM",
+                    "*",
+                    "MuxVM2",
+                    "HyperVHost",
+                    "PortalVM"
+                ],
+                &got
+            ),
+            "a star may stand for nothing"
+        );
+        assert!(!m(&["ClientVM", "*", "MuxVM"], &got));
+        assert!(!m(&["NATVM", "*"], &got));
+        assert!(m(&["*"], &[]));
+        assert!(!m(&[], &["ClientVM"]));
+        assert!(m(&[], &[]));
     }
 }
