@@ -53,6 +53,18 @@ enum Command {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
         southbound: std::net::SocketAddr,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `strata completions bash > /etc/bash_completion.d/strata`.
+    Completions {
+        #[arg(value_enum, ignore_case = true)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `strata man | man -l -`; with --dir, write one
+    /// page per command there (strata.1, strata-lab.1, strata-lab-run.1, ...).
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// The controller's client: get, apply, delete, wait.
     Ctl {
         #[command(flatten)]
@@ -453,6 +465,23 @@ fn run(
     Ok(results.iter().all(|r| r.passed))
 }
 
+/// The manual: the main page to stdout, or every command's page into `dir`.
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<bool> {
+    let command = <Cli as clap::CommandFactory>::command();
+    match dir {
+        None => {
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("writing the pages to {}", dir.display()))?;
+            eprintln!("wrote the manual pages to {}", dir.display());
+        }
+    }
+    Ok(true)
+}
+
 /// Logs to stderr, with timestamps and levels, filtered by `RUST_LOG` (default: info).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -535,6 +564,12 @@ fn main() -> ExitCode {
             connection,
             command,
         } => ctl::run(&connection, command),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "strata", &mut std::io::stdout());
+            Ok(true)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Lab(LabCommand::Up {
             file,
             listen,

@@ -424,3 +424,48 @@ fn strata_lab_poc() -> String {
     ))
     .unwrap()
 }
+
+#[test]
+fn completions_load_in_bash_and_the_manual_renders() {
+    let (code, script, _) = strata(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    let dir = std::env::temp_dir().join(format!("strata-man-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("strata.bash");
+    std::fs::write(&file, &script).unwrap();
+    // Bash loads it and registers the completion; it completes `strata lab tr` to `trace`.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p strata && COMP_WORDS=(strata lab tr) COMP_CWORD=2 COMP_LINE='strata lab tr' COMP_POINT=13 && _strata strata tr lab && echo \"${{COMPREPLY[@]}}\"",
+            file.display()
+        ))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("-F _strata strata"), "{stdout}");
+    assert!(
+        stdout.lines().last().unwrap_or("").contains("trace"),
+        "{stdout}"
+    );
+    let (code, _, _) = strata(&["completions", "Zsh"]);
+    assert_eq!(code, 0, "shell names in any case");
+
+    let (code, page, _) = strata(&["man"]);
+    assert_eq!(code, 0);
+    assert!(page.contains(".TH strata 1"), "{page}");
+    assert!(
+        page.contains("lab") && page.contains("completions"),
+        "{page}"
+    );
+    let (code, _, err) = strata(&["man", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let trace = std::fs::read_to_string(dir.join("strata-lab-trace.1")).unwrap();
+    assert!(trace.contains("\\-\\-from"), "{trace}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
