@@ -137,6 +137,26 @@ enum LabCommand {
         /// Run only the named scenarios first (repeatable); default: all.
         #[arg(long = "scenario", value_name = "NAME")]
         scenarios: Vec<String>,
+        /// Only cached flows of this protocol.
+        #[arg(long, value_enum, ignore_case = true)]
+        proto: Option<Proto>,
+        /// Only cached flows from or to this address.
+        #[arg(long, value_name = "IP")]
+        addr: Option<std::net::IpAddr>,
+        /// Only cached flows in this direction (in: toward the VM).
+        #[arg(long, value_enum, ignore_case = true)]
+        direction: Option<FlowDirection>,
+        /// At most this many cached flows per port.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_enum,
+            ignore_case = true,
+            default_value = "table"
+        )]
+        output: OutputFormat,
     },
     /// Run a lab's scenarios, then show each Mux's VIP map, DIP health and counters.
     Mux {
@@ -145,6 +165,14 @@ enum LabCommand {
         /// Run only the named scenarios first (repeatable); default: all.
         #[arg(long = "scenario", value_name = "NAME")]
         scenarios: Vec<String>,
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_enum,
+            ignore_case = true,
+            default_value = "table"
+        )]
+        output: OutputFormat,
     },
     /// Run a lab's scenarios, then show each BGP speaker's neighbors and routes.
     Bgp {
@@ -153,6 +181,14 @@ enum LabCommand {
         /// Run only the named scenarios first (repeatable); default: all.
         #[arg(long = "scenario", value_name = "NAME")]
         scenarios: Vec<String>,
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_enum,
+            ignore_case = true,
+            default_value = "table"
+        )]
+        output: OutputFormat,
     },
     /// Run a lab on the wall clock until interrupted, with its network controller's API
     /// on loopback: `strata ctl` changes the running lab (the address and the token's
@@ -218,10 +254,19 @@ enum LabCommand {
         )]
         output: OutputFormat,
     },
-    /// Check a lab file and print its topology: networks, nodes, addresses, routes.
+    /// Check a lab file and print its topology: networks and NICs, nodes with their roles
+    /// and routes, the load balancer, BGP sessions and scenarios.
     Show {
         /// The lab file; without it, the built-in POC lab.
         file: Option<PathBuf>,
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_enum,
+            ignore_case = true,
+            default_value = "table"
+        )]
+        output: OutputFormat,
     },
 }
 
@@ -232,6 +277,12 @@ enum OutputFormat {
     Table,
     /// JSON, with stable field names (see docs/cli-json.md).
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FlowDirection {
+    In,
+    Out,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -510,8 +561,42 @@ fn main() -> ExitCode {
             list_rule,
             list_unified_flow,
             scenarios,
+            proto,
+            addr,
+            direction,
+            limit,
+            output,
         }) => run_quietly(file.as_ref(), &scenarios).and_then(|(lab, passed)| {
-            let text = report::vfp(&lab, port.as_deref(), !list_unified_flow, !list_rule);
+            let filter = report::FlowFilter {
+                proto: proto.map(|p| match p {
+                    Proto::Tcp => 6,
+                    Proto::Udp => 17,
+                    Proto::Icmp => 1,
+                }),
+                addr,
+                direction: direction.map(|d| match d {
+                    FlowDirection::In => strata_lab::vfp_direction(true),
+                    FlowDirection::Out => strata_lab::vfp_direction(false),
+                }),
+                limit,
+            };
+            let text = match output {
+                OutputFormat::Table => report::vfp(
+                    &lab,
+                    port.as_deref(),
+                    !list_unified_flow,
+                    !list_rule,
+                    &filter,
+                ),
+                OutputFormat::Json => {
+                    let v = report::vfp_json(&lab, port.as_deref(), &filter);
+                    if v.as_array().is_some_and(Vec::is_empty) {
+                        String::new()
+                    } else {
+                        format!("{v:#}\n")
+                    }
+                }
+            };
             if text.is_empty() {
                 anyhow::bail!(
                     "no VM port{} on a host vSwitch in this lab",
@@ -521,16 +606,34 @@ fn main() -> ExitCode {
             print!("{text}");
             Ok(passed)
         }),
-        Command::Lab(LabCommand::Mux { file, scenarios }) => run_quietly(file.as_ref(), &scenarios)
-            .map(|(lab, passed)| {
-                print!("{}", report::mux(&lab));
-                passed
-            }),
-        Command::Lab(LabCommand::Bgp { file, scenarios }) => run_quietly(file.as_ref(), &scenarios)
-            .map(|(lab, passed)| {
-                print!("{}", report::bgp(&lab));
-                passed
-            }),
+        Command::Lab(LabCommand::Mux {
+            file,
+            scenarios,
+            output,
+        }) => run_quietly(file.as_ref(), &scenarios).map(|(lab, passed)| {
+            match output {
+                OutputFormat::Table => print!("{}", report::mux(&lab)),
+                OutputFormat::Json => println!(
+                    "{:#}",
+                    serde_json::Value::from(strata_lab::dashboard::muxes(&lab))
+                ),
+            }
+            passed
+        }),
+        Command::Lab(LabCommand::Bgp {
+            file,
+            scenarios,
+            output,
+        }) => run_quietly(file.as_ref(), &scenarios).map(|(lab, passed)| {
+            match output {
+                OutputFormat::Table => print!("{}", report::bgp(&lab)),
+                OutputFormat::Json => println!(
+                    "{:#}",
+                    serde_json::Value::from(strata_lab::dashboard::bgp(&lab))
+                ),
+            }
+            passed
+        }),
         Command::Bgp(BgpCommand::Run { config, seconds }) => bgpd::load(&config).and_then(|c| {
             let until =
                 seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
@@ -599,8 +702,11 @@ fn main() -> ExitCode {
             svg.as_ref(),
             output,
         ),
-        Command::Lab(LabCommand::Show { file }) => load(file.as_ref()).map(|t| {
-            print!("{}", report::topology(&t));
+        Command::Lab(LabCommand::Show { file, output }) => load(file.as_ref()).map(|t| {
+            match output {
+                OutputFormat::Table => print!("{}", report::topology(&t)),
+                OutputFormat::Json => println!("{:#}", report::topology_json(&t)),
+            }
             true
         }),
     };

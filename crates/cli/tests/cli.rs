@@ -91,8 +91,43 @@ fn capture_writes_one_pcap_per_network() {
 fn show_draws_the_topology() {
     let (code, out, _) = strata(&["lab", "show"]);
     assert_eq!(code, 0);
-    assert!(out.contains("PAhostVNIC"), "{out}");
-    assert!(out.contains("192.168.233.21/24"), "{out}");
+    let squeeze = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lines: Vec<String> = out.lines().map(squeeze).collect();
+    let has = |want: &str| assert!(lines.iter().any(|l| l == want), "{want:?} in\n{out}");
+    has("├─ HyperVHost PAhostVNIC 192.168.233.21/24 00:15:5d:64:07:01");
+    has("└─ HyperVHost2 PAhostVNIC 192.168.233.23/24 00:15:5d:64:0a:01");
+    has(
+        "├─ PortalVM Ethernet (port of HyperVHost's CCI_External) 192.168.100.74/24 00:15:5d:64:08:00",
+    );
+    has(
+        "route 192.168.133.0/24 reject the VIP pool: a VIP whose /32 is withdrawn is unreachable here (ICMP), instead of looping to NATVM and back",
+    );
+    has("software load balancer: VNI 4096, VIPs from 192.168.133.0/24");
+    has(
+        "portal/https-portal 192.168.133.74 tcp/80 80 Default PortalVM, PortalVM2 http :80/ every 5s x2",
+    );
+    has("BGPVM 64500 192.168.100.21 64501 passive 30s 100 ms x3");
+    has("portal-down-without-dips ClientVM GET http://portal.azurestack.local/ failure");
+
+    let (code, out, _) = strata(&["lab", "show", "-o", "json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["slb"]["vni"], 4096);
+    assert_eq!(json["networks"][0]["nics"][0]["mac"], "00:15:5d:64:02:00");
+    assert_eq!(json["bgp"][0]["node"], "BGPVM");
+    let bgpvm = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "BGPVM")
+        .unwrap();
+    assert!(
+        bgpvm["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["type"] == "reject")
+    );
 }
 
 #[test]
@@ -119,6 +154,64 @@ fn vfp_lists_rules_and_unified_flows_of_a_port() {
         out.contains("port PortalVM2") && !out.contains("unified flow table"),
         "{out}"
     );
+    assert!(
+        out.contains("rule https-portal (priority 10): nat src * dst 192.168.100.74:80  if dst 192.168.133.74/32 tcp dport 80 not vxlan"),
+        "the rule's match conditions: {out}"
+    );
+    // Filters and a limit for large flow tables.
+    let (code, out, _) = strata(&[
+        "lab",
+        "vfp",
+        "--port",
+        "PortalVM",
+        "--scenario",
+        "portal",
+        "--list-unified-flow",
+        "--proto",
+        "tcp",
+        "--direction",
+        "IN",
+        "--limit",
+        "1",
+    ]);
+    assert_eq!(code, 0);
+    let flows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("  in ") || l.starts_with("  out "))
+        .collect();
+    assert_eq!(flows.len(), 1, "{out}");
+    assert!(flows[0].starts_with("  in tcp "), "{out}");
+    assert!(
+        out.contains("... and ") && out.contains("not matching the filter not shown"),
+        "{out}"
+    );
+    let (code, out, _) = strata(&[
+        "lab",
+        "vfp",
+        "--port",
+        "PortalVM",
+        "--scenario",
+        "portal",
+        "--addr",
+        "192.168.200.10",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json[0]["mac"], "00:15:5d:64:08:00");
+    assert_eq!(
+        json[0]["layers"][1]["groups"][1]["rules"][0]["conditions"],
+        "dst 192.168.133.74/32 tcp dport 80 not vxlan"
+    );
+    let flows = json[0]["flows"].as_array().unwrap();
+    assert!(!flows.is_empty());
+    assert!(
+        flows
+            .iter()
+            .all(|f| f["flow"].as_str().unwrap().contains("192.168.200.10")),
+        "{flows:?}"
+    );
     let (code, _, err) = strata(&["lab", "vfp", "--port", "NoSuchVM"]);
     assert_eq!(code, 2);
     assert!(err.contains("no VM port \"NoSuchVM\""), "{err}");
@@ -128,17 +221,52 @@ fn vfp_lists_rules_and_unified_flows_of_a_port() {
 fn mux_shows_vips_and_dip_health() {
     let (code, out, _) = strata(&["lab", "mux", "--scenario", "portalvm2-fails"]);
     assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
     assert!(
-        out.contains("VIP 192.168.133.74 tcp/80 (loadDistribution Default, VNI 4096)"),
+        lines[0].starts_with("MUX     VIP             RULE"),
         "{out}"
     );
-    assert!(
-        out.contains("DIP 192.168.100.75:80 on host PA 192.168.233.21  out (probe failed)"),
-        "{out}"
+    let row = |dip: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with("MuxVM ") && l.contains("tcp/80 ") && l.contains(dip))
+            .unwrap_or_else(|| panic!("{dip} in {out}"))
+            .split("  ")
+            .filter(|c| !c.is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        row("192.168.100.75:80"),
+        [
+            "MuxVM",
+            "192.168.133.74",
+            "tcp/80",
+            "Default",
+            "4096",
+            "192.168.100.75:80",
+            "192.168.233.21",
+            "out (probe failed)"
+        ]
     );
+    assert_eq!(row("192.168.100.74:80").last(), Some(&"in the pool"));
+    // Columns line up under their headers.
+    let state = lines[0].find("STATE").unwrap();
     assert!(
-        out.contains("DIP 192.168.100.74:80 on host PA 192.168.233.21  in the pool"),
-        "{out}"
+        lines[1..7]
+            .iter()
+            .all(|l| l.len() > state && l.as_bytes()[state - 1] == b' ')
+    );
+
+    let (code, out, _) = strata(&["lab", "mux", "--scenario", "portalvm2-fails", "-o", "json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json[0]["node"], "MuxVM");
+    assert_eq!(json[0]["vips"][0]["loadDistribution"], "Default");
+    let dips = json[0]["vips"][0]["dips"].as_array().unwrap();
+    assert!(
+        dips.iter()
+            .any(|d| d["address"] == "192.168.100.75" && d["healthy"] == false)
     );
 }
 
@@ -146,19 +274,41 @@ fn mux_shows_vips_and_dip_health() {
 fn bgp_shows_neighbors_and_routes() {
     let (code, out, _) = strata(&["lab", "bgp", "--scenario", "ping-ncvm"]);
     assert_eq!(code, 0, "{out}");
+    let squeeze = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lines: Vec<String> = out.lines().map(squeeze).collect();
+    assert_eq!(
+        lines[0],
+        "NODE NEIGHBOR AS STATE BFD RECEIVED ADVERTISED LAST ERROR"
+    );
     assert!(
-        out.contains("BGPVM:\n  neighbor 192.168.100.20 AS 64501  Established"),
+        lines.contains(&"BGPVM 192.168.100.20 64501 Established Up 1 0".to_string()),
         "{out}"
     );
     assert!(
-        out.contains("received 192.168.133.74/32 via 192.168.100.20"),
+        lines.contains(&"MuxVM 192.168.100.1 64500 Established Up 0 1".to_string()),
         "{out}"
     );
     assert!(
-        out.contains("MuxVM:\n  neighbor 192.168.100.1 AS 64500  Established"),
+        lines.contains(
+            &"BGPVM 192.168.100.20 received 192.168.133.74/32 192.168.100.20".to_string()
+        ),
         "{out}"
     );
-    assert!(out.contains("advertised 192.168.133.74/32"), "{out}");
+    assert!(
+        lines.contains(&"MuxVM 192.168.100.1 advertised 192.168.133.74/32".to_string()),
+        "{out}"
+    );
+    let (code, out, _) = strata(&["lab", "bgp", "--scenario", "ping-ncvm", "-o", "JSON"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bgpvm = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "BGPVM" && n["neighbor"] == "192.168.100.20")
+        .unwrap();
+    assert_eq!(bgpvm["state"], "Established");
+    assert_eq!(bgpvm["received"][0]["prefix"], "192.168.133.74/32");
 }
 
 /// Each broken rule of a `strata bgp` file is refused with the file, the line of the

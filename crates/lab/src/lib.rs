@@ -24,3 +24,12 @@ pub use lab::{
 pub const AZURE_STACK_POC: &str = include_str!("../../../labs/azure-stack-poc.toml");
 /// The name the built-in lab file goes by in messages.
 pub const AZURE_STACK_POC_NAME: &str = "labs/azure-stack-poc.toml";
+
+/// A VFP direction: toward the VM (`true`), or from it.
+pub fn vfp_direction(inbound: bool) -> strata_node::vswitch::vfp::Direction {
+    if inbound {
+        strata_node::vswitch::vfp::Direction::In
+    } else {
+        strata_node::vswitch::vfp::Direction::Out
+    }
+}

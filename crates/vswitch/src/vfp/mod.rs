@@ -24,7 +24,7 @@ mod transposition;
 pub use packet::{Direction, Encap, Family, Flow, IpLayout, Metadata, ParseError};
 pub use port::{
     DEFAULT_FLOW_LIMIT, DropReason, Explanation, FlowId, FlowTimeouts, Port, PortCounters,
-    UftEntry, Verdict,
+    UftEntry, Verdict, describe_action,
 };
 pub use rule::{Action, Conditions, EncapSpec, Group, Layer, NatSpec, Rule};
 pub use transposition::{EncapOp, HeaderTransposition, PUSH_LEN};

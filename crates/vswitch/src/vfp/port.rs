@@ -461,8 +461,8 @@ impl Port {
                 for rule in &group.rules {
                     let _ = writeln!(
                         out,
-                        "      rule {} (priority {}): {}",
-                        rule.name, rule.priority, rule.action
+                        "      rule {} (priority {}): {}  if {}",
+                        rule.name, rule.priority, rule.action, rule.conditions
                     );
                 }
             }
@@ -474,31 +474,40 @@ impl Port {
     pub fn describe_flows(&self, now: Duration) -> String {
         let mut out = String::new();
         for (id, e) in self.flows() {
-            let action = match e.action {
-                None => "drop".to_string(),
-                Some(ht) => describe_ht(&ht),
-            };
-            let _ = writeln!(
-                out,
-                "  {} {}{}  {}  packets {} idle {:.1}s{}",
-                id.direction,
-                id.flow,
-                if id.vni != 0 {
-                    format!(" vni {}", id.vni)
-                } else {
-                    String::new()
-                },
-                action,
-                e.packets,
-                now.saturating_sub(e.last_used).as_secs_f64(),
-                if e.generation != self.generation {
-                    " (stale)"
-                } else {
-                    ""
-                },
-            );
+            let _ = writeln!(out, "  {}", self.describe_flow(&id, &e, now));
         }
         out
+    }
+
+    /// One cached flow: `in tcp A:p > B:q vni 4096  pop vxlan, dst D:r  packets 3 idle
+    /// 0.5s`, marked `(stale)` if the rules changed since it was cached.
+    pub fn describe_flow(&self, id: &FlowId, e: &UftEntry, now: Duration) -> String {
+        format!(
+            "{} {}{}  {}  packets {} idle {:.1}s{}",
+            id.direction,
+            id.flow,
+            if id.vni != 0 {
+                format!(" vni {}", id.vni)
+            } else {
+                String::new()
+            },
+            describe_action(e.action.as_ref()),
+            e.packets,
+            now.saturating_sub(e.last_used).as_secs_f64(),
+            if e.generation != self.generation {
+                " (stale)"
+            } else {
+                ""
+            },
+        )
+    }
+}
+
+/// A cached action: `drop`, or the transposition.
+pub fn describe_action(action: Option<&HeaderTransposition>) -> String {
+    match action {
+        None => "drop".to_string(),
+        Some(ht) => describe_ht(ht),
     }
 }
 

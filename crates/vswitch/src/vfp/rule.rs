@@ -46,6 +46,61 @@ impl Conditions {
     }
 }
 
+impl std::fmt::Display for Conditions {
+    /// `any`, or what must hold: `src 10.0.0.0/8 dst 192.168.133.74/32 tcp dport 80
+    /// vxlan vni 4096`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        let nets = |v: &[IpNet]| {
+            v.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let ports = |r: &RangeInclusive<u16>| {
+            if r.start() == r.end() {
+                r.start().to_string()
+            } else {
+                format!("{}-{}", r.start(), r.end())
+            }
+        };
+        if !self.src.is_empty() {
+            parts.push(format!("src {}", nets(&self.src)));
+        }
+        if !self.dst.is_empty() {
+            parts.push(format!("dst {}", nets(&self.dst)));
+        }
+        if let Some(p) = self.proto {
+            parts.push(match p {
+                1 => "icmp".to_string(),
+                6 => "tcp".to_string(),
+                17 => "udp".to_string(),
+                58 => "icmpv6".to_string(),
+                other => format!("proto {other}"),
+            });
+        }
+        if let Some(r) = &self.src_ports {
+            parts.push(format!("sport {}", ports(r)));
+        }
+        if let Some(r) = &self.dst_ports {
+            parts.push(format!("dport {}", ports(r)));
+        }
+        match self.encapsulated {
+            Some(true) => parts.push("vxlan".into()),
+            Some(false) => parts.push("not vxlan".into()),
+            None => {}
+        }
+        if let Some(v) = self.vni {
+            parts.push(format!("vni {v}"));
+        }
+        if parts.is_empty() {
+            f.write_str("any")
+        } else {
+            f.write_str(&parts.join(" "))
+        }
+    }
+}
+
 /// A VXLAN encapsulation to push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EncapSpec {
