@@ -101,6 +101,13 @@ pub struct PeerStatus<'a> {
     pub last_error: Option<&'a DownReason>,
     pub received: &'a AdjRibIn,
     pub sent: &'a AdjRibIn,
+    /// When the session last became Established, while it is.
+    pub established_at: Option<Duration>,
+    /// What the session's OPENs came to, while it has them.
+    pub negotiated: Option<&'a crate::session::Negotiated>,
+    /// Messages read from and written to the neighbor, over every connection.
+    pub messages_in: u64,
+    pub messages_out: u64,
 }
 
 #[derive(Debug)]
@@ -136,6 +143,9 @@ struct Peer {
     /// sends End-of-RIB, or until `stale_until` (RFC 4724 section 4.2).
     stale: BTreeSet<IpNet>,
     stale_until: Option<Duration>,
+    established_at: Option<Duration>,
+    messages_in: u64,
+    messages_out: u64,
 }
 
 impl Peer {
@@ -155,6 +165,9 @@ impl Peer {
             restart_time: None,
             stale: BTreeSet::new(),
             stale_until: None,
+            established_at: None,
+            messages_in: 0,
+            messages_out: 0,
         }
     }
 
@@ -521,6 +534,10 @@ impl Speaker {
                 last_error: p.last_error.as_ref(),
                 received: &p.adj_in,
                 sent: &p.adj_out,
+                established_at: p.established_at,
+                negotiated: p.session.negotiated(),
+                messages_in: p.messages_in,
+                messages_out: p.messages_out,
             })
     }
 
@@ -619,9 +636,10 @@ impl Speaker {
             if let Some(conn) = p.conn.as_mut() {
                 // While a collision is open, the first connection goes no further than
                 // its OPEN.
-                feed(&mut p.session, &mut conn.rx, now, |s| {
+                let read = feed(&mut p.session, &mut conn.rx, now, |s| {
                     !colliding || s.peer_id().is_none()
                 });
+                p.messages_in += read;
             }
             self.drain(peer, now);
         }
@@ -634,9 +652,10 @@ impl Speaker {
         let Some((session, conn)) = p.second.as_mut() else {
             return;
         };
-        feed(session, &mut conn.rx, now, |s| {
+        let read = feed(session, &mut conn.rx, now, |s| {
             s.peer_id().is_none() && s.state() != State::Idle
         });
+        p.messages_in += read;
         if session.state() == State::Idle {
             if let Some((session, conn)) = p.second.take() {
                 self.flush_second(session, conn);
@@ -725,10 +744,12 @@ impl Speaker {
                 Action::Send(m) => {
                     if let Some(c) = &p.conn {
                         emit(&mut self.outputs, c.id, &m, p.session.options());
+                        p.messages_out += 1;
                     }
                 }
                 Action::Established(negotiated) => {
                     p.established = true;
+                    p.established_at = Some(now);
                     p.last_down = None;
                     p.peer_id = Some(negotiated.peer_id);
                     p.restart_time = negotiated.peer_graceful_restart.map(|g| g.time);
@@ -778,6 +799,7 @@ impl Speaker {
                 }
                 Action::Down(reason) => {
                     p.established = false;
+                    p.established_at = None;
                     p.adj_out.clear();
                     p.last_down = Some(reason.clone());
                     if matches!(reason, DownReason::Sent(_) | DownReason::Received(_)) {
@@ -1173,8 +1195,15 @@ fn v4(p: &IpNet) -> Option<ipnet::Ipv4Net> {
 /// Feeds the whole messages in `rx` to `session`, one by one while `more` says so; a
 /// message not all there yet stays in `rx`. (Not [`codec::take_message`], which would
 /// move the rest of the buffer down after every message: a table arrives as megabytes.)
-fn feed(session: &mut Session, rx: &mut Vec<u8>, now: Duration, more: impl Fn(&Session) -> bool) {
+/// Returns how many messages it fed.
+fn feed(
+    session: &mut Session,
+    rx: &mut Vec<u8>,
+    now: Duration,
+    more: impl Fn(&Session) -> bool,
+) -> u64 {
     let mut at = 0;
+    let mut fed = 0;
     while more(session) {
         let rest = &rx[at..];
         let len = match codec::message_len(rest) {
@@ -1191,9 +1220,11 @@ fn feed(session: &mut Session, rx: &mut Vec<u8>, now: Duration, more: impl Fn(&S
             Err(e) => Event::Malformed(e),
         };
         at += len;
+        fed += 1;
         session.handle(now, event);
     }
     rx.drain(..at);
+    fed
 }
 
 /// Appends a message to what goes out on `conn`: to the last [`Output::Send`] when it is

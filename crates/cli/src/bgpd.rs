@@ -395,6 +395,8 @@ pub(crate) enum Request {
     Show,
     /// Neighbors and route counts.
     Summary,
+    /// Neighbors and every route, as JSON.
+    Json,
 }
 
 impl Request {
@@ -402,6 +404,7 @@ impl Request {
         match self {
             Request::Show => "show",
             Request::Summary => "summary",
+            Request::Json => "json",
         }
     }
 }
@@ -720,12 +723,19 @@ impl Driver {
                 self.speaker.closed(conn, now);
             }
             Event::Control(request, mut stream) => {
-                let text = status(
-                    &self.config,
-                    &self.speaker,
-                    self.bfd.as_ref(),
-                    request == Request::Show,
-                );
+                let text = match request {
+                    Request::Json => format!(
+                        "{:#}\n",
+                        status_json(&self.config, &self.speaker, self.bfd.as_ref(), now)
+                    ),
+                    _ => status(
+                        &self.config,
+                        &self.speaker,
+                        self.bfd.as_ref(),
+                        request == Request::Show,
+                        now,
+                    ),
+                };
                 tokio::spawn(async move {
                     let _ = stream.write_all(text.as_bytes()).await;
                     let _ = stream.shutdown().await;
@@ -849,6 +859,7 @@ impl Driver {
             &self.speaker,
             self.bfd.as_ref(),
             routes <= STATUS_ROUTES,
+            self.now(),
         );
         std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
         self.dirty = false;
@@ -926,8 +937,11 @@ async fn read_request(mut stream: tokio::net::UnixStream, events: mpsc::Sender<E
     let request = match (read, line.as_slice()) {
         (Ok(Some(())), b"show") => Request::Show,
         (Ok(Some(())), b"summary") => Request::Summary,
+        (Ok(Some(())), b"json") => Request::Json,
         _ => {
-            let _ = stream.write_all(b"error: ask show or summary\n").await;
+            let _ = stream
+                .write_all(b"error: ask show, summary or json\n")
+                .await;
             return;
         }
     };
@@ -980,44 +994,134 @@ async fn connect(local: IpAddr, neighbor: &NeighborDef) -> std::io::Result<TcpSt
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
-/// Neighbors and (with `routes`, else their counts) routes, like `birdc show protocols`
-/// and `show route`.
+/// `h:mm:ss` since `since`.
+fn uptime(now: Duration, since: Duration) -> String {
+    let s = now.saturating_sub(since).as_secs();
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// What a session's OPENs came to, in words.
+fn capabilities(n: &strata_bgp::session::Negotiated) -> Vec<String> {
+    let mut caps = Vec::new();
+    if n.options.four_octet_as {
+        caps.push("4-octet AS".to_string());
+    }
+    if n.route_refresh {
+        caps.push("route refresh".to_string());
+    }
+    if let Some(g) = &n.peer_graceful_restart {
+        caps.push(format!("graceful restart {} s", g.time));
+    }
+    for (afi, safi) in &n.families {
+        caps.push(match (afi, safi) {
+            (1, 1) => "ipv4 unicast".to_string(),
+            (2, 1) => "ipv6 unicast".to_string(),
+            (a, s) => format!("afi {a} safi {s}"),
+        });
+    }
+    caps
+}
+
+/// A path to a prefix, marked `*` (the best), `=` (an equal-cost next hop used beside
+/// it) or ` `, and where it came from.
+type Marked = (char, Source, Arc<RoutePath>);
+
+/// The prefixes of the Loc-RIB with every path to each, marked, as `birdc show route
+/// all` lists them.
+fn routes(speaker: &Speaker) -> Vec<(IpNet, Vec<Marked>)> {
+    speaker
+        .loc_rib()
+        .map(|(prefix, best_source, best)| {
+            let multipath = speaker.next_hops(&prefix);
+            let mut paths = vec![('*', best_source, best.clone())];
+            for p in speaker.peers() {
+                if Source::Peer(p.id) == best_source {
+                    continue;
+                }
+                if let Some(path) = p.received.get(&prefix) {
+                    let mark = if multipath.contains(&path.next_hop) {
+                        '='
+                    } else {
+                        ' '
+                    };
+                    paths.push((mark, Source::Peer(p.id), path.clone()));
+                }
+            }
+            (prefix, paths)
+        })
+        .collect()
+}
+
+fn source_name(speaker: &Speaker, source: Source) -> String {
+    match source {
+        Source::Local => "us".to_string(),
+        Source::Peer(peer) => speaker
+            .peers()
+            .find(|p| p.id == peer)
+            .map_or_else(|| "?".to_string(), |p| p.config.address.to_string()),
+    }
+}
+
+fn communities(path: &RoutePath) -> String {
+    path.communities
+        .iter()
+        .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Neighbors and (with `routes`, else their counts) routes, like `birdc show protocols
+/// all` and `show route all`.
 fn status(
     config: &BgpdConfig,
     speaker: &Speaker,
     driver_bfd: Option<&crate::bfdd::Bfd>,
-    routes: bool,
+    with_routes: bool,
+    now: Duration,
 ) -> String {
     use std::fmt::Write;
     let mut out = format!("router {} AS {}\n", config.router_id, config.asn);
     if let Some(bfd) = driver_bfd {
         let _ = writeln!(out, "BFD packets dropped: {}", bfd.dropped);
     }
-    if routes {
+    if with_routes {
         // The Loc-RIB, like `birdc show route`: the best path of each prefix, with every
-        // next hop that ties with it.
-        for (prefix, source, path) in speaker.loc_rib() {
+        // next hop that ties with it; then every path, marked.
+        for (prefix, paths) in routes(speaker) {
             let hops: Vec<String> = speaker
                 .next_hops(&prefix)
                 .iter()
                 .map(IpAddr::to_string)
                 .collect();
-            let from = match source {
-                Source::Local => "us".to_string(),
-                Source::Peer(peer) => speaker
-                    .peers()
-                    .find(|p| p.id == peer)
-                    .map_or_else(|| "?".to_string(), |p| p.config.address.to_string()),
-            };
-            let path = match as_path(path) {
+            let (_, source, best) = &paths[0];
+            let path = match as_path(best) {
                 asns if asns.is_empty() => String::new(),
                 asns => format!(" AS path {asns}"),
             };
             let _ = writeln!(
                 out,
-                "best {prefix} via {}{path} from {from}",
-                hops.join(", ")
+                "best {prefix} via {}{path} from {}",
+                hops.join(", "),
+                source_name(speaker, *source)
             );
+            for (mark, source, p) in &paths {
+                let c = communities(p);
+                let _ = writeln!(
+                    out,
+                    "  {mark} via {} from {}  AS path [{}] origin {:?} local-pref {}{}{}",
+                    p.next_hop,
+                    source_name(speaker, *source),
+                    as_path(p),
+                    p.origin,
+                    p.local_pref,
+                    p.med.map(|m| format!(" med {m}")).unwrap_or_default(),
+                    if c.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" communities {c}")
+                    }
+                );
+            }
         }
     }
     for p in speaker.peers() {
@@ -1033,10 +1137,31 @@ fn status(
             let _ = write!(out, " BFD {state}");
         }
         out.push('\n');
+        let _ = writeln!(
+            out,
+            "  {}, messages {} in / {} out, prefixes {} in / {} out",
+            match p.established_at {
+                Some(t) => format!("up {}", uptime(now, t)),
+                None => "down".to_string(),
+            },
+            p.messages_in,
+            p.messages_out,
+            p.received.len(),
+            p.sent.len()
+        );
+        if let Some(n) = p.negotiated {
+            let _ = writeln!(
+                out,
+                "  capabilities: {}; hold time {} s; peer id {}",
+                capabilities(n).join(", "),
+                n.hold_time,
+                n.peer_id
+            );
+        }
         if let Some(e) = p.last_error {
             let _ = writeln!(out, "  last error: {e}");
         }
-        if !routes {
+        if !with_routes {
             let _ = writeln!(
                 out,
                 "  {} routes received, {} sent",
@@ -1066,6 +1191,65 @@ fn status(
         }
     }
     out
+}
+
+/// The same as JSON: `router_id`, `asn`, `neighbors[]` (`address`, `asn`, `state`,
+/// `bfd`, `uptime_s`, `messages_in`, `messages_out`, `prefixes_in`, `prefixes_out`,
+/// `capabilities[]`, `hold_time`, `last_down`, `last_error`), `routes[]` (`prefix`,
+/// `paths[]`: `best`, `multipath`, `next_hop`, `from`, `as_path`, `origin`,
+/// `local_pref`, `med`, `communities`).
+fn status_json(
+    config: &BgpdConfig,
+    speaker: &Speaker,
+    driver_bfd: Option<&crate::bfdd::Bfd>,
+    now: Duration,
+) -> serde_json::Value {
+    use serde_json::json;
+    let neighbors: Vec<_> = speaker
+        .peers()
+        .map(|p| {
+            json!({
+                "address": p.config.address.to_string(),
+                "asn": p.config.session.peer_as,
+                "state": format!("{:?}", p.state),
+                "bfd": driver_bfd.and_then(|b| b.state(p.id)).map(|s| s.to_string()),
+                "uptime_s": p.established_at.map(|t| now.saturating_sub(t).as_secs()),
+                "messages_in": p.messages_in,
+                "messages_out": p.messages_out,
+                "prefixes_in": p.received.len(),
+                "prefixes_out": p.sent.len(),
+                "capabilities": p.negotiated.map(capabilities).unwrap_or_default(),
+                "hold_time": p.negotiated.map(|n| n.hold_time),
+                "last_down": p.last_down.map(ToString::to_string),
+                "last_error": p.last_error.map(ToString::to_string),
+            })
+        })
+        .collect();
+    let routes: Vec<_> = routes(speaker)
+        .into_iter()
+        .map(|(prefix, paths)| {
+            json!({
+                "prefix": prefix.to_string(),
+                "paths": paths.iter().map(|(mark, source, p)| json!({
+                    "best": *mark == '*',
+                    "multipath": *mark != ' ',
+                    "next_hop": p.next_hop.to_string(),
+                    "from": source_name(speaker, *source),
+                    "as_path": p.as_path.segments.iter().flat_map(|s| s.asns.iter().copied()).collect::<Vec<u32>>(),
+                    "origin": format!("{:?}", p.origin),
+                    "local_pref": p.local_pref,
+                    "med": p.med,
+                    "communities": p.communities.iter().map(|c| format!("{}:{}", c >> 16, c & 0xffff)).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "router_id": config.router_id.to_string(),
+        "asn": config.asn,
+        "neighbors": neighbors,
+        "routes": routes,
+    })
 }
 
 fn as_path(path: &RoutePath) -> String {

@@ -93,12 +93,28 @@ enum BgpCommand {
     },
     /// Show neighbors, their state, and routes sent and received: asked of the running
     /// speaker over its control_socket, or read from its status_file.
+    #[command(group(clap::ArgGroup::new("speaker").required(true).args(["config", "socket"])))]
     Show {
+        /// The speaker's configuration file: its control_socket (or status_file) is asked.
         #[arg(long)]
-        config: PathBuf,
-        /// Route counts instead of the routes (control socket only).
+        config: Option<PathBuf>,
+        /// The running speaker's control socket, without reading its configuration.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Route counts instead of the routes.
         #[arg(long)]
         summary: bool,
+        /// Per neighbour: state, uptime, messages and prefixes in and out, capabilities
+        /// and last error; per prefix, every path (* best, = multipath) with its AS path,
+        /// next hop and communities. `json` asks the control socket.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_enum,
+            ignore_case = true,
+            default_value = "table"
+        )]
+        output: OutputFormat,
     },
 }
 
@@ -639,25 +655,41 @@ fn main() -> ExitCode {
                 seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
             bgpd::run(&config, c, until).map(|()| true)
         }),
-        Command::Bgp(BgpCommand::Show { config, summary }) => bgpd::load(&config).and_then(|c| {
-            let request = if summary {
-                bgpd::Request::Summary
-            } else {
-                bgpd::Request::Show
+        Command::Bgp(BgpCommand::Show {
+            config,
+            socket,
+            summary,
+            output,
+        }) => (|| {
+            let request = match (output, summary) {
+                (OutputFormat::Json, _) => bgpd::Request::Json,
+                (OutputFormat::Table, true) => bgpd::Request::Summary,
+                (OutputFormat::Table, false) => bgpd::Request::Show,
             };
-            let status = match (&c.control_socket, &c.status_file) {
-                (Some(socket), _) => bgpd::ask(socket, request)?,
-                (None, Some(file)) => std::fs::read_to_string(file).with_context(|| {
-                    format!("reading {} (is the speaker running?)", file.display())
-                })?,
-                (None, None) => anyhow::bail!(
-                    "{} names neither a control_socket nor a status_file",
-                    config.display()
-                ),
+            let status = match (socket, config) {
+                (Some(socket), _) => bgpd::ask(&socket, request)?,
+                (None, Some(config)) => {
+                    let c = bgpd::load(&config)?;
+                    match (&c.control_socket, &c.status_file) {
+                        (Some(socket), _) => bgpd::ask(socket, request)?,
+                        (None, Some(_)) if output == OutputFormat::Json => anyhow::bail!(
+                            "{}: JSON comes from the speaker's control_socket, and this file names none",
+                            config.display()
+                        ),
+                        (None, Some(file)) => std::fs::read_to_string(file).with_context(|| {
+                            format!("reading {} (is the speaker running?)", file.display())
+                        })?,
+                        (None, None) => anyhow::bail!(
+                            "{} names neither a control_socket nor a status_file",
+                            config.display()
+                        ),
+                    }
+                }
+                (None, None) => anyhow::bail!("--config or --socket is needed"),
             };
             print!("{status}");
             Ok(true)
-        }),
+        })(),
         Command::Controller {
             data_dir,
             listen,

@@ -224,10 +224,12 @@ fn four_octet_as_paths_cross_a_two_octet_session_with_bird() {
         "B to learn A's route through BIRD, its AS path whole",
         Duration::from_secs(30),
         || {
-            show_b().contains(&format!(
-                "neighbor {bird_ip} AS 64500 Established\n  sent 198.51.100.0/24 via {b_ip}\n  \
-                 received 198.51.100.0/24 via {bird_ip} AS path 64500 4200000001\n"
-            ))
+            let show = show_b();
+            show.contains(&format!("neighbor {bird_ip} AS 64500 Established\n"))
+                && show.contains(&format!("  sent 198.51.100.0/24 via {b_ip}\n"))
+                && show.contains(&format!(
+                    "  received 198.51.100.0/24 via {bird_ip} AS path 64500 4200000001\n"
+                ))
         },
     );
     // B wrote AS_PATH 64502 AS_TRANS and AS4_PATH 64502 4200000001; BIRD read them.
@@ -308,6 +310,59 @@ fn strata_and_bird_exchange_routes() {
         show.contains("best 192.168.133.74/32 via 192.0.2.20 from us"),
         "{show}"
     );
+    // Every path, marked, with its attributes; per neighbour, uptime, messages,
+    // prefixes and what the OPENs negotiated (BIRD sends 4-octet AS, route refresh and
+    // graceful restart).
+    assert!(
+        show.contains(&format!(
+            "  * via 192.0.2.1 from {bird_ip}  AS path [64500] origin Igp local-pref 100"
+        )),
+        "{show}"
+    );
+    let neighbor = show
+        .split(&format!("neighbor {bird_ip} AS 64500 Established"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(neighbor.starts_with("\n  up 0:0"), "{show}");
+    assert!(neighbor.contains("prefixes 1 in / 1 out"), "{show}");
+    assert!(
+        neighbor.contains("capabilities: 4-octet AS, route refresh, graceful restart"),
+        "{show}"
+    );
+    assert!(neighbor.contains("ipv4 unicast"), "{show}");
+    // The same as JSON, asked of the socket alone (no configuration read).
+    let socket = config.with_file_name("control.sock");
+    let json = strata()
+        .args(["bgp", "show", "-o", "json", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&json.stdout),
+            String::from_utf8_lossy(&json.stderr)
+        )
+    });
+    let n = &json["neighbors"][0];
+    assert_eq!(n["state"], "Established");
+    assert!(n["messages_in"].as_u64().unwrap() >= 3, "{n}");
+    assert!(
+        n["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "route refresh"),
+        "{n}"
+    );
+    let route = json["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["prefix"] == "198.51.100.0/24")
+        .unwrap();
+    assert_eq!(route["paths"][0]["best"], true);
+    assert_eq!(route["paths"][0]["as_path"][0], 64500);
     // The same, asked of the running speaker over its control socket: counts only.
     let summary = strata()
         .args(["bgp", "show", "--summary", "--config"])

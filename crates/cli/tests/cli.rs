@@ -619,3 +619,19 @@ fn completions_load_in_bash_and_the_manual_renders() {
     assert!(trace.contains("\\-\\-from"), "{trace}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bgp_show_asks_a_socket_without_a_configuration() {
+    let (code, _, err) = strata(&["bgp", "show"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--config") && err.contains("--socket"),
+        "{err}"
+    );
+    let (code, _, err) = strata(&["bgp", "show", "--socket", "/nonexistent/strata.sock"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("connecting to /nonexistent/strata.sock (is the speaker running?)"),
+        "{err}"
+    );
+}

@@ -1100,3 +1100,55 @@ mod export {
         assert_eq!(sizes(0), [1, 1, 1], "at least one a chunk");
     }
 }
+
+#[test]
+fn a_neighbor_status_counts_messages_and_says_since_when_and_what_was_negotiated() {
+    let mut n = Net::line();
+    n.wait(2);
+    let established = n.now;
+    let count = |n: &Net| {
+        let a = n.nodes[0].speaker.peers().next().unwrap();
+        let s = n.nodes[1].speaker.peers().next().unwrap();
+        (a.messages_out, s.messages_in, s.messages_out, a.messages_in)
+    };
+    let before = count(&n);
+    // OPEN, KEEPALIVE, End-of-RIB at least, each way (the losing connection of the
+    // collision carried some of them: they count where they were written or read).
+    assert!(
+        before.0 >= 3 && before.1 >= 3 && before.2 >= 3 && before.3 >= 3,
+        "{before:?}"
+    );
+    n.announce(0, "192.0.2.0/24", "10.0.0.1");
+    n.wait(3);
+    let after = count(&n);
+    // On the one connection left, what one side writes the other reads (the UPDATE,
+    // and any KEEPALIVE).
+    assert!(after.0 > before.0, "{after:?}");
+    assert_eq!(
+        after.0 - before.0,
+        after.1 - before.1,
+        "{before:?} {after:?}"
+    );
+    assert_eq!(
+        after.2 - before.2,
+        after.3 - before.3,
+        "{before:?} {after:?}"
+    );
+    let s = n.nodes[1].speaker.peers().next().unwrap();
+    let since = s.established_at.expect("established");
+    assert!(
+        since < established,
+        "up since the first two seconds: {since:?}"
+    );
+    let negotiated = s.negotiated.expect("negotiated");
+    assert_eq!(negotiated.peer_as, 65001);
+    assert_eq!(negotiated.peer_id, ip("1.1.1.1"));
+    // Down: no uptime, nothing negotiated; the counts stay.
+    let before = s.messages_in;
+    n.nodes[0].speaker.stop(n.now, "");
+    n.run();
+    let s = n.nodes[1].speaker.peers().next().unwrap();
+    assert_eq!(s.established_at, None);
+    assert!(s.negotiated.is_none());
+    assert!(s.messages_in > before, "the Cease was read");
+}
