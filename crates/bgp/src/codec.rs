@@ -481,6 +481,33 @@ impl std::fmt::Display for Notification {
             _ => "unknown error",
         };
         write!(f, "{code}")?;
+        // The subcodes of RFC 4271 section 4.5 (and RFC 5492, RFC 9234 for OPEN), named.
+        let named = match (self.code, self.subcode) {
+            (1, 1) => "Connection Not Synchronized",
+            (1, 2) => "Bad Message Length",
+            (1, 3) => "Bad Message Type",
+            (2, 1) => "Unsupported Version Number",
+            (2, 2) => "Bad Peer AS",
+            (2, 3) => "Bad BGP Identifier",
+            (2, 4) => "Unsupported Optional Parameter",
+            (2, 6) => "Unacceptable Hold Time",
+            (2, 7) => "Unsupported Capability",
+            (2, 11) => "Role Mismatch",
+            (3, 1) => "Malformed Attribute List",
+            (3, 2) => "Unrecognized Well-known Attribute",
+            (3, 3) => "Missing Well-known Attribute",
+            (3, 4) => "Attribute Flags Error",
+            (3, 5) => "Attribute Length Error",
+            (3, 6) => "Invalid ORIGIN Attribute",
+            (3, 8) => "Invalid NEXT_HOP Attribute",
+            (3, 9) => "Optional Attribute Error",
+            (3, 10) => "Invalid Network Field",
+            (3, 11) => "Malformed AS_PATH",
+            _ => "",
+        };
+        if !named.is_empty() {
+            write!(f, " / {named}")?;
+        }
         if self.code == Self::CEASE {
             let sub = match self.subcode {
                 cease::MAX_PREFIXES => "Maximum Number of Prefixes Reached",

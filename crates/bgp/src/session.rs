@@ -114,6 +114,9 @@ pub enum Action {
     /// The session went down (routes learned from the peer are to be withdrawn, unless
     /// graceful restart keeps them).
     Down(DownReason),
+    /// A NOTIFICATION ended the session before it was up (an OPEN refused, either way):
+    /// nothing to withdraw, but the reason is worth telling.
+    Refused(DownReason),
     /// An UPDATE for the RIB.
     Update(Update),
     /// The peer asks for our routes again (AFI, SAFI).
@@ -313,6 +316,8 @@ impl Session {
         self.actions.push_back(Action::Disconnect);
         if self.state == State::Established || self.negotiated.is_some() {
             self.actions.push_back(Action::Down(reason));
+        } else if matches!(reason, DownReason::Sent(_) | DownReason::Received(_)) {
+            self.actions.push_back(Action::Refused(reason));
         }
         self.enter_idle(now);
     }
@@ -418,6 +423,10 @@ impl Session {
                 if self.state == State::Established {
                     self.actions
                         .push_back(Action::Down(DownReason::Received(n)));
+                } else {
+                    // The peer refused the session (its OPEN checks, most often).
+                    self.actions
+                        .push_back(Action::Refused(DownReason::Received(n)));
                 }
                 self.enter_idle(now);
             }

@@ -822,6 +822,10 @@ impl Speaker {
                     }
                     self.outputs.push_back(Output::Down(peer, reason));
                 }
+                Action::Refused(reason) => {
+                    p.last_down = Some(reason.clone());
+                    p.last_error = Some(reason);
+                }
                 Action::RouteRefresh(..) => {
                     // RFC 2918: the whole table again (the families are sent together).
                     p.adj_out.clear();

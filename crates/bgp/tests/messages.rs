@@ -166,9 +166,21 @@ fn notifications_read_as_rfc_4271_and_4486_name_them() {
         }
         .to_string()
     };
-    assert_eq!(n(1, 2), "Message Header Error (1/2)");
-    assert_eq!(n(2, 3), "OPEN Message Error (2/3)");
-    assert_eq!(n(3, 1), "UPDATE Message Error (3/1)");
+    assert_eq!(n(1, 2), "Message Header Error / Bad Message Length (1/2)");
+    assert_eq!(n(2, 2), "OPEN Message Error / Bad Peer AS (2/2)");
+    assert_eq!(n(2, 3), "OPEN Message Error / Bad BGP Identifier (2/3)");
+    assert_eq!(n(2, 5), "OPEN Message Error (2/5)", "deprecated: not named");
+    assert_eq!(n(2, 7), "OPEN Message Error / Unsupported Capability (2/7)");
+    assert_eq!(
+        n(3, 1),
+        "UPDATE Message Error / Malformed Attribute List (3/1)"
+    );
+    assert_eq!(n(3, 11), "UPDATE Message Error / Malformed AS_PATH (3/11)");
+    assert_eq!(
+        n(3, 7),
+        "UPDATE Message Error (3/7)",
+        "deprecated: not named"
+    );
     assert_eq!(n(4, 0), "Hold Timer Expired (4/0)");
     assert_eq!(n(5, 1), "Finite State Machine Error (5/1)");
     assert_eq!(n(7, 1), "ROUTE-REFRESH Message Error (7/1)");

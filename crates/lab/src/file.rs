@@ -137,7 +137,7 @@ fn default_true() -> bool {
 #[serde(deny_unknown_fields)]
 struct NeighborDef {
     address: Spanned<String>,
-    asn: u32,
+    asn: Spanned<u32>,
     #[serde(default)]
     passive: bool,
     #[serde(default = "default_hold")]
@@ -773,7 +773,7 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                         };
                         neighbors.push(strata_node::apps::bgp::NeighborConfig {
                             address,
-                            asn: n.asn,
+                            asn: *n.asn.get_ref(),
                             passive: n.passive,
                             hold_time: n.hold_time,
                             connect_retry: Duration::from_secs(n.connect_retry_s.max(1)),
@@ -869,8 +869,44 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                 nodes[n].nics[i].vswitch_host = Some(h);
             }
         }
+        // BGP neighbors are nodes of the lab that speak BGP, in the AS said of them.
+        for def in &raw.nodes {
+            let Some(b) = &def.bgp else { continue };
+            for n in &b.neighbor {
+                let address = self.addr(&n.address, "the neighbor's address")?;
+                let Some(peer) = nodes
+                    .iter()
+                    .find(|p| p.nics.iter().any(|c| c.addr.addr() == address))
+                else {
+                    return Err(self.at(
+                        &n.address,
+                        format!("BGP neighbor {address} is the address of no node in this lab"),
+                    ));
+                };
+                let Some(peer_bgp) = &peer.bgp else {
+                    return Err(self.at(
+                        &n.address,
+                        format!(
+                            "BGP neighbor {address} is {:?}, which has no [node.bgp]",
+                            peer.name
+                        ),
+                    ));
+                };
+                if peer_bgp.asn != *n.asn.get_ref() {
+                    return Err(self.at(
+                        &n.asn,
+                        format!(
+                            "BGP neighbor {address} is {:?}, whose [node.bgp] asn is {}, not {}",
+                            peer.name,
+                            peer_bgp.asn,
+                            n.asn.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
         let slb = match &raw.slb {
-            Some(def) => Some(slb::check(self, def, &nodes, &node_index)?),
+            Some(def) => Some(slb::check(self, def, &networks, &nodes, &node_index)?),
             None => None,
         };
         // The Muxes and hosts are configured by the controller: a lab with any needs one.

@@ -132,6 +132,7 @@ struct NatRuleDef {
 pub(super) fn check<E: Fn(std::ops::Range<usize>, String) -> LabFileError>(
     c: &Checker<'_, E>,
     def: &SlbDef,
+    networks: &[crate::topology::Network],
     nodes: &[NodeSpec],
     node_index: &HashMap<String, usize>,
 ) -> Result<SlbSpec, LabFileError> {
@@ -151,6 +152,20 @@ pub(super) fn check<E: Fn(std::ops::Range<usize>, String) -> LabFileError>(
         return Err(c.at(
             &def.vip_prefix,
             format!("vipPrefix {vip_prefix} has no room for VIPs (at most /30)"),
+        ));
+    }
+    // VIPs are routed (a /32 from each Mux), never on a link: none may be an address of
+    // a lab network.
+    if let Some(net) = networks
+        .iter()
+        .find(|n| n.prefix.contains(&vip_prefix) || vip_prefix.contains(&n.prefix))
+    {
+        return Err(c.at(
+            &def.vip_prefix,
+            format!(
+                "vipPrefix {vip_prefix} overlaps network {:?} ({}): VIPs are announced as /32s, not addresses on a lab network",
+                net.name, net.prefix
+            ),
         ));
     }
     let mut load_balancers = Vec::new();

@@ -279,3 +279,64 @@ fn discard_routes_need_a_type_and_no_next_hop() {
         "{e}"
     );
 }
+
+#[test]
+fn bgp_neighbors_are_checked_against_the_nodes_they_name() {
+    let neighbor = "address = \"192.168.100.21\"\nasn = 64501\npassive = true\nhold_time = 30";
+    // The AS said of MuxVM2 is not its own.
+    let e = poc_with(
+        neighbor,
+        "address = \"192.168.100.21\"\nasn = 64599\npassive = true\nhold_time = 30",
+    )
+    .unwrap_err();
+    let text = crate::AZURE_STACK_POC.replacen(
+        neighbor,
+        "address = \"192.168.100.21\"\nasn = 64599\npassive = true\nhold_time = 30",
+        1,
+    );
+    let line = text.lines().position(|l| l == "asn = 64599").unwrap() + 1;
+    assert_eq!(e.line, line, "{e}");
+    assert!(
+        e.to_string().contains(
+            "BGP neighbor 192.168.100.21 is \"MuxVM2\", whose [node.bgp] asn is 64501, not 64599"
+        ),
+        "{e}"
+    );
+    // A node that speaks no BGP, and an address no node has.
+    let e = poc_with(
+        neighbor,
+        "address = \"192.168.100.3\"\nasn = 64501\npassive = true\nhold_time = 30",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("BGP neighbor 192.168.100.3 is \"ADVM\", which has no [node.bgp]"),
+        "{e}"
+    );
+    let e = poc_with(
+        neighbor,
+        "address = \"192.168.100.99\"\nasn = 64501\npassive = true\nhold_time = 30",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("is the address of no node in this lab"),
+        "{e}"
+    );
+}
+
+#[test]
+fn vips_are_not_addresses_of_a_lab_network() {
+    let e = poc_with(
+        "vipPrefix = \"192.168.133.0/24\"",
+        "vipPrefix = \"192.168.0.0/16\"",
+    )
+    .unwrap_err();
+    assert_eq!(e.line, poc_line("vipPrefix = "), "{e}");
+    assert!(
+        e.to_string().contains(
+            "vipPrefix 192.168.0.0/16 overlaps network \"management\" (192.168.100.0/24)"
+        ),
+        "{e}"
+    );
+}

@@ -77,12 +77,40 @@ pub struct NeighborStatus {
 /// A neighbor's socket and the connection the speaker knows it by.
 #[derive(Debug)]
 struct Link {
+    /// The neighbor's index.
+    peer: usize,
+    /// This socket waits for the neighbor's connection (a passive neighbor has only
+    /// such a link; an active one has one of each, so that two speakers that both
+    /// connect meet, and the speaker settles the collision, RFC 4271 section 6.8).
+    listen: bool,
     socket: SocketHandle,
     conn: Option<ConnId>,
     /// A connect the speaker asked for is in progress.
     connecting: bool,
     /// Bytes the socket has not taken yet.
     tx: Vec<u8>,
+}
+
+impl Link {
+    fn new(peer: usize, listen: bool, sockets: &mut SocketSet<'static>) -> Link {
+        Link {
+            peer,
+            listen,
+            socket: super::message_socket(sockets, 64 * 1024),
+            conn: None,
+            connecting: false,
+            tx: Vec::new(),
+        }
+    }
+
+    /// A neighbor's links: one that listens, and one that connects unless it is passive.
+    fn for_neighbor(peer: usize, passive: bool, sockets: &mut SocketSet<'static>) -> Vec<Link> {
+        let mut v = vec![Link::new(peer, true, sockets)];
+        if !passive {
+            v.push(Link::new(peer, false, sockets));
+        }
+        v
+    }
 }
 
 /// The BGP speaker of a node.
@@ -232,16 +260,10 @@ impl Speaker {
             .collect();
         let mut core = speaker::Speaker::new(config.asn, None, peers);
         core.record_changes();
-        let links = config
-            .neighbors
-            .iter()
-            .map(|_| Link {
-                socket: super::message_socket(sockets, 64 * 1024),
-                conn: None,
-                connecting: false,
-                tx: Vec::new(),
-            })
-            .collect();
+        let mut links = Vec::new();
+        for (i, n) in config.neighbors.iter().enumerate() {
+            links.extend(Link::for_neighbor(i, n.passive, sockets));
+        }
         Speaker {
             bfd: Bfd::new(&config.neighbors, sockets),
             removed: vec![false; config.neighbors.len()],
@@ -256,12 +278,14 @@ impl Speaker {
 
     /// Neighbors and their routes.
     pub fn status(&self) -> Vec<NeighborStatus> {
+        // The speaker lists the neighbors not removed, each with its index.
         self.core
             .peers()
-            .zip(&self.config.neighbors)
-            .enumerate()
-            .filter(|(i, _)| !self.removed[*i])
-            .map(|(i, (p, n))| NeighborStatus {
+            .filter_map(|p| {
+                let i = p.id.0;
+                Some((i, p, self.config.neighbors.get(i)?))
+            })
+            .map(|(i, p, n)| NeighborStatus {
                 address: n.address,
                 asn: n.asn,
                 state: p.state,
@@ -313,30 +337,64 @@ impl Speaker {
             self.restart_at = None;
             self.core.start(now);
         }
-        let listening: Vec<bool> = self.core.peers().map(|p| !p.admin_down).collect();
-        for (i, link) in self.links.iter_mut().enumerate() {
+        // By neighbor index (the speaker lists only the neighbors not removed).
+        let mut listening = vec![false; self.config.neighbors.len()];
+        for p in self.core.peers() {
+            if let Some(l) = listening.get_mut(p.id.0) {
+                *l = !p.admin_down;
+            }
+        }
+        for li in 0..self.links.len() {
+            let i = self.links[li].peer;
             if self.removed[i] {
+                // A removed neighbor's listening socket must not take anyone's SYNs.
+                let link = &self.links[li];
+                let socket = sockets.get_mut::<tcp::Socket>(link.socket);
+                if link.conn.is_none() && socket.state() == tcp::State::Listen {
+                    socket.abort();
+                }
                 continue;
             }
             let peer = PeerId(i);
-            let n = &self.config.neighbors[i];
+            let address = IpAddress::Ipv4(self.config.neighbors[i].address);
+            let link = &mut self.links[li];
             let socket = sockets.get_mut::<tcp::Socket>(link.socket);
-            // A passive session listens whenever it has no connection and is not
-            // administratively down (an Idle one waiting to restart takes a
+            // A listening link listens whenever it has no connection and its session is
+            // not administratively down (an Idle one waiting to restart takes a
             // reconnecting neighbor at once).
-            if n.passive && !socket.is_open() && link.conn.is_none() && listening[i] {
+            if link.listen && !socket.is_open() && link.conn.is_none() && listening[i] {
                 let _ = socket.listen(PORT);
             }
             let up = socket.may_send() && socket.may_recv();
             if up && link.conn.is_none() {
-                let from_neighbor = socket
-                    .remote_endpoint()
-                    .is_some_and(|e| e.addr == IpAddress::Ipv4(n.address));
+                let remote = socket.remote_endpoint().map(|e| e.addr);
+                if remote != Some(address) {
+                    // Every listening socket waits on port 179: another neighbor's
+                    // connection may reach this one. It goes to that neighbor's
+                    // listening link, whose idle socket this link takes over.
+                    let removed = &self.removed;
+                    let neighbors = &self.config.neighbors;
+                    let other = self.links.iter().position(|l| {
+                        l.listen
+                            && l.conn.is_none()
+                            && !removed[l.peer]
+                            && remote == Some(IpAddress::Ipv4(neighbors[l.peer].address))
+                    });
+                    match other {
+                        Some(o) if o != li => {
+                            let mine = self.links[li].socket;
+                            self.links[li].socket = self.links[o].socket;
+                            self.links[o].socket = mine;
+                        }
+                        _ => sockets
+                            .get_mut::<tcp::Socket>(self.links[li].socket)
+                            .abort(),
+                    }
+                    progressed = true;
+                    continue;
+                }
                 let opened_locally = std::mem::take(&mut link.connecting);
-                match from_neighbor
-                    .then(|| self.core.connected(peer, opened_locally, now))
-                    .flatten()
-                {
+                match self.core.connected(peer, opened_locally, now) {
                     Some(conn) => link.conn = Some(conn),
                     None => socket.abort(),
                 }
@@ -423,7 +481,17 @@ impl Speaker {
         match output {
             Output::Connect(peer) => {
                 let address = self.config.neighbors[peer.0].address;
-                let link = &mut self.links[peer.0];
+                // The neighbor's connecting link (a passive one has none; it never
+                // connects, but its listening link would do).
+                let Some(li) = self
+                    .links
+                    .iter()
+                    .position(|l| l.peer == peer.0 && !l.listen)
+                    .or_else(|| self.links.iter().position(|l| l.peer == peer.0))
+                else {
+                    return;
+                };
+                let link = &mut self.links[li];
                 let socket = sockets.get_mut::<tcp::Socket>(link.socket);
                 socket.abort();
                 if let Some(local) = local_for(address, router) {
@@ -581,12 +649,7 @@ impl Speaker {
             debug_assert_eq!(id.0, self.config.neighbors.len());
             self.config.neighbors.push(n);
             self.removed.push(false);
-            self.links.push(Link {
-                socket: super::message_socket(sockets, 64 * 1024),
-                conn: None,
-                connecting: false,
-                tx: Vec::new(),
-            });
+            self.links.extend(Link::for_neighbor(id.0, false, sockets));
             if let Some(bfd) = self.bfd.as_mut() {
                 bfd.sessions.push(None);
             }
