@@ -70,3 +70,31 @@ fn a_session_refused_for_its_peer_as_says_why() {
         "MuxVM2 hears why: {muxvm2}"
     );
 }
+
+#[test]
+fn a_connection_that_reaches_another_neighbors_listening_socket_is_handed_over() {
+    // MuxVM only waits, like BGPVM: that session never starts, and BGPVM's listening
+    // socket for MuxVM (its first neighbor) takes the SYNs MuxVM2 sends to port 179.
+    let old = "[node.bgp]\nasn = 64501\n[[node.bgp.neighbor]]\naddress = \"192.168.100.1\"\nasn = 64500\n";
+    let text = poc_text().replacen(old, &format!("{old}passive = true\n"), 1);
+    assert_ne!(text, poc_text());
+    let topology = strata_lab::file::parse("one-side.toml", &text).unwrap();
+    let mut lab = Lab::new(topology, Clock::Virtual).unwrap();
+    lab.boot(std::time::Duration::from_secs(5));
+    let bgpvm = lab.node("BGPVM").unwrap().bgp_status().unwrap();
+    let state = |address: &str| {
+        bgpvm
+            .iter()
+            .find(|n| n.address.to_string() == address)
+            .unwrap()
+            .state
+    };
+    assert_eq!(
+        state("192.168.100.21"),
+        strata_node::bgp::State::Established
+    );
+    assert_ne!(
+        state("192.168.100.20"),
+        strata_node::bgp::State::Established
+    );
+}

@@ -382,6 +382,10 @@ impl Speaker {
                     });
                     match other {
                         Some(o) if o != li => {
+                            tracing::debug!(
+                                from = ?remote,
+                                "a BGP connection reached another neighbor's listening socket: handed over"
+                            );
                             let mine = self.links[li].socket;
                             self.links[li].socket = self.links[o].socket;
                             self.links[o].socket = mine;
