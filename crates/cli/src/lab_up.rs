@@ -39,7 +39,7 @@ pub(crate) fn up(
     let pages = crate::dashboard::router(live.clone(), jobs_tx, lab.waker());
     let local = serve(api, pages, lab.waker(), stop.clone(), listen)?;
     println!("lab {name}: booting on the wall clock");
-    let (up, all) = lab.boot(strata_lab::BOOT_LIMIT);
+    let (up, all) = crate::boot(&mut lab);
     println!(
         "boot: {up}/{all} BGP sessions established, agents {} at t={:.3}s",
         if lab.converged() {

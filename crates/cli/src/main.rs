@@ -6,6 +6,7 @@ mod controller;
 mod ctl;
 mod dashboard;
 mod lab_up;
+mod progress;
 mod sigpipe;
 mod tcp_md5;
 mod udp_ttl;
@@ -391,6 +392,29 @@ fn diagram(
     Ok(true)
 }
 
+/// Boots a lab, with a progress bar on a terminal: BGP sessions up (with BFD), then
+/// the agents configured.
+fn boot(lab: &mut Lab) -> (usize, usize) {
+    let mut bar = progress::Progress::new("boot");
+    let result = lab.boot_with(strata_lab::BOOT_LIMIT, |now, up, all, converged| {
+        bar.show(
+            up + usize::from(converged),
+            all + 1,
+            &format!(
+                "{up}/{all} BGP sessions, agents {}, t={:.1}s",
+                if converged {
+                    "configured"
+                } else {
+                    "converging"
+                },
+                now.as_secs_f64()
+            ),
+        );
+    });
+    bar.finish();
+    result
+}
+
 /// The lab booted in virtual time, after the named scenarios (none when none is named).
 fn booted(topology: strata_lab::topology::Topology, only: &[String]) -> anyhow::Result<Lab> {
     let selected = if only.is_empty() {
@@ -399,7 +423,7 @@ fn booted(topology: strata_lab::topology::Topology, only: &[String]) -> anyhow::
         select(&topology, only)?
     };
     let mut lab = Lab::new(topology, Clock::Virtual)?;
-    lab.boot(strata_lab::BOOT_LIMIT);
+    boot(&mut lab);
     for i in selected {
         lab.run_scenario(i);
     }
@@ -426,7 +450,7 @@ fn run_quietly(file: Option<&PathBuf>, only: &[String]) -> anyhow::Result<(Lab, 
     let topology = load(file)?;
     let selected = select(&topology, only)?;
     let mut lab = Lab::new(topology, Clock::Virtual)?;
-    lab.boot(strata_lab::BOOT_LIMIT);
+    boot(&mut lab);
     let mut passed = true;
     for i in selected {
         let result = lab.run_scenario(i);
@@ -496,7 +520,7 @@ fn run(
             Clock::Virtual
         },
     )?;
-    let (up, all) = lab.boot(strata_lab::BOOT_LIMIT);
+    let (up, all) = boot(&mut lab);
     if all > 0 {
         println!(
             "boot: {up}/{all} BGP sessions established (and their BFD up) at t={:.3}s",

@@ -635,3 +635,36 @@ fn bgp_show_asks_a_socket_without_a_configuration() {
         "{err}"
     );
 }
+
+#[test]
+fn a_boot_shows_a_progress_bar_on_a_terminal_only() {
+    let (code, out, err) = strata(&["lab", "run", "--scenario", "ping-ncvm"]);
+    assert_eq!(code, 0);
+    assert!(
+        !out.contains('\x1b') && !err.contains('\x1b'),
+        "no escapes into a pipe"
+    );
+    // On a terminal (script(1) gives the command one), the bar is drawn, then cleared.
+    let Ok(tty) = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} lab run --scenario ping-ncvm",
+            env!("CARGO_BIN_EXE_strata")
+        ))
+        .arg("/dev/null")
+        .output()
+    else {
+        eprintln!("skipped: no script(1)");
+        return;
+    };
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{text}");
+    assert!(
+        text.contains("boot [") && text.contains("BGP sessions, agents"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\r\x1b[2Kboot: 4/4 BGP sessions established"),
+        "{text}"
+    );
+}

@@ -440,6 +440,16 @@ impl Lab {
     /// BFD session beside one is Up, at most `limit`. Returns the sessions up and the
     /// sessions in all.
     pub fn boot(&mut self, limit: Duration) -> (usize, usize) {
+        self.boot_with(limit, |_, _, _, _| {})
+    }
+
+    /// [`Lab::boot`], telling `progress` after every step: the lab's time, the BGP
+    /// sessions up (with their BFD) and all, and whether the agents have converged.
+    pub fn boot_with(
+        &mut self,
+        limit: Duration,
+        mut progress: impl FnMut(Duration, usize, usize, bool),
+    ) -> (usize, usize) {
         let count = |lab: &Lab| {
             let mut up = 0;
             let mut all = 0;
@@ -456,7 +466,9 @@ impl Lab {
         };
         self.run_until(limit, |lab| {
             let (up, all) = count(lab);
-            up == all && lab.converged()
+            let converged = lab.converged();
+            progress(lab.now, up, all, converged);
+            up == all && converged
         });
         count(self)
     }
