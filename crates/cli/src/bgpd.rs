@@ -48,6 +48,9 @@ pub(crate) struct BgpdConfig {
     /// A Unix socket `strata bgp show` asks the running speaker on (as `birdc` does).
     #[serde(default)]
     pub(crate) control_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics at `http://ADDRESS/metrics` (e.g. `127.0.0.1:9179`).
+    #[serde(default)]
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// The next hop of the IPv6 routes passed on; by default the IPv4-mapped form of
     /// `local`.
     #[serde(default)]
@@ -386,6 +389,8 @@ enum Event {
     Closed(ConnId),
     /// A request on the control socket, and where the answer goes.
     Control(Request, tokio::net::UnixStream),
+    /// A scrape of the metrics.
+    Metrics(tokio::sync::oneshot::Sender<String>),
 }
 
 /// What `strata bgp show` asks.
@@ -491,6 +496,14 @@ impl Driver {
             }
             None => None,
         };
+        if let Some(address) = self.config.metrics_listen {
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("metrics on {address}"))?;
+            tracing::info!(%address, "serving metrics at /metrics");
+            let events = self.events_tx.clone();
+            tokio::spawn(serve_metrics(listener, events));
+        }
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut interrupt =
@@ -722,6 +735,9 @@ impl Driver {
                 self.links.remove(&conn);
                 self.speaker.closed(conn, now);
             }
+            Event::Metrics(answer) => {
+                let _ = answer.send(metrics(&self.speaker, self.bfd.as_ref(), now));
+            }
             Event::Control(request, mut stream) => {
                 let text = match request {
                     Request::Json => format!(
@@ -946,6 +962,119 @@ async fn read_request(mut stream: tokio::net::UnixStream, events: mpsc::Sender<E
         }
     };
     let _ = events.send(Event::Control(request, stream)).await;
+}
+
+/// Serves `GET /metrics`, each scrape asked of the speaker's task.
+async fn serve_metrics(listener: TcpListener, events: mpsc::Sender<Event>) {
+    use axum::http::{StatusCode, header};
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let events = events.clone();
+            async move {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if events.send(Event::Metrics(tx)).await.is_err() {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::CONTENT_TYPE, "text/plain")],
+                        String::new(),
+                    );
+                }
+                match rx.await {
+                    Ok(text) => (
+                        StatusCode::OK,
+                        [(
+                            header::CONTENT_TYPE,
+                            strata_controller::metrics::CONTENT_TYPE,
+                        )],
+                        text,
+                    ),
+                    Err(_) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::CONTENT_TYPE, "text/plain")],
+                        String::new(),
+                    ),
+                }
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the metrics server stopped");
+    }
+}
+
+/// The speaker's metrics: per neighbor, session state, uptime, messages and prefixes
+/// in and out, and BFD.
+fn metrics(speaker: &Speaker, bfd: Option<&crate::bfdd::Bfd>, now: Duration) -> String {
+    use strata_controller::metrics::{counter, exposition, gauge, labels};
+    let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
+    let r = &mut registry;
+    let up = gauge(
+        r,
+        "bgp_session_established",
+        "1 if the session with the neighbor is Established",
+    );
+    let uptime = gauge(
+        r,
+        "bgp_session_uptime_seconds",
+        "Seconds since the session became Established",
+    );
+    let msgs_in = counter(
+        r,
+        "bgp_messages_received",
+        "BGP messages read from the neighbor",
+    );
+    let msgs_out = counter(
+        r,
+        "bgp_messages_sent",
+        "BGP messages written to the neighbor",
+    );
+    let prefixes_in = gauge(
+        r,
+        "bgp_prefixes_received",
+        "Prefixes received from the neighbor",
+    );
+    let prefixes_out = gauge(
+        r,
+        "bgp_prefixes_advertised",
+        "Prefixes advertised to the neighbor",
+    );
+    let bfd_up = gauge(
+        r,
+        "bfd_session_up",
+        "1 if the BFD session with the neighbor is Up",
+    );
+    let loc_rib = gauge(r, "bgp_loc_rib_prefixes", "Prefixes with a best path");
+    for p in speaker.peers() {
+        let address = p.config.address.to_string();
+        let asn = p.config.session.peer_as.to_string();
+        let l = labels(&[("role", "bgp"), ("neighbor", &address), ("peer_as", &asn)]);
+        up.get_or_create(&l).set(i64::from(
+            p.state == strata_bgp::session::State::Established,
+        ));
+        uptime
+            .get_or_create(&l)
+            .set(p.established_at.map_or(0, |t| {
+                i64::try_from(now.saturating_sub(t).as_secs()).unwrap_or(i64::MAX)
+            }));
+        msgs_in.get_or_create(&l).inc_by(p.messages_in);
+        msgs_out.get_or_create(&l).inc_by(p.messages_out);
+        prefixes_in
+            .get_or_create(&l)
+            .set(i64::try_from(p.received.len()).unwrap_or(i64::MAX));
+        prefixes_out
+            .get_or_create(&l)
+            .set(i64::try_from(p.sent.len()).unwrap_or(i64::MAX));
+        if let Some(state) = bfd.and_then(|b| b.state(p.id)) {
+            bfd_up
+                .get_or_create(&l)
+                .set(i64::from(state == strata_bgp::bfd::State::Up));
+        }
+    }
+    loc_rib
+        .get_or_create(&labels(&[("role", "bgp")]))
+        .set(i64::try_from(speaker.loc_rib().count()).unwrap_or(i64::MAX));
+    exposition(&registry)
 }
 
 /// Asks a running speaker over its control socket (`strata bgp show`).

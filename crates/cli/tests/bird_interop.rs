@@ -262,6 +262,21 @@ fn strata_and_bird_exchange_routes() {
     .unwrap();
     let (config, status) =
         common::speaker_config(&dir, &our_ip.to_string(), &bird_ip.to_string(), "");
+    // Metrics on a free loopback port.
+    let metrics_at = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen(
+            "control_socket = ",
+            &format!("metrics_listen = \"{metrics_at}\"\ncontrol_socket = "),
+            1,
+        ),
+    )
+    .unwrap();
     let (mut guard, ctl) = start_bird(dir);
     guard.children.push(common::speaker(&config));
 
@@ -363,6 +378,31 @@ fn strata_and_bird_exchange_routes() {
         .unwrap();
     assert_eq!(route["paths"][0]["best"], true);
     assert_eq!(route["paths"][0]["as_path"][0], 64500);
+    // The speaker's own metrics, which promtool accepts.
+    let metrics = ureq::get(&format!("http://{metrics_at}/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let session = format!("neighbor=\"{bird_ip}\",peer_as=\"64500\"");
+    assert!(
+        metrics.contains(&format!(
+            "strata_bgp_session_established{{role=\"bgp\",{session}}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "strata_bgp_prefixes_received{{role=\"bgp\",{session}}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE strata_bgp_messages_received_total counter"),
+        "{metrics}"
+    );
+    common::promtool_accepts(&metrics);
     // The same, asked of the running speaker over its control socket: counts only.
     let summary = strata()
         .args(["bgp", "show", "--summary", "--config"])

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -226,6 +228,28 @@ fn ctl_applies_gets_waits_and_deletes() {
     assert!(ok);
     let doc: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["properties"]["ipAddress"], "192.168.133.74");
+    // Its own metrics, with no token: the API's answers by code, resources by state.
+    let metrics = ureq::get(&c.base.replace("/networking/v1", "/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("# TYPE strata_api_requests_total counter"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strata_api_requests_total{code=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "strata_resources{collection=\"publicIPAddresses\",provisioning_state=\"Succeeded\"} 1"
+        ),
+        "{metrics}"
+    );
+    common::promtool_accepts(&metrics);
     // Errors go to stderr, with a non-zero exit, and say what is wrong.
     let (ok, _, err) = ctl(&c, &dir.0, &["delete", "logicalNetworks", "public"]);
     assert!(!ok);

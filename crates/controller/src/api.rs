@@ -6,7 +6,8 @@
 //! - `GET /networking/v1/{collection}/{id}/{child}/{childId}...`: one child resource
 //!
 //! Every request needs `Authorization: Bearer <token>` (401 otherwise), except
-//! `GET /openapi.json`, the API's description. PUT and DELETE
+//! `GET /openapi.json`, the API's description (and `GET /metrics`, which
+//! [`crate::server::serve`] adds). PUT and DELETE
 //! take `If-Match` (412 on a stale etag); responses carry `ETag`. Errors are
 //! `{"error": {"code", "message", "target"}}`, `target` being the JSON pointer of the
 //! offending field of a 400, and 409s list the referrers.

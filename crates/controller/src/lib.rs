@@ -10,11 +10,13 @@
 //! - [`hub`]: the southbound state without I/O: configurations by revision, admission,
 //!   what each agent applied, the SLB manager.
 //! - [`southbound`]: agents over TCP, each sent its node's configuration as it changes.
+//! - [`metrics`]: Prometheus metrics (the controller's, and the exposition all serve).
 
 pub mod api;
 pub mod core;
 pub mod desired;
 pub mod hub;
+pub mod metrics;
 pub mod openapi;
 pub mod server;
 pub mod slb;

@@ -59,12 +59,28 @@ pub fn open(dir: &Path) -> anyhow::Result<Arc<Api<RedbStore>>> {
     Ok(Api::new(controller, token))
 }
 
-/// Serves the API until the future is dropped or the listener fails.
+/// Serves the API, and its metrics at `GET /metrics` (no token needed), until the
+/// future is dropped or the listener fails.
 pub async fn serve<S: Store + 'static>(
     listener: tokio::net::TcpListener,
     api: Arc<Api<S>>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, api::router(api)).await
+    let metrics = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get({
+            let api = api.clone();
+            move || async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        crate::metrics::CONTENT_TYPE,
+                    )],
+                    crate::metrics::controller(&api),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, metrics.merge(api::router(api))).await
 }
 
 /// Serves the southbound protocol on `listener`: compiles each node's configuration as

@@ -1,26 +1,14 @@
-//! The lab's state as Prometheus metrics (OpenMetrics text), labelled by node and role:
+//! The lab's state as Prometheus metrics, labelled by node and role:
 //! frames and bytes per link, drops by reason, flow-table occupancy, VIP and DIP state,
 //! BGP sessions and prefixes, and the controller's API requests by status code.
 //!
 //! Every scrape reads the lab afresh into a new registry: the counters are the nodes'
 //! own, so nothing is counted twice and nothing on the packet path knows about metrics.
 
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use strata_controller::metrics::{counter, gauge, labels};
 
 use crate::Lab;
-
-type Labels = Vec<(String, String)>;
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-        .collect()
-}
 
 /// A node's role, as its label says it.
 fn role(lab: &Lab, n: usize) -> &'static str {
@@ -40,102 +28,66 @@ fn role(lab: &Lab, n: usize) -> &'static str {
     }
 }
 
-/// Counters and gauges registered under one name, each a family over labels.
-struct Families {
-    registry: Registry,
-}
-
-impl Families {
-    fn counter(&mut self, name: &str, help: &str) -> Family<Labels, Counter> {
-        let f = Family::<Labels, Counter>::default();
-        self.registry.register(name, help, f.clone());
-        f
-    }
-
-    fn gauge(&mut self, name: &str, help: &str) -> Family<Labels, Gauge> {
-        let f = Family::<Labels, Gauge>::default();
-        self.registry.register(name, help, f.clone());
-        f
-    }
-}
-
 fn gauge_value(v: usize) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// The lab's metrics in the Prometheus text format (0.0.4), which `promtool check
-/// metrics` reads; see [`openmetrics`] for the OpenMetrics form.
+/// metrics` reads.
 pub fn render(lab: &Lab) -> String {
-    prometheus_text(&openmetrics(lab))
+    strata_controller::metrics::exposition(&registry(lab))
 }
 
-/// The OpenMetrics text as prometheus-client writes it, turned into the Prometheus text
-/// format: a counter family `x` is named `x_total` there as its samples are, and there
-/// is no `# EOF`.
-fn prometheus_text(openmetrics: &str) -> String {
-    let counters: std::collections::HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
-            let rest = line.strip_prefix(prefix)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters
-                .contains(name)
-                .then(|| format!("{prefix}{name}_total {tail}"))
-        });
-        out.push_str(renamed.as_deref().unwrap_or(line));
-        out.push('\n');
-    }
-    out
-}
-
-/// The lab's metrics in the OpenMetrics text format.
-pub fn openmetrics(lab: &Lab) -> String {
-    let mut m = Families {
-        registry: Registry::with_prefix("strata"),
-    };
-    let tx_frames = m.counter("link_tx_frames", "Frames a node sent on a network");
-    let tx_bytes = m.counter("link_tx_bytes", "Bytes a node sent on a network");
-    let rx_frames = m.counter("link_rx_frames", "Frames a node received from a network");
-    let rx_bytes = m.counter("link_rx_bytes", "Bytes a node received from a network");
-    let queue_drops = m.counter(
+/// The lab's metrics, registered.
+fn registry(lab: &Lab) -> Registry {
+    let mut registry = Registry::with_prefix("strata");
+    let m = &mut registry;
+    let tx_frames = counter(m, "link_tx_frames", "Frames a node sent on a network");
+    let tx_bytes = counter(m, "link_tx_bytes", "Bytes a node sent on a network");
+    let rx_frames = counter(m, "link_rx_frames", "Frames a node received from a network");
+    let rx_bytes = counter(m, "link_rx_bytes", "Bytes a node received from a network");
+    let queue_drops = counter(
+        m,
         "link_queue_drops",
         "Frames toward a node dropped because its link's queue was full",
     );
-    let router_drops = m.counter("router_drops", "Packets a node's router dropped, by reason");
-    let forwarded = m.counter("router_forwarded_packets", "Packets a node forwarded");
-    let mux_packets = m.counter("mux_packets", "Packets a Mux handled, by outcome");
-    let vip_dips = m.gauge(
+    let router_drops = counter(
+        m,
+        "router_drops",
+        "Packets a node's router dropped, by reason",
+    );
+    let forwarded = counter(m, "router_forwarded_packets", "Packets a node forwarded");
+    let mux_packets = counter(m, "mux_packets", "Packets a Mux handled, by outcome");
+    let vip_dips = gauge(
+        m,
         "mux_vip_dips",
         "DIPs of a Mux's VIP entry, by state (up: in the pool)",
     );
-    let vfp_flows = m.gauge("vfp_flows", "Flows in a VM port's unified flow table");
-    let vfp_packets = m.counter("vfp_packets", "Packets through a VM port's VFP, by path");
-    let vfp_drops = m.counter("vfp_drops", "Packets a VM port's VFP dropped, by reason");
-    let bgp_up = m.gauge(
+    let vfp_flows = gauge(m, "vfp_flows", "Flows in a VM port's unified flow table");
+    let vfp_packets = counter(m, "vfp_packets", "Packets through a VM port's VFP, by path");
+    let vfp_drops = counter(m, "vfp_drops", "Packets a VM port's VFP dropped, by reason");
+    let bgp_up = gauge(
+        m,
         "bgp_session_established",
         "1 if the BGP session with the neighbor is Established",
     );
-    let bgp_received = m.gauge(
+    let bgp_received = gauge(
+        m,
         "bgp_prefixes_received",
         "Prefixes received from the neighbor",
     );
-    let bgp_advertised = m.gauge(
+    let bgp_advertised = gauge(
+        m,
         "bgp_prefixes_advertised",
         "Prefixes advertised to the neighbor",
     );
-    let agent_ready = m.gauge(
+    let agent_ready = gauge(
+        m,
         "agent_connected",
         "1 if the node's agent is connected to the network controller",
     );
-    let api_requests = m.counter(
+    let api_requests = counter(
+        m,
         "api_requests",
         "Requests to the network controller's API, by status code",
     );
@@ -281,8 +233,5 @@ pub fn openmetrics(lab: &Lab) -> String {
                 .inc_by(count);
         }
     }
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = encode(&mut out, &m.registry);
-    out
+    registry
 }
