@@ -296,8 +296,19 @@ impl Graph {
                     .map(|s| s.name.clone())
                     .collect();
                 let mut label = format!("{} {}", n.name, n.prefix);
-                if !switches.is_empty() {
-                    let _ = write!(label, " (vSwitch {})", switches.join(", "));
+                match switches.len() {
+                    0 => {}
+                    1..=3 => {
+                        let _ = write!(label, " (vSwitch {})", switches.join(", "));
+                    }
+                    more => {
+                        let _ = write!(
+                            label,
+                            " (vSwitches {} and {} more)",
+                            switches[..2].join(", "),
+                            more - 2
+                        );
+                    }
                 }
                 Network {
                     name: n.name.clone(),

@@ -35,6 +35,10 @@ const TRACE_LANE: f64 = 20.0;
 const PORT_H: f64 = 36.0;
 const MIN_BAND: f64 = 60.0;
 const MARGIN: f64 = 20.0;
+/// The spacing of port lines in a host's aisles.
+const AISLE_LANE: f64 = 5.0;
+/// A band wider than this is wrapped into rows.
+const ROW_WIDTH: f64 = 2400.0;
 
 /// A rectangle, in SVG user units.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -156,6 +160,14 @@ struct Arrow {
     badge: (f64, f64),
 }
 
+impl Layout {
+    /// Every straight line drawn (NIC lines, port lines, sessions, joints, the legend's
+    /// samples): from, to.
+    pub fn segments(&self) -> impl Iterator<Item = ((f64, f64), (f64, f64))> + '_ {
+        self.lines.iter().map(|l| (l.from, l.to))
+    }
+}
+
 fn text_w(s: &str) -> f64 {
     s.chars().count() as f64 * CHAR_W
 }
@@ -171,7 +183,10 @@ struct Shape {
     texts: Vec<(String, f64, f64, bool)>,
     /// For a host: the bar's y, and each VM with its offset.
     bar: Option<f64>,
-    vms: Vec<(usize, f64, f64, Shape)>,
+    /// VM, its offset, its row in the grid.
+    vms: Vec<(usize, f64, f64, usize, Shape)>,
+    /// Room left of each grid column for the port lines of the rows below the first.
+    aisle: f64,
 }
 
 fn cells_width(labels: &[&str]) -> f64 {
@@ -198,9 +213,17 @@ fn measure(g: &Graph, n: usize, top: &dyn Fn(usize, usize) -> bool) -> Shape {
     let vms = g.vms_of(n);
     let vm_shapes: Vec<Shape> = vms.iter().map(|&v| measure(g, v, top)).collect();
     let cols = vm_shapes.len().clamp(1, 3);
+    let grid_rows = vm_shapes.len().div_ceil(cols);
+    // The port lines of lower rows run down aisles left of the columns, clear of the VMs.
+    let aisle = if grid_rows > 1 {
+        (grid_rows - 1) as f64 * AISLE_LANE + 6.0
+    } else {
+        0.0
+    };
     let mut grid_w: f64 = 0.0;
     for row in vm_shapes.chunks(cols) {
-        grid_w = grid_w.max(row.iter().map(|s| s.w).sum::<f64>() + GAP * (row.len() - 1) as f64);
+        grid_w =
+            grid_w.max(row.iter().map(|s| s.w + aisle).sum::<f64>() + GAP * (row.len() - 1) as f64);
     }
     if let Some(v) = &node.vswitch {
         texts_w = texts_w.max(text_w(v));
@@ -238,12 +261,13 @@ fn measure(g: &Graph, n: usize, top: &dyn Fn(usize, usize) -> bool) -> Shape {
         y += PORT_H;
         let mut row_y = y;
         let mut k = 0;
-        for row in vm_shapes.chunks(cols) {
-            let mut vx = PAD;
+        s.aisle = aisle;
+        for (r, row) in vm_shapes.chunks(cols).enumerate() {
+            let mut vx = PAD + aisle;
             let row_h = row.iter().map(|r| r.h).fold(0.0, f64::max);
             for shape in row {
-                s.vms.push((vms[k], vx, row_y, shape.clone()));
-                vx += shape.w + GAP;
+                s.vms.push((vms[k], vx, row_y, r, shape.clone()));
+                vx += shape.w + GAP + aisle;
                 k += 1;
             }
             row_y += row_h + PORT_H;
@@ -372,7 +396,7 @@ pub fn layout(g: &Graph, overlay: Option<Overlay<'_>>) -> Layout {
                 .split(' ')
                 .map(text_w)
                 .fold(0.0, f64::max)
-                .max(text_w(&n.name))
+                .max(text_w(&format!("{} (cont.)", n.name)))
         })
         .fold(120.0, f64::max)
         + 2.0 * MARGIN;
@@ -382,8 +406,9 @@ pub fn layout(g: &Graph, overlay: Option<Overlay<'_>>) -> Layout {
     let mut xs = vec![0.0; g.nodes.len()];
     let mut placing = top_level.clone();
     placing.sort_by_key(|&n| (band_of(n), std::cmp::Reverse(lowest(n)), n));
+    let width_of = |n: usize| shapes[n].as_ref().map_or(0.0, |s| s.w);
     for &n in &placing {
-        let w = shapes[n].as_ref().map_or(0.0, |s| s.w);
+        let w = width_of(n);
         let bands: Vec<usize> = (band_of(n)..lowest(n).max(band_of(n) + 1)).collect();
         let mut x = gutter;
         loop {
@@ -403,12 +428,84 @@ pub fn layout(g: &Graph, overlay: Option<Overlay<'_>>) -> Layout {
         }
         xs[n] = x;
     }
+
+    // A band too wide to read at a glance is wrapped into rows, each between copies of
+    // its two buses (the copies joined to the bus at its end), when its nodes reach no
+    // further than the next bus and no line passes through it.
+    let members = |b: usize| -> Vec<usize> {
+        placing
+            .iter()
+            .copied()
+            .filter(|&n| band_of(n) == b)
+            .collect()
+    };
+    let wrap: Option<usize> = (0..buses.saturating_sub(1))
+        .filter(|&b| {
+            let m = members(b);
+            !m.is_empty()
+                && m.iter().all(|&n| lowest(n) <= b + 1)
+                && top_level
+                    .iter()
+                    .all(|&n| !(band_of(n) < b && lowest(n) > b))
+        })
+        .map(|b| {
+            let w = members(b)
+                .iter()
+                .map(|&n| xs[n] + width_of(n) - gutter)
+                .fold(0.0, f64::max);
+            (b, w)
+        })
+        .filter(|&(_, w)| w > ROW_WIDTH)
+        .max_by(|x, y| x.1.total_cmp(&y.1))
+        .map(|(b, _)| b);
+    let mut row_of = vec![0usize; g.nodes.len()];
+    let mut rows = 1;
+    if let Some(b) = wrap {
+        let mut x = gutter;
+        let mut row = 0;
+        for n in members(b) {
+            if x > gutter && x + width_of(n) > gutter + ROW_WIDTH {
+                row += 1;
+                x = gutter;
+            }
+            xs[n] = x;
+            row_of[n] = row;
+            x += width_of(n) + GAP;
+        }
+        rows = row + 1;
+    }
     let right = top_level
         .iter()
-        .map(|&n| xs[n] + shapes[n].as_ref().map_or(0.0, |s| s.w))
+        .map(|&n| xs[n] + width_of(n))
         .fold(gutter + 200.0, f64::max);
 
-    // Sessions run in lanes just below the bus of their network.
+    // Each bus has one instance, a wrapped band's two buses one per row: a node meets the
+    // instance of its row.
+    let instances = |p: usize| -> usize {
+        match wrap {
+            Some(b) if p == b || p == b + 1 => rows,
+            _ => 1,
+        }
+    };
+    let inst = |n: usize, p: usize| -> usize {
+        let n = g.inside(n).unwrap_or(n);
+        match wrap {
+            Some(b) if band_of(n) == b => row_of[n],
+            Some(b) if p == b + 1 => rows - 1,
+            _ => 0,
+        }
+    };
+    // Where a bus's instances join: the wrapped band's top bus on the left, its bottom
+    // bus on the right.
+    let joint = |p: usize| -> f64 {
+        match wrap {
+            Some(b) if p == b + 1 => right + 10.0,
+            _ => gutter - 10.0,
+        }
+    };
+
+    // Sessions run in lanes just below their bus: along one instance, or along each
+    // endpoint's instance to where the instances join.
     let nic_x = |n: usize, net: usize| -> Option<f64> {
         let s = shapes[n].as_ref()?;
         s.cells
@@ -418,63 +515,115 @@ pub fn layout(g: &Graph, overlay: Option<Overlay<'_>>) -> Layout {
             })
             .map(|(_, r, _)| xs[n] + r.x + r.w / 2.0)
     };
-    let mut lanes_of_edge = vec![0usize; g.edges.len()];
-    let mut lanes_below = vec![0usize; buses];
-    for (b, lanes) in lanes_below.iter_mut().enumerate() {
-        let mut spans: Vec<(f64, f64, usize)> = g
-            .edges
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| pos[e.network] == b)
-            .filter_map(|(k, e)| {
-                let xa = nic_x(e.a, e.network)?;
-                let xb = nic_x(e.b, e.network)?;
-                Some((xa.min(xb), xa.max(xb), k))
-            })
-            .collect();
-        spans.sort_by(|p, q| p.0.total_cmp(&q.0).then(p.2.cmp(&q.2)));
-        let mut ends: Vec<f64> = Vec::new();
-        for (a, z, k) in spans {
-            let lane = match ends.iter().position(|&e| e + 4.0 < a) {
-                Some(l) => l,
-                None => {
-                    ends.push(0.0);
-                    ends.len() - 1
+    // Per edge, per end: (instance, from x, to x, lane).
+    let mut runs: Vec<Vec<(usize, f64, f64, usize)>> = vec![Vec::new(); g.edges.len()];
+    let mut lanes_below: Vec<Vec<usize>> = (0..buses).map(|p| vec![0; instances(p)]).collect();
+    for (p, per_instance) in lanes_below.iter_mut().enumerate() {
+        for (i, lanes) in per_instance.iter_mut().enumerate() {
+            let mut spans: Vec<(f64, f64, usize)> = Vec::new();
+            for (k, e) in g.edges.iter().enumerate() {
+                if pos[e.network] != p {
+                    continue;
                 }
-            };
-            ends[lane] = z;
-            lanes_of_edge[k] = lane;
+                let (Some(xa), Some(xb)) = (nic_x(e.a, e.network), nic_x(e.b, e.network)) else {
+                    continue;
+                };
+                let (ia, ib) = (inst(e.a, p), inst(e.b, p));
+                let mut add = |from: f64, to: f64| {
+                    spans.push((from.min(to), from.max(to), k));
+                    runs[k].push((i, from, to, 0));
+                };
+                if ia == i && ib == i {
+                    add(xa, xb);
+                } else if ia == i {
+                    add(xa, joint(p));
+                } else if ib == i {
+                    add(xb, joint(p));
+                }
+            }
+            spans.sort_by(|p, q| p.0.total_cmp(&q.0).then(p.2.cmp(&q.2)));
+            let mut ends: Vec<f64> = Vec::new();
+            for (a, z, k) in spans {
+                let lane = match ends.iter().position(|&e| e + 4.0 < a) {
+                    Some(l) => l,
+                    None => {
+                        ends.push(0.0);
+                        ends.len() - 1
+                    }
+                };
+                ends[lane] = z;
+                // An edge has one run per instance.
+                if let Some(run) = runs[k].iter_mut().find(|r| r.0 == i) {
+                    run.3 = lane;
+                }
+            }
+            *lanes = ends.len();
         }
-        *lanes = ends.len();
     }
 
-    // A trace's hops on each bus, in lanes just above it.
+    // A trace's hops on each bus instance, in lanes just above it.
     let bus_of_network = |name: &str| g.networks.iter().position(|n| n.name == name);
-    let mut trace_lanes = vec![0usize; buses];
+    let mut trace_lanes: Vec<Vec<usize>> = (0..buses).map(|p| vec![0; instances(p)]).collect();
     if let Some(o) = overlay {
         for (_, h, _) in o.hops() {
-            if let Some(net) = bus_of_network(&h.network) {
-                trace_lanes[pos[net]] += 1;
+            let (Some(net), Some(from), Some(to)) = (
+                bus_of_network(&h.network),
+                g.nodes.iter().position(|x| x.name == h.from),
+                g.nodes.iter().position(|x| x.name == h.to),
+            ) else {
+                continue;
+            };
+            let p = pos[net];
+            trace_lanes[p][inst(from, p)] += 1;
+            if inst(to, p) != inst(from, p) {
+                trace_lanes[p][inst(to, p)] += 1;
             }
         }
     }
 
-    // Down: each bus, then its band as tall as its tallest box.
+    // Down: each bus, then its band (or each row of a wrapped band between its copies).
     let title_h = 34.0;
-    let mut bus_y = vec![0.0; buses];
+    let mut bus_y: Vec<Vec<f64>> = (0..buses).map(|p| vec![0.0; instances(p)]).collect();
     let mut band_top = vec![0.0; buses];
+    let mut row_top = vec![0.0; rows];
+    let tallest = |ns: &mut dyn Iterator<Item = usize>| {
+        ns.filter_map(|n| shapes[n].as_ref().map(|s| s.h))
+            .fold(0.0, f64::max)
+    };
     let mut y = MARGIN + title_h;
-    for b in 0..buses {
-        y += trace_lanes[b] as f64 * TRACE_LANE + 14.0;
-        bus_y[b] = y;
-        let below = 10.0 + lanes_below[b] as f64 * LANE + STUB;
-        band_top[b] = y + below;
-        let tallest = top_level
-            .iter()
-            .filter(|&&n| band_of(n) == b)
-            .filter_map(|&n| shapes[n].as_ref().map(|s| s.h))
-            .fold(0.0, f64::max);
-        y = band_top[b] + tallest.max(MIN_BAND - below) + STUB + 16.0;
+    let mut p = 0;
+    while p < buses {
+        let first = if wrap == Some(p.wrapping_sub(1)) && p > 0 {
+            // The real bus under a wrapped band is its last row's bottom, placed.
+            rows - 1
+        } else {
+            y += trace_lanes[p][0] as f64 * TRACE_LANE + 14.0;
+            bus_y[p][0] = y;
+            0
+        };
+        let below = 10.0 + lanes_below[p][first] as f64 * LANE + STUB;
+        if wrap == Some(p) {
+            for r in 0..rows {
+                if r > 0 {
+                    y += trace_lanes[p][r] as f64 * TRACE_LANE + 14.0;
+                    bus_y[p][r] = y;
+                }
+                let below = 10.0 + lanes_below[p][r] as f64 * LANE + STUB;
+                row_top[r] = bus_y[p][r] + below;
+                let h = tallest(&mut members(p).into_iter().filter(|&n| row_of[n] == r));
+                y = row_top[r] + h.max(MIN_BAND - below) + STUB + 16.0;
+                y += trace_lanes[p + 1][r] as f64 * TRACE_LANE;
+                bus_y[p + 1][r] = y;
+                if r + 1 < rows {
+                    y += 10.0 + lanes_below[p + 1][r] as f64 * LANE + 30.0;
+                }
+            }
+        } else {
+            band_top[p] = bus_y[p][first] + below;
+            let h = tallest(&mut top_level.iter().copied().filter(|&n| band_of(n) == p));
+            y = band_top[p] + h.max(MIN_BAND - below) + STUB + 16.0;
+        }
+        p += 1;
     }
 
     let mut out = Layout {
@@ -490,7 +639,41 @@ pub fn layout(g: &Graph, overlay: Option<Overlay<'_>>) -> Layout {
         color: "#222",
     });
     for (p, &net) in order.iter().enumerate() {
-        out.buses.push((bus_y[p], gutter - 10.0, right + 10.0));
+        // The instance that carries the bus's name: the first, or a wrapped band's
+        // bottom bus's last; the others say they continue it.
+        let named = if wrap.is_some_and(|b| p == b + 1) {
+            rows - 1
+        } else {
+            0
+        };
+        for (i, &y) in bus_y[p].iter().enumerate() {
+            // A copy stops short of the other bus's joint, which it must not seem to meet.
+            let (x1, x2) = match wrap {
+                Some(b) if p == b && i > 0 => (gutter - 10.0, right - 5.0),
+                Some(b) if p == b + 1 && i + 1 < rows => (gutter + 5.0, right + 10.0),
+                _ => (gutter - 10.0, right + 10.0),
+            };
+            out.buses.push((y, x1, x2));
+            if i != named {
+                let text = format!("{} (cont.)", g.networks[net].name);
+                out.labels.push(Label {
+                    rect: Rect::new(MARGIN, y - 4.0 - FONT, text_w(&text), FONT + 2.0),
+                    text,
+                    bold: false,
+                    color: "#1a3d6d",
+                });
+            }
+        }
+        if bus_y[p].len() > 1 {
+            let x = joint(p);
+            out.lines.push(line(
+                (x, bus_y[p][0]),
+                (x, bus_y[p][bus_y[p].len() - 1]),
+                "#1a3d6d",
+                "",
+                5.0,
+            ));
+        }
         let mut words: Vec<String> = vec![g.networks[net].name.clone()];
         let rest = g.networks[net]
             .label
@@ -511,7 +694,7 @@ pub fn layout(g: &Graph, overlay: Option<Overlay<'_>>) -> Layout {
         if !line.is_empty() {
             words.push(line);
         }
-        let y0 = bus_y[p] - 4.0 - FONT;
+        let y0 = bus_y[p][named] - 4.0 - FONT;
         for (k, w) in words.iter().enumerate() {
             out.labels.push(Label {
                 text: w.clone(),
@@ -523,28 +706,44 @@ pub fn layout(g: &Graph, overlay: Option<Overlay<'_>>) -> Layout {
     }
 
     // The boxes, their cells and lines to the buses.
+    let bus_at = |n: usize, net: usize| bus_y[pos[net]][inst(n, pos[net])];
     for &n in &top_level {
         let Some(shape) = &shapes[n] else { continue };
-        let origin = (xs[n], band_top[band_of(n)]);
-        place(g, n, shape, origin, &pos, &bus_y, &mut out);
+        let top = if wrap == Some(band_of(n)) {
+            row_top[row_of[n]]
+        } else {
+            band_top[band_of(n)]
+        };
+        place(g, n, shape, (xs[n], top), &bus_at, &mut out);
     }
 
     // Sessions.
     for (k, e) in g.edges.iter().enumerate() {
-        let (Some(xa), Some(xb)) = (nic_x(e.a, e.network), nic_x(e.b, e.network)) else {
-            continue;
-        };
-        let by = bus_y[pos[e.network]];
-        let ly = by + 8.0 + lanes_of_edge[k] as f64 * LANE;
         let (color, dash) = style(e.kind, e.up);
-        out.lines.push(line((xa, by), (xa, ly), color, dash, 2.0));
-        out.lines.push(line((xa, ly), (xb, ly), color, dash, 2.0));
-        out.lines.push(line((xb, ly), (xb, by), color, dash, 2.0));
+        let p = pos[e.network];
+        let mut ends = Vec::new();
+        for &(i, from, to, lane) in &runs[k] {
+            let by = bus_y[p][i];
+            let ly = by + 8.0 + lane as f64 * LANE;
+            out.lines
+                .push(line((from, by), (from, ly), color, dash, 2.0));
+            out.lines.push(line((from, ly), (to, ly), color, dash, 2.0));
+            if runs[k].len() == 1 {
+                out.lines.push(line((to, ly), (to, by), color, dash, 2.0));
+            } else {
+                ends.push(ly);
+            }
+        }
+        if let [a, b] = ends[..] {
+            // Along the joint, between the two instances' lanes.
+            let x = joint(p) + if joint(p) > gutter { -6.0 } else { 6.0 };
+            out.lines.push(line((x, a), (x, b), color, dash, 2.0));
+        }
     }
 
     // The trace.
     if let Some(o) = overlay {
-        let mut used = vec![0usize; buses];
+        let mut used: Vec<Vec<usize>> = (0..buses).map(|p| vec![0; instances(p)]).collect();
         let mut port_used: Vec<usize> = vec![0; g.nodes.len()];
         for (number, h, reply) in o.hops() {
             let color = if reply { "#2e7d32" } else { "#c62828" };
@@ -560,14 +759,24 @@ pub fn layout(g: &Graph, overlay: Option<Overlay<'_>>) -> Layout {
                 else {
                     continue;
                 };
-                let ly = bus_y[b] - 10.0 - used[b] as f64 * TRACE_LANE;
-                used[b] += 1;
-                let dir = if xb >= xa { 1.0 } else { -1.0 };
+                let (ia, ib) = (inst(from, b), inst(to, b));
+                let (ya, yb) = (bus_y[b][ia], bus_y[b][ib]);
+                let la = ya - 10.0 - used[b][ia] as f64 * TRACE_LANE;
+                used[b][ia] += 1;
+                let points = if ia == ib {
+                    vec![(xa, ya), (xa, la), (xb, la), (xb, yb)]
+                } else {
+                    let lb = yb - 10.0 - used[b][ib] as f64 * TRACE_LANE;
+                    used[b][ib] += 1;
+                    let x = joint(b) + if joint(b) > gutter { -12.0 } else { 12.0 };
+                    vec![(xa, ya), (xa, la), (x, la), (x, lb), (xb, lb), (xb, yb)]
+                };
+                let dir = if points[2].0 >= xa { 1.0 } else { -1.0 };
                 out.arrows.push(Arrow {
-                    points: vec![(xa, bus_y[b]), (xa, ly), (xb, ly), (xb, bus_y[b])],
+                    points,
                     color,
                     number,
-                    badge: (xa + dir * 14.0, ly),
+                    badge: (xa + dir * 14.0, la),
                 });
             } else {
                 // A vSwitch port: down from the bar to the VM, or up.
@@ -700,8 +909,7 @@ fn place(
     n: usize,
     shape: &Shape,
     origin: (f64, f64),
-    pos: &[usize],
-    bus_y: &[f64],
+    bus_at: &dyn Fn(usize, usize) -> f64,
     out: &mut Layout,
 ) {
     let (ox, oy) = origin;
@@ -724,7 +932,7 @@ fn place(
             out.nic_points[n][*i] = (cx, r.y);
             continue;
         }
-        let by = bus_y[pos[nic.network]];
+        let by = bus_at(n, nic.network);
         let (edge_y, color) = if *on_top {
             (rect.y, "#555")
         } else {
@@ -752,12 +960,23 @@ fn place(
             "",
             3.0,
         ));
-        for (vm, vx, vy, vshape) in &shape.vms {
-            place(g, *vm, vshape, (ox + vx, oy + vy), pos, bus_y, out);
+        for (vm, vx, vy, grid_row, vshape) in &shape.vms {
+            place(g, *vm, vshape, (ox + vx, oy + vy), bus_at, out);
             for (k, nic) in g.nodes[*vm].nics.iter().enumerate() {
-                if nic.port_of == Some(n) {
-                    let (px, py) = out.nic_points[*vm][k];
+                if nic.port_of != Some(n) {
+                    continue;
+                }
+                let (px, py) = out.nic_points[*vm][k];
+                if *grid_row == 0 {
                     out.lines.push(line((px, y), (px, py), "#555", "", 1.5));
+                } else {
+                    // Down the aisle left of the column, then in over the VM's cell.
+                    let ax = ox + vx - shape.aisle + 3.0 + (grid_row - 1) as f64 * AISLE_LANE;
+                    let turn = py - 6.0;
+                    out.lines.push(line((ax, y), (ax, turn), "#555", "", 1.5));
+                    out.lines
+                        .push(line((ax, turn), (px, turn), "#555", "", 1.5));
+                    out.lines.push(line((px, turn), (px, py), "#555", "", 1.5));
                 }
             }
         }
