@@ -324,11 +324,14 @@ impl Graph {
                     .nics
                     .iter()
                     .map(|nic| {
-                        let label = if nic.name.starts_with("eth") {
+                        let mut label = if nic.name.starts_with("eth") {
                             nic.addr.to_string()
                         } else {
                             format!("{} {}", nic.name, nic.addr)
                         };
+                        if let Some(v) = nic.vlan {
+                            let _ = write!(label, " VLAN {v}");
+                        }
                         Nic {
                             network: nic.network,
                             label,

@@ -170,6 +170,8 @@ struct NicDef {
     address: Spanned<String>,
     /// A port of this host's vSwitch instead of the network directly.
     vswitch: Option<Spanned<String>>,
+    /// The VLAN of that port.
+    vlan: Option<Spanned<u16>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -534,8 +536,22 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                     ));
                 }
                 owners.insert(addr.addr(), name.clone());
+                let vlan = match &nic.vlan {
+                    Some(v) if nic.vswitch.is_none() => {
+                        return Err(self.at(
+                            v,
+                            "a VLAN is a vSwitch port's: this NIC has no vswitch".to_string(),
+                        ));
+                    }
+                    Some(v) if !(1..=4094).contains(v.get_ref()) => {
+                        return Err(self.at(v, format!("VLAN {} is not 1 to 4094", v.get_ref())));
+                    }
+                    Some(v) => Some(*v.get_ref()),
+                    None => None,
+                };
                 nics.push(NicSpec {
                     vswitch_host: None,
+                    vlan,
                     name: nic.name.clone().unwrap_or_else(|| {
                         format!(
                             "Ethernet{}",

@@ -649,7 +649,12 @@ fn node_config(topology: &Topology, n: usize, secret: &str) -> NodeConfig {
                     .map(move |(j, nic)| (m, vm, j, nic))
             })
             .filter(|(_, _, _, nic)| nic.vswitch_host == Some(n))
-            .map(|(m, vm, j, _)| (vm.name.clone(), mac_of(m, j), Vec::new()))
+            .map(|(m, vm, j, nic)| strata_node::VmPortConfig {
+                name: vm.name.clone(),
+                mac: mac_of(m, j),
+                vlan: nic.vlan,
+                layers: Vec::new(),
+            })
             .collect();
         VSwitchConfig {
             name: sw.name.clone(),

@@ -169,13 +169,14 @@ pub fn topology(t: &crate::topology::Topology) -> String {
             {
                 let name = match nic.vswitch_host {
                     Some(h) => format!(
-                        "{} (port of {}'s {})",
+                        "{} (port of {}'s {}{})",
                         nic.name,
                         t.nodes[h].name,
                         t.nodes[h]
                             .vswitch
                             .as_ref()
-                            .map_or("vSwitch", |v| v.name.as_str())
+                            .map_or("vSwitch", |v| v.name.as_str()),
+                        nic.vlan.map(|v| format!(", VLAN {v}")).unwrap_or_default()
                     ),
                     None => nic.name.clone(),
                 };
@@ -346,6 +347,7 @@ pub fn topology_json(t: &crate::topology::Topology) -> serde_json::Value {
                                 "address": nic.addr.to_string(),
                                 "mac": mac_text(n, k),
                                 "vswitch_of": nic.vswitch_host.map(|h| t.nodes[h].name.clone()),
+                                "vlan": nic.vlan,
                             })
                         })
                 })

@@ -48,6 +48,8 @@ pub struct NicSpec {
     pub addr: Ipv4Net,
     /// The host (index into [`Topology::nodes`]) whose vSwitch this NIC is a port of.
     pub vswitch_host: Option<usize>,
+    /// The VLAN of that port (an access port; the uplink carries it tagged).
+    pub vlan: Option<u16>,
 }
 
 /// A Hyper-V host's vSwitch.

@@ -71,10 +71,22 @@ pub struct NicConfig {
 #[derive(Debug, Clone)]
 pub struct VSwitchConfig {
     pub name: String,
-    /// The VMs' ports: name, the VM NIC's MAC, the VFP layers on the port.
-    pub vms: Vec<(String, EthernetAddress, Vec<Layer>)>,
+    /// The VMs' ports.
+    pub vms: Vec<VmPortConfig>,
     /// Provider addresses VXLAN arrives at (they are addresses of the node's NICs).
     pub provider_addrs: Vec<Ipv4Addr>,
+}
+
+/// A VM's port on a host's vSwitch.
+#[derive(Debug, Clone)]
+pub struct VmPortConfig {
+    pub name: String,
+    /// The VM NIC's MAC.
+    pub mac: EthernetAddress,
+    /// An access port of this VLAN (the uplink carries its frames tagged), or untagged.
+    pub vlan: Option<u16>,
+    /// The VFP layers on the port.
+    pub layers: Vec<Layer>,
 }
 
 /// The Mux role.
@@ -174,6 +186,12 @@ pub enum NodeError {
     NoNic { node: String },
     #[error("node {node}: NAT external NIC {nic} does not exist")]
     NatNic { node: String, nic: usize },
+    #[error("node {node}: port {port}: VLAN {vlan} is not 1 to 4094")]
+    Vlan {
+        node: String,
+        port: String,
+        vlan: u16,
+    },
 }
 
 /// A client task a scenario can start on a node.
@@ -387,7 +405,7 @@ impl Node {
                 links.push(LinkKind::Nic(i));
             }
         }
-        let switch = config.vswitch.map(|sw| {
+        let switch = config.vswitch.map(|sw| -> Result<HostSwitch, NodeError> {
             let mut vswitch = VSwitch::new(sw.name);
             let mut port_link = Vec::new();
             vswitch.add_uplink("uplink");
@@ -403,24 +421,35 @@ impl Node {
                 internal[i] = Some(vswitch.add_internal(nic.name.clone(), nic.mac));
                 port_link.push(None);
             }
-            for (name, mac, layers) in sw.vms {
-                let port =
-                    vswitch.add_vm(name.clone(), mac, strata_vswitch::vfp::DEFAULT_FLOW_LIMIT);
+            for vm in sw.vms {
+                let port = vswitch.add_vm(
+                    vm.name.clone(),
+                    vm.mac,
+                    strata_vswitch::vfp::DEFAULT_FLOW_LIMIT,
+                );
+                if !vswitch.set_vlan(port, vm.vlan) {
+                    return Err(NodeError::Vlan {
+                        node: config.name.clone(),
+                        port: vm.name,
+                        vlan: vm.vlan.unwrap_or(0),
+                    });
+                }
                 if let Some(vfp) = vswitch.vfp_mut(port) {
-                    for layer in layers {
+                    for layer in vm.layers {
                         vfp.set_layer(layer);
                     }
                 }
                 port_link.push(Some(links.len()));
-                links.push(LinkKind::VmPort(name));
+                links.push(LinkKind::VmPort(vm.name));
             }
-            HostSwitch {
+            Ok(HostSwitch {
                 vswitch,
                 internal,
                 port_link,
                 provider_addrs: sw.provider_addrs,
-            }
+            })
         });
+        let switch = switch.transpose()?;
         let (agent, control_server) = match config.control {
             Some(ControlConfig::Agent {
                 controller,
