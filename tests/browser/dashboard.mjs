@@ -40,6 +40,11 @@ try {
     if (!text.includes(want)) problems.push(`the page does not show ${JSON.stringify(want)}`);
   }
 
+  // Each VFP port's layers, rules and cached flows, one click away.
+  await page.locator("#vfp details summary").first().click();
+  const vfp = await page.locator("#vfp details pre").first().innerText();
+  if (!vfp.includes("layer SLB_NAT") || !vfp.includes("rule ")) problems.push(`the VFP details lack the layers: ${vfp.slice(0, 200)}`);
+
   // Live: the clock and the frame counters move without a reload.
   const counters = async () => page.evaluate(() => ({
     time: document.getElementById("time").textContent,
