@@ -83,7 +83,7 @@ enum BgpCommand {
     /// the sessions with a Cease and exit.
     Run {
         /// The configuration file (TOML): asn, router_id, local, status_file,
-        /// control_socket, next_hop6, graceful_restart, send_queue_limit,
+        /// control_socket, metrics_listen, next_hop6, graceful_restart, send_queue_limit,
         /// [[neighbor]] address/asn/passive/hold_time/port/password/next_hop/ipv6,
         /// [[announce]] prefix/next_hop.
         #[arg(long)]
@@ -136,6 +136,16 @@ enum LabCommand {
         /// Run on the wall clock instead of virtual time.
         #[arg(long)]
         realtime: bool,
+        /// `json`: one document with the boot and every scenario's result and hops
+        /// (docs/cli-json.md).
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_enum,
+            ignore_case = true,
+            default_value = "table"
+        )]
+        output: OutputFormat,
     },
     /// Run a lab's scenarios, then list each VM port's VFP layers and rules and its unified
     /// flow table (like vfpctrl /list-rule and /list-unified-flow).
@@ -491,7 +501,13 @@ fn run(
     capture: Option<PathBuf>,
     only: Vec<String>,
     realtime: bool,
+    output: OutputFormat,
 ) -> anyhow::Result<bool> {
+    let json = output == OutputFormat::Json;
+    // The table's lines; with -o json, nothing but the document goes to stdout.
+    macro_rules! say {
+        ($($t:tt)*) => { if !json { println!($($t)*) } };
+    }
     let topology = load(file.as_ref())?;
     let selected = select(&topology, &only)?;
     if let Some(dir) = &capture {
@@ -504,7 +520,7 @@ fn run(
             })
             .with_context(|| format!("--capture {}: cannot write there", dir.display()))?;
     }
-    println!(
+    say!(
         "lab {}: {} networks, {} nodes, {} scenarios ({} time)",
         topology.name,
         topology.networks.len(),
@@ -521,15 +537,17 @@ fn run(
         },
     )?;
     let (up, all) = boot(&mut lab);
+    let boot_time = lab.now().as_secs_f64();
+    let converged = lab.converged();
     if all > 0 {
-        println!(
+        say!(
             "boot: {up}/{all} BGP sessions established (and their BFD up) at t={:.3}s",
             lab.now().as_secs_f64()
         );
     }
     let agents = lab.nodes().iter().filter(|n| n.agent().is_some()).count();
     if agents > 0 {
-        println!(
+        say!(
             "controller: {agents} agents {}",
             if lab.converged() {
                 "configured from NCVM"
@@ -541,17 +559,30 @@ fn run(
     let mut results = Vec::new();
     for i in selected {
         let result = lab.run_scenario(i);
-        print!("{}", report::scenario(&result));
+        if !json {
+            print!("{}", report::scenario(&result));
+        }
         results.push(result);
     }
-    println!("{}", report::summary(&results));
-    if let Some(dir) = capture {
-        let files = lab
+    say!("{}", report::summary(&results));
+    let captures: Vec<PathBuf> = match capture {
+        Some(dir) => lab
             .write_captures(&dir)
-            .with_context(|| format!("writing captures to {}", dir.display()))?;
-        for f in files {
-            println!("capture: {}", f.display());
-        }
+            .with_context(|| format!("writing captures to {}", dir.display()))?,
+        None => Vec::new(),
+    };
+    for f in &captures {
+        say!("capture: {}", f.display());
+    }
+    if json {
+        let doc = serde_json::json!({
+            "lab": lab.topology().name,
+            "boot": {"sessions_up": up, "sessions": all, "time_s": boot_time, "converged": converged},
+            "passed": results.iter().filter(|r| r.passed).count(),
+            "scenarios": results.iter().map(report::scenario_json).collect::<Vec<_>>(),
+            "captures": captures.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        });
+        println!("{doc:#}");
     }
     Ok(results.iter().all(|r| r.passed))
 }
@@ -594,7 +625,8 @@ fn main() -> ExitCode {
             capture,
             scenarios,
             realtime,
-        }) => run(file, capture, scenarios, realtime),
+            output,
+        }) => run(file, capture, scenarios, realtime, output),
         Command::Lab(LabCommand::Vfp {
             file,
             port,

@@ -668,3 +668,43 @@ fn a_boot_shows_a_progress_bar_on_a_terminal_only() {
         "{text}"
     );
 }
+
+#[test]
+fn lab_run_as_json() {
+    let (code, out, err) = strata(&[
+        "lab",
+        "run",
+        "-o",
+        "json",
+        "--scenario",
+        "portal",
+        "--scenario",
+        "ping-ncvm",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&out).expect("one JSON document, nothing else");
+    assert_eq!(doc["boot"]["sessions_up"], 4);
+    assert_eq!(doc["passed"], 2);
+    let portal = doc["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "portal")
+        .unwrap();
+    assert_eq!(
+        portal["request"][3]["frame"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .next(),
+        Some("VXLAN")
+    );
+    assert!(
+        portal["request"][3]["did"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_str().unwrap().starts_with("load-balances VIP"))
+    );
+}

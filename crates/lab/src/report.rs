@@ -812,17 +812,30 @@ pub fn trace(r: &ScenarioResult) -> String {
     out
 }
 
+/// A scenario's result as JSON: `name`, `description`, `started_s`, `ended_s`, and what
+/// [`trace_json`] has.
+pub fn scenario_json(r: &ScenarioResult) -> serde_json::Value {
+    let mut v = trace_json(r);
+    v["name"] = r.name.clone().into();
+    v["description"] = r.description.clone().into();
+    v["started_s"] = r.started.as_secs_f64().into();
+    v["ended_s"] = r.ended.as_secs_f64().into();
+    v
+}
+
 /// [`trace`] as JSON: `{passed, summary, failures, request: [hop], reply: [hop]}`, each
 /// hop `{number, time_ms, network, from, from_interface, to, to_interface, frame, did}`.
 pub fn trace_json(r: &ScenarioResult) -> serde_json::Value {
     let mut number = 0;
     let mut hops = |hops: &[Hop]| -> Vec<serde_json::Value> {
+        // A background fetch's hops come before the `await` that reports them.
+        let start = hops.first().map_or(r.started, |h| h.time.min(r.started));
         hops.iter()
             .map(|h| {
                 number += 1;
                 serde_json::json!({
                     "number": number,
-                    "time_ms": h.time.saturating_sub(r.started).as_secs_f64() * 1000.0,
+                    "time_ms": h.time.saturating_sub(start).as_secs_f64() * 1000.0,
                     "network": h.network,
                     "from": h.from,
                     "from_interface": h.from_iface,
