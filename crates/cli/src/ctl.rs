@@ -34,7 +34,14 @@ pub(crate) struct Connection {
     #[arg(long, env = "STRATA_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
     /// Output format.
-    #[arg(short, long, value_enum, default_value = "table", global = true)]
+    #[arg(
+        short,
+        long,
+        value_enum,
+        ignore_case = true,
+        default_value = "table",
+        global = true
+    )]
     output: Output,
 }
 

@@ -552,3 +552,29 @@ fn bfd_drops_a_cut_off_mux_within_its_detection_time() {
         "{detections:?}"
     );
 }
+
+/// The whole run of the POC lab, every scenario with its hops, pinned: the lab runs in
+/// virtual time, so the same file gives the same run, and a change in behaviour (a path,
+/// a timing, a summary) shows here as a diff. Two runs in one process agree first.
+#[test]
+fn the_poc_run_is_pinned() {
+    let run = || {
+        let topology = strata_lab::file::parse(
+            strata_lab::AZURE_STACK_POC_NAME,
+            strata_lab::AZURE_STACK_POC,
+        )
+        .expect("the POC lab parses");
+        let mut lab = strata_lab::Lab::new(topology, strata_lab::Clock::Virtual).expect("lab");
+        lab.boot(strata_lab::BOOT_LIMIT);
+        let results = lab.run_scenarios();
+        let mut text = String::new();
+        for r in &results {
+            text.push_str(&strata_lab::report::scenario(r));
+        }
+        text.push_str(&strata_lab::report::summary(&results));
+        text
+    };
+    let first = run();
+    assert_eq!(first, run(), "two runs of the same lab differ");
+    insta::assert_snapshot!("poc_run", first);
+}
