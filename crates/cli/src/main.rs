@@ -306,6 +306,18 @@ enum OutputFormat {
     Json,
 }
 
+/// Prints what a show-like command found: the table, or JSON.
+fn show(
+    output: OutputFormat,
+    table: impl FnOnce() -> String,
+    json: impl FnOnce() -> serde_json::Value,
+) {
+    match output {
+        OutputFormat::Table => print!("{}", table()),
+        OutputFormat::Json => println!("{:#}", json()),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum FlowDirection {
     In,
@@ -339,10 +351,11 @@ fn trace(
     let flow = Scenario::flow(&topology, from, to, proto).map_err(anyhow::Error::msg)?;
     let mut lab = booted(topology, only)?;
     let result = lab.trace(flow);
-    match output {
-        OutputFormat::Table => print!("{}", report::trace(&result)),
-        OutputFormat::Json => println!("{:#}", report::trace_json(&result)),
-    }
+    show(
+        output,
+        || report::trace(&result),
+        || report::trace_json(&result),
+    );
     if let Some(path) = svg {
         let graph = strata_lab::diagram::Graph::of(&lab);
         let overlay = strata_lab::diagram::svg::Overlay {
@@ -683,13 +696,11 @@ fn main() -> ExitCode {
             scenarios,
             output,
         }) => run_quietly(file.as_ref(), &scenarios).map(|(lab, passed)| {
-            match output {
-                OutputFormat::Table => print!("{}", report::mux(&lab)),
-                OutputFormat::Json => println!(
-                    "{:#}",
-                    serde_json::Value::from(strata_lab::dashboard::muxes(&lab))
-                ),
-            }
+            show(
+                output,
+                || report::mux(&lab),
+                || strata_lab::dashboard::muxes(&lab).into(),
+            );
             passed
         }),
         Command::Lab(LabCommand::Bgp {
@@ -697,13 +708,11 @@ fn main() -> ExitCode {
             scenarios,
             output,
         }) => run_quietly(file.as_ref(), &scenarios).map(|(lab, passed)| {
-            match output {
-                OutputFormat::Table => print!("{}", report::bgp(&lab)),
-                OutputFormat::Json => println!(
-                    "{:#}",
-                    serde_json::Value::from(strata_lab::dashboard::bgp(&lab))
-                ),
-            }
+            show(
+                output,
+                || report::bgp(&lab),
+                || strata_lab::dashboard::bgp(&lab).into(),
+            );
             passed
         }),
         Command::Bgp(BgpCommand::Run { config, seconds }) => bgpd::load(&config).and_then(|c| {
@@ -791,10 +800,11 @@ fn main() -> ExitCode {
             output,
         ),
         Command::Lab(LabCommand::Show { file, output }) => load(file.as_ref()).map(|t| {
-            match output {
-                OutputFormat::Table => print!("{}", report::topology(&t)),
-                OutputFormat::Json => println!("{:#}", report::topology_json(&t)),
-            }
+            show(
+                output,
+                || report::topology(&t),
+                || report::topology_json(&t),
+            );
             true
         }),
     };

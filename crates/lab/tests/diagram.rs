@@ -236,29 +236,13 @@ fn a_lab_ten_times_larger_overlaps_nothing() {
 
 #[test]
 fn graphviz_accepts_the_dot() {
-    let Ok(out) = std::process::Command::new("dot")
-        .arg("-Tsvg")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
-        assert!(
-            std::env::var_os("STRATA_REQUIRE_GRAPHVIZ").is_none(),
-            "graphviz's dot is required (STRATA_REQUIRE_GRAPHVIZ) but not installed"
-        );
-        eprintln!("skipped: graphviz's dot is not installed");
-        return;
-    };
     let lab = poc();
     let dot = Graph::of(&lab).dot();
-    let mut child = out;
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(dot.as_bytes()).unwrap();
-    }
-    let result = child.wait_with_output().unwrap();
+    let Some(result) =
+        strata_testkit::pipe_through("dot", &["-Tsvg"], dot.as_bytes(), "STRATA_REQUIRE_GRAPHVIZ")
+    else {
+        return;
+    };
     assert!(
         result.status.success(),
         "dot refused the graph: {}",

@@ -99,37 +99,7 @@ fn metrics_count_what_crossed_the_lab() {
 #[test]
 fn promtool_accepts_the_metrics() {
     let lab = poc_after_portal();
-    let text = strata_lab::metrics::render(&lab);
-    let Ok(mut child) = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
-        assert!(
-            std::env::var_os("STRATA_REQUIRE_PROMTOOL").is_none(),
-            "promtool is required (STRATA_REQUIRE_PROMTOOL) but not installed"
-        );
-        eprintln!("skipped: promtool is not installed");
-        return;
-    };
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    strata_testkit::assert_promtool_accepts(&strata_lab::metrics::render(&lab));
 }
 
 #[test]

@@ -69,3 +69,54 @@ pub fn allocations() -> u64 {
 pub fn live_bytes() -> i64 {
     LIVE.with(Cell::get)
 }
+
+/// Runs an independent tool over `input` on its stdin (`promtool check metrics`, `dot
+/// -Tsvg`): its output, or `None` when the tool is not installed, which fails the test
+/// instead when the environment variable `require` is set (the test script sets it
+/// after installing the tool).
+pub fn pipe_through(
+    program: &str,
+    args: &[&str],
+    input: &[u8],
+    require: &str,
+) -> Option<std::process::Output> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Ok(mut child) = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "{program} is required ({require}) but not installed"
+        );
+        eprintln!("skipped: {program} is not installed");
+        return None;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        // A tool that exits early closes its end; what it said is in its output.
+        let _ = stdin.write_all(input);
+    }
+    child.wait_with_output().ok()
+}
+
+/// `promtool check metrics` accepts the text (when promtool is installed, or required by
+/// `STRATA_REQUIRE_PROMTOOL`).
+pub fn assert_promtool_accepts(text: &str) {
+    if let Some(out) = pipe_through(
+        "promtool",
+        &["check", "metrics"],
+        text.as_bytes(),
+        "STRATA_REQUIRE_PROMTOOL",
+    ) {
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -229,34 +229,7 @@ pub fn hangup(speaker: &Child) {
     assert!(sent.success(), "kill -HUP {pid}");
 }
 
-/// `promtool check metrics` takes the text (when promtool is installed; the test script
-/// installs it and sets STRATA_REQUIRE_PROMTOOL).
+/// `promtool check metrics` takes the text (see [`strata_testkit::assert_promtool_accepts`]).
 pub fn promtool_accepts(text: &str) {
-    use std::io::Write;
-    let Ok(mut child) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
-        assert!(
-            std::env::var_os("STRATA_REQUIRE_PROMTOOL").is_none(),
-            "promtool is required but not installed"
-        );
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    strata_testkit::assert_promtool_accepts(text);
 }
