@@ -52,6 +52,8 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
 fi
 export STRATA_REQUIRE_TSHARK=1 STRATA_REQUIRE_BIRD=1 STRATA_REQUIRE_GOBGP=1 STRATA_REQUIRE_FRR=1
 export STRATA_REQUIRE_SCHEMATHESIS=1 STRATA_REQUIRE_GRAPHVIZ=1 STRATA_REQUIRE_PROMTOOL=1 STRATA_REQUIRE_BROWSER=1
+# Tests that build network namespaces (their own, removed after) run as root only; CI is.
+if [ "$(id -u)" -eq 0 ]; then export STRATA_REQUIRE_NETNS=1; fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

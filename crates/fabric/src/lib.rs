@@ -7,8 +7,27 @@
 //! and drops, and can capture every frame with its timestamp ([`pcap`] writes captures).
 //!
 //! Sans-IO: time is passed in; nothing here reads a clock.
+//!
+//! [`linux`] is the other backend: AF_PACKET sockets on the interfaces of Linux network
+//! namespaces, for the roles run as real processes. Both carry frames in batches
+//! through [`Link`].
 
+mod batch;
+#[cfg(target_os = "linux")]
+pub mod linux;
 pub mod pcap;
 mod segment;
 
+pub use batch::Batch;
 pub use segment::{Captured, PortCounters, PortId, Segment, SegmentConfig};
+
+/// A node's link to a network: frames out and in, a batch at a time.
+pub trait Link {
+    /// Sends the frames in order; returns how many the link took (the rest may be sent
+    /// again later).
+    fn send(&mut self, frames: &[&[u8]]) -> std::io::Result<usize>;
+
+    /// Receives what is waiting, up to the batch's capacity, without waiting for more;
+    /// returns how many frames the batch now holds.
+    fn recv(&mut self, batch: &mut Batch) -> std::io::Result<usize>;
+}

@@ -1,0 +1,254 @@
+//! The real backend: Linux AF_PACKET sockets on interfaces of network namespaces.
+//!
+//! A [`PacketLink`] is a raw socket bound to one interface. It sends and receives
+//! Ethernet frames in batches, one system call per batch (`sendmmsg`, `recvmmsg`), into
+//! and out of a [`Batch`] allocated once. The socket belongs to the namespace of the
+//! thread that opened it; [`netns::run_in`] opens one in a namespace of its choosing,
+//! and the socket may then be used from any thread.
+//!
+//! The unsafe code is the system calls themselves (the `libc` declarations); every
+//! buffer they are given is a live Rust slice whose length goes with it.
+
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::{Batch, Link};
+
+/// `ETH_P_ALL` in network byte order: every protocol.
+const ALL: u16 = (libc::ETH_P_ALL as u16).to_be();
+
+/// An AF_PACKET socket bound to one interface: frames in and out, in batches.
+#[derive(Debug)]
+pub struct PacketLink {
+    fd: OwnedFd,
+    ifindex: i32,
+    name: String,
+}
+
+impl PacketLink {
+    /// Opens a raw socket on `interface` of the calling thread's network namespace.
+    /// It does not see the frames it sends itself.
+    pub fn open(interface: &str) -> io::Result<PacketLink> {
+        let c_name = CString::new(interface)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the name"))?;
+        // SAFETY: a NUL-terminated string that lives across the call.
+        let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface {interface:?} in this network namespace"),
+            ));
+        }
+        // SAFETY: plain system call; the descriptor is owned at once.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(ALL),
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a descriptor just opened and owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = ALL;
+        addr.sll_ifindex = ifindex as i32;
+        // SAFETY: the address and its size describe a live sockaddr_ll.
+        let bound = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if bound < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let one: libc::c_int = 1;
+        // SAFETY: the option value is a live c_int, its size given.
+        let set = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_IGNORE_OUTGOING,
+                (&raw const one).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        if set < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(PacketLink {
+            fd,
+            ifindex: ifindex as i32,
+            name: interface.to_string(),
+        })
+    }
+
+    /// The interface's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The interface's index in its namespace.
+    pub fn ifindex(&self) -> i32 {
+        self.ifindex
+    }
+}
+
+impl AsFd for PacketLink {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for PacketLink {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// At most this many frames go to the kernel in one call (the stack arrays' size).
+const MAX_BATCH: usize = 64;
+
+impl Link for PacketLink {
+    fn send(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
+        let mut sent = 0;
+        for chunk in frames.chunks(MAX_BATCH) {
+            // SAFETY (both): iovec and mmsghdr are plain data; zeroed is a valid value.
+            let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+            let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+            for (i, frame) in chunk.iter().enumerate() {
+                iovs[i].iov_base = frame.as_ptr().cast_mut().cast();
+                iovs[i].iov_len = frame.len();
+                msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: every header points at one iovec over a live frame, which the
+            // kernel only reads; the count is the chunk's length.
+            let n = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    chunk.len() as u32,
+                    0,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    break;
+                }
+                return if sent > 0 { Ok(sent) } else { Err(e) };
+            }
+            sent += n as usize;
+            if (n as usize) < chunk.len() {
+                break;
+            }
+        }
+        Ok(sent)
+    }
+
+    fn recv(&mut self, batch: &mut Batch) -> io::Result<usize> {
+        batch.count = 0;
+        let want = batch.capacity().min(MAX_BATCH);
+        if want == 0 {
+            return Ok(0);
+        }
+        // SAFETY (both): plain data; zeroed is a valid value.
+        let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        let slot = batch.slot;
+        for (i, chunk) in batch.data.chunks_mut(slot).take(want).enumerate() {
+            iovs[i].iov_base = chunk.as_mut_ptr().cast();
+            iovs[i].iov_len = slot;
+            msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at one iovec over a distinct slot of the batch's
+        // buffer, of the slot's length; nothing else touches the buffer meanwhile.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                want as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        // Keep the whole frames; a frame cut short by its slot is dropped and counted.
+        let mut kept = 0;
+        for (i, msg) in msgs.iter().take(n as usize).enumerate() {
+            if msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                batch.truncated += 1;
+                continue;
+            }
+            let len = msg.msg_len as usize;
+            if kept != i {
+                batch
+                    .data
+                    .copy_within(i * slot..i * slot + len, kept * slot);
+            }
+            batch.lens[kept] = len;
+            kept += 1;
+        }
+        batch.count = kept;
+        Ok(kept)
+    }
+}
+
+/// Network namespaces (`ip netns`), entered per thread.
+pub mod netns {
+    use std::io;
+    use std::os::fd::AsRawFd;
+    use std::path::PathBuf;
+
+    /// Where `ip netns` keeps a namespace named `name`.
+    pub fn path(name: &str) -> PathBuf {
+        PathBuf::from("/run/netns").join(name)
+    }
+
+    /// Moves the calling thread into the namespace `name` (its sockets opened from then
+    /// on are that namespace's).
+    pub fn enter(name: &str) -> io::Result<()> {
+        let file = std::fs::File::open(path(name))
+            .map_err(|e| io::Error::new(e.kind(), format!("network namespace {name:?}: {e}")))?;
+        // SAFETY: a namespace file descriptor, open for the call.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a thread of its own inside the namespace `name` and returns what it
+    /// returns: a socket opened there stays in that namespace wherever it is used.
+    pub fn run_in<T: Send + 'static>(
+        name: &str,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let name = name.to_string();
+        std::thread::Builder::new()
+            .name(format!("netns {name}"))
+            .spawn(move || {
+                enter(&name)?;
+                f()
+            })?
+            .join()
+            .map_err(|_| io::Error::other("the namespace's thread panicked"))?
+    }
+}

@@ -1,0 +1,216 @@
+//! The AF_PACKET backend against the Linux kernel: frames we build go out of a veth in
+//! one network namespace, the kernel's own stack in the other answers (ARP, ICMP echo),
+//! and the answers come back in batches. Needs root (CI runs as root); skipped without
+//! it unless `STRATA_REQUIRE_NETNS` is set. The namespaces are removed however the test
+//! ends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use strata_fabric::linux::{PacketLink, netns};
+use strata_fabric::{Batch, Link};
+use strata_wire::{ArpPacket, EthernetFrame, Icmpv4Packet, Ipv4Packet};
+
+const OURS: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// Two namespaces joined by a veth pair; the second side has 10.77.0.2/24, ours no
+/// address at all (our frames are built by hand).
+struct Pair {
+    a: String,
+    b: String,
+}
+
+impl Pair {
+    fn new(tag: &str) -> Option<Pair> {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if !root {
+            assert!(
+                std::env::var_os("STRATA_REQUIRE_NETNS").is_none(),
+                "network namespaces are required (STRATA_REQUIRE_NETNS) but this is not root"
+            );
+            eprintln!("skipped: not root");
+            return None;
+        }
+        let id = std::process::id();
+        let pair = Pair {
+            a: format!("strata-test-{id}-{tag}-a"),
+            b: format!("strata-test-{id}-{tag}-b"),
+        };
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&["netns", "add", &pair.a]);
+        ip(&["netns", "add", &pair.b]);
+        ip(&[
+            "-n", &pair.a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns",
+            &pair.b,
+        ]);
+        ip(&["-n", &pair.b, "addr", "add", "10.77.0.2/24", "dev", "vb"]);
+        ip(&["-n", &pair.a, "link", "set", "va", "up"]);
+        ip(&["-n", &pair.b, "link", "set", "vb", "up"]);
+        Some(pair)
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+fn arp_request() -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&OURS);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&OURS);
+    f.extend_from_slice(&[10, 77, 0, 1]);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&[10, 77, 0, 2]);
+    f
+}
+
+fn echo_request(to: [u8; 6], seq: u16) -> Vec<u8> {
+    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34];
+    icmp.extend_from_slice(&seq.to_be_bytes());
+    icmp.extend_from_slice(b"strata fabric test");
+    let c = strata_wire::checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let total = (20 + icmp.len()) as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 1, 0, 0, 10, 77, 0, 1, 10, 77, 0, 2]);
+    let c = strata_wire::checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = to.to_vec();
+    f.extend_from_slice(&OURS);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&icmp);
+    f
+}
+
+/// Receives until `seen` says so or two seconds pass.
+fn receive_until(link: &mut PacketLink, mut seen: impl FnMut(&[u8]) -> bool) -> bool {
+    let mut batch = Batch::new(32, 2048);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        link.recv(&mut batch).unwrap();
+        if batch.iter().any(&mut seen) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+#[test]
+fn the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back() {
+    let Some(pair) = Pair::new("batch") else {
+        return;
+    };
+    let mut link = netns::run_in(&pair.a, || PacketLink::open("va")).unwrap();
+    assert_eq!(link.name(), "va");
+    assert!(link.ifindex() > 0);
+
+    // ARP: the kernel in the other namespace says where 10.77.0.2 is.
+    assert_eq!(link.send(&[&arp_request()]).unwrap(), 1);
+    let mut theirs = [0u8; 6];
+    assert!(
+        receive_until(&mut link, |f| {
+            let Ok(eth) = EthernetFrame::new_checked(f) else {
+                return false;
+            };
+            let Ok(arp) = ArpPacket::new_checked(eth.payload()) else {
+                return false;
+            };
+            let reply = arp.operation() == strata_wire::ArpOperation::Reply
+                && arp.source_protocol_addr() == [10, 77, 0, 2]
+                && arp.target_hardware_addr() == OURS;
+            if reply {
+                theirs.copy_from_slice(arp.source_hardware_addr());
+            }
+            reply
+        }),
+        "the kernel answered our ARP request"
+    );
+
+    // 64 echo requests in one batch; the kernel answers every one.
+    let requests: Vec<Vec<u8>> = (1..=64).map(|seq| echo_request(theirs, seq)).collect();
+    let frames: Vec<&[u8]> = requests.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        link.send(&frames).unwrap(),
+        64,
+        "one call took the whole batch"
+    );
+    let mut answered = std::collections::BTreeSet::new();
+    receive_until(&mut link, |f| {
+        let Ok(eth) = EthernetFrame::new_checked(f) else {
+            return false;
+        };
+        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+            return false;
+        };
+        let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
+            return false;
+        };
+        if ip.src_addr().to_string() == "10.77.0.2" && u8::from(icmp.msg_type()) == 0 {
+            assert_eq!(icmp.echo_ident(), 0x1234);
+            answered.insert(icmp.echo_seq_no());
+        }
+        answered.len() == 64
+    });
+    assert_eq!(answered.len(), 64, "replies to {answered:?}");
+    // What we sent ourselves is not read back.
+    let mut batch = Batch::new(8, 2048);
+    link.recv(&mut batch).unwrap();
+    assert!(
+        batch.iter().all(|f| f[6..12] != OURS),
+        "our own frames came back"
+    );
+}
+
+#[test]
+fn a_frame_larger_than_a_slot_is_dropped_and_counted() {
+    let Some(pair) = Pair::new("slot") else {
+        return;
+    };
+    let mut link = netns::run_in(&pair.a, || PacketLink::open("va")).unwrap();
+    link.send(&[&arp_request()]).unwrap();
+    // The ARP reply is 42 bytes: too long for 20-byte slots.
+    let mut batch = Batch::new(4, 20);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while batch.truncated == 0 && Instant::now() < deadline {
+        link.recv(&mut batch).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(batch.truncated >= 1);
+    assert_eq!(batch.len(), 0, "no cut frame is handed on");
+}
+
+#[test]
+fn opening_a_missing_interface_or_namespace_says_which() {
+    let Some(pair) = Pair::new("missing") else {
+        return;
+    };
+    let e = netns::run_in(&pair.a, || PacketLink::open("nosuch0")).unwrap_err();
+    assert!(e.to_string().contains("no interface \"nosuch0\""), "{e}");
+    let e = netns::run_in("strata-test-no-such-namespace", || PacketLink::open("va")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("network namespace \"strata-test-no-such-namespace\""),
+        "{e}"
+    );
+}
