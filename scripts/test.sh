@@ -14,6 +14,8 @@ command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 # The dashboard's browser test: Debian's Chromium driven by playwright-core (npm).
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+# The kernel's own clients in the real-mode tests (namespaces, run as root).
+command -v ping >/dev/null 2>&1 || packages+=(iputils-ping)
 command -v bird >/dev/null 2>&1 || packages+=(bird2)
 command -v gobgpd >/dev/null 2>&1 || packages+=(gobgpd)
 [ -x /usr/lib/frr/bgpd ] || packages+=(frr)

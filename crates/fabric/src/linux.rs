@@ -101,6 +101,27 @@ impl PacketLink {
     pub fn ifindex(&self) -> i32 {
         self.ifindex
     }
+
+    /// The interface's MAC address (`SIOCGIFHWADDR`).
+    pub fn mac(&self) -> io::Result<[u8; 6]> {
+        // SAFETY: ifreq is plain data; zeroed is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in req.ifr_name.iter_mut().zip(self.name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: the request names the interface (NUL-terminated: the name is shorter
+        // than IFNAMSIZ, as the kernel found it) and is live across the call.
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFHWADDR, &raw mut req) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: SIOCGIFHWADDR filled the union's hardware address.
+        let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+        let mut mac = [0u8; 6];
+        for (m, d) in mac.iter_mut().zip(data.iter()) {
+            *m = *d as u8;
+        }
+        Ok(mac)
+    }
 }
 
 impl AsFd for PacketLink {

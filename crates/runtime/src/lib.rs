@@ -1,0 +1,208 @@
+//! Strata's roles on real networks: a [`Node`] driven on the wall clock over Linux
+//! interfaces, each of its links an AF_PACKET socket ([`strata_fabric::linux`]).
+//!
+//! ```text
+//!   poll(2) on every link, until the node's next deadline
+//!     ├─ each link: recv a batch ─► Node::receive
+//!     ├─ Node::poll(now)
+//!     └─ Node::poll_transmit ─► per link, send a batch
+//! ```
+//!
+//! The node is the same code the lab runs in virtual time; only the clock and the links
+//! differ.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use strata_fabric::linux::PacketLink;
+use strata_fabric::{Batch, Link};
+use strata_node::{Node, NodeConfig, NodeError};
+
+/// Frames read from a link in one call.
+const BATCH: usize = 64;
+/// The largest frame taken (an Ethernet frame of a 9000-byte MTU, and a VLAN tag).
+const FRAME: usize = 9022;
+/// The longest the driver sleeps without looking at the node.
+const IDLE: Duration = Duration::from_millis(100);
+
+/// Why a driver could not start.
+#[derive(Debug)]
+pub enum DriverError {
+    Node(NodeError),
+    /// The node has this many links, the driver was given that many interfaces.
+    Links {
+        node: usize,
+        given: usize,
+    },
+}
+
+impl std::fmt::Display for DriverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DriverError::Node(e) => write!(f, "{e}"),
+            DriverError::Links { node, given } => write!(
+                f,
+                "the node has {node} links, but {given} interfaces were given"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DriverError {}
+
+/// What a driver moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriverCounters {
+    pub received: u64,
+    pub sent: u64,
+    /// Frames the node sent that a link did not take (its queue was full).
+    pub send_dropped: u64,
+    /// Receive or send errors other than a full queue.
+    pub errors: u64,
+}
+
+/// A node on the wall clock, its links on Linux interfaces.
+#[derive(Debug)]
+pub struct Driver {
+    node: Node,
+    links: Vec<PacketLink>,
+    start: Instant,
+    batch: Batch,
+    /// Frames the node sent, per link, until the next send.
+    out: Vec<Vec<Vec<u8>>>,
+    counters: DriverCounters,
+}
+
+impl Driver {
+    /// The node of `config`, link `i` on `links[i]` (the node's links are its NICs in
+    /// order, then its vSwitch's uplink and VM ports; see `Node::links`).
+    pub fn new(config: NodeConfig, links: Vec<PacketLink>) -> Result<Driver, DriverError> {
+        let node = Node::new(config, Duration::ZERO).map_err(DriverError::Node)?;
+        if node.links().len() != links.len() {
+            return Err(DriverError::Links {
+                node: node.links().len(),
+                given: links.len(),
+            });
+        }
+        let out = vec![Vec::new(); links.len()];
+        Ok(Driver {
+            node,
+            links,
+            start: Instant::now(),
+            batch: Batch::new(BATCH, FRAME),
+            out,
+            counters: DriverCounters::default(),
+        })
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub fn counters(&self) -> DriverCounters {
+        self.counters
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// One round: reads what waits on every link, moves the node on, sends what it
+    /// sent. Returns whether anything moved.
+    pub fn step(&mut self) -> bool {
+        let mut moved = false;
+        let now = self.now();
+        for (i, link) in self.links.iter_mut().enumerate() {
+            loop {
+                match link.recv(&mut self.batch) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        moved = true;
+                        self.counters.received += n as u64;
+                        for frame in self.batch.iter() {
+                            self.node.receive(now, i, frame.to_vec());
+                        }
+                        if n < self.batch.capacity() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        self.counters.errors += 1;
+                        tracing::warn!(link = link.name(), "receive: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        self.node.poll(now);
+        while let Some((i, frame)) = self.node.poll_transmit() {
+            if let Some(q) = self.out.get_mut(i) {
+                q.push(frame);
+            }
+        }
+        for (link, queue) in self.links.iter_mut().zip(&mut self.out) {
+            if queue.is_empty() {
+                continue;
+            }
+            moved = true;
+            let frames: Vec<&[u8]> = queue.iter().map(Vec::as_slice).collect();
+            match link.send(&frames) {
+                Ok(n) => {
+                    self.counters.sent += n as u64;
+                    self.counters.send_dropped += (frames.len() - n) as u64;
+                }
+                Err(e) => {
+                    self.counters.errors += 1;
+                    self.counters.send_dropped += frames.len() as u64;
+                    tracing::warn!(link = link.name(), "send: {e}");
+                }
+            }
+            queue.clear();
+        }
+        moved
+    }
+
+    /// Runs until `stop` is set: a step whenever a link has frames or the node's next
+    /// deadline comes.
+    pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        while !stop.load(Ordering::Relaxed) {
+            if self.step() {
+                continue;
+            }
+            let now = self.now();
+            let wait = self
+                .node
+                .poll_at(now)
+                .map_or(IDLE, |at| at.saturating_sub(now).min(IDLE));
+            self.wait(wait)?;
+        }
+        Ok(())
+    }
+
+    /// Sleeps until a link is readable or `wait` passes.
+    fn wait(&self, wait: Duration) -> io::Result<()> {
+        let mut fds: Vec<libc::pollfd> = self
+            .links
+            .iter()
+            .map(|l| libc::pollfd {
+                fd: l.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX).max(1);
+        // SAFETY: the array and its length describe live pollfd structures.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! Strata's router on real interfaces: a client and a server namespace, each with the
+//! kernel's own stack, joined through a namespace where a Strata node forwards between
+//! two AF_PACKET links. The kernel's `ping` crosses it (TTL 63: one router hop), and the
+//! node answers ping itself. Needs root (CI runs as root); skipped without it unless
+//! `STRATA_REQUIRE_NETNS` is set. The namespaces are removed however the test ends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use strata_fabric::linux::{PacketLink, netns};
+use strata_node::{NicConfig, NodeConfig};
+use strata_runtime::Driver;
+use strata_wire::EthernetAddress;
+
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+fn root() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        assert!(
+            std::env::var_os("STRATA_REQUIRE_NETNS").is_none(),
+            "network namespaces are required (STRATA_REQUIRE_NETNS) but this is not root"
+        );
+        eprintln!("skipped: not root");
+    }
+    root
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn nic(link: &PacketLink, addr: &str) -> NicConfig {
+    NicConfig {
+        name: link.name().to_string(),
+        mac: EthernetAddress(link.mac().unwrap()),
+        addr: addr.parse().unwrap(),
+        mtu: 1500,
+        behind_switch: false,
+    }
+}
+
+#[test]
+fn the_kernels_ping_crosses_a_strata_router() {
+    if !root() {
+        return;
+    }
+    let id = std::process::id();
+    let (client, router, server) = (
+        format!("strata-test-{id}-client"),
+        format!("strata-test-{id}-router"),
+        format!("strata-test-{id}-server"),
+    );
+    for ns in [&client, &router, &server] {
+        ip(&["netns", "add", ns]);
+    }
+    let _cleanup = Namespaces(vec![client.clone(), router.clone(), server.clone()]);
+    ip(&[
+        "-n", &client, "link", "add", "c0", "type", "veth", "peer", "name", "r0", "netns", &router,
+    ]);
+    ip(&[
+        "-n", &server, "link", "add", "s0", "type", "veth", "peer", "name", "r1", "netns", &router,
+    ]);
+    for (ns, dev) in [
+        (&client, "c0"),
+        (&router, "r0"),
+        (&router, "r1"),
+        (&server, "s0"),
+    ] {
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+    }
+    ip(&["-n", &client, "addr", "add", "10.1.0.2/24", "dev", "c0"]);
+    ip(&["-n", &client, "route", "add", "default", "via", "10.1.0.1"]);
+    ip(&["-n", &server, "addr", "add", "10.2.0.2/24", "dev", "s0"]);
+    ip(&["-n", &server, "route", "add", "default", "via", "10.2.0.1"]);
+
+    // The router namespace's interfaces have no address: Strata is the router there.
+    let links = netns::run_in(&router, || {
+        Ok(vec![PacketLink::open("r0")?, PacketLink::open("r1")?])
+    })
+    .unwrap();
+    let config = NodeConfig {
+        name: "router".into(),
+        nics: vec![nic(&links[0], "10.1.0.1/24"), nic(&links[1], "10.2.0.1/24")],
+        routes: vec![],
+        discards: vec![],
+        forwarding: true,
+        nat: None,
+        dns_server: None,
+        services: vec![],
+        vswitch: None,
+        mux: None,
+        probes: vec![],
+        bgp: None,
+        control: None,
+        seed: 1,
+    };
+    let mut driver = Driver::new(config, links).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            driver.run(&stop).unwrap();
+            driver
+        })
+    };
+
+    let ping = |ns: &str, to: &str| {
+        Command::new("ip")
+            .args([
+                "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", to,
+            ])
+            .output()
+            .unwrap()
+    };
+    // Through the router, both ways: one hop, TTL 64 - 1.
+    let across = ping(&client, "10.2.0.2");
+    let text = String::from_utf8_lossy(&across.stdout);
+    assert!(
+        across.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&across.stderr)
+    );
+    assert!(text.contains("ttl=63"), "{text}");
+    let back = ping(&server, "10.1.0.2");
+    assert!(
+        back.status.success(),
+        "{}",
+        String::from_utf8_lossy(&back.stdout)
+    );
+    // The router answers for itself.
+    let own = ping(&client, "10.1.0.1");
+    let text = String::from_utf8_lossy(&own.stdout);
+    assert!(own.status.success(), "{text}");
+    assert!(text.contains("ttl=64"), "{text}");
+
+    stop.store(true, Ordering::Relaxed);
+    let driver = running.join().unwrap();
+    let c = driver.counters();
+    assert!(c.received >= 12 && c.sent >= 12, "{c:?}");
+    assert_eq!(c.errors, 0, "{c:?}");
+    assert!(driver.node().router().counters().forwarded >= 12);
+}
+
+#[test]
+fn a_driver_needs_an_interface_for_every_link() {
+    let config = NodeConfig {
+        name: "lonely".into(),
+        nics: vec![NicConfig {
+            name: "eth0".into(),
+            mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            addr: "10.9.0.1/24".parse().unwrap(),
+            mtu: 1500,
+            behind_switch: false,
+        }],
+        routes: vec![],
+        discards: vec![],
+        forwarding: false,
+        nat: None,
+        dns_server: None,
+        services: vec![],
+        vswitch: None,
+        mux: None,
+        probes: vec![],
+        bgp: None,
+        control: None,
+        seed: 1,
+    };
+    let e = Driver::new(config, Vec::new()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the node has 1 links, but 0 interfaces were given"
+    );
+}
