@@ -9,6 +9,9 @@ pub struct Batch {
     pub(crate) count: usize,
     /// Frames larger than a slot, dropped.
     pub truncated: u64,
+    /// Frames a sender's kernel left to be segmented (GSO/TSO super-frames), dropped:
+    /// turn segmentation offload off on the interfaces facing Strata.
+    pub offloaded: u64,
 }
 
 impl Batch {
@@ -20,6 +23,7 @@ impl Batch {
             lens: vec![0; frames],
             count: 0,
             truncated: 0,
+            offloaded: 0,
         }
     }
 

@@ -20,6 +20,28 @@ use crate::{Batch, Link};
 /// `ETH_P_ALL` in network byte order: every protocol.
 const ALL: u16 = (libc::ETH_P_ALL as u16).to_be();
 
+/// `PACKET_VNET_HDR` (`<linux/if_packet.h>`): every frame comes and goes behind a
+/// `virtio_net_hdr`, which says whether its checksum is still to be computed.
+const PACKET_VNET_HDR: libc::c_int = 15;
+/// The size of `struct virtio_net_hdr`.
+const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
+const NEEDS_CSUM: u8 = 1;
+
+/// Completes a frame whose L4 checksum a kernel left for the device to compute (a veth
+/// carries its sender's offload): the field holds the pseudo-header's sum, and the
+/// checksum covers everything from `start` on. Returns false if the offsets lie outside
+/// the frame.
+fn finish_checksum(frame: &mut [u8], start: usize, offset: usize) -> bool {
+    let field = start + offset;
+    if field + 2 > frame.len() || start >= frame.len() {
+        return false;
+    }
+    let c = strata_wire::checksum::checksum(&frame[start..]);
+    frame[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
 /// An AF_PACKET socket bound to one interface: frames in and out, in batches.
 #[derive(Debug)]
 pub struct PacketLink {
@@ -85,6 +107,19 @@ impl PacketLink {
         if set < 0 {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: as above.
+        let set = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_VNET_HDR,
+                (&raw const one).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        if set < 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(PacketLink {
             fd,
             ifindex: ifindex as i32,
@@ -143,17 +178,21 @@ impl Link for PacketLink {
     fn send(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
         let mut sent = 0;
         for chunk in frames.chunks(MAX_BATCH) {
+            // Our frames are whole: an all-zero virtio_net_hdr says so.
+            let header = [0u8; VNET_HDR_LEN];
             // SAFETY (both): iovec and mmsghdr are plain data; zeroed is a valid value.
-            let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+            let mut iovs: [[libc::iovec; 2]; MAX_BATCH] = unsafe { std::mem::zeroed() };
             let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
             for (i, frame) in chunk.iter().enumerate() {
-                iovs[i].iov_base = frame.as_ptr().cast_mut().cast();
-                iovs[i].iov_len = frame.len();
-                msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
-                msgs[i].msg_hdr.msg_iovlen = 1;
+                iovs[i][0].iov_base = header.as_ptr().cast_mut().cast();
+                iovs[i][0].iov_len = VNET_HDR_LEN;
+                iovs[i][1].iov_base = frame.as_ptr().cast_mut().cast();
+                iovs[i][1].iov_len = frame.len();
+                msgs[i].msg_hdr.msg_iov = iovs[i].as_mut_ptr();
+                msgs[i].msg_hdr.msg_iovlen = 2;
             }
-            // SAFETY: every header points at one iovec over a live frame, which the
-            // kernel only reads; the count is the chunk's length.
+            // SAFETY: every message points at two iovecs over the live header and frame,
+            // which the kernel only reads; the count is the chunk's length.
             let n = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
@@ -212,20 +251,33 @@ impl Link for PacketLink {
                 Err(e)
             };
         }
-        // Keep the whole frames; a frame cut short by its slot is dropped and counted.
+        // Keep the whole frames, their checksums completed; a frame cut short by its
+        // slot, or a segmentation offload's super-frame, is dropped and counted.
         let mut kept = 0;
         for (i, msg) in msgs.iter().take(n as usize).enumerate() {
-            if msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            let len = msg.msg_len as usize;
+            if msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len < VNET_HDR_LEN {
                 batch.truncated += 1;
                 continue;
             }
-            let len = msg.msg_len as usize;
-            if kept != i {
-                batch
-                    .data
-                    .copy_within(i * slot..i * slot + len, kept * slot);
+            let at = i * slot;
+            let header = &batch.data[at..at + VNET_HDR_LEN];
+            let (flags, gso_type) = (header[0], header[1]);
+            let start = usize::from(u16::from_le_bytes([header[6], header[7]]));
+            let offset = usize::from(u16::from_le_bytes([header[8], header[9]]));
+            if gso_type != 0 {
+                batch.offloaded += 1;
+                continue;
             }
-            batch.lens[kept] = len;
+            let frame = &mut batch.data[at + VNET_HDR_LEN..at + len];
+            if flags & NEEDS_CSUM != 0 && !finish_checksum(frame, start, offset) {
+                batch.truncated += 1;
+                continue;
+            }
+            batch
+                .data
+                .copy_within(at + VNET_HDR_LEN..at + len, kept * slot);
+            batch.lens[kept] = len - VNET_HDR_LEN;
             kept += 1;
         }
         batch.count = kept;

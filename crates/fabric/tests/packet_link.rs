@@ -214,3 +214,69 @@ fn opening_a_missing_interface_or_namespace_says_which() {
         "{e}"
     );
 }
+
+/// A kernel on the other end of a veth leaves its TCP and UDP checksums to the "device"
+/// (the veth carries the offload): the link completes them, so what it hands on checks.
+#[test]
+fn checksums_a_kernel_left_to_the_device_are_completed() {
+    let Some(pair) = Pair::new("csum") else {
+        return;
+    };
+    let mut link = netns::run_in(&pair.a, || PacketLink::open("va")).unwrap();
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ip(&[
+        "-n",
+        &pair.b,
+        "neigh",
+        "add",
+        "10.77.0.1",
+        "lladdr",
+        "02:00:00:00:00:01",
+        "dev",
+        "vb",
+    ]);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &pair.b, "python3", "-c"])
+        .arg("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x' * 300, ('10.77.0.1', 9))")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut checked = false;
+    assert!(
+        receive_until(&mut link, |f| {
+            let Ok(eth) = EthernetFrame::new_checked(f) else {
+                return false;
+            };
+            let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+                return false;
+            };
+            if ip.next_header() != strata_wire::IpProtocol::Udp {
+                return false;
+            }
+            // The one's complement sum over the pseudo-header and the datagram, checksum
+            // included, is all ones when the checksum is right (RFC 768, RFC 1071).
+            let udp = ip.payload();
+            let mut all = Vec::new();
+            all.extend_from_slice(&ip.src_addr().octets());
+            all.extend_from_slice(&ip.dst_addr().octets());
+            all.extend_from_slice(&[0, 17]);
+            all.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+            all.extend_from_slice(udp);
+            checked = strata_wire::checksum::checksum(&all) == 0;
+            true
+        }),
+        "the datagram arrived"
+    );
+    assert!(checked, "its UDP checksum is whole");
+}
