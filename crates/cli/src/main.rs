@@ -66,6 +66,14 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Strata's router (forwarding, static routes, NAT) as a process on the interfaces
+    /// of a network namespace, from a configuration file: netns, name,
+    /// [[interface]] name/address/mtu, [[route]] prefix/via or type = reject|blackhole,
+    /// [nat] external, [[nat.forward]] protocol/port/to. SIGINT or SIGTERM stops it.
+    Router {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// The controller's client: get, apply, delete, wait.
     Ctl {
         #[command(flatten)]
@@ -600,6 +608,28 @@ fn run(
     Ok(results.iter().all(|r| r.passed))
 }
 
+/// `strata router`: until SIGINT or SIGTERM.
+fn router(config: &std::path::Path) -> anyhow::Result<bool> {
+    let file = strata_runtime::router::load(config).map_err(anyhow::Error::msg)?;
+    let stop = strata_runtime::signals::stop_on_term();
+    let mut driver = strata_runtime::router::driver(&file).map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        name = file.name,
+        netns = file.netns.as_deref().unwrap_or("(this one)"),
+        interfaces = file.interface.len(),
+        "routing"
+    );
+    driver.run(stop)?;
+    let c = driver.counters();
+    tracing::info!(
+        received = c.received,
+        sent = c.sent,
+        forwarded = driver.node().router().counters().forwarded,
+        "stopped"
+    );
+    Ok(true)
+}
+
 /// The manual: the main page to stdout, or every command's page into `dir`.
 fn man(dir: Option<&std::path::Path>) -> anyhow::Result<bool> {
     let command = <Cli as clap::CommandFactory>::command();
@@ -770,6 +800,7 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Command::Man { dir } => man(dir.as_deref()),
+        Command::Router { config } => router(&config),
         Command::Lab(LabCommand::Up {
             file,
             listen,

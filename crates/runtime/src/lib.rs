@@ -13,6 +13,9 @@
 
 #![allow(unsafe_code)]
 
+pub mod router;
+pub mod signals;
+
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
