@@ -74,6 +74,14 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// An SLB Mux as a process on the interfaces of a network namespace: the file says
+    /// where it is (netns, name, [[interface]], provider, [[route]], asn) and who
+    /// configures it (controller, token or token_file); its BGP peers and its VIPs
+    /// come from the network controller. SIGINT or SIGTERM stops it.
+    Mux {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// The controller's client: get, apply, delete, wait.
     Ctl {
         #[command(flatten)]
@@ -630,6 +638,26 @@ fn router(config: &std::path::Path) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// `strata mux`: until SIGINT or SIGTERM.
+fn mux(config: &std::path::Path) -> anyhow::Result<bool> {
+    let file = strata_runtime::mux::load(config).map_err(anyhow::Error::msg)?;
+    let stop = strata_runtime::signals::stop_on_term();
+    let mut driver = strata_runtime::mux::driver(&file).map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        name = file.name,
+        controller = %file.controller,
+        "Mux up; its configuration comes from the controller"
+    );
+    driver.run(stop)?;
+    let node = driver.node();
+    tracing::info!(
+        vips = node.mux().map_or(0, |m| m.vips().len()),
+        encapsulated = node.mux().map_or(0, |m| m.counters().encapsulated),
+        "stopped"
+    );
+    Ok(true)
+}
+
 /// The manual: the main page to stdout, or every command's page into `dir`.
 fn man(dir: Option<&std::path::Path>) -> anyhow::Result<bool> {
     let command = <Cli as clap::CommandFactory>::command();
@@ -801,6 +829,7 @@ fn main() -> ExitCode {
         }
         Command::Man { dir } => man(dir.as_deref()),
         Command::Router { config } => router(&config),
+        Command::Mux { config } => mux(&config),
         Command::Lab(LabCommand::Up {
             file,
             listen,

@@ -94,25 +94,7 @@ pub fn load(path: &Path) -> Result<RouterFile, String> {
             path.display()
         ));
     }
-    for r in &file.route {
-        match (&r.via, r.kind.as_deref()) {
-            (Some(_), None) | (None, Some("reject" | "blackhole")) => {}
-            (None, Some(other)) => {
-                return Err(format!(
-                    "{}: route {}: type {other:?}: expected \"reject\" or \"blackhole\"",
-                    path.display(),
-                    r.prefix
-                ));
-            }
-            _ => {
-                return Err(format!(
-                    "{}: route {}: give either via or type",
-                    path.display(),
-                    r.prefix
-                ));
-            }
-        }
-    }
+    check_routes(path, &file.route)?;
     if let Some(nat) = &file.nat {
         if !file.interface.iter().any(|i| i.name == nat.external) {
             return Err(format!(
@@ -141,34 +123,8 @@ pub fn driver(file: &RouterFile) -> Result<crate::Driver, String> {
     if let Some(ns) = &file.netns {
         netns::enter(ns).map_err(|e| e.to_string())?;
     }
-    let mut links = Vec::new();
-    let mut nics = Vec::new();
-    for i in &file.interface {
-        let link = PacketLink::open(&i.name).map_err(|e| format!("{}: {e}", i.name))?;
-        let mac = link.mac().map_err(|e| format!("{}: {e}", i.name))?;
-        nics.push(NicConfig {
-            name: i.name.clone(),
-            mac: strata_wire::EthernetAddress(mac),
-            addr: i.address,
-            mtu: i.mtu,
-            behind_switch: false,
-        });
-        links.push(link);
-    }
-    let routes = file
-        .route
-        .iter()
-        .filter_map(|r| Some((r.prefix, r.via?)))
-        .collect();
-    let discards = file
-        .route
-        .iter()
-        .filter_map(|r| match r.kind.as_deref() {
-            Some("reject") => Some((r.prefix, RouteKind::Reject)),
-            Some("blackhole") => Some((r.prefix, RouteKind::Blackhole)),
-            _ => None,
-        })
-        .collect();
+    let (links, nics) = open_interfaces(&file.interface)?;
+    let (routes, discards) = routes(&file.route);
     let nat = file.nat.as_ref().map(|n| {
         let external_nic = file
             .interface
@@ -207,4 +163,72 @@ pub fn driver(file: &RouterFile) -> Result<crate::Driver, String> {
         seed: u64::from(std::process::id()),
     };
     crate::Driver::new(config, links).map_err(|e| e.to_string())
+}
+
+/// Opens each interface (in the calling thread's namespace) and describes it as a NIC
+/// with its own MAC.
+pub(crate) fn open_interfaces(
+    interfaces: &[InterfaceDef],
+) -> Result<(Vec<PacketLink>, Vec<NicConfig>), String> {
+    let mut links = Vec::new();
+    let mut nics = Vec::new();
+    for i in interfaces {
+        let link = PacketLink::open(&i.name).map_err(|e| format!("{}: {e}", i.name))?;
+        let mac = link.mac().map_err(|e| format!("{}: {e}", i.name))?;
+        nics.push(NicConfig {
+            name: i.name.clone(),
+            mac: strata_wire::EthernetAddress(mac),
+            addr: i.address,
+            mtu: i.mtu,
+            behind_switch: false,
+        });
+        links.push(link);
+    }
+    Ok((links, nics))
+}
+
+/// Static routes: those with a next hop, and those that discard.
+pub(crate) type Routes = (
+    Vec<(ipnet::Ipv4Net, Ipv4Addr)>,
+    Vec<(ipnet::Ipv4Net, RouteKind)>,
+);
+
+pub(crate) fn routes(defs: &[RouteDef]) -> Routes {
+    let via = defs
+        .iter()
+        .filter_map(|r| Some((r.prefix, r.via?)))
+        .collect();
+    let discards = defs
+        .iter()
+        .filter_map(|r| match r.kind.as_deref() {
+            Some("reject") => Some((r.prefix, RouteKind::Reject)),
+            Some("blackhole") => Some((r.prefix, RouteKind::Blackhole)),
+            _ => None,
+        })
+        .collect();
+    (via, discards)
+}
+
+/// Checks routes as [`load`] does.
+pub(crate) fn check_routes(path: &Path, defs: &[RouteDef]) -> Result<(), String> {
+    for r in defs {
+        match (&r.via, r.kind.as_deref()) {
+            (Some(_), None) | (None, Some("reject" | "blackhole")) => {}
+            (None, Some(other)) => {
+                return Err(format!(
+                    "{}: route {}: type {other:?}: expected \"reject\" or \"blackhole\"",
+                    path.display(),
+                    r.prefix
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "{}: route {}: give either via or type",
+                    path.display(),
+                    r.prefix
+                ));
+            }
+        }
+    }
+    Ok(())
 }

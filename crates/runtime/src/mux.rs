@@ -1,0 +1,134 @@
+//! `strata mux`: an SLB Mux as a process on the interfaces of one network namespace. The
+//! file says where it is (namespace, interfaces, which one holds the provider address,
+//! routes) and who configures it; everything else (its BGP peers, the VIPs and their
+//! DIPs) comes from the network controller over the southbound protocol, as in the
+//! system being reproduced.
+//!
+//! ```toml
+//! netns = "strata-MuxVM"
+//! name = "MuxVM"                     # its loadBalancerMuxes resourceId
+//! controller = "192.168.100.10:8081" # the controller's southbound address
+//! token = "…"                        # its node token (`strata ctl node-token MuxVM`)
+//! provider = "eth1"                  # the interface with the provider address (PA)
+//! asn = 64501                        # the speaker's AS (the controller names the peers)
+//! [[interface]]
+//! name = "eth0"
+//! address = "192.168.100.20/24"
+//! [[interface]]
+//! name = "eth1"
+//! address = "192.168.233.20/24"
+//! [[route]]
+//! prefix = "0.0.0.0/0"
+//! via = "192.168.100.1"
+//! ```
+
+use std::net::SocketAddrV4;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use strata_fabric::linux::netns;
+use strata_node::apps::bgp::BgpConfig;
+use strata_node::slb::mux::MuxConfig;
+use strata_node::{ControlConfig, MuxRole, NodeConfig};
+
+use crate::router::{InterfaceDef, RouteDef, check_routes, open_interfaces, routes};
+
+/// The configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MuxFile {
+    #[serde(default)]
+    pub netns: Option<String>,
+    pub name: String,
+    pub controller: SocketAddrV4,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    pub provider: String,
+    pub asn: u32,
+    pub interface: Vec<InterfaceDef>,
+    #[serde(default)]
+    pub route: Vec<RouteDef>,
+}
+
+impl MuxFile {
+    /// The node token, from the file or the file it names.
+    fn token(&self) -> Result<String, String> {
+        match (&self.token, &self.token_file) {
+            (Some(t), _) => Ok(t.trim().to_string()),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| format!("token_file {}: {e}", f.display())),
+            (None, None) => Err("give token or token_file".into()),
+        }
+    }
+}
+
+/// Reads and checks a configuration file.
+pub fn load(path: &Path) -> Result<MuxFile, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: MuxFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !file.interface.iter().any(|i| i.name == file.provider) {
+        return Err(format!(
+            "{}: provider {:?} is none of the interfaces",
+            path.display(),
+            file.provider
+        ));
+    }
+    if file.asn == 0 {
+        return Err(format!("{}: AS 0 is reserved", path.display()));
+    }
+    file.token()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    check_routes(path, &file.route)?;
+    Ok(file)
+}
+
+/// Enters the file's namespace (on the calling thread), opens its interfaces, and
+/// builds the driver: a Mux with no VIP yet and a speaker with no peer yet, and the
+/// agent that will get both from the controller.
+pub fn driver(file: &MuxFile) -> Result<crate::Driver, String> {
+    if let Some(ns) = &file.netns {
+        netns::enter(ns).map_err(|e| e.to_string())?;
+    }
+    let (links, nics) = open_interfaces(&file.interface)?;
+    let provider = file
+        .interface
+        .iter()
+        .position(|i| i.name == file.provider)
+        .ok_or("no provider interface")?;
+    let (routes, discards) = routes(&file.route);
+    let pa = nics[provider].addr.addr();
+    let config = NodeConfig {
+        name: file.name.clone(),
+        mux: Some(MuxRole {
+            config: MuxConfig::new(pa, nics[provider].mac),
+            vips: Vec::new(),
+        }),
+        bgp: Some(BgpConfig {
+            asn: file.asn,
+            router_id: nics[0].addr.addr(),
+            neighbors: Vec::new(),
+            networks: Vec::new(),
+            announce_vips: true,
+            install_routes: false,
+        }),
+        control: Some(ControlConfig::Agent {
+            controller: file.controller,
+            token: file.token()?,
+            timers: strata_southbound::Timers::default(),
+        }),
+        nics,
+        routes,
+        discards,
+        forwarding: true,
+        nat: None,
+        dns_server: None,
+        services: Vec::new(),
+        vswitch: None,
+        probes: Vec::new(),
+        seed: u64::from(std::process::id()),
+    };
+    crate::Driver::new(config, links).map_err(|e| e.to_string())
+}
