@@ -7,54 +7,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-struct Cleanup {
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-    dir: PathBuf,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn root() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
-        assert!(
-            std::env::var_os("STRATA_REQUIRE_NETNS").is_none(),
-            "network namespaces are required (STRATA_REQUIRE_NETNS) but this is not root"
-        );
-        eprintln!("skipped: not root");
-    }
-    root
-}
+use strata_testkit::netns::{Scene, allowed as netns_allowed, run};
 
 /// `strata ctl` inside the controller's namespace.
 fn ctl(ns: &str, data: &Path, args: &[&str]) -> Output {
@@ -77,26 +34,16 @@ fn mux_resource(peers: &str) -> String {
 
 #[test]
 fn a_mux_process_is_configured_by_the_controller_over_real_tcp() {
-    if !root() {
+    if !netns_allowed() {
         return;
     }
     let id = std::process::id();
-    let (nc, mux, prov) = (
-        format!("strata-test-{id}-nc"),
-        format!("strata-test-{id}-mux"),
-        format!("strata-test-{id}-pa"),
-    );
-    for ns in [&nc, &mux, &prov] {
-        run("ip", &["netns", "add", ns]);
-    }
+    let (mut cleanup, names) = Scene::new(&["nc", "mux", "pa"]);
+    let (nc, mux, prov) = (names[0].clone(), names[1].clone(), names[2].clone());
     let dir = std::env::temp_dir().join(format!("strata-mux-process-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.join("controller");
-    let mut cleanup = Cleanup {
-        namespaces: vec![nc.clone(), mux.clone(), prov.clone()],
-        children: Vec::new(),
-        dir: dir.clone(),
-    };
+    cleanup.dir = Some(dir.clone());
     let ip = |args: &[&str]| run("ip", args);
     ip(&[
         "-n", &nc, "link", "add", "n0", "type", "veth", "peer", "name", "eth0", "netns", &mux,

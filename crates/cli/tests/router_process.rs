@@ -9,50 +9,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Cleanup {
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn root() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
-        assert!(
-            std::env::var_os("STRATA_REQUIRE_NETNS").is_none(),
-            "network namespaces are required (STRATA_REQUIRE_NETNS) but this is not root"
-        );
-        eprintln!("skipped: not root");
-    }
-    root
-}
+use strata_testkit::netns::{Scene, allowed as netns_allowed, run};
 
 /// Runs `curl` in `ns` until it answers (the server may take a moment to listen).
 fn fetch(ns: &str, url: &str) -> String {
@@ -93,26 +50,16 @@ fn http_server(ns: &str, bind: &str, dir: &std::path::Path) -> Child {
 
 #[test]
 fn a_strata_router_process_routes_and_nats_between_kernel_namespaces() {
-    if !root() {
+    if !netns_allowed() {
         return;
     }
     let id = std::process::id();
-    let (inside, nat, world) = (
-        format!("strata-test-{id}-in"),
-        format!("strata-test-{id}-nat"),
-        format!("strata-test-{id}-out"),
-    );
-    for ns in [&inside, &nat, &world] {
-        run("ip", &["netns", "add", ns]);
-    }
+    let (mut cleanup, names) = Scene::new(&["in", "nat", "out"]);
+    let (inside, nat, world) = (names[0].clone(), names[1].clone(), names[2].clone());
     let dir = std::env::temp_dir().join(format!("strata-router-process-{id}"));
     std::fs::create_dir_all(dir.join("in")).unwrap();
     std::fs::create_dir_all(dir.join("out")).unwrap();
-    let mut cleanup = Cleanup {
-        namespaces: vec![inside.clone(), nat.clone(), world.clone()],
-        children: Vec::new(),
-        dir: dir.clone(),
-    };
+    cleanup.dir = Some(dir.clone());
     let ip = |args: &[&str]| run("ip", args);
     ip(&[
         "-n", &inside, "link", "add", "i0", "type", "veth", "peer", "name", "eth0", "netns", &nat,

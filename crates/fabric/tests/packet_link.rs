@@ -11,47 +11,33 @@ use std::time::{Duration, Instant};
 
 use strata_fabric::linux::{PacketLink, netns};
 use strata_fabric::{Batch, Link};
+use strata_testkit::netns::{Scene, allowed as netns_allowed, run};
 use strata_wire::{ArpPacket, EthernetFrame, Icmpv4Packet, Ipv4Packet};
 
 const OURS: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
 /// Two namespaces joined by a veth pair; the second side has 10.77.0.2/24, ours no
-/// address at all (our frames are built by hand).
+/// address at all (our frames are built by hand). Removed when dropped.
 struct Pair {
     a: String,
     b: String,
+    _scene: Scene,
 }
 
 impl Pair {
     fn new(tag: &str) -> Option<Pair> {
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if !root {
-            assert!(
-                std::env::var_os("STRATA_REQUIRE_NETNS").is_none(),
-                "network namespaces are required (STRATA_REQUIRE_NETNS) but this is not root"
-            );
-            eprintln!("skipped: not root");
+        if !netns_allowed() {
             return None;
         }
-        let id = std::process::id();
+        let (scene, names) = Scene::new(&[&format!("{tag}-a"), &format!("{tag}-b")]);
         let pair = Pair {
-            a: format!("strata-test-{id}-{tag}-a"),
-            b: format!("strata-test-{id}-{tag}-b"),
+            a: names[0].clone(),
+            b: names[1].clone(),
+            _scene: scene,
         };
         let ip = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            run("ip", args);
         };
-        ip(&["netns", "add", &pair.a]);
-        ip(&["netns", "add", &pair.b]);
         ip(&[
             "-n", &pair.a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns",
             &pair.b,
@@ -60,14 +46,6 @@ impl Pair {
         ip(&["-n", &pair.a, "link", "set", "va", "up"]);
         ip(&["-n", &pair.b, "link", "set", "vb", "up"]);
         Some(pair)
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
     }
 }
 

@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,50 +18,8 @@ use strata_node::slb::hash::Distribution;
 use strata_node::slb::mux::{Dip, MuxConfig, VipConfig, VipKey};
 use strata_node::{MuxRole, NicConfig, NodeConfig};
 use strata_runtime::Driver;
+use strata_testkit::netns::{Scene, allowed as netns_allowed, run};
 use strata_wire::EthernetAddress;
-
-struct Cleanup {
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn root() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
-        assert!(
-            std::env::var_os("STRATA_REQUIRE_NETNS").is_none(),
-            "network namespaces are required (STRATA_REQUIRE_NETNS) but this is not root"
-        );
-        eprintln!("skipped: not root");
-    }
-    root
-}
 
 fn nic(link: &PacketLink, addr: &str) -> NicConfig {
     NicConfig {
@@ -90,23 +48,17 @@ fn mac_of(ns: &str, dev: &str) -> EthernetAddress {
 
 #[test]
 fn a_kernel_vxlan_host_serves_the_vip_the_mux_sends_it() {
-    if !root() {
+    if !netns_allowed() {
         return;
     }
     let id = std::process::id();
+    let (mut cleanup, names) = Scene::new(&["vc", "vm", "vh", "vd"]);
     let (client, mux, host, vm) = (
-        format!("strata-test-{id}-vc"),
-        format!("strata-test-{id}-vm"),
-        format!("strata-test-{id}-vh"),
-        format!("strata-test-{id}-vd"),
+        names[0].clone(),
+        names[1].clone(),
+        names[2].clone(),
+        names[3].clone(),
     );
-    for ns in [&client, &mux, &host, &vm] {
-        run("ip", &["netns", "add", ns]);
-    }
-    let mut cleanup = Cleanup {
-        namespaces: vec![client.clone(), mux.clone(), host.clone(), vm.clone()],
-        children: Vec::new(),
-    };
     let ip = |args: &[&str]| run("ip", args);
     ip(&[
         "-n", &client, "link", "add", "c0", "type", "veth", "peer", "name", "m0", "netns", &mux,
@@ -191,6 +143,7 @@ fn a_kernel_vxlan_host_serves_the_vip_the_mux_sends_it() {
     }
     let dir = std::env::temp_dir().join(format!("strata-vxlan-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
+    cleanup.dir = Some(dir.clone());
     let rules = dir.join("slb.nft");
     std::fs::write(
         &rules,
@@ -312,5 +265,4 @@ fn a_kernel_vxlan_host_serves_the_vip_the_mux_sends_it() {
     assert!(mux.counters().encapsulated >= 3, "{:?}", mux.counters());
     // The replies came back as plain routed packets, not through the Mux.
     assert!(driver.node().router().counters().forwarded >= 2);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,42 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use strata_fabric::linux::{PacketLink, netns};
 use strata_node::{NicConfig, NodeConfig};
 use strata_runtime::Driver;
+use strata_testkit::netns::{Scene, allowed as netns_allowed, run};
 use strata_wire::EthernetAddress;
-
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-fn root() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
-        assert!(
-            std::env::var_os("STRATA_REQUIRE_NETNS").is_none(),
-            "network namespaces are required (STRATA_REQUIRE_NETNS) but this is not root"
-        );
-        eprintln!("skipped: not root");
-    }
-    root
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn nic(link: &PacketLink, addr: &str) -> NicConfig {
     NicConfig {
@@ -62,19 +28,14 @@ fn nic(link: &PacketLink, addr: &str) -> NicConfig {
 
 #[test]
 fn the_kernels_ping_crosses_a_strata_router() {
-    if !root() {
+    if !netns_allowed() {
         return;
     }
-    let id = std::process::id();
-    let (client, router, server) = (
-        format!("strata-test-{id}-client"),
-        format!("strata-test-{id}-router"),
-        format!("strata-test-{id}-server"),
-    );
-    for ns in [&client, &router, &server] {
-        ip(&["netns", "add", ns]);
-    }
-    let _cleanup = Namespaces(vec![client.clone(), router.clone(), server.clone()]);
+    let (_scene, names) = Scene::new(&["client", "router", "server"]);
+    let (client, router, server) = (names[0].clone(), names[1].clone(), names[2].clone());
+    let ip = |args: &[&str]| {
+        run("ip", args);
+    };
     ip(&[
         "-n", &client, "link", "add", "c0", "type", "veth", "peer", "name", "r0", "netns", &router,
     ]);

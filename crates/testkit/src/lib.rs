@@ -120,3 +120,103 @@ pub fn assert_promtool_accepts(text: &str) {
         );
     }
 }
+
+/// Network namespaces a test builds: made here, removed (with the processes the test
+/// started) however the test ends.
+pub mod netns {
+    use std::path::PathBuf;
+    use std::process::{Child, Command};
+
+    /// Whether this test may build namespaces: root. Without root the test is skipped,
+    /// unless `STRATA_REQUIRE_NETNS` says it must run (the test script sets it as root).
+    pub fn allowed() -> bool {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if !root {
+            assert!(
+                std::env::var_os("STRATA_REQUIRE_NETNS").is_none(),
+                "network namespaces are required (STRATA_REQUIRE_NETNS) but this is not root"
+            );
+            eprintln!("skipped: not root");
+        }
+        root
+    }
+
+    /// Runs a command that must succeed; its standard output.
+    pub fn run(program: &str, args: &[&str]) -> String {
+        let out = Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Namespaces named `strata-test-<pid>-<name>`, with the processes and the
+    /// directory a test adds; all removed when it is dropped.
+    #[derive(Debug, Default)]
+    pub struct Scene {
+        pub namespaces: Vec<String>,
+        pub children: Vec<Child>,
+        pub dir: Option<PathBuf>,
+    }
+
+    impl Scene {
+        /// Makes the namespaces `names` (each prefixed); returns their full names.
+        /// First removes those a killed test left (its process is gone, so its `Drop`
+        /// never ran).
+        pub fn new(names: &[&str]) -> (Scene, Vec<String>) {
+            sweep();
+            let id = std::process::id();
+            let full: Vec<String> = names
+                .iter()
+                .map(|n| format!("strata-test-{id}-{n}"))
+                .collect();
+            let mut scene = Scene::default();
+            for ns in &full {
+                run("ip", &["netns", "add", ns]);
+                scene.namespaces.push(ns.clone());
+            }
+            (scene, full)
+        }
+    }
+
+    /// Removes every `strata-test-<pid>-…` namespace whose process is gone.
+    pub fn sweep() {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            let Some(rest) = name.strip_prefix("strata-test-") else {
+                continue;
+            };
+            let pid = rest.split('-').next().unwrap_or("");
+            if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
+                let _ = Command::new("ip").args(["netns", "del", name]).output();
+            }
+        }
+    }
+
+    impl Drop for Scene {
+        fn drop(&mut self) {
+            for c in &mut self.children {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            for ns in &self.namespaces {
+                let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            }
+            if let Some(dir) = &self.dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
