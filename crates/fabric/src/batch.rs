@@ -50,3 +50,29 @@ impl Batch {
         (0..self.count).filter_map(|i| self.get(i))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Batch;
+
+    #[test]
+    fn a_batch_hands_out_only_what_it_holds() {
+        let mut b = Batch::new(3, 8);
+        assert_eq!(b.capacity(), 3);
+        assert!(b.is_empty());
+        assert_eq!(b.len(), 0);
+        assert_eq!(b.get(0), None);
+        // Two frames received: 3 bytes in slot 0, 8 (a full slot) in slot 1.
+        b.data[..3].copy_from_slice(&[1, 2, 3]);
+        b.data[8..16].copy_from_slice(&[9; 8]);
+        b.lens[0] = 3;
+        b.lens[1] = 8;
+        b.count = 2;
+        assert!(!b.is_empty());
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.get(0), Some(&[1, 2, 3][..]));
+        assert_eq!(b.get(1), Some(&[9; 8][..]));
+        assert_eq!(b.get(2), None, "slot 2 holds nothing received");
+        assert_eq!(b.iter().count(), 2);
+    }
+}

@@ -325,3 +325,72 @@ pub mod netns {
             .map_err(|_| io::Error::other("the namespace's thread panicked"))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::finish_checksum;
+
+    /// An Ethernet frame with a UDP datagram whose checksum field holds only the
+    /// pseudo-header's sum, as a kernel leaves it for the device.
+    fn partial() -> (Vec<u8>, usize) {
+        let mut f = vec![0u8; 14];
+        f[12] = 0x08;
+        let payload = b"strata";
+        let udp_len = 8 + payload.len();
+        let mut ip = vec![
+            0x45,
+            0,
+            0,
+            (20 + udp_len) as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ];
+        ip.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend_from_slice(&ip);
+        let pseudo = [10, 0, 0, 1, 10, 0, 0, 2, 0, 17, 0, udp_len as u8];
+        let start = f.len();
+        let mut udp = vec![0x30, 0x39, 0, 53, 0, udp_len as u8, 0, 0];
+        udp.extend_from_slice(payload);
+        // The sum of the pseudo-header, folded but not complemented.
+        let sum = !strata_wire::checksum::checksum(&pseudo);
+        udp[6..8].copy_from_slice(&sum.to_be_bytes());
+        f.extend_from_slice(&udp);
+        (f, start)
+    }
+
+    #[test]
+    fn a_partial_checksum_is_completed_over_the_rest_of_the_frame() {
+        let (mut f, start) = partial();
+        assert!(finish_checksum(&mut f, start, 6));
+        // Verify as a receiver would: pseudo-header and datagram sum to all ones.
+        let udp = &f[start..];
+        let mut all = vec![10, 0, 0, 1, 10, 0, 0, 2, 0, 17, 0, udp.len() as u8];
+        all.extend_from_slice(udp);
+        assert_eq!(strata_wire::checksum::checksum(&all), 0);
+    }
+
+    #[test]
+    fn offsets_outside_the_frame_are_refused_untouched() {
+        let (f, start) = partial();
+        let len = f.len();
+        for (s, o) in [
+            (start, len - start - 1),
+            (len, 0),
+            (len + 5, 0),
+            (start, 100),
+        ] {
+            let mut g = f.clone();
+            assert!(!finish_checksum(&mut g, s, o), "start {s} offset {o}");
+            assert_eq!(g, f);
+        }
+        // The last two bytes of the frame may be the field.
+        let mut g = f.clone();
+        assert!(finish_checksum(&mut g, start, len - start - 2));
+    }
+}

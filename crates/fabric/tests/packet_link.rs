@@ -101,7 +101,20 @@ fn the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back() {
     };
     let mut link = netns::run_in(&pair.a, || PacketLink::open("va")).unwrap();
     assert_eq!(link.name(), "va");
-    assert!(link.ifindex() > 0);
+    // The interface as the kernel numbers and addresses it.
+    let shown = run("ip", &["-n", &pair.a, "-o", "link", "show", "va"]);
+    let index: i32 = shown.split(':').next().unwrap().trim().parse().unwrap();
+    assert_eq!(link.ifindex(), index);
+    let mac = shown
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap();
+    let mac: Vec<u8> = mac
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    assert_eq!(link.mac().unwrap().to_vec(), mac);
 
     // ARP: the kernel in the other namespace says where 10.77.0.2 is.
     assert_eq!(link.send(&[&arp_request()]).unwrap(), 1);
