@@ -31,7 +31,7 @@ use strata_node::apps::bgp::BgpConfig;
 use strata_node::slb::mux::MuxConfig;
 use strata_node::{ControlConfig, MuxRole, NodeConfig};
 
-use crate::router::{InterfaceDef, RouteDef, check_routes, open_interfaces, routes};
+use crate::router::{InterfaceDef, RouteDef, check_routes, open_interfaces, split_routes};
 
 /// The configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -98,7 +98,7 @@ pub fn driver(file: &MuxFile) -> Result<crate::Driver, String> {
         .iter()
         .position(|i| i.name == file.provider)
         .ok_or("no provider interface")?;
-    let (routes, discards) = routes(&file.route);
+    let (routes, discards) = split_routes(&file.route);
     let pa = nics[provider].addr.addr();
     let config = NodeConfig {
         name: file.name.clone(),

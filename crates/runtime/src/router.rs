@@ -124,7 +124,7 @@ pub fn driver(file: &RouterFile) -> Result<crate::Driver, String> {
         netns::enter(ns).map_err(|e| e.to_string())?;
     }
     let (links, nics) = open_interfaces(&file.interface)?;
-    let (routes, discards) = routes(&file.route);
+    let (routes, discards) = split_routes(&file.route);
     let nat = file.nat.as_ref().map(|n| {
         let external_nic = file
             .interface
@@ -188,12 +188,13 @@ pub(crate) fn open_interfaces(
 }
 
 /// Static routes: those with a next hop, and those that discard.
-pub(crate) type Routes = (
+pub type Routes = (
     Vec<(ipnet::Ipv4Net, Ipv4Addr)>,
     Vec<(ipnet::Ipv4Net, RouteKind)>,
 );
 
-pub(crate) fn routes(defs: &[RouteDef]) -> Routes {
+/// Splits routes into those with a next hop and those that discard.
+pub fn split_routes(defs: &[RouteDef]) -> Routes {
     let via = defs
         .iter()
         .filter_map(|r| Some((r.prefix, r.via?)))

@@ -1,0 +1,151 @@
+//! The role processes' configuration files: what they take, and the rule a refused one
+//! broke, with the file's name.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+fn file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("strata-runtime-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const INTERFACES: &str = "[[interface]]\nname = \"eth0\"\naddress = \"10.0.0.1/24\"\n\
+                          [[interface]]\nname = \"eth1\"\naddress = \"10.1.0.1/24\"\nmtu = 9000\n";
+
+#[test]
+fn a_router_file_is_read_with_its_defaults() {
+    let path = file(
+        "router.toml",
+        &format!(
+            "{INTERFACES}[[route]]\nprefix = \"0.0.0.0/0\"\nvia = \"10.0.0.254\"\n\
+             [[route]]\nprefix = \"10.9.0.0/16\"\ntype = \"reject\"\n\
+             [[route]]\nprefix = \"10.8.0.0/16\"\ntype = \"blackhole\"\n"
+        ),
+    );
+    let f = strata_runtime::router::load(&path).unwrap();
+    assert_eq!(f.name, "router");
+    assert_eq!(f.netns, None);
+    assert_eq!(f.interface[0].mtu, 1500, "the default MTU");
+    assert_eq!(f.interface[1].mtu, 9000);
+    let (via, discards) = strata_runtime::router::split_routes(&f.route);
+    assert_eq!(
+        via,
+        [("0.0.0.0/0".parse().unwrap(), "10.0.0.254".parse().unwrap())]
+    );
+    assert_eq!(
+        discards,
+        [
+            (
+                "10.9.0.0/16".parse().unwrap(),
+                strata_node::router::RouteKind::Reject
+            ),
+            (
+                "10.8.0.0/16".parse().unwrap(),
+                strata_node::router::RouteKind::Blackhole
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_router_file_that_breaks_a_rule_says_which() {
+    let cases = [
+        ("", "at least one [[interface]]"),
+        (
+            "[[route]]\nprefix = \"10.9.0.0/16\"\ntype = \"drop\"\n",
+            "type \"drop\": expected",
+        ),
+        (
+            "[[route]]\nprefix = \"10.9.0.0/16\"\n",
+            "give either via or type",
+        ),
+        (
+            "[[route]]\nprefix = \"10.9.0.0/16\"\nvia = \"10.0.0.9\"\ntype = \"reject\"\n",
+            "give either via or type",
+        ),
+        (
+            "[nat]\nexternal = \"eth7\"\n",
+            "nat.external \"eth7\" is none of the interfaces",
+        ),
+        (
+            "[nat]\nexternal = \"eth1\"\n[[nat.forward]]\nprotocol = \"sctp\"\nport = 1\nto = \"10.0.0.2:1\"\n",
+            "protocol \"sctp\": expected",
+        ),
+    ];
+    for (extra, want) in cases {
+        let text = if extra.is_empty() {
+            "interface = []\n".to_string()
+        } else {
+            format!("{INTERFACES}{extra}")
+        };
+        let path = file("bad-router.toml", &text);
+        let e = strata_runtime::router::load(&path).unwrap_err();
+        assert!(
+            e.contains("bad-router.toml") && e.contains(want),
+            "{want:?}: {e}"
+        );
+    }
+    // A NAT with a known interface and protocol is taken.
+    let path = file(
+        "nat.toml",
+        &format!(
+            "{INTERFACES}[nat]\nexternal = \"eth1\"\n[[nat.forward]]\nprotocol = \"udp\"\nport = 53\nto = \"10.0.0.2:53\"\n"
+        ),
+    );
+    assert_eq!(
+        strata_runtime::router::load(&path)
+            .unwrap()
+            .nat
+            .unwrap()
+            .forward
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_mux_file_names_its_controller_token_and_provider() {
+    let base =
+        "name = \"MuxVM\"\ncontroller = \"10.0.0.10:8081\"\nprovider = \"eth1\"\nasn = 64501\n";
+    let path = file("mux.toml", &format!("{base}token = \"abc\"\n{INTERFACES}"));
+    let f = strata_runtime::mux::load(&path).unwrap();
+    assert_eq!(f.name, "MuxVM");
+    assert_eq!(f.controller.to_string(), "10.0.0.10:8081");
+    // The token from a file of its own, trimmed.
+    let token = file("token", "  s3cret\n");
+    let path = file(
+        "mux2.toml",
+        &format!("{base}token_file = \"{}\"\n{INTERFACES}", token.display()),
+    );
+    assert!(strata_runtime::mux::load(&path).is_ok());
+    let cases = [
+        (format!("{base}{INTERFACES}"), "give token or token_file"),
+        (
+            format!("{base}token_file = \"/nonexistent/token\"\n{INTERFACES}"),
+            "token_file /nonexistent/token",
+        ),
+        (
+            format!(
+                "{}token = \"a\"\n{INTERFACES}",
+                base.replace("eth1", "eth5")
+            ),
+            "provider \"eth5\" is none of the interfaces",
+        ),
+        (
+            format!("{}token = \"a\"\n{INTERFACES}", base.replace("64501", "0")),
+            "AS 0 is reserved",
+        ),
+    ];
+    for (text, want) in cases {
+        let path = file("bad-mux.toml", &text);
+        let e = strata_runtime::mux::load(&path).unwrap_err();
+        assert!(
+            e.contains("bad-mux.toml") && e.contains(want),
+            "{want:?}: {e}"
+        );
+    }
+}
