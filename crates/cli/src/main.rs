@@ -82,6 +82,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// A Hyper-V host as a process on the interfaces of a network namespace: its
+    /// vSwitch (VFP) between an uplink and one interface per VM, its management vNIC,
+    /// its provider address, and the SLB host agent, configured by the network
+    /// controller (netns, name, controller, token, switch, uplink, [management],
+    /// [provider], [[vm]] name/interface/mac/vlan, [[route]]). SIGINT or SIGTERM stops it.
+    HostAgent {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// The controller's client: get, apply, delete, wait.
     Ctl {
         #[command(flatten)]
@@ -638,6 +647,24 @@ fn router(config: &std::path::Path) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// `strata host-agent`: until SIGINT or SIGTERM.
+fn host_agent(config: &std::path::Path) -> anyhow::Result<bool> {
+    let file = strata_runtime::host::load(config).map_err(anyhow::Error::msg)?;
+    let stop = strata_runtime::signals::stop_on_term();
+    let mut driver = strata_runtime::host::driver(&file).map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        name = file.name,
+        switch = file.switch,
+        vms = file.vm.len(),
+        controller = %file.controller,
+        "host up; its VFP rules and probes come from the controller"
+    );
+    driver.run(stop)?;
+    let c = driver.counters();
+    tracing::info!(received = c.received, sent = c.sent, "stopped");
+    Ok(true)
+}
+
 /// `strata mux`: until SIGINT or SIGTERM.
 fn mux(config: &std::path::Path) -> anyhow::Result<bool> {
     let file = strata_runtime::mux::load(config).map_err(anyhow::Error::msg)?;
@@ -830,6 +857,7 @@ fn main() -> ExitCode {
         Command::Man { dir } => man(dir.as_deref()),
         Command::Router { config } => router(&config),
         Command::Mux { config } => mux(&config),
+        Command::HostAgent { config } => host_agent(&config),
         Command::Lab(LabCommand::Up {
             file,
             listen,

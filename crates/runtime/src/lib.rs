@@ -13,6 +13,7 @@
 
 #![allow(unsafe_code)]
 
+pub mod host;
 pub mod mux;
 pub mod router;
 pub mod signals;
