@@ -149,3 +149,54 @@ fn a_mux_file_names_its_controller_token_and_provider() {
         );
     }
 }
+
+#[test]
+fn a_host_file_names_its_switch_uplink_vms_and_controller() {
+    let base = "name = \"HyperVHost\"\ncontroller = \"10.0.0.10:8081\"\ntoken = \"t\"\n\
+                switch = \"CCI_External\"\nuplink = \"eth0\"\n\
+                [management]\nname = \"vEthernet 1001\"\naddress = \"10.0.0.2/24\"\n\
+                [provider]\ninterface = \"eth1\"\naddress = \"192.168.233.21/24\"\n";
+    let vm = |iface: &str, mac: &str, vlan: &str| {
+        format!("[[vm]]\nname = \"PortalVM\"\ninterface = \"{iface}\"\nmac = \"{mac}\"\n{vlan}")
+    };
+    let path = file(
+        "host.toml",
+        &format!("{base}{}", vm("vm0", "00:15:5d:64:08:00", "vlan = 10\n")),
+    );
+    let f = strata_runtime::host::load(&path).unwrap();
+    assert_eq!(
+        (f.switch.as_str(), f.uplink.as_str()),
+        ("CCI_External", "eth0")
+    );
+    assert_eq!(f.vm[0].vlan, Some(10));
+    let cases = [
+        (
+            format!("{base}{}", vm("vm0", "00:15:5d:64:08", "")),
+            "mac \"00:15:5d:64:08\": expected six hex bytes",
+        ),
+        (
+            format!("{base}{}", vm("vm0", "00:15:5d:64:08:zz", "")),
+            "expected six hex bytes",
+        ),
+        (
+            format!("{base}{}", vm("vm0", "00:15:5d:64:08:00", "vlan = 4095\n")),
+            "VLAN is 1 to 4094",
+        ),
+        (
+            format!("{base}{}", vm("eth1", "00:15:5d:64:08:00", "")),
+            "interface \"eth1\" is given twice",
+        ),
+        (
+            base.replace("token = \"t\"\n", ""),
+            "give token or token_file",
+        ),
+    ];
+    for (text, want) in cases {
+        let path = file("bad-host.toml", &text);
+        let e = strata_runtime::host::load(&path).unwrap_err();
+        assert!(
+            e.contains("bad-host.toml") && e.contains(want),
+            "{want:?}: {e}"
+        );
+    }
+}
