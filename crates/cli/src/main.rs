@@ -5,6 +5,7 @@ mod bgpd;
 mod controller;
 mod ctl;
 mod dashboard;
+mod lab_netns;
 mod lab_up;
 mod progress;
 mod sigpipe;
@@ -248,6 +249,11 @@ enum LabCommand {
     Up {
         /// The lab file; without it, the built-in POC lab.
         file: Option<PathBuf>,
+        /// Build it as Linux network namespaces instead (root): one per node, named
+        /// strata-<node>, VMs on the kernel's stack, every Strata role a process; returns
+        /// once it is up, leaving the processes running (`strata lab down` ends it).
+        #[arg(long)]
+        netns: bool,
         /// Where the controller's API listens (loopback only).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
@@ -258,6 +264,24 @@ enum LabCommand {
         /// Stop after this many seconds (default: run until SIGINT or SIGTERM).
         #[arg(long)]
         seconds: Option<u64>,
+    },
+    /// Take down a lab built with `lab up --netns`: its processes and namespaces.
+    Down {
+        /// The lab file; without it, the built-in POC lab.
+        file: Option<PathBuf>,
+    },
+    /// One node of a lab file as a process on the interfaces of a namespace (what `lab
+    /// up --netns` runs for each router, Mux and host).
+    #[command(hide = true)]
+    Node {
+        file: Option<PathBuf>,
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        netns: String,
+        /// The controller's API token (the secret node tokens derive from).
+        #[arg(long, value_name = "FILE")]
+        secret_file: PathBuf,
     },
     /// Draw the lab: its networks, nodes and NICs, each host's vSwitch and VMs, the BGP
     /// sessions, VXLAN tunnels and controller agents (with their state once booted), and
@@ -859,11 +883,22 @@ fn main() -> ExitCode {
         Command::Mux { config } => mux(&config),
         Command::HostAgent { config } => host_agent(&config),
         Command::Lab(LabCommand::Up {
+            file, netns: true, ..
+        }) => lab_netns::up(file.as_ref()),
+        Command::Lab(LabCommand::Up {
             file,
             listen,
             data_dir,
             seconds,
+            netns: false,
         }) => lab_up::up(file.as_ref(), data_dir, listen, seconds),
+        Command::Lab(LabCommand::Down { file }) => lab_netns::down(file.as_ref()),
+        Command::Lab(LabCommand::Node {
+            file,
+            node,
+            netns,
+            secret_file,
+        }) => lab_netns::node(file.as_ref(), &node, &netns, &secret_file),
         Command::Lab(LabCommand::Diagram {
             file,
             output,

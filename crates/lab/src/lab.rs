@@ -624,10 +624,11 @@ impl Lab {
     }
 }
 
-/// What node `n` of the topology is made of: its NICs and routes, and its roles. The
-/// roles' SLB configuration (VIPs, VFP layers, probes) is not here: the node's agent gets
-/// it from the controller.
-fn node_config(topology: &Topology, n: usize, secret: &str) -> NodeConfig {
+/// What node `n` of the topology is made of: its NICs (with the lab's MACs) and routes,
+/// its roles, and its agent of the controller on NCVM with its node token from
+/// `secret`. The roles' SLB configuration (VIPs, VFP layers, probes) is not here: the
+/// node's agent gets it from the controller.
+pub fn node_config(topology: &Topology, n: usize, secret: &str) -> NodeConfig {
     let spec = &topology.nodes[n];
     let uplink = spec.vswitch.as_ref().map(|s| s.uplink_network);
     let provider_addr = |host: usize| {

@@ -18,6 +18,7 @@ pub mod trace;
 
 pub use lab::{
     BOOT_LIMIT, Clock, Hop, Lab, LabError, Nc, ScenarioResult, Waker, distribution_name, mac_of,
+    node_config,
 };
 
 /// The seed's topology, the Azure Stack POC lab, built into the binary.

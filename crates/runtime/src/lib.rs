@@ -174,7 +174,23 @@ impl Driver {
     /// Runs until `stop` is set: a step whenever a link has frames or the node's next
     /// deadline comes.
     pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        self.run_with(stop, IDLE, |_| {})
+    }
+
+    /// [`Driver::run`], showing the node to `look` at most every `every` (to publish
+    /// its state).
+    pub fn run_with(
+        &mut self,
+        stop: &AtomicBool,
+        every: Duration,
+        mut look: impl FnMut(&Node),
+    ) -> io::Result<()> {
+        let mut looked: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
+            if looked.is_none_or(|t| t.elapsed() >= every) {
+                look(&self.node);
+                looked = Some(Instant::now());
+            }
             if self.step() {
                 continue;
             }
