@@ -137,7 +137,10 @@ pub(crate) fn node(
         if let Some(neighbors) = node.bgp_status() {
             let lines: Vec<String> = neighbors
                 .iter()
-                .map(|n| format!("{} {:?}", n.address, n.state))
+                .map(|n| match n.bfd {
+                    Some(bfd) => format!("{} bfd={bfd:?} {:?}", n.address, n.state),
+                    None => format!("{} {:?}", n.address, n.state),
+                })
                 .collect();
             let _ = std::fs::write(&status, lines.join("\n"));
         }
@@ -449,7 +452,9 @@ fn build(t: &Topology, file: Option<&PathBuf>, state: &Path) -> anyhow::Result<b
         pids.push(child.id());
     }
     save(&pids)?;
-    // Up once every BGP session is established (as the emulated lab's boot waits) ...
+    // Up once every BGP session is established and its BFD session up (as the emulated
+    // lab's boot waits): until BFD is up, BGP does not act on it (RFC 5882 §3.2), and a
+    // Mux lost then would stay a next hop for the hold time ...
     let speakers: Vec<&str> = t
         .nodes
         .iter()
@@ -467,7 +472,11 @@ fn build(t: &Topology, file: Option<&PathBuf>, state: &Path) -> anyhow::Result<b
             .copied()
             .filter(|name| {
                 std::fs::read_to_string(state.join(format!("{name}.bgp"))).map_or(true, |s| {
-                    s.is_empty() || s.lines().any(|l| !l.ends_with(" Established"))
+                    s.is_empty()
+                        || s.lines().any(|l| {
+                            !l.ends_with(" Established")
+                                || (l.contains(" bfd=") && !l.contains(" bfd=Up "))
+                        })
                 })
             })
             .collect();
@@ -476,7 +485,7 @@ fn build(t: &Topology, file: Option<&PathBuf>, state: &Path) -> anyhow::Result<b
         }
         if Instant::now() > deadline {
             bail!(
-                "BGP sessions of {} not established after 60 s",
+                "BGP (or BFD) sessions of {} not up after 60 s",
                 down.join(", ")
             );
         }
