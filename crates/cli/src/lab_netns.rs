@@ -14,6 +14,9 @@ use anyhow::{Context, bail};
 use strata_lab::topology::{Kind, Topology};
 use strata_node::LinkKind;
 
+mod daemons;
+pub(crate) use daemons::RouterImpl;
+
 const FABRIC: &str = "strata-fabric";
 
 fn ns(node: &str) -> String {
@@ -58,11 +61,15 @@ enum Role {
     Controller,
     /// A Strata node process.
     Strata,
+    /// A router run by BIRD or FRR on the kernel's forwarding plane.
+    Daemon,
 }
 
-fn role(t: &Topology, n: usize) -> Role {
+fn role(t: &Topology, n: usize, router: RouterImpl) -> Role {
     let s = &t.nodes[n];
-    if s.controller.is_some() {
+    if router != RouterImpl::Strata && daemons::replaceable(s) {
+        Role::Daemon
+    } else if s.controller.is_some() {
         Role::Controller
     } else if s.kind == Kind::Vm
         && s.mux.is_none()
@@ -151,7 +158,7 @@ pub(crate) fn node(
 
 /// Builds the lab as namespaces and starts its processes; returns once the controller
 /// reports every load balancer applied.
-pub(crate) fn up(file: Option<&PathBuf>) -> anyhow::Result<bool> {
+pub(crate) fn up(file: Option<&PathBuf>, router: RouterImpl) -> anyhow::Result<bool> {
     let topology = crate::load(file)?;
     let state = state_dir(&topology.name);
     if state.exists() {
@@ -163,7 +170,7 @@ pub(crate) fn up(file: Option<&PathBuf>) -> anyhow::Result<bool> {
         );
     }
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
-    let result = build(&topology, file, &state);
+    let result = build(&topology, file, &state, router);
     if let Err(e) = &result {
         eprintln!("lab up failed: {e:#}; taking down what was built");
         let _ = down_state(&state);
@@ -171,7 +178,13 @@ pub(crate) fn up(file: Option<&PathBuf>) -> anyhow::Result<bool> {
     result
 }
 
-fn build(t: &Topology, file: Option<&PathBuf>, state: &Path) -> anyhow::Result<bool> {
+fn build(
+    t: &Topology,
+    file: Option<&PathBuf>,
+    state: &Path,
+    router: RouterImpl,
+) -> anyhow::Result<bool> {
+    let role = |t: &Topology, n: usize| role(t, n, router);
     let mut namespaces = vec![FABRIC.to_string()];
     namespaces.extend(t.nodes.iter().map(|n| ns(&n.name)));
     std::fs::write(state.join("namespaces"), namespaces.join("\n"))?;
@@ -304,7 +317,10 @@ fn build(t: &Topology, file: Option<&PathBuf>, state: &Path) -> anyhow::Result<b
                 ])
                 .output();
         }
-        for r in &node.routes {
+        if role(t, n) == Role::Daemon {
+            daemons::kernel_router(&here, node)?;
+        }
+        for r in node.routes.iter().filter(|_| role(t, n) != Role::Daemon) {
             if let Some(via) = r.via {
                 ip(&[
                     "-n",
@@ -347,6 +363,33 @@ fn build(t: &Topology, file: Option<&PathBuf>, state: &Path) -> anyhow::Result<b
                     .context("starting python3's http.server")?;
                 pids.push(child.id());
             }
+        }
+    }
+    // The routing daemons, in place of Strata's router.
+    for (n, node) in t.nodes.iter().enumerate() {
+        let Some(bgp) = node.bgp.as_ref().filter(|_| role(t, n) == Role::Daemon) else {
+            continue;
+        };
+        let dir = state.join(&node.name);
+        match router {
+            RouterImpl::Bird => {
+                daemons::start_bird(&ns(&node.name), node, bgp, &dir)?;
+                println!(
+                    "{}: BIRD (birdc -s {} show route)",
+                    node.name,
+                    dir.join("bird.ctl").display()
+                );
+            }
+            RouterImpl::Frr => {
+                daemons::start_frr(&ns(&node.name), node, bgp, &dir)?;
+                println!(
+                    "{}: FRR (ip netns exec {} vtysh --vty_socket {} -c 'show ip route')",
+                    node.name,
+                    ns(&node.name),
+                    dir.display()
+                );
+            }
+            RouterImpl::Strata => {}
         }
     }
     let exe = std::env::current_exe()?;

@@ -254,6 +254,16 @@ enum LabCommand {
         /// once it is up, leaving the processes running (`strata lab down` ends it).
         #[arg(long)]
         netns: bool,
+        /// With --netns: who runs the lab's BGP routers (BGPVM): Strata, or BIRD or FRR
+        /// in the router's namespace, configured from the lab file.
+        #[arg(
+            long,
+            value_enum,
+            ignore_case = true,
+            default_value = "strata",
+            requires = "netns"
+        )]
+        router: lab_netns::RouterImpl,
         /// Where the controller's API listens (loopback only).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
@@ -883,14 +893,18 @@ fn main() -> ExitCode {
         Command::Mux { config } => mux(&config),
         Command::HostAgent { config } => host_agent(&config),
         Command::Lab(LabCommand::Up {
-            file, netns: true, ..
-        }) => lab_netns::up(file.as_ref()),
+            file,
+            netns: true,
+            router,
+            ..
+        }) => lab_netns::up(file.as_ref(), router),
         Command::Lab(LabCommand::Up {
             file,
             listen,
             data_dir,
             seconds,
             netns: false,
+            router: _,
         }) => lab_up::up(file.as_ref(), data_dir, listen, seconds),
         Command::Lab(LabCommand::Down { file }) => lab_netns::down(file.as_ref()),
         Command::Lab(LabCommand::Node {

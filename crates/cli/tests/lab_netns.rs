@@ -1,5 +1,6 @@
 //! `strata lab up --netns`: the POC lab as Linux network namespaces, VMs on the kernel's
-//! stack, every Strata role a process configured by `strata controller`. The kernel's
+//! stack, every Strata role a process configured by `strata controller`; then again with
+//! BIRD, then FRR, as BGPVM (`--router bird|frr`). The kernel's
 //! curl in ClientVM reaches the portal's VIP and its flows spread over both DIPs; the
 //! port forward and masquerade of NATVM work; a VIP added through the controller's API
 //! answers; killing a Mux process leaves the VIPs answering through the other; `strata
@@ -32,9 +33,16 @@ fn curl(ns: &str, url: &str) -> Option<String> {
     // Five seconds: room for a SYN retransmitted once (a flow that hashed to a Mux that
     // has just died, until BFD takes it out).
     let out = Command::new("ip")
-        .args(["netns", "exec", ns, "curl", "-s", "-m", "5", url])
+        .args(["netns", "exec", ns, "curl", "-sS", "-m", "5", url])
         .output()
         .unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "curl {url} in {ns}: {} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
@@ -71,13 +79,10 @@ fn strata_namespaces() -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_poc_lab_runs_as_namespaces_and_comes_down_clean() {
-    if !strata_testkit::netns::allowed() {
-        return;
-    }
+/// The whole check, with `router` running BGPVM.
+fn lab(router: &str) {
     let guard = Down;
-    let out = strata(&["lab", "up", "--netns"]);
+    let out = strata(&["lab", "up", "--netns", "--router", router]);
     assert!(
         out.status.success(),
         "{}{}",
@@ -129,6 +134,45 @@ fn the_poc_lab_runs_as_namespaces_and_comes_down_clean() {
         ["PortalVM", "PortalVM2"],
         "{served:?}"
     );
+    // A daemon as BGPVM holds the VIP's /32 from both Muxes and gives the kernel both
+    // as one multipath route.
+    match router {
+        "bird" => {
+            let out = Command::new("birdc")
+                .args(["-s", "/run/strata/azure-stack-poc/BGPVM/bird.ctl"])
+                .args(["show", "route", "192.168.133.74/32", "all"])
+                .output()
+                .unwrap();
+            let table = String::from_utf8_lossy(&out.stdout);
+            for mux in ["via 192.168.100.20 on eth0", "via 192.168.100.21 on eth0"] {
+                assert!(table.contains(mux), "{table}");
+            }
+        }
+        "frr" => {
+            let out = Command::new("ip")
+                .args(["netns", "exec", "strata-BGPVM", "vtysh"])
+                .args(["--vty_socket", "/run/strata/azure-stack-poc/BGPVM"])
+                .args(["-c", "show ip route 192.168.133.74/32"])
+                .output()
+                .unwrap();
+            let table = String::from_utf8_lossy(&out.stdout);
+            assert!(table.contains("Known via \"bgp\""), "{table}");
+            for mux in ["* 192.168.100.20, via eth0", "* 192.168.100.21, via eth0"] {
+                assert!(table.contains(mux), "{table}");
+            }
+        }
+        _ => {}
+    }
+    if router != "strata" {
+        let out = Command::new("ip")
+            .args(["-n", "strata-BGPVM", "route", "show", "192.168.133.74"])
+            .output()
+            .unwrap();
+        let route = String::from_utf8_lossy(&out.stdout);
+        for mux in ["nexthop via 192.168.100.20", "nexthop via 192.168.100.21"] {
+            assert!(route.contains(mux), "{route}");
+        }
+    }
     // NATVM: its masquerade out, its port forward in.
     let world = curl("strata-ClientVM", "http://203.0.113.100/").unwrap();
     assert!(world.contains("external network"), "{world}");
@@ -212,7 +256,10 @@ fn the_poc_lab_runs_as_namespaces_and_comes_down_clean() {
     drop(guard);
     assert!(strata_namespaces().is_empty(), "{:?}", strata_namespaces());
     let left = Command::new("pgrep")
-        .args(["-f", "strata lab node|http.server"])
+        .args([
+            "-f",
+            "strata lab node|http.server|bird -c /run/strata|/usr/lib/frr/.*/run/strata",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -226,4 +273,29 @@ fn the_poc_lab_runs_as_namespaces_and_comes_down_clean() {
         !out.status.success(),
         "a second down says the lab is not up"
     );
+}
+
+#[test]
+fn the_poc_lab_runs_as_namespaces_and_comes_down_clean() {
+    if !strata_testkit::netns::allowed() {
+        return;
+    }
+    // One after the other: they share the namespaces' names.
+    lab("strata");
+    if Command::new("bird").arg("--version").output().is_ok() {
+        lab("bird");
+    } else {
+        assert!(
+            std::env::var_os("STRATA_REQUIRE_BIRD").is_none(),
+            "BIRD is required"
+        );
+    }
+    if std::path::Path::new("/usr/lib/frr/bgpd").exists() {
+        lab("frr");
+    } else {
+        assert!(
+            std::env::var_os("STRATA_REQUIRE_FRR").is_none(),
+            "FRR is required"
+        );
+    }
 }
