@@ -15,6 +15,7 @@ use strata_lab::topology::{Kind, Topology};
 use strata_node::LinkKind;
 
 mod daemons;
+mod roles;
 pub(crate) use daemons::RouterImpl;
 
 const FABRIC: &str = "strata-fabric";
@@ -138,20 +139,9 @@ pub(crate) fn node(
     }
     let mut driver = strata_runtime::Driver::new(config, opened)?;
     tracing::info!(node = name, netns, interfaces = ?names, "node up");
-    // Its BGP sessions, for `lab up` to wait on: one line per neighbor, up or not.
+    // Its BGP sessions, for `lab up` to wait on.
     let status = state_dir(&topology.name).join(format!("{name}.bgp"));
-    driver.run_with(stop, Duration::from_millis(200), |node| {
-        if let Some(neighbors) = node.bgp_status() {
-            let lines: Vec<String> = neighbors
-                .iter()
-                .map(|n| match n.bfd {
-                    Some(bfd) => format!("{} bfd={bfd:?} {:?}", n.address, n.state),
-                    None => format!("{} {:?}", n.address, n.state),
-                })
-                .collect();
-            let _ = std::fs::write(&status, lines.join("\n"));
-        }
-    })?;
+    driver.run_reporting(stop, Some(&status))?;
     tracing::info!(node = name, "stopped");
     Ok(true)
 }
@@ -172,7 +162,19 @@ pub(crate) fn up(file: Option<&PathBuf>, router: RouterImpl) -> anyhow::Result<b
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
     let result = build(&topology, file, &state, router);
     if let Err(e) = &result {
-        eprintln!("lab up failed: {e:#}; taking down what was built");
+        let kept = std::env::temp_dir().join(format!("strata-{}-failed", topology.name));
+        let _ = std::fs::remove_dir_all(&kept);
+        let _ = std::fs::create_dir_all(&kept);
+        for entry in std::fs::read_dir(&state).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "log" || x == "bgp") {
+                let _ = std::fs::copy(&path, kept.join(entry.file_name()));
+            }
+        }
+        eprintln!(
+            "lab up failed: {e:#}; taking down what was built (its logs are kept in {})",
+            kept.display()
+        );
         let _ = down_state(&state);
     }
     result
@@ -470,28 +472,33 @@ fn build(
         "controller: http://{address}:8080/networking/v1/ in {nc_ns}, {} resources",
         docs.len()
     );
-    // Every other node, a Strata process.
+    // Every other node, a Strata process: a role's (`strata router`, `mux`,
+    // `host-agent`) from a file written here, or `strata lab node`.
+    let secret = std::fs::read_to_string(data.join("token"))?;
+    let southbound_at = std::net::SocketAddrV4::new(address, southbound);
     for (n, node) in t.nodes.iter().enumerate() {
         if role(t, n) != Role::Strata {
             continue;
         }
+        let status = state.join(format!("{}.bgp", node.name));
         let mut cmd = Command::new(&exe);
-        cmd.args(["lab", "node"]);
-        if let Some(f) = file {
-            cmd.arg(f);
+        match roles::role_file(t, n, southbound_at, secret.trim(), &status) {
+            Some(file) => {
+                let path = state.join(format!("{}.toml", node.name));
+                write_private(&path, &file.toml)?;
+                cmd.args([file.command, "--config"]).arg(path);
+            }
+            None => {
+                cmd.args(["lab", "node"]);
+                if let Some(f) = file {
+                    cmd.arg(f);
+                }
+                cmd.args(["--node", &node.name, "--netns", &ns(&node.name)])
+                    .arg("--secret-file")
+                    .arg(data.join("token"));
+            }
         }
-        let child = cmd
-            .args([
-                "--node",
-                &node.name,
-                "--netns",
-                &ns(&node.name),
-                "--secret-file",
-            ])
-            .arg(data.join("token"))
-            .stdout(Stdio::null())
-            .stderr(log(&node.name)?)
-            .spawn()?;
+        let child = cmd.stdout(Stdio::null()).stderr(log(&node.name)?).spawn()?;
         pids.push(child.id());
     }
     save(&pids)?;
@@ -558,6 +565,21 @@ fn build(
         state.display()
     );
     Ok(true)
+}
+
+/// Writes a file only root can read (a role file holds its node's token).
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 /// Stops the lab's processes and removes its namespaces.

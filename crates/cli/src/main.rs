@@ -670,7 +670,7 @@ fn router(config: &std::path::Path) -> anyhow::Result<bool> {
         interfaces = file.interface.len(),
         "routing"
     );
-    driver.run(stop)?;
+    driver.run_reporting(stop, file.status.as_deref())?;
     let c = driver.counters();
     tracing::info!(
         received = c.received,
@@ -693,7 +693,7 @@ fn host_agent(config: &std::path::Path) -> anyhow::Result<bool> {
         controller = %file.controller,
         "host up; its VFP rules and probes come from the controller"
     );
-    driver.run(stop)?;
+    driver.run_reporting(stop, file.status.as_deref())?;
     let c = driver.counters();
     tracing::info!(received = c.received, sent = c.sent, "stopped");
     Ok(true)
@@ -709,7 +709,7 @@ fn mux(config: &std::path::Path) -> anyhow::Result<bool> {
         controller = %file.controller,
         "Mux up; its configuration comes from the controller"
     );
-    driver.run(stop)?;
+    driver.run_reporting(stop, file.status.as_deref())?;
     let node = driver.node();
     tracing::info!(
         vips = node.mux().map_or(0, |m| m.vips().len()),

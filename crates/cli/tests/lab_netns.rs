@@ -1,5 +1,6 @@
 //! `strata lab up --netns`: the POC lab as Linux network namespaces, VMs on the kernel's
-//! stack, every Strata role a process configured by `strata controller`; then again with
+//! stack, every Strata role a process (`strata router`, `mux`, `host-agent`) configured
+//! by its file and `strata controller`; then again with
 //! BIRD, then FRR, as BGPVM (`--router bird|frr`). The kernel's
 //! curl in ClientVM reaches the portal's VIP and its flows spread over both DIPs; the
 //! port forward and masquerade of NATVM work; a VIP added through the controller's API
@@ -107,6 +108,37 @@ fn lab(router: &str) {
             "{namespaces:?}"
         );
     }
+
+    // Each Strata role is its own process, from the file a user would write.
+    let processes = Command::new("pgrep")
+        .args(["-af", "strata (router|mux|host-agent) --config"])
+        .output()
+        .unwrap();
+    let processes = String::from_utf8_lossy(&processes.stdout);
+    let mut roles: Vec<&str> = processes
+        .lines()
+        .filter_map(|l| l.split("/run/strata/azure-stack-poc/").nth(1))
+        .collect();
+    roles.sort_unstable();
+    let expected: &[&str] = if router == "strata" {
+        &[
+            "BGPVM.toml",
+            "HyperVHost.toml",
+            "HyperVHost2.toml",
+            "MuxVM.toml",
+            "MuxVM2.toml",
+            "NATVM.toml",
+        ]
+    } else {
+        &[
+            "HyperVHost.toml",
+            "HyperVHost2.toml",
+            "MuxVM.toml",
+            "MuxVM2.toml",
+            "NATVM.toml",
+        ]
+    };
+    assert_eq!(roles, expected, "{processes}");
 
     // The seed's flow: the kernel's curl in ClientVM, by name, through NATVM, BGPVM (the
     // VIP's /32 learned from the Muxes over BGP), a Mux, VXLAN, the host's VFP, to a
@@ -241,7 +273,11 @@ fn lab(router: &str) {
     // through the other. A flow that hashed to it just before may need its SYN sent
     // again (curl waits up to five seconds); none may fail.
     let killed = Command::new("pkill")
-        .args(["-KILL", "-f", "lab node --node MuxVM "])
+        .args([
+            "-KILL",
+            "-f",
+            "strata mux --config /run/strata/azure-stack-poc/MuxVM.toml",
+        ])
         .status()
         .unwrap();
     assert!(killed.success(), "no MuxVM process");
@@ -258,7 +294,7 @@ fn lab(router: &str) {
     let left = Command::new("pgrep")
         .args([
             "-f",
-            "strata lab node|http.server|bird -c /run/strata|/usr/lib/frr/.*/run/strata",
+            "strata (lab node|router|mux|host-agent)|http.server|bird -c /run/strata|/usr/lib/frr/.*/run/strata",
         ])
         .output()
         .unwrap();

@@ -811,6 +811,7 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                         networks,
                         announce_vips: b.announce_vips.unwrap_or(mux.is_some()),
                         install_routes: b.install_routes,
+                        added: Default::default(),
                     })
                 }
             };

@@ -1,7 +1,8 @@
 //! The southbound protocol between two nodes' own TCP stacks: the controller's listener
 //! on one, a Mux's agent on the other. The agent is admitted with its token and applies
 //! what it is sent (a snapshot, then a change), a stranger is refused, and a configuration
-//! the Mux cannot take is reported as failed.
+//! the Mux cannot take is reported as failed. A peer the controller names gets the
+//! Mux's own timers for added neighbors, BFD included.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,7 +13,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use strata_model::compile::{Backend, Distribution, Protocol, Vip};
-use strata_node::apps::bgp::BgpConfig;
+use strata_node::apps::bgp::{AddedNeighbors, BgpConfig, NeighborConfig};
+use strata_node::bgp_codec::bfd;
 use strata_node::slb::mux::MuxConfig;
 use strata_node::{ControlConfig, MuxRole, NicConfig, Node, NodeConfig};
 use strata_southbound::peer::Event;
@@ -22,8 +24,12 @@ use strata_wire::EthernetAddress;
 const SECRET: &str = "lab-secret";
 
 fn node(name: &str, mac: u8, addr: &str, control: ControlConfig, mux: bool) -> Node {
+    Node::new(config(name, mac, addr, control, mux), Duration::ZERO).unwrap()
+}
+
+fn config(name: &str, mac: u8, addr: &str, control: ControlConfig, mux: bool) -> NodeConfig {
     let address: std::net::Ipv4Addr = addr.split('/').next().unwrap().parse().unwrap();
-    Node::new(
+    {
         NodeConfig {
             name: name.into(),
             nics: vec![NicConfig {
@@ -52,13 +58,12 @@ fn node(name: &str, mac: u8, addr: &str, control: ControlConfig, mux: bool) -> N
                 networks: vec![],
                 announce_vips: true,
                 install_routes: false,
+                added: Default::default(),
             }),
             control: Some(control),
             seed: u64::from(mac),
-        },
-        Duration::ZERO,
-    )
-    .unwrap()
+        }
+    }
 }
 
 fn agent(name: &str, mac: u8, addr: &str, token: String) -> Node {
@@ -247,4 +252,74 @@ fn an_agent_is_admitted_applies_its_configuration_and_each_change_and_a_stranger
     assert!(mux.mux().unwrap().vips().is_empty(), "nothing applied");
     assert_eq!(mux.agent().unwrap().agent().applied_revision(), Some(2));
     assert_eq!(mux.agent().unwrap().sessions, 1, "one session all along");
+}
+
+#[test]
+fn a_peer_the_controller_names_gets_the_muxs_timers_and_bfd() {
+    let server = ControlConfig::Server {
+        port: 8081,
+        secret: SECRET.into(),
+        timers: Timers::default(),
+        backlog: 4,
+    };
+    let mut nc = node("NCVM", 10, "10.0.0.10/24", server.clone(), false);
+    let bfd = bfd::Config::new(Duration::from_millis(100), 3);
+    let mut c = config(
+        "MuxVM",
+        20,
+        "10.0.0.20/24",
+        ControlConfig::Agent {
+            controller: SocketAddrV4::new("10.0.0.10".parse().unwrap(), 8081),
+            token: node_token(SECRET, "MuxVM"),
+            timers: Timers::default(),
+        },
+        true,
+    );
+    if let Some(b) = c.bgp.as_mut() {
+        b.added = AddedNeighbors {
+            hold_time: 30,
+            connect_retry: Duration::from_secs(1),
+            bfd: Some(bfd),
+        };
+    }
+    let mut mux = Node::new(c, Duration::ZERO).unwrap();
+    // The router: BGP and BFD with the Mux, from its own configuration.
+    let mut c = config("BGPVM", 1, "10.0.0.1/24", server, false);
+    c.control = None;
+    c.bgp = Some(BgpConfig {
+        asn: 64500,
+        router_id: "10.0.0.1".parse().unwrap(),
+        neighbors: vec![NeighborConfig {
+            address: "10.0.0.20".parse().unwrap(),
+            asn: 64501,
+            passive: true,
+            hold_time: 90,
+            connect_retry: Duration::from_secs(1),
+            bfd: Some(bfd),
+        }],
+        networks: vec![],
+        announce_vips: false,
+        install_routes: true,
+        added: AddedNeighbors::default(),
+    });
+    let mut router = Node::new(c, Duration::ZERO).unwrap();
+    let mut now = Duration::ZERO;
+    nc.publish_configs(&configs(&[(
+        "MuxVM",
+        1,
+        json!({"role": "mux", "mux": {"localAsn": 64501, "peers": [["10.0.0.1", 64500]], "vips": {}}}),
+    )]));
+    let up = |n: &Node| {
+        n.bgp_status().is_some_and(|s| {
+            s.len() == 1
+                && s[0].state == strata_node::bgp::State::Established
+                && s[0].bfd == Some(bfd::State::Up)
+        })
+    };
+    run(&mut now, &mut [&mut nc, &mut mux, &mut router], |n| {
+        up(n[1]) && up(n[2])
+    });
+    assert!(up(&mux), "{:?}", mux.bgp_status());
+    assert!(up(&router), "{:?}", router.bgp_status());
+    assert_eq!(mux.bgp_status().unwrap()[0].address.to_string(), "10.0.0.1");
 }

@@ -55,6 +55,10 @@ pub struct HostFile {
     pub vm: Vec<VmDef>,
     #[serde(default)]
     pub route: Vec<RouteDef>,
+    /// A file rewritten every 200 ms with its BGP neighbors' state (see `strata
+    /// router`'s file).
+    #[serde(default)]
+    pub status: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -20,6 +20,7 @@ pub mod signals;
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -177,6 +178,19 @@ impl Driver {
         self.run_with(stop, IDLE, |_| {})
     }
 
+    /// [`Driver::run`], rewriting `status` (when given) every 200 ms with the state of
+    /// the node's BGP neighbors (see [`bgp_status`]).
+    pub fn run_reporting(&mut self, stop: &AtomicBool, status: Option<&Path>) -> io::Result<()> {
+        match status {
+            None => self.run(stop),
+            Some(path) => self.run_with(stop, Duration::from_millis(200), |node| {
+                if let Err(e) = write_atomically(path, &bgp_status(node)) {
+                    tracing::warn!(path = %path.display(), "writing the status file: {e}");
+                }
+            }),
+        }
+    }
+
     /// [`Driver::run`], showing the node to `look` at most every `every` (to publish
     /// its state).
     pub fn run_with(
@@ -226,4 +240,28 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// The state of a node's BGP neighbors, one line each: `ADDRESS STATE`, or `ADDRESS
+/// bfd=BFDSTATE STATE` for a neighbor with BFD (e.g. `192.168.100.1 bfd=Up
+/// Established`). Empty for a node without BGP or without neighbors yet.
+pub fn bgp_status(node: &Node) -> String {
+    let Some(neighbors) = node.bgp_status() else {
+        return String::new();
+    };
+    neighbors
+        .iter()
+        .map(|n| match n.bfd {
+            Some(bfd) => format!("{} bfd={bfd:?} {:?}\n", n.address, n.state),
+            None => format!("{} {:?}\n", n.address, n.state),
+        })
+        .collect()
+}
+
+/// Replaces `path` with `text` so that a reader never sees half of it.
+fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }

@@ -11,6 +11,9 @@
 //! token = "…"                        # its node token (`strata ctl node-token MuxVM`)
 //! provider = "eth1"                  # the interface with the provider address (PA)
 //! asn = 64501                        # the speaker's AS (the controller names the peers)
+//! hold_time = 30                     # offered to each peer (default 90)
+//! bfd_interval_ms = 100              # BFD with each peer (default off), and
+//! bfd_multiplier = 3                 # its multiplier (default 3)
 //! [[interface]]
 //! name = "eth0"
 //! address = "192.168.100.20/24"
@@ -27,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use strata_fabric::linux::netns;
-use strata_node::apps::bgp::BgpConfig;
+use strata_node::apps::bgp::{AddedNeighbors, BgpConfig};
 use strata_node::slb::mux::MuxConfig;
 use strata_node::{ControlConfig, MuxRole, NodeConfig};
 
@@ -47,9 +50,29 @@ pub struct MuxFile {
     pub token_file: Option<PathBuf>,
     pub provider: String,
     pub asn: u32,
+    /// The hold time offered to each peer the controller names (default 90 s).
+    #[serde(default = "default_hold")]
+    pub hold_time: u16,
+    /// Run BFD with each peer the controller names, at this interval (default off).
+    #[serde(default)]
+    pub bfd_interval_ms: Option<u64>,
+    #[serde(default = "default_bfd_multiplier")]
+    pub bfd_multiplier: u8,
     pub interface: Vec<InterfaceDef>,
     #[serde(default)]
     pub route: Vec<RouteDef>,
+    /// A file rewritten every 200 ms with its BGP neighbors' state (see `strata
+    /// router`'s file).
+    #[serde(default)]
+    pub status: Option<PathBuf>,
+}
+
+fn default_hold() -> u16 {
+    90
+}
+
+fn default_bfd_multiplier() -> u8 {
+    3
 }
 
 impl MuxFile {
@@ -78,6 +101,18 @@ pub fn load(path: &Path) -> Result<MuxFile, String> {
     }
     if file.asn == 0 {
         return Err(format!("{}: AS 0 is reserved", path.display()));
+    }
+    if file.hold_time != 0 && file.hold_time < 3 {
+        return Err(format!(
+            "{}: hold_time is 0 or at least 3 seconds (RFC 4271)",
+            path.display()
+        ));
+    }
+    if file.bfd_interval_ms == Some(0) || file.bfd_multiplier == 0 {
+        return Err(format!(
+            "{}: bfd_interval_ms and bfd_multiplier must be above 0",
+            path.display()
+        ));
     }
     file.token()
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -113,6 +148,16 @@ pub fn driver(file: &MuxFile) -> Result<crate::Driver, String> {
             networks: Vec::new(),
             announce_vips: true,
             install_routes: false,
+            added: AddedNeighbors {
+                hold_time: file.hold_time,
+                connect_retry: std::time::Duration::from_secs(5),
+                bfd: file.bfd_interval_ms.map(|ms| {
+                    strata_node::bgp_codec::bfd::Config::new(
+                        std::time::Duration::from_millis(ms),
+                        file.bfd_multiplier,
+                    )
+                }),
+            },
         }),
         control: Some(ControlConfig::Agent {
             controller: file.controller,

@@ -15,7 +15,23 @@
 //! protocol = "tcp"
 //! port = 8080
 //! to = "192.168.100.74:80"
+//! [bgp]                           # a BGP speaker; what it learns goes into the FIB
+//! asn = 64500
+//! router_id = "192.168.100.1"     # default: the first interface's address
+//! networks = ["10.0.0.0/8"]       # prefixes always announced (default none)
+//! [[bgp.neighbor]]
+//! address = "192.168.100.20"
+//! asn = 64501
+//! passive = true                  # wait for it to connect (default false)
+//! hold_time = 90                  # seconds (default 90)
+//! connect_retry_s = 5             # (default 5)
+//! bfd_interval_ms = 100           # run BFD with it (RFC 5880/5881; default off)
+//! bfd_multiplier = 3              # (default 3)
 //! ```
+//!
+//! `status = "FILE"` (in this file, the Mux's and the host's) names a file the process
+//! rewrites every 200 ms with its BGP neighbors' state, one line each: `ADDRESS
+//! [bfd=STATE] STATE`.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
@@ -38,6 +54,83 @@ pub struct RouterFile {
     pub route: Vec<RouteDef>,
     #[serde(default)]
     pub nat: Option<NatDef>,
+    #[serde(default)]
+    pub bgp: Option<BgpDef>,
+    #[serde(default)]
+    pub status: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpDef {
+    pub asn: u32,
+    #[serde(default)]
+    pub router_id: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub networks: Vec<ipnet::Ipv4Net>,
+    #[serde(default)]
+    pub neighbor: Vec<NeighborDef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborDef {
+    pub address: Ipv4Addr,
+    pub asn: u32,
+    #[serde(default)]
+    pub passive: bool,
+    #[serde(default = "default_hold")]
+    pub hold_time: u16,
+    #[serde(default = "default_connect_retry")]
+    pub connect_retry_s: u64,
+    #[serde(default)]
+    pub bfd_interval_ms: Option<u64>,
+    #[serde(default = "default_bfd_multiplier")]
+    pub bfd_multiplier: u8,
+}
+
+fn default_hold() -> u16 {
+    90
+}
+
+fn default_connect_retry() -> u64 {
+    5
+}
+
+fn default_bfd_multiplier() -> u8 {
+    3
+}
+
+impl BgpDef {
+    /// The speaker's configuration; `first` is the first interface's address.
+    pub fn config(&self, first: Ipv4Addr) -> strata_node::apps::bgp::BgpConfig {
+        use strata_node::apps::bgp::{BgpConfig, NeighborConfig};
+        BgpConfig {
+            asn: self.asn,
+            router_id: self.router_id.unwrap_or(first),
+            neighbors: self
+                .neighbor
+                .iter()
+                .map(|n| NeighborConfig {
+                    address: n.address,
+                    asn: n.asn,
+                    passive: n.passive,
+                    hold_time: n.hold_time,
+                    connect_retry: std::time::Duration::from_secs(n.connect_retry_s.max(1)),
+                    bfd: n.bfd_interval_ms.map(|ms| {
+                        strata_node::bgp_codec::bfd::Config::new(
+                            std::time::Duration::from_millis(ms),
+                            n.bfd_multiplier,
+                        )
+                    }),
+                })
+                .collect(),
+            networks: self.networks.clone(),
+            announce_vips: false,
+            install_routes: true,
+            added: Default::default(),
+        }
+    }
 }
 
 fn default_name() -> String {
@@ -95,6 +188,9 @@ pub fn load(path: &Path) -> Result<RouterFile, String> {
         ));
     }
     check_routes(path, &file.route)?;
+    if let Some(bgp) = &file.bgp {
+        check_bgp(path, bgp)?;
+    }
     if let Some(nat) = &file.nat {
         if !file.interface.iter().any(|i| i.name == nat.external) {
             return Err(format!(
@@ -125,6 +221,7 @@ pub fn driver(file: &RouterFile) -> Result<crate::Driver, String> {
     }
     let (links, nics) = open_interfaces(&file.interface)?;
     let (routes, discards) = split_routes(&file.route);
+    let first = nics[0].addr.addr();
     let nat = file.nat.as_ref().map(|n| {
         let external_nic = file
             .interface
@@ -158,11 +255,40 @@ pub fn driver(file: &RouterFile) -> Result<crate::Driver, String> {
         vswitch: None,
         mux: None,
         probes: Vec::new(),
-        bgp: None,
+        bgp: file.bgp.as_ref().map(|b| b.config(first)),
         control: None,
         seed: u64::from(std::process::id()),
     };
     crate::Driver::new(config, links).map_err(|e| e.to_string())
+}
+
+/// Checks a `[bgp]` section as [`load`] does.
+fn check_bgp(path: &Path, bgp: &BgpDef) -> Result<(), String> {
+    let at = |e: String| format!("{}: bgp: {e}", path.display());
+    if bgp.asn == 0 {
+        return Err(at("AS 0 is reserved".into()));
+    }
+    for (i, n) in bgp.neighbor.iter().enumerate() {
+        if n.asn == 0 {
+            return Err(at(format!("neighbor {}: AS 0 is reserved", n.address)));
+        }
+        if bgp.neighbor[..i].iter().any(|m| m.address == n.address) {
+            return Err(at(format!("neighbor {} is given twice", n.address)));
+        }
+        if n.hold_time != 0 && n.hold_time < 3 {
+            return Err(at(format!(
+                "neighbor {}: hold_time is 0 or at least 3 seconds (RFC 4271)",
+                n.address
+            )));
+        }
+        if n.bfd_interval_ms == Some(0) || n.bfd_multiplier == 0 {
+            return Err(at(format!(
+                "neighbor {}: bfd_interval_ms and bfd_multiplier must be above 0",
+                n.address
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Opens each interface (in the calling thread's namespace) and describes it as a NIC

@@ -200,3 +200,112 @@ fn a_host_file_names_its_switch_uplink_vms_and_controller() {
         );
     }
 }
+
+#[test]
+fn a_router_file_may_speak_bgp() {
+    let path = file(
+        "bgp-router.toml",
+        &format!(
+            "{INTERFACES}[bgp]\nasn = 64500\nnetworks = [\"10.9.0.0/16\"]\n\
+             [[bgp.neighbor]]\naddress = \"10.0.0.20\"\nasn = 64501\npassive = true\n\
+             hold_time = 30\nbfd_interval_ms = 100\n\
+             [[bgp.neighbor]]\naddress = \"10.0.0.21\"\nasn = 64502\nconnect_retry_s = 0\n"
+        ),
+    );
+    let f = strata_runtime::router::load(&path).unwrap();
+    let c = f.bgp.unwrap().config("10.0.0.1".parse().unwrap());
+    assert_eq!(c.asn, 64500);
+    assert_eq!(c.router_id.to_string(), "10.0.0.1", "the first address");
+    assert_eq!(c.networks, ["10.9.0.0/16".parse().unwrap()]);
+    assert!(c.install_routes && !c.announce_vips);
+    let (a, b) = (&c.neighbors[0], &c.neighbors[1]);
+    assert_eq!((a.address.to_string(), a.asn), ("10.0.0.20".into(), 64501));
+    assert!(a.passive && !b.passive);
+    assert_eq!((a.hold_time, b.hold_time), (30, 90));
+    assert_eq!(
+        b.connect_retry,
+        std::time::Duration::from_secs(1),
+        "at least 1 s"
+    );
+    assert_eq!(a.connect_retry, std::time::Duration::from_secs(5));
+    let bfd = a.bfd.unwrap();
+    assert_eq!(bfd.desired_min_tx, std::time::Duration::from_millis(100));
+    assert_eq!(bfd.detect_mult, 3);
+    assert_eq!(b.bfd, None);
+
+    let cases = [
+        ("[bgp]\nasn = 0\n", "bgp: AS 0 is reserved"),
+        (
+            "[bgp]\nasn = 1\n[[bgp.neighbor]]\naddress = \"10.0.0.2\"\nasn = 0\n",
+            "neighbor 10.0.0.2: AS 0 is reserved",
+        ),
+        (
+            "[bgp]\nasn = 1\n[[bgp.neighbor]]\naddress = \"10.0.0.2\"\nasn = 2\n\
+             [[bgp.neighbor]]\naddress = \"10.0.0.2\"\nasn = 3\n",
+            "neighbor 10.0.0.2 is given twice",
+        ),
+        (
+            "[bgp]\nasn = 1\n[[bgp.neighbor]]\naddress = \"10.0.0.2\"\nasn = 2\nhold_time = 2\n",
+            "hold_time is 0 or at least 3",
+        ),
+        (
+            "[bgp]\nasn = 1\n[[bgp.neighbor]]\naddress = \"10.0.0.2\"\nasn = 2\nbfd_interval_ms = 0\n",
+            "must be above 0",
+        ),
+        (
+            "[bgp]\nasn = 1\n[[bgp.neighbor]]\naddress = \"10.0.0.2\"\nasn = 2\nbfd_multiplier = 0\n",
+            "must be above 0",
+        ),
+    ];
+    for (extra, want) in cases {
+        let path = file("bad-bgp-router.toml", &format!("{INTERFACES}{extra}"));
+        let e = strata_runtime::router::load(&path).unwrap_err();
+        assert!(
+            e.contains("bad-bgp-router.toml") && e.contains(want),
+            "{want:?}: {e}"
+        );
+    }
+    // Hold time 0 (no keepalives) and 3 are allowed.
+    for hold in [0, 3] {
+        let path = file(
+            "hold-router.toml",
+            &format!(
+                "{INTERFACES}[bgp]\nasn = 1\n[[bgp.neighbor]]\naddress = \"10.0.0.2\"\nasn = 2\nhold_time = {hold}\n"
+            ),
+        );
+        assert!(strata_runtime::router::load(&path).is_ok(), "hold {hold}");
+    }
+}
+
+#[test]
+fn a_mux_file_sets_the_timers_of_the_peers_the_controller_names() {
+    let base = "name = \"MuxVM\"\ncontroller = \"10.0.0.10:8081\"\nprovider = \"eth1\"\n\
+                asn = 64501\ntoken = \"t\"\n";
+    let path = file("timers-mux.toml", &format!("{base}{INTERFACES}"));
+    let f = strata_runtime::mux::load(&path).unwrap();
+    assert_eq!(
+        (f.hold_time, f.bfd_interval_ms, f.bfd_multiplier),
+        (90, None, 3)
+    );
+    let path = file(
+        "timers-mux2.toml",
+        &format!("{base}hold_time = 30\nbfd_interval_ms = 100\nbfd_multiplier = 5\n{INTERFACES}"),
+    );
+    let f = strata_runtime::mux::load(&path).unwrap();
+    assert_eq!(
+        (f.hold_time, f.bfd_interval_ms, f.bfd_multiplier),
+        (30, Some(100), 5)
+    );
+    for (extra, want) in [
+        ("hold_time = 1\n", "hold_time is 0 or at least 3"),
+        ("bfd_interval_ms = 0\n", "must be above 0"),
+        ("bfd_multiplier = 0\n", "must be above 0"),
+    ] {
+        let path = file("bad-timers-mux.toml", &format!("{base}{extra}{INTERFACES}"));
+        let e = strata_runtime::mux::load(&path).unwrap_err();
+        assert!(
+            e.contains("bad-timers-mux.toml") && e.contains(want),
+            "{want:?}: {e}"
+        );
+    }
+}

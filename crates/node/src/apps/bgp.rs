@@ -59,6 +59,30 @@ pub struct BgpConfig {
     pub announce_vips: bool,
     /// Install what neighbors announce into the FIB.
     pub install_routes: bool,
+    /// The timers of neighbors added while running (the network controller's API names
+    /// only a peer's address and AS).
+    pub added: AddedNeighbors,
+}
+
+/// The timers of neighbors added while running: local policy, as a router's peer
+/// template would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddedNeighbors {
+    pub hold_time: u16,
+    pub connect_retry: Duration,
+    /// Run BFD with each, with these timers.
+    pub bfd: Option<bfd::Config>,
+}
+
+impl Default for AddedNeighbors {
+    /// RFC 4271's suggested hold time, a 5 s connect retry, no BFD.
+    fn default() -> AddedNeighbors {
+        AddedNeighbors {
+            hold_time: 90,
+            connect_retry: Duration::from_secs(5),
+            bfd: None,
+        }
+    }
 }
 
 /// One neighbor's state, for `show protocols`-style listings.
@@ -172,6 +196,32 @@ impl Bfd {
             sessions,
             dropped: 0,
         })
+    }
+
+    /// No session yet for any of the `neighbors` there are.
+    fn empty(neighbors: usize, sockets: &mut SocketSet<'static>) -> Bfd {
+        Bfd {
+            rx: udp_socket(sockets, bfd::PORT),
+            sessions: (0..neighbors).map(|_| None).collect(),
+            dropped: 0,
+        }
+    }
+
+    /// A session for neighbor `i`, the last added.
+    fn add(
+        &mut self,
+        i: usize,
+        config: Option<bfd::Config>,
+        now: Duration,
+        sockets: &mut SocketSet<'static>,
+    ) {
+        debug_assert_eq!(self.sessions.len(), i);
+        self.sessions.push(config.map(|config| {
+            (
+                bfd::Session::new(config, i as u32 + 1, now),
+                udp_socket(sockets, 49152 + i as u16),
+            )
+        }));
     }
 
     /// Takes what arrived, runs the timers, sends what is due; returns the neighbors
@@ -629,14 +679,18 @@ impl Speaker {
             if present {
                 continue;
             }
+            let added = self.config.added;
             let n = NeighborConfig {
                 address,
                 asn: peer_asn,
                 passive: false,
-                hold_time: 90,
-                connect_retry: Duration::from_secs(5),
-                bfd: None,
+                hold_time: added.hold_time,
+                connect_retry: added.connect_retry,
+                bfd: added.bfd,
             };
+            if n.bfd.is_some() && self.bfd.is_none() {
+                self.bfd = Some(Bfd::empty(self.config.neighbors.len(), sockets));
+            }
             let mut c = Config::new(self.config.asn, self.config.router_id, n.asn);
             c.hold_time = n.hold_time;
             c.connect_retry = n.connect_retry;
@@ -655,7 +709,7 @@ impl Speaker {
             self.removed.push(false);
             self.links.extend(Link::for_neighbor(id.0, false, sockets));
             if let Some(bfd) = self.bfd.as_mut() {
-                bfd.sessions.push(None);
+                bfd.add(id.0, added.bfd, now, sockets);
             }
             changed = true;
         }
