@@ -272,8 +272,16 @@ fn build(
             ip(&["-n", &here, "link", "set", "uplink", "up"])?;
         }
     }
-    // Names, for the kernel's resolver in every namespace.
+    // Names, for the kernel's resolver in every namespace: the lab's DNS records, and
+    // every node's addresses by its name (so that a reverse lookup, as python's web
+    // server makes when it starts, is answered here and does not wait on a DNS server
+    // out of reach).
     let mut hosts = String::new();
+    for node in &t.nodes {
+        for nic in &node.nics {
+            hosts.push_str(&format!("{} {}\n", nic.addr.addr(), node.name));
+        }
+    }
     for node in &t.nodes {
         for s in &node.services {
             if let strata_node::ServiceConfig::Dns { records, .. } = s {
@@ -287,6 +295,7 @@ fn build(
     let log = |name: &str| -> anyhow::Result<std::fs::File> {
         Ok(std::fs::File::create(state.join(format!("{name}.log")))?)
     };
+    let mut web = Vec::new();
     // The kernel's nodes: addresses, routes, names, web servers.
     for (n, node) in t.nodes.iter().enumerate() {
         if role(t, n) == Role::Strata {
@@ -356,6 +365,8 @@ fn build(
                         "-m",
                         "http.server",
                         &port.to_string(),
+                        "--bind",
+                        &node.nics[0].addr.addr().to_string(),
                     ])
                     .arg("--directory")
                     .arg(&www)
@@ -364,7 +375,18 @@ fn build(
                     .spawn()
                     .context("starting python3's http.server")?;
                 pids.push(child.id());
+                web.push((here.clone(), *port));
             }
+        }
+    }
+    // The web servers listen before the lab is called up (python takes a moment).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for (here, port) in &web {
+        while !listening(here, *port) {
+            if Instant::now() > deadline {
+                bail!("the web server in {here} is not listening on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     // The routing daemons, in place of Strata's router.
@@ -565,6 +587,15 @@ fn build(
         state.display()
     );
     Ok(true)
+}
+
+/// Whether a TCP socket listens on `port` in namespace `ns`.
+fn listening(ns: &str, port: u16) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "ss", "-Hltn"])
+        .arg(format!("sport = :{port}"))
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
 }
 
 /// Writes a file only root can read (a role file holds its node's token).

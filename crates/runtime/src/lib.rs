@@ -34,6 +34,8 @@ const BATCH: usize = 64;
 const FRAME: usize = 9022;
 /// The longest the driver sleeps without looking at the node.
 const IDLE: Duration = Duration::from_millis(100);
+/// Batches read from one link in one round (see [`Driver::step`]).
+const BATCHES_PER_STEP: usize = 4;
 
 /// Why a driver could not start.
 #[derive(Debug)]
@@ -123,7 +125,9 @@ impl Driver {
         let mut moved = false;
         let now = self.now();
         for (i, link) in self.links.iter_mut().enumerate() {
-            loop {
+            // A few batches per link per round, so that a link that never runs dry
+            // neither starves the others nor piles frames up in the node.
+            for _ in 0..BATCHES_PER_STEP {
                 match link.recv(&mut self.batch) {
                     Ok(0) => break,
                     Ok(n) => {

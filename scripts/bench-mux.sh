@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# The Mux benchmark: packets per second through Strata's Mux and, in the same run, the
+# kernel's answer to the same job (an nftables DNAT load balancer), on one namespace
+# topology of three namespaces joined by veth pairs:
+#
+#   strata-bench-gen (sender) -- strata-bench-mux (the load balancer) -- strata-bench-sink
+#
+# The sender (crates/fabric/examples/blast.rs: pre-built UDP frames, 64 per sendmmsg,
+# over FLOWS flows) runs on CPU 0. The load balancer runs on CPU 1: the Strata Mux
+# process is pinned there (crates/runtime/examples/bench_mux.rs, the driver of `strata
+# mux` with a fixed VIP table of four DIPs), and receive processing in the mux namespace
+# is steered there with RPS, so the kernel's DNAT runs there too. The sink drops what
+# arrives at its ingress hook and counts it. Reported per variant: packets per second
+# out of the load balancer, CPU 1's busy share, and CPU 1's time per million packets
+# (the fair figure when the sender saturates first).
+#
+# Root only. Usage: scripts/bench-mux.sh [SECONDS] [FLOWS]   (default 10 s, 1024 flows)
+# Everything it creates is removed when it ends, also on failure.
+set -euo pipefail
+
+DURATION=${1:-10}
+FLOWS=${2:-1024}
+# The sender's rate in packets per second (0: flat out).
+RATE=${RATE:-0}
+# PROFILE=FILE records the Strata Mux process with perf while it is measured.
+PROFILE=${PROFILE:-}
+G=strata-bench-gen
+M=strata-bench-mux
+S=strata-bench-sink
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "bench-mux: needs root (network namespaces)" >&2
+    exit 1
+fi
+if [ "$(nproc)" -lt 2 ]; then
+    echo "bench-mux: needs two CPUs (the sender and the load balancer each get one)" >&2
+    exit 1
+fi
+command -v nft >/dev/null || { echo "bench-mux: needs nft (nftables)" >&2; exit 1; }
+
+echo "building (release)..." >&2
+cargo build -q --release -p strata-runtime --example bench_mux -p strata-fabric --example blast
+BIN=target/release/examples
+
+MUX_PID=
+cleanup() {
+    [ -n "$MUX_PID" ] && kill "$MUX_PID" 2>/dev/null || true
+    for ns in $G $M $S; do ip netns del "$ns" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+cleanup
+
+for ns in $G $M $S; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+done
+ip -n $G link add gen0 type veth peer name in0 netns $M
+ip -n $M link add out0 type veth peer name sink0 netns $S
+ip -n $G link set gen0 up
+ip -n $M link set in0 up
+ip -n $M link set out0 up
+ip -n $S link set sink0 up
+ip -n $S addr add 10.2.0.2/24 dev sink0
+# The sink answers ARP and drops every IPv4 packet at ingress (counted by the veth).
+ip netns exec $S nft -f - <<EOF
+table netdev sink {
+    chain ingress {
+        type filter hook ingress device "sink0" priority 0; policy accept;
+        meta protocol ip drop
+    }
+}
+EOF
+# Receive processing in the mux namespace on CPU 1.
+ip netns exec $M sh -c 'echo 2 > /sys/class/net/in0/queues/rx-0/rps_cpus'
+MAC=$(ip -n $M -o link show in0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+
+# The Mux process's user and system ticks (0 without one).
+proc_ticks() {
+    if [ -n "$MUX_PID" ]; then awk '{ print $14 + $15 }' "/proc/$MUX_PID/stat"; else echo 0; fi
+}
+sink_rx() { ip netns exec $S cat /sys/class/net/sink0/statistics/rx_packets; }
+# CPU 1's busy and total jiffies.
+cpu1() { awk '$1 == "cpu1" { print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat; }
+send() {
+    taskset -c 0 ip netns exec $G "$BIN/blast" gen0 "$MAC" 10.1.0.2 10.9.0.100:9 "$1" "$FLOWS" "$RATE"
+}
+
+RESULTS=()
+measure() {
+    local label=$1
+    send 1 >/dev/null # warm up: neighbors resolved, flows known
+    sleep 0.5
+    local rx0 rx1 b0 t0 b1 t1 w0 w1 sender p0 p1
+    rx0=$(sink_rx)
+    p0=$(proc_ticks)
+    read -r b0 t0 < <(cpu1)
+    w0=$(date +%s.%N)
+    local perf_pid=
+    if [ -n "$MUX_PID" ] && [ -n "$PROFILE" ]; then
+        perf record -q -g -p "$MUX_PID" -o "$PROFILE" -- sleep "$DURATION" 2>/dev/null &
+        perf_pid=$!
+    fi
+    sender=$(send "$DURATION")
+    [ -z "$perf_pid" ] || wait "$perf_pid"
+    w1=$(date +%s.%N)
+    sleep 0.2
+    rx1=$(sink_rx)
+    p1=$(proc_ticks)
+    read -r b1 t1 < <(cpu1)
+    if [ -n "$MUX_PID" ]; then
+        echo "  the Mux process: $(awk -v p=$((p1 - p0)) -v n=$((rx1 - rx0)) -v hz="$(getconf CLK_TCK)" \
+            'BEGIN { printf "%.3f CPU-s per Mpkt (user and system)", (p / hz) / (n / 1e6) }')" >&2
+    fi
+    local line
+    line=$(awk -v l="$label" -v n=$((rx1 - rx0)) -v w="$(echo "$w1 - $w0" | bc)" \
+        -v b=$((b1 - b0)) -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {
+            busy = t > 0 ? b / t : 0
+            printf "%-22s %12.0f %9.0f%% %14.3f", l, n / w, busy * 100, (b / hz) / (n / 1e6)
+        }')
+    echo "  sender: $sender" >&2
+    RESULTS+=("$line")
+}
+
+echo "Strata's Mux (VXLAN to the host's PA)..." >&2
+# The kernel's own stack has nothing to do with the frames Strata takes (AF_PACKET sees
+# them before this hook); dropping them here spares it routing and discarding each.
+if [ -n "${INGRESS_DROP:-}" ]; then
+ip netns exec $M nft -f - <<EOF
+table netdev strata {
+    chain in0 { type filter hook ingress device "in0" priority 0; policy drop; }
+    chain out0 { type filter hook ingress device "out0" priority 0; policy drop; }
+}
+EOF
+fi
+taskset -c 1 ip netns exec $M "$BIN/bench_mux" in0 out0 >/tmp/strata-bench-mux.out &
+MUX_PID=$!
+sleep 0.5
+measure "strata mux"
+kill -TERM $MUX_PID
+wait $MUX_PID || true
+MUX_PID=
+echo "  mux: $(cat /tmp/strata-bench-mux.out)" >&2
+
+echo "The kernel: nftables DNAT over the same four DIPs..." >&2
+ip netns exec $M nft delete table netdev strata 2>/dev/null || true
+ip -n $M addr add 10.1.0.1/24 dev in0
+ip -n $M addr add 10.2.0.1/24 dev out0
+ip -n $M route add 10.3.0.0/24 via 10.2.0.2
+ip netns exec $M sysctl -q -w net.ipv4.ip_forward=1
+ip netns exec $M nft -f - <<EOF
+table ip lb {
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        ip daddr 10.9.0.100 udp dport 9 dnat to jhash ip saddr . udp sport mod 4 map {
+            0 : 10.3.0.1, 1 : 10.3.0.2, 2 : 10.3.0.3, 3 : 10.3.0.4 }
+    }
+}
+EOF
+measure "kernel nftables DNAT"
+
+echo
+printf "%-22s %12s %10s %14s\n" "load balancer" "pps out" "CPU 1" "CPU-s per Mpkt"
+for r in "${RESULTS[@]}"; do echo "$r"; done
+echo "(sender on CPU 0, load balancer on CPU 1; $DURATION s, $FLOWS flows, 60-byte frames)"
