@@ -234,6 +234,8 @@ pub struct Mux {
     config: MuxConfig,
     vips: Vec<Option<VipState>>,
     index: HashMap<VipKey, usize>,
+    /// How many entries each VIP address has (whether a packet is the Mux's, by hash).
+    addresses: HashMap<Ipv4Addr, usize>,
     flows: FlowTable,
     counters: Counters,
     ident: u16,
@@ -261,6 +263,7 @@ impl Mux {
             config,
             vips: Vec::new(),
             index: HashMap::new(),
+            addresses: HashMap::new(),
             counters: Counters::default(),
             ident: 0,
             generation: 0,
@@ -296,8 +299,9 @@ impl Mux {
                 let slot = self.free_slot();
                 self.vips[slot] = Some(VipState::new(config));
                 self.index.insert(key, slot);
-                if let Some(old) = old {
-                    self.vips[old] = None;
+                match old {
+                    Some(old) => self.vips[old] = None,
+                    None => *self.addresses.entry(key.vip).or_default() += 1,
                 }
             }
         }
@@ -318,6 +322,12 @@ impl Mux {
         if let Some(slot) = self.index.remove(key) {
             self.vips[slot] = None;
             self.generation += 1;
+            if let Some(n) = self.addresses.get_mut(&key.vip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.addresses.remove(&key.vip);
+                }
+            }
         }
     }
 
@@ -367,7 +377,7 @@ impl Mux {
 
     /// Whether any VIP entry has this address.
     pub fn has_vip(&self, addr: Ipv4Addr) -> bool {
-        self.index.keys().any(|k| k.vip == addr)
+        self.addresses.contains_key(&addr)
     }
 
     /// The VIP entries, ordered by key, with the health of each DIP (in the entry's

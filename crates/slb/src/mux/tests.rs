@@ -602,3 +602,27 @@ fn the_generation_moves_with_every_change_and_live_vips_are_those_with_a_healthy
     m.remove_vip(&key);
     assert_eq!(m.generation(), g4);
 }
+
+#[test]
+fn a_vip_address_is_the_muxs_while_any_entry_has_it() {
+    let mut m = mux();
+    let other = Ipv4Addr::new(192, 168, 133, 75);
+    assert!(m.has_vip(VIP));
+    assert!(!m.has_vip(other));
+    // A second entry (another port) on the same address, then the same entry again.
+    let mut https = vip(vec![dip(74)], Distribution::FiveTuple);
+    https.key.port = 443;
+    m.set_vip(https.clone());
+    m.set_vip(https.clone());
+    m.set_vip(vip(vec![dip(75)], Distribution::FiveTuple));
+    m.remove_vip(&vip(vec![], Distribution::FiveTuple).key);
+    assert!(m.has_vip(VIP), "port 443 still has it");
+    m.remove_vip(&https.key);
+    assert!(!m.has_vip(VIP), "no entry has it");
+    // Removing what is not there changes nothing.
+    m.remove_vip(&https.key);
+    let mut elsewhere = vip(vec![dip(74)], Distribution::FiveTuple);
+    elsewhere.key.vip = other;
+    m.set_vip(elsewhere);
+    assert!(m.has_vip(other) && !m.has_vip(VIP));
+}
