@@ -269,3 +269,84 @@ fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use strata_node::NicConfig;
+    use strata_node::apps::bgp::{BgpConfig, NeighborConfig};
+
+    fn node(bgp: Option<BgpConfig>) -> Node {
+        let config = NodeConfig {
+            name: "r".into(),
+            nics: vec![NicConfig {
+                name: "eth0".into(),
+                mac: strata_wire::EthernetAddress([2, 0, 0, 0, 0, 1]),
+                addr: "10.0.0.1/24".parse().unwrap_or_else(|_| unreachable!()),
+                mtu: 1500,
+                behind_switch: false,
+            }],
+            routes: vec![],
+            discards: vec![],
+            forwarding: true,
+            nat: None,
+            dns_server: None,
+            services: vec![],
+            vswitch: None,
+            mux: None,
+            probes: vec![],
+            bgp,
+            control: None,
+            seed: 1,
+        };
+        Node::new(config, Duration::ZERO).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_status_has_a_line_per_neighbor_with_its_bfd() {
+        let neighbor = |last: u8, bfd| NeighborConfig {
+            address: Ipv4Addr::new(10, 0, 0, last),
+            asn: 64501,
+            passive: true,
+            hold_time: 90,
+            connect_retry: Duration::from_secs(5),
+            bfd,
+        };
+        let bfd = strata_node::bgp_codec::bfd::Config::new(Duration::from_millis(100), 3);
+        let n = node(Some(BgpConfig {
+            asn: 64500,
+            router_id: Ipv4Addr::new(10, 0, 0, 1),
+            neighbors: vec![neighbor(20, Some(bfd)), neighbor(21, None)],
+            networks: vec![],
+            announce_vips: false,
+            install_routes: true,
+            added: Default::default(),
+        }));
+        let status = bgp_status(&n);
+        let lines: Vec<&str> = status.lines().collect();
+        assert_eq!(lines.len(), 2, "{status}");
+        assert!(lines[0].starts_with("10.0.0.20 bfd=Down "), "{status}");
+        assert!(
+            lines[1].starts_with("10.0.0.21 ") && !lines[1].contains("bfd="),
+            "{status}"
+        );
+        assert!(status.ends_with('\n'));
+        assert_eq!(bgp_status(&node(None)), "", "no BGP, no lines");
+    }
+
+    #[test]
+    fn a_status_file_is_replaced_whole() {
+        let dir = std::env::temp_dir().join(format!("strata-status-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.join("status");
+        write_atomically(&path, "one\ntwo\n").unwrap_or_else(|e| panic!("{e}"));
+        write_atomically(&path, "three\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            std::fs::read_to_string(&path).ok().as_deref(),
+            Some("three\n")
+        );
+        assert!(!dir.join("status.new").exists(), "no temporary file left");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

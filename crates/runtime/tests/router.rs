@@ -78,10 +78,12 @@ fn the_kernels_ping_crosses_a_strata_router() {
     };
     let mut driver = Driver::new(config, links).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let status = std::env::temp_dir().join(format!("strata-router-status-{}", std::process::id()));
     let running = {
         let stop = stop.clone();
+        let status = status.clone();
         std::thread::spawn(move || {
-            driver.run(&stop).unwrap();
+            driver.run_reporting(&stop, Some(&status)).unwrap();
             driver
         })
     };
@@ -119,8 +121,78 @@ fn the_kernels_ping_crosses_a_strata_router() {
     let driver = running.join().unwrap();
     let c = driver.counters();
     assert!(c.received >= 12 && c.sent >= 12, "{c:?}");
-    assert_eq!(c.errors, 0, "{c:?}");
+    assert_eq!((c.errors, c.send_dropped), (0, 0), "{c:?}");
     assert!(driver.node().router().counters().forwarded >= 12);
+    // Its status file was written: empty, for a router without BGP.
+    assert_eq!(std::fs::read_to_string(&status).unwrap(), "");
+    let _ = std::fs::remove_file(&status);
+}
+
+/// An interface taken down under a running driver: the error is counted, nothing
+/// panics, and once it is up again the node answers as before.
+#[test]
+fn a_link_that_goes_down_and_up_is_counted_and_survived() {
+    if !netns_allowed() {
+        return;
+    }
+    let (_scene, names) = Scene::new(&["node", "peer"]);
+    let (node, peer) = (names[0].clone(), names[1].clone());
+    run(
+        "ip",
+        &[
+            "-n", &peer, "link", "add", "p0", "type", "veth", "peer", "name", "n0", "netns", &node,
+        ],
+    );
+    run("ip", &["-n", &peer, "link", "set", "p0", "up"]);
+    run("ip", &["-n", &node, "link", "set", "n0", "up"]);
+    run(
+        "ip",
+        &["-n", &peer, "addr", "add", "10.5.0.2/24", "dev", "p0"],
+    );
+    let links = netns::run_in(&node, || Ok(vec![PacketLink::open("n0")?])).unwrap();
+    let config = NodeConfig {
+        name: "node".into(),
+        nics: vec![nic(&links[0], "10.5.0.1/24")],
+        routes: vec![],
+        discards: vec![],
+        forwarding: false,
+        nat: None,
+        dns_server: None,
+        services: vec![],
+        vswitch: None,
+        mux: None,
+        probes: vec![],
+        bgp: None,
+        control: None,
+        seed: 1,
+    };
+    let mut driver = Driver::new(config, links).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            driver.run(&stop).unwrap();
+            driver
+        })
+    };
+    let ping = || {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &peer, "ping", "-c", "2", "-i", "0.2", "-W", "2", "10.5.0.1",
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(ping(), "the node answers");
+    run("ip", &["-n", &node, "link", "set", "n0", "down"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    run("ip", &["-n", &node, "link", "set", "n0", "up"]);
+    assert!(ping(), "the node answers again once its link is up");
+    stop.store(true, Ordering::Relaxed);
+    let driver = running.join().expect("the driver did not panic");
+    assert!(driver.counters().errors >= 1, "{:?}", driver.counters());
 }
 
 #[test]
