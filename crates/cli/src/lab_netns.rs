@@ -16,6 +16,7 @@ use strata_node::LinkKind;
 
 mod daemons;
 mod roles;
+pub(crate) mod trace;
 pub(crate) use daemons::RouterImpl;
 
 const FABRIC: &str = "strata-fabric";

@@ -331,6 +331,10 @@ enum LabCommand {
         /// Also draw the path as numbered arrows over the lab's diagram, to this file.
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
+        /// Trace through the lab `lab up --netns` built (root): the kernel's curl to a
+        /// URL, followed in captures of every wire.
+        #[arg(long, conflicts_with_all = ["svg", "scenarios", "proto"])]
+        netns: bool,
         #[arg(
             short = 'o',
             long = "output",
@@ -366,6 +370,26 @@ enum OutputFormat {
 }
 
 /// Prints what a show-like command found: the table, or JSON.
+/// `strata lab trace --netns`.
+fn trace_netns(
+    file: Option<&PathBuf>,
+    from: &str,
+    to: &str,
+    output: OutputFormat,
+) -> anyhow::Result<bool> {
+    let topology = load(file)?;
+    if !to.starts_with("http://") {
+        anyhow::bail!("--netns traces an HTTP request: give --to http://HOST/");
+    }
+    let result = lab_netns::trace::trace(&topology, from, to)?;
+    show(
+        output,
+        || lab_netns::trace::render(&result),
+        || serde_json::to_value(&result).unwrap_or_default(),
+    );
+    Ok(!result.request.is_empty() && !result.reply.is_empty())
+}
+
 fn show(
     output: OutputFormat,
     table: impl FnOnce() -> String,
@@ -923,10 +947,19 @@ fn main() -> ExitCode {
             file,
             from,
             to,
+            netns: true,
+            output,
+            ..
+        }) => trace_netns(file.as_ref(), &from, &to, output),
+        Command::Lab(LabCommand::Trace {
+            file,
+            from,
+            to,
             proto,
             scenarios,
             svg,
             output,
+            netns: false,
         }) => trace(
             file.as_ref(),
             &from,

@@ -200,6 +200,30 @@ fn lab(router: &str) {
             assert!(route.contains(mux), "{route}");
         }
     }
+    // The flow's path, from captures of every wire (decoded by tshark): in through a
+    // Mux and VXLAN, back straight from the host (direct server return).
+    let out = strata(&[
+        "lab", "trace", "--netns", "--from", "ClientVM", "--to", portal,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let request = text.lines().next().unwrap();
+    assert!(
+        request.starts_with("request  ClientVM → NATVM → BGPVM → MuxVM")
+            && request.contains(" → HyperVHost → PortalVM"),
+        "{text}"
+    );
+    assert!(text.contains("VXLAN VNI 4096 192.168.233.2"), "{text}");
+    assert!(
+        text.contains("reply    PortalVM") && text.contains("→ HyperVHost → BGPVM → ClientVM\n"),
+        "{text}"
+    );
+    assert!(text.contains("[SYN, ACK]"), "{text}");
+
     // NATVM: its masquerade out, its port forward in.
     let world = curl("strata-ClientVM", "http://203.0.113.100/").unwrap();
     assert!(world.contains("external network"), "{world}");
