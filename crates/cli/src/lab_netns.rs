@@ -151,6 +151,10 @@ pub(crate) fn node(
 /// reports every load balancer applied.
 pub(crate) fn up(file: Option<&PathBuf>, router: RouterImpl) -> anyhow::Result<bool> {
     let topology = crate::load(file)?;
+    if !root() {
+        bail!("lab up --netns needs root (it makes network namespaces)");
+    }
+    daemons::check_installed(router)?;
     let state = state_dir(&topology.name);
     if state.exists() {
         bail!(
@@ -588,6 +592,16 @@ fn build(
         state.display()
     );
     Ok(true)
+}
+
+/// Whether this process runs as root (its effective user, from /proc).
+fn root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+            .unwrap_or(false)
+    })
 }
 
 /// Whether a TCP socket listens on `port` in namespace `ns`.

@@ -204,6 +204,22 @@ fn wait_for_file(path: &Path, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fails, saying what to install, if the chosen router is not installed.
+pub(crate) fn check_installed(router: RouterImpl) -> anyhow::Result<()> {
+    let (present, package) = match router {
+        RouterImpl::Strata => return Ok(()),
+        RouterImpl::Bird => (
+            Command::new("bird").arg("--version").output().is_ok(),
+            "bird2",
+        ),
+        RouterImpl::Frr => (Path::new(FRR).join("bgpd").exists(), "frr"),
+    };
+    if !present {
+        bail!("--router {router:?} needs the {package} package (apt-get install {package})");
+    }
+    Ok(())
+}
+
 /// Starts BIRD in `ns` with its files in `dir`. It daemonizes; `lab down` ends it with
 /// the namespace's other processes.
 pub(crate) fn start_bird(
