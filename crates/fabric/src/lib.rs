@@ -25,7 +25,7 @@ pub use segment::{Captured, PortCounters, PortId, Segment, SegmentConfig};
 pub trait Link {
     /// Sends the frames in order; returns how many the link took (the rest may be sent
     /// again later).
-    fn send(&mut self, frames: &[&[u8]]) -> std::io::Result<usize>;
+    fn send<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> std::io::Result<usize>;
 
     /// Receives what is waiting, up to the batch's capacity, without waiting for more;
     /// returns how many frames the batch now holds.

@@ -175,7 +175,7 @@ impl AsRawFd for PacketLink {
 const MAX_BATCH: usize = 64;
 
 impl Link for PacketLink {
-    fn send(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
+    fn send<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> io::Result<usize> {
         let mut sent = 0;
         for chunk in frames.chunks(MAX_BATCH) {
             // Our frames are whole: an all-zero virtio_net_hdr says so.
@@ -184,6 +184,7 @@ impl Link for PacketLink {
             let mut iovs: [[libc::iovec; 2]; MAX_BATCH] = unsafe { std::mem::zeroed() };
             let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
             for (i, frame) in chunk.iter().enumerate() {
+                let frame = frame.as_ref();
                 iovs[i][0].iov_base = header.as_ptr().cast_mut().cast();
                 iovs[i][0].iov_len = VNET_HDR_LEN;
                 iovs[i][1].iov_base = frame.as_ptr().cast_mut().cast();

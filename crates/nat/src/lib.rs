@@ -152,12 +152,19 @@ impl Nat {
         self.by_inner.is_empty()
     }
 
-    fn key(&mut self, packet: &[u8]) -> Result<(Ipv4Layout, FlowKey), DropReason> {
-        let layout = Ipv4Layout::parse(packet).map_err(|_| {
+    fn parse(&mut self, packet: &[u8]) -> Result<Ipv4Layout, DropReason> {
+        Ipv4Layout::parse(packet).map_err(|_| {
             self.counters.malformed += 1;
             DropReason::Malformed
-        })?;
-        let key = layout.flow_key(packet).map_err(|e| match e {
+        })
+    }
+
+    fn key(&mut self, layout: &Ipv4Layout, packet: &[u8]) -> Result<FlowKey, DropReason> {
+        if packet.len() < layout.total_len {
+            self.counters.malformed += 1;
+            return Err(DropReason::Malformed);
+        }
+        layout.flow_key(packet).map_err(|e| match e {
             strata_wire::Error::Fragment => {
                 self.counters.fragments += 1;
                 DropReason::Fragment
@@ -166,13 +173,34 @@ impl Nat {
                 self.counters.malformed += 1;
                 DropReason::Malformed
             }
-        })?;
-        Ok((layout, key))
+        })
     }
 
     /// A packet from inside leaving by the external interface: masquerade it.
     pub fn outbound(&mut self, now: Duration, packet: &mut [u8]) -> Action {
-        let (layout, key) = match self.key(packet) {
+        match self.parse(packet) {
+            Ok(layout) => self.outbound_parsed(now, &layout, packet),
+            Err(r) => Action::Dropped(r),
+        }
+    }
+
+    /// A packet arriving on the external interface: translate it back if it belongs to a
+    /// connection or a port forward.
+    pub fn inbound(&mut self, now: Duration, packet: &mut [u8]) -> Action {
+        match self.parse(packet) {
+            Ok(layout) => self.inbound_parsed(now, &layout, packet),
+            Err(r) => Action::Dropped(r),
+        }
+    }
+
+    /// [`Nat::outbound`] of a packet whose header the caller parsed (`layout`).
+    pub fn outbound_parsed(
+        &mut self,
+        now: Duration,
+        layout: &Ipv4Layout,
+        packet: &mut [u8],
+    ) -> Action {
+        let key = match self.key(layout, packet) {
             Ok(k) => k,
             Err(r) => return Action::Dropped(r),
         };
@@ -189,17 +217,21 @@ impl Nat {
         let Some(conn) = self.conns[index].as_mut() else {
             return Action::Untouched;
         };
-        conn.seen(now, true, tcp_flags(&layout, packet), &self.config.timeouts);
+        conn.seen(now, true, tcp_flags(layout, packet), &self.config.timeouts);
         let to = (conn.outer.dst, conn.outer.dst_port);
-        rewrite(packet, &layout, Endpoint::Source, to.0, to.1);
+        rewrite(packet, layout, Endpoint::Source, to.0, to.1);
         self.counters.translated_out += 1;
         Action::Translated
     }
 
-    /// A packet arriving on the external interface: translate it back if it belongs to a
-    /// connection or a port forward.
-    pub fn inbound(&mut self, now: Duration, packet: &mut [u8]) -> Action {
-        let (layout, key) = match self.key(packet) {
+    /// [`Nat::inbound`] of a packet whose header the caller parsed (`layout`).
+    pub fn inbound_parsed(
+        &mut self,
+        now: Duration,
+        layout: &Ipv4Layout,
+        packet: &mut [u8],
+    ) -> Action {
+        let key = match self.key(layout, packet) {
             Ok(k) => k,
             Err(DropReason::Fragment) => return Action::Untouched,
             Err(r) => return Action::Dropped(r),
@@ -218,14 +250,9 @@ impl Nat {
         let Some(conn) = self.conns[index].as_mut() else {
             return Action::Untouched;
         };
-        conn.seen(
-            now,
-            false,
-            tcp_flags(&layout, packet),
-            &self.config.timeouts,
-        );
+        conn.seen(now, false, tcp_flags(layout, packet), &self.config.timeouts);
         let to = (conn.inner.src, conn.inner.src_port);
-        rewrite(packet, &layout, Endpoint::Destination, to.0, to.1);
+        rewrite(packet, layout, Endpoint::Destination, to.0, to.1);
         self.counters.translated_in += 1;
         Action::Translated
     }

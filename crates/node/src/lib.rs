@@ -275,7 +275,7 @@ pub struct Node {
     links: Vec<LinkKind>,
     /// Per router interface: the link its frames leave by (None when behind the switch).
     nic_link: Vec<Option<usize>>,
-    taken: Vec<Taken>,
+    taken: std::collections::VecDeque<Taken>,
     out: std::collections::VecDeque<(usize, Vec<u8>)>,
     probers: Vec<Prober>,
     bgp: Option<Speaker>,
@@ -496,7 +496,7 @@ impl Node {
             switch,
             links,
             nic_link,
-            taken: Vec::new(),
+            taken: std::collections::VecDeque::new(),
             out: std::collections::VecDeque::new(),
             probers: config
                 .probes
@@ -659,23 +659,30 @@ impl Node {
         self.router.send(now, packet, &mut hooks);
     }
 
+    fn router_send_frame(&mut self, now: Duration, frame: Vec<u8>) {
+        let mut hooks = RoleHooks {
+            nat: self.nat.as_mut(),
+            mux: self.mux.as_mut(),
+            provider_addrs: self.switch.as_ref().map(|s| s.provider_addrs.as_slice()),
+            taken: &mut self.taken,
+        };
+        self.router.send_frame(now, frame, &mut hooks);
+    }
+
     /// Moves frames between the router, the roles, the vSwitch and the links until none
     /// is left in between.
     fn pump(&mut self, now: Duration) {
         loop {
             let mut moved = false;
-            for taken in std::mem::take(&mut self.taken) {
+            while let Some(taken) = self.taken.pop_front() {
                 moved = true;
                 match taken {
-                    Taken::Send(packet) => self.router_send(now, &packet),
-                    Taken::Decap(packet) => {
+                    Taken::Send(frame) => self.router_send_frame(now, frame),
+                    Taken::Decap(mut frame) => {
                         if let Some(sw) = self.switch.as_mut() {
-                            // VFP reads whole frames: give the packet back an Ethernet header.
-                            let mut frame = vec![0u8; 14 + packet.len()];
-                            frame[12..14].copy_from_slice(
-                                &strata_wire::ethernet::ETHERTYPE_IPV4.to_be_bytes(),
-                            );
-                            frame[14..].copy_from_slice(&packet);
+                            // VFP reads whole frames: the outer Ethernet header stays,
+                            // its addresses cleared as no wire's.
+                            frame[..12].fill(0);
                             sw.vswitch.receive_encapsulated(now, frame);
                         }
                     }

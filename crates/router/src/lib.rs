@@ -79,22 +79,35 @@ pub enum Verdict {
     Consumed,
 }
 
-/// Points in the forwarding path where a role may rewrite or drop an IPv4 packet.
-/// `packet` is the IPv4 packet (header and payload), already validated; a hook that
-/// changes it keeps its checksums right.
+/// Points in the forwarding path where a role may rewrite, take or drop an IPv4 packet.
+/// The router parses and validates the header once; the hooks get that parse (`layout`)
+/// with the packet. A hook that accepts a packet may rewrite its addresses and ports
+/// (keeping its checksums right) but not its length; the router reads the addresses
+/// again after `pre_routing`.
 pub trait Hooks {
     /// Before the routing decision, for packets received on `in_if` (DNAT goes here).
-    fn pre_routing(&mut self, _now: Duration, _in_if: IfIndex, _packet: &mut [u8]) -> Verdict {
+    /// `frame` is the whole frame, the IPv4 packet at [`ETHERNET_HEADER_LEN`] and
+    /// trimmed to its total length; a hook may take it (`std::mem::take`) and return
+    /// [`Verdict::Consumed`], or grow it in place, and hand it back later to
+    /// [`Router::send_frame`] (a Mux encapsulating, with no copy and no allocation).
+    fn pre_routing(
+        &mut self,
+        _now: Duration,
+        _in_if: IfIndex,
+        _layout: &Ipv4Layout,
+        _frame: &mut Vec<u8>,
+    ) -> Verdict {
         Verdict::Accept
     }
 
     /// After the routing decision, for packets leaving by `out_if`; `in_if` is `None` for
-    /// packets the node originates (SNAT goes here).
+    /// packets the node originates (SNAT goes here). `packet` is the IPv4 packet.
     fn post_routing(
         &mut self,
         _now: Duration,
         _in_if: Option<IfIndex>,
         _out_if: IfIndex,
+        _layout: &Ipv4Layout,
         _packet: &mut [u8],
     ) -> Verdict {
         Verdict::Accept
@@ -364,8 +377,7 @@ impl Router {
                 None
             }
             ETHERTYPE_IPV4 => {
-                let ip = &mut frame[ETHERNET_HEADER_LEN..];
-                let layout = match Ipv4Layout::parse(ip) {
+                let mut layout = match Ipv4Layout::parse(&frame[ETHERNET_HEADER_LEN..]) {
                     Ok(l) => l,
                     Err(_) => {
                         self.counters.count(Drop::Malformed);
@@ -374,12 +386,19 @@ impl Router {
                 };
                 // Ethernet pads short frames; the IP total length says where the packet ends.
                 frame.truncate(ETHERNET_HEADER_LEN + layout.total_len);
-                let ip = &mut frame[ETHERNET_HEADER_LEN..];
-                let verdict = hooks.pre_routing(now, in_if, ip);
+                let verdict = hooks.pre_routing(now, in_if, &layout, &mut frame);
                 if !self.passes(verdict) {
                     return None;
                 }
-                let dst = Ipv4Addr::from([ip[16], ip[17], ip[18], ip[19]]);
+                // A hook (DNAT) may have rewritten the addresses, never the length.
+                let Some(addrs) = frame.get(ETHERNET_HEADER_LEN + 12..ETHERNET_HEADER_LEN + 20)
+                else {
+                    self.counters.count(Drop::Malformed);
+                    return None;
+                };
+                layout.src = Ipv4Addr::new(addrs[0], addrs[1], addrs[2], addrs[3]);
+                layout.dst = Ipv4Addr::new(addrs[4], addrs[5], addrs[6], addrs[7]);
+                let dst = layout.dst;
                 if self.is_local(dst) {
                     self.counters.local += 1;
                     frame.drain(..ETHERNET_HEADER_LEN);
@@ -392,7 +411,7 @@ impl Router {
                     self.counters.count(Drop::NotForwarding);
                     return None;
                 }
-                self.forward(now, in_if, frame, hooks);
+                self.forward(now, in_if, &layout, frame, hooks);
                 None
             }
             _ => {
@@ -406,13 +425,12 @@ impl Router {
         &mut self,
         now: Duration,
         in_if: IfIndex,
+        layout: &Ipv4Layout,
         mut frame: Vec<u8>,
         hooks: &mut H,
     ) {
-        let ip = &frame[ETHERNET_HEADER_LEN..];
-        let ttl = ip[8];
-        let dst = Ipv4Addr::from([ip[16], ip[17], ip[18], ip[19]]);
-        if ttl <= 1 {
+        let dst = layout.dst;
+        if layout.ttl <= 1 {
             self.counters.count(Drop::TtlExceeded);
             self.icmp_error(now, in_if, &frame, icmp::TIME_EXCEEDED, 0, 0, hooks);
             return;
@@ -456,7 +474,7 @@ impl Router {
             (route.iface, route.gateway)
         };
         let ip = &mut frame[ETHERNET_HEADER_LEN..];
-        let verdict = hooks.post_routing(now, Some(in_if), out_if, ip);
+        let verdict = hooks.post_routing(now, Some(in_if), out_if, layout, ip);
         if !self.passes(verdict) {
             return;
         }
@@ -489,38 +507,54 @@ impl Router {
 
     /// Sends an IPv4 packet the node's own stack built.
     pub fn send<H: Hooks>(&mut self, now: Duration, packet: &[u8], hooks: &mut H) {
-        let layout = match Ipv4Layout::parse(packet) {
-            Ok(l) => l,
-            Err(_) => {
+        let mut frame = vec![0u8; ETHERNET_HEADER_LEN + packet.len()];
+        frame[ETHERNET_HEADER_LEN..].copy_from_slice(packet);
+        self.send_frame(now, frame, hooks);
+    }
+
+    /// Sends the IPv4 packet at [`ETHERNET_HEADER_LEN`] in `frame` as the node's own (the
+    /// bytes before it become the Ethernet header): [`Router::send`] without a copy, for
+    /// a packet a hook built in the frame it took.
+    pub fn send_frame<H: Hooks>(&mut self, now: Duration, mut frame: Vec<u8>, hooks: &mut H) {
+        let layout = match frame.get(ETHERNET_HEADER_LEN..).map(Ipv4Layout::parse) {
+            Some(Ok(l)) => l,
+            _ => {
                 self.counters.count(Drop::Malformed);
                 return;
             }
         };
+        frame.truncate(ETHERNET_HEADER_LEN + layout.total_len);
         let route = if layout.dst.is_broadcast() {
             // Limited broadcast leaves by the first interface (no route needed).
             self.ifaces
                 .first()
-                .map(|_| Route::new(IfIndex(0), None, Origin::Connected))
+                .map(|_| (RouteKind::Forward, IfIndex(0), None))
         } else {
-            self.fib.lookup(layout.dst).map(|(_, r)| r.clone())
+            self.fib.lookup(layout.dst).map(|(_, r)| {
+                let (out_if, gateway) = if r.is_multipath() {
+                    r.pick(ecmp_hash(&frame[ETHERNET_HEADER_LEN..]))
+                } else {
+                    (r.iface, r.gateway)
+                };
+                (r.kind, out_if, gateway)
+            })
         };
-        let Some(route) = route else {
+        let Some((kind, out_if, gateway)) = route else {
             self.counters.count(Drop::NoRoute);
             return;
         };
-        match route.kind {
+        match kind {
             RouteKind::Forward => {}
             RouteKind::Blackhole => return self.counters.count(Drop::Blackholed),
             RouteKind::Reject => return self.counters.count(Drop::Rejected),
         }
-        let (out_if, gateway) = if route.is_multipath() {
-            route.pick(ecmp_hash(packet))
-        } else {
-            (route.iface, route.gateway)
-        };
-        let mut frame = vec![0u8; ETHERNET_HEADER_LEN + layout.total_len];
-        frame[ETHERNET_HEADER_LEN..].copy_from_slice(&packet[..layout.total_len]);
-        let verdict = hooks.post_routing(now, None, out_if, &mut frame[ETHERNET_HEADER_LEN..]);
+        let verdict = hooks.post_routing(
+            now,
+            None,
+            out_if,
+            &layout,
+            &mut frame[ETHERNET_HEADER_LEN..],
+        );
         if !self.passes(verdict) {
             return;
         }

@@ -300,7 +300,7 @@ fn ecmp_spreads_flows_and_keeps_each_on_one_next_hop() {
 struct Always(Verdict);
 
 impl Hooks for Always {
-    fn pre_routing(&mut self, _: Duration, _: IfIndex, _: &mut [u8]) -> Verdict {
+    fn pre_routing(&mut self, _: Duration, _: IfIndex, _: &Ipv4Layout, _: &mut Vec<u8>) -> Verdict {
         self.0
     }
 }

@@ -412,7 +412,28 @@ impl Mux {
             self.counters.malformed += 1;
             MuxDrop::Malformed
         })?;
-        let key = layout.flow_key(packet).map_err(|e| match e {
+        let key = self.flow_key(&layout, packet)?;
+        let total = encapsulated_len(&layout, out.len())?;
+        out[ENCAP_LEN..total].copy_from_slice(&packet[..layout.total_len]);
+        self.encapsulate_key(now, &key, &mut out[..total])
+    }
+
+    /// [`Mux::encapsulate`] in place, for a packet the caller parsed (`layout`): `buf`
+    /// holds [`ENCAP_LEN`] bytes of room and then the packet, and the encapsulated
+    /// packet is written over them, with no copy of the packet.
+    pub fn encapsulate_in_place(
+        &mut self,
+        now: Duration,
+        layout: &Ipv4Layout,
+        buf: &mut [u8],
+    ) -> Result<Encapsulated, MuxDrop> {
+        let total = encapsulated_len(layout, buf.len())?;
+        let key = self.flow_key(layout, &buf[ENCAP_LEN..total])?;
+        self.encapsulate_key(now, &key, &mut buf[..total])
+    }
+
+    fn flow_key(&mut self, layout: &Ipv4Layout, packet: &[u8]) -> Result<FlowKey, MuxDrop> {
+        layout.flow_key(packet).map_err(|e| match e {
             strata_wire::Error::Fragment => {
                 self.counters.fragments += 1;
                 MuxDrop::Fragment
@@ -421,7 +442,17 @@ impl Mux {
                 self.counters.malformed += 1;
                 MuxDrop::Malformed
             }
-        })?;
+        })
+    }
+
+    /// Chooses the flow's DIP and writes the headers into `buf`, the packet in it after
+    /// [`ENCAP_LEN`] bytes.
+    fn encapsulate_key(
+        &mut self,
+        now: Duration,
+        key: &FlowKey,
+        buf: &mut [u8],
+    ) -> Result<Encapsulated, MuxDrop> {
         let hash = flow_hash(
             Distribution::FiveTuple,
             key.proto,
@@ -430,18 +461,14 @@ impl Mux {
             key.src_port,
             key.dst_port,
         );
-        let (vip_slot, position) = self.choose(now, &key, hash)?;
+        let (vip_slot, position) = self.choose(now, key, hash)?;
         let Some(state) = self.vips[vip_slot].as_ref() else {
             return Err(MuxDrop::NoVip);
         };
         let Some(Member { dip, .. }) = state.member(position) else {
             return Err(MuxDrop::NoHealthyDip);
         };
-        let inner = &packet[..layout.total_len];
-        let total = ENCAP_LEN + inner.len();
-        if out.len() < total || total > usize::from(u16::MAX) {
-            return Err(MuxDrop::BufferTooSmall);
-        }
+        let inner_len = buf.len() - ENCAP_LEN;
         self.ident = self.ident.wrapping_add(1);
         let outer = vxlan::Outer {
             src: self.config.pa,
@@ -451,16 +478,15 @@ impl Mux {
             vni: state.config.vni,
         };
         write_encap(
-            &mut out[..ENCAP_LEN],
+            &mut buf[..ENCAP_LEN],
             &outer,
             self.config.mac,
             dip.mac,
-            inner.len(),
+            inner_len,
         );
-        out[ENCAP_LEN..total].copy_from_slice(inner);
         self.counters.encapsulated += 1;
         Ok(Encapsulated {
-            len: total,
+            len: buf.len(),
             dip: dip.addr,
             host_pa: dip.host_pa,
         })
@@ -518,6 +544,16 @@ fn vip_port(key: &FlowKey) -> u16 {
     } else {
         key.dst_port
     }
+}
+
+/// The length of a packet of `layout` encapsulated, if a buffer of `room` bytes holds it
+/// and it fits an IPv4 packet.
+fn encapsulated_len(layout: &Ipv4Layout, room: usize) -> Result<usize, MuxDrop> {
+    let total = ENCAP_LEN + layout.total_len;
+    if room < total || total > usize::from(u16::MAX) {
+        return Err(MuxDrop::BufferTooSmall);
+    }
+    Ok(total)
 }
 
 /// Writes the outer IPv4, UDP, VXLAN and inner Ethernet headers for an inner packet of

@@ -626,3 +626,30 @@ fn a_vip_address_is_the_muxs_while_any_entry_has_it() {
     m.set_vip(elsewhere);
     assert!(m.has_vip(other) && !m.has_vip(VIP));
 }
+
+#[test]
+fn in_place_encapsulation_writes_what_the_copying_one_writes() {
+    let (mut copying, mut in_place) = (mux(), mux());
+    for i in 0..20 {
+        let p = syn(Ipv4Addr::new(192, 168, 200, 10), i);
+        let mut out = vec![0u8; ENCAP_LEN + p.len()];
+        let copied = copying.encapsulate(T, &p, &mut out).unwrap();
+        // Room, the packet, and bytes past it that are not the packet's.
+        let mut buf = vec![0u8; ENCAP_LEN];
+        buf.extend_from_slice(&p);
+        buf.extend_from_slice(&[0xee; 7]);
+        let layout = Ipv4Layout::parse(&p).unwrap();
+        let done = in_place.encapsulate_in_place(T, &layout, &mut buf).unwrap();
+        assert_eq!(done, copied);
+        assert_eq!(&buf[..done.len], &out[..]);
+    }
+    let p = syn(Ipv4Addr::new(192, 168, 200, 10), 1);
+    let layout = Ipv4Layout::parse(&p).unwrap();
+    let mut short = vec![0u8; ENCAP_LEN - 1];
+    short.extend_from_slice(&p);
+    assert_eq!(
+        in_place.encapsulate_in_place(T, &layout, &mut short),
+        Err(MuxDrop::BufferTooSmall)
+    );
+    assert_eq!(in_place.counters().encapsulated, 20);
+}
