@@ -14,7 +14,23 @@
 # out of the load balancer, CPU 1's busy share, and CPU 1's time per million packets
 # (the fair figure when the sender saturates first).
 #
+# Then the HTTP stage (needs wrk): requests per second from wrk to a VIP whose four DIPs
+# are served by one web server (crates/runtime/examples/http_server.rs) on a host built
+# from a kernel VXLAN device, on a topology of its own:
+#
+#   strata-bench-client -- strata-bench-lb -- strata-bench-host
+#            `---------- return path ---------'
+#
+# Through Strata's Mux the request goes in VXLAN to the host, which maps the VIP to the
+# server, and the reply goes straight back to the client (direct server return), as in
+# the SLB. Through the kernel's nftables DNAT, the reply goes back through the load
+# balancer, which must undo its translation. wrk and the server run on CPU 0, the load
+# balancer on CPU 1; each variant runs with keep-alive and with a new connection per
+# request. Reported: requests per second, CPU 1's busy share, and the Strata Mux
+# process's CPU time per thousand requests.
+#
 # Root only. Usage: scripts/bench-mux.sh [SECONDS] [FLOWS]   (default 10 s, 1024 flows)
+# STAGES="pps http" chooses the stages (default both); CONNS the HTTP connections (32).
 # Everything it creates is removed when it ends, also on failure.
 set -euo pipefail
 
@@ -24,9 +40,14 @@ FLOWS=${2:-1024}
 RATE=${RATE:-0}
 # PROFILE=FILE records the Strata Mux process with perf while it is measured.
 PROFILE=${PROFILE:-}
+STAGES=${STAGES:-pps http}
+CONNS=${CONNS:-32}
 G=strata-bench-gen
 M=strata-bench-mux
 S=strata-bench-sink
+C=strata-bench-client
+L=strata-bench-lb
+H=strata-bench-host
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
@@ -40,40 +61,19 @@ fi
 command -v nft >/dev/null || { echo "bench-mux: needs nft (nftables)" >&2; exit 1; }
 
 echo "building (release)..." >&2
-cargo build -q --release -p strata-runtime --example bench_mux -p strata-fabric --example blast
+cargo build -q --release -p strata-runtime --example bench_mux --example http_server \
+    -p strata-fabric --example blast
 BIN=target/release/examples
 
 MUX_PID=
+SERVER_PID=
 cleanup() {
     [ -n "$MUX_PID" ] && kill "$MUX_PID" 2>/dev/null || true
-    for ns in $G $M $S; do ip netns del "$ns" 2>/dev/null || true; done
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+    for ns in $G $M $S $C $L $H; do ip netns del "$ns" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 cleanup
-
-for ns in $G $M $S; do
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-done
-ip -n $G link add gen0 type veth peer name in0 netns $M
-ip -n $M link add out0 type veth peer name sink0 netns $S
-ip -n $G link set gen0 up
-ip -n $M link set in0 up
-ip -n $M link set out0 up
-ip -n $S link set sink0 up
-ip -n $S addr add 10.2.0.2/24 dev sink0
-# The sink answers ARP and drops every IPv4 packet at ingress (counted by the veth).
-ip netns exec $S nft -f - <<EOF
-table netdev sink {
-    chain ingress {
-        type filter hook ingress device "sink0" priority 0; policy accept;
-        meta protocol ip drop
-    }
-}
-EOF
-# Receive processing in the mux namespace on CPU 1.
-ip netns exec $M sh -c 'echo 2 > /sys/class/net/in0/queues/rx-0/rps_cpus'
-MAC=$(ip -n $M -o link show in0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
 
 # The Mux process's user and system ticks (0 without one).
 proc_ticks() {
@@ -122,44 +122,197 @@ measure() {
     RESULTS+=("$line")
 }
 
-echo "Strata's Mux (VXLAN to the host's PA)..." >&2
-# The kernel's own stack has nothing to do with the frames Strata takes (AF_PACKET sees
-# them before this hook); dropping them here spares it routing and discarding each.
-if [ -n "${INGRESS_DROP:-}" ]; then
-ip netns exec $M nft -f - <<EOF
-table netdev strata {
-    chain in0 { type filter hook ingress device "in0" priority 0; policy drop; }
-    chain out0 { type filter hook ingress device "out0" priority 0; policy drop; }
+pps_stage() {
+    for ns in $G $M $S; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
+    ip -n $G link add gen0 type veth peer name in0 netns $M
+    ip -n $M link add out0 type veth peer name sink0 netns $S
+    ip -n $G link set gen0 up
+    ip -n $M link set in0 up
+    ip -n $M link set out0 up
+    ip -n $S link set sink0 up
+    ip -n $S addr add 10.2.0.2/24 dev sink0
+    # The sink answers ARP and drops every IPv4 packet at ingress (counted by the veth).
+    ip netns exec $S nft -f - <<EOF
+    table netdev sink {
+        chain ingress {
+            type filter hook ingress device "sink0" priority 0; policy accept;
+            meta protocol ip drop
+        }
+    }
+EOF
+    # Receive processing in the mux namespace on CPU 1.
+    ip netns exec $M sh -c 'echo 2 > /sys/class/net/in0/queues/rx-0/rps_cpus'
+    MAC=$(ip -n $M -o link show in0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+
+
+    echo "Strata's Mux (VXLAN to the host's PA)..." >&2
+    # The kernel's own stack has nothing to do with the frames Strata takes (AF_PACKET sees
+    # them before this hook); dropping them here spares it routing and discarding each.
+    if [ -n "${INGRESS_DROP:-}" ]; then
+    ip netns exec $M nft -f - <<EOF
+    table netdev strata {
+        chain in0 { type filter hook ingress device "in0" priority 0; policy drop; }
+        chain out0 { type filter hook ingress device "out0" priority 0; policy drop; }
+    }
+EOF
+    fi
+    taskset -c 1 ip netns exec $M "$BIN/bench_mux" in0 out0 >/tmp/strata-bench-mux.out &
+    MUX_PID=$!
+    sleep 0.5
+    measure "strata mux"
+    kill -TERM $MUX_PID
+    wait $MUX_PID || true
+    MUX_PID=
+    echo "  mux: $(cat /tmp/strata-bench-mux.out)" >&2
+
+    echo "The kernel: nftables DNAT over the same four DIPs..." >&2
+    ip netns exec $M nft delete table netdev strata 2>/dev/null || true
+    ip -n $M addr add 10.1.0.1/24 dev in0
+    ip -n $M addr add 10.2.0.1/24 dev out0
+    ip -n $M route add 10.3.0.0/24 via 10.2.0.2
+    ip netns exec $M sysctl -q -w net.ipv4.ip_forward=1
+    ip netns exec $M nft -f - <<EOF
+    table ip lb {
+        chain prerouting {
+            type nat hook prerouting priority dstnat; policy accept;
+            ip daddr 10.9.0.100 udp dport 9 dnat to jhash ip saddr . udp sport mod 4 map {
+                0 : 10.3.0.1, 1 : 10.3.0.2, 2 : 10.3.0.3, 3 : 10.3.0.4 }
+        }
+    }
+EOF
+    measure "kernel nftables DNAT"
+
+    echo
+    printf "%-22s %12s %10s %14s\n" "load balancer" "pps out" "CPU 1" "CPU-s per Mpkt"
+    for r in "${RESULTS[@]}"; do echo "$r"; done
+    echo "(sender on CPU 0, load balancer on CPU 1; $DURATION s, $FLOWS flows, 60-byte frames)"
+}
+
+# One HTTP run of wrk against the VIP; its line of the table.
+HTTP_RESULTS=()
+http_measure() {
+    local label=$1 mode=$2 header=()
+    [ "$mode" = close ] && header=(-H "Connection: close")
+    # Warm up: neighbors resolved, the server's threads started.
+    ip netns exec $C wrk -t1 -c"$CONNS" -d1s "${header[@]}" http://10.9.0.100/ >/dev/null
+    local p0 p1 b0 t0 b1 t1 out rps errors
+    p0=$(proc_ticks)
+    read -r b0 t0 < <(cpu1)
+    out=$(taskset -c 0 ip netns exec $C wrk -t1 -c"$CONNS" -d"${DURATION}s" "${header[@]}" \
+        http://10.9.0.100/)
+    p1=$(proc_ticks)
+    read -r b1 t1 < <(cpu1)
+    rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
+    errors=$(echo "$out" | awk '/Non-2xx|Socket errors/' | tr '\n' ' ')
+    [ -z "$errors" ] || echo "  $label ($mode): $errors" >&2
+    HTTP_RESULTS+=("$(awk -v l="$label" -v m="$mode" -v r="${rps:-0}" -v d="$DURATION" \
+        -v p=$((p1 - p0)) -v b=$((b1 - b0)) -v t=$((t1 - t0)) -v mux="$MUX_PID" \
+        -v hz="$(getconf CLK_TCK)" 'BEGIN {
+            per = mux != "" && r > 0 ? sprintf("%.3f", (p / hz * 1000) / (r * d / 1000)) : "-"
+            printf "%-22s %-11s %12.0f %9.0f%% %16s", l, m, r, (t > 0 ? b / t : 0) * 100, per
+        }')")
+}
+
+http_stage() {
+    if ! command -v wrk >/dev/null; then
+        echo "bench-mux: the HTTP stage needs wrk (apt-get install wrk); skipped" >&2
+        return
+    fi
+    local dip_mac=00:15:5d:03:00:01
+    for ns in $C $L $H; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
+    ip -n $C link add c0 type veth peer name in0 netns $L
+    ip -n $L link add out0 type veth peer name h0 netns $H
+    ip -n $C link add r0 type veth peer name r1 netns $H
+    ip -n $C link set c0 up
+    ip -n $C link set r0 up
+    ip -n $L link set in0 up
+    ip -n $L link set out0 up
+    ip -n $H link set h0 up
+    ip -n $H link set r1 up
+    # Strata reads whole frames: no segmentation offload toward the load balancer.
+    ip netns exec $C ethtool -K c0 tso off gso off >/dev/null 2>&1 || true
+    ip -n $C addr add 10.1.0.2/24 dev c0
+    ip -n $C addr add 10.4.0.1/24 dev r0
+    ip -n $C route add 10.9.0.100/32 via 10.1.0.1
+    ip -n $H addr add 10.2.0.2/24 dev h0
+    ip -n $H addr add 10.4.0.2/24 dev r1
+    for i in 1 2 3 4; do ip -n $H addr add "10.3.0.$i/32" dev lo; done
+    # The host: a kernel VXLAN device with the DIPs' MAC, mapping the VIP to the server.
+    ip -n $H link add vxlan0 address $dip_mac type vxlan id 4096 local 10.2.0.2 \
+        dstport 4789 nolearning dev h0
+    ip -n $H link set vxlan0 up
+    # Replies come from the VIP by the return path, or from a DIP through the load
+    # balancer: neither is where the other end routes to, so no reverse-path filter.
+    local ns dev
+    for ns in $C $H; do
+        for dev in all default c0 r0 h0 r1 vxlan0; do
+            ip netns exec $ns sysctl -qw "net.ipv4.conf.$dev.rp_filter=0" 2>/dev/null || true
+        done
+    done
+    ip netns exec $H nft -f - <<EOF
+table ip slb {
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname "vxlan0" ip daddr 10.9.0.100 tcp dport 80 dnat to 10.3.0.1
+    }
 }
 EOF
-fi
-taskset -c 1 ip netns exec $M "$BIN/bench_mux" in0 out0 >/tmp/strata-bench-mux.out &
-MUX_PID=$!
-sleep 0.5
-measure "strata mux"
-kill -TERM $MUX_PID
-wait $MUX_PID || true
-MUX_PID=
-echo "  mux: $(cat /tmp/strata-bench-mux.out)" >&2
+    ip netns exec $L sh -c 'echo 2 > /sys/class/net/in0/queues/rx-0/rps_cpus'
+    taskset -c 0 ip netns exec $H "$BIN/http_server" 0.0.0.0:80 &
+    SERVER_PID=$!
 
-echo "The kernel: nftables DNAT over the same four DIPs..." >&2
-ip netns exec $M nft delete table netdev strata 2>/dev/null || true
-ip -n $M addr add 10.1.0.1/24 dev in0
-ip -n $M addr add 10.2.0.1/24 dev out0
-ip -n $M route add 10.3.0.0/24 via 10.2.0.2
-ip netns exec $M sysctl -q -w net.ipv4.ip_forward=1
-ip netns exec $M nft -f - <<EOF
+    echo "HTTP through Strata's Mux (VXLAN to a kernel VXLAN host, direct server return)..." >&2
+    ip -n $H route add 10.1.0.0/24 via 10.4.0.1
+    taskset -c 1 ip netns exec $L "$BIN/bench_mux" in0 out0 tcp 80 $dip_mac \
+        >/tmp/strata-bench-mux.out &
+    MUX_PID=$!
+    sleep 0.5
+    http_measure "strata mux" keep-alive
+    http_measure "strata mux" close
+    kill -TERM $MUX_PID
+    wait $MUX_PID || true
+    MUX_PID=
+    echo "  mux: $(cat /tmp/strata-bench-mux.out)" >&2
+
+    echo "HTTP through the kernel's nftables DNAT (replies back through it)..." >&2
+    ip -n $H route replace 10.1.0.0/24 via 10.2.0.1
+    ip -n $L addr add 10.1.0.1/24 dev in0
+    ip -n $L addr add 10.2.0.1/24 dev out0
+    ip -n $L route add 10.3.0.0/24 via 10.2.0.2
+    ip netns exec $L sysctl -qw net.ipv4.ip_forward=1
+    ip netns exec $L nft -f - <<EOF
 table ip lb {
     chain prerouting {
         type nat hook prerouting priority dstnat; policy accept;
-        ip daddr 10.9.0.100 udp dport 9 dnat to jhash ip saddr . udp sport mod 4 map {
+        ip daddr 10.9.0.100 tcp dport 80 dnat to jhash ip saddr . tcp sport mod 4 map {
             0 : 10.3.0.1, 1 : 10.3.0.2, 2 : 10.3.0.3, 3 : 10.3.0.4 }
     }
 }
 EOF
-measure "kernel nftables DNAT"
+    http_measure "kernel nftables DNAT" keep-alive
+    http_measure "kernel nftables DNAT" close
 
-echo
-printf "%-22s %12s %10s %14s\n" "load balancer" "pps out" "CPU 1" "CPU-s per Mpkt"
-for r in "${RESULTS[@]}"; do echo "$r"; done
-echo "(sender on CPU 0, load balancer on CPU 1; $DURATION s, $FLOWS flows, 60-byte frames)"
+    echo
+    printf "%-22s %-11s %12s %10s %16s\n" "load balancer" "connection" "requests/s" "CPU 1" \
+        "Mux CPU-ms/1k"
+    local r
+    for r in "${HTTP_RESULTS[@]}"; do echo "$r"; done
+    echo "(wrk -t1 -c$CONNS and the server on CPU 0, the load balancer on CPU 1; $DURATION s each)"
+}
+
+for stage in $STAGES; do
+    case $stage in
+    pps) pps_stage ;;
+    http) http_stage ;;
+    *)
+        echo "bench-mux: no stage $stage (pps, http)" >&2
+        exit 1
+        ;;
+    esac
+done

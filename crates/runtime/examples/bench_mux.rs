@@ -4,12 +4,14 @@
 //! southbound protocol). Until SIGINT or SIGTERM; then prints its counters.
 //!
 //! ```text
-//! bench_mux IN_INTERFACE OUT_INTERFACE
+//! bench_mux IN_INTERFACE OUT_INTERFACE [udp|tcp PORT [DIP_MAC]]
 //! ```
 //!
 //! IN has 10.1.0.1/24 (the senders'); OUT has 10.2.0.1/24, the Mux's provider address.
-//! VIP 10.9.0.100 UDP port 9 goes to four DIPs (10.3.0.1 to .4) on the host whose
-//! provider address is 10.2.0.2, in VXLAN (VNI 4096).
+//! VIP 10.9.0.100 UDP port 9 (or the protocol and port given) goes to four DIPs
+//! (10.3.0.1 to .4) on the host whose provider address is 10.2.0.2, in VXLAN (VNI
+//! 4096). The DIPs' MACs are 00:15:5d:03:00:01 to :04, or all DIP_MAC (a host with one
+//! kernel VXLAN device, whose MAC that is).
 
 use std::net::Ipv4Addr;
 
@@ -21,9 +23,31 @@ use strata_wire::EthernetAddress;
 use strata_wire::vxlan::Vni;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    const USAGE: &str = "usage: bench_mux IN_INTERFACE OUT_INTERFACE [udp|tcp PORT [DIP_MAC]]";
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [input, output] = args.as_slice() else {
-        return Err("usage: bench_mux IN_INTERFACE OUT_INTERFACE".into());
+    let (input, output, service) = match args.as_slice() {
+        [input, output] => (input, output, None),
+        [input, output, proto, port, rest @ ..] if rest.len() <= 1 => {
+            (input, output, Some((proto, port, rest.first())))
+        }
+        _ => return Err(USAGE.into()),
+    };
+    let (proto, port) = match service {
+        None => (17, 9),
+        Some((proto, port, _)) => (
+            match proto.as_str() {
+                "udp" => 17,
+                "tcp" => 6,
+                _ => return Err(USAGE.into()),
+            },
+            port.parse()?,
+        ),
+    };
+    let dip_mac = |i: u8| -> Result<EthernetAddress, Box<dyn std::error::Error>> {
+        match service.and_then(|(_, _, mac)| mac) {
+            None => Ok(EthernetAddress([0x00, 0x15, 0x5d, 0x03, 0x00, i])),
+            Some(mac) => mac.parse().map_err(|()| format!("{mac}: not a MAC").into()),
+        }
     };
     let links = vec![PacketLink::open(input)?, PacketLink::open(output)?];
     let nic = |link: &PacketLink, addr: &str| -> Result<NicConfig, Box<dyn std::error::Error>> {
@@ -43,18 +67,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let vip = VipConfig {
         key: VipKey {
             vip: "10.9.0.100".parse()?,
-            proto: 17,
-            port: 9,
+            proto,
+            port,
         },
         dips: (1..=4)
-            .map(|i| Dip {
-                addr: Ipv4Addr::new(10, 3, 0, i),
-                port: 9,
-                host_pa: Ipv4Addr::new(10, 2, 0, 2),
-                mac: EthernetAddress([0x00, 0x15, 0x5d, 0x03, 0x00, i]),
-                weight: 1,
+            .map(|i| {
+                Ok(Dip {
+                    addr: Ipv4Addr::new(10, 3, 0, i),
+                    port,
+                    host_pa: Ipv4Addr::new(10, 2, 0, 2),
+                    mac: dip_mac(i)?,
+                    weight: 1,
+                })
             })
-            .collect(),
+            .collect::<Result<_, Box<dyn std::error::Error>>>()?,
         distribution: Distribution::FiveTuple,
         vni: Vni::new(4096).ok_or("VNI")?,
     };
