@@ -235,8 +235,6 @@ http_stage() {
     ip -n $L link set out0 up
     ip -n $H link set h0 up
     ip -n $H link set r1 up
-    # Strata reads whole frames: no segmentation offload toward the load balancer.
-    ip netns exec $C ethtool -K c0 tso off gso off >/dev/null 2>&1 || true
     ip -n $C addr add 10.1.0.2/24 dev c0
     ip -n $C addr add 10.4.0.1/24 dev r0
     ip -n $C route add 10.9.0.100/32 via 10.1.0.1

@@ -317,21 +317,6 @@ fn build(
                 "dev",
                 &format!("eth{i}"),
             ])?;
-            // A kernel sender's segmentation offload would reach Strata as super-frames.
-            let _ = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &here,
-                    "ethtool",
-                    "-K",
-                    &format!("eth{i}"),
-                    "tso",
-                    "off",
-                    "gso",
-                    "off",
-                ])
-                .output();
         }
         if role(t, n) == Role::Daemon {
             daemons::kernel_router(&here, node)?;

@@ -161,6 +161,24 @@ fn lab(router: &str) {
         ["PortalVM", "PortalVM2"],
         "{served:?}"
     );
+    // A file larger than a TCP window: the portal VM's kernel hands its VM port TCP
+    // super-frames (the veth offers segmentation offload), which the host agent's link
+    // cuts into segments; all of it arrives, in order.
+    let big: String = (0..20_000)
+        .map(|i| format!("line {i:05} of the file\n"))
+        .collect();
+    for vm in ["PortalVM", "PortalVM2"] {
+        std::fs::write(
+            format!("/run/strata/azure-stack-poc/www-{vm}/big.txt"),
+            &big,
+        )
+        .unwrap();
+    }
+    for _ in 0..4 {
+        let got = curl("strata-ClientVM", "http://portal.azurestack.local/big.txt")
+            .expect("the big file comes");
+        assert!(got == big, "{} bytes came of {}", got.len(), big.len());
+    }
     // A daemon as BGPVM holds the VIP's /32 from both Muxes and gives the kernel both
     // as one multipath route.
     match router {

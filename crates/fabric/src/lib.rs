@@ -13,6 +13,7 @@
 //! through [`Link`].
 
 mod batch;
+pub mod gso;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod pcap;

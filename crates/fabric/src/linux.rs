@@ -15,7 +15,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::{Batch, Link};
+use crate::batch::Span;
+use crate::{Batch, Link, gso};
 
 /// `ETH_P_ALL` in network byte order: every protocol.
 const ALL: u16 = (libc::ETH_P_ALL as u16).to_be();
@@ -27,6 +28,11 @@ const PACKET_VNET_HDR: libc::c_int = 15;
 const VNET_HDR_LEN: usize = 10;
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
 const NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_*`: a whole frame, a TCP/IPv4 super-frame, and the ECN bit a
+/// super-frame's type may carry.
+const GSO_NONE: u8 = 0;
+const GSO_TCPV4: u8 = 1;
+const GSO_ECN: u8 = 0x80;
 
 /// Completes a frame whose L4 checksum a kernel left for the device to compute (a veth
 /// carries its sender's offload): the field holds the pseudo-header's sum, and the
@@ -218,7 +224,7 @@ impl Link for PacketLink {
     }
 
     fn recv(&mut self, batch: &mut Batch) -> io::Result<usize> {
-        batch.count = 0;
+        batch.clear();
         let want = batch.capacity().min(MAX_BATCH);
         if want == 0 {
             return Ok(0);
@@ -252,9 +258,9 @@ impl Link for PacketLink {
                 Err(e)
             };
         }
-        // Keep the whole frames, their checksums completed; a frame cut short by its
-        // slot, or a segmentation offload's super-frame, is dropped and counted.
-        let mut kept = 0;
+        // Keep the whole frames, their checksums completed, and cut TCP super-frames
+        // into segments; a frame cut short by its slot, or a super-frame of another
+        // kind, is dropped and counted.
         for (i, msg) in msgs.iter().take(n as usize).enumerate() {
             let len = msg.msg_len as usize;
             if msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len < VNET_HDR_LEN {
@@ -263,26 +269,51 @@ impl Link for PacketLink {
             }
             let at = i * slot;
             let header = &batch.data[at..at + VNET_HDR_LEN];
-            let (flags, gso_type) = (header[0], header[1]);
+            let (flags, gso_type) = (header[0], header[1] & !GSO_ECN);
+            let gso_size = usize::from(u16::from_le_bytes([header[4], header[5]]));
             let start = usize::from(u16::from_le_bytes([header[6], header[7]]));
             let offset = usize::from(u16::from_le_bytes([header[8], header[9]]));
-            if gso_type != 0 {
-                batch.offloaded += 1;
-                continue;
+            let frame = at + VNET_HDR_LEN..at + len;
+            match gso_type {
+                GSO_NONE => {}
+                GSO_TCPV4 => {
+                    let Batch {
+                        data,
+                        spill,
+                        frames,
+                        ..
+                    } = batch;
+                    let cut = gso::segment_tcp4(&data[frame], gso_size, spill, |start, len| {
+                        frames.push(Span {
+                            spilled: true,
+                            start,
+                            len,
+                        });
+                    });
+                    match cut {
+                        Ok(_) => batch.segmented += 1,
+                        Err(_) => batch.offloaded += 1,
+                    }
+                    continue;
+                }
+                _ => {
+                    batch.offloaded += 1;
+                    continue;
+                }
             }
-            let frame = &mut batch.data[at + VNET_HDR_LEN..at + len];
-            if flags & NEEDS_CSUM != 0 && !finish_checksum(frame, start, offset) {
+            if flags & NEEDS_CSUM != 0
+                && !finish_checksum(&mut batch.data[frame.clone()], start, offset)
+            {
                 batch.truncated += 1;
                 continue;
             }
-            batch
-                .data
-                .copy_within(at + VNET_HDR_LEN..at + len, kept * slot);
-            batch.lens[kept] = len - VNET_HDR_LEN;
-            kept += 1;
+            batch.frames.push(Span {
+                spilled: false,
+                start: frame.start,
+                len: frame.len(),
+            });
         }
-        batch.count = kept;
-        Ok(kept)
+        Ok(batch.len())
     }
 }
 

@@ -271,3 +271,153 @@ fn checksums_a_kernel_left_to_the_device_are_completed() {
     );
     assert!(checked, "its UDP checksum is whole");
 }
+
+/// The one's complement checksum of a TCP segment over IPv4 with its pseudo-header:
+/// 0 when the segment's checksum is right.
+fn tcp_check(ip: &[u8]) -> u16 {
+    let header = usize::from(ip[0] & 0x0f) * 4;
+    let tcp = &ip[header..];
+    let mut all = ip[12..20].to_vec();
+    all.extend_from_slice(&[0, 6]);
+    all.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+    all.extend_from_slice(tcp);
+    strata_wire::checksum::checksum(&all)
+}
+
+/// Our answer to the kernel's SYN: SYN-ACK from 10.77.0.1:80, MSS 1460, window 65535
+/// scaled by 2^7.
+fn syn_ack(syn: &[u8]) -> Vec<u8> {
+    let ip = &syn[14..];
+    let tcp = &ip[usize::from(ip[0] & 0x0f) * 4..];
+    let their_seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let mut seg = vec![0u8; 28];
+    seg[0..2].copy_from_slice(&80u16.to_be_bytes());
+    seg[2..4].copy_from_slice(&tcp[0..2]);
+    seg[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    seg[8..12].copy_from_slice(&their_seq.wrapping_add(1).to_be_bytes());
+    seg[12] = 7 << 4;
+    seg[13] = 0x12;
+    seg[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    seg[20..28].copy_from_slice(&[2, 4, 0x05, 0xb4, 1, 3, 3, 7]);
+    let mut ip = vec![
+        0x45, 0, 0, 48, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 77, 0, 1, 10, 77, 0, 2,
+    ];
+    let c = strata_wire::checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&seg);
+    let mut all = ip[12..20].to_vec();
+    all.extend_from_slice(&[0, 6, 0, 28]);
+    all.extend_from_slice(&seg);
+    let c = strata_wire::checksum::checksum(&all);
+    ip[20 + 16..20 + 18].copy_from_slice(&c.to_be_bytes());
+    let mut f = syn[6..12].to_vec();
+    f.extend_from_slice(&OURS);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f
+}
+
+/// A kernel that believes its device segments (a veth offers TSO) hands the packet
+/// socket TCP super-frames: the link cuts them into the segments a wire would carry,
+/// whole, in order and with right checksums.
+#[test]
+fn tcp_super_frames_from_the_kernel_are_cut_into_segments() {
+    let Some(pair) = Pair::new("gso") else {
+        return;
+    };
+    let mut link = netns::run_in(&pair.a, || PacketLink::open("va")).unwrap();
+    run(
+        "ip",
+        &[
+            "-n",
+            &pair.b,
+            "neigh",
+            "add",
+            "10.77.0.1",
+            "lladdr",
+            "02:00:00:00:00:01",
+            "dev",
+            "vb",
+        ],
+    );
+    // The kernel's client connects to us and writes 40,000 bytes at once; we answer the
+    // handshake and never acknowledge, so it sends its first window and waits.
+    let mut client = Command::new("ip")
+        .args(["netns", "exec", &pair.b, "python3", "-c"])
+        .arg(
+            "import socket, time\n\
+             s = socket.create_connection(('10.77.0.1', 80), timeout=5)\n\
+             s.sendall(bytes(range(256)) * 156 + bytes(64))\n\
+             time.sleep(3)",
+        )
+        .spawn()
+        .unwrap();
+    let mut batch = Batch::new(16, 70_000);
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut first_seq = None;
+    let mut data: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
+    while Instant::now() < deadline && data.values().map(Vec::len).sum::<usize>() < 8 * 1460 {
+        link.recv(&mut batch).unwrap();
+        for f in batch.iter() {
+            if f.len() < 14 + 40 || f[12..14] != [0x08, 0x00] || f[14 + 9] != 6 {
+                continue;
+            }
+            let ip = &f[14..];
+            let tcp = &ip[20..];
+            let flags = tcp[13];
+            let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+            if flags & 0x02 != 0 {
+                first_seq = Some(seq.wrapping_add(1));
+                link.send(&[syn_ack(f)]).unwrap();
+                continue;
+            }
+            let payload = &tcp[usize::from(tcp[12] >> 4) * 4..];
+            if payload.is_empty() {
+                continue;
+            }
+            assert!(
+                f.len() <= 1514,
+                "a frame of {} bytes went by uncut",
+                f.len()
+            );
+            assert!(payload.len() <= 1460, "over the MSS: {}", payload.len());
+            assert_eq!(
+                strata_wire::checksum::sum(&ip[..20]),
+                0xffff,
+                "IPv4 checksum"
+            );
+            assert_eq!(
+                usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+                ip.len(),
+                "IPv4 total length"
+            );
+            assert_eq!(tcp_check(ip), 0, "TCP checksum");
+            data.insert(seq, payload.to_vec());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = client.kill();
+    let _ = client.wait();
+    let start = first_seq.expect("the kernel's SYN arrived");
+    assert!(
+        batch.segmented >= 1,
+        "no super-frame came (segmented {}, offloaded {})",
+        batch.segmented,
+        batch.offloaded
+    );
+    assert_eq!(batch.offloaded, 0);
+    // The segments join up from the first byte, and carry what the client wrote.
+    let sent: Vec<u8> = (0..=255u8).cycle().take(256 * 156).collect();
+    let mut at = start;
+    let mut joined = Vec::new();
+    while let Some(p) = data.get(&at) {
+        joined.extend_from_slice(p);
+        at = at.wrapping_add(p.len() as u32);
+    }
+    assert!(
+        joined.len() >= 8 * 1460,
+        "only {} bytes in order",
+        joined.len()
+    );
+    assert_eq!(joined[..], sent[..joined.len()]);
+}

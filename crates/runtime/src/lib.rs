@@ -30,8 +30,10 @@ use strata_node::{Node, NodeConfig, NodeError};
 
 /// Frames read from a link in one call.
 const BATCH: usize = 64;
-/// The largest frame taken (an Ethernet frame of a 9000-byte MTU, and a VLAN tag).
-const FRAME: usize = 9022;
+/// A receive slot: the largest frame taken, a segmentation offload's super-frame (an
+/// IPv4 packet of 64 KiB behind a tagged Ethernet header), with its virtio_net_hdr. The
+/// batch's memory is committed only as far as frames fill it.
+const FRAME: usize = 10 + 18 + 65_535;
 /// The longest the driver sleeps without looking at the node.
 const IDLE: Duration = Duration::from_millis(100);
 /// Batches read from one link in one round (see [`Driver::step`]).
