@@ -290,12 +290,17 @@ fn lab(router: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = ctl(&["wait", "networkInterfaces", "PortalVM3", "--timeout", "30"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for (kind, name) in [
+        ("networkInterfaces", "PortalVM3"),
+        ("loadBalancers", "tenant"),
+    ] {
+        let out = ctl(&["wait", kind, name, "--timeout", "30"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let out = ctl(&["get", "loadBalancers", "tenant", "-o", "json"]);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let vip = doc["properties"]["frontendIPConfigurations"][0]["properties"]["privateIPAddress"]
@@ -303,7 +308,18 @@ fn lab(router: &str) {
         .unwrap()
         .to_string();
     let tenant = format!("http://{vip}/");
-    let page = curl("strata-ClientVM", &tenant).expect("the new VIP answers");
+    // Succeeded says the Muxes have the VIP; its /32 still has to reach BGPVM over BGP
+    // (until then the pool's reject route answers): a few seconds at most.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let page = loop {
+        match curl("strata-ClientVM", &tenant) {
+            Some(page) => break page,
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            None => panic!("the new VIP does not answer"),
+        }
+    };
     assert!(page.contains("served by PortalVM3"), "{page}");
 
     // A Mux process dies: BFD takes it out of BGPVM's next hops, and every flow goes
