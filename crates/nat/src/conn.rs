@@ -5,7 +5,7 @@ use std::time::Duration;
 use strata_wire::flow::{FlowKey, proto};
 
 /// Idle timeouts by protocol and state.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// RFC 5382 REQ-5: at least 2 h 4 min for an established TCP connection.
     pub tcp_established: Duration,

@@ -11,6 +11,13 @@
 //! via = "192.168.200.1"           # or: type = "reject" | "blackhole"
 //! [nat]                           # masquerade behind an interface (NATVM)
 //! external = "eth1"
+//! max_conns = 65536               # connections tracked at once (default 65536)
+//! [nat.timeouts]                  # idle seconds before a connection is forgotten
+//! tcp_established = 7440          # (defaults: RFC 5382 and RFC 4787's minimums)
+//! tcp_transitory = 240
+//! tcp_closed = 10
+//! udp = 120
+//! icmp = 30
 //! [[nat.forward]]
 //! protocol = "tcp"
 //! port = 8080
@@ -166,6 +173,56 @@ pub struct NatDef {
     pub external: String,
     #[serde(default)]
     pub forward: Vec<ForwardDef>,
+    pub max_conns: Option<usize>,
+    #[serde(default)]
+    pub timeouts: NatTimeoutsDef,
+}
+
+impl NatDef {
+    /// The NAT's configuration, masquerading to `external` (the external interface's
+    /// address).
+    pub fn config(&self, external: Ipv4Addr) -> strata_node::nat::Config {
+        let mut config = strata_node::nat::Config::new(external);
+        config.forwards = self
+            .forward
+            .iter()
+            .map(|f| strata_node::nat::PortForward {
+                proto: if f.protocol == "udp" { 17 } else { 6 },
+                external_port: f.port,
+                internal: f.to,
+            })
+            .collect();
+        if let Some(max) = self.max_conns {
+            config.max_conns = max;
+        }
+        config.timeouts = self.timeouts.timeouts();
+        config
+    }
+}
+
+/// Idle timeouts in seconds; each left out keeps its default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatTimeoutsDef {
+    pub tcp_established: Option<u64>,
+    pub tcp_transitory: Option<u64>,
+    pub tcp_closed: Option<u64>,
+    pub udp: Option<u64>,
+    pub icmp: Option<u64>,
+}
+
+impl NatTimeoutsDef {
+    fn timeouts(&self) -> strata_node::nat::Timeouts {
+        let d = strata_node::nat::Timeouts::default();
+        let or = |s: Option<u64>, default| s.map_or(default, std::time::Duration::from_secs);
+        strata_node::nat::Timeouts {
+            tcp_established: or(self.tcp_established, d.tcp_established),
+            tcp_transitory: or(self.tcp_transitory, d.tcp_transitory),
+            tcp_closed: or(self.tcp_closed, d.tcp_closed),
+            udp: or(self.udp, d.udp),
+            icmp: or(self.icmp, d.icmp),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +256,27 @@ pub fn load(path: &Path) -> Result<RouterFile, String> {
                 nat.external
             ));
         }
+        if nat.max_conns == Some(0) {
+            return Err(format!(
+                "{}: nat.max_conns: expected at least 1",
+                path.display()
+            ));
+        }
+        let t = &nat.timeouts;
+        for (key, value) in [
+            ("tcp_established", t.tcp_established),
+            ("tcp_transitory", t.tcp_transitory),
+            ("tcp_closed", t.tcp_closed),
+            ("udp", t.udp),
+            ("icmp", t.icmp),
+        ] {
+            if value == Some(0) {
+                return Err(format!(
+                    "{}: nat.timeouts.{key}: expected at least 1 second",
+                    path.display()
+                ));
+            }
+        }
         for f in &nat.forward {
             if !matches!(f.protocol.as_str(), "tcp" | "udp") {
                 return Err(format!(
@@ -228,16 +306,7 @@ pub fn driver(file: &RouterFile) -> Result<crate::Driver, String> {
             .iter()
             .position(|i| i.name == n.external)
             .unwrap_or(0);
-        let mut config = strata_node::nat::Config::new(nics[external_nic].addr.addr());
-        config.forwards = n
-            .forward
-            .iter()
-            .map(|f| strata_node::nat::PortForward {
-                proto: if f.protocol == "udp" { 17 } else { 6 },
-                external_port: f.port,
-                internal: f.to,
-            })
-            .collect();
+        let config = n.config(nics[external_nic].addr.addr());
         NatRole {
             external_nic,
             config,

@@ -75,6 +75,18 @@ fn a_router_file_that_breaks_a_rule_says_which() {
             "[nat]\nexternal = \"eth1\"\n[[nat.forward]]\nprotocol = \"sctp\"\nport = 1\nto = \"10.0.0.2:1\"\n",
             "protocol \"sctp\": expected",
         ),
+        (
+            "[nat]\nexternal = \"eth1\"\nmax_conns = 0\n",
+            "nat.max_conns: expected at least 1",
+        ),
+        (
+            "[nat]\nexternal = \"eth1\"\n[nat.timeouts]\nudp = 0\n",
+            "nat.timeouts.udp: expected at least 1 second",
+        ),
+        (
+            "[nat]\nexternal = \"eth1\"\n[nat.timeouts]\nsctp = 5\n",
+            "unknown field `sctp`",
+        ),
     ];
     for (extra, want) in cases {
         let text = if extra.is_empty() {
@@ -96,15 +108,51 @@ fn a_router_file_that_breaks_a_rule_says_which() {
             "{INTERFACES}[nat]\nexternal = \"eth1\"\n[[nat.forward]]\nprotocol = \"udp\"\nport = 53\nto = \"10.0.0.2:53\"\n"
         ),
     );
-    assert_eq!(
-        strata_runtime::router::load(&path)
-            .unwrap()
-            .nat
-            .unwrap()
-            .forward
-            .len(),
-        1
+    let external = std::net::Ipv4Addr::new(203, 0, 113, 1);
+    let nat = strata_runtime::router::load(&path).unwrap().nat.unwrap();
+    let config = nat.config(external);
+    assert_eq!(config.external_addr, external);
+    assert_eq!(config.forwards.len(), 1);
+    assert_eq!(config.forwards[0].proto, 17);
+    assert_eq!(config.forwards[0].external_port, 53);
+    assert_eq!(config.max_conns, 65536, "the default");
+    assert_eq!(config.timeouts, strata_node::nat::Timeouts::default());
+    // The table's size and the timeouts, each given or left at its default.
+    let path = file(
+        "nat-sized.toml",
+        &format!(
+            "{INTERFACES}[nat]\nexternal = \"eth1\"\nmax_conns = 500\n[nat.timeouts]\ntcp_established = 600\ntcp_transitory = 60\ntcp_closed = 5\nudp = 30\nicmp = 7\n"
+        ),
     );
+    let config = strata_runtime::router::load(&path)
+        .unwrap()
+        .nat
+        .unwrap()
+        .config(external);
+    assert_eq!(config.max_conns, 500);
+    let secs = std::time::Duration::from_secs;
+    assert_eq!(
+        config.timeouts,
+        strata_node::nat::Timeouts {
+            tcp_established: secs(600),
+            tcp_transitory: secs(60),
+            tcp_closed: secs(5),
+            udp: secs(30),
+            icmp: secs(7),
+        }
+    );
+    let path = file(
+        "nat-udp.toml",
+        &format!("{INTERFACES}[nat]\nexternal = \"eth1\"\n[nat.timeouts]\nudp = 45\n"),
+    );
+    let t = strata_runtime::router::load(&path)
+        .unwrap()
+        .nat
+        .unwrap()
+        .config(external)
+        .timeouts;
+    assert_eq!(t.udp, secs(45));
+    assert_eq!(t.icmp, strata_node::nat::Timeouts::default().icmp);
 }
 
 #[test]

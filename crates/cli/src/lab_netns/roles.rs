@@ -142,7 +142,21 @@ pub(crate) fn role_file(
     interfaces(&mut c, node);
     routes(&mut c, node);
     if let Some(nat) = &node.nat {
-        let _ = writeln!(c, "[nat]\nexternal = \"eth{}\"", nat.external_nic);
+        let _ = writeln!(
+            c,
+            "[nat]\nexternal = \"eth{}\"\nmax_conns = {}",
+            nat.external_nic, nat.max_conns
+        );
+        let t = &nat.timeouts;
+        let _ = writeln!(
+            c,
+            "[nat.timeouts]\ntcp_established = {}\ntcp_transitory = {}\ntcp_closed = {}\nudp = {}\nicmp = {}",
+            t.tcp_established.as_secs().max(1),
+            t.tcp_transitory.as_secs().max(1),
+            t.tcp_closed.as_secs().max(1),
+            t.udp.as_secs().max(1),
+            t.icmp.as_secs().max(1),
+        );
         for f in &nat.forwards {
             let _ = write!(
                 c,
@@ -196,11 +210,17 @@ mod tests {
     /// Each POC node's role file, as the role process reads it.
     #[test]
     fn the_poc_nodes_get_role_files_their_processes_read() {
-        let t = strata_lab::file::parse(
+        let mut t = strata_lab::file::parse(
             strata_lab::AZURE_STACK_POC_NAME,
             strata_lab::AZURE_STACK_POC,
         )
         .unwrap();
+        // NATVM's table and timeouts off their defaults, to see them carried.
+        for nat in t.nodes.iter_mut().filter_map(|n| n.nat.as_mut()) {
+            nat.max_conns = 777;
+            nat.timeouts.udp = std::time::Duration::from_secs(33);
+            nat.timeouts.tcp_established = std::time::Duration::from_secs(999);
+        }
         let dir = std::env::temp_dir().join(format!("strata-role-files-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let controller: SocketAddrV4 = "192.168.100.10:8081".parse().unwrap();
@@ -234,6 +254,11 @@ mod tests {
                         let nat = f.nat.unwrap();
                         assert_eq!(nat.external, "eth1");
                         assert_eq!(nat.forward[0].to.to_string(), "192.168.100.74:80");
+                        let spec = node.nat.as_ref().unwrap();
+                        let config = nat.config(std::net::Ipv4Addr::UNSPECIFIED);
+                        assert_eq!(config.max_conns, spec.max_conns);
+                        assert_eq!(config.timeouts, spec.timeouts);
+                        assert_eq!(config.forwards, spec.forwards);
                     }
                 }
                 "mux" => {
