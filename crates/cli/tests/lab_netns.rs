@@ -79,10 +79,16 @@ fn strata_namespaces() -> Vec<String> {
         .collect()
 }
 
-/// The whole check, with `router` running BGPVM.
-fn lab(router: &str) {
+/// The whole check, with `router` running BGPVM and the role processes reading their
+/// links by `link` (`STRATA_LINK`: socket or ring).
+fn lab(router: &str, link: &str) {
     let guard = Down;
-    let out = strata(&["lab", "up", "--netns", "--router", router]);
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["lab", "up", "--netns", "--router", router])
+        .current_dir(std::env::temp_dir())
+        .env("STRATA_LINK", link)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}{}",
@@ -367,9 +373,9 @@ fn the_poc_lab_runs_as_namespaces_and_comes_down_clean() {
         return;
     }
     // One after the other: they share the namespaces' names.
-    lab("strata");
+    lab("strata", "ring");
     if Command::new("bird").arg("--version").output().is_ok() {
-        lab("bird");
+        lab("bird", "socket");
     } else {
         assert!(
             std::env::var_os("STRATA_REQUIRE_BIRD").is_none(),
@@ -377,7 +383,7 @@ fn the_poc_lab_runs_as_namespaces_and_comes_down_clean() {
         );
     }
     if std::path::Path::new("/usr/lib/frr/bgpd").exists() {
-        lab("frr");
+        lab("frr", "socket");
     } else {
         assert!(
             std::env::var_os("STRATA_REQUIRE_FRR").is_none(),

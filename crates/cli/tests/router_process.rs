@@ -227,5 +227,23 @@ fn a_router_file_that_breaks_a_rule_is_refused() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("addres"), "{err}");
+    // A good file, and a way of reading links that does not exist.
+    std::fs::write(
+        &file,
+        "[[interface]]\nname = \"eth0\"\naddress = \"10.0.0.1/24\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["router", "--config"])
+        .arg(&file)
+        .env("STRATA_LINK", "telepathy")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("STRATA_LINK=telepathy: expected \"socket\" or \"ring\""),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

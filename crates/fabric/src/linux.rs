@@ -15,6 +15,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+mod ring;
+
 use crate::batch::Span;
 use crate::{Batch, Link, gso};
 
@@ -54,6 +56,8 @@ pub struct PacketLink {
     fd: OwnedFd,
     ifindex: i32,
     name: String,
+    /// The receive ring, when the link reads by one (see [`PacketLink::open_ring`]).
+    ring: Option<ring::RxRing>,
 }
 
 impl PacketLink {
@@ -130,7 +134,18 @@ impl PacketLink {
             fd,
             ifindex: ifindex as i32,
             name: interface.to_string(),
+            ring: None,
         })
+    }
+
+    /// [`PacketLink::open`], receiving through a ring of memory shared with the kernel
+    /// (`PACKET_RX_RING`, version 3; 2 MiB per link) rather than by `recvmmsg`: no socket
+    /// buffer is queued and copied per frame. Frames wait up to a millisecond for their
+    /// block to be handed over.
+    pub fn open_ring(interface: &str) -> io::Result<PacketLink> {
+        let mut link = PacketLink::open(interface)?;
+        link.ring = Some(ring::RxRing::new(link.fd.as_fd())?);
+        Ok(link)
     }
 
     /// The interface's name.
@@ -229,44 +244,27 @@ impl Link for PacketLink {
         if want == 0 {
             return Ok(0);
         }
-        // SAFETY (both): plain data; zeroed is a valid value.
-        let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
-        let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        // What each slot received: the bytes (virtio_net_hdr and frame), or None for a
+        // frame cut short.
+        let mut got: [Option<usize>; MAX_BATCH] = [None; MAX_BATCH];
         let slot = batch.slot;
-        for (i, chunk) in batch.data.chunks_mut(slot).take(want).enumerate() {
-            iovs[i].iov_base = chunk.as_mut_ptr().cast();
-            iovs[i].iov_len = slot;
-            msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: every header points at one iovec over a distinct slot of the batch's
-        // buffer, of the slot's length; nothing else touches the buffer meanwhile.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                want as u32,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
+        let n = match self.ring.as_mut() {
+            Some(ring) => ring.take(&mut batch.data, slot, want, |i, taken| {
+                got[i] = match taken {
+                    ring::Taken::Whole(len) => Some(len),
+                    ring::Taken::Truncated => None,
+                }
+            }),
+            None => recv_messages(self.fd.as_fd(), batch, want, &mut got)?,
         };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::WouldBlock {
-                Ok(0)
-            } else {
-                Err(e)
-            };
-        }
         // Keep the whole frames, their checksums completed, and cut TCP super-frames
         // into segments; a frame cut short by its slot, or a super-frame of another
         // kind, is dropped and counted.
-        for (i, msg) in msgs.iter().take(n as usize).enumerate() {
-            let len = msg.msg_len as usize;
-            if msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len < VNET_HDR_LEN {
+        for (i, got) in got.iter().take(n).enumerate() {
+            let Some(len) = got.filter(|&len| len >= VNET_HDR_LEN) else {
                 batch.truncated += 1;
                 continue;
-            }
+            };
             let at = i * slot;
             let header = &batch.data[at..at + VNET_HDR_LEN];
             let (flags, gso_type) = (header[0], header[1] & !GSO_ECN);
@@ -315,6 +313,49 @@ impl Link for PacketLink {
         }
         Ok(batch.len())
     }
+}
+
+/// Receives up to `want` messages into the batch's slots by `recvmmsg`, telling `got`
+/// what each slot holds; returns how many.
+fn recv_messages(
+    fd: BorrowedFd<'_>,
+    batch: &mut Batch,
+    want: usize,
+    got: &mut [Option<usize>; MAX_BATCH],
+) -> io::Result<usize> {
+    // SAFETY (both): plain data; zeroed is a valid value.
+    let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    let slot = batch.slot;
+    for (i, chunk) in batch.data.chunks_mut(slot).take(want).enumerate() {
+        iovs[i].iov_base = chunk.as_mut_ptr().cast();
+        iovs[i].iov_len = slot;
+        msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every header points at one iovec over a distinct slot of the batch's
+    // buffer, of the slot's length; nothing else touches the buffer meanwhile.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            want as u32,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    for (g, msg) in got.iter_mut().zip(msgs.iter().take(n as usize)) {
+        *g = (msg.msg_hdr.msg_flags & libc::MSG_TRUNC == 0).then_some(msg.msg_len as usize);
+    }
+    Ok(n as usize)
 }
 
 /// Network namespaces (`ip netns`), entered per thread.

@@ -49,6 +49,18 @@ impl Pair {
     }
 }
 
+/// Our end of the pair, reading by `recvmmsg` or by the receive ring.
+fn open(namespace: &str, ring: bool) -> PacketLink {
+    netns::run_in(namespace, move || {
+        if ring {
+            PacketLink::open_ring("va")
+        } else {
+            PacketLink::open("va")
+        }
+    })
+    .unwrap()
+}
+
 fn arp_request() -> Vec<u8> {
     let mut f = vec![0xff; 6];
     f.extend_from_slice(&OURS);
@@ -96,10 +108,20 @@ fn receive_until(link: &mut PacketLink, mut seen: impl FnMut(&[u8]) -> bool) -> 
 
 #[test]
 fn the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back() {
-    let Some(pair) = Pair::new("batch") else {
+    the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_with(false);
+}
+
+/// [`the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back`], reading by the receive ring.
+#[test]
+fn the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_by_the_ring() {
+    the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_with(true);
+}
+
+fn the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_with(ring: bool) {
+    let Some(pair) = Pair::new(if ring { "batch-r" } else { "batch" }) else {
         return;
     };
-    let mut link = netns::run_in(&pair.a, || PacketLink::open("va")).unwrap();
+    let mut link = open(&pair.a, ring);
     assert_eq!(link.name(), "va");
     // The interface as the kernel numbers and addresses it.
     let shown = run("ip", &["-n", &pair.a, "-o", "link", "show", "va"]);
@@ -175,10 +197,20 @@ fn the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back() {
 
 #[test]
 fn a_frame_larger_than_a_slot_is_dropped_and_counted() {
-    let Some(pair) = Pair::new("slot") else {
+    a_frame_larger_than_a_slot_is_dropped_and_counted_with(false);
+}
+
+/// [`a_frame_larger_than_a_slot_is_dropped_and_counted`], reading by the receive ring.
+#[test]
+fn a_frame_larger_than_a_slot_is_dropped_and_counted_by_the_ring() {
+    a_frame_larger_than_a_slot_is_dropped_and_counted_with(true);
+}
+
+fn a_frame_larger_than_a_slot_is_dropped_and_counted_with(ring: bool) {
+    let Some(pair) = Pair::new(if ring { "slot-r" } else { "slot" }) else {
         return;
     };
-    let mut link = netns::run_in(&pair.a, || PacketLink::open("va")).unwrap();
+    let mut link = open(&pair.a, ring);
     link.send(&[&arp_request()]).unwrap();
     // The ARP reply is 42 bytes: too long for 20-byte slots.
     let mut batch = Batch::new(4, 20);
@@ -210,10 +242,20 @@ fn opening_a_missing_interface_or_namespace_says_which() {
 /// (the veth carries the offload): the link completes them, so what it hands on checks.
 #[test]
 fn checksums_a_kernel_left_to_the_device_are_completed() {
-    let Some(pair) = Pair::new("csum") else {
+    checksums_a_kernel_left_to_the_device_are_completed_with(false);
+}
+
+/// [`checksums_a_kernel_left_to_the_device_are_completed`], reading by the receive ring.
+#[test]
+fn checksums_a_kernel_left_to_the_device_are_completed_by_the_ring() {
+    checksums_a_kernel_left_to_the_device_are_completed_with(true);
+}
+
+fn checksums_a_kernel_left_to_the_device_are_completed_with(ring: bool) {
+    let Some(pair) = Pair::new(if ring { "csum-r" } else { "csum" }) else {
         return;
     };
-    let mut link = netns::run_in(&pair.a, || PacketLink::open("va")).unwrap();
+    let mut link = open(&pair.a, ring);
     let ip = |args: &[&str]| {
         let out = Command::new("ip").args(args).output().unwrap();
         assert!(
@@ -322,10 +364,20 @@ fn syn_ack(syn: &[u8]) -> Vec<u8> {
 /// whole, in order and with right checksums.
 #[test]
 fn tcp_super_frames_from_the_kernel_are_cut_into_segments() {
-    let Some(pair) = Pair::new("gso") else {
+    tcp_super_frames_from_the_kernel_are_cut_into_segments_with(false);
+}
+
+/// [`tcp_super_frames_from_the_kernel_are_cut_into_segments`], reading by the receive ring.
+#[test]
+fn tcp_super_frames_from_the_kernel_are_cut_into_segments_by_the_ring() {
+    tcp_super_frames_from_the_kernel_are_cut_into_segments_with(true);
+}
+
+fn tcp_super_frames_from_the_kernel_are_cut_into_segments_with(ring: bool) {
+    let Some(pair) = Pair::new(if ring { "gso-r" } else { "gso" }) else {
         return;
     };
-    let mut link = netns::run_in(&pair.a, || PacketLink::open("va")).unwrap();
+    let mut link = open(&pair.a, ring);
     run(
         "ip",
         &[

@@ -49,7 +49,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(mac) => mac.parse().map_err(|()| format!("{mac}: not a MAC").into()),
         }
     };
-    let links = vec![PacketLink::open(input)?, PacketLink::open(output)?];
+    // STRATA_LINK=ring reads by the receive ring, as the role processes do.
+    let links = vec![
+        strata_runtime::open_link(input)?,
+        strata_runtime::open_link(output)?,
+    ];
     let nic = |link: &PacketLink, addr: &str| -> Result<NicConfig, Box<dyn std::error::Error>> {
         Ok(NicConfig {
             name: link.name().to_string(),

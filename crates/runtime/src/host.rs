@@ -142,7 +142,7 @@ pub fn driver(file: &HostFile) -> Result<crate::Driver, String> {
     if let Some(ns) = &file.netns {
         netns::enter(ns).map_err(|e| e.to_string())?;
     }
-    let open = |name: &str| PacketLink::open(name).map_err(|e| format!("{name}: {e}"));
+    let open = |name: &str| crate::open_link(name).map_err(|e| format!("{name}: {e}"));
     let provider = open(&file.provider.interface)?;
     let uplink = open(&file.uplink)?;
     let mac = |l: &PacketLink| {

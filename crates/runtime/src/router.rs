@@ -368,7 +368,7 @@ pub(crate) fn open_interfaces(
     let mut links = Vec::new();
     let mut nics = Vec::new();
     for i in interfaces {
-        let link = PacketLink::open(&i.name).map_err(|e| format!("{}: {e}", i.name))?;
+        let link = crate::open_link(&i.name).map_err(|e| format!("{}: {e}", i.name))?;
         let mac = link.mac().map_err(|e| format!("{}: {e}", i.name))?;
         nics.push(NicConfig {
             name: i.name.clone(),
