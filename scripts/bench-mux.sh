@@ -144,7 +144,7 @@ pps_stage() {
     }
 EOF
     # Receive processing in the mux namespace on CPU 1.
-    ip netns exec $M sh -c 'echo 2 > /sys/class/net/in0/queues/rx-0/rps_cpus'
+    ip netns exec $M sh -c "echo ${RPS_CPUS:-2} > /sys/class/net/in0/queues/rx-0/rps_cpus"
     MAC=$(ip -n $M -o link show in0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
 
 

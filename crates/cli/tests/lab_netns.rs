@@ -97,6 +97,13 @@ fn lab(router: &str, link: &str) {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("lab azure-stack-poc is up"), "{text}");
+    // The role processes read their links the way they were told.
+    let log = std::fs::read_to_string("/run/strata/azure-stack-poc/MuxVM.log").unwrap();
+    assert_eq!(
+        log.contains("receiving by the ring"),
+        link == "ring",
+        "{link}: {log}"
+    );
     let namespaces = strata_namespaces();
     for node in [
         "ClientVM",

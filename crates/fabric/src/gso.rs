@@ -230,6 +230,45 @@ mod tests {
     }
 
     #[test]
+    fn ip_options_and_a_bare_header_are_cut_too() {
+        // IHL 6: four bytes of options (a NOP and an end of list), kept in each segment.
+        let plain = super_frame(2000, 0x10, false);
+        let mut f = plain[..34].to_vec();
+        f[14] = 0x46;
+        f.extend_from_slice(&[1, 0, 0, 0]);
+        f.extend_from_slice(&plain[34..]);
+        let mut out = Vec::new();
+        let mut spans = Vec::new();
+        let n = segment_tcp4(&f, 1000, &mut out, |s, l| spans.push((s, l))).unwrap();
+        assert_eq!(n, 2);
+        let mut payload = Vec::new();
+        for &(s, l) in &spans {
+            let seg = &out[s..s + l];
+            let ip = &seg[14..38];
+            assert_eq!(checksum::sum(ip), 0xffff);
+            assert_eq!(&ip[20..24], &[1, 0, 0, 0]);
+            assert_eq!(usize::from(u16::from_be_bytes([ip[2], ip[3]])), l - 14);
+            let tcp = &seg[38..];
+            let mut all = ip[12..20].to_vec();
+            all.extend_from_slice(&[0, TCP]);
+            all.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+            all.extend_from_slice(tcp);
+            assert_eq!(checksum::checksum(&all), 0);
+            payload.extend_from_slice(&tcp[32..]);
+        }
+        assert_eq!(payload, plain[66..]);
+        // A TCP header of 20 bytes and nothing after it: one segment, the frame itself
+        // with its checksums whole.
+        let mut bare = plain[..14 + 40].to_vec();
+        bare[14 + 20 + 12] = 5 << 4;
+        bare[14 + 2..14 + 4].copy_from_slice(&40u16.to_be_bytes());
+        let segs = cut(&bare, 1448);
+        assert_eq!(segs.len(), 1);
+        assert_eq!(segs[0].len(), 54);
+        assert_eq!(checksum::sum(&segs[0][14..34]), 0xffff);
+    }
+
+    #[test]
     fn what_is_not_tcp_over_ipv4_is_refused() {
         let good = super_frame(100, 0x10, false);
         let mut out = Vec::new();
@@ -268,6 +307,26 @@ mod tests {
         );
         assert_eq!(
             segment_tcp4(&good[..13], 100, &mut out, none),
+            Err(GsoError::Malformed)
+        );
+        // An IHL below 5.
+        let mut short_ip = good.clone();
+        short_ip[14] = 0x44;
+        assert_eq!(
+            segment_tcp4(&short_ip, 100, &mut out, none),
+            Err(GsoError::Malformed)
+        );
+        // A tag over something other than IPv4, though what follows looks like it.
+        let tagged = super_frame(100, 0x10, true);
+        let mut arp = tagged.clone();
+        arp[16..18].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(
+            segment_tcp4(&arp, 100, &mut out, none),
+            Err(GsoError::NotTcp4)
+        );
+        // A tagged IPv4 frame too short for an IPv4 header is malformed, not foreign.
+        assert_eq!(
+            segment_tcp4(&tagged[..24], 100, &mut out, none),
             Err(GsoError::Malformed)
         );
         assert!(out.is_empty(), "nothing written for a refused frame");

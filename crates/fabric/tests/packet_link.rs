@@ -473,3 +473,68 @@ fn tcp_super_frames_from_the_kernel_are_cut_into_segments_with(ring: bool) {
     );
     assert_eq!(joined[..], sent[..joined.len()]);
 }
+
+/// A super-frame of a kind the link does not cut (UDP segmentation offload, which a
+/// veth also takes from its kernel) is dropped and counted, not handed on whole.
+#[test]
+fn a_udp_super_frame_is_dropped_and_counted() {
+    let Some(pair) = Pair::new("ugso") else {
+        return;
+    };
+    let mut link = open(&pair.a, false);
+    run(
+        "ip",
+        &[
+            "-n",
+            &pair.b,
+            "neigh",
+            "add",
+            "10.77.0.1",
+            "lladdr",
+            "02:00:00:00:00:01",
+            "dev",
+            "vb",
+        ],
+    );
+    // UDP_SEGMENT (103): the kernel sends 4,000 bytes as one super-frame of 1,000-byte
+    // datagrams, and one plain datagram after it.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &pair.b, "python3", "-c"])
+        .arg(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.IPPROTO_UDP, 103, 1000)\n\
+             s.sendto(b'x' * 4000, ('10.77.0.1', 9))\n\
+             p = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             p.sendto(b'plain', ('10.77.0.1', 9))",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut batch = Batch::new(8, 70_000);
+    let mut lengths = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !lengths.contains(&(14 + 28 + 5)) && Instant::now() < deadline {
+        link.recv(&mut batch).unwrap();
+        lengths.extend(
+            batch
+                .iter()
+                .filter(|f| f.len() > 14 + 9 && f[12..14] == [0x08, 0x00] && f[14 + 9] == 17)
+                .map(<[u8]>::len),
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        lengths.contains(&(14 + 28 + 5)),
+        "the plain datagram came: {lengths:?}"
+    );
+    assert_eq!(batch.offloaded, 1, "the super-frame was counted");
+    assert!(
+        lengths.iter().all(|&l| l <= 1514),
+        "a super-frame was handed on: {lengths:?}"
+    );
+}

@@ -269,7 +269,11 @@ impl Driver {
 /// light; see `PacketLink::open_ring`).
 pub fn open_link(interface: &str) -> io::Result<PacketLink> {
     match std::env::var("STRATA_LINK").as_deref() {
-        Ok("ring") => PacketLink::open_ring(interface),
+        Ok("ring") => {
+            let link = PacketLink::open_ring(interface)?;
+            tracing::info!(interface, "receiving by the ring");
+            Ok(link)
+        }
         Ok("socket") | Err(_) => PacketLink::open(interface),
         Ok(other) => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
