@@ -1,27 +1,32 @@
 //! A node of the network: a VM, a router VM or a host.
 //!
 //! ```text
-//!  link ─ NIC 0 ─┐                          ┌─ smoltcp stack (Medium::Ip) ─ apps
-//!  link ─ NIC 1 ─┼─ router (ARP, FIB) ──────┤
-//!                │   └─ hooks: Mux, VXLAN   └─ forwarding (when a router)
-//!                │      intake, NAT
-//!  link ─ uplink ─ vSwitch ─ host vNIC (a NIC behind the switch)
-//!  link ─ VM port ─┘   (VFP on every VM port)
+//!            ┌──────────────────── dataplane ─────────────────────┐
+//!  link ─ NIC 0 ─┐                                                │   host stack
+//!  link ─ NIC 1 ─┼─ router (parses once; ARP, FIB) ── local ──────┼─► smoltcp ─ apps
+//!                │   └─ hooks: Mux, VXLAN intake, NAT   ◄─ send ──┼── (HTTP, DNS, BGP,
+//!  link ─ uplink ─ vSwitch ─ host vNIC (a NIC behind the switch)  │    probes, agent)
+//!  link ─ VM port ─┘   (VFP on every VM port)                     │
+//!            └────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Frames from the fabric enter by [`Node::receive`]; the router answers ARP, forwards
-//! what is not for the node (if it forwards), and hands the node's own packets to a
-//! smoltcp interface, where the apps' sockets live. What the stack sends goes back through
-//! the router, so a node has one routing table and one ARP cache. Roles are hooks on the
-//! router: NAT, the Mux, and on a Hyper-V host the intake of VXLAN for its provider
-//! address into its vSwitch. A host's vSwitch has its own links: the uplink, and one link
-//! per VM port.
+//! Two halves. The [`Dataplane`] takes frames from the fabric ([`Node::receive`], or a
+//! batch at a time with [`Node::receive_batch`]): the router answers ARP, forwards what
+//! is not for the node (if it forwards) with the roles as hooks on it (NAT, the Mux, and
+//! on a Hyper-V host the intake of VXLAN for its provider address into its vSwitch),
+//! and sets aside the node's own packets. The host stack, a smoltcp interface with the
+//! apps' sockets, takes those; what it sends goes back through the router, so a node
+//! has one routing table and one ARP cache. The apps reach into the dataplane only to
+//! configure it: the BGP speaker installs routes, the southbound agent programs the Mux
+//! and the VFP. A host's vSwitch has its own links: the uplink, and one link per VM
+//! port.
 //!
 //! Sans-IO: the owner passes `now` (time since the lab started) to every call, takes
 //! frames from [`Node::poll_transmit`] and wakes the node at [`Node::poll_at`].
 
 pub mod apps;
 mod control;
+mod dataplane;
 mod device;
 mod roles;
 
@@ -33,13 +38,13 @@ use smoltcp::iface::{Config as IfaceConfig, Interface as Iface, PollResult, Sock
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpCidr};
 use strata_nat::Nat;
-use strata_router::{IfIndex, Interface, Router};
+use strata_router::Router;
 use strata_slb::mux::{Mux, MuxConfig, VipConfig};
-use strata_vswitch::switch::{SwitchPort, VSwitch};
+use strata_vswitch::switch::VSwitch;
 use strata_vswitch::vfp::Layer;
 use strata_wire::EthernetAddress;
 
-use roles::{RoleHooks, Taken};
+pub use dataplane::Dataplane;
 
 use apps::bgp::{BgpConfig, NeighborStatus, Speaker};
 use apps::dns::{Lookup, LookupReport};
@@ -255,28 +260,11 @@ pub struct ServiceCounters {
     pub dns_malformed: u64,
 }
 
-/// A host's vSwitch and how its ports map to the node's links and NICs.
-struct HostSwitch {
-    vswitch: VSwitch,
-    /// Per router interface: its switch port, if the NIC is behind the switch.
-    internal: Vec<Option<SwitchPort>>,
-    /// Per switch port: the node link it leaves by (None for internal ports).
-    port_link: Vec<Option<usize>>,
-    provider_addrs: Vec<Ipv4Addr>,
-}
-
 /// An emulated node.
 pub struct Node {
     name: String,
-    router: Router,
-    nat: Option<(IfIndex, Nat)>,
-    mux: Option<Mux>,
-    switch: Option<HostSwitch>,
-    links: Vec<LinkKind>,
-    /// Per router interface: the link its frames leave by (None when behind the switch).
-    nic_link: Vec<Option<usize>>,
-    taken: std::collections::VecDeque<Taken>,
-    out: std::collections::VecDeque<(usize, Vec<u8>)>,
+    /// Links, router, roles and vSwitch.
+    dataplane: Dataplane,
     probers: Vec<Prober>,
     bgp: Option<Speaker>,
     health_events: Vec<(Ipv4Addr, bool)>,
@@ -319,44 +307,15 @@ fn instant(now: Duration) -> Instant {
 const EPHEMERAL_START: u16 = 49152;
 
 impl Node {
-    pub fn new(config: NodeConfig, now: Duration) -> Result<Node, NodeError> {
-        let first = config.nics.first().ok_or_else(|| NodeError::NoNic {
-            node: config.name.clone(),
-        })?;
-        let mut router = Router::new(strata_router::Config {
-            forwarding: config.forwarding,
-            ..strata_router::Config::default()
-        });
-        for nic in &config.nics {
-            router.add_interface(Interface {
-                mac: nic.mac,
-                addr: nic.addr,
-                mtu: nic.mtu,
-            });
-        }
-        for (prefix, gateway) in &config.routes {
-            router
-                .add_route(*prefix, *gateway)
-                .map_err(|source| NodeError::Route {
-                    node: config.name.clone(),
-                    source,
-                })?;
-        }
-        for (prefix, kind) in &config.discards {
-            router.add_discard(*prefix, *kind);
-        }
-        let nat = match config.nat {
-            Some(role) if role.external_nic < config.nics.len() => {
-                Some((IfIndex(role.external_nic), Nat::new(role.config)))
-            }
-            Some(role) => {
-                return Err(NodeError::NatNic {
-                    node: config.name.clone(),
-                    nic: role.external_nic,
-                });
-            }
-            None => None,
-        };
+    pub fn new(mut config: NodeConfig, now: Duration) -> Result<Node, NodeError> {
+        let first = config
+            .nics
+            .first()
+            .ok_or_else(|| NodeError::NoNic {
+                node: config.name.clone(),
+            })?
+            .addr;
+        let dataplane = dataplane::Dataplane::new(&mut config)?;
 
         let mut device = QueueDevice {
             mtu: config.nics.iter().map(|n| n.mtu).min().unwrap_or(1500),
@@ -373,7 +332,7 @@ impl Node {
         });
         // The router decides where packets go; smoltcp only needs to believe that every
         // destination is reachable. With Medium::Ip the gateway named here is never used.
-        let _ = iface.routes_mut().add_default_ipv4_route(first.addr.addr());
+        let _ = iface.routes_mut().add_default_ipv4_route(first.addr());
 
         let mut sockets = SocketSet::new(vec![]);
         let resolver = config
@@ -394,62 +353,6 @@ impl Node {
             })
             .collect();
 
-        // Links: every NIC not behind the switch, then the switch's uplink and VM ports.
-        let mut links = Vec::new();
-        let mut nic_link = Vec::new();
-        for (i, nic) in config.nics.iter().enumerate() {
-            if nic.behind_switch && config.vswitch.is_some() {
-                nic_link.push(None);
-            } else {
-                nic_link.push(Some(links.len()));
-                links.push(LinkKind::Nic(i));
-            }
-        }
-        let switch = config.vswitch.map(|sw| -> Result<HostSwitch, NodeError> {
-            let mut vswitch = VSwitch::new(sw.name);
-            let mut port_link = Vec::new();
-            vswitch.add_uplink("uplink");
-            port_link.push(Some(links.len()));
-            links.push(LinkKind::Uplink);
-            let mut internal = vec![None; config.nics.len()];
-            for (i, nic) in config
-                .nics
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| n.behind_switch)
-            {
-                internal[i] = Some(vswitch.add_internal(nic.name.clone(), nic.mac));
-                port_link.push(None);
-            }
-            for vm in sw.vms {
-                let port = vswitch.add_vm(
-                    vm.name.clone(),
-                    vm.mac,
-                    strata_vswitch::vfp::DEFAULT_FLOW_LIMIT,
-                );
-                if !vswitch.set_vlan(port, vm.vlan) {
-                    return Err(NodeError::Vlan {
-                        node: config.name.clone(),
-                        port: vm.name,
-                        vlan: vm.vlan.unwrap_or(0),
-                    });
-                }
-                if let Some(vfp) = vswitch.vfp_mut(port) {
-                    for layer in vm.layers {
-                        vfp.set_layer(layer);
-                    }
-                }
-                port_link.push(Some(links.len()));
-                links.push(LinkKind::VmPort(vm.name));
-            }
-            Ok(HostSwitch {
-                vswitch,
-                internal,
-                port_link,
-                provider_addrs: sw.provider_addrs,
-            })
-        });
-        let switch = switch.transpose()?;
         let (agent, control_server) = match config.control {
             Some(ControlConfig::Agent {
                 controller,
@@ -481,23 +384,9 @@ impl Node {
             ),
             None => (None, None),
         };
-        let mux = config.mux.map(|role| {
-            let mut mux = Mux::new(role.config);
-            for vip in role.vips {
-                mux.set_vip(vip);
-            }
-            mux
-        });
         Ok(Node {
             name: config.name,
-            router,
-            nat,
-            mux,
-            switch,
-            links,
-            nic_link,
-            taken: std::collections::VecDeque::new(),
-            out: std::collections::VecDeque::new(),
+            dataplane,
             probers: config
                 .probes
                 .into_iter()
@@ -528,29 +417,34 @@ impl Node {
     }
 
     pub fn router(&self) -> &Router {
-        &self.router
+        &self.dataplane.router
     }
 
     pub fn router_mut(&mut self) -> &mut Router {
-        &mut self.router
+        &mut self.dataplane.router
     }
 
     /// The node's links, in the order [`Node::receive`] and [`Node::poll_transmit`]
     /// number them.
     pub fn links(&self) -> &[LinkKind] {
-        &self.links
+        self.dataplane.links()
     }
 
     pub fn mux(&self) -> Option<&Mux> {
-        self.mux.as_ref()
+        self.dataplane.mux.as_ref()
     }
 
     pub fn mux_mut(&mut self) -> Option<&mut Mux> {
-        self.mux.as_mut()
+        self.dataplane.mux.as_mut()
     }
 
     pub fn vswitch(&self) -> Option<&VSwitch> {
-        self.switch.as_ref().map(|s| &s.vswitch)
+        self.dataplane.switch.as_ref().map(|s| &s.vswitch)
+    }
+
+    /// The node's dataplane: links, router, roles, vSwitch.
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dataplane
     }
 
     /// The BGP speaker's neighbors and routes, if the node speaks BGP.
@@ -600,7 +494,7 @@ impl Node {
     }
 
     pub fn nat(&self) -> Option<&Nat> {
-        self.nat.as_ref().map(|(_, n)| n)
+        self.dataplane.nat.as_ref().map(|(_, n)| n)
     }
 
     pub fn service_counters(&self) -> ServiceCounters {
@@ -623,125 +517,35 @@ impl Node {
 
     /// A frame arrived on link `link` (see [`Node::links`]).
     pub fn receive(&mut self, now: Duration, link: usize, frame: Vec<u8>) {
-        match self.links.get(link) {
-            Some(LinkKind::Nic(nic)) => self.router_receive(now, IfIndex(*nic), frame),
-            Some(LinkKind::Uplink | LinkKind::VmPort(_)) => {
-                if let Some(sw) = self.switch.as_mut()
-                    && let Some(port) = sw.port_link.iter().position(|l| *l == Some(link))
-                {
-                    sw.vswitch.receive(now, SwitchPort(port), frame);
-                }
-            }
-            None => {}
+        self.dataplane.receive(now, link, frame);
+        self.take_local();
+    }
+
+    /// Frames that arrived on link `link`, in order.
+    pub fn receive_batch(
+        &mut self,
+        now: Duration,
+        link: usize,
+        frames: impl IntoIterator<Item = Vec<u8>>,
+    ) {
+        for frame in frames {
+            self.dataplane.receive(now, link, frame);
         }
-        self.pump(now);
+        self.take_local();
     }
 
-    fn router_receive(&mut self, now: Duration, iface: IfIndex, frame: Vec<u8>) {
-        let mut hooks = RoleHooks {
-            nat: self.nat.as_mut(),
-            mux: self.mux.as_mut(),
-            provider_addrs: self.switch.as_ref().map(|s| s.provider_addrs.as_slice()),
-            taken: &mut self.taken,
-        };
-        if let Some(delivered) = self.router.receive(now, iface, frame, &mut hooks) {
-            self.device.rx.push_back(delivered.packet);
-        }
-    }
-
-    fn router_send(&mut self, now: Duration, packet: &[u8]) {
-        let mut hooks = RoleHooks {
-            nat: self.nat.as_mut(),
-            mux: self.mux.as_mut(),
-            provider_addrs: self.switch.as_ref().map(|s| s.provider_addrs.as_slice()),
-            taken: &mut self.taken,
-        };
-        self.router.send(now, packet, &mut hooks);
-    }
-
-    fn router_send_frame(&mut self, now: Duration, frame: Vec<u8>) {
-        let mut hooks = RoleHooks {
-            nat: self.nat.as_mut(),
-            mux: self.mux.as_mut(),
-            provider_addrs: self.switch.as_ref().map(|s| s.provider_addrs.as_slice()),
-            taken: &mut self.taken,
-        };
-        self.router.send_frame(now, frame, &mut hooks);
-    }
-
-    /// Moves frames between the router, the roles, the vSwitch and the links until none
-    /// is left in between.
-    fn pump(&mut self, now: Duration) {
-        loop {
-            let mut moved = false;
-            while let Some(taken) = self.taken.pop_front() {
-                moved = true;
-                match taken {
-                    Taken::Send(frame) => self.router_send_frame(now, frame),
-                    Taken::Decap(mut frame) => {
-                        if let Some(sw) = self.switch.as_mut() {
-                            // VFP reads whole frames: the outer Ethernet header stays,
-                            // its addresses cleared as no wire's.
-                            frame[..12].fill(0);
-                            sw.vswitch.receive_encapsulated(now, frame);
-                        }
-                    }
-                }
-            }
-            while let Some((iface, frame)) = self.router.poll_transmit() {
-                moved = true;
-                let internal = self
-                    .switch
-                    .as_ref()
-                    .and_then(|s| s.internal.get(iface.0).copied().flatten());
-                match (internal, self.nic_link.get(iface.0).copied().flatten()) {
-                    (Some(port), _) => {
-                        if let Some(sw) = self.switch.as_mut() {
-                            sw.vswitch.receive(now, port, frame);
-                        }
-                    }
-                    (None, Some(link)) => self.out.push_back((link, frame)),
-                    (None, None) => {}
-                }
-            }
-            while let Some((port, frame)) =
-                self.switch.as_mut().and_then(|s| s.vswitch.poll_transmit())
-            {
-                moved = true;
-                let Some(sw) = self.switch.as_ref() else {
-                    break;
-                };
-                match sw.port_link.get(port.0).copied().flatten() {
-                    Some(link) => self.out.push_back((link, frame)),
-                    None => {
-                        if let Some(iface) = sw.internal.iter().position(|p| *p == Some(port)) {
-                            self.router_receive(now, IfIndex(iface), frame);
-                        }
-                    }
-                }
-            }
-            if !moved {
-                break;
-            }
+    /// Hands the stack what the dataplane delivered to the node.
+    fn take_local(&mut self) {
+        while let Some(packet) = self.dataplane.take_local() {
+            self.device.rx.push_back(packet);
         }
     }
 
     /// Runs everything due at `now`: timers, the stack, the apps.
     pub fn poll(&mut self, now: Duration) {
         let at = instant(now);
-        {
-            let mut hooks = RoleHooks {
-                nat: self.nat.as_mut(),
-                mux: self.mux.as_mut(),
-                provider_addrs: self.switch.as_ref().map(|s| s.provider_addrs.as_slice()),
-                taken: &mut self.taken,
-            };
-            self.router.poll(now, &mut hooks);
-        }
-        if let Some((_, nat)) = self.nat.as_mut() {
-            nat.poll(now);
-        }
-        self.pump(now);
+        self.dataplane.poll(now);
+        self.take_local();
         // Each round lets the stack take in what arrived and send what the apps wrote;
         // stop when a round moves nothing. The bound only guards against a bug looping.
         for _ in 0..64 {
@@ -779,13 +583,13 @@ impl Node {
             };
             if let Some(bgp) = self.bgp.as_mut() {
                 // What to announce: worked out again only when the VIPs changed.
-                let generation = self.mux.as_ref().map_or(0, Mux::generation);
+                let generation = self.dataplane.mux.as_ref().map_or(0, Mux::generation);
                 let fresh = self.wanted.as_ref().is_none_or(|(g, _)| *g != generation);
                 if fresh {
                     let mut wanted: std::collections::BTreeSet<Ipv4Net> =
                         bgp.networks().iter().copied().collect();
                     if bgp.wants_vips()
-                        && let Some(mux) = &self.mux
+                        && let Some(mux) = &self.dataplane.mux
                     {
                         wanted.extend(mux.live_vips().map(Ipv4Net::from));
                     }
@@ -796,7 +600,7 @@ impl Node {
                     now,
                     self.iface.context(),
                     &mut self.sockets,
-                    &mut self.router,
+                    &mut self.dataplane.router,
                     wanted.filter(|_| fresh),
                     &mut port,
                 );
@@ -842,9 +646,10 @@ impl Node {
             });
             let sent = !self.device.tx.is_empty();
             while let Some(packet) = self.device.tx.pop_front() {
-                self.router_send(now, &packet);
+                self.dataplane.send(now, &packet);
             }
-            self.pump(now);
+            self.dataplane.flush(now);
+            self.take_local();
             if !changed && !progressed && !sent && self.device.rx.is_empty() {
                 break;
             }
@@ -861,13 +666,13 @@ impl Node {
         let mut progressed = false;
         for (revision, config, patch) in pending {
             let roles = control::Roles {
-                mux: self.mux.as_mut(),
+                mux: self.dataplane.mux.as_mut(),
                 bgp: self.bgp.as_mut().map(|speaker| control::Bgp {
                     speaker,
                     sockets: &mut self.sockets,
-                    router: &self.router,
+                    router: &self.dataplane.router,
                 }),
-                vswitch: self.switch.as_mut().map(|s| &mut s.vswitch),
+                vswitch: self.dataplane.switch.as_mut().map(|s| &mut s.vswitch),
                 probers: &mut self.probers,
                 now,
             };
@@ -896,7 +701,7 @@ impl Node {
     /// Mux's BGP sessions.
     fn status_report(&self) -> serde_json::Value {
         let mut status = serde_json::Map::new();
-        if let Some(sw) = &self.switch {
+        if let Some(sw) = &self.dataplane.switch {
             status.insert(
                 "providerAddresses".into(),
                 serde_json::json!(sw.provider_addrs),
@@ -955,7 +760,7 @@ impl Node {
 
     /// The next frame to put on the wire, and the link it leaves by.
     pub fn poll_transmit(&mut self) -> Option<(usize, Vec<u8>)> {
-        self.out.pop_front()
+        self.dataplane.poll_transmit()
     }
 
     /// When the node next needs [`Node::poll`], if no frame arrives before.
@@ -981,17 +786,13 @@ impl Node {
             Service::Http(h) => h.poll_at(),
             Service::Dns(_) => None,
         });
-        [
-            stack,
-            self.router.poll_at(),
-            self.nat.as_ref().and_then(|(_, n)| n.poll_at()),
-        ]
-        .into_iter()
-        .flatten()
-        .chain(tasks)
-        .chain(probes)
-        .chain(servers)
-        .min()
+        [stack, self.dataplane.poll_at()]
+            .into_iter()
+            .flatten()
+            .chain(tasks)
+            .chain(probes)
+            .chain(servers)
+            .min()
     }
 
     fn ephemeral_port(&mut self) -> u16 {

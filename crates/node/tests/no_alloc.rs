@@ -1,7 +1,7 @@
-//! A Mux node's per-packet path allocates nothing: a frame for a VIP enters by
-//! `Node::receive` in a buffer its owner recycles, is encapsulated in place, routed and
-//! taken out by `Node::poll_transmit`, as the runtime's driver does. Counted by the
-//! testkit's allocator, which counts this thread's allocations.
+//! A Mux node's per-packet path allocates nothing: frames for a VIP enter by
+//! `Node::receive_batch` in buffers their owner recycles, are encapsulated in place,
+//! routed and taken out by `Node::poll_transmit`, as the runtime's driver does. Counted
+//! by the testkit's allocator, which counts this thread's allocations.
 
 #![allow(clippy::unwrap_used)]
 
@@ -150,12 +150,13 @@ fn a_mux_node_forwards_frames_in_recycled_buffers_without_allocating() {
     let mut pool: Vec<Vec<u8>> = vec![out];
     let round = |node: &mut Node, pool: &mut Vec<Vec<u8>>| {
         for chunk in frames.chunks(64) {
-            for frame in chunk {
+            let buffers = chunk.iter().map(|frame| {
                 let mut buffer = pool.pop().unwrap_or_else(|| Vec::with_capacity(2048));
                 buffer.clear();
                 buffer.extend_from_slice(frame);
-                node.receive(now, 0, buffer);
-            }
+                buffer
+            });
+            node.receive_batch(now, 0, buffers);
             node.poll(now);
             let mut sent = 0;
             while let Some((link, frame)) = node.poll_transmit() {

@@ -144,15 +144,15 @@ impl Driver {
                     Ok(n) => {
                         moved = true;
                         self.counters.received += n as u64;
-                        for frame in self.batch.iter() {
-                            let mut buffer = self
-                                .spare
-                                .pop()
-                                .unwrap_or_else(|| Vec::with_capacity(BUFFER));
+                        let spare = &mut self.spare;
+                        let frames = self.batch.iter().map(|frame| {
+                            let mut buffer =
+                                spare.pop().unwrap_or_else(|| Vec::with_capacity(BUFFER));
                             buffer.clear();
                             buffer.extend_from_slice(frame);
-                            self.node.receive(now, i, buffer);
-                        }
+                            buffer
+                        });
+                        self.node.receive_batch(now, i, frames);
                         if n < self.batch.capacity() {
                             break;
                         }
