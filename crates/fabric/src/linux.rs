@@ -401,7 +401,8 @@ pub mod netns {
 
 #[cfg(test)]
 mod tests {
-    use super::finish_checksum;
+    use super::{PacketLink, finish_checksum};
+    use std::os::fd::AsFd;
 
     /// An Ethernet frame with a UDP datagram whose checksum field holds only the
     /// pseudo-header's sum, as a kernel leaves it for the device.
@@ -465,5 +466,60 @@ mod tests {
         // The last two bytes of the frame may be the field.
         let mut g = f.clone();
         assert!(finish_checksum(&mut g, start, len - start - 2));
+    }
+
+    /// The ring's mapping, as `/proc/self/maps` lists it: the lines whose range starts at
+    /// `base`.
+    fn mapped_at(base: usize) -> usize {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        maps.lines()
+            .filter(|l| l.starts_with(&format!("{base:x}-")))
+            .count()
+    }
+
+    /// A link's ring is unmapped, whole, when the link goes; a second ring on the same
+    /// socket is refused. On the loopback interface, reading only (root: without it the
+    /// socket cannot be opened, and the test has nothing to check).
+    #[test]
+    fn a_ring_goes_with_its_link_and_a_socket_takes_one_ring() {
+        let Ok(link) = PacketLink::open_ring("lo") else {
+            return;
+        };
+        let ring = link.ring.as_ref().map(|r| r.base()).unwrap_or(0);
+        assert_eq!(mapped_at(ring), 1, "the ring is mapped");
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        let line = maps
+            .lines()
+            .find(|l| l.starts_with(&format!("{ring:x}-")))
+            .unwrap_or("");
+        let (start, end) = line
+            .split_whitespace()
+            .next()
+            .and_then(|r| r.split_once('-'))
+            .map(|(a, b)| {
+                (
+                    usize::from_str_radix(a, 16).unwrap_or(0),
+                    usize::from_str_radix(b, 16).unwrap_or(0),
+                )
+            })
+            .unwrap_or((0, 0));
+        assert_eq!(end - start, super::ring::MAPPED, "the whole ring, no more");
+        assert!(
+            super::ring::RxRing::new(link.fd.as_fd()).is_err(),
+            "a second ring on one socket"
+        );
+        drop(link);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        let left = maps.lines().any(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|r| r.split_once('-'))
+                .is_some_and(|(a, b)| {
+                    let a = usize::from_str_radix(a, 16).unwrap_or(0);
+                    let b = usize::from_str_radix(b, 16).unwrap_or(0);
+                    a < end && b > start
+                })
+        });
+        assert!(!left, "part of the ring is still mapped");
     }
 }

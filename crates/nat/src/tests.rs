@@ -494,3 +494,33 @@ proptest::proptest! {
         proptest::prop_assert_eq!(key(&back).dst_port, sport);
     }
 }
+
+#[test]
+fn a_parsed_header_that_claims_more_than_the_packet_holds_is_malformed() {
+    // The caller's parse (of a longer packet) against a packet cut short: refused, on
+    // either side, and counted, with nothing read past the end.
+    let mut nat = Nat::new(forward(proto::TCP, 8080));
+    let whole = tcp(CLIENT, 1, WEB, 80, 0x02);
+    let layout = Ipv4Layout::parse(&whole).unwrap();
+    let mut cut = whole[..whole.len() - 1].to_vec();
+    assert_eq!(
+        nat.outbound_parsed(T0, &layout, &mut cut),
+        Action::Dropped(DropReason::Malformed)
+    );
+    let inbound = tcp(WEB, 40000, EXT, 8080, 0x02);
+    let layout = Ipv4Layout::parse(&inbound).unwrap();
+    let mut cut = inbound[..inbound.len() - 1].to_vec();
+    assert_eq!(
+        nat.inbound_parsed(T0, &layout, &mut cut),
+        Action::Dropped(DropReason::Malformed)
+    );
+    assert_eq!(nat.counters().malformed, 2);
+    assert!(nat.is_empty());
+    // The same parse with the whole packet goes through.
+    let mut whole = whole;
+    let layout = Ipv4Layout::parse(&whole).unwrap();
+    assert_eq!(
+        nat.outbound_parsed(T0, &layout, &mut whole),
+        Action::Translated
+    );
+}

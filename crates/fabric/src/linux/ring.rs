@@ -18,6 +18,8 @@ use super::VNET_HDR_LEN;
 /// A block: larger than the largest frame (a 64 KiB super-frame and its headers).
 const BLOCK_SIZE: usize = 1 << 17;
 const BLOCKS: usize = 16;
+/// The size of the mapping.
+pub(super) const MAPPED: usize = BLOCK_SIZE * BLOCKS;
 /// `tp_frame_size`: unused by version 3 beyond the kernel's checks.
 const FRAME_SIZE: usize = 2048;
 /// How long a block that is not full waits before the kernel hands it over, in ms.
@@ -64,7 +66,7 @@ impl RxRing {
         let map = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                BLOCK_SIZE * BLOCKS,
+                MAPPED,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
@@ -83,6 +85,12 @@ impl RxRing {
         })
     }
 
+    /// Where the ring is mapped.
+    #[cfg(test)]
+    pub(super) fn base(&self) -> usize {
+        self.base.as_ptr() as usize
+    }
+
     /// The status word of block `b`, shared with the kernel.
     fn status(&self, b: usize) -> &AtomicU32 {
         // SAFETY: the word lies inside the mapping (block `b` < BLOCKS, offset 8), is
@@ -93,8 +101,13 @@ impl RxRing {
 
     /// Reads a u32 of the current block at `offset`, if inside it.
     fn word(&self, offset: usize) -> Option<u32> {
-        let bytes = self.block_bytes().get(offset..offset + 4)?;
-        Some(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        let bytes: [u8; 4] = self
+            .block_bytes()
+            .get(offset..)?
+            .get(..4)?
+            .try_into()
+            .ok()?;
+        Some(u32::from_ne_bytes(bytes))
     }
 
     /// The current block, while the kernel has handed it to us.
@@ -170,7 +183,7 @@ impl Drop for RxRing {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, of its size, unmapped once.
         unsafe {
-            libc::munmap(self.base.as_ptr().cast(), BLOCK_SIZE * BLOCKS);
+            libc::munmap(self.base.as_ptr().cast(), MAPPED);
         }
     }
 }
