@@ -22,6 +22,11 @@
 //! addressed to one of the host's provider addresses reach the switch through
 //! [`VSwitch::receive_encapsulated`], and go to the VM port whose MAC is the inner
 //! destination, where VFP decapsulates them.
+//!
+//! The MAC table holds what is learned on the uplink, per network: at most
+//! [`MAC_LIMIT`] entries (a full table learns nothing new until entries age out, and
+//! counts what it could not learn), each forgotten [`MAC_AGE`] after it was last seen.
+//! Frames for a MAC the table does not hold go to the uplink all the same.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -30,6 +35,11 @@ use strata_wire::EthernetAddress;
 use strata_wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, Header};
 
 use crate::vfp::{self, Direction, Metadata, Verdict};
+
+/// Entries the MAC table holds at most (see [`VSwitch::set_mac_limits`]).
+pub const MAC_LIMIT: usize = 4096;
+/// How long a learned MAC is kept after its last frame (the Linux bridge's default).
+pub const MAC_AGE: Duration = Duration::from_secs(300);
 
 /// A port of the switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,6 +80,74 @@ pub struct Counters {
     pub malformed: u64,
     /// Tagged frames from an access port, and frames for a VLAN no port is on.
     pub vlan_dropped: u64,
+    /// Source MACs not learned because the MAC table was full.
+    pub mac_table_full: u64,
+    /// Learned MACs forgotten after [`MAC_AGE`] without a frame.
+    pub mac_aged: u64,
+}
+
+/// What the switch learned on the uplink: bounded, aged.
+#[derive(Debug)]
+struct MacTable {
+    /// Per network and MAC: the port, and when its last frame came.
+    entries: HashMap<(Network, EthernetAddress), (SwitchPort, Duration)>,
+    limit: usize,
+    age: Duration,
+    /// When a full table was last swept for aged entries (at most once a second).
+    swept: Option<Duration>,
+}
+
+impl MacTable {
+    fn new(limit: usize, age: Duration) -> MacTable {
+        MacTable {
+            entries: HashMap::new(),
+            limit,
+            age,
+            swept: None,
+        }
+    }
+
+    fn fresh(&self, seen: Duration, now: Duration) -> bool {
+        now.saturating_sub(seen) < self.age
+    }
+
+    fn get(&self, now: Duration, key: &(Network, EthernetAddress)) -> Option<SwitchPort> {
+        self.entries
+            .get(key)
+            .filter(|(_, seen)| self.fresh(*seen, now))
+            .map(|(port, _)| *port)
+    }
+
+    /// Learns (or refreshes) `key` on `port`; false if the table is full.
+    fn learn(
+        &mut self,
+        now: Duration,
+        key: (Network, EthernetAddress),
+        port: SwitchPort,
+        counters: &mut Counters,
+    ) -> bool {
+        if let Some(entry) = self.entries.get_mut(&key) {
+            *entry = (port, now);
+            return true;
+        }
+        if self.entries.len() >= self.limit
+            && self
+                .swept
+                .is_none_or(|t| now.saturating_sub(t) >= Duration::from_secs(1))
+        {
+            self.swept = Some(now);
+            let (age, before) = (self.age, self.entries.len());
+            self.entries
+                .retain(|_, (_, seen)| now.saturating_sub(*seen) < age);
+            counters.mac_aged += (before - self.entries.len()) as u64;
+        }
+        if self.entries.len() >= self.limit {
+            counters.mac_table_full += 1;
+            return false;
+        }
+        self.entries.insert(key, (port, now));
+        true
+    }
 }
 
 /// A Hyper-V-style virtual switch.
@@ -78,7 +156,7 @@ pub struct VSwitch {
     name: String,
     ports: Vec<PortState>,
     /// MACs seen on the uplink, per network.
-    learned: HashMap<(Network, EthernetAddress), SwitchPort>,
+    learned: MacTable,
     out: VecDeque<(SwitchPort, Vec<u8>)>,
     counters: Counters,
 }
@@ -88,7 +166,7 @@ impl VSwitch {
         VSwitch {
             name: name.into(),
             ports: Vec::new(),
-            learned: HashMap::new(),
+            learned: MacTable::new(MAC_LIMIT, MAC_AGE),
             out: VecDeque::new(),
             counters: Counters::default(),
         }
@@ -109,6 +187,28 @@ impl VSwitch {
             vlan: None,
         });
         SwitchPort(self.ports.len() - 1)
+    }
+
+    /// Sets the MAC table's size and how long it keeps a MAC (defaults [`MAC_LIMIT`],
+    /// [`MAC_AGE`]); what it holds is forgotten.
+    pub fn set_mac_limits(&mut self, limit: usize, age: Duration) {
+        self.learned = MacTable::new(limit, age);
+    }
+
+    /// The MAC table at `now`: network (VLAN, or `None`), MAC, port, seconds since its
+    /// last frame; ordered by network and MAC.
+    pub fn mac_table(&self, now: Duration) -> Vec<(Option<u16>, EthernetAddress, SwitchPort, u64)> {
+        let mut v: Vec<_> = self
+            .learned
+            .entries
+            .iter()
+            .filter(|(_, (_, seen))| self.learned.fresh(*seen, now))
+            .map(|((network, mac), (port, seen))| {
+                (*network, *mac, *port, now.saturating_sub(*seen).as_secs())
+            })
+            .collect();
+        v.sort_by_key(|(network, mac, _, _)| (*network, mac.0));
+        v
     }
 
     /// Puts a VM or host port on a VLAN (1..=4094), or on the untagged network (`None`).
@@ -180,7 +280,12 @@ impl VSwitch {
             .collect()
     }
 
-    fn port_of_mac(&self, network: Network, mac: EthernetAddress) -> Option<SwitchPort> {
+    fn port_of_mac(
+        &self,
+        now: Duration,
+        network: Network,
+        mac: EthernetAddress,
+    ) -> Option<SwitchPort> {
         self.ports
             .iter()
             .position(|p| match &p.kind {
@@ -190,7 +295,7 @@ impl VSwitch {
                 Kind::Uplink => false,
             })
             .map(SwitchPort)
-            .or_else(|| self.learned.get(&(network, mac)).copied())
+            .or_else(|| self.learned.get(now, &(network, mac)))
     }
 
     /// Whether `port` carries `network`: the uplink carries all of them.
@@ -243,12 +348,16 @@ impl VSwitch {
             return;
         }
         if from_uplink && header.src.is_unicast() {
-            self.learned.insert((network, header.src), from);
+            self.learned
+                .learn(now, (network, header.src), from, &mut self.counters);
         }
         // The Ethernet header may have been rewritten by VFP; read the destination again.
         let dst = EthernetAddress::from_bytes(&frame[0..6]);
         if dst.is_unicast() {
-            match self.port_of_mac(network, dst).or_else(|| self.uplink()) {
+            match self
+                .port_of_mac(now, network, dst)
+                .or_else(|| self.uplink())
+            {
                 Some(to) if to != from => {
                     self.counters.forwarded += 1;
                     self.deliver(now, to, network, frame);
@@ -470,7 +579,55 @@ mod tests {
         let group = EthernetAddress([0x01, 0, 0x5e, 0, 0, 1]);
         s.receive(t, up, frame(VM, group, 0x0806));
         drain(&mut s);
-        assert!(!s.learned.contains_key(&(None, group)));
+        assert!(!s.learned.entries.contains_key(&(None, group)));
+    }
+
+    #[test]
+    fn the_mac_table_is_bounded_and_forgets_what_it_has_not_seen() {
+        let mut s = VSwitch::new("s");
+        let up = s.add_uplink("uplink");
+        s.add_vm("vm", VM, 1024);
+        s.set_mac_limits(2, Duration::from_secs(300));
+        let mac = |i: u8| EthernetAddress([2, 0, 0, 0, 1, i]);
+        let secs = Duration::from_secs;
+        let learned = |s: &VSwitch, now| -> Vec<(EthernetAddress, u64)> {
+            s.mac_table(now).iter().map(|e| (e.1, e.3)).collect()
+        };
+        // Three MACs behind the uplink, room for two: the third is counted, not learned.
+        for i in 0..3 {
+            s.receive(secs(1), up, frame(VM, mac(i), 0x0806));
+        }
+        assert_eq!(drain(&mut s).len(), 3, "each reaches the VM all the same");
+        assert_eq!(learned(&s, secs(1)), vec![(mac(0), 0), (mac(1), 0)]);
+        assert_eq!(s.counters().mac_table_full, 1);
+        // mac(0) is seen again at 200 s; at 301 s mac(1) has gone quiet for 300 s.
+        s.receive(secs(200), up, frame(VM, mac(0), 0x0806));
+        assert_eq!(learned(&s, secs(300)), vec![(mac(0), 100), (mac(1), 299)]);
+        assert_eq!(learned(&s, secs(301)), vec![(mac(0), 101)]);
+        // A new MAC finds the table full: the aged entry is swept out to make room.
+        s.receive(secs(301), up, frame(VM, mac(2), 0x0806));
+        assert_eq!(learned(&s, secs(301)), vec![(mac(0), 101), (mac(2), 0)]);
+        assert_eq!((s.counters().mac_aged, s.counters().mac_table_full), (1, 1));
+        // Full again with nothing aged: refused, and the next sweep waits a second.
+        s.receive(secs(301), up, frame(VM, mac(3), 0x0806));
+        assert_eq!(s.counters().mac_table_full, 2);
+        // At 501 s mac(0) has aged, but the sweep of 301 s is recent only within a
+        // second: by 501 s it runs again and mac(3) gets mac(0)'s place.
+        s.receive(secs(501), up, frame(VM, mac(3), 0x0806));
+        assert_eq!(learned(&s, secs(501)), vec![(mac(2), 200), (mac(3), 0)]);
+        assert_eq!(s.counters().mac_aged, 2);
+        // A MAC is learned per network: the same one on VLAN 10 is another entry.
+        let mut s = VSwitch::new("s");
+        let up = s.add_uplink("uplink");
+        let vm = s.add_vm("vm", VM, 1024);
+        assert!(s.set_vlan(vm, Some(10)));
+        s.receive(secs(1), up, tagged(frame(VM, mac(0), 0x0806), 10));
+        s.receive(secs(1), up, frame(VM, mac(0), 0x0806));
+        let table = s.mac_table(secs(1));
+        assert_eq!(
+            table.iter().map(|e| (e.0, e.1, e.2)).collect::<Vec<_>>(),
+            vec![(None, mac(0), up), (Some(10), mac(0), up)]
+        );
     }
 
     #[test]
