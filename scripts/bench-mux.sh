@@ -31,6 +31,9 @@
 #
 # Root only. Usage: scripts/bench-mux.sh [SECONDS] [FLOWS]   (default 10 s, 1024 flows)
 # STAGES="pps http" chooses the stages (default both); CONNS the HTTP connections (32).
+# Also: RATE (the sender's pps, 0 flat out), INGRESS_DROP=1, PROFILE=FILE, RPS_CPUS=MASK
+# (where the load balancer's receive processing runs, default CPU 1), MUX_PRIORITY=N
+# (the Strata Mux at SCHED_FIFO priority N), STRATA_LINK=ring (read by the ring).
 # Everything it creates is removed when it ends, also on failure.
 set -euo pipefail
 
@@ -159,7 +162,8 @@ EOF
     }
 EOF
     fi
-    taskset -c 1 ip netns exec $M "$BIN/bench_mux" in0 out0 >/tmp/strata-bench-mux.out &
+    taskset -c 1 ${MUX_PRIORITY:+chrt -f "$MUX_PRIORITY"} ip netns exec $M "$BIN/bench_mux" in0 out0 \
+        >/tmp/strata-bench-mux.out &
     MUX_PID=$!
     sleep 0.5
     measure "strata mux"
