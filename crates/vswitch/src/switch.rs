@@ -23,10 +23,11 @@
 //! [`VSwitch::receive_encapsulated`], and go to the VM port whose MAC is the inner
 //! destination, where VFP decapsulates them.
 //!
-//! The MAC table holds what is learned on the uplink, per network: at most
+//! The switch knows its own ports' MACs; every other unicast goes to the uplink, which
+//! is the only port anything is learned on. The MAC table records what is behind the
+//! uplink, per network, for those who look ([`VSwitch::mac_table`]): at most
 //! [`MAC_LIMIT`] entries (a full table learns nothing new until entries age out, and
 //! counts what it could not learn), each forgotten [`MAC_AGE`] after it was last seen.
-//! Frames for a MAC the table does not hold go to the uplink all the same.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -109,13 +110,6 @@ impl MacTable {
 
     fn fresh(&self, seen: Duration, now: Duration) -> bool {
         now.saturating_sub(seen) < self.age
-    }
-
-    fn get(&self, now: Duration, key: &(Network, EthernetAddress)) -> Option<SwitchPort> {
-        self.entries
-            .get(key)
-            .filter(|(_, seen)| self.fresh(*seen, now))
-            .map(|(port, _)| *port)
     }
 
     /// Learns (or refreshes) `key` on `port`; false if the table is full.
@@ -280,12 +274,9 @@ impl VSwitch {
             .collect()
     }
 
-    fn port_of_mac(
-        &self,
-        now: Duration,
-        network: Network,
-        mac: EthernetAddress,
-    ) -> Option<SwitchPort> {
+    /// The switch's own port with `mac` on `network` (a VM or a host vNIC); anything
+    /// else is behind the uplink.
+    fn port_of_mac(&self, network: Network, mac: EthernetAddress) -> Option<SwitchPort> {
         self.ports
             .iter()
             .position(|p| match &p.kind {
@@ -295,7 +286,6 @@ impl VSwitch {
                 Kind::Uplink => false,
             })
             .map(SwitchPort)
-            .or_else(|| self.learned.get(now, &(network, mac)))
     }
 
     /// Whether `port` carries `network`: the uplink carries all of them.
@@ -354,10 +344,7 @@ impl VSwitch {
         // The Ethernet header may have been rewritten by VFP; read the destination again.
         let dst = EthernetAddress::from_bytes(&frame[0..6]);
         if dst.is_unicast() {
-            match self
-                .port_of_mac(now, network, dst)
-                .or_else(|| self.uplink())
-            {
+            match self.port_of_mac(network, dst).or_else(|| self.uplink()) {
                 Some(to) if to != from => {
                     self.counters.forwarded += 1;
                     self.deliver(now, to, network, frame);
@@ -600,6 +587,14 @@ mod tests {
         assert_eq!(drain(&mut s).len(), 3, "each reaches the VM all the same");
         assert_eq!(learned(&s, secs(1)), vec![(mac(0), 0), (mac(1), 0)]);
         assert_eq!(s.counters().mac_table_full, 1);
+        // An entry gone quiet is no longer listed; a table with room is not swept.
+        let mut roomy = VSwitch::new("s");
+        let up2 = roomy.add_uplink("uplink");
+        roomy.set_mac_limits(4, Duration::from_secs(300));
+        roomy.receive(secs(1), up2, frame(VM, mac(0), 0x0806));
+        roomy.receive(secs(400), up2, frame(VM, mac(1), 0x0806));
+        assert_eq!(learned(&roomy, secs(400)), vec![(mac(1), 0)]);
+        assert_eq!(roomy.counters().mac_aged, 0);
         // mac(0) is seen again at 200 s; at 301 s mac(1) has gone quiet for 300 s.
         s.receive(secs(200), up, frame(VM, mac(0), 0x0806));
         assert_eq!(learned(&s, secs(300)), vec![(mac(0), 100), (mac(1), 299)]);
