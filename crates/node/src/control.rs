@@ -16,6 +16,7 @@ use strata_model::compile::{self, Protocol};
 use strata_slb::hash::Distribution;
 use strata_slb::host::{DECAP_LAYER, DipMapping, NAT_LAYER, dip_layers};
 use strata_slb::mux::{Dip, Mux, VipConfig, VipKey};
+use strata_vswitch::switch::SwitchPort;
 use strata_vswitch::switch::VSwitch;
 use strata_wire::EthernetAddress;
 use strata_wire::flow::proto;
@@ -335,8 +336,14 @@ fn plan_host<'a>(
     Ok((by_port, planned))
 }
 
-/// Programs a port's SLB layers (or removes them), leaving unchanged layers alone.
-fn program_port(vfp: &mut strata_vswitch::vfp::Port, plan: Option<&PortPlan>) {
+/// Programs a port's SLB layers (or removes them), leaving unchanged layers alone, and
+/// puts the port on its DIP's virtual network (or on none): the switch hands it VXLAN of
+/// that VNI only.
+fn program_port(vswitch: &mut VSwitch, port: SwitchPort, plan: Option<&PortPlan>) {
+    vswitch.set_vni(port, plan.map(|(_, vni, _)| *vni));
+    let Some(vfp) = vswitch.vfp_mut(port) else {
+        return;
+    };
     match plan {
         Some((dip, vni, mappings)) => {
             for mut layer in dip_layers(*dip, *vni, mappings) {
@@ -364,9 +371,7 @@ fn apply_host(
     // Checked: now change.
     let port_ids: Vec<_> = ports.iter().map(|(p, ..)| *p).collect();
     for port in port_ids {
-        if let Some(vfp) = vswitch.vfp_mut(port) {
-            program_port(vfp, by_port.get(&port.0));
-        }
+        program_port(vswitch, port, by_port.get(&port.0));
     }
     probers.retain(|p| probes.contains(p.config()));
     for probe in probes {
@@ -419,15 +424,14 @@ fn apply_host_dips(
     let mut programmed = Vec::new();
     let port_ids: Vec<_> = ports.iter().map(|(p, ..)| *p).collect();
     for port in port_ids {
-        let Some(vfp) = vswitch.vfp_mut(port) else {
+        let Some(before) = vswitch.vfp(port).map(slb_dip) else {
             continue;
         };
-        let before = slb_dip(vfp);
         let plan = by_port.get(&port.0);
         if plan.is_some() || before.is_some_and(|d| dips.contains(&d)) {
-            program_port(vfp, plan);
+            program_port(vswitch, port, plan);
         }
-        programmed.extend(slb_dip(vfp));
+        programmed.extend(vswitch.vfp(port).and_then(slb_dip));
     }
     probers.retain(|p| !dips.contains(&p.dip()) || wanted.contains(p.config()));
     for probe in wanted {

@@ -20,8 +20,9 @@
 //! one. A tagged frame from an access port, or one on the uplink for a VLAN no port has,
 //! is dropped and counted. VXLAN frames
 //! addressed to one of the host's provider addresses reach the switch through
-//! [`VSwitch::receive_encapsulated`], and go to the VM port whose MAC is the inner
-//! destination, where VFP decapsulates them.
+//! [`VSwitch::receive_encapsulated`]; they are demultiplexed by VNI (a VM port takes
+//! the VXLAN of its virtual network, [`VSwitch::set_vni`], and no other) and then go to
+//! the port whose MAC is the inner destination, where VFP decapsulates them.
 //!
 //! The switch knows its own ports' MACs; every other unicast goes to the uplink, which
 //! is the only port anything is learned on. The MAC table records what is behind the
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 use strata_wire::EthernetAddress;
 use strata_wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, Header};
+use strata_wire::vxlan::Vni;
 
 use crate::vfp::{self, Direction, Metadata, Verdict};
 
@@ -55,6 +57,8 @@ enum Kind {
     Vm {
         mac: EthernetAddress,
         vfp: Box<vfp::Port>,
+        /// The virtual network whose VXLAN the port takes (none until programmed).
+        vni: Option<Vni>,
     },
 }
 
@@ -76,8 +80,10 @@ pub struct Counters {
     pub flooded: u64,
     pub vfp_dropped: u64,
     pub decapsulated: u64,
-    /// Encapsulated frames for a MAC no VM port has.
+    /// Encapsulated frames of a known VNI for a MAC no VM port of that VNI has.
     pub no_such_vm: u64,
+    /// Encapsulated frames of a VNI no VM port takes.
+    pub unknown_vni: u64,
     pub malformed: u64,
     /// Tagged frames from an access port, and frames for a VLAN no port is on.
     pub vlan_dropped: u64,
@@ -244,7 +250,34 @@ impl VSwitch {
     ) -> SwitchPort {
         let name = name.into();
         let vfp = Box::new(vfp::Port::new(name.clone(), flow_limit));
-        self.add(name, Kind::Vm { mac, vfp })
+        self.add(
+            name,
+            Kind::Vm {
+                mac,
+                vfp,
+                vni: None,
+            },
+        )
+    }
+
+    /// Puts a VM port on a virtual network: VXLAN of `vni` for its MAC reaches it, and
+    /// no other (`None`: none). False for a port that is not a VM's.
+    pub fn set_vni(&mut self, port: SwitchPort, vni: Option<Vni>) -> bool {
+        match self.ports.get_mut(port.0).map(|p| &mut p.kind) {
+            Some(Kind::Vm { vni: v, .. }) => {
+                *v = vni;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The virtual network of a VM port.
+    pub fn vni(&self, port: SwitchPort) -> Option<Vni> {
+        match self.ports.get(port.0).map(|p| &p.kind) {
+            Some(Kind::Vm { vni, .. }) => *vni,
+            _ => None,
+        }
     }
 
     /// The VFP state of a VM port.
@@ -393,21 +426,24 @@ impl VSwitch {
             self.counters.malformed += 1;
             return;
         };
-        if m.encap.is_none() {
+        let Some(encap) = m.encap else {
             self.counters.malformed += 1;
             return;
-        }
-        let port = self
-            .ports
-            .iter()
-            .position(|p| matches!(&p.kind, Kind::Vm { mac, .. } if *mac == m.eth_dst));
+        };
+        // Demultiplexed by VNI, then by the inner destination MAC.
+        let on_vni =
+            |p: &PortState| matches!(&p.kind, Kind::Vm { vni, .. } if *vni == Some(encap.vni));
+        let port = self.ports.iter().position(|p| {
+            on_vni(p) && matches!(&p.kind, Kind::Vm { mac, .. } if *mac == m.eth_dst)
+        });
         match port {
             Some(p) => {
                 self.counters.decapsulated += 1;
                 let network = self.ports[p].vlan;
                 self.deliver(now, SwitchPort(p), network, frame);
             }
-            None => self.counters.no_such_vm += 1,
+            None if self.ports.iter().any(on_vni) => self.counters.no_such_vm += 1,
+            None => self.counters.unknown_vni += 1,
         }
     }
 
@@ -530,6 +566,18 @@ mod tests {
             f.extend_from_slice(&inner);
             f
         };
+        // VNI 4096 before any port is on it: refused as an unknown VNI.
+        s.receive_encapsulated(t, vxlan(VM));
+        assert_eq!(s.counters().unknown_vni, 1);
+        let vni = |v| Vni::new(v).unwrap();
+        assert!(s.set_vni(vm, Some(vni(4096))));
+        assert!(!s.set_vni(host, Some(vni(4096))), "only a VM's port");
+        assert_eq!((s.vni(vm), s.vni(host)), (Some(vni(4096)), None));
+        // Another VM on another virtual network: VNI 4096 for its MAC does not reach it.
+        let other_mac = EthernetAddress([2, 8, 8, 8, 8, 8]);
+        let other = s.add_vm("TenantVM", other_mac, 1024);
+        assert!(s.set_vni(other, Some(vni(5000))));
+        s.receive_encapsulated(t, vxlan(other_mac));
         s.receive_encapsulated(t, vxlan(EthernetAddress([2, 9, 9, 9, 9, 9])));
         s.receive_encapsulated(t, vxlan(VM));
         s.receive_encapsulated(t, vxlan(VM));
@@ -537,8 +585,14 @@ mod tests {
         let c = s.counters();
         assert_eq!(
             (c.flooded, c.forwarded, c.no_such_vm, c.decapsulated),
-            (2, 3, 1, 2)
+            (2, 3, 2, 2)
         );
+        assert_eq!(c.unknown_vni, 1);
+        // Off its network, the port takes no VXLAN at all.
+        assert!(s.set_vni(vm, None));
+        s.receive_encapsulated(t, vxlan(VM));
+        assert_eq!(s.counters().unknown_vni, 2);
+        assert!(drain(&mut s).is_empty());
         // VLAN accessors: a VM port on VLAN 10, the uplink refuses one.
         assert!(s.set_vlan(vm, Some(10)));
         assert_eq!(s.vlan(vm), Some(10));
