@@ -218,6 +218,14 @@ fn a_new_rule_and_a_changed_probe_reach_the_running_lab() {
 
     // A probe that asks for a page nobody has: every DIP fails it, the host agent says
     // so, the SLB manager empties the pools, and the Muxes withdraw the VIP.
+    let generations = |lab: &Lab| -> Vec<u64> {
+        let host = lab.node("HyperVHost").unwrap().vswitch().unwrap();
+        host.vm_ports()
+            .iter()
+            .map(|(port, ..)| host.vfp(*port).unwrap().generation())
+            .collect()
+    };
+    let before = generations(&lab);
     let mut lb = lab.get("loadBalancers", "portal").unwrap();
     lb["properties"]["probes"][0]["properties"]["requestPath"] = json!("/missing");
     lab.put("loadBalancers", "portal", lb).unwrap();
@@ -234,6 +242,9 @@ fn a_new_rule_and_a_changed_probe_reach_the_running_lab() {
         .collect();
     assert!(down.contains(&("HyperVHost".into(), "192.168.100.74".into())));
     assert!(down.contains(&("HyperVHost".into(), "192.168.100.75".into())));
+    // The probe is the host agent's business, not its ports' policy: their layers, and
+    // so their cached flows, were left alone.
+    assert_eq!(generations(&lab), before);
 
     // The probe put back: the DIPs come back, the VIP is announced by both Muxes again.
     let mut lb = lab.get("loadBalancers", "portal").unwrap();
