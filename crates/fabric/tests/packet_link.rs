@@ -25,6 +25,24 @@ struct Pair {
 }
 
 impl Pair {
+    /// The second side knows our address, 10.77.0.1, as `OURS` (we answer no ARP).
+    fn knows_us(&self) {
+        run(
+            "ip",
+            &[
+                "-n",
+                &self.b,
+                "neigh",
+                "add",
+                "10.77.0.1",
+                "lladdr",
+                "02:00:00:00:00:01",
+                "dev",
+                "vb",
+            ],
+        );
+    }
+
     fn new(tag: &str) -> Option<Pair> {
         if !netns_allowed() {
             return None;
@@ -47,6 +65,19 @@ impl Pair {
         ip(&["-n", &pair.b, "link", "set", "vb", "up"]);
         Some(pair)
     }
+}
+
+/// Runs a python script in `namespace`, which must succeed.
+fn python(namespace: &str, script: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", namespace, "python3", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Our end of the pair, reading by `recvmmsg` or by the receive ring.
@@ -264,34 +295,10 @@ fn checksums_a_kernel_left_to_the_device_are_completed_with(ring: bool) {
         return;
     };
     let mut link = open(&pair.a, ring);
-    let ip = |args: &[&str]| {
-        let out = Command::new("ip").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    ip(&[
-        "-n",
+    pair.knows_us();
+    python(
         &pair.b,
-        "neigh",
-        "add",
-        "10.77.0.1",
-        "lladdr",
-        "02:00:00:00:00:01",
-        "dev",
-        "vb",
-    ]);
-    let out = Command::new("ip")
-        .args(["netns", "exec", &pair.b, "python3", "-c"])
-        .arg("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x' * 300, ('10.77.0.1', 9))")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x' * 300, ('10.77.0.1', 9))",
     );
     let mut checked = false;
     assert!(
@@ -386,20 +393,7 @@ fn tcp_super_frames_from_the_kernel_are_cut_into_segments_with(ring: bool) {
         return;
     };
     let mut link = open(&pair.a, ring);
-    run(
-        "ip",
-        &[
-            "-n",
-            &pair.b,
-            "neigh",
-            "add",
-            "10.77.0.1",
-            "lladdr",
-            "02:00:00:00:00:01",
-            "dev",
-            "vb",
-        ],
-    );
+    pair.knows_us();
     // The kernel's client connects to us and writes 40,000 bytes at once; we answer the
     // handshake and never acknowledge, so it sends its first window and waits.
     let mut client = Command::new("ip")
@@ -490,38 +484,17 @@ fn a_udp_super_frame_is_dropped_and_counted() {
         return;
     };
     let mut link = open(&pair.a, false);
-    run(
-        "ip",
-        &[
-            "-n",
-            &pair.b,
-            "neigh",
-            "add",
-            "10.77.0.1",
-            "lladdr",
-            "02:00:00:00:00:01",
-            "dev",
-            "vb",
-        ],
-    );
+    pair.knows_us();
     // UDP_SEGMENT (103): the kernel sends 4,000 bytes as one super-frame of 1,000-byte
     // datagrams, and one plain datagram after it.
-    let out = Command::new("ip")
-        .args(["netns", "exec", &pair.b, "python3", "-c"])
-        .arg(
-            "import socket\n\
+    python(
+        &pair.b,
+        "import socket\n\
              s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
              s.setsockopt(socket.IPPROTO_UDP, 103, 1000)\n\
              s.sendto(b'x' * 4000, ('10.77.0.1', 9))\n\
              p = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
              p.sendto(b'plain', ('10.77.0.1', 9))",
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let mut batch = Batch::new(8, 70_000);
     let mut lengths = Vec::new();
@@ -556,34 +529,13 @@ fn a_burst_across_the_rings_blocks_arrives_once_and_in_order() {
         return;
     };
     let mut link = open(&pair.a, true);
-    run(
-        "ip",
-        &[
-            "-n",
-            &pair.b,
-            "neigh",
-            "add",
-            "10.77.0.1",
-            "lladdr",
-            "02:00:00:00:00:01",
-            "dev",
-            "vb",
-        ],
-    );
-    let out = Command::new("ip")
-        .args(["netns", "exec", &pair.b, "python3", "-c"])
-        .arg(
-            "import socket\n\
+    pair.knows_us();
+    python(
+        &pair.b,
+        "import socket\n\
              s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
              for i in range(300):\n    \
                  s.sendto(i.to_bytes(4, 'big') + bytes(1000), ('10.77.0.1', 9))",
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let mut batch = Batch::new(64, 2048);
     let mut seen = Vec::new();
