@@ -179,6 +179,29 @@ pub struct NodeConfig {
     pub seed: u64,
 }
 
+impl NodeConfig {
+    /// A node of `nics` and nothing else: no route, no role, no service, not
+    /// forwarding, seed 0. Fill in the rest with `..NodeConfig::new(name, nics)`.
+    pub fn new(name: impl Into<String>, nics: Vec<NicConfig>) -> NodeConfig {
+        NodeConfig {
+            name: name.into(),
+            nics,
+            routes: Vec::new(),
+            discards: Vec::new(),
+            forwarding: false,
+            nat: None,
+            dns_server: None,
+            services: Vec::new(),
+            vswitch: None,
+            mux: None,
+            probes: Vec::new(),
+            bgp: None,
+            control: None,
+            seed: 0,
+        }
+    }
+}
+
 /// Why a node could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

@@ -53,26 +53,19 @@ fn mux_node() -> Node {
         vni: Vni::new(4096).unwrap(),
     };
     let config = NodeConfig {
-        name: "mux".into(),
-        nics: vec![
-            nic("in0", IN_MAC, "10.1.0.1/24"),
-            nic("out0", OUT_MAC, "10.2.0.1/24"),
-        ],
         mux: Some(MuxRole {
             config: MuxConfig::new("10.2.0.1".parse().unwrap(), OUT_MAC),
             vips: vec![vip],
         }),
-        routes: Vec::new(),
-        discards: Vec::new(),
         forwarding: true,
-        nat: None,
-        dns_server: None,
-        services: Vec::new(),
-        vswitch: None,
-        probes: Vec::new(),
-        bgp: None,
-        control: None,
         seed: 1,
+        ..NodeConfig::new(
+            "mux",
+            vec![
+                nic("in0", IN_MAC, "10.1.0.1/24"),
+                nic("out0", OUT_MAC, "10.2.0.1/24"),
+            ],
+        )
     };
     Node::new(config, Duration::ZERO).unwrap()
 }

@@ -30,20 +30,9 @@ fn nic(name: &str, mac: EthernetAddress, addr: &str) -> NicConfig {
 
 fn config(name: &str, nics: Vec<NicConfig>) -> NodeConfig {
     NodeConfig {
-        name: name.into(),
-        nics,
-        routes: vec![],
-        discards: vec![],
         forwarding: true,
-        nat: None,
-        dns_server: None,
-        services: vec![],
-        vswitch: None,
-        mux: None,
-        probes: vec![],
-        bgp: None,
-        control: None,
         seed: 1,
+        ..NodeConfig::new(name, nics)
     }
 }
 

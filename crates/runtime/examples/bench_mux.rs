@@ -89,23 +89,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         vni: Vni::new(4096).ok_or("VNI")?,
     };
     let config = NodeConfig {
-        name: "bench-mux".into(),
         mux: Some(MuxRole {
             config: MuxConfig::new(pa, nics[1].mac),
             vips: vec![vip],
         }),
-        nics,
-        routes: Vec::new(),
-        discards: Vec::new(),
         forwarding: true,
-        nat: None,
-        dns_server: None,
-        services: Vec::new(),
-        vswitch: None,
-        probes: Vec::new(),
-        bgp: None,
-        control: None,
         seed: 1,
+        ..NodeConfig::new("bench-mux", nics)
     };
     let stop = strata_runtime::signals::stop_on_term();
     let mut driver = strata_runtime::Driver::new(config, links)?;

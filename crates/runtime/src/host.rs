@@ -180,28 +180,20 @@ pub fn driver(file: &HostFile) -> Result<crate::Driver, String> {
     }
     let (routes, discards) = split_routes(&file.route);
     let config = NodeConfig {
-        name: file.name.clone(),
-        nics,
         routes,
         discards,
-        forwarding: false,
-        nat: None,
-        dns_server: None,
-        services: Vec::new(),
         vswitch: Some(VSwitchConfig {
             name: file.switch.clone(),
             vms,
             provider_addrs: vec![file.provider.address.addr()],
         }),
-        mux: None,
-        probes: Vec::new(),
-        bgp: None,
         control: Some(ControlConfig::Agent {
             controller: file.controller,
             token: file.token()?,
             timers: strata_southbound::Timers::default(),
         }),
         seed: u64::from(std::process::id()),
+        ..NodeConfig::new(file.name.clone(), nics)
     };
     // The node's links, in its order: its own NICs (the PA), the uplink, the VM ports.
     let mut links = vec![provider, uplink];

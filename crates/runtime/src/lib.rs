@@ -315,26 +315,19 @@ mod tests {
 
     fn node(bgp: Option<BgpConfig>) -> Node {
         let config = NodeConfig {
-            name: "r".into(),
-            nics: vec![NicConfig {
-                name: "eth0".into(),
-                mac: strata_wire::EthernetAddress([2, 0, 0, 0, 0, 1]),
-                addr: "10.0.0.1/24".parse().unwrap_or_else(|_| unreachable!()),
-                mtu: 1500,
-                behind_switch: false,
-            }],
-            routes: vec![],
-            discards: vec![],
             forwarding: true,
-            nat: None,
-            dns_server: None,
-            services: vec![],
-            vswitch: None,
-            mux: None,
-            probes: vec![],
             bgp,
-            control: None,
             seed: 1,
+            ..NodeConfig::new(
+                "r",
+                vec![NicConfig {
+                    name: "eth0".into(),
+                    mac: strata_wire::EthernetAddress([2, 0, 0, 0, 0, 1]),
+                    addr: "10.0.0.1/24".parse().unwrap_or_else(|_| unreachable!()),
+                    mtu: 1500,
+                    behind_switch: false,
+                }],
+            )
         };
         Node::new(config, Duration::ZERO).unwrap_or_else(|e| panic!("{e}"))
     }

@@ -136,7 +136,6 @@ pub fn driver(file: &MuxFile) -> Result<crate::Driver, String> {
     let (routes, discards) = split_routes(&file.route);
     let pa = nics[provider].addr.addr();
     let config = NodeConfig {
-        name: file.name.clone(),
         mux: Some(MuxRole {
             config: MuxConfig::new(pa, nics[provider].mac),
             vips: Vec::new(),
@@ -164,16 +163,11 @@ pub fn driver(file: &MuxFile) -> Result<crate::Driver, String> {
             token: file.token()?,
             timers: strata_southbound::Timers::default(),
         }),
-        nics,
         routes,
         discards,
         forwarding: true,
-        nat: None,
-        dns_server: None,
-        services: Vec::new(),
-        vswitch: None,
-        probes: Vec::new(),
         seed: u64::from(std::process::id()),
+        ..NodeConfig::new(file.name.clone(), nics)
     };
     crate::Driver::new(config, links).map_err(|e| e.to_string())
 }

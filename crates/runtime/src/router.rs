@@ -313,20 +313,13 @@ pub fn driver(file: &RouterFile) -> Result<crate::Driver, String> {
         }
     });
     let config = NodeConfig {
-        name: file.name.clone(),
-        nics,
         routes,
         discards,
         forwarding: true,
         nat,
-        dns_server: None,
-        services: Vec::new(),
-        vswitch: None,
-        mux: None,
-        probes: Vec::new(),
         bgp: file.bgp.as_ref().map(|b| b.config(first)),
-        control: None,
         seed: u64::from(std::process::id()),
+        ..NodeConfig::new(file.name.clone(), nics)
     };
     crate::Driver::new(config, links).map_err(|e| e.to_string())
 }

@@ -197,23 +197,13 @@ fn a_kernel_vxlan_host_serves_the_vip_the_mux_sends_it() {
         vni: strata_wire::vxlan::Vni::new(4096).unwrap(),
     };
     let config = NodeConfig {
-        name: "MuxVM".into(),
         mux: Some(MuxRole {
             config: MuxConfig::new(provider.addr.addr(), provider.mac),
             vips: vec![vip],
         }),
-        nics: vec![nic(&links[0], "10.1.0.1/24"), provider],
-        routes: vec![],
-        discards: vec![],
         forwarding: true,
-        nat: None,
-        dns_server: None,
-        services: vec![],
-        vswitch: None,
-        probes: vec![],
-        bgp: None,
-        control: None,
         seed: 1,
+        ..NodeConfig::new("MuxVM", vec![nic(&links[0], "10.1.0.1/24"), provider])
     };
     let mut driver = Driver::new(config, links).unwrap();
     let stop = Arc::new(AtomicBool::new(false));

@@ -61,20 +61,12 @@ fn the_kernels_ping_crosses_a_strata_router() {
     })
     .unwrap();
     let config = NodeConfig {
-        name: "router".into(),
-        nics: vec![nic(&links[0], "10.1.0.1/24"), nic(&links[1], "10.2.0.1/24")],
-        routes: vec![],
-        discards: vec![],
         forwarding: true,
-        nat: None,
-        dns_server: None,
-        services: vec![],
-        vswitch: None,
-        mux: None,
-        probes: vec![],
-        bgp: None,
-        control: None,
         seed: 1,
+        ..NodeConfig::new(
+            "router",
+            vec![nic(&links[0], "10.1.0.1/24"), nic(&links[1], "10.2.0.1/24")],
+        )
     };
     let mut driver = Driver::new(config, links).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
