@@ -135,9 +135,32 @@ fn vfp_lists_rules_and_unified_flows_of_a_port() {
     let (code, out, err) = strata(&["lab", "vfp", "--port", "PortalVM", "--scenario", "portal"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("HyperVHost vSwitch CCI_External port PortalVM"),
+        out.contains("HyperVHost vSwitch CCI_External port PortalVM (00:15:5d:"),
         "{out}"
     );
+    assert!(
+        out.contains(", VNI 4096)\n"),
+        "the port's virtual network: {out}"
+    );
+    // In JSON too; a VM no load balancer has (PortalVM3, until one does) is on none.
+    for (vm, vni) in [
+        ("PortalVM", serde_json::json!(4096)),
+        ("PortalVM3", serde_json::Value::Null),
+    ] {
+        let (code, out, err) = strata(&[
+            "lab",
+            "vfp",
+            "--port",
+            vm,
+            "--scenario",
+            "portal",
+            "-o",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let ports: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(ports[0]["vni"], vni, "{vm}: {out}");
+    }
     assert!(
         out.contains("rule decap-vni-4096 (priority 1): decap vxlan"),
         "{out}"

@@ -514,6 +514,7 @@ fn vfp_ports<'a>(
         &'a str,
         String,
         String,
+        Option<u32>,
         &'a strata_node::vswitch::vfp::Port,
     ),
 > + 'a {
@@ -529,6 +530,7 @@ fn vfp_ports<'a>(
                         vswitch.name(),
                         name.to_string(),
                         colons(mac),
+                        vswitch.vni(p).map(|v| v.get()),
                         vswitch.vfp(p)?,
                     ))
                 })
@@ -547,8 +549,9 @@ pub fn vfp(
     filter: &FlowFilter,
 ) -> String {
     let mut out = String::new();
-    for (host, switch, name, mac, vfp) in vfp_ports(lab, port) {
-        let _ = writeln!(out, "{host} vSwitch {switch} port {name} ({mac})");
+    for (host, switch, name, mac, vni, vfp) in vfp_ports(lab, port) {
+        let vni = vni.map(|v| format!(", VNI {v}")).unwrap_or_default();
+        let _ = writeln!(out, "{host} vSwitch {switch} port {name} ({mac}{vni})");
         if rules {
             for line in vfp.describe_rules().lines().skip(1) {
                 let _ = writeln!(out, "{line}");
@@ -585,14 +588,15 @@ pub fn vfp(
     out
 }
 
-/// [`vfp`] as JSON: per port, `node`, `switch`, `port`, `mac`, `counters`, `layers`
+/// [`vfp`] as JSON: per port, `node`, `switch`, `port`, `mac`, `vni` (the virtual
+/// network whose VXLAN the port takes, or null), `counters`, `layers`
 /// (`name`, `priority`, `groups`: `name`, `direction`, `family`, `priority`, `rules`:
 /// `name`, `priority`, `conditions`, `action`) and `flows` (`direction`, `flow`, `vni`,
 /// `action`, `packets`, `idle_s`, `stale`), filtered as in text.
 pub fn vfp_json(lab: &crate::Lab, port: Option<&str>, filter: &FlowFilter) -> serde_json::Value {
     use serde_json::json;
     let ports: Vec<serde_json::Value> = vfp_ports(lab, port)
-        .map(|(host, switch, name, mac, vfp)| {
+        .map(|(host, switch, name, mac, vni, vfp)| {
             let layers: Vec<serde_json::Value> = vfp
                 .layers()
                 .iter()
@@ -638,6 +642,7 @@ pub fn vfp_json(lab: &crate::Lab, port: Option<&str>, filter: &FlowFilter) -> se
                 "switch": switch,
                 "port": name,
                 "mac": mac,
+                "vni": vni,
                 "counters": {
                     "fast_path": c.fast_path,
                     "slow_path": c.slow_path,
