@@ -7,22 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use strata_testkit::netns::{Scene, allowed as netns_allowed, run};
 
-fn ctl(ns: &str, data: &Path, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_strata"), "ctl"])
-        .args(args)
-        .env("STRATA_CONTROLLER", "http://10.0.0.10:8080")
-        .env("STRATA_TOKEN_FILE", data.join("token"))
-        .env_remove("STRATA_TOKEN")
-        .output()
-        .unwrap()
-}
+mod support;
+use support::controller::ctl;
 
 fn mac_of(ns: &str, dev: &str) -> String {
     run("ip", &["-n", ns, "-o", "link", "show", dev])
@@ -88,33 +79,7 @@ fn a_host_agent_process_switches_its_vms_and_is_configured_by_the_controller() {
     ip(&["-n", &vm, "addr", "add", "10.0.0.74/24", "dev", "v0"]);
     ip(&["-n", &prov, "addr", "add", "192.168.233.20/24", "dev", "p0"]);
 
-    scene.children.push(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &nc,
-                env!("CARGO_BIN_EXE_strata"),
-                "controller",
-            ])
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--listen",
-                "10.0.0.10:8080",
-                "--southbound",
-                "10.0.0.10:8081",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(data.join("token").exists() && ctl(&nc, &data, &["get", "servers"]).status.success()) {
-        assert!(Instant::now() < deadline, "the controller did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    scene.children.push(support::controller::start(&nc, &data));
     let resource = dir.join("server.yaml");
     std::fs::write(
         &resource,

@@ -7,24 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use strata_testkit::netns::{Scene, allowed as netns_allowed, run};
 
-/// `strata ctl` inside the controller's namespace.
-fn ctl(ns: &str, data: &Path, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_strata"), "ctl"])
-        .args(args)
-        .env("STRATA_CONTROLLER", "http://10.0.0.10:8080")
-        .env("STRATA_TOKEN_FILE", data.join("token"))
-        .env_remove("STRATA_TOKEN")
-        .output()
-        .unwrap()
-}
+mod support;
+use support::controller::ctl;
 
+/// `strata ctl` inside the controller's namespace.
 fn mux_resource(peers: &str) -> String {
     format!(
         "resourceRef: /loadBalancerMuxes/MuxVM\nproperties:\n  routerConfiguration:\n    \
@@ -64,33 +55,9 @@ fn a_mux_process_is_configured_by_the_controller_over_real_tcp() {
     ip(&["-n", &prov, "addr", "add", "192.168.233.21/24", "dev", "p0"]);
 
     // The controller, on the kernel's stack in its namespace.
-    cleanup.children.push(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &nc,
-                env!("CARGO_BIN_EXE_strata"),
-                "controller",
-            ])
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--listen",
-                "10.0.0.10:8080",
-                "--southbound",
-                "10.0.0.10:8081",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(data.join("token").exists() && ctl(&nc, &data, &["get", "servers"]).status.success()) {
-        assert!(Instant::now() < deadline, "the controller did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cleanup
+        .children
+        .push(support::controller::start(&nc, &data));
     let file = dir.join("mux.yaml");
     std::fs::write(&file, mux_resource("[]")).unwrap();
     let out = ctl(&nc, &data, &["apply", "-f", file.to_str().unwrap()]);

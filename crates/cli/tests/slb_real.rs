@@ -8,11 +8,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use strata_testkit::netns::{Scene, allowed as netns_allowed, run};
+
+mod support;
+use support::controller::ctl;
 
 /// The topology as a lab file: it gives the controller's resources (and the MACs).
 const LAB: &str = r#"
@@ -115,17 +117,6 @@ requestPath = "/"
 intervalInSeconds = 1
 numberOfProbes = 1
 "#;
-
-fn ctl(ns: &str, data: &Path, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_strata"), "ctl"])
-        .args(args)
-        .env("STRATA_CONTROLLER", "http://10.0.0.10:8080")
-        .env("STRATA_TOKEN_FILE", data.join("token"))
-        .env_remove("STRATA_TOKEN")
-        .output()
-        .unwrap()
-}
 
 fn mac(node: usize, nic: usize) -> String {
     strata_lab::mac_of(node, nic)
@@ -232,33 +223,7 @@ fn the_portal_flow_runs_on_real_interfaces_with_every_role_a_process() {
     );
 
     // The controller, then the lab's resources through its API, as a user would.
-    scene.children.push(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &nc,
-                env!("CARGO_BIN_EXE_strata"),
-                "controller",
-            ])
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--listen",
-                "10.0.0.10:8080",
-                "--southbound",
-                "10.0.0.10:8081",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(data.join("token").exists() && ctl(&nc, &data, &["get", "servers"]).status.success()) {
-        assert!(Instant::now() < deadline, "the controller did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    scene.children.push(support::controller::start(&nc, &data));
     let documents: Vec<String> = strata_lab::resources::resources(&topology)
         .unwrap()
         .into_iter()

@@ -97,13 +97,7 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
 
 impl HostFile {
     fn token(&self) -> Result<String, String> {
-        match (&self.token, &self.token_file) {
-            (Some(t), _) => Ok(t.trim().to_string()),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .map(|t| t.trim().to_string())
-                .map_err(|e| format!("token_file {}: {e}", f.display())),
-            (None, None) => Err("give token or token_file".into()),
-        }
+        crate::node_token(self.token.as_deref(), self.token_file.as_deref())
     }
 }
 

@@ -263,6 +263,20 @@ impl Driver {
     }
 }
 
+/// A role file's node token: given inline (`token`), or read from `token_file`.
+pub(crate) fn node_token(
+    token: Option<&str>,
+    token_file: Option<&std::path::Path>,
+) -> Result<String, String> {
+    match (token, token_file) {
+        (Some(t), _) => Ok(t.trim().to_string()),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| format!("token_file {}: {e}", f.display())),
+        (None, None) => Err("give token or token_file".into()),
+    }
+}
+
 /// Opens a link on an interface of the calling thread's namespace, as the role
 /// processes do: by `recvmmsg`, or by the receive ring when `STRATA_LINK=ring` (less CPU
 /// per packet under load, up to a millisecond more latency per hop when traffic is

@@ -1,0 +1,5 @@
+//! What the role-process tests share.
+
+#![allow(unreachable_pub)]
+
+pub mod controller;
