@@ -583,6 +583,7 @@ pub fn vfp(
                     all.len() - chosen.len()
                 );
             }
+            let _ = write!(out, "{}", vfp.describe_layer_flows(lab.now()));
         }
     }
     out
@@ -592,14 +593,15 @@ pub fn vfp(
 /// network whose VXLAN the port takes, or null), `counters`, `layers`
 /// (`name`, `priority`, `groups`: `name`, `direction`, `family`, `priority`, `rules`:
 /// `name`, `priority`, `conditions`, `action`) and `flows` (`direction`, `flow`, `vni`,
-/// `action`, `packets`, `idle_s`, `stale`), filtered as in text.
+/// `action`, `packets`, `idle_s`, `stale`), filtered as in text, and `layer_flows`
+/// (per stateful layer, `layer` and its connections' sides: `direction`, `flow` as the
+/// layer sees it, `action`, `side` (`opening` or `reply`), `idle_s`).
 pub fn vfp_json(lab: &crate::Lab, port: Option<&str>, filter: &FlowFilter) -> serde_json::Value {
     use serde_json::json;
     let ports: Vec<serde_json::Value> = vfp_ports(lab, port)
         .map(|(host, switch, name, mac, vni, vfp)| {
             let layers: Vec<serde_json::Value> = vfp
                 .layers()
-                .iter()
                 .map(|l| {
                     json!({
                         "name": l.name,
@@ -636,6 +638,22 @@ pub fn vfp_json(lab: &crate::Lab, port: Option<&str>, filter: &FlowFilter) -> se
                     })
                 })
                 .collect();
+            let layer_flows: Vec<serde_json::Value> = vfp
+                .layer_flows()
+                .into_iter()
+                .map(|(layer, flows)| {
+                    json!({
+                        "layer": layer,
+                        "flows": flows.iter().map(|(key, e)| json!({
+                            "direction": key.direction.to_string(),
+                            "flow": key.flow.to_string(),
+                            "action": strata_node::vswitch::vfp::describe_action(Some(&e.action)),
+                            "side": if e.initiator { "opening" } else { "reply" },
+                            "idle_s": lab.now().saturating_sub(e.last_used).as_secs_f64(),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
             let c = vfp.counters();
             json!({
                 "node": host,
@@ -650,9 +668,14 @@ pub fn vfp_json(lab: &crate::Lab, port: Option<&str>, filter: &FlowFilter) -> se
                     "dropped_unparsed": c.dropped_unparsed,
                     "uft_full": c.uft_full,
                     "expired": c.expired,
+                    "snat_exhausted": c.snat_exhausted,
+                    "nat_collision": c.nat_collision,
+                    "state_full": c.state_full,
+                    "state_expired": c.state_expired,
                 },
                 "layers": layers,
                 "flows": chosen,
+                "layer_flows": layer_flows,
             })
         })
         .collect();

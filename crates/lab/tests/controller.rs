@@ -178,7 +178,6 @@ fn a_dip_added_on_a_second_host_takes_new_connections_and_downloads_in_flight_fi
         .vfp(port)
         .unwrap()
         .layers()
-        .iter()
         .map(|l| l.name.as_str())
         .collect();
     assert_eq!(layers, ["SLB_DECAP", "SLB_NAT"]);

@@ -348,7 +348,7 @@ fn program_port(vswitch: &mut VSwitch, port: SwitchPort, plan: Option<&PortPlan>
         Some((dip, vni, mappings)) => {
             for mut layer in dip_layers(*dip, *vni, mappings) {
                 layer.groups.sort_by_key(|g| g.priority);
-                if vfp.layers().iter().find(|l| l.name == layer.name) != Some(&layer) {
+                if vfp.layer(&layer.name) != Some(&layer) {
                     vfp.set_layer(layer);
                 }
             }
@@ -445,7 +445,7 @@ fn apply_host_dips(
 /// The DIP a port's SLB layers rewrite to, if it has them.
 fn slb_dip(vfp: &strata_vswitch::vfp::Port) -> Option<Ipv4Addr> {
     use strata_vswitch::vfp::Action;
-    let nat = vfp.layers().iter().find(|l| l.name == NAT_LAYER)?;
+    let nat = vfp.layer(NAT_LAYER)?;
     nat.groups
         .iter()
         .flat_map(|g| &g.rules)

@@ -19,14 +19,16 @@
 mod packet;
 mod port;
 mod rule;
+mod state;
 mod transposition;
 
 pub use packet::{Direction, Encap, Family, Flow, IpLayout, Metadata, ParseError};
 pub use port::{
-    DEFAULT_FLOW_LIMIT, DropReason, Explanation, FlowId, FlowTimeouts, Port, PortCounters,
-    UftEntry, Verdict, describe_action,
+    Applied, DEFAULT_FLOW_LIMIT, DropReason, Explanation, FlowId, FlowTimeouts, Port, PortCounters,
+    SnatShortfall, UftEntry, Verdict, describe_action,
 };
-pub use rule::{Action, Conditions, EncapSpec, Group, Layer, NatSpec, Rule};
+pub use rule::{Action, Conditions, EncapSpec, Group, Layer, NatSpec, Rule, SNAT_RANGE, SnatSpec};
+pub use state::{LayerFlow, LayerKey};
 pub use transposition::{EncapOp, HeaderTransposition, PUSH_LEN};
 
 #[cfg(test)]

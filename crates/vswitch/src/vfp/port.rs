@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use strata_wire::flow::{FlowKey, FlowKey6};
 
 use super::packet::{Direction, Flow, Metadata, ParseError};
-use super::rule::{Group, Layer, Rule};
+use super::rule::{Action, Group, Layer, NatSpec, Rule};
+use super::state::{LayerFlow, LayerKey, LayerState};
 use super::transposition::HeaderTransposition;
 
 /// The facts' figure: a port holds up to 500,000 flows.
@@ -92,6 +94,29 @@ pub enum DropReason {
     Unparsed,
     /// A rule blocked the flow.
     Blocked,
+    /// A SNAT layer had no free port for the new connection's destination.
+    SnatExhausted,
+    /// A NAT would have given the new connection the translated flow of one it holds.
+    NatCollision,
+    /// A stateful layer holds as many connections as the port's limit.
+    StateFull,
+}
+
+/// A SNAT layer ran out of ports: the host agent asks the SLB manager for another range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnatShortfall {
+    pub vip: IpAddr,
+    /// The source the connection had (the DIP).
+    pub src: IpAddr,
+}
+
+/// What a packet met in a layer on the slow path.
+#[derive(Debug, Clone, Copy)]
+pub enum Applied<'a> {
+    /// A rule of one of the layer's groups.
+    Rule(&'a Layer, &'a Group, &'a Rule),
+    /// The layer's state for the packet's connection.
+    State(&'a Layer, &'a LayerFlow),
 }
 
 /// Port counters.
@@ -104,13 +129,104 @@ pub struct PortCounters {
     /// Flows not cached because the table was full (they stay on the slow path).
     pub uft_full: u64,
     pub expired: u64,
+    /// New connections dropped because a SNAT layer had no free port.
+    pub snat_exhausted: u64,
+    /// New connections dropped because their NAT collided with a held connection.
+    pub nat_collision: u64,
+    /// New connections dropped because a stateful layer was full.
+    pub state_full: u64,
+    /// Connections a stateful layer forgot once idle.
+    pub state_expired: u64,
+}
+
+/// A layer and the state it keeps of connections.
+#[derive(Debug)]
+struct Installed {
+    layer: Layer,
+    state: LayerState,
+}
+
+impl Installed {
+    /// What the layer's rules do to a packet of `m` going `direction`: in every group of
+    /// the direction and the packet's family, by priority, the best matching rule (a
+    /// SNAT takes a free port). The layer's transposition, and whether a stateful rule
+    /// applied.
+    fn rules<'a>(
+        &'a self,
+        direction: Direction,
+        m: &Metadata,
+        mut seen: impl FnMut(Applied<'a>),
+    ) -> Result<(HeaderTransposition, bool), DropReason> {
+        let mut own = HeaderTransposition::default();
+        let mut meta = *m;
+        let mut stateful = false;
+        let family = meta.flow.family();
+        // Groups are kept sorted by priority (see `set_layer`).
+        for group in self
+            .layer
+            .groups
+            .iter()
+            .filter(|g| g.direction == direction && g.family == family)
+        {
+            let Some(rule) = group.matching(&meta) else {
+                continue;
+            };
+            seen(Applied::Rule(&self.layer, group, rule));
+            let snat;
+            let action = match &rule.action {
+                Action::Snat(spec) => {
+                    let port = self
+                        .state
+                        .free_snat_port(direction, &meta.flow, spec.vip, &spec.ranges)
+                        .ok_or(DropReason::SnatExhausted)?;
+                    snat = Action::Nat(NatSpec {
+                        src: Some((spec.vip, Some(port))),
+                        dst: None,
+                    });
+                    &snat
+                }
+                other => other,
+            };
+            stateful |= matches!(action, Action::Nat(_));
+            if !own.compose(action, &mut meta) {
+                return Err(DropReason::Blocked);
+            }
+        }
+        Ok((own, stateful))
+    }
+}
+
+/// What the slow path found: the composed transposition, and the connections the
+/// stateful layers met or would start.
+#[derive(Debug, Default)]
+struct Walked {
+    ht: HeaderTransposition,
+    steps: Vec<Step>,
+}
+
+// Steps live for one walk on the slow path; boxing the large one would cost an
+// allocation per new connection for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Step {
+    /// The layer held state for the packet's connection, and applied it.
+    Known { layer: usize, key: LayerKey },
+    /// A stateful rule applied to a new connection: its two sides, to record.
+    New {
+        layer: usize,
+        opening: LayerKey,
+        action: HeaderTransposition,
+        reply: LayerKey,
+        inverse: HeaderTransposition,
+    },
 }
 
 /// A switch port's VFP state.
 #[derive(Debug)]
 pub struct Port {
     name: String,
-    layers: Vec<Layer>,
+    /// Ordered by priority, from the network to the VM.
+    layers: Vec<Installed>,
     uft: Uft,
     limit: usize,
     timeouts: FlowTimeouts,
@@ -118,6 +234,10 @@ pub struct Port {
     generation: u64,
     counters: PortCounters,
     next_sweep: Duration,
+    /// The last SNAT shortfall, until the host agent takes it.
+    shortfall: Option<SnatShortfall>,
+    /// The VNIs of the flows cached (0: not encapsulated), a handful at most.
+    vnis: Vec<u32>,
 }
 
 /// The unified flow table: one map per IP family, so that an IPv4 flow's key stays as
@@ -171,6 +291,13 @@ impl Uft {
         self.v4.len() + self.v6.len()
     }
 
+    fn remove(&mut self, id: &FlowId) {
+        match id.flow {
+            Flow::V4(flow) => self.v4.remove(&key(id, flow)),
+            Flow::V6(flow) => self.v6.remove(&key(id, flow)),
+        };
+    }
+
     fn retain(&mut self, mut keep: impl FnMut(&UftEntry) -> bool) {
         self.v4.retain(|_, e| keep(e));
         self.v6.retain(|_, e| keep(e));
@@ -221,6 +348,8 @@ impl Port {
             generation: 0,
             counters: PortCounters::default(),
             next_sweep: Duration::ZERO,
+            shortfall: None,
+            vnis: vec![0],
         }
     }
 
@@ -236,24 +365,34 @@ impl Port {
         self.generation
     }
 
-    pub fn layers(&self) -> &[Layer] {
-        &self.layers
+    /// The layers, from the network to the VM.
+    pub fn layers(&self) -> impl DoubleEndedIterator<Item = &Layer> + ExactSizeIterator {
+        self.layers.iter().map(|i| &i.layer)
     }
 
-    /// Adds a layer or replaces the one with the same name. Cached flows become stale.
+    pub fn layer(&self, name: &str) -> Option<&Layer> {
+        self.layers().find(|l| l.name == name)
+    }
+
+    /// Adds a layer or replaces the one with the same name. Cached flows become stale; a
+    /// replaced layer keeps its connections' state (they keep their translation).
     pub fn set_layer(&mut self, mut layer: Layer) {
         layer.groups.sort_by_key(|g| g.priority);
-        match self.layers.iter_mut().find(|l| l.name == layer.name) {
-            Some(existing) => *existing = layer,
-            None => self.layers.push(layer),
+        match self.layers.iter_mut().find(|i| i.layer.name == layer.name) {
+            Some(existing) => existing.layer = layer,
+            None => self.layers.push(Installed {
+                layer,
+                state: LayerState::default(),
+            }),
         }
-        self.layers.sort_by_key(|l| l.priority);
+        self.layers.sort_by_key(|i| i.layer.priority);
         self.generation += 1;
     }
 
+    /// Removes a layer, and with it the state it kept.
     pub fn remove_layer(&mut self, name: &str) -> bool {
         let before = self.layers.len();
-        self.layers.retain(|l| l.name != name);
+        self.layers.retain(|i| i.layer.name != name);
         let removed = self.layers.len() != before;
         if removed {
             self.generation += 1;
@@ -297,19 +436,151 @@ impl Port {
         frame: &mut Vec<u8>,
     ) -> Verdict {
         self.counters.slow_path += 1;
-        let action = self.walk(direction, &m);
-        self.cache(now, id, action, &m);
-        if let Some(ht) = action.filter(|ht| ht.rewrites_flow()) {
-            // Stateful rewrite: the replies (as the reverse direction will first see
-            // them) get the inverse, whatever the reverse direction's rules say.
-            let reply = FlowId {
-                direction: direction.reverse(),
-                flow: ht.flow_after(&m).reversed(),
-                vni: 0,
-            };
-            self.cache(now, reply, Some(ht.inverse(&m)), &m);
-        }
+        let action = match self.walk_with(direction, &m, false, |_| {}) {
+            Ok(walked) => {
+                let opened = walked.steps.iter().any(|s| matches!(s, Step::New { .. }));
+                if let Err(reason) = self.commit(now, id, walked.steps) {
+                    return self.refuse(reason);
+                }
+                self.cache(now, id, Some(walked.ht), &m);
+                if opened {
+                    self.forget_replies(direction, &walked.ht, &m);
+                    self.prepare_replies(now, direction, &walked.ht, &m);
+                }
+                Some(walked.ht)
+            }
+            Err(DropReason::Blocked) => {
+                self.cache(now, id, None, &m);
+                None
+            }
+            // Not cached: the next packet tries again (a port may have come).
+            Err(reason) => {
+                if reason == DropReason::SnatExhausted {
+                    self.shortfall = Some(SnatShortfall {
+                        vip: self.snat_vip(direction, &m).unwrap_or(m.flow.src()),
+                        src: m.flow.src(),
+                    });
+                }
+                return self.refuse(reason);
+            }
+        };
         self.carry_out(action, frame, &m)
+    }
+
+    /// Walks the replies of a connection just opened back through the layers and caches
+    /// what they get, so that the first reply takes the fast path. The replies are taken
+    /// to come unencapsulated (as direct server return's do); one that comes otherwise is
+    /// another flow and takes the slow path.
+    fn prepare_replies(
+        &mut self,
+        now: Duration,
+        direction: Direction,
+        ht: &HeaderTransposition,
+        m: &Metadata,
+    ) {
+        let reply = Metadata {
+            flow: ht.flow_after(m).reversed(),
+            encap: None,
+            ..*m
+        };
+        let id = FlowId::of(direction.reverse(), &reply);
+        if let Ok(walked) = self.walk_with(id.direction, &reply, false, |_| {})
+            && self.commit(now, id, walked.steps).is_ok()
+        {
+            self.cache(now, id, Some(walked.ht), &reply);
+        }
+    }
+
+    /// Forgets what the table holds for the replies of a connection just opened, in
+    /// whatever VNI they come: cached before the connection existed, it would skip the
+    /// connection's state.
+    fn forget_replies(&mut self, direction: Direction, ht: &HeaderTransposition, m: &Metadata) {
+        let flow = ht.flow_after(m).reversed();
+        for &vni in &self.vnis {
+            self.uft.remove(&FlowId {
+                direction: direction.reverse(),
+                flow,
+                vni,
+            });
+        }
+    }
+
+    /// The VIP of the SNAT rule that would apply to a packet, for the shortfall's report.
+    fn snat_vip(&self, direction: Direction, m: &Metadata) -> Option<IpAddr> {
+        let mut found = None;
+        let _ = self.walk_with(direction, m, false, |applied| {
+            if let Applied::Rule(_, _, rule) = applied
+                && let Action::Snat(spec) = &rule.action
+            {
+                found = Some(spec.vip);
+            }
+        });
+        found
+    }
+
+    fn refuse(&mut self, reason: DropReason) -> Verdict {
+        let c = &mut self.counters;
+        match reason {
+            DropReason::Unparsed => c.dropped_unparsed += 1,
+            DropReason::Blocked => c.dropped_blocked += 1,
+            DropReason::SnatExhausted => c.snat_exhausted += 1,
+            DropReason::NatCollision => c.nat_collision += 1,
+            DropReason::StateFull => c.state_full += 1,
+        }
+        Verdict::Drop(reason)
+    }
+
+    /// Records what the stateful layers met: the connections they already held were
+    /// used now, by the flow `id`; the new ones are kept, both sides. Nothing is
+    /// recorded if any new connection cannot be.
+    fn commit(&mut self, now: Duration, id: FlowId, steps: Vec<Step>) -> Result<(), DropReason> {
+        for step in &steps {
+            if let Step::New { layer, .. } = step
+                && self.layers[*layer].state.connections() >= self.limit
+            {
+                if now >= self.next_sweep {
+                    self.expire(now);
+                    self.next_sweep = now + SWEEP_INTERVAL;
+                }
+                if self.layers[*layer].state.connections() >= self.limit {
+                    return Err(DropReason::StateFull);
+                }
+            }
+        }
+        for step in steps {
+            match step {
+                Step::Known { layer, key } => {
+                    if let Some(e) = self.layers[layer].state.get_mut(&key) {
+                        e.last_used = now;
+                        e.uft = Some(id);
+                    }
+                }
+                Step::New {
+                    layer,
+                    opening,
+                    action,
+                    reply,
+                    inverse,
+                } => {
+                    let side = LayerFlow {
+                        action,
+                        peer: reply,
+                        initiator: true,
+                        last_used: now,
+                        uft: Some(id),
+                    };
+                    let back = LayerFlow {
+                        action: inverse,
+                        peer: opening,
+                        initiator: false,
+                        last_used: now,
+                        uft: None,
+                    };
+                    self.layers[layer].state.insert(opening, side, back);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Applies a flow's transposition to the frame, or drops it (`None`: blocked).
@@ -324,18 +595,21 @@ impl Port {
                 ht.apply(frame, m);
                 Verdict::Forward
             }
-            None => {
-                self.counters.dropped_blocked += 1;
-                Verdict::Drop(DropReason::Blocked)
-            }
+            None => self.refuse(DropReason::Blocked),
         }
     }
 
-    /// The slow path: every layer in order (inbound) or reverse order (outbound); in each,
-    /// every group of the direction and the packet's IP family in priority order; in each
-    /// group, the best matching rule. `None` means blocked.
-    pub fn walk(&self, direction: Direction, m: &Metadata) -> Option<HeaderTransposition> {
-        self.walk_with(direction, m, |_, _, _| {})
+    /// The slow path, without recording anything: every layer in order (inbound) or
+    /// reverse order (outbound). A layer holding state for the packet's connection
+    /// applies it; otherwise every group of the direction and the packet's IP family, in
+    /// priority order, applies its best matching rule. The transposition, or why the
+    /// packet would be dropped.
+    pub fn walk(
+        &self,
+        direction: Direction,
+        m: &Metadata,
+    ) -> Result<HeaderTransposition, DropReason> {
+        self.walk_with(direction, m, false, |_| {}).map(|w| w.ht)
     }
 
     /// What the slow path would do with a frame, and why: each rule that matched (layer,
@@ -344,11 +618,19 @@ impl Port {
     pub fn explain(&self, direction: Direction, frame: &[u8]) -> Option<Explanation> {
         let m = Metadata::parse(frame).ok()?;
         let mut matched = Vec::new();
-        let result = self.walk_with(direction, &m, |layer, group, rule| {
-            matched.push(format!(
-                "layer {} group {} rule {}: {}",
-                layer.name, group.name, rule.name, rule.action
-            ));
+        let result = self.walk_with(direction, &m, true, |applied| {
+            matched.push(match applied {
+                Applied::Rule(layer, group, rule) => format!(
+                    "layer {} group {} rule {}: {}",
+                    layer.name, group.name, rule.name, rule.action
+                ),
+                Applied::State(layer, flow) => format!(
+                    "layer {} flow state ({}): {}",
+                    layer.name,
+                    if flow.initiator { "opening" } else { "reply" },
+                    describe_ht(&flow.action)
+                ),
+            });
         });
         let id = FlowId::of(direction, &m);
         let cached = self.uft.get(&id).map(|e| match e.action {
@@ -359,44 +641,78 @@ impl Port {
             flow: format!("{} {}", id.direction, id.flow),
             matched,
             result: match result {
-                None => "blocked".to_string(),
-                Some(ht) => describe_ht(&ht),
+                Ok(walked) => describe_ht(&walked.ht),
+                Err(DropReason::Blocked) => "blocked".to_string(),
+                Err(reason) => format!("dropped: {reason:?}"),
             },
             cached,
         })
     }
 
-    /// [`Port::walk`], telling `seen` of every rule that applied.
+    /// [`Port::walk`], telling `seen` of every rule and every connection's state that
+    /// applied, and keeping what the stateful layers met. When `explaining`, a
+    /// connection's opening side is told as the rules that make it, if they still do.
     fn walk_with(
         &self,
         direction: Direction,
         m: &Metadata,
-        mut seen: impl FnMut(&Layer, &Group, &Rule),
-    ) -> Option<HeaderTransposition> {
-        let mut ht = HeaderTransposition::default();
+        explaining: bool,
+        mut seen: impl FnMut(Applied<'_>),
+    ) -> Result<Walked, DropReason> {
+        let mut walked = Walked::default();
         let mut meta = *m;
-        let mut visit = |layer: &Layer| {
-            // Groups are kept sorted by priority (see `set_layer`).
-            let family = meta.flow.family();
-            for group in layer
-                .groups
-                .iter()
-                .filter(|g| g.direction == direction && g.family == family)
-            {
-                if let Some(rule) = group.matching(&meta) {
-                    seen(layer, group, rule);
-                    if !ht.compose(&rule.action, &mut meta) {
-                        return false;
-                    }
+        let count = self.layers.len();
+        for step in 0..count {
+            let index = match direction {
+                Direction::In => step,
+                Direction::Out => count - 1 - step,
+            };
+            let installed = &self.layers[index];
+            let key = LayerKey {
+                direction,
+                flow: meta.flow,
+            };
+            if let Some(flow) = installed.state.get(&key) {
+                let mut rules = Vec::new();
+                let made = explaining
+                    && flow.initiator
+                    && installed
+                        .rules(direction, &meta, |a| rules.push(a))
+                        .is_ok_and(|(own, _)| own == flow.action);
+                if made {
+                    rules.into_iter().for_each(&mut seen);
+                } else {
+                    seen(Applied::State(&installed.layer, flow));
                 }
+                if !walked.ht.fold(&flow.action, &mut meta) {
+                    return Err(DropReason::Blocked);
+                }
+                walked.steps.push(Step::Known { layer: index, key });
+                continue;
             }
-            true
-        };
-        let passed = match direction {
-            Direction::In => self.layers.iter().all(&mut visit),
-            Direction::Out => self.layers.iter().rev().all(&mut visit),
-        };
-        passed.then_some(ht)
+            let (own, stateful) = installed.rules(direction, &meta, &mut seen)?;
+            if !walked.ht.fold(&own, &mut meta) {
+                return Err(DropReason::Blocked);
+            }
+            if stateful {
+                let before = Metadata {
+                    flow: key.flow,
+                    ..meta
+                };
+                let reply = LayerKey::reply_to(direction, meta.flow);
+                if installed.state.contains(&reply) {
+                    return Err(DropReason::NatCollision);
+                }
+                walked.steps.push(Step::New {
+                    layer: index,
+                    opening: key,
+                    action: own,
+                    reply,
+                    inverse: own.inverse(&before),
+                });
+            }
+        }
+        Ok(walked)
     }
 
     fn cache(
@@ -427,11 +743,24 @@ impl Port {
             fin_seen: false,
         };
         track_tcp(&mut entry, m, &self.timeouts);
+        if !self.vnis.contains(&id.vni) {
+            self.vnis.push(id.vni);
+        }
         self.uft.insert(id, entry);
     }
 
-    /// Drops expired and stale flows.
+    /// Drops expired and stale flows, and the connections of the stateful layers that no
+    /// live flow uses and that have been idle for the established TCP timeout.
     pub fn expire(&mut self, now: Duration) {
+        let uft = &self.uft;
+        let linger = self.timeouts.tcp_established;
+        let dead = |e: &LayerFlow| match e.uft.and_then(|id| uft.get(&id)) {
+            Some(u) => now.saturating_sub(u.last_used) >= u.timeout,
+            None => now.saturating_sub(e.last_used) >= linger,
+        };
+        for installed in &mut self.layers {
+            self.counters.state_expired += installed.state.retain(dead) as u64;
+        }
         let generation = self.generation;
         let before = self.uft.len();
         self.uft
@@ -450,7 +779,7 @@ impl Port {
     pub fn describe_rules(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "port {} (generation {})", self.name, self.generation);
-        for layer in &self.layers {
+        for layer in self.layers() {
             let _ = writeln!(out, "  layer {} (priority {})", layer.name, layer.priority);
             for group in &layer.groups {
                 let _ = writeln!(
@@ -500,6 +829,59 @@ impl Port {
                 ""
             },
         )
+    }
+}
+
+impl Port {
+    /// The connections each stateful layer holds: layer name, and per side its key and
+    /// entry, ordered.
+    pub fn layer_flows(&self) -> Vec<(&str, Vec<(LayerKey, LayerFlow)>)> {
+        self.layers
+            .iter()
+            .filter(|i| i.state.connections() > 0)
+            .map(|i| {
+                let mut v: Vec<_> = i.state.iter().map(|(k, e)| (*k, *e)).collect();
+                v.sort_by_key(|(k, _)| *k);
+                (i.layer.name.as_str(), v)
+            })
+            .collect()
+    }
+
+    /// The connections of the stateful layers as text: per layer, one line per side,
+    /// `out tcp 10.0.0.5:80 > 192.168.200.10:49152  src 192.168.133.74:80  reply idle 0.5s`.
+    pub fn describe_layer_flows(&self, now: Duration) -> String {
+        let mut out = String::new();
+        for (layer, flows) in self.layer_flows() {
+            let _ = writeln!(out, "  layer {layer}: {} connections", flows.len() / 2);
+            for (key, e) in flows {
+                let _ = writeln!(
+                    out,
+                    "    {key}  {}  {} idle {:.1}s",
+                    describe_ht(&e.action),
+                    if e.initiator { "opening" } else { "reply" },
+                    now.saturating_sub(e.last_used).as_secs_f64()
+                );
+            }
+        }
+        out
+    }
+
+    /// The source ports of `vip` that the connections of layer `layer` hold.
+    pub fn snat_ports_in_use(&self, layer: &str, vip: IpAddr) -> Vec<u16> {
+        let mut v: Vec<u16> = self
+            .layers
+            .iter()
+            .filter(|i| i.layer.name == layer)
+            .flat_map(|i| i.state.ports_in_use(vip))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The last time a SNAT layer had no port for a new connection, taken once.
+    pub fn take_snat_shortfall(&mut self) -> Option<SnatShortfall> {
+        self.shortfall.take()
     }
 }
 

@@ -119,6 +119,34 @@ pub struct NatSpec {
     pub dst: Option<(IpAddr, Option<u16>)>,
 }
 
+/// Source ports are handed out for outbound NAT in ranges of this many contiguous ports
+/// (Ananta's figure).
+pub const SNAT_RANGE: u16 = 8;
+
+/// Outbound NAT to a VIP: the source becomes the VIP and a port of the ranges the SLB
+/// manager gave this port (each [`SNAT_RANGE`] ports from its start). A port serves many
+/// connections, as long as their destinations differ.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SnatSpec {
+    pub vip: IpAddr,
+    /// The first port of each range.
+    pub ranges: Vec<u16>,
+}
+
+impl SnatSpec {
+    /// The ports of the ranges, as `1024-1031,2048-2055`.
+    pub fn describe_ranges(&self) -> String {
+        if self.ranges.is_empty() {
+            return "none".into();
+        }
+        self.ranges
+            .iter()
+            .map(|&s| format!("{s}-{}", s.saturating_add(SNAT_RANGE - 1)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// What a matching rule does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -128,8 +156,12 @@ pub enum Action {
     Decap,
     /// Add a VXLAN encapsulation.
     Encap(EncapSpec),
-    /// Rewrite addresses and ports. Stateful: the flow's replies get the inverse.
+    /// Rewrite addresses and ports. Stateful: the layer keeps what it did, for the
+    /// flow's later packets and the inverse for its replies.
     Nat(NatSpec),
+    /// Rewrite the source to the VIP and a free port of its ranges. Stateful, as `Nat`;
+    /// when no port is free the packet is dropped (counted as `snat_exhausted`).
+    Snat(SnatSpec),
     /// Lower the MSS option of TCP SYNs (both directions of the flow) to this value, so
     /// that segments still fit the MTU once encapsulated.
     ClampMss(u16),
@@ -154,6 +186,7 @@ impl std::fmt::Display for Action {
             Action::Decap => f.write_str("decap vxlan"),
             Action::Encap(e) => write!(f, "encap vxlan vni {} {} > {}", e.vni, e.src_pa, e.dst_pa),
             Action::Nat(n) => write!(f, "nat src {} dst {}", ep(&n.src), ep(&n.dst)),
+            Action::Snat(s) => write!(f, "snat to {} ports {}", s.vip, s.describe_ranges()),
             Action::ClampMss(mss) => write!(f, "clamp tcp mss {mss}"),
             Action::SetMac { src, dst } => write!(f, "set mac src {src:?} dst {dst:?}"),
         }

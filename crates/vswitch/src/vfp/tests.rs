@@ -406,11 +406,18 @@ fn explain_names_each_rule_that_applies_and_the_cached_flow() {
         after.cached.as_deref(),
         Some("pop vxlan, dst 192.168.100.74:8080")
     );
-    // The reply matches only the ACL's default; the table holds the NAT's inverse.
+    // The reply walks the layers back: the ACL's default, then the NAT layer's state of
+    // the connection, which undoes the NAT.
     let reply = tcp_frame(DIP, 8080, CLIENT, 49152, 0x12, GW_MAC);
     let back = port.explain(Direction::Out, &reply).unwrap();
-    assert_eq!(back.matched, ["layer ACL group out rule default: allow"]);
-    assert_eq!(back.result, "allow");
+    assert_eq!(
+        back.matched,
+        [
+            "layer ACL group out rule default: allow",
+            "layer SLB_NAT flow state (reply): src 192.168.133.74:80"
+        ]
+    );
+    assert_eq!(back.result, "src 192.168.133.74:80");
     assert_eq!(back.cached.as_deref(), Some("src 192.168.133.74:80"));
     assert_eq!(port.explain(Direction::In, &[0u8; 10]), None);
 }
@@ -458,26 +465,26 @@ proptest::proptest! {
 
 #[test]
 fn mss_is_clamped_on_syns_both_ways() {
+    // The clamp is a group of the stateful NAT layer (as the SLB host agent has it): the
+    // layer's state of the connection clamps the replies too.
     let mut port = slb_port();
-    port.set_layer(Layer {
-        name: "MSS".into(),
-        priority: 150,
-        groups: vec![Group {
+    let mut nat = port.layer("SLB_NAT").unwrap().clone();
+    nat.groups.push(Group {
+        name: "clamp".into(),
+        direction: Direction::In,
+        family: Family::Ipv4,
+        priority: 0,
+        rules: vec![Rule {
             name: "clamp".into(),
-            direction: Direction::In,
-            family: Family::Ipv4,
             priority: 1,
-            rules: vec![Rule {
-                name: "clamp".into(),
-                priority: 1,
-                conditions: Conditions {
-                    proto: Some(6),
-                    ..Conditions::any()
-                },
-                action: Action::ClampMss(1410),
-            }],
+            conditions: Conditions {
+                proto: Some(6),
+                ..Conditions::any()
+            },
+            action: Action::ClampMss(1410),
         }],
     });
+    port.set_layer(nat);
     let with_mss = |src, sport, dst, dport, flags, mss: u16| {
         let mut f = tcp_frame(src, sport, dst, dport, flags, DIP_MAC);
         // Replace the 4 payload bytes with an MSS option: data offset 6 words.
@@ -499,7 +506,7 @@ fn mss_is_clamped_on_syns_both_ways() {
     assert_eq!(
         mss_of(&synack),
         1410,
-        "the reply's SYN-ACK is clamped by the paired flow"
+        "the reply's SYN-ACK is clamped by the layer's state"
     );
     assert_checksums(&synack);
     // A smaller MSS is left alone.
@@ -953,7 +960,7 @@ mod mss {
 fn layers_are_removed_by_name_and_the_cache_follows() {
     let mut port = slb_port();
     assert_eq!(port.name(), "PortalVM");
-    let names = |p: &Port| -> Vec<String> { p.layers().iter().map(|l| l.name.clone()).collect() };
+    let names = |p: &Port| -> Vec<String> { p.layers().map(|l| l.name.clone()).collect() };
     assert_eq!(names(&port), ["VNET", "SLB_NAT", "ACL"]);
     let generation = port.generation();
     assert!(!port.remove_layer("nothing"));
@@ -1293,3 +1300,5 @@ fn an_encapsulation_pushed_and_removed_leaves_the_frames_own_encapsulation() {
     assert_eq!(port.process(T, Direction::In, &mut f), Verdict::Forward);
     assert_eq!(f, sent);
 }
+
+mod state;

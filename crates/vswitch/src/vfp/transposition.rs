@@ -80,6 +80,8 @@ impl HeaderTransposition {
                     self.dst_port = port.or(self.dst_port);
                 }
             }
+            // The port resolves a SNAT to the `Nat` of the port it chose.
+            Action::Snat(_) => return false,
             Action::ClampMss(mss) => self.mss = Some(self.mss.map_or(*mss, |m| m.min(*mss))),
             Action::SetMac { src, dst } => {
                 if let Some(s) = src {
@@ -93,6 +95,36 @@ impl HeaderTransposition {
             }
         }
         true
+    }
+
+    /// Folds a whole transposition (a layer's recorded action) in, as the actions it was
+    /// composed of would be.
+    pub(crate) fn fold(&mut self, other: &HeaderTransposition, m: &mut Metadata) -> bool {
+        let mut ok = match other.encap {
+            EncapOp::Ignore => true,
+            EncapOp::Pop => self.compose(&Action::Decap, m),
+            EncapOp::Push(spec) => self.compose(&Action::Encap(spec), m),
+        };
+        if other.eth_src.is_some() || other.eth_dst.is_some() {
+            ok &= self.compose(
+                &Action::SetMac {
+                    src: other.eth_src,
+                    dst: other.eth_dst,
+                },
+                m,
+            );
+        }
+        if other.rewrites_flow() {
+            let nat = super::rule::NatSpec {
+                src: other.ip_src.map(|a| (a, other.src_port)),
+                dst: other.ip_dst.map(|a| (a, other.dst_port)),
+            };
+            ok &= self.compose(&Action::Nat(nat), m);
+        }
+        if let Some(mss) = other.mss {
+            ok &= self.compose(&Action::ClampMss(mss), m);
+        }
+        ok
     }
 
     /// Whether the transposition rewrites addresses or ports (so replies need the inverse).
