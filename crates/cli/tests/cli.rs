@@ -171,6 +171,13 @@ fn vfp_lists_rules_and_unified_flows_of_a_port() {
         "{out}"
     );
     assert!(out.contains("src 192.168.133.74:80"), "{out}");
+    // The NAT layer's own record of each connection, both sides.
+    assert!(out.contains("  layer SLB_NAT: "), "{out}");
+    assert!(
+        out.contains("    out tcp 192.168.100.74:80 > 192.168.200.10:")
+            && out.contains("  src 192.168.133.74:80, mss 1410  reply idle "),
+        "{out}"
+    );
     let (code, out, _) = strata(&["lab", "vfp", "--list-rule", "--scenario", "ping-ncvm"]);
     assert_eq!(code, 0);
     assert!(
@@ -226,6 +233,18 @@ fn vfp_lists_rules_and_unified_flows_of_a_port() {
     assert_eq!(
         json[0]["layers"][1]["groups"][1]["rules"][0]["conditions"],
         "dst 192.168.133.74/32 tcp dport 80 not vxlan"
+    );
+    let layer_flows = &json[0]["layer_flows"][0];
+    assert_eq!(layer_flows["layer"], "SLB_NAT", "{out}");
+    assert!(
+        layer_flows["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["side"] == "opening"
+                && f["direction"] == "in"
+                && f["action"] == "dst 192.168.100.74:80, mss 1410"),
+        "{out}"
     );
     let flows = json[0]["flows"].as_array().unwrap();
     assert!(!flows.is_empty());
