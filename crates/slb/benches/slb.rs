@@ -9,6 +9,9 @@
 //!   flow-table insert, no eviction (a fresh Mux every 50,000 flows, outside the timing).
 //! - `mux/miss_at_bound`: every packet a new flow into a table at its bound (4 slots):
 //!   the Maglev lookup, an eviction and an insert.
+//! - `mux/snat_return_one_flow` and `mux/snat_return_100k_flows`: replies to the VIP's
+//!   SNAT ports (1,000 ranges of 8, held by 100 DIPs), as `hit_*` but for outbound
+//!   connections: the stateless range lookup and the encapsulation.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,7 +25,7 @@ use strata_slb::maglev::Maglev;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::{flows, mux, packet};
+use support::{flows, mux, packet, snat_ranges, snat_replies};
 
 fn maglev(c: &mut Criterion) {
     let mut group = c.benchmark_group("maglev_build");
@@ -92,6 +95,25 @@ fn mux_path(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % fresh.len();
             black_box(m.encapsulate(now, &fresh[i], &mut out).unwrap())
+        })
+    });
+
+    let mut m = mux(64 * 1024, 256 * 1024, 10);
+    snat_ranges(&mut m, 1000);
+    let replies = snat_replies(100_000, 8000);
+    group.bench_function("snat_return_one_flow", |b| {
+        b.iter(|| {
+            black_box(
+                m.encapsulate(now, black_box(&replies[0]), &mut out)
+                    .unwrap(),
+            )
+        })
+    });
+    let mut i = 0;
+    group.bench_function("snat_return_100k_flows", |b| {
+        b.iter(|| {
+            i = (i + 1) % replies.len();
+            black_box(m.encapsulate(now, &replies[i], &mut out).unwrap())
         })
     });
     group.finish();

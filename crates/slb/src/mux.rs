@@ -6,6 +6,10 @@
 //! host of the chosen DIP, whose vSwitch rewrites VIP→DIP. The outer UDP source port comes
 //! from the flow hash (RFC 7348 section 5), so the underlay can spread flows.
 //!
+//! Outbound NAT (SNAT) leaves the VIP's ports in ranges of [`SNAT_RANGE`], each held by
+//! one DIP. The replies come to VIP:port; the Mux's stateless entry for the port's range
+//! sends them to that DIP's host, so any Mux can, and none needs to remember a flow.
+//!
 //! ```text
 //!  outer IPv4 (Mux PA → host PA) │ UDP (hash → 4789) │ VXLAN (VNI) │ Ethernet (Mux → DIP) │ packet
 //! ```
@@ -24,6 +28,37 @@ use crate::maglev::Maglev;
 
 /// Bytes the Mux puts in front of a packet: IPv4 (20), UDP (8), VXLAN (8), Ethernet (14).
 pub const ENCAP_LEN: usize = vxlan::IPV4_UDP_LEN + 14;
+
+/// Ports a SNAT range holds; ranges start at a multiple of it.
+pub const SNAT_RANGE: u16 = 8;
+
+/// A SNAT range of a VIP: its ports, `start` to `start + 7`, for TCP and UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SnatKey {
+    pub vip: Ipv4Addr,
+    /// A multiple of [`SNAT_RANGE`].
+    pub start: u16,
+}
+
+impl SnatKey {
+    /// The range a port of `vip` is in.
+    pub fn of(vip: Ipv4Addr, port: u16) -> SnatKey {
+        SnatKey {
+            vip,
+            start: port - port % SNAT_RANGE,
+        }
+    }
+}
+
+/// Where the replies to a SNAT range go: the DIP that holds it, on its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnatTarget {
+    pub dip: Ipv4Addr,
+    pub host_pa: Ipv4Addr,
+    /// MAC of the DIP's NIC: the inner destination.
+    pub mac: EthernetAddress,
+    pub vni: Vni,
+}
 
 /// What a VIP entry matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -217,6 +252,8 @@ pub struct Counters {
     pub no_healthy_dip: u64,
     /// Flows whose remembered DIP had left the pool and were sent to a new one.
     pub rehashed: u64,
+    /// Replies to a SNAT range sent to the DIP that holds it.
+    pub snat_returned: u64,
 }
 
 /// Where a packet went.
@@ -234,13 +271,16 @@ pub struct Mux {
     config: MuxConfig,
     vips: Vec<Option<VipState>>,
     index: HashMap<VipKey, usize>,
-    /// How many entries each VIP address has (whether a packet is the Mux's, by hash).
+    /// How many entries and SNAT ranges each VIP address has (whether a packet is the
+    /// Mux's, by hash).
     addresses: HashMap<Ipv4Addr, usize>,
     flows: FlowTable,
     counters: Counters,
     ident: u16,
     /// Moves on with every change to the VIP entries or their DIPs' health.
     generation: u64,
+    /// The SNAT ranges of the VIPs and the DIPs that hold them.
+    snat: HashMap<SnatKey, SnatTarget, foldhash::fast::RandomState>,
 }
 
 /// Flow table value: VIP slot in the high half, DIP position in the low half.
@@ -267,6 +307,7 @@ impl Mux {
             counters: Counters::default(),
             ident: 0,
             generation: 0,
+            snat: HashMap::default(),
         }
     }
 
@@ -322,13 +363,43 @@ impl Mux {
         if let Some(slot) = self.index.remove(key) {
             self.vips[slot] = None;
             self.generation += 1;
-            if let Some(n) = self.addresses.get_mut(&key.vip) {
-                *n -= 1;
-                if *n == 0 {
-                    self.addresses.remove(&key.vip);
-                }
+            self.forget_address(key.vip);
+        }
+    }
+
+    /// Sends the replies to a SNAT range to the DIP that holds it. A VIP with SNAT
+    /// ranges is announced like any other (see [`Mux::live_vips`]).
+    pub fn set_snat(&mut self, key: SnatKey, target: SnatTarget) {
+        match self.snat.insert(key, target) {
+            Some(old) if old == target => return,
+            Some(_) => {}
+            None => *self.addresses.entry(key.vip).or_default() += 1,
+        }
+        self.generation += 1;
+    }
+
+    pub fn remove_snat(&mut self, key: &SnatKey) {
+        if self.snat.remove(key).is_some() {
+            self.generation += 1;
+            self.forget_address(key.vip);
+        }
+    }
+
+    /// One entry or range fewer for `vip`.
+    fn forget_address(&mut self, vip: Ipv4Addr) {
+        if let Some(n) = self.addresses.get_mut(&vip) {
+            *n -= 1;
+            if *n == 0 {
+                self.addresses.remove(&vip);
             }
         }
+    }
+
+    /// The SNAT ranges, ordered.
+    pub fn snat(&self) -> Vec<(SnatKey, SnatTarget)> {
+        let mut v: Vec<_> = self.snat.iter().map(|(k, t)| (*k, *t)).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
     }
 
     /// Moves on with every change to the VIP entries or their DIPs' health: what the
@@ -337,13 +408,15 @@ impl Mux {
         self.generation
     }
 
-    /// The addresses of the VIP entries that have a healthy DIP (what a Mux announces).
+    /// The addresses of the VIP entries that have a healthy DIP, and of the VIPs with
+    /// SNAT ranges (what a Mux announces; an address may come more than once).
     pub fn live_vips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         self.vips
             .iter()
             .flatten()
             .filter(|s| s.members.iter().flatten().any(|m| m.healthy))
             .map(|s| s.config.key.vip)
+            .chain(self.snat.keys().map(|k| k.vip))
     }
 
     /// Marks a DIP of every VIP entry healthy or not (a health probe's verdict). Returns
@@ -375,7 +448,7 @@ impl Mux {
         self.vips.get(slot)?.as_ref().map(|s| &s.config)
     }
 
-    /// Whether any VIP entry has this address.
+    /// Whether any VIP entry or SNAT range has this address.
     pub fn has_vip(&self, addr: Ipv4Addr) -> bool {
         self.addresses.contains_key(&addr)
     }
@@ -432,6 +505,16 @@ impl Mux {
         self.encapsulate_key(now, &key, &mut buf[..total])
     }
 
+    /// Where a reply to a SNAT range goes (TCP and UDP have them): to the DIP that
+    /// holds the range, stateless.
+    #[inline]
+    fn snat_target(&self, key: &FlowKey) -> Option<SnatTarget> {
+        if self.snat.is_empty() || !matches!(key.proto, proto::TCP | proto::UDP) {
+            return None;
+        }
+        self.snat.get(&SnatKey::of(key.dst, key.dst_port)).copied()
+    }
+
     fn flow_key(&mut self, layout: &Ipv4Layout, packet: &[u8]) -> Result<FlowKey, MuxDrop> {
         layout.flow_key(packet).map_err(|e| match e {
             strata_wire::Error::Fragment => {
@@ -461,6 +544,17 @@ impl Mux {
             key.src_port,
             key.dst_port,
         );
+        // SNAT ranges and load-balanced ports of a VIP never overlap (the SLB manager
+        // hands out no frontend port), so a reply found here is no VIP entry's.
+        if let Some(target) = self.snat_target(key) {
+            self.write_outer(buf, hash, target.host_pa, target.vni, target.mac);
+            self.counters.snat_returned += 1;
+            return Ok(Encapsulated {
+                len: buf.len(),
+                dip: target.dip,
+                host_pa: target.host_pa,
+            });
+        }
         let (vip_slot, position) = self.choose(now, key, hash)?;
         let Some(state) = self.vips[vip_slot].as_ref() else {
             return Err(MuxDrop::NoVip);
@@ -468,28 +562,42 @@ impl Mux {
         let Some(Member { dip, .. }) = state.member(position) else {
             return Err(MuxDrop::NoHealthyDip);
         };
+        let (addr, host_pa, mac, vni) = (dip.addr, dip.host_pa, dip.mac, state.config.vni);
+        self.write_outer(buf, hash, host_pa, vni, mac);
+        Ok(Encapsulated {
+            len: buf.len(),
+            dip: addr,
+            host_pa,
+        })
+    }
+
+    /// Writes the headers, VXLAN to `host_pa` and the inner Ethernet to `mac`, in front
+    /// of the packet in `buf`.
+    fn write_outer(
+        &mut self,
+        buf: &mut [u8],
+        hash: u32,
+        host_pa: Ipv4Addr,
+        vni: Vni,
+        mac: EthernetAddress,
+    ) {
         let inner_len = buf.len() - ENCAP_LEN;
         self.ident = self.ident.wrapping_add(1);
         let outer = vxlan::Outer {
             src: self.config.pa,
-            dst: dip.host_pa,
+            dst: host_pa,
             ident: self.ident,
             entropy: hash,
-            vni: state.config.vni,
+            vni,
         };
         write_encap(
             &mut buf[..ENCAP_LEN],
             &outer,
             self.config.mac,
-            dip.mac,
+            mac,
             inner_len,
         );
         self.counters.encapsulated += 1;
-        Ok(Encapsulated {
-            len: buf.len(),
-            dip: dip.addr,
-            host_pa: dip.host_pa,
-        })
     }
 
     /// The VIP slot and DIP index for a flow: from the flow table if its DIP is still

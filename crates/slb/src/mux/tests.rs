@@ -653,3 +653,114 @@ fn in_place_encapsulation_writes_what_the_copying_one_writes() {
     );
     assert_eq!(in_place.counters().encapsulated, 20);
 }
+
+/// A packet from `src:sport` to VIP:`dport` of protocol `proto` (TCP or UDP).
+fn to_vip(src: Ipv4Addr, sport: u16, dport: u16, proto: u8) -> Vec<u8> {
+    let mut p = syn(src, sport);
+    p[9] = proto;
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    if proto == proto::UDP {
+        p[24..26].copy_from_slice(&20u16.to_be_bytes());
+    }
+    p[10..12].fill(0);
+    let c = checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+fn snat_target(last: u8, host: u8) -> SnatTarget {
+    SnatTarget {
+        dip: Ipv4Addr::new(192, 168, 100, last),
+        host_pa: Ipv4Addr::new(192, 168, 233, host),
+        mac: EthernetAddress([0x00, 0x15, 0x5d, 0, 0, last]),
+        vni: Vni::new(4097).unwrap(),
+    }
+}
+
+#[test]
+fn replies_to_a_snat_range_go_to_the_dip_that_holds_it_without_state() {
+    let mut m = mux();
+    let world = Ipv4Addr::new(203, 0, 113, 100);
+    m.set_snat(SnatKey::of(VIP, 1024), snat_target(74, 21));
+    m.set_snat(SnatKey::of(VIP, 1032), snat_target(75, 22));
+    let mut out = [0u8; 2048];
+    for (port, proto, dip, host) in [
+        (1024, proto::TCP, 74, 21),
+        (1031, proto::UDP, 74, 21),
+        (1032, proto::TCP, 75, 22),
+        (1039, proto::TCP, 75, 22),
+    ] {
+        let packet = to_vip(world, 80, port, proto);
+        let e = m.encapsulate(T, &packet, &mut out).unwrap();
+        assert_eq!(
+            (e.dip, e.host_pa),
+            (
+                Ipv4Addr::new(192, 168, 100, dip),
+                Ipv4Addr::new(192, 168, 233, host)
+            ),
+            "port {port}"
+        );
+        let outer = Ipv4Packet::new_checked(&out[..e.len]).unwrap();
+        assert_eq!(outer.dst_addr(), e.host_pa);
+        let udp = UdpPacket::new_checked(outer.payload()).unwrap();
+        assert_eq!(vxlan::parse(udp.payload()).unwrap().0.get(), 4097);
+        let inner = EthernetFrame::new_checked(&udp.payload()[8..]).unwrap();
+        assert_eq!(inner.dst_addr().0, [0x00, 0x15, 0x5d, 0, 0, dip]);
+        assert_eq!(inner.payload(), &packet[..], "the packet itself, unchanged");
+    }
+    assert_eq!(m.counters().snat_returned, 4);
+    let looked_up = m.flow_counters().hits + m.flow_counters().misses;
+    assert_eq!(looked_up, 0, "no flow is looked up or remembered");
+    // Outside the ranges, and ICMP: no VIP entry.
+    assert_eq!(
+        m.encapsulate(T, &to_vip(world, 80, 1040, proto::TCP), &mut out),
+        Err(MuxDrop::NoVip)
+    );
+    assert_eq!(
+        m.encapsulate(T, &to_vip(world, 80, 1023, proto::TCP), &mut out),
+        Err(MuxDrop::NoVip)
+    );
+    // The load-balanced port is as it was.
+    let e = m.encapsulate(T, &syn(world, 5000), &mut out).unwrap();
+    assert_eq!(e.host_pa, Ipv4Addr::new(192, 168, 233, 21));
+    assert_eq!(m.counters().snat_returned, 4);
+    m.remove_snat(&SnatKey::of(VIP, 1024));
+    assert_eq!(
+        m.encapsulate(T, &to_vip(world, 80, 1024, proto::TCP), &mut out),
+        Err(MuxDrop::NoVip)
+    );
+}
+
+#[test]
+fn a_vip_with_snat_ranges_alone_is_announced_and_taken() {
+    let mut m = Mux::new(MuxConfig::new(
+        Ipv4Addr::new(192, 168, 233, 20),
+        EthernetAddress([0x00, 0x15, 0x5d, 0x64, 5, 1]),
+    ));
+    let g = m.generation();
+    m.set_snat(SnatKey::of(VIP, 2048), snat_target(74, 21));
+    assert!(m.generation() > g, "what to announce is worked out again");
+    assert!(m.has_vip(VIP));
+    assert_eq!(m.live_vips().collect::<Vec<_>>(), [VIP]);
+    let g = m.generation();
+    m.set_snat(SnatKey::of(VIP, 2048), snat_target(74, 21));
+    assert_eq!(m.generation(), g, "the same again changes nothing");
+    m.set_snat(SnatKey::of(VIP, 2048), snat_target(75, 21));
+    assert!(m.generation() > g, "another DIP");
+    assert_eq!(
+        m.snat(),
+        [(
+            SnatKey {
+                vip: VIP,
+                start: 2048
+            },
+            snat_target(75, 21)
+        )]
+    );
+    m.remove_snat(&SnatKey::of(VIP, 2056));
+    assert!(m.has_vip(VIP), "the next range was none of the VIP's");
+    // A port of the range names it.
+    m.remove_snat(&SnatKey::of(VIP, 2053));
+    assert!(!m.has_vip(VIP));
+    assert_eq!(m.live_vips().count(), 0);
+}

@@ -9,7 +9,7 @@ use strata_wire::flow::{FlowKey, FlowKey6};
 
 use super::packet::{Direction, Flow, Metadata, ParseError};
 use super::rule::{Action, Group, Layer, NatSpec, Rule};
-use super::state::{LayerFlow, LayerKey, LayerState};
+use super::state::{LayerFlow, LayerKey, LayerState, Liveness};
 use super::transposition::HeaderTransposition;
 
 /// The facts' figure: a port holds up to 500,000 flows.
@@ -406,8 +406,7 @@ impl Port {
         let m = match Metadata::parse(frame) {
             Ok(m) => m,
             Err(ParseError::NotIp | ParseError::Malformed(_)) => {
-                self.counters.dropped_unparsed += 1;
-                return Verdict::Drop(DropReason::Unparsed);
+                return self.refuse(DropReason::Unparsed);
             }
         };
         let id = FlowId::of(direction, &m);
@@ -749,17 +748,21 @@ impl Port {
         self.uft.insert(id, entry);
     }
 
-    /// Drops expired and stale flows, and the connections of the stateful layers that no
-    /// live flow uses and that have been idle for the established TCP timeout.
+    /// Drops expired and stale flows, and the connections of the stateful layers that are
+    /// over: no flow of theirs is cached and live, and one has timed out (or, when the
+    /// table holds neither, they have been idle for the established TCP timeout, the
+    /// longest a flow lives).
     pub fn expire(&mut self, now: Duration) {
         let uft = &self.uft;
         let linger = self.timeouts.tcp_established;
-        let dead = |e: &LayerFlow| match e.uft.and_then(|id| uft.get(&id)) {
-            Some(u) => now.saturating_sub(u.last_used) >= u.timeout,
-            None => now.saturating_sub(e.last_used) >= linger,
+        let live = |e: &LayerFlow| match e.uft.and_then(|id| uft.get(&id)) {
+            Some(u) if now.saturating_sub(u.last_used) < u.timeout => Liveness::Live,
+            Some(_) => Liveness::Expired,
+            None => Liveness::Unknown,
         };
+        let idle = |e: &LayerFlow| now.saturating_sub(e.last_used) >= linger;
         for installed in &mut self.layers {
-            self.counters.state_expired += installed.state.retain(dead) as u64;
+            self.counters.state_expired += installed.state.retain(live, idle) as u64;
         }
         let generation = self.generation;
         let before = self.uft.len();

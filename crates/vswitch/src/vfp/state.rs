@@ -51,6 +51,17 @@ pub struct LayerFlow {
     pub(crate) uft: Option<FlowId>,
 }
 
+/// What the unified flow table says of a side of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// Its flow is cached and has not timed out.
+    Live,
+    /// Its flow is cached and has timed out.
+    Expired,
+    /// Its flow is not cached (never was, or went stale and was swept).
+    Unknown,
+}
+
 /// A layer's flow state.
 #[derive(Debug, Default)]
 pub(crate) struct LayerState {
@@ -81,13 +92,23 @@ impl LayerState {
         self.flows.insert(opening, side);
     }
 
-    /// Drops the connections for which `dead(key, entry)` holds of both sides.
-    pub(crate) fn retain(&mut self, mut dead: impl FnMut(&LayerFlow) -> bool) -> usize {
+    /// Drops the connections that are over: those with no side `live` says is `Live`,
+    /// and a side it says is `Expired`, or (when it knows of neither side) both idle.
+    pub(crate) fn retain(
+        &mut self,
+        live: impl Fn(&LayerFlow) -> Liveness,
+        idle: impl Fn(&LayerFlow) -> bool,
+    ) -> usize {
+        let over = |a: &LayerFlow, b: &LayerFlow| match (live(a), live(b)) {
+            (Liveness::Live, _) | (_, Liveness::Live) => false,
+            (Liveness::Expired, _) | (_, Liveness::Expired) => true,
+            (Liveness::Unknown, Liveness::Unknown) => idle(a) && idle(b),
+        };
         let gone: Vec<LayerKey> = self
             .flows
             .iter()
             .filter(|(_, e)| e.initiator)
-            .filter(|(_, e)| dead(e) && self.flows.get(&e.peer).is_none_or(&mut dead))
+            .filter(|(_, e)| self.flows.get(&e.peer).is_none_or(|peer| over(e, peer)))
             .map(|(k, _)| *k)
             .collect();
         for k in &gone {

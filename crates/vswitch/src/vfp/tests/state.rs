@@ -450,3 +450,55 @@ fn a_full_layer_refuses_new_connections_until_one_goes() {
     let (src, sport, ..) = ends(&f);
     assert!(src == VIP && (1024..1032).contains(&sport), "{src}:{sport}");
 }
+
+#[test]
+fn explain_tells_a_connection_by_its_rules_until_they_say_otherwise() {
+    let mut port = slb_port();
+    let frame = encapsulate(&tcp_frame(CLIENT, 5000, VIP, 80, 0x02, DIP_MAC));
+    port.process(T, Direction::In, &mut frame.clone());
+    let rule = "layer SLB_NAT group vip rule portal-http: nat src * dst 192.168.100.74:8080";
+    assert!(
+        port.explain(Direction::In, &frame)
+            .unwrap()
+            .matched
+            .iter()
+            .any(|m| m == rule)
+    );
+    let mut nat = port.layer("SLB_NAT").unwrap().clone();
+    nat.groups[0].rules[0].action = Action::Nat(NatSpec {
+        src: None,
+        dst: Some((DIP.into(), Some(9090))),
+    });
+    port.set_layer(nat);
+    let e = port.explain(Direction::In, &frame).unwrap();
+    assert!(
+        e.matched
+            .iter()
+            .any(|m| m == "layer SLB_NAT flow state (opening): dst 192.168.100.74:8080"),
+        "{e:?}"
+    );
+    assert_eq!(e.result, "pop vxlan, dst 192.168.100.74:8080");
+}
+
+#[test]
+fn a_full_layer_sweeps_at_most_once_a_second() {
+    let mut port = Port::new("small", 1);
+    port.set_layer(snat_layer(vec![1024]));
+    let at = |s: f64| T + Duration::from_secs_f64(s);
+    let mut open_at = |port: &mut Port, s: f64, sport: u16| {
+        let mut f = tcp_frame(DIP, sport, SERVER, 80, 0x02, GW_MAC);
+        port.process(at(s), Direction::Out, &mut f)
+    };
+    // The first connection's SYN keeps it 30 s (the transitory timeout).
+    assert_eq!(open_at(&mut port, 0.0, 40000), Verdict::Forward);
+    assert_eq!(
+        open_at(&mut port, 29.8, 40001),
+        Verdict::Drop(DropReason::StateFull)
+    );
+    // It has expired by now, but the last sweep was less than a second ago.
+    assert_eq!(
+        open_at(&mut port, 30.3, 40002),
+        Verdict::Drop(DropReason::StateFull)
+    );
+    assert_eq!(open_at(&mut port, 30.9, 40003), Verdict::Forward);
+}
