@@ -485,7 +485,7 @@ fn a_full_layer_sweeps_at_most_once_a_second() {
     let mut port = Port::new("small", 1);
     port.set_layer(snat_layer(vec![1024]));
     let at = |s: f64| T + Duration::from_secs_f64(s);
-    let mut open_at = |port: &mut Port, s: f64, sport: u16| {
+    let open_at = |port: &mut Port, s: f64, sport: u16| {
         let mut f = tcp_frame(DIP, sport, SERVER, 80, 0x02, GW_MAC);
         port.process(at(s), Direction::Out, &mut f)
     };
