@@ -98,33 +98,29 @@ impl HeaderTransposition {
     }
 
     /// Folds a whole transposition (a layer's recorded action) in, as the actions it was
-    /// composed of would be.
+    /// composed of would be. Only its address rewrite can fail (see [`Self::compose`]).
     pub(crate) fn fold(&mut self, other: &HeaderTransposition, m: &mut Metadata) -> bool {
-        let mut ok = match other.encap {
-            EncapOp::Ignore => true,
-            EncapOp::Pop => self.compose(&Action::Decap, m),
-            EncapOp::Push(spec) => self.compose(&Action::Encap(spec), m),
-        };
-        if other.eth_src.is_some() || other.eth_dst.is_some() {
-            ok &= self.compose(
-                &Action::SetMac {
-                    src: other.eth_src,
-                    dst: other.eth_dst,
-                },
-                m,
-            );
+        // Only a NAT can fail to compose; the rest always do.
+        match other.encap {
+            EncapOp::Ignore => {}
+            EncapOp::Pop => _ = self.compose(&Action::Decap, m),
+            EncapOp::Push(spec) => _ = self.compose(&Action::Encap(spec), m),
         }
-        if other.rewrites_flow() {
-            let nat = super::rule::NatSpec {
-                src: other.ip_src.map(|a| (a, other.src_port)),
-                dst: other.ip_dst.map(|a| (a, other.dst_port)),
-            };
-            ok &= self.compose(&Action::Nat(nat), m);
+        if other.eth_src.is_some() || other.eth_dst.is_some() {
+            let (src, dst) = (other.eth_src, other.eth_dst);
+            _ = self.compose(&Action::SetMac { src, dst }, m);
         }
         if let Some(mss) = other.mss {
-            ok &= self.compose(&Action::ClampMss(mss), m);
+            _ = self.compose(&Action::ClampMss(mss), m);
         }
-        ok
+        !other.rewrites_flow()
+            || self.compose(
+                &Action::Nat(super::rule::NatSpec {
+                    src: other.ip_src.map(|a| (a, other.src_port)),
+                    dst: other.ip_dst.map(|a| (a, other.dst_port)),
+                }),
+                m,
+            )
     }
 
     /// Whether the transposition rewrites addresses or ports (so replies need the inverse).
