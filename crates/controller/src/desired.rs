@@ -51,6 +51,8 @@ struct Written {
     muxes: HashMap<String, compile::MuxConfig>,
     /// Each host's configuration, by server reference.
     hosts: HashMap<String, HostConfig>,
+    /// The SNAT ranges every Mux carries, by `VIP start`.
+    snat: BTreeMap<String, compile::SnatRange>,
 }
 
 /// Each node's configuration from the VIP entries (`None`: the same as the last time
@@ -65,7 +67,12 @@ fn assemble<S: Store>(
     let observed_vips = compile::observe(vips, observed);
     let mut present = HashSet::with_capacity(observed_vips.len());
     let mut entries_changed = false;
-    for v in observed_vips {
+    let snat = compile::snat_ranges(&observed_vips, &observed.snat);
+    let snat_changed = written.snat != snat;
+    written.snat = snat;
+    // The Muxes match the load-balancing and inbound NAT entries; outbound entries reach
+    // them as SNAT ranges.
+    for v in observed_vips.into_iter().filter(|v| !v.outbound) {
         let key = v.key();
         if written.vips.get(&key) != Some(&v) {
             written
@@ -89,17 +96,20 @@ fn assemble<S: Store>(
         ) else {
             continue;
         };
-        if !entries_changed && written.muxes.get(id) == Some(&config) {
+        if !entries_changed && !snat_changed && written.muxes.get(id) == Some(&config) {
             out.insert(id.to_string(), None);
         } else {
             let mut value = serde_json::json!({"role": "mux", "mux": &config});
             value["mux"]["vips"] = Value::Object(written.entries.clone());
+            if !written.snat.is_empty() {
+                value["mux"]["snat"] = serde_json::to_value(&written.snat).unwrap_or_default();
+            }
             out.insert(id.to_string(), Some(value));
         }
         muxes.insert(id.to_string(), config);
     }
     written.muxes = muxes;
-    let mut hosts = compile::hosts(vips);
+    let mut hosts = compile::hosts(vips, &observed.snat);
     let mut hosts_written = HashMap::new();
     for server in c.documents("servers") {
         let (Some(id), Some(reference)) = (
@@ -195,10 +205,16 @@ impl Compiler {
     /// Every node's configuration, as [`compile`] gives it, or `None` where it is the
     /// same as the last time.
     pub fn compile<S: Store>(&mut self, c: &Controller<S>, observed: &Observed) -> Compiled {
+        let vips = self.entries(c);
+        assemble(c, &vips, observed, &mut self.written)
+    }
+
+    /// Every entry of every load balancer, as [`compile::vips`] gives them.
+    pub fn entries<S: Store>(&mut self, c: &Controller<S>) -> Vec<Vip> {
         self.update(c);
         let mut vips: Vec<Vip> = self.lbs.values().flatten().cloned().collect();
         compile::sort_vips(&mut vips);
-        assemble(c, &vips, observed, &mut self.written)
+        vips
     }
 
     fn update<S: Store>(&mut self, c: &Controller<S>) {

@@ -75,6 +75,9 @@ impl Hub {
         self.observed_changed = false;
         // A report changes configurations without a write: the revision still moves on.
         let revision = c.revision().max(self.revision + 1);
+        // Ports for the outbound rules' DIPs first: they are part of what is compiled.
+        let entries = self.compiler.entries(c);
+        self.slb.allocate(&entries);
         let (changed, gone) = self
             .publisher
             .update(revision, self.compiler.compile(c, self.slb.observed()));

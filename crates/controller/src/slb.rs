@@ -14,13 +14,35 @@
 //!
 //! An agent that goes away leaves what it reported in place: the data path keeps the
 //! last known state until the host says otherwise.
+//!
+//! **Outbound NAT.** The manager hands out each VIP's ports in ranges of
+//! [`SNAT_RANGE`], each to one DIP of an outboundNatRule of the VIP. Every such DIP gets
+//! one range ahead of demand, so its first connections never wait for the controller
+//! (and a port serves many destinations, so eight go a long way). When a host's VFP has
+//! no free port for a new connection, the host reports the demand and gets another
+//! range; the connection's first packet is dropped meanwhile (counted), and TCP's
+//! retransmission finds the port. A host reports the ranges beyond the first that stayed
+//! unused past its idle timeout, and they come back to the pool. A host's report also
+//! lists the ranges it holds, so a controller that restarted takes up what it handed
+//! out before (the allocations live in memory). Ports of the VIP's load-balancing and
+//! inbound NAT rules are never handed out.
+//!
+//! ```json
+//! {"snat": [{"vip": "192.168.133.80", "dip": "192.168.100.81", "start": 1024}],
+//!  "snatDemand": [{"vip": "192.168.133.80", "dip": "192.168.100.81"}],
+//!  "snatIdle": [{"vip": "192.168.133.80", "start": 1032}]}
+//! ```
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde::Deserialize;
 use serde_json::Value;
-use strata_model::compile::Observed;
+use strata_model::compile::{Observed, SNAT_RANGE, Vip};
 use strata_model::doc::canonical;
+
+/// The ports SNAT ranges are cut from by default: all but the well-known ones.
+pub const SNAT_PORTS: std::ops::RangeInclusive<u16> = 1024..=65535;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -29,6 +51,74 @@ struct HostReport {
     provider_addresses: Option<Vec<IpAddr>>,
     #[serde(default)]
     dips: Option<Vec<DipHealth>>,
+    #[serde(default)]
+    snat: Vec<SnatHeld>,
+    #[serde(default)]
+    snat_demand: Vec<SnatDemand>,
+    #[serde(default)]
+    snat_idle: Vec<SnatIdle>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SnatHeld {
+    vip: IpAddr,
+    dip: IpAddr,
+    start: u16,
+}
+
+#[derive(Debug, Deserialize)]
+struct SnatDemand {
+    vip: IpAddr,
+    dip: IpAddr,
+}
+
+#[derive(Debug, Deserialize)]
+struct SnatIdle {
+    vip: IpAddr,
+    start: u16,
+}
+
+/// What the manager did with a VIP's ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnatEvent {
+    /// A range went to a DIP, ahead of demand or on it.
+    Granted {
+        vip: IpAddr,
+        dip: IpAddr,
+        start: u16,
+    },
+    /// A range came back, idle or because its DIP left the outbound rules.
+    Returned {
+        vip: IpAddr,
+        dip: IpAddr,
+        start: u16,
+    },
+    /// A DIP wanted ports and the VIP had none left.
+    Exhausted { vip: IpAddr, dip: IpAddr },
+}
+
+impl std::fmt::Display for SnatEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let end = |s: &u16| s.saturating_add(SNAT_RANGE - 1);
+        match self {
+            SnatEvent::Granted { vip, dip, start } => {
+                write!(f, "SNAT ports {vip}:{start}-{} to DIP {dip}", end(start))
+            }
+            SnatEvent::Returned { vip, dip, start } => {
+                write!(
+                    f,
+                    "SNAT ports {vip}:{start}-{} back from DIP {dip}",
+                    end(start)
+                )
+            }
+            SnatEvent::Exhausted { vip, dip } => {
+                write!(
+                    f,
+                    "SNAT ports of VIP {vip} exhausted: DIP {dip} gets no more"
+                )
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +131,13 @@ struct DipHealth {
 #[derive(Debug, Default)]
 pub struct SlbManager {
     observed: Observed,
+    /// The DIPs of each VIP's outbound entries, and the VIP's frontend ports, as last
+    /// given to [`SlbManager::allocate`].
+    outbound: BTreeMap<IpAddr, BTreeSet<IpAddr>>,
+    frontend: BTreeMap<IpAddr, BTreeSet<u16>>,
+    events: Vec<SnatEvent>,
+    /// The ports ranges are cut from ([`SNAT_PORTS`] unless made smaller).
+    ports: Option<std::ops::RangeInclusive<u16>>,
 }
 
 /// A DIP whose health a report changed.
@@ -60,6 +157,171 @@ impl SlbManager {
         &self.observed
     }
 
+    /// Cuts SNAT ranges from `ports` only (each VIP has them all): a small pool runs out
+    /// sooner, for a lab that shows it. Ranges still start at multiples of 8.
+    pub fn set_snat_ports(&mut self, ports: std::ops::RangeInclusive<u16>) {
+        self.ports = Some(ports);
+    }
+
+    fn ports(&self) -> std::ops::RangeInclusive<u16> {
+        self.ports.clone().unwrap_or(SNAT_PORTS)
+    }
+
+    /// What the manager did with the VIPs' ports since the last call.
+    pub fn take_events(&mut self) -> Vec<SnatEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Takes the compiled entries: every DIP of an outbound entry gets a range of its
+    /// VIP's ports if it has none, and the ranges of DIPs no outbound entry has any more,
+    /// or that a frontend port now falls in, come back. Returns whether the ranges
+    /// changed.
+    pub fn allocate(&mut self, vips: &[Vip]) -> bool {
+        let mut outbound: BTreeMap<IpAddr, BTreeSet<IpAddr>> = BTreeMap::new();
+        let mut frontend: BTreeMap<IpAddr, BTreeSet<u16>> = BTreeMap::new();
+        for v in vips {
+            if v.outbound {
+                outbound
+                    .entry(v.vip)
+                    .or_default()
+                    .extend(v.backends.iter().map(|b| b.dip));
+            } else {
+                frontend.entry(v.vip).or_default().insert(v.port);
+            }
+        }
+        self.outbound = outbound;
+        self.frontend = frontend;
+        let mut changed = false;
+        let snat = std::mem::take(&mut self.observed.snat);
+        for (vip, ranges) in snat {
+            for (start, dip) in ranges {
+                if self.may_hold(vip, dip, start) {
+                    self.observed
+                        .snat
+                        .entry(vip)
+                        .or_default()
+                        .insert(start, dip);
+                } else {
+                    self.events.push(SnatEvent::Returned { vip, dip, start });
+                    changed = true;
+                }
+            }
+        }
+        let pairs: Vec<(IpAddr, IpAddr)> = self
+            .outbound
+            .iter()
+            .flat_map(|(vip, dips)| dips.iter().map(|dip| (*vip, *dip)))
+            .collect();
+        for (vip, dip) in pairs {
+            let held = self
+                .observed
+                .snat
+                .get(&vip)
+                .is_some_and(|r| r.values().any(|d| *d == dip));
+            if !held {
+                changed |= self.grant(vip, dip);
+            }
+        }
+        changed
+    }
+
+    /// Whether `dip` may hold the range of `vip` from `start`: it is an outbound DIP of
+    /// the VIP, and no frontend port of the VIP is in the range.
+    fn may_hold(&self, vip: IpAddr, dip: IpAddr, start: u16) -> bool {
+        let ports = self.ports();
+        self.outbound.get(&vip).is_some_and(|d| d.contains(&dip))
+            && start % SNAT_RANGE == 0
+            && ports.contains(&start)
+            && ports.contains(&start.saturating_add(SNAT_RANGE - 1))
+            && !self.frontend.get(&vip).is_some_and(|ports| {
+                ports
+                    .range(start..=start.saturating_add(SNAT_RANGE - 1))
+                    .next()
+                    .is_some()
+            })
+    }
+
+    /// Gives `dip` the first free range of `vip`'s ports. Whether one was free.
+    fn grant(&mut self, vip: IpAddr, dip: IpAddr) -> bool {
+        let taken = self.observed.snat.get(&vip);
+        let ports = self.ports();
+        let free = (ports.start().div_ceil(SNAT_RANGE)..=ports.end() / SNAT_RANGE)
+            .map(|i| i * SNAT_RANGE)
+            .find(|start| {
+                !taken.is_some_and(|r| r.contains_key(start)) && self.may_hold(vip, dip, *start)
+            });
+        match free {
+            Some(start) => {
+                self.observed
+                    .snat
+                    .entry(vip)
+                    .or_default()
+                    .insert(start, dip);
+                self.events.push(SnatEvent::Granted { vip, dip, start });
+                true
+            }
+            None => {
+                tracing::warn!(%vip, %dip, "SNAT ports of the VIP exhausted");
+                self.events.push(SnatEvent::Exhausted { vip, dip });
+                false
+            }
+        }
+    }
+
+    /// Takes a host's word on SNAT: ranges it holds (taken up if free, after a restart),
+    /// DIPs that want more ports, and idle ranges (given back unless the DIP's last).
+    fn report_snat(&mut self, server: &str, report: &HostReport) -> bool {
+        let mut changed = false;
+        let on_host = |m: &SlbManager, dip: &IpAddr| {
+            m.observed
+                .programmed
+                .get(server)
+                .is_some_and(|d| d.contains(dip))
+        };
+        for h in &report.snat {
+            let holder = self.observed.snat.get(&h.vip).and_then(|r| r.get(&h.start));
+            if holder.is_none() && on_host(self, &h.dip) && self.may_hold(h.vip, h.dip, h.start) {
+                self.observed
+                    .snat
+                    .entry(h.vip)
+                    .or_default()
+                    .insert(h.start, h.dip);
+                changed = true;
+            }
+        }
+        for d in &report.snat_demand {
+            if on_host(self, &d.dip)
+                && self
+                    .outbound
+                    .get(&d.vip)
+                    .is_some_and(|s| s.contains(&d.dip))
+            {
+                changed |= self.grant(d.vip, d.dip);
+            }
+        }
+        for i in &report.snat_idle {
+            let Some(ranges) = self.observed.snat.get_mut(&i.vip) else {
+                continue;
+            };
+            let Some(&dip) = ranges.get(&i.start) else {
+                continue;
+            };
+            let others = ranges.values().filter(|d| **d == dip).count();
+            if others > 1 && on_host(self, &dip) {
+                if let Some(r) = self.observed.snat.get_mut(&i.vip) {
+                    r.remove(&i.start);
+                }
+                self.events.push(SnatEvent::Returned {
+                    vip: i.vip,
+                    dip,
+                    start: i.start,
+                });
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// Takes a report from node `node` (a server's id). Returns the DIPs whose health it
     /// changed, and whether anything the Muxes carry changed; a report that is not a
     /// host's (a Mux's BGP state) changes nothing here.
@@ -68,7 +330,7 @@ impl SlbManager {
             return (Vec::new(), false);
         };
         let mut changed = false;
-        if let Some(pas) = report.provider_addresses {
+        if let Some(pas) = report.provider_addresses.clone() {
             let server = canonical(&format!("/servers/{node}"));
             if self.observed.provider_addresses.get(&server) != Some(&pas) {
                 if pas.is_empty() {
@@ -81,7 +343,8 @@ impl SlbManager {
         }
         let server = canonical(&format!("/servers/{node}"));
         let mut health = Vec::new();
-        let Some(dips) = report.dips else {
+        let Some(dips) = &report.dips else {
+            changed |= self.report_snat(&server, &report);
             return (health, changed);
         };
         let programmed: std::collections::BTreeSet<IpAddr> = dips.iter().map(|d| d.dip).collect();
@@ -89,6 +352,7 @@ impl SlbManager {
             self.observed.programmed.insert(server.clone(), programmed);
             changed = true;
         }
+        changed |= self.report_snat(&server, &report);
         for d in dips {
             let was_healthy = !self.observed.down.contains(&d.dip);
             if was_healthy == d.healthy {
@@ -174,6 +438,176 @@ mod tests {
         let (_, changed) = m.report("HyperVHost", &json!({"providerAddresses": []}));
         assert!(changed);
         assert!(m.observed().provider_addresses.is_empty());
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A VIP entry: inbound on `port`, or outbound (port 0) from `dips`.
+    fn entry(vip: &str, port: u16, dips: &[&str]) -> Vip {
+        Vip {
+            vip: ip(vip),
+            protocol: strata_model::compile::Protocol::Tcp,
+            port,
+            rule: "/loadBalancers/t/outboundNatRules/o".into(),
+            distribution: Default::default(),
+            probe: None,
+            vni: 4096,
+            backends: dips
+                .iter()
+                .map(|d| strata_model::compile::Backend {
+                    ip_configuration: format!("/networkInterfaces/{d}/ipConfigurations/ip"),
+                    dip: ip(d),
+                    port,
+                    server: Some("/servers/HostA".into()),
+                    mac: None,
+                    provider_address: None,
+                    healthy: true,
+                })
+                .collect(),
+            outbound: port == 0,
+        }
+    }
+
+    /// Ranges of `vip`: (start, DIP).
+    fn ranges(m: &SlbManager, vip: &str) -> Vec<(u16, IpAddr)> {
+        m.observed()
+            .snat
+            .get(&ip(vip))
+            .into_iter()
+            .flatten()
+            .map(|(s, d)| (*s, *d))
+            .collect()
+    }
+
+    /// HostA programmed these DIPs.
+    fn programmed(m: &mut SlbManager, dips: &[&str]) {
+        let dips: Vec<Value> = dips
+            .iter()
+            .map(|d| json!({"dip": d, "healthy": true}))
+            .collect();
+        m.report(
+            "HostA",
+            &json!({"providerAddresses": ["10.0.0.1"], "dips": dips}),
+        );
+    }
+
+    const VIP: &str = "192.168.133.80";
+    const A: &str = "192.168.100.81";
+    const B: &str = "192.168.100.82";
+
+    #[test]
+    fn every_outbound_dip_gets_a_range_ahead_of_demand_off_the_frontend_ports() {
+        let mut m = SlbManager::new();
+        // Port 1030 is a load-balancing rule's: the range around it is never handed out.
+        let vips = [entry(VIP, 1030, &[A]), entry(VIP, 0, &[A, B])];
+        assert!(m.allocate(&vips));
+        assert_eq!(ranges(&m, VIP), [(1032, ip(A)), (1040, ip(B))]);
+        assert_eq!(
+            m.take_events(),
+            [
+                SnatEvent::Granted {
+                    vip: ip(VIP),
+                    dip: ip(A),
+                    start: 1032
+                },
+                SnatEvent::Granted {
+                    vip: ip(VIP),
+                    dip: ip(B),
+                    start: 1040
+                },
+            ]
+        );
+        assert!(!m.allocate(&vips), "the same again changes nothing");
+        // B leaves the outbound rule: its range comes back, and goes to the next DIP.
+        assert!(m.allocate(&[entry(VIP, 1030, &[A]), entry(VIP, 0, &[A])]));
+        assert_eq!(ranges(&m, VIP), [(1032, ip(A))]);
+        assert_eq!(
+            m.take_events(),
+            [SnatEvent::Returned {
+                vip: ip(VIP),
+                dip: ip(B),
+                start: 1040
+            }]
+        );
+        // A new frontend port in A's range takes it back; A gets another.
+        assert!(m.allocate(&[entry(VIP, 1033, &[A]), entry(VIP, 0, &[A])]));
+        assert_eq!(ranges(&m, VIP), [(1024, ip(A))]);
+    }
+
+    #[test]
+    fn demand_gets_a_range_until_the_pool_runs_out_and_idle_ranges_come_back() {
+        let mut m = SlbManager::new();
+        m.set_snat_ports(1024..=1047);
+        let vips = [entry(VIP, 0, &[A, B])];
+        m.allocate(&vips);
+        programmed(&mut m, &[A, B]);
+        m.take_events();
+        let demand = |dip: &str| json!({"snatDemand": [{"vip": VIP, "dip": dip}]});
+        assert!(m.report("HostA", &demand(A)).1);
+        assert_eq!(
+            ranges(&m, VIP),
+            [(1024, ip(A)), (1032, ip(B)), (1040, ip(A))]
+        );
+        // Three ranges in 24 ports: none left.
+        assert!(!m.report("HostA", &demand(B)).1);
+        assert_eq!(
+            m.take_events(),
+            [
+                SnatEvent::Granted {
+                    vip: ip(VIP),
+                    dip: ip(A),
+                    start: 1040
+                },
+                SnatEvent::Exhausted {
+                    vip: ip(VIP),
+                    dip: ip(B)
+                },
+            ]
+        );
+        // Another host's DIP, or one that is no outbound DIP, gets nothing.
+        assert!(!m.report("HostB", &demand(A)).1);
+        assert!(
+            !m.report(
+                "HostA",
+                &json!({"snatDemand": [{"vip": VIP, "dip": "192.168.100.99"}]})
+            )
+            .1
+        );
+        // A's second range idles and comes back; its first stays, however idle.
+        let idle = |start: u16| json!({"snatIdle": [{"vip": VIP, "start": start}]});
+        assert!(m.report("HostA", &idle(1040)).1);
+        assert!(!m.report("HostA", &idle(1024)).1);
+        assert_eq!(ranges(&m, VIP), [(1024, ip(A)), (1032, ip(B))]);
+        // And goes to B, who asks now.
+        assert!(m.report("HostA", &demand(B)).1);
+        assert_eq!(
+            ranges(&m, VIP),
+            [(1024, ip(A)), (1032, ip(B)), (1040, ip(B))]
+        );
+    }
+
+    #[test]
+    fn a_restarted_manager_takes_up_the_ranges_the_hosts_hold() {
+        let mut m = SlbManager::new();
+        m.allocate(&[entry(VIP, 0, &[A, B])]);
+        programmed(&mut m, &[A, B]);
+        // What a host held before the restart: B's 1024 and 1072, A's 1032.
+        let held = json!({"snat": [
+            {"vip": VIP, "dip": B, "start": 1072},
+            {"vip": VIP, "dip": A, "start": 1024},
+        ]});
+        assert!(m.report("HostA", &held).1);
+        assert_eq!(
+            ranges(&m, VIP),
+            [(1024, ip(A)), (1032, ip(B)), (1072, ip(B))],
+            "1024 was A's already (granted at the first compile): not taken from it"
+        );
+        assert!(
+            !m.report("HostA", &held).1,
+            "the same again changes nothing"
+        );
     }
 
     #[test]

@@ -78,9 +78,12 @@ fn yes() -> bool {
 }
 
 /// What the controller learns from its agents rather than from the resources: the
-/// SLB manager's view of the hosts.
+/// SLB manager's view of the hosts, and the SNAT port ranges it handed out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
+    /// Each VIP's SNAT ranges (by first port, a multiple of [`SNAT_RANGE`]) and the DIP
+    /// holding each.
+    pub snat: BTreeMap<IpAddr, BTreeMap<u16, IpAddr>>,
     /// Each host's provider addresses, by its server reference (canonical).
     pub provider_addresses: BTreeMap<String, Vec<IpAddr>>,
     /// The DIPs each host has programmed (its VFP rewrites VIP to DIP), by its server
@@ -90,7 +93,12 @@ pub struct Observed {
     pub down: BTreeSet<IpAddr>,
 }
 
-/// One VIP entry: what the Muxes match and where they send it.
+/// Ports a SNAT range holds (Ananta's figure); ranges start at a multiple of it.
+pub const SNAT_RANGE: u16 = 8;
+
+/// One entry of a rule on a VIP: a loadBalancingRule's or inboundNatRule's (what the
+/// Muxes match and where they send it), or an outboundNatRule's (`outbound`: the
+/// backends' connections leave with the VIP as their source; `port` is 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Vip {
@@ -105,6 +113,8 @@ pub struct Vip {
     /// The VXLAN network identifier the Mux encapsulates with.
     pub vni: u32,
     pub backends: Vec<Backend>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outbound: bool,
 }
 
 impl Vip {
@@ -135,6 +145,35 @@ pub struct MuxConfig {
     pub vips: BTreeMap<String, Vip>,
 }
 
+/// A SNAT range as the Muxes carry it: replies to ports `start..start + 8` of `vip`
+/// go to `dip` on the host at `provider_address`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnatRange {
+    pub vip: IpAddr,
+    pub start: u16,
+    pub dip: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    pub provider_address: IpAddr,
+    pub vni: u32,
+}
+
+/// What a host programs for a DIP's outbound connections: they leave as `vip`, with
+/// ports of `ranges` (the first port of each).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outbound {
+    pub rule: String,
+    pub vip: IpAddr,
+    pub protocols: Vec<Protocol>,
+    pub dip: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    pub vni: u32,
+    pub ranges: Vec<u16>,
+}
+
 /// One VIP→DIP translation a host programs on a DIP's port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -160,6 +199,9 @@ pub struct HostConfig {
     pub mappings: BTreeMap<String, Mapping>,
     /// (DIP, probe), by `DIP probe-reference`.
     pub probes: BTreeMap<String, (IpAddr, Probe)>,
+    /// The DIPs' outbound NAT, by `DIP VIP`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outbound: BTreeMap<String, Outbound>,
 }
 
 /// What the compiler reads: documents by reference, and who refers to what.
@@ -289,17 +331,7 @@ pub fn lb_vips(r: &dyn Resources, lb: &Value) -> Vec<Vip> {
             continue;
         };
         let backend_port = port_at(rule, "/properties/backendPort").unwrap_or(frontend_port);
-        let pool = rule
-            .pointer("/properties/backendAddressPool")
-            .and_then(ref_of);
-        let mut backends: Vec<Backend> = pool
-            .map(|p| r.referrers(&canonical(p)))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(_, field)| field == "loadBalancerBackendAddressPools")
-            .filter_map(|(ipc, _)| backend(r, &ipc, backend_port))
-            .collect();
-        backends.sort_by(|a, b| a.ip_configuration.cmp(&b.ip_configuration));
+        let backends = pool_backends(r, rule, backend_port);
         let probe = rule
             .pointer("/properties/probe")
             .and_then(ref_of)
@@ -313,6 +345,7 @@ pub fn lb_vips(r: &dyn Resources, lb: &Value) -> Vec<Vip> {
             probe,
             vni: LOGICAL_NETWORK_VNI,
             backends,
+            outbound: false,
         };
         entries(r, rule, &template, &mut out);
     }
@@ -347,10 +380,50 @@ pub fn lb_vips(r: &dyn Resources, lb: &Value) -> Vec<Vip> {
             probe: None,
             vni: LOGICAL_NETWORK_VNI,
             backends,
+            outbound: false,
+        };
+        entries(r, rule, &template, &mut out);
+    }
+    let outbound_rules = lb
+        .pointer("/properties/outboundNatRules")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for rule in outbound_rules {
+        let Some(rule_ref) = rule.get("resourceRef").and_then(Value::as_str) else {
+            continue;
+        };
+        let template = Vip {
+            vip: IpAddr::from([0, 0, 0, 0]),
+            protocol: Protocol::Tcp,
+            port: 0,
+            rule: rule_ref.to_string(),
+            distribution: Distribution::FiveTuple,
+            probe: None,
+            vni: LOGICAL_NETWORK_VNI,
+            backends: pool_backends(r, rule, 0),
+            outbound: true,
         };
         entries(r, rule, &template, &mut out);
     }
     out
+}
+
+/// The backends of a rule's backendAddressPool (its NICs' ip configurations), serving
+/// on `port`, in a stable order.
+fn pool_backends(r: &dyn Resources, rule: &Value, port: u16) -> Vec<Backend> {
+    let pool = rule
+        .pointer("/properties/backendAddressPool")
+        .and_then(ref_of);
+    let mut backends: Vec<Backend> = pool
+        .map(|p| r.referrers(&canonical(p)))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, field)| field == "loadBalancerBackendAddressPools")
+        .filter_map(|(ipc, _)| backend(r, &ipc, port))
+        .collect();
+    backends.sort_by(|a, b| a.ip_configuration.cmp(&b.ip_configuration));
+    backends
 }
 
 /// The entries of a rule: `template` for each of its frontends' VIPs and each protocol
@@ -425,12 +498,54 @@ pub fn mux(mux: &Value, vips: &[Vip]) -> Option<MuxConfig> {
     Some(MuxConfig {
         local_asn,
         peers,
-        vips: vips.iter().map(|v| (v.key(), v.clone())).collect(),
+        vips: vips
+            .iter()
+            .filter(|v| !v.outbound)
+            .map(|v| (v.key(), v.clone()))
+            .collect(),
     })
 }
 
-/// Each server's configuration, by the server's reference (canonical).
-pub fn hosts(vips: &[Vip]) -> BTreeMap<String, HostConfig> {
+/// The SNAT ranges the Muxes carry, by `VIP start`: each range handed out (`snat`) to a
+/// DIP that an outbound entry of the VIP (as [`observe`] gives it) has on a host with a
+/// provider address.
+pub fn snat_ranges(
+    observed_vips: &[Vip],
+    snat: &BTreeMap<IpAddr, BTreeMap<u16, IpAddr>>,
+) -> BTreeMap<String, SnatRange> {
+    let mut out = BTreeMap::new();
+    for v in observed_vips.iter().filter(|v| v.outbound) {
+        let Some(ranges) = snat.get(&v.vip) else {
+            continue;
+        };
+        for b in &v.backends {
+            let Some(pa) = b.provider_address else {
+                continue;
+            };
+            for (&start, _) in ranges.iter().filter(|(_, dip)| **dip == b.dip) {
+                out.insert(
+                    format!("{} {start}", v.vip),
+                    SnatRange {
+                        vip: v.vip,
+                        start,
+                        dip: b.dip,
+                        mac: b.mac.clone(),
+                        provider_address: pa,
+                        vni: v.vni,
+                    },
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Each server's configuration, by the server's reference (canonical), with the SNAT
+/// ranges handed out (`snat`) to its DIPs.
+pub fn hosts(
+    vips: &[Vip],
+    snat: &BTreeMap<IpAddr, BTreeMap<u16, IpAddr>>,
+) -> BTreeMap<String, HostConfig> {
     let mut out: BTreeMap<String, HostConfig> = BTreeMap::new();
     for v in vips {
         for b in &v.backends {
@@ -438,6 +553,30 @@ pub fn hosts(vips: &[Vip]) -> BTreeMap<String, HostConfig> {
                 continue;
             };
             let host = out.entry(canonical(server)).or_default();
+            if v.outbound {
+                let entry = host
+                    .outbound
+                    .entry(format!("{} {}", b.dip, v.vip))
+                    .or_insert_with(|| Outbound {
+                        rule: v.rule.clone(),
+                        vip: v.vip,
+                        protocols: Vec::new(),
+                        dip: b.dip,
+                        mac: b.mac.clone(),
+                        vni: v.vni,
+                        ranges: snat
+                            .get(&v.vip)
+                            .into_iter()
+                            .flatten()
+                            .filter(|(_, dip)| **dip == b.dip)
+                            .map(|(start, _)| *start)
+                            .collect(),
+                    });
+                if !entry.protocols.contains(&v.protocol) {
+                    entry.protocols.push(v.protocol);
+                }
+                continue;
+            }
             host.mappings.insert(
                 format!("{} {}", b.dip, v.key()),
                 Mapping {

@@ -137,6 +137,7 @@ fn portal_vip() -> Vip {
             provider_address: Some("192.168.233.21".parse::<IpAddr>().unwrap()),
             healthy: true,
         }],
+        outbound: false,
     }
 }
 

@@ -165,7 +165,7 @@ fn rules_become_vip_entries_with_their_backends_probe_and_distribution() {
 #[test]
 fn each_host_gets_the_mappings_and_probes_of_its_dips() {
     let d = portal();
-    let hosts = hosts(&vips(&d));
+    let hosts = hosts(&vips(&d), &BTreeMap::new());
     assert_eq!(hosts.len(), 1);
     let h = &hosts["/servers/hypervhost"];
     let m: Vec<(u16, String, u16)> = h
@@ -248,7 +248,7 @@ fn a_frontend_on_a_public_ip_address_takes_its_address_and_all_means_both_protoc
         ]
     );
     assert!(v[0].backends.is_empty());
-    assert!(hosts(&v).is_empty());
+    assert!(hosts(&v, &BTreeMap::new()).is_empty());
 }
 
 #[test]
@@ -275,7 +275,7 @@ fn compiled_configurations_hold_no_null_so_changes_travel_as_merge_patches() {
     );
     let m = serde_json::to_value(mux(d.all("loadBalancerMuxes")[0], &v).unwrap()).unwrap();
     assert!(!has_null(&m), "{m}");
-    let h = serde_json::to_value(&hosts(&v)["/servers/hypervhost"]).unwrap();
+    let h = serde_json::to_value(&hosts(&v, &BTreeMap::new())["/servers/hypervhost"]).unwrap();
     assert!(!has_null(&h), "{h}");
 }
 
@@ -373,5 +373,101 @@ fn udp_rules_source_ip_protocol_and_the_order_of_entries() {
                 Distribution::ThreeTuple
             ),
         ]
+    );
+}
+
+/// The portal with an outbound NAT rule: its web pool's connections leave as the VIP.
+fn portal_with_outbound(protocol: &str) -> Docs {
+    let mut d = Docs::default();
+    d.put("servers", "HyperVHost", json!({"properties": {}}));
+    d.put(
+        "loadBalancers",
+        "portal",
+        json!({"properties": {
+            "frontendIPConfigurations": [{"resourceId": "fe", "properties": {"privateIPAddress": "192.168.133.74"}}],
+            "backendAddressPools": [{"resourceId": "web"}],
+            "loadBalancingRules": [{"resourceId": "http", "properties": {
+                "protocol": "Tcp", "frontendPort": 80,
+                "frontendIPConfigurations": [{"resourceRef": "/loadBalancers/portal/frontendIPConfigurations/fe"}],
+                "backendAddressPool": {"resourceRef": "/loadBalancers/portal/backendAddressPools/web"}
+            }}],
+            "outboundNatRules": [{"resourceId": "out", "properties": {
+                "protocol": protocol,
+                "frontendIPConfigurations": [{"resourceRef": "/loadBalancers/portal/frontendIPConfigurations/fe"}],
+                "backendAddressPool": {"resourceRef": "/loadBalancers/portal/backendAddressPools/web"}
+            }}]
+        }}),
+    );
+    let web = json!([{"resourceRef": "/loadBalancers/portal/backendAddressPools/web"}]);
+    d.put(
+        "networkInterfaces",
+        "PortalVM",
+        nic("192.168.100.74", "00155D640700", web, json!([])),
+    );
+    d
+}
+
+#[test]
+fn an_outbound_rule_gives_hosts_their_dips_ranges_and_the_muxes_the_ranges() {
+    let d = portal_with_outbound("All");
+    let v = vips(&d);
+    let outbound: Vec<&Vip> = v.iter().filter(|e| e.outbound).collect();
+    assert_eq!(outbound.len(), 2, "All: TCP and UDP");
+    assert!(
+        outbound
+            .iter()
+            .all(|e| e.port == 0 && e.backends.len() == 1)
+    );
+    let vip: IpAddr = "192.168.133.74".parse().unwrap();
+    let dip: IpAddr = "192.168.100.74".parse().unwrap();
+    let snat = BTreeMap::from([(vip, BTreeMap::from([(1024, dip), (1040, dip)]))]);
+    let compiled = hosts(&v, &snat);
+    let host = &compiled["/servers/hypervhost"];
+    assert_eq!(
+        host.mappings.len(),
+        1,
+        "the load-balancing rule's mapping alone"
+    );
+    let out = &host.outbound["192.168.100.74 192.168.133.74"];
+    assert_eq!(out.protocols, [Protocol::Tcp, Protocol::Udp]);
+    assert_eq!(out.ranges, [1024, 1040]);
+    assert_eq!(out.mac.as_deref(), Some("00155D640700"));
+    assert_eq!(out.rule, "/loadBalancers/portal/outboundNatRules/out");
+    // The Muxes carry no outbound entry as a VIP entry; each range with its host.
+    let muxes = mux(
+        &json!({"properties": {"routerConfiguration": {"localASN": 64512}}}),
+        &v,
+    )
+    .unwrap();
+    assert_eq!(muxes.vips.len(), 1);
+    let observed = Observed {
+        provider_addresses: BTreeMap::from([(
+            "/servers/hypervhost".to_string(),
+            vec!["192.168.233.21".parse().unwrap()],
+        )]),
+        programmed: BTreeMap::from([("/servers/hypervhost".to_string(), [dip].into())]),
+        ..Observed::default()
+    };
+    let ranges = snat_ranges(&observe(&v, &observed), &snat);
+    assert_eq!(ranges.len(), 2);
+    assert_eq!(
+        ranges["192.168.133.74 1040"],
+        SnatRange {
+            vip,
+            start: 1040,
+            dip,
+            mac: Some("00155D640700".into()),
+            provider_address: "192.168.233.21".parse().unwrap(),
+            vni: LOGICAL_NETWORK_VNI,
+        }
+    );
+    // Before the host has a provider address, the Muxes have nowhere to send them.
+    assert!(snat_ranges(&observe(&v, &Observed::default()), &snat).is_empty());
+    // A TCP rule is TCP alone.
+    let d = portal_with_outbound("Tcp");
+    let h = hosts(&vips(&d), &snat);
+    assert_eq!(
+        h["/servers/hypervhost"].outbound["192.168.100.74 192.168.133.74"].protocols,
+        [Protocol::Tcp]
     );
 }
