@@ -230,7 +230,7 @@ impl SlbManager {
     fn may_hold(&self, vip: IpAddr, dip: IpAddr, start: u16) -> bool {
         let ports = self.ports();
         self.outbound.get(&vip).is_some_and(|d| d.contains(&dip))
-            && start % SNAT_RANGE == 0
+            && start.is_multiple_of(SNAT_RANGE)
             && ports.contains(&start)
             && ports.contains(&start.saturating_add(SNAT_RANGE - 1))
             && !self.frontend.get(&vip).is_some_and(|ports| {
