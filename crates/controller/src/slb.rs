@@ -467,6 +467,7 @@ mod tests {
                 })
                 .collect(),
             outbound: port == 0,
+            exempt: Vec::new(),
         }
     }
 

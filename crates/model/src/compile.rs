@@ -115,6 +115,10 @@ pub struct Vip {
     pub backends: Vec<Backend>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub outbound: bool,
+    /// For an outbound entry: the destinations its backends reach untranslated (the
+    /// prefixes of their own subnets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exempt: Vec<String>,
 }
 
 impl Vip {
@@ -143,6 +147,9 @@ pub struct MuxConfig {
     pub peers: Vec<(IpAddr, u32)>,
     /// By [`Vip::key`].
     pub vips: BTreeMap<String, Vip>,
+    /// The SNAT ranges handed out, by `VIP start` (see [`snat_ranges`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub snat: BTreeMap<String, SnatRange>,
 }
 
 /// A SNAT range as the Muxes carry it: replies to ports `start..start + 8` of `vip`
@@ -172,6 +179,9 @@ pub struct Outbound {
     pub mac: Option<String>,
     pub vni: u32,
     pub ranges: Vec<u16>,
+    /// Destinations reached untranslated: the subnets of the VIP's backends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exempt: Vec<String>,
 }
 
 /// One VIP→DIP translation a host programs on a DIP's port.
@@ -346,6 +356,7 @@ pub fn lb_vips(r: &dyn Resources, lb: &Value) -> Vec<Vip> {
             vni: LOGICAL_NETWORK_VNI,
             backends,
             outbound: false,
+            exempt: Vec::new(),
         };
         entries(r, rule, &template, &mut out);
     }
@@ -381,6 +392,7 @@ pub fn lb_vips(r: &dyn Resources, lb: &Value) -> Vec<Vip> {
             vni: LOGICAL_NETWORK_VNI,
             backends,
             outbound: false,
+            exempt: Vec::new(),
         };
         entries(r, rule, &template, &mut out);
     }
@@ -393,6 +405,7 @@ pub fn lb_vips(r: &dyn Resources, lb: &Value) -> Vec<Vip> {
         let Some(rule_ref) = rule.get("resourceRef").and_then(Value::as_str) else {
             continue;
         };
+        let backends = pool_backends(r, rule, 0);
         let template = Vip {
             vip: IpAddr::from([0, 0, 0, 0]),
             protocol: Protocol::Tcp,
@@ -401,11 +414,27 @@ pub fn lb_vips(r: &dyn Resources, lb: &Value) -> Vec<Vip> {
             distribution: Distribution::FiveTuple,
             probe: None,
             vni: LOGICAL_NETWORK_VNI,
-            backends: pool_backends(r, rule, 0),
+            exempt: subnets(r, &backends),
+            backends,
             outbound: true,
         };
         entries(r, rule, &template, &mut out);
     }
+    out
+}
+
+/// The address prefixes of the subnets the backends' ip configurations are on, sorted.
+fn subnets(r: &dyn Resources, backends: &[Backend]) -> Vec<String> {
+    let mut out: Vec<String> = backends
+        .iter()
+        .filter_map(|b| {
+            let ipc = r.get(&b.ip_configuration)?;
+            let subnet = r.get(ipc.pointer("/properties/subnet").and_then(ref_of)?)?;
+            Some(str_at(subnet, "/properties/addressPrefix")?.to_string())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
     out
 }
 
@@ -503,6 +532,7 @@ pub fn mux(mux: &Value, vips: &[Vip]) -> Option<MuxConfig> {
             .filter(|v| !v.outbound)
             .map(|v| (v.key(), v.clone()))
             .collect(),
+        snat: BTreeMap::new(),
     })
 }
 
@@ -564,6 +594,7 @@ pub fn hosts(
                         dip: b.dip,
                         mac: b.mac.clone(),
                         vni: v.vni,
+                        exempt: v.exempt.clone(),
                         ranges: snat
                             .get(&v.vip)
                             .into_iter()

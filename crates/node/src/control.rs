@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use strata_model::compile::{self, Protocol};
 use strata_slb::hash::Distribution;
-use strata_slb::host::{DECAP_LAYER, DipMapping, NAT_LAYER, dip_layers};
-use strata_slb::mux::{Dip, Mux, VipConfig, VipKey};
+use strata_slb::host::{DECAP_LAYER, DipMapping, NAT_LAYER, OutboundNat, SNAT_LAYER, dip_layers};
+use strata_slb::mux::{Dip, Mux, SnatKey, SnatTarget, VipConfig, VipKey};
 use strata_vswitch::switch::SwitchPort;
 use strata_vswitch::switch::VSwitch;
 use strata_wire::EthernetAddress;
@@ -109,23 +109,39 @@ pub(crate) fn apply(
 ) -> Result<Option<Vec<Ipv4Addr>>, String> {
     if let Some(patch) = patch {
         if let (Some(changed), Some(mux)) = (
-            entries_only(patch, "mux", &["vips"]),
+            entries_only(patch, "mux", &["vips", "snat"]),
             roles.mux.as_deref_mut(),
         ) {
+            let keys = |field: &str| -> Vec<&str> {
+                changed
+                    .iter()
+                    .filter(|(f, _)| *f == field)
+                    .flat_map(|(_, m)| m.keys())
+                    .map(String::as_str)
+                    .collect()
+            };
+            let empty = serde_json::Map::new();
             let vips = config
                 .pointer("/mux/vips")
                 .and_then(Value::as_object)
                 .ok_or("configuration: no mux.vips")?;
-            let keys: Vec<&str> = changed
-                .iter()
-                .flat_map(|(_, m)| m.keys())
-                .map(String::as_str)
-                .collect();
-            apply_mux_entries(vips, &keys, mux)?;
+            let snat = config
+                .pointer("/mux/snat")
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
+            // Checked before anything changes.
+            let ranges = snat_entries(snat, &keys("snat"))?;
+            apply_mux_entries(vips, &keys("vips"), mux)?;
+            for (key, target) in ranges {
+                match target {
+                    Some(t) => mux.set_snat(key, t),
+                    None => mux.remove_snat(&key),
+                }
+            }
             return Ok(None);
         }
         if let (Some(changed), Some(vswitch)) = (
-            entries_only(patch, "host", &["mappings", "probes"]),
+            entries_only(patch, "host", &["mappings", "probes", "outbound"]),
             roles.vswitch.as_deref_mut(),
         ) {
             let host = config.get("host").ok_or("configuration: no host")?;
@@ -148,10 +164,25 @@ pub(crate) fn apply(
                 .iter()
                 .map(|(a, asn)| Ok((v4(*a, "BGP peer")?, *asn)))
                 .collect::<Result<Vec<_>, String>>()?;
+            let keys: Vec<&str> = mux.snat.keys().map(String::as_str).collect();
+            let snat = serde_json::to_value(&mux.snat).map_err(|e| e.to_string())?;
+            let ranges = snat_entries(snat.as_object().ok_or("snat")?, &keys)?;
             let bgp = roles.bgp.ok_or("this Mux has no BGP speaker")?;
             bgp.speaker
                 .set_neighbors(mux.local_asn, &peers, roles.now, bgp.sockets, bgp.router)?;
             apply_mux(&entries, target);
+            let wanted: BTreeMap<SnatKey, SnatTarget> = ranges
+                .into_iter()
+                .filter_map(|(k, t)| Some((k, t?)))
+                .collect();
+            for (key, _) in target.snat() {
+                if !wanted.contains_key(&key) {
+                    target.remove_snat(&key);
+                }
+            }
+            for (key, t) in wanted {
+                target.set_snat(key, t);
+            }
             Ok(None)
         }
         Compiled::Host { host } => {
@@ -192,6 +223,50 @@ fn apply_mux_entries(
         }
     }
     Ok(())
+}
+
+/// The SNAT ranges named by `keys` as `snat` (the whole map) has them now: `None`
+/// for a range no longer there.
+fn snat_entries(
+    snat: &serde_json::Map<String, Value>,
+    keys: &[&str],
+) -> Result<Vec<(SnatKey, Option<SnatTarget>)>, String> {
+    keys.iter()
+        .map(|key| {
+            let bad = || format!("SNAT range key {key:?}");
+            let (vip, start) = key.split_once(' ').ok_or_else(bad)?;
+            let vip: Ipv4Addr = vip.parse().map_err(|_| bad())?;
+            let start: u16 = start.parse().map_err(|_| bad())?;
+            let snat_key = SnatKey { vip, start };
+            let Some(v) = snat.get(*key) else {
+                return Ok((snat_key, None));
+            };
+            let r =
+                compile::SnatRange::deserialize(v).map_err(|e| format!("SNAT range {key}: {e}"))?;
+            if (r.vip, r.start) != (IpAddr::V4(vip), start)
+                || !start.is_multiple_of(strata_slb::mux::SNAT_RANGE)
+            {
+                return Err(format!(
+                    "SNAT range {key}: VIP {} port {} do not match its key",
+                    r.vip, r.start
+                ));
+            }
+            let mac = r
+                .mac
+                .as_deref()
+                .and_then(parse_mac)
+                .ok_or_else(|| format!("SNAT range {key}: DIP {} has no MAC address", r.dip))?;
+            Ok((
+                snat_key,
+                Some(SnatTarget {
+                    dip: v4(r.dip, "DIP")?,
+                    host_pa: v4(r.provider_address, "provider address")?,
+                    mac,
+                    vni: vni(r.vni)?,
+                }),
+            ))
+        })
+        .collect()
 }
 
 /// A VIP entry's key as the configuration writes it (`192.168.133.74 tcp 80`).
@@ -289,31 +364,81 @@ fn apply_mux(entries: &[(VipConfig, Vec<bool>)], mux: &mut Mux) {
     }
 }
 
-/// What a host programs for one DIP's port: the DIP, the VNI, its mappings.
-type PortPlan = (Ipv4Addr, Vni, Vec<DipMapping>);
+/// What a host programs for one DIP's port.
+#[derive(Debug, Clone)]
+struct PortPlan {
+    dip: Ipv4Addr,
+    vni: Vni,
+    mappings: Vec<DipMapping>,
+    outbound: Vec<OutboundNat>,
+}
 
-/// Plans the ports of the mappings given (by the port's MAC), and the probes.
+/// The plan of the port with `mac` among `ports`, made on first use for `dip` on `vni`;
+/// `None` when the MAC is no VM of this host (yet: nothing to program). A port's
+/// entries must all name one DIP and one VNI.
+fn plan_of<'a>(
+    by_port: &'a mut BTreeMap<usize, PortPlan>,
+    ports: &[(SwitchPort, &str, EthernetAddress)],
+    mac: Option<&str>,
+    dip: IpAddr,
+    vni_id: u32,
+) -> Result<Option<&'a mut PortPlan>, String> {
+    let mac = mac
+        .and_then(parse_mac)
+        .ok_or_else(|| format!("DIP {dip}: no MAC address"))?;
+    let Some((port, ..)) = ports.iter().find(|(_, _, p)| *p == mac) else {
+        return Ok(None);
+    };
+    let (dip, vni) = (v4(dip, "DIP")?, vni(vni_id)?);
+    let plan = by_port.entry(port.0).or_insert_with(|| PortPlan {
+        dip,
+        vni,
+        mappings: Vec::new(),
+        outbound: Vec::new(),
+    });
+    if (plan.dip, plan.vni) != (dip, vni) {
+        return Err(format!(
+            "the VM with MAC {mac} is DIP {} on VNI {} and DIP {dip} on VNI {vni}",
+            plan.dip, plan.vni
+        ));
+    }
+    Ok(Some(plan))
+}
+
+/// Plans the ports of the mappings and outbound rules given (by the port's MAC), and
+/// the probes.
 fn plan_host<'a>(
     mappings: impl Iterator<Item = &'a compile::Mapping>,
+    outbound: impl Iterator<Item = &'a compile::Outbound>,
     probes: impl Iterator<Item = &'a (IpAddr, compile::Probe)>,
-    ports: &[(strata_vswitch::switch::SwitchPort, &str, EthernetAddress)],
+    ports: &[(SwitchPort, &str, EthernetAddress)],
 ) -> Result<(BTreeMap<usize, PortPlan>, Vec<ProbeConfig>), String> {
     let mut by_port: BTreeMap<usize, PortPlan> = BTreeMap::new();
-    for m in mappings {
-        let mac = m
-            .mac
-            .as_deref()
-            .and_then(parse_mac)
-            .ok_or_else(|| format!("DIP {}: no MAC address", m.dip))?;
-        let Some((port, ..)) = ports.iter().find(|(_, _, p)| *p == mac) else {
-            // Not a VM of this host (yet): nothing to program.
+    for o in outbound {
+        let Some(plan) = plan_of(&mut by_port, ports, o.mac.as_deref(), o.dip, o.vni)? else {
             continue;
         };
-        let (dip, vni) = (v4(m.dip, "DIP")?, vni(m.vni)?);
-        let entry = by_port
-            .entry(port.0)
-            .or_insert_with(|| (dip, vni, Vec::new()));
-        entry.2.push(DipMapping {
+        let exempt = o
+            .exempt
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|_| format!("DIP {}: exempt prefix {p:?}", o.dip))
+            })
+            .collect::<Result<Vec<ipnet::Ipv4Net>, String>>()?;
+        plan.outbound.push(OutboundNat {
+            name: o.rule.rsplit('/').next().unwrap_or(&o.rule).to_string(),
+            vip: v4(o.vip, "VIP")?,
+            protocols: o.protocols.iter().map(|p| proto_of(*p)).collect(),
+            ranges: o.ranges.clone(),
+            exempt,
+        });
+    }
+    for m in mappings {
+        let Some(plan) = plan_of(&mut by_port, ports, m.mac.as_deref(), m.dip, m.vni)? else {
+            continue;
+        };
+        plan.mappings.push(DipMapping {
             name: m.rule.rsplit('/').next().unwrap_or(&m.rule).to_string(),
             vip: VipKey {
                 vip: v4(m.vip, "VIP")?,
@@ -340,22 +465,22 @@ fn plan_host<'a>(
 /// puts the port on its DIP's virtual network (or on none): the switch hands it VXLAN of
 /// that VNI only.
 fn program_port(vswitch: &mut VSwitch, port: SwitchPort, plan: Option<&PortPlan>) {
-    vswitch.set_vni(port, plan.map(|(_, vni, _)| *vni));
+    vswitch.set_vni(port, plan.map(|p| p.vni));
     let Some(vfp) = vswitch.vfp_mut(port) else {
         return;
     };
-    match plan {
-        Some((dip, vni, mappings)) => {
-            for mut layer in dip_layers(*dip, *vni, mappings) {
-                layer.groups.sort_by_key(|g| g.priority);
-                if vfp.layer(&layer.name) != Some(&layer) {
-                    vfp.set_layer(layer);
-                }
-            }
+    let layers = plan
+        .map(|p| dip_layers(p.dip, p.vni, &p.mappings, &p.outbound))
+        .unwrap_or_default();
+    for name in [DECAP_LAYER, NAT_LAYER, SNAT_LAYER] {
+        if !layers.iter().any(|l| l.name == name) {
+            vfp.remove_layer(name);
         }
-        None => {
-            vfp.remove_layer(DECAP_LAYER);
-            vfp.remove_layer(NAT_LAYER);
+    }
+    for mut layer in layers {
+        layer.groups.sort_by_key(|g| g.priority);
+        if vfp.layer(&layer.name) != Some(&layer) {
+            vfp.set_layer(layer);
         }
     }
 }
@@ -367,7 +492,12 @@ fn apply_host(
     now: Duration,
 ) -> Result<Vec<Ipv4Addr>, String> {
     let ports = vswitch.vm_ports();
-    let (by_port, probes) = plan_host(config.mappings.values(), config.probes.values(), &ports)?;
+    let (by_port, probes) = plan_host(
+        config.mappings.values(),
+        config.outbound.values(),
+        config.probes.values(),
+        &ports,
+    )?;
     // Checked: now change.
     let port_ids: Vec<_> = ports.iter().map(|(p, ..)| *p).collect();
     for port in port_ids {
@@ -379,7 +509,7 @@ fn apply_host(
             probers.push(Prober::new(probe, now));
         }
     }
-    Ok(by_port.values().map(|(dip, ..)| *dip).collect())
+    Ok(by_port.values().map(|p| p.dip).collect())
 }
 
 /// Applies what `host` (the whole configuration) says of the DIPs in `dips` alone: their
@@ -405,6 +535,14 @@ fn apply_host_dips(
         .filter(|v| touches(v))
         .map(|v| compile::Mapping::deserialize(v).map_err(|e| format!("mapping: {e}")))
         .collect::<Result<_, _>>()?;
+    let outbound: Vec<compile::Outbound> = host
+        .get("outbound")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter(|v| touches(v))
+        .map(|v| compile::Outbound::deserialize(v).map_err(|e| format!("outbound: {e}")))
+        .collect::<Result<_, _>>()?;
     let probes: Vec<(IpAddr, compile::Probe)> = host
         .get("probes")
         .and_then(Value::as_object)
@@ -419,7 +557,7 @@ fn apply_host_dips(
         .map(|v| <(IpAddr, compile::Probe)>::deserialize(v).map_err(|e| format!("probe: {e}")))
         .collect::<Result<_, _>>()?;
     let ports = vswitch.vm_ports();
-    let (by_port, wanted) = plan_host(mappings.iter(), probes.iter(), &ports)?;
+    let (by_port, wanted) = plan_host(mappings.iter(), outbound.iter(), probes.iter(), &ports)?;
     // The ports of these DIPs: those planned, and those programmed for one of them before.
     let mut programmed = Vec::new();
     let port_ids: Vec<_> = ports.iter().map(|(p, ..)| *p).collect();
@@ -442,20 +580,31 @@ fn apply_host_dips(
     Ok(programmed)
 }
 
-/// The DIP a port's SLB layers rewrite to, if it has them.
+/// The DIP a port's SLB layers are for, if it has them: the one its NAT rewrites to, or
+/// the source its SNAT rewrites.
 fn slb_dip(vfp: &strata_vswitch::vfp::Port) -> Option<Ipv4Addr> {
     use strata_vswitch::vfp::Action;
-    let nat = vfp.layer(NAT_LAYER)?;
-    nat.groups
-        .iter()
-        .flat_map(|g| &g.rules)
-        .find_map(|r| match &r.action {
-            Action::Nat(spec) => match spec.dst {
-                Some((IpAddr::V4(d), _)) => Some(d),
-                _ => None,
-            },
+    let rules = |name| {
+        vfp.layer(name)
+            .into_iter()
+            .flat_map(|l| &l.groups)
+            .flat_map(|g| &g.rules)
+    };
+    let nat = rules(NAT_LAYER).find_map(|r| match &r.action {
+        Action::Nat(spec) => match spec.dst {
+            Some((IpAddr::V4(d), _)) => Some(d),
             _ => None,
-        })
+        },
+        _ => None,
+    });
+    nat.or_else(|| {
+        rules(SNAT_LAYER)
+            .filter(|r| matches!(r.action, Action::Snat(_)))
+            .find_map(|r| match r.conditions.src.first() {
+                Some(ipnet::IpNet::V4(n)) => Some(n.addr()),
+                _ => None,
+            })
+    })
 }
 
 #[cfg(test)]

@@ -138,6 +138,7 @@ fn portal_vip() -> Vip {
             healthy: true,
         }],
         outbound: false,
+        exempt: Vec::new(),
     }
 }
 

@@ -10,13 +10,20 @@
 //! - MSS clamping: TCP SYNs of those flows (and their SYN-ACKs) carry at most
 //!   [`CLAMPED_MSS`], so the clients' segments still fit the path once the Mux
 //!   encapsulates them.
+//! - `SLB_SNAT` (between the two): outbound connections of a DIP with an outboundNatRule
+//!   leave with the VIP and a port of the DIP's ranges as their source, straight to the
+//!   router; their replies come back through a Mux in VXLAN, are decapsulated, and find
+//!   the connection in this layer's state. Destinations in the DIP's own networks are
+//!   exempt (`exempt`): that traffic stays between the VMs.
 //!
 //! Everything else passes (the ACL layers of the Network Controller are another issue).
 
 use std::net::Ipv4Addr;
 
 use ipnet::{IpNet, Ipv4Net};
-use strata_vswitch::vfp::{Action, Conditions, Direction, Family, Group, Layer, NatSpec, Rule};
+use strata_vswitch::vfp::{
+    Action, Conditions, Direction, Family, Group, Layer, NatSpec, Rule, SnatSpec,
+};
 use strata_wire::vxlan::Vni;
 
 use crate::mux::VipKey;
@@ -25,6 +32,19 @@ use crate::mux::VipKey;
 pub const DECAP_LAYER: &str = "SLB_DECAP";
 /// Name of the NAT layer.
 pub const NAT_LAYER: &str = "SLB_NAT";
+/// Name of the outbound NAT layer.
+pub const SNAT_LAYER: &str = "SLB_SNAT";
+
+/// A DIP's outbound NAT: its connections of `protocols` leave as `vip`, with ports of
+/// `ranges` (the first port of each 8-port range), except to `exempt` destinations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundNat {
+    pub name: String,
+    pub vip: Ipv4Addr,
+    pub protocols: Vec<u8>,
+    pub ranges: Vec<u16>,
+    pub exempt: Vec<Ipv4Net>,
+}
 
 /// One VIP mapping that lands on a DIP: traffic to `vip` is rewritten to the DIP's
 /// `backend_port`.
@@ -41,8 +61,63 @@ pub struct DipMapping {
 /// clients still fit.
 pub const CLAMPED_MSS: u16 = 1500 - strata_wire::vxlan::OVERHEAD_IPV4 as u16 - 40;
 
-/// The layers for a DIP's port (IPv4 groups: the VIPs and DIPs of the SLB are IPv4).
-pub fn dip_layers(dip: Ipv4Addr, vni: Vni, mappings: &[DipMapping]) -> Vec<Layer> {
+/// The SNAT layer for a DIP's outbound rules (none without one).
+pub fn snat_layer(dip: Ipv4Addr, outbound: &[OutboundNat]) -> Option<Layer> {
+    if outbound.is_empty() {
+        return None;
+    }
+    let mut rules = Vec::new();
+    for (i, o) in outbound.iter().enumerate() {
+        if !o.exempt.is_empty() {
+            rules.push(Rule {
+                name: format!("{}-exempt", o.name),
+                priority: 1,
+                conditions: Conditions {
+                    src: vec![IpNet::V4(Ipv4Net::from(dip))],
+                    dst: o.exempt.iter().map(|n| IpNet::V4(*n)).collect(),
+                    ..Conditions::any()
+                },
+                action: Action::Allow,
+            });
+        }
+        for &proto in &o.protocols {
+            rules.push(Rule {
+                name: format!("{}-{}", o.name, if proto == 6 { "tcp" } else { "udp" }),
+                priority: 10 + i as u16,
+                conditions: Conditions {
+                    src: vec![IpNet::V4(Ipv4Net::from(dip))],
+                    proto: Some(proto),
+                    ..Conditions::any()
+                },
+                action: Action::Snat(SnatSpec {
+                    vip: o.vip.into(),
+                    ranges: o.ranges.clone(),
+                }),
+            });
+        }
+    }
+    Some(Layer {
+        name: SNAT_LAYER.into(),
+        priority: 150,
+        groups: vec![Group {
+            name: "outbound".into(),
+            direction: Direction::Out,
+            family: Family::Ipv4,
+            priority: 1,
+            rules,
+        }],
+    })
+}
+
+/// The layers for a DIP's port (IPv4 groups: the VIPs and DIPs of the SLB are IPv4): the
+/// decapsulation, and the NAT of its mappings and the SNAT of its outbound rules where
+/// it has them.
+pub fn dip_layers(
+    dip: Ipv4Addr,
+    vni: Vni,
+    mappings: &[DipMapping],
+    outbound: &[OutboundNat],
+) -> Vec<Layer> {
     let decap = Layer {
         name: DECAP_LAYER.into(),
         priority: 100,
@@ -122,5 +197,10 @@ pub fn dip_layers(dip: Ipv4Addr, vni: Vni, mappings: &[DipMapping]) -> Vec<Layer
             },
         ],
     };
-    vec![decap, nat]
+    let mut layers = vec![decap];
+    if !mappings.is_empty() {
+        layers.push(nat);
+    }
+    layers.extend(snat_layer(dip, outbound));
+    layers
 }

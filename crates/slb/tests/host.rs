@@ -8,8 +8,10 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use strata_slb::hash::Distribution;
-use strata_slb::host::{CLAMPED_MSS, DECAP_LAYER, DipMapping, NAT_LAYER, dip_layers};
-use strata_slb::mux::{Dip, ENCAP_LEN, Mux, MuxConfig, VipConfig, VipKey};
+use strata_slb::host::{
+    CLAMPED_MSS, DECAP_LAYER, DipMapping, NAT_LAYER, OutboundNat, SNAT_LAYER, dip_layers,
+};
+use strata_slb::mux::{Dip, ENCAP_LEN, Mux, MuxConfig, SnatKey, SnatTarget, VipConfig, VipKey};
 use strata_vswitch::vfp::{DEFAULT_FLOW_LIMIT, Direction, Port, Verdict};
 use strata_wire::flow::proto;
 use strata_wire::vxlan::Vni;
@@ -54,6 +56,7 @@ fn port() -> Port {
             mapping("portal-http", proto::TCP, 80, BACKEND_PORT),
             mapping("portal-ping", proto::ICMP, 0, 0),
         ],
+        &[],
     ) {
         port.set_layer(layer);
     }
@@ -261,6 +264,7 @@ fn the_layers_list_the_mappings_in_order_after_decapsulation() {
             mapping("b", proto::TCP, 443, 443),
             mapping("c", proto::UDP, 53, 53),
         ],
+        &[],
     );
     let names: Vec<(&str, u16)> = layers.iter().map(|l| (&l.name[..], l.priority)).collect();
     assert_eq!(names, [(DECAP_LAYER, 100), (NAT_LAYER, 200)]);
@@ -274,4 +278,84 @@ fn the_layers_list_the_mappings_in_order_after_decapsulation() {
         CLAMPED_MSS, 1410,
         "1500 less VXLAN over IPv4 (50) less IPv4 and TCP (40)"
     );
+}
+
+/// `packet` (a reply to a SNAT port) as a Mux holding the range sends it to the host.
+fn from_mux_snat(packet: &[u8], start: u16) -> Vec<u8> {
+    let mut mux = Mux::new(MuxConfig::new(
+        Ipv4Addr::new(192, 168, 233, 20),
+        EthernetAddress([0x00, 0x15, 0x5d, 0x64, 5, 1]),
+    ));
+    mux.set_snat(
+        SnatKey::of(VIP, start),
+        SnatTarget {
+            dip: DIP,
+            host_pa: HOST_PA,
+            mac: DIP_MAC,
+            vni: vni(4096),
+        },
+    );
+    let mut out = vec![0u8; ENCAP_LEN + packet.len()];
+    let e = mux.encapsulate(T, packet, &mut out).unwrap();
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0x00, 0x15, 0x5d, 0x64, 6, 1, 0x00, 0x15, 0x5d, 0x64, 5, 1]);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&out[..e.len]);
+    f
+}
+
+#[test]
+fn outbound_connections_leave_as_the_vip_and_their_replies_come_back_through_a_mux() {
+    const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
+    const NEIGHBOUR: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 3);
+    let outbound = OutboundNat {
+        name: "out".into(),
+        vip: VIP,
+        protocols: vec![proto::TCP, proto::UDP],
+        ranges: vec![1024],
+        exempt: vec!["192.168.100.0/24".parse().unwrap()],
+    };
+    let layers = dip_layers(
+        DIP,
+        vni(4096),
+        &[mapping("portal-http", proto::TCP, 80, BACKEND_PORT)],
+        std::slice::from_ref(&outbound),
+    );
+    let names: Vec<(&str, u16)> = layers.iter().map(|l| (&l.name[..], l.priority)).collect();
+    assert_eq!(
+        names,
+        [(DECAP_LAYER, 100), (NAT_LAYER, 200), (SNAT_LAYER, 150)]
+    );
+    let mut port = Port::new("PortalVM", DEFAULT_FLOW_LIMIT);
+    for layer in layers {
+        port.set_layer(layer);
+    }
+    // Out to the world: the VIP and a port of the range.
+    let mut f = frame(&tcp((DIP, 40000), (WORLD, 80), 0x02));
+    assert_eq!(port.process(T, Direction::Out, &mut f), Verdict::Forward);
+    assert_eq!(tcp_of(&f).0, (VIP, 1024));
+    let mut f = frame(&udp((DIP, 5353), (WORLD, 53)));
+    assert_eq!(port.process(T, Direction::Out, &mut f), Verdict::Forward);
+    assert_eq!(ip(&f).src_addr(), VIP);
+    // The reply, through a Mux holding the range: decapsulated, back to DIP:40000.
+    let mut back = from_mux_snat(&tcp((WORLD, 80), (VIP, 1024), 0x12), 1024);
+    assert_eq!(port.process(T, Direction::In, &mut back), Verdict::Forward);
+    assert_eq!(tcp_of(&back).1, (DIP, 40000));
+    // To a neighbour on the DIP's own network: untranslated.
+    let mut f = frame(&tcp((DIP, 40001), (NEIGHBOUR, 53), 0x02));
+    assert_eq!(port.process(T, Direction::Out, &mut f), Verdict::Forward);
+    assert_eq!(tcp_of(&f).0, (DIP, 40001));
+    // A load-balanced connection's replies keep the VIP's port 80: no SNAT for them.
+    let mut syn = from_mux(&tcp((CLIENT, 50000), (VIP, 80), 0x02), 4096);
+    assert_eq!(port.process(T, Direction::In, &mut syn), Verdict::Forward);
+    let mut synack = frame(&tcp((DIP, BACKEND_PORT), (CLIENT, 50000), 0x12));
+    assert_eq!(
+        port.process(T, Direction::Out, &mut synack),
+        Verdict::Forward
+    );
+    assert_eq!(tcp_of(&synack).0, (VIP, 80));
+    // An outbound-only DIP has no NAT layer.
+    let only = dip_layers(DIP, vni(4096), &[], &[outbound]);
+    let names: Vec<&str> = only.iter().map(|l| &l.name[..]).collect();
+    assert_eq!(names, [DECAP_LAYER, SNAT_LAYER]);
 }
