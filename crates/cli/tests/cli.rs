@@ -323,11 +323,11 @@ fn bgp_shows_neighbors_and_routes() {
         "NODE NEIGHBOR AS STATE BFD RECEIVED ADVERTISED LAST ERROR"
     );
     assert!(
-        lines.contains(&"BGPVM 192.168.100.20 64501 Established Up 1 0".to_string()),
+        lines.contains(&"BGPVM 192.168.100.20 64501 Established Up 3 0".to_string()),
         "{out}"
     );
     assert!(
-        lines.contains(&"MuxVM 192.168.100.1 64500 Established Up 0 1".to_string()),
+        lines.contains(&"MuxVM 192.168.100.1 64500 Established Up 0 3".to_string()),
         "{out}"
     );
     assert!(
@@ -351,6 +351,7 @@ fn bgp_shows_neighbors_and_routes() {
         .unwrap();
     assert_eq!(bgpvm["state"], "Established");
     assert_eq!(bgpvm["received"][0]["prefix"], "192.168.133.74/32");
+    assert_eq!(bgpvm["received"][1]["prefix"], "192.168.133.80/32");
 }
 
 /// Each broken rule of a `strata bgp` file is refused with the file, the line of the

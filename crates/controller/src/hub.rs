@@ -141,6 +141,11 @@ impl Hub {
     }
 
     /// Each node's configuration and its revision.
+    /// The SLB manager (its SNAT port pool, its events).
+    pub fn slb_mut(&mut self) -> &mut SlbManager {
+        &mut self.slb
+    }
+
     pub fn configs(&self) -> &strata_southbound::Configs {
         &self.snapshot
     }

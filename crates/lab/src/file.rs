@@ -1146,8 +1146,10 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                     match p {
                         None => Ok(None),
                         Some(p) => {
-                            if let Some(bad) =
-                                p.get_ref().iter().find(|n| !node_index.contains_key(*n))
+                            if let Some(bad) = p
+                                .get_ref()
+                                .iter()
+                                .find(|n| *n != "*" && !node_index.contains_key(*n))
                             {
                                 return Err(self.at(
                                     p,

@@ -184,6 +184,8 @@ pub struct Lab {
     background: HashMap<usize, Background>,
     /// DIP health changes the host agents reported: time, host, DIP, healthy.
     health_log: Vec<(Duration, String, std::net::Ipv4Addr, bool)>,
+    /// What the SLB manager did with the VIPs' SNAT ports, and when.
+    snat_log: Vec<(Duration, strata_controller::slb::SnatEvent)>,
     /// Nodes cut off from every network (their cables pulled): nothing reaches them,
     /// nothing they send leaves.
     cut: Vec<bool>,
@@ -291,6 +293,7 @@ impl Lab {
             link_ports,
             background: HashMap::new(),
             health_log: Vec::new(),
+            snat_log: Vec::new(),
             cut: vec![false; node_count],
             cut_frames: 0,
             nc,
@@ -418,6 +421,8 @@ impl Lab {
             }
             let mut controller = locked(&nc.api.controller);
             let (changed, gone) = nc.hub.refresh(&controller);
+            self.snat_log
+                .extend(nc.hub.slb_mut().take_events().into_iter().map(|e| (now, e)));
             if !changed.is_empty() || !gone.is_empty() {
                 node.publish_configs(nc.hub.configs());
             }
@@ -512,6 +517,11 @@ impl Lab {
     /// DIP health changes reported so far: time, host, DIP, healthy.
     pub fn health_log(&self) -> &[(Duration, String, std::net::Ipv4Addr, bool)] {
         &self.health_log
+    }
+
+    /// What the SLB manager did with the VIPs' SNAT ports, and when.
+    pub fn snat_log(&self) -> &[(Duration, strata_controller::slb::SnatEvent)] {
+        &self.snat_log
     }
 
     /// Moves the clock to the next deadline of a network or a node, but no further than
@@ -767,9 +777,13 @@ impl Nc {
                 .put(kind, &id, body, None)
                 .map_err(|e| LabError::Resources(format!("{collection}/{id}: {e}")))?;
         }
+        let mut hub = Hub::new(secret.clone());
+        if let Some(ports) = topology.slb.as_ref().and_then(|s| s.snat_ports.clone()) {
+            hub.slb_mut().set_snat_ports(ports);
+        }
         Ok(Nc {
             node,
-            hub: Hub::new(secret.clone()),
+            hub,
             api: Api::new(controller, secret),
         })
     }

@@ -112,6 +112,11 @@ pub struct SlbSpec {
     /// Where VIPs come from (the controller's vipIpPool).
     pub vip_prefix: Ipv4Net,
     pub vips: Vec<VipSpec>,
+    /// The outboundNatRules: (load balancer/rule, VIP, the pool's members as (node,
+    /// NIC)).
+    pub outbound: Vec<(String, Ipv4Addr, Vec<(usize, usize)>)>,
+    /// The ports SNAT ranges are cut from, if not all of 1024-65535.
+    pub snat_ports: Option<std::ops::RangeInclusive<u16>>,
     /// The loadBalancers as Network Controller resources: (resourceId, body).
     pub load_balancers: Vec<(String, serde_json::Value)>,
     /// Each backend NIC and what it belongs to.

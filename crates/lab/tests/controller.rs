@@ -428,7 +428,7 @@ fn a_muxs_peering_follows_its_router_configuration() {
     assert_eq!(status.len(), 1, "{status:?}");
     assert_eq!(status[0].address.to_string(), "192.168.100.1");
     assert_eq!(status[0].state, strata_node::bgp::State::Established);
-    assert_eq!(status[0].advertised.len(), 1, "{status:?}");
+    assert_eq!(status[0].advertised.len(), 3, "the three VIPs: {status:?}");
     // A local AS the running speaker cannot take: the resource says why.
     mux["properties"]["routerConfiguration"]["localASN"] = json!(64999);
     lab.put("loadBalancerMuxes", "MuxVM", mux).unwrap();

@@ -119,7 +119,7 @@ fn tshark_decodes_every_capture() {
         "-r",
         provider.to_str().unwrap(),
         "-Y",
-        "vxlan && tcp.flags.syn == 1",
+        "vxlan && tcp.flags.syn == 1 && ip.dst == 192.168.133.74",
         "-T",
         "fields",
         "-e",
@@ -204,14 +204,26 @@ fn tshark_decodes_every_capture() {
     for line in bgp.lines() {
         let fields: Vec<&str> = line.split('\t').collect();
         let entry = seen.entry(fields[0]).or_default();
-        match (
-            fields.get(1).copied().unwrap_or(""),
-            fields.get(2).copied().unwrap_or(""),
-        ) {
-            ("192.168.133.74", "") => entry.0 += 1,
-            ("", "192.168.133.74") => entry.1 += 1,
-            ("", "") => entry.2 += 1,
-            other => panic!("unexpected UPDATE {other:?}: {bgp}"),
+        let list = |i: usize| -> Vec<&str> {
+            fields
+                .get(i)
+                .map(|f| f.split(',').filter(|p| !p.is_empty()).collect())
+                .unwrap_or_default()
+        };
+        let (nlri, withdrawn) = (list(1), list(2));
+        let vips = ["192.168.133.74", "192.168.133.80", "192.168.133.90"];
+        assert!(
+            nlri.iter().chain(&withdrawn).all(|p| vips.contains(p)),
+            "unexpected UPDATE {line}: {bgp}"
+        );
+        if nlri.contains(&"192.168.133.74") {
+            entry.0 += 1;
+        }
+        if withdrawn.contains(&"192.168.133.74") {
+            entry.1 += 1;
+        }
+        if nlri.is_empty() && withdrawn.is_empty() {
+            entry.2 += 1;
         }
     }
     // Each Mux announces the VIP at every session start and after the withdrawal when no
@@ -242,6 +254,84 @@ fn tshark_decodes_every_capture() {
     asns.dedup();
     assert_eq!(asns, ["64500", "64501"]);
     assert!(opens.lines().count() >= 6, "{opens}");
+    // Outbound NAT. Between the hosts and BGPVM, the tenants' connections to the
+    // Internet carry their VIP as source, never a DIP.
+    let outbound = tshark(&[
+        "-r",
+        management.to_str().unwrap(),
+        "-Y",
+        // To the Internet host's servers (not the replies of NATVM's port forward).
+        "ip.dst == 203.0.113.100 && tcp.dstport in {80, 8080, 8081}",
+        "-T",
+        "fields",
+        "-e",
+        "ip.src",
+        "-e",
+        "tcp.srcport",
+    ])
+    .unwrap();
+    for vip in ["192.168.133.80\t", "192.168.133.90\t"] {
+        assert!(
+            outbound.contains(vip),
+            "each tenant's connection: {outbound}"
+        );
+    }
+    for line in outbound.lines() {
+        let (src, port) = line.split_once('\t').unwrap();
+        assert!(
+            ["192.168.133.80", "192.168.133.90"].contains(&src),
+            "a tenant's connection left its host as {src}: {outbound}"
+        );
+        assert!(port.parse::<u16>().unwrap() >= 1024, "{line}");
+    }
+    // The replies to the VIPs' ports come to the hosts in VXLAN, from a Mux.
+    let returns = tshark(&[
+        "-r",
+        provider.to_str().unwrap(),
+        "-Y",
+        "vxlan && ip.src == 203.0.113.100",
+        "-T",
+        "fields",
+        "-e",
+        "ip.src",
+        "-e",
+        "ip.dst",
+        "-e",
+        "vxlan.vni",
+    ])
+    .unwrap();
+    assert!(returns.lines().count() >= 4, "{returns}");
+    for line in returns.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (outer_src, inner_src) = f[0].split_once(',').unwrap();
+        let (outer_dst, inner_dst) = f[1].split_once(',').unwrap();
+        assert!(
+            ["192.168.233.20", "192.168.233.22"].contains(&outer_src)
+                && ["192.168.233.21", "192.168.233.23"].contains(&outer_dst),
+            "from a Mux to a host: {line}"
+        );
+        assert_eq!(inner_src, "203.0.113.100");
+        assert!(
+            ["192.168.133.80", "192.168.133.90"].contains(&inner_dst),
+            "{line}"
+        );
+        assert_eq!(f[2], "4096");
+    }
+    // Outside NATVM, the source is NATVM's external address.
+    let external = dir.join("external.pcap");
+    let outside = tshark(&[
+        "-r",
+        external.to_str().unwrap(),
+        "-Y",
+        "ip.dst == 203.0.113.100",
+        "-T",
+        "fields",
+        "-e",
+        "ip.src",
+    ])
+    .unwrap();
+    assert!(outside.lines().count() >= 4, "{outside}");
+    assert!(outside.lines().all(|l| l == "203.0.113.1"), "{outside}");
     for want in ["arp", "icmp", "tcp", "http", "dns", "vxlan", "bgp"] {
         assert!(
             protocols.contains(want),

@@ -29,6 +29,7 @@ mod control;
 mod dataplane;
 mod device;
 mod roles;
+mod snat;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -296,6 +297,8 @@ pub struct Node {
     /// The agent owes the controller a report (a probe's verdict changed, a
     /// configuration was applied).
     report_due: bool,
+    /// A host's outbound NAT bookkeeping: ranges held, demand, idle ranges.
+    snat: snat::SnatAgent,
     /// The DIPs this host's VFP has been programmed for.
     programmed: Vec<Ipv4Addr>,
     /// What the speaker announces, and the Mux's generation it was worked out at.
@@ -420,6 +423,7 @@ impl Node {
             agent,
             control_server,
             report_due: false,
+            snat: snat::SnatAgent::default(),
             programmed: Vec::new(),
             wanted: None,
             reaper: Vec::new(),
@@ -655,6 +659,12 @@ impl Node {
             if let Some(server) = self.control_server.as_mut() {
                 progressed |= server.poll(now, &mut self.sockets);
             }
+            if let Some(sw) = self.dataplane.switch.as_mut()
+                && self.snat.poll(now, &mut sw.vswitch)
+            {
+                self.report_due = true;
+                progressed = true;
+            }
             self.next_port = next_port;
             progressed |= self.apply_pending(now);
             let sockets = &mut self.sockets;
@@ -702,6 +712,7 @@ impl Node {
             let result = control::apply(&config, patch.as_ref(), roles);
             if let Ok(Some(dips)) = &result {
                 self.programmed.clone_from(dips);
+                self.snat.schedule(now);
             }
             if let Some(agent) = self.agent.as_mut() {
                 agent.applied(revision, result.map(|_| ()));
@@ -722,7 +733,7 @@ impl Node {
 
     /// What the agent reports: a host's provider addresses and its DIPs' health, a
     /// Mux's BGP sessions.
-    fn status_report(&self) -> serde_json::Value {
+    fn status_report(&mut self) -> serde_json::Value {
         let mut status = serde_json::Map::new();
         if let Some(sw) = &self.dataplane.switch {
             status.insert(
@@ -743,6 +754,7 @@ impl Node {
                 })
                 .collect();
             status.insert("dips".into(), dips.into());
+            self.snat.report(&sw.vswitch, &mut status);
         }
         if let Some(bgp) = &self.bgp {
             let peers: Vec<serde_json::Value> = bgp
@@ -804,6 +816,7 @@ impl Node {
             .filter_map(|p| p.poll_at())
             .chain(self.bgp.as_ref().and_then(|b| b.poll_at()))
             .chain(self.agent.as_ref().and_then(|a| a.poll_at()))
+            .chain(self.snat.poll_at())
             .chain(self.control_server.as_ref().and_then(|s| s.poll_at()));
         let servers = self.services.iter().filter_map(|s| match s {
             Service::Http(h) => h.poll_at(),

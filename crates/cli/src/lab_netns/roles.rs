@@ -280,7 +280,10 @@ mod tests {
                     assert_eq!(f.vm[0].mac, super::super::mac(vm, 0));
                     assert_eq!(f.vm[0].interface, "vm0");
                     if node.name == "HyperVHost" {
-                        assert_eq!(vms, ["PortalVM", "PortalVM2"]);
+                        assert_eq!(
+                            vms,
+                            ["PortalVM", "PortalVM2", "TenantA-Web1", "TenantB-Web1"]
+                        );
                     }
                 }
                 other => panic!("{other}"),

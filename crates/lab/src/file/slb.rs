@@ -1,6 +1,6 @@
 //! The `[slb]` section: load balancers in the Network Controller's own terms
 //! (frontendIPConfigurations, backendAddressPools, loadBalancingRules, probes,
-//! inboundNatRules), checked with file:line, and turned into the resources the lab PUTs
+//! inboundNatRules, outboundNatRules), checked with file:line, and turned into the resources the lab PUTs
 //! to its controller (the VIP entries are kept too, for the lab's own reports and
 //! checks).
 
@@ -30,6 +30,10 @@ pub(super) struct SlbDef {
     vip_prefix: Spanned<String>,
     #[serde(default, rename = "loadBalancers")]
     load_balancers: Vec<LoadBalancerDef>,
+    /// The ports the SLB manager cuts SNAT ranges from (`"1024-65535"` unless given):
+    /// a small pool shows exhaustion.
+    #[serde(default, rename = "snatPorts")]
+    snat_ports: Option<Spanned<String>>,
 }
 
 fn default_vni() -> Spanned<u32> {
@@ -51,6 +55,21 @@ struct LoadBalancerDef {
     probes: Vec<ProbeDef>,
     #[serde(default, rename = "inboundNatRules")]
     nat_rules: Vec<NatRuleDef>,
+    #[serde(default, rename = "outboundNatRules")]
+    outbound_rules: Vec<OutboundRuleDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboundRuleDef {
+    #[serde(rename = "resourceId")]
+    resource_id: Spanned<String>,
+    #[serde(rename = "frontendIPConfiguration")]
+    frontend: Spanned<String>,
+    #[serde(rename = "backendAddressPool")]
+    pool: Spanned<String>,
+    /// `Tcp`, `Udp` or `All`.
+    protocol: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,6 +229,7 @@ pub(super) fn check<E: Fn(std::ops::Range<usize>, String) -> LabFileError>(
         )),
     };
     let mut vips = Vec::new();
+    let mut outbound = Vec::new();
     let mut keys = HashMap::new();
     for lb in &def.load_balancers {
         let lb_name = lb.resource_id.get_ref();
@@ -349,6 +369,33 @@ pub(super) fn check<E: Fn(std::ops::Range<usize>, String) -> LabFileError>(
             };
             add(&r.resource_id, vip)?;
         }
+        for r in &lb.outbound_rules {
+            frontend(&r.frontend)?;
+            let members = pools.get(r.pool.get_ref()).ok_or_else(|| {
+                c.at(
+                    &r.pool,
+                    format!(
+                        "no backendAddressPool {:?} in loadBalancer {lb_name:?}",
+                        r.pool.get_ref()
+                    ),
+                )
+            })?;
+            if !["tcp", "udp", "all"].contains(&r.protocol.get_ref().to_ascii_lowercase().as_str())
+            {
+                return Err(c.at(
+                    &r.protocol,
+                    format!(
+                        "expected protocol \"Tcp\", \"Udp\" or \"All\", found {:?}",
+                        r.protocol.get_ref()
+                    ),
+                ));
+            }
+            outbound.push((
+                format!("{lb_name}/{}", r.resource_id.get_ref()),
+                frontend(&r.frontend)?,
+                members.clone(),
+            ));
+        }
         for r in &lb.nat_rules {
             let vip = VipSpec {
                 name: format!("{lb_name}/{}", r.resource_id.get_ref()),
@@ -371,10 +418,35 @@ pub(super) fn check<E: Fn(std::ops::Range<usize>, String) -> LabFileError>(
             add(&r.resource_id, vip)?;
         }
     }
+    let snat_ports = match &def.snat_ports {
+        None => None,
+        Some(p) => {
+            let bad = || {
+                c.at(
+                    p,
+                    format!(
+                        "expected snatPorts as FIRST-LAST within 1024-65535 holding at least one 8-port range from a multiple of 8, found {:?}",
+                        p.get_ref()
+                    ),
+                )
+            };
+            let (a, b) = p.get_ref().split_once('-').ok_or_else(bad)?;
+            let (a, b): (u16, u16) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
+            if a < 1024 || b < a.div_ceil(8) * 8 + 7 {
+                return Err(bad());
+            }
+            Some(a..=b)
+        }
+    };
     Ok(SlbSpec {
         vni,
         vip_prefix,
         vips,
+        outbound,
+        snat_ports,
         load_balancers,
         backends,
     })
@@ -468,11 +540,29 @@ fn load_balancer(lb: &LoadBalancerDef) -> Value {
             })
         })
         .collect();
-    json!({"properties": {
+    let outbound_rules: Vec<Value> = lb
+        .outbound_rules
+        .iter()
+        .map(|r| {
+            json!({
+                "resourceId": r.resource_id.get_ref(),
+                "properties": {
+                    "protocol": r.protocol.get_ref(),
+                    "frontendIPConfigurations": [child("frontendIPConfigurations", &r.frontend)],
+                    "backendAddressPool": child("backendAddressPools", &r.pool),
+                },
+            })
+        })
+        .collect();
+    let mut lb_doc = json!({"properties": {
         "frontendIPConfigurations": frontends,
         "backendAddressPools": pools,
         "loadBalancingRules": rules,
         "probes": probes,
         "inboundNatRules": nat_rules,
-    }})
+    }});
+    if !outbound_rules.is_empty() {
+        lb_doc["properties"]["outboundNatRules"] = Value::Array(outbound_rules);
+    }
+    lb_doc
 }
