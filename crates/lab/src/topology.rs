@@ -112,15 +112,23 @@ pub struct SlbSpec {
     /// Where VIPs come from (the controller's vipIpPool).
     pub vip_prefix: Ipv4Net,
     pub vips: Vec<VipSpec>,
-    /// The outboundNatRules: (load balancer/rule, VIP, the pool's members as (node,
-    /// NIC)).
-    pub outbound: Vec<(String, Ipv4Addr, Vec<(usize, usize)>)>,
+    pub outbound: Vec<OutboundSpec>,
     /// The ports SNAT ranges are cut from, if not all of 1024-65535.
     pub snat_ports: Option<std::ops::RangeInclusive<u16>>,
     /// The loadBalancers as Network Controller resources: (resourceId, body).
     pub load_balancers: Vec<(String, serde_json::Value)>,
     /// Each backend NIC and what it belongs to.
     pub backends: Vec<BackendSpec>,
+}
+
+/// An outboundNatRule: its pool's members' connections leave as the VIP.
+#[derive(Debug, Clone)]
+pub struct OutboundSpec {
+    /// `load balancer/rule`.
+    pub name: String,
+    pub vip: Ipv4Addr,
+    /// The pool's members, as (node, NIC).
+    pub members: Vec<(usize, usize)>,
 }
 
 #[derive(Debug, Clone)]

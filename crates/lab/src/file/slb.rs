@@ -14,7 +14,7 @@ use strata_model::compile::LOGICAL_NETWORK_VNI;
 use toml::Spanned;
 
 use super::{Checker, LabFileError};
-use crate::topology::{BackendSpec, NodeSpec, ProbeSpec, SlbSpec, VipSpec};
+use crate::topology::{BackendSpec, NodeSpec, OutboundSpec, ProbeSpec, SlbSpec, VipSpec};
 use strata_node::slb::hash::Distribution;
 use strata_node::slb::mux::VipKey;
 use strata_wire::flow::proto;
@@ -390,11 +390,11 @@ pub(super) fn check<E: Fn(std::ops::Range<usize>, String) -> LabFileError>(
                     ),
                 ));
             }
-            outbound.push((
-                format!("{lb_name}/{}", r.resource_id.get_ref()),
-                frontend(&r.frontend)?,
-                members.clone(),
-            ));
+            outbound.push(OutboundSpec {
+                name: format!("{lb_name}/{}", r.resource_id.get_ref()),
+                vip: frontend(&r.frontend)?,
+                members: members.clone(),
+            });
         }
         for r in &lb.nat_rules {
             let vip = VipSpec {
