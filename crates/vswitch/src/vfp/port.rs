@@ -561,11 +561,13 @@ impl Port {
                     reply,
                     inverse,
                 } => {
+                    let timeout = self.timeouts.tcp_established;
                     let side = LayerFlow {
                         action,
                         peer: reply,
                         initiator: true,
                         last_used: now,
+                        timeout,
                         uft: Some(id),
                     };
                     let back = LayerFlow {
@@ -573,6 +575,7 @@ impl Port {
                         peer: opening,
                         initiator: false,
                         last_used: now,
+                        timeout,
                         uft: None,
                     };
                     self.layers[layer].state.insert(opening, side, back);
@@ -750,18 +753,27 @@ impl Port {
 
     /// Drops expired and stale flows, and the connections of the stateful layers that are
     /// over: no flow of theirs is cached and live, and one has timed out (or, when the
-    /// table holds neither, they have been idle for the established TCP timeout, the
-    /// longest a flow lives).
+    /// table holds neither current, both have been idle for their flows' timeouts as last
+    /// known; a side never cached lives for the established TCP timeout).
     pub fn expire(&mut self, now: Duration) {
         let uft = &self.uft;
-        let linger = self.timeouts.tcp_established;
+        let generation = self.generation;
         let live = |e: &LayerFlow| match e.uft.and_then(|id| uft.get(&id)) {
-            Some(u) if now.saturating_sub(u.last_used) < u.timeout => Liveness::Live,
-            Some(_) => Liveness::Expired,
-            None => Liveness::Unknown,
+            Some(u) if u.generation == generation => {
+                if now.saturating_sub(u.last_used) < u.timeout {
+                    Liveness::Live
+                } else {
+                    Liveness::Expired
+                }
+            }
+            // Stale or gone: the side's own record, refreshed below, says.
+            _ => Liveness::Unknown,
         };
-        let idle = |e: &LayerFlow| now.saturating_sub(e.last_used) >= linger;
+        let idle = |e: &LayerFlow| now.saturating_sub(e.last_used) >= e.timeout;
         for installed in &mut self.layers {
+            installed
+                .state
+                .refresh(|id| uft.get(id).map(|u| (u.last_used, u.timeout)));
             self.counters.state_expired += installed.state.retain(live, idle) as u64;
         }
         let generation = self.generation;

@@ -44,8 +44,12 @@ pub struct LayerFlow {
     pub peer: LayerKey,
     /// Whether this side's first packet opened the connection.
     pub initiator: bool,
-    /// When a packet of the connection last took the slow path through the layer.
+    /// When a packet of this side was last seen: on the slow path, or by its cached flow
+    /// (copied at each sweep).
     pub last_used: Duration,
+    /// How long this side lives idle: its cached flow's timeout, as of the last sweep
+    /// (the longest a flow lives until then).
+    pub timeout: Duration,
     /// This side's entry in the port's unified flow table, once a packet of it crossed
     /// the port: while that entry lives, so does this state.
     pub(crate) uft: Option<FlowId>,
@@ -117,6 +121,18 @@ impl LayerState {
             }
         }
         gone.len()
+    }
+
+    /// Takes in what the unified flow table knows of each side's flow (`cached`: when
+    /// it was last used, and its timeout), so that the state outlives the cached flow
+    /// (a rule change makes it stale and a sweep drops it) by the flow's own timeout.
+    pub(crate) fn refresh(&mut self, cached: impl Fn(&FlowId) -> Option<(Duration, Duration)>) {
+        for e in self.flows.values_mut() {
+            if let Some((last_used, timeout)) = e.uft.as_ref().and_then(&cached) {
+                e.last_used = e.last_used.max(last_used);
+                e.timeout = timeout;
+            }
+        }
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&LayerKey, &LayerFlow)> {
