@@ -493,6 +493,16 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
                     ),
                 ));
             }
+            if node_index.len() == crate::lab::MAX_NODES || def.nic.len() > crate::lab::MAX_NICS {
+                return Err(self.at(
+                    &def.name,
+                    format!(
+                        "node {name:?}: a lab has at most {} nodes of at most {} NICs (each NIC's MAC is made of the two numbers)",
+                        crate::lab::MAX_NODES,
+                        crate::lab::MAX_NICS
+                    ),
+                ));
+            }
             let mut nics = Vec::new();
             for (i, nic) in def.nic.iter().enumerate() {
                 let Some(&network) = network_index.get(nic.network.get_ref()) else {

@@ -203,9 +203,19 @@ impl std::fmt::Debug for Lab {
     }
 }
 
-/// The MAC of a NIC: Hyper-V's OUI 00:15:5D, then the lab's node and NIC numbers.
+/// How many nodes a lab may have: each gets a MAC of its own (see [`mac_of`]).
+pub const MAX_NODES: usize = (0x100 - 0x64) * 0x100;
+
+/// How many NICs a node may have.
+pub const MAX_NICS: usize = 0x100;
+
+/// The MAC of a NIC: Hyper-V's OUI 00:15:5D, then 0x64 plus the high byte of the lab's
+/// node number, its low byte, and the NIC's number (node 5's first NIC is
+/// 00:15:5d:64:05:00, node 300's is 00:15:5d:65:2c:00). A node below [`MAX_NODES`] and a
+/// NIC below [`MAX_NICS`] have a MAC no other has.
 pub fn mac_of(node: usize, nic: usize) -> EthernetAddress {
-    EthernetAddress([0x00, 0x15, 0x5d, 0x64, node as u8, nic as u8])
+    let [high, low] = ((node % MAX_NODES) as u16).to_be_bytes();
+    EthernetAddress([0x00, 0x15, 0x5d, 0x64 + high, low, nic as u8])
 }
 
 impl Lab {
@@ -786,5 +796,23 @@ impl Nc {
             hub,
             api: Api::new(controller, secret),
         })
+    }
+}
+
+#[cfg(test)]
+mod mac_tests {
+    use super::*;
+
+    #[test]
+    fn every_node_and_nic_has_a_mac_of_its_own_and_the_first_256_keep_theirs() {
+        let mut seen = std::collections::HashSet::new();
+        for node in 0..MAX_NODES {
+            for nic in [0, 1, MAX_NICS - 1] {
+                assert!(seen.insert(mac_of(node, nic)), "node {node} NIC {nic}");
+            }
+        }
+        assert_eq!(mac_of(5, 1).0, [0x00, 0x15, 0x5d, 0x64, 5, 1]);
+        assert_eq!(mac_of(300, 0).0, [0x00, 0x15, 0x5d, 0x65, 0x2c, 0]);
+        assert_eq!(mac_of(MAX_NODES - 1, 0).0[3], 0xff);
     }
 }

@@ -17,8 +17,8 @@ pub mod topology;
 pub mod trace;
 
 pub use lab::{
-    BOOT_LIMIT, Clock, Hop, Lab, LabError, Nc, ScenarioResult, Waker, distribution_name, mac_of,
-    node_config,
+    BOOT_LIMIT, Clock, Hop, Lab, LabError, MAX_NICS, MAX_NODES, Nc, ScenarioResult, Waker,
+    distribution_name, mac_of, node_config,
 };
 
 /// The seed's topology, the Azure Stack POC lab, built into the binary.
