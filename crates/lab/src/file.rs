@@ -352,12 +352,20 @@ pub fn parse(file: &str, text: &str) -> Result<Topology, LabFileError> {
             message,
         }
     };
-    let raw: LabFile = toml::from_str(text).map_err(|e| {
+    let toml_err = |e: toml::de::Error| {
         err(
             e.span().unwrap_or(0..0),
             e.message().trim_end().replace('\n', "; "),
         )
-    })?;
+    };
+    let mut document = toml::de::DeTable::parse(text).map_err(toml_err)?;
+    let span = document.span();
+    stamp::stamp(document.get_mut()).map_err(|(span, message)| err(span, message))?;
+    let raw = LabFile::deserialize(toml::de::Deserializer::from(Spanned::new(
+        span,
+        document.into_inner(),
+    )))
+    .map_err(toml_err)?;
     Checker { err: &err }.check(raw)
 }
 
@@ -1213,5 +1221,6 @@ impl<E: Fn(std::ops::Range<usize>, String) -> LabFileError> Checker<'_, E> {
 }
 
 mod slb;
+mod stamp;
 #[cfg(test)]
 mod tests;

@@ -46,7 +46,9 @@ pub enum Clock {
 pub enum LabError {
     #[error(transparent)]
     Node(#[from] strata_node::NodeError),
-    #[error("node {node}: more than 255 NICs or nodes; the MAC plan has one byte for each")]
+    #[error(
+        "node {node}: a lab has at most {MAX_NODES} nodes of at most {MAX_NICS} NICs (the MAC plan)"
+    )]
     TooLarge { node: String },
     #[error("the lab's resources: {0}")]
     Resources(String),
@@ -239,7 +241,7 @@ impl Lab {
         let mut nodes = Vec::new();
         let node_count = topology.nodes.len();
         for (n, spec) in topology.nodes.iter().enumerate() {
-            if n > 255 || spec.nics.len() > 255 {
+            if n >= MAX_NODES || spec.nics.len() > MAX_NICS {
                 return Err(LabError::TooLarge {
                     node: spec.name.clone(),
                 });

@@ -340,3 +340,69 @@ fn vips_are_not_addresses_of_a_lab_network() {
         "{e}"
     );
 }
+
+#[test]
+fn templates_stamp_out_nodes_with_their_own_values() {
+    let extra = r#"
+[[node]]
+count = 3
+name = "vm{i}"
+description = "VM {i} of 3, {{templated}}"
+[[node.nic]]
+network = "lan"
+address = "10.0.0.{10 + i * 2}/24"
+"#;
+    let t = parse("t.toml", &format!("{BASE}{extra}")).unwrap();
+    let names: Vec<&str> = t.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "vm1", "vm2", "vm3"]);
+    assert_eq!(t.nodes[4].nics[0].addr.to_string(), "10.0.0.16/24");
+    assert_eq!(t.nodes[3].description, "VM 2 of 3, {templated}");
+}
+
+#[test]
+fn a_template_error_names_the_templates_line() {
+    // The second copy has the first one's address: the template's address line says.
+    let extra = "\n[[node]]\ncount = 3\nname = \"vm{i}\"\n[[node.nic]]\nnetwork = \"lan\"\naddress = \"10.0.{i / 3}.5/24\"\n";
+    let e = error(extra);
+    assert_eq!(e.line, line_of(extra, "address = \"10.0.{i"), "{e}");
+    assert!(
+        e.message.contains("duplicate address 10.0.0.5: \"vm1\""),
+        "{e}"
+    );
+    for (bad, what) in [
+        ("count = 0", "expected count as an integer from 1 to 100000"),
+        ("count = \"3\"", "expected count as an integer"),
+        ("count = 2\nname = \"vm{j}\"", "expected i, integers"),
+        ("count = 2\nname = \"vm{i\"", "without its '}'"),
+        (
+            "count = 2\nname = \"vm{1..=2}\"",
+            "only in an array of strings",
+        ),
+    ] {
+        let extra = format!(
+            "\n[[node]]\n{bad}\n[[node.nic]]\nnetwork = \"lan\"\naddress = \"10.0.0.9/24\"\n"
+        );
+        let e = error(&extra);
+        assert!(e.message.contains(what), "{bad}: {e}");
+        let needle = bad.lines().last().unwrap();
+        assert_eq!(e.line, line_of(&extra, needle), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn the_datacenter_lab_is_stamped_from_templates() {
+    let text = include_str!("../../../../labs/datacenter.toml");
+    let t = parse("labs/datacenter.toml", text).unwrap();
+    let hosts = t.nodes.iter().filter(|n| n.vswitch.is_some()).count();
+    let vms = t.nodes.iter().filter(|n| n.name.starts_with("VM")).count();
+    let muxes = t.nodes.iter().filter(|n| n.mux.is_some()).count();
+    assert_eq!((hosts, vms, muxes), (100, 2000, 8));
+    let slb = t.slb.as_ref().unwrap();
+    assert_eq!(slb.load_balancers.len(), 100);
+    assert_eq!(slb.outbound.len(), 100);
+    assert!(slb.outbound.iter().all(|o| o.members.len() == 20));
+    // VM 2000 is tenant 100's last, on host 100.
+    let vm = t.nodes.iter().find(|n| n.name == "VM2000").unwrap();
+    assert_eq!(vm.nics[0].addr.to_string(), "10.0.17.250/16");
+    assert_eq!(t.nodes[vm.nics[0].vswitch_host.unwrap()].name, "Host100");
+}
