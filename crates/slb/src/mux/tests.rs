@@ -757,10 +757,37 @@ fn a_vip_with_snat_ranges_alone_is_announced_and_taken() {
             snat_target(75, 21)
         )]
     );
+    let g = m.generation();
     m.remove_snat(&SnatKey::of(VIP, 2056));
     assert!(m.has_vip(VIP), "the next range was none of the VIP's");
+    assert_eq!(m.generation(), g, "nothing was removed");
     // A port of the range names it.
     m.remove_snat(&SnatKey::of(VIP, 2053));
+    assert!(m.generation() > g, "what to announce is worked out again");
     assert!(!m.has_vip(VIP));
     assert_eq!(m.live_vips().count(), 0);
+}
+
+#[test]
+fn only_tcp_and_udp_have_snat_ranges() {
+    // Even a range at port 0 (the SLB manager hands out none below 1024) takes no ICMP:
+    // an echo's flow has no port.
+    let mut m = Mux::new(MuxConfig::new(
+        Ipv4Addr::new(192, 168, 233, 20),
+        EthernetAddress([0x00, 0x15, 0x5d, 0x64, 5, 1]),
+    ));
+    m.set_snat(SnatKey::of(VIP, 0), snat_target(74, 21));
+    let mut echo = to_vip(Ipv4Addr::new(203, 0, 113, 100), 0, 0, proto::ICMP);
+    echo.truncate(28);
+    echo[2..4].copy_from_slice(&28u16.to_be_bytes());
+    echo[20] = 8;
+    echo[10..12].fill(0);
+    let c = checksum::checksum(&echo[..20]);
+    echo[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut out = [0u8; 2048];
+    assert_eq!(m.encapsulate(T, &echo, &mut out), Err(MuxDrop::NoVip));
+    assert_eq!(m.counters().snat_returned, 0);
+    let udp = to_vip(Ipv4Addr::new(203, 0, 113, 100), 53, 3, proto::UDP);
+    assert!(m.encapsulate(T, &udp, &mut out).is_ok());
+    assert_eq!(m.counters().snat_returned, 1);
 }
