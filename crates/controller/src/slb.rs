@@ -546,6 +546,12 @@ mod tests {
         programmed(&mut m, &[A, B]);
         m.take_events();
         let demand = |dip: &str| json!({"snatDemand": [{"vip": VIP, "dip": dip}]});
+        // Another host's word for A, or a DIP of this host that is no outbound DIP of the
+        // VIP: nothing.
+        assert!(!m.report("HostB", &demand(A)).1);
+        programmed(&mut m, &[A, B, "192.168.100.99"]);
+        assert!(!m.report("HostA", &demand("192.168.100.99")).1);
+        assert_eq!(ranges(&m, VIP), [(1024, ip(A)), (1032, ip(B))]);
         assert!(m.report("HostA", &demand(A)).1);
         assert_eq!(
             ranges(&m, VIP),
@@ -567,15 +573,6 @@ mod tests {
                 },
             ]
         );
-        // Another host's DIP, or one that is no outbound DIP, gets nothing.
-        assert!(!m.report("HostB", &demand(A)).1);
-        assert!(
-            !m.report(
-                "HostA",
-                &json!({"snatDemand": [{"vip": VIP, "dip": "192.168.100.99"}]})
-            )
-            .1
-        );
         // A's second range idles and comes back; its first stays, however idle.
         let idle = |start: u16| json!({"snatIdle": [{"vip": VIP, "start": start}]});
         assert!(m.report("HostA", &idle(1040)).1);
@@ -586,6 +583,45 @@ mod tests {
         assert_eq!(
             ranges(&m, VIP),
             [(1024, ip(A)), (1032, ip(B)), (1040, ip(B))]
+        );
+    }
+
+    #[test]
+    fn a_range_is_off_limits_only_for_a_frontend_port_inside_it() {
+        let mut m = SlbManager::new();
+        // 1040 is the first port of the range after 1032-1039: that one stays free.
+        m.allocate(&[
+            entry(VIP, 1024, &[A]),
+            entry(VIP, 1040, &[A]),
+            entry(VIP, 0, &[A, B]),
+        ]);
+        assert_eq!(ranges(&m, VIP), [(1032, ip(A)), (1048, ip(B))]);
+    }
+
+    #[test]
+    fn events_say_what_happened_to_which_ports() {
+        let (vip, dip) = (ip(VIP), ip(A));
+        assert_eq!(
+            SnatEvent::Granted {
+                vip,
+                dip,
+                start: 1024
+            }
+            .to_string(),
+            "SNAT ports 192.168.133.80:1024-1031 to DIP 192.168.100.81"
+        );
+        assert_eq!(
+            SnatEvent::Returned {
+                vip,
+                dip,
+                start: 1032
+            }
+            .to_string(),
+            "SNAT ports 192.168.133.80:1032-1039 back from DIP 192.168.100.81"
+        );
+        assert_eq!(
+            SnatEvent::Exhausted { vip, dip }.to_string(),
+            "SNAT ports of VIP 192.168.133.80 exhausted: DIP 192.168.100.81 gets no more"
         );
     }
 
