@@ -192,6 +192,14 @@ pub struct Lab {
     /// nothing they send leaves.
     cut: Vec<bool>,
     cut_frames: u64,
+    /// Each node's next deadline as it last said (after its last poll), and the same
+    /// as a queue (entries a later poll superseded are skipped): a step polls only the
+    /// nodes due, those a frame reached, and the controller's, so a step costs what
+    /// happens in it, not the lab's size.
+    deadlines: Vec<Option<Duration>>,
+    queue: std::collections::BinaryHeap<std::cmp::Reverse<(Duration, usize)>>,
+    /// Poll every node at the next step (something outside changed them).
+    poll_all: bool,
     nc: Option<Nc>,
     waker: Waker,
 }
@@ -308,6 +316,9 @@ impl Lab {
             snat_log: Vec::new(),
             cut: vec![false; node_count],
             cut_frames: 0,
+            deadlines: Vec::new(),
+            queue: std::collections::BinaryHeap::new(),
+            poll_all: true,
             nc,
             waker: Waker::default(),
         })
@@ -389,6 +400,7 @@ impl Lab {
     }
 
     pub fn node_mut(&mut self, name: &str) -> Option<&mut Node> {
+        self.poll_all = true;
         self.nodes.iter_mut().find(|n| n.name() == name)
     }
 
@@ -409,6 +421,11 @@ impl Lab {
     /// what they send on the networks.
     pub fn process(&mut self) {
         let now = self.now;
+        let mut due = vec![false; self.nodes.len()];
+        if std::mem::take(&mut self.poll_all) || self.deadlines.len() != self.nodes.len() {
+            due.fill(true);
+            self.deadlines = vec![None; self.nodes.len()];
+        }
         for (s, segment) in self.segments.iter_mut().enumerate() {
             while let Some((port, frame)) = segment.poll_deliver(now) {
                 let (node, nic) = self.ports[s][port.0];
@@ -416,12 +433,23 @@ impl Lab {
                     self.cut_frames += 1;
                 } else {
                     self.nodes[node].receive(now, nic, frame);
+                    due[node] = true;
                 }
+            }
+        }
+        while let Some(&std::cmp::Reverse((at, n))) = self.queue.peek() {
+            if at > now {
+                break;
+            }
+            self.queue.pop();
+            if self.deadlines[n] == Some(at) {
+                due[n] = true;
             }
         }
         // The controller: what its agents said, then what each node should now carry
         // (sent by the node's listener when it is polled below).
         if let Some(nc) = self.nc.as_mut() {
+            due[nc.node] = true;
             let node = &mut self.nodes[nc.node];
             for event in node.take_control_events() {
                 for change in nc.hub.event(&event) {
@@ -441,6 +469,9 @@ impl Lab {
             nc.hub.settle(&mut controller);
         }
         for (n, node) in self.nodes.iter_mut().enumerate() {
+            if !due[n] {
+                continue;
+            }
             node.poll(now);
             while let Some((nic, frame)) = node.poll_transmit() {
                 if self.cut[n] {
@@ -450,7 +481,25 @@ impl Lab {
                 let (segment, port) = self.link_ports[n][nic];
                 self.segments[segment].send(now, port, frame);
             }
+            let next = node.poll_at(now);
+            if next != self.deadlines[n] {
+                self.deadlines[n] = next;
+                if let Some(at) = next {
+                    self.queue.push(std::cmp::Reverse((at, n)));
+                }
+            }
         }
+    }
+
+    /// The earliest deadline of a node, dropping the superseded ones on the way.
+    fn next_node_deadline(&mut self) -> Option<Duration> {
+        while let Some(&std::cmp::Reverse((at, n))) = self.queue.peek() {
+            if self.deadlines.get(n) == Some(&Some(at)) {
+                return Some(at);
+            }
+            self.queue.pop();
+        }
+        None
     }
 
     /// Lets the lab come up: runs until every BGP session is established and every
@@ -519,6 +568,7 @@ impl Lab {
         if let Some(c) = self.cut.get_mut(node) {
             *c = cut;
         }
+        self.poll_all = true;
     }
 
     /// Frames lost to cut nodes so far.
@@ -540,11 +590,16 @@ impl Lab {
     /// `limit`; on the wall clock, sleeps until then.
     pub fn advance(&mut self, limit: Duration) {
         let now = self.now;
+        let node_next = if self.poll_all {
+            Some(now)
+        } else {
+            self.next_node_deadline()
+        };
         let next = self
             .segments
             .iter()
             .filter_map(|s| s.poll_at())
-            .chain(self.nodes.iter_mut().filter_map(|n| n.poll_at(now)))
+            .chain(node_next)
             .min()
             .unwrap_or(limit)
             .min(limit)

@@ -1,5 +1,5 @@
 //! Templates. A table of an array of tables (`[[node]]`, `[[node.bgp.neighbor]]`,
-//! `[[slb.loadBalancers]]`, ...) with `count = N` stands for N tables; in the i-th (from
+//! `[[slb.loadBalancers]]`, ...) with `copies = N` stands for N tables; in the i-th (from
 //! 1), every string has each `{expression}` replaced by its value for `i`: integers, `i`,
 //! `+ - * / %` and parentheses (`"VM{i}"`, `"Host{(i - 1) % 100 + 1}"`,
 //! `"10.0.{10 + (i - 1) / 250}.{(i - 1) % 250 + 1}/16"`). In an array, a string with
@@ -47,7 +47,7 @@ fn walk(value: &mut Spanned<DeValue<'_>>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Replaces each table of an array of tables that has a `count` by its copies.
+/// Replaces each table of an array of tables that has `copies` by its copies.
 fn expand_array(array: &mut Spanned<DeValue<'_>>) -> Result<(), Error> {
     let DeValue::Array(items) = array.get_mut() else {
         return Ok(());
@@ -60,7 +60,7 @@ fn expand_array(array: &mut Spanned<DeValue<'_>>) -> Result<(), Error> {
             out.push(item);
             continue;
         };
-        let Some(count) = table.get("count") else {
+        let Some(count) = table.get("copies") else {
             out.push(item);
             continue;
         };
@@ -73,11 +73,11 @@ fn expand_array(array: &mut Spanned<DeValue<'_>>) -> Result<(), Error> {
         .ok_or_else(|| {
             (
                 count.span(),
-                format!("expected count as an integer from 1 to {MAX_COUNT}"),
+                format!("expected copies as an integer from 1 to {MAX_COUNT}"),
             )
         })?;
         let mut template = table.clone();
-        template.remove("count");
+        template.remove("copies");
         for i in 1..=n as i64 {
             let mut copy = template.clone();
             for (_, value) in copy.iter_mut() {

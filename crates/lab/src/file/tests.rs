@@ -345,7 +345,7 @@ fn vips_are_not_addresses_of_a_lab_network() {
 fn templates_stamp_out_nodes_with_their_own_values() {
     let extra = r#"
 [[node]]
-count = 3
+copies = 3
 name = "vm{i}"
 description = "VM {i} of 3, {{templated}}"
 [[node.nic]]
@@ -362,7 +362,7 @@ address = "10.0.0.{10 + i * 2}/24"
 #[test]
 fn a_template_error_names_the_templates_line() {
     // The second copy has the first one's address: the template's address line says.
-    let extra = "\n[[node]]\ncount = 3\nname = \"vm{i}\"\n[[node.nic]]\nnetwork = \"lan\"\naddress = \"10.0.{i / 3}.5/24\"\n";
+    let extra = "\n[[node]]\ncopies = 3\nname = \"vm{i}\"\n[[node.nic]]\nnetwork = \"lan\"\naddress = \"10.0.{i / 3}.5/24\"\n";
     let e = error(extra);
     assert_eq!(e.line, line_of(extra, "address = \"10.0.{i"), "{e}");
     assert!(
@@ -370,12 +370,15 @@ fn a_template_error_names_the_templates_line() {
         "{e}"
     );
     for (bad, what) in [
-        ("count = 0", "expected count as an integer from 1 to 100000"),
-        ("count = \"3\"", "expected count as an integer"),
-        ("count = 2\nname = \"vm{j}\"", "expected i, integers"),
-        ("count = 2\nname = \"vm{i\"", "without its '}'"),
         (
-            "count = 2\nname = \"vm{1..=2}\"",
+            "copies = 0",
+            "expected copies as an integer from 1 to 100000",
+        ),
+        ("copies = \"3\"", "expected copies as an integer"),
+        ("copies = 2\nname = \"vm{j}\"", "expected i, integers"),
+        ("copies = 2\nname = \"vm{i\"", "without its '}'"),
+        (
+            "copies = 2\nname = \"vm{1..=2}\"",
             "only in an array of strings",
         ),
     ] {

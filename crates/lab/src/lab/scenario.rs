@@ -55,6 +55,7 @@ impl Lab {
         let verdict = match scenario.action.clone() {
             ScenarioAction::SetHttp { node, enabled } => {
                 let name = self.topology.nodes[node].name.clone();
+                self.poll_all = true;
                 let had = self.nodes[node].set_http_enabled(enabled);
                 self.run_for(scenario.wait);
                 Verdict {
@@ -95,8 +96,10 @@ impl Lab {
                 let name = self.topology.nodes[node].name.clone();
                 let restart = matches!(scenario.action, ScenarioAction::RestartBgp { .. });
                 if restart {
+                    self.poll_all = true;
                     self.nodes[node].restart_bgp(self.now);
                 } else {
+                    self.poll_all = true;
                     self.nodes[node].stop_bgp(self.now);
                 }
                 self.run_for(scenario.wait);
@@ -123,6 +126,7 @@ impl Lab {
             } => {
                 let marks = self.capture_marks();
                 let spec = self.task_spec(&scenario);
+                self.poll_all = true;
                 let tasks = (0..repeat.max(1))
                     .map(|_| self.nodes[scenario.from].start_task(self.now, spec.clone()))
                     .collect();
@@ -184,6 +188,7 @@ impl Lab {
                 let from = scenario.from;
                 let mut reports = Vec::new();
                 for _ in 0..repeat {
+                    self.poll_all = true;
                     let task = self.nodes[from].start_task(self.now, spec.clone());
                     self.run_until(scenario.timeout + GRACE, |lab| {
                         lab.nodes[from].task_report(task).is_some()
