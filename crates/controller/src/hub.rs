@@ -37,7 +37,13 @@ pub struct Hub {
     /// For the writes in `(after, upto]`: the configuration revision they were compiled
     /// into and the nodes whose configuration they changed.
     compilations: Vec<Compilation>,
+    /// Whether what [`Hub::settle`] decides may have changed since it last ran (a node
+    /// said something, or a compilation came).
+    unsettled: bool,
 }
+
+/// What became of some writes: applied (`Ok`), refused (`Err`, why), or not known yet.
+type Outcome = Option<Result<(), String>>;
 
 #[derive(Debug)]
 struct Compilation {
@@ -61,6 +67,7 @@ impl Hub {
             revision: 0,
             nodes: BTreeMap::new(),
             compilations: Vec::new(),
+            unsettled: false,
         }
     }
 
@@ -85,6 +92,7 @@ impl Hub {
             self.revision = revision;
         }
         if !changed.is_empty() || !gone.is_empty() {
+            self.unsettled = true;
             self.snapshot = std::sync::Arc::new(self.publisher.all().clone());
         }
         for node in &gone {
@@ -92,6 +100,7 @@ impl Hub {
         }
         // Only a compilation that took in writes has writes to settle.
         if c.revision() > after {
+            self.unsettled = true;
             self.compilations.push(Compilation {
                 after,
                 upto: c.revision(),
@@ -102,13 +111,9 @@ impl Hub {
         (changed, gone)
     }
 
-    /// What became of the writes at revision `w`: applied by every node they changed,
+    /// What became of the writes of one compilation: applied by every node they changed,
     /// refused by one of them (its reason), or not known yet.
-    fn outcome(&self, w: u64) -> Option<Result<(), String>> {
-        let compilation = self
-            .compilations
-            .iter()
-            .find(|k| k.after < w && w <= k.upto)?;
+    fn compilation_outcome(&self, compilation: &Compilation) -> Outcome {
         let mut pending = false;
         for node in &compilation.nodes {
             // A node whose configuration has moved on since: what it applies now
@@ -130,8 +135,22 @@ impl Hub {
     /// Sets the provisioningState of the resources whose writes every node they changed
     /// has applied (Succeeded), or one refused (Failed).
     pub fn settle<S: Store>(&mut self, c: &mut Controller<S>) {
+        if !std::mem::take(&mut self.unsettled) {
+            return;
+        }
         if c.oldest_updating().is_some() {
-            c.settle(|w| self.outcome(w));
+            // Each compilation's outcome once, whatever number of writes it holds.
+            let outcomes: Vec<(u64, u64, Outcome)> = self
+                .compilations
+                .iter()
+                .map(|k| (k.after, k.upto, self.compilation_outcome(k)))
+                .collect();
+            c.settle(|w| {
+                outcomes
+                    .iter()
+                    .find(|(after, upto, _)| *after < w && w <= *upto)
+                    .and_then(|(.., outcome)| outcome.clone())
+            });
         }
         // What no resource waits for any more.
         match c.oldest_updating() {
@@ -159,6 +178,12 @@ impl Hub {
     /// Takes what a connection reported. Returns the DIP health changes a host reported
     /// (the Muxes' configurations change with them at the next [`Hub::refresh`]).
     pub fn event(&mut self, event: &Event) -> Vec<HealthChange> {
+        if !matches!(
+            event,
+            Event::Send(_) | Event::Close(_) | Event::Report { .. }
+        ) {
+            self.unsettled = true;
+        }
         match event {
             Event::Applied { node, revision } => {
                 self.nodes

@@ -421,10 +421,13 @@ impl Lab {
     /// what they send on the networks.
     pub fn process(&mut self) {
         let now = self.now;
-        let mut due = vec![false; self.nodes.len()];
+        // The nodes to poll this step, by index (sorted below: file order, as ever).
+        let mut due: Vec<usize> = Vec::new();
         if std::mem::take(&mut self.poll_all) || self.deadlines.len() != self.nodes.len() {
-            due.fill(true);
-            self.deadlines = vec![None; self.nodes.len()];
+            due.extend(0..self.nodes.len());
+            if self.deadlines.len() != self.nodes.len() {
+                self.deadlines = vec![None; self.nodes.len()];
+            }
         }
         for (s, segment) in self.segments.iter_mut().enumerate() {
             while let Some((port, frame)) = segment.poll_deliver(now) {
@@ -433,7 +436,7 @@ impl Lab {
                     self.cut_frames += 1;
                 } else {
                     self.nodes[node].receive(now, nic, frame);
-                    due[node] = true;
+                    due.push(node);
                 }
             }
         }
@@ -443,13 +446,13 @@ impl Lab {
             }
             self.queue.pop();
             if self.deadlines[n] == Some(at) {
-                due[n] = true;
+                due.push(n);
             }
         }
         // The controller: what its agents said, then what each node should now carry
         // (sent by the node's listener when it is polled below).
         if let Some(nc) = self.nc.as_mut() {
-            due[nc.node] = true;
+            due.push(nc.node);
             let node = &mut self.nodes[nc.node];
             for event in node.take_control_events() {
                 for change in nc.hub.event(&event) {
@@ -468,10 +471,10 @@ impl Lab {
             }
             nc.hub.settle(&mut controller);
         }
-        for (n, node) in self.nodes.iter_mut().enumerate() {
-            if !due[n] {
-                continue;
-            }
+        due.sort_unstable();
+        due.dedup();
+        for n in due {
+            let node = &mut self.nodes[n];
             node.poll(now);
             while let Some((nic, frame)) = node.poll_transmit() {
                 if self.cut[n] {
