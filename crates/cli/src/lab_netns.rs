@@ -339,7 +339,8 @@ fn build(
         std::fs::write(etc.join("hosts"), format!("127.0.0.1 localhost\n{hosts}"))?;
         for s in &node.services {
             if let strata_node::ServiceConfig::Http { port, pages, .. } = s {
-                let www = state.join(format!("www-{}", node.name));
+                // A directory per server: a node's servers have pages of their own.
+                let www = state.join(format!("www-{}-{port}", node.name));
                 std::fs::create_dir_all(&www)?;
                 for p in pages {
                     let path = p.path.trim_start_matches('/');

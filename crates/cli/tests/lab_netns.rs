@@ -182,7 +182,7 @@ fn lab(router: &str, link: &str) {
         .collect();
     for vm in ["PortalVM", "PortalVM2"] {
         std::fs::write(
-            format!("/run/strata/azure-stack-poc/www-{vm}/big.txt"),
+            format!("/run/strata/azure-stack-poc/www-{vm}-80/big.txt"),
             &big,
         )
         .unwrap();
@@ -263,6 +263,22 @@ fn lab(router: &str, link: &str) {
         forwarded.contains("served by PortalVM 192.168.100.74"),
         "{forwarded}"
     );
+
+    // The tenants: each VIP reaches its own VMs, and the VMs' own connections leave as
+    // their VIP (the host agent's SNAT) and come back through a Mux.
+    for (vip, tenant) in [
+        ("192.168.133.80", "Tenant A"),
+        ("192.168.133.90", "Tenant B"),
+    ] {
+        let page = curl("strata-ClientVM", &format!("http://{vip}/")).unwrap();
+        assert!(page.contains(tenant), "{vip}: {page}");
+    }
+    for vm in ["strata-TenantA-Web1", "strata-TenantB-Web2"] {
+        for _ in 0..5 {
+            let world = curl(vm, "http://203.0.113.100:8080/").unwrap();
+            assert!(world.contains("port 8080"), "{vm}: {world}");
+        }
+    }
 
     // The controller's API, as a user would reach it: a new dynamic VIP with PortalVM3
     // (on the second host) behind it.
