@@ -180,7 +180,7 @@ fn range_in(s: &str, i: i64) -> Result<Option<Vec<i64>>, String> {
             && let Some((a, b)) = e.split_once("..=")
         {
             if found.is_some() {
-                return Err(format!("{s:?}: one {{a..=b}} a string"));
+                return Err(format!("{s:?}: at most one {{a..=b}} in a string"));
             }
             let (a, b) = (eval(a, i)?, eval(b, i)?);
             if b < a || b - a >= MAX_COUNT as i64 {
@@ -372,5 +372,15 @@ mod tests {
             "a range outside an array"
         );
         assert!(range_in("{3..=1}", 1).is_err());
+        assert_eq!(range_in("{3..=3}", 1).unwrap(), Some(vec![3]), "one item");
+        let most = format!("{{1..={MAX_COUNT}}}");
+        assert_eq!(
+            range_in(&most, 1).unwrap().map(|v| v.len()),
+            Some(MAX_COUNT as usize)
+        );
+        assert!(
+            range_in(&format!("{{0..={MAX_COUNT}}}"), 1).is_err(),
+            "one too many"
+        );
     }
 }
