@@ -9,6 +9,8 @@
 //!   flow-table insert, no eviction (a fresh Mux every 50,000 flows, outside the timing).
 //! - `mux/miss_at_bound`: every packet a new flow into a table at its bound (4 slots):
 //!   the Maglev lookup, an eviction and an insert.
+//! - `mux/hit_one_flow_with_snat_ranges`: `hit_one_flow` on a Mux that also holds 1,000
+//!   SNAT ranges (looked up first, missed).
 //! - `mux/snat_return_one_flow` and `mux/snat_return_100k_flows`: replies to the VIP's
 //!   SNAT ports (1,000 ranges of 8, held by 100 DIPs), as `hit_*` but for outbound
 //!   connections: the stateless range lookup and the encapsulation.
@@ -96,6 +98,15 @@ fn mux_path(c: &mut Criterion) {
             i = (i + 1) % fresh.len();
             black_box(m.encapsulate(now, &fresh[i], &mut out).unwrap())
         })
+    });
+
+    // The same VIP hit on a Mux that also holds SNAT ranges (the range is looked up
+    // first, and misses).
+    let mut m = mux(64 * 1024, 256 * 1024, 10);
+    snat_ranges(&mut m, 1000);
+    m.encapsulate(now, &one, &mut out).unwrap();
+    group.bench_function("hit_one_flow_with_snat_ranges", |b| {
+        b.iter(|| black_box(m.encapsulate(now, black_box(&one), &mut out).unwrap()))
     });
 
     let mut m = mux(64 * 1024, 256 * 1024, 10);
