@@ -164,3 +164,35 @@ fn a_flow_that_cannot_be_traced_says_why() {
     assert!(err("ClientVM", "192.168.100.74", Some(FlowProto::Udp)).contains("needs IP:PORT"));
     assert!(err("ClientVM", "http://x/", Some(FlowProto::Udp)).contains("over TCP"));
 }
+
+#[test]
+fn an_outbound_connection_is_traced_out_as_the_vip_and_back_through_a_mux() {
+    let mut lab = poc();
+    let r = trace(&mut lab, "TenantA-Web2", "http://203.0.113.100/", None);
+    assert!(r.passed, "{:?}", r.failures);
+    assert_eq!(
+        ScenarioResult::nodes(&r.request),
+        ["TenantA-Web2", "HyperVHost2", "BGPVM", "NATVM", "Internet"]
+    );
+    let back = ScenarioResult::nodes(&r.reply);
+    assert_eq!(back[..3], ["Internet", "NATVM", "BGPVM"], "{back:?}");
+    assert!(back[3].starts_with("MuxVM"), "{back:?}");
+    assert_eq!(back[4..], ["HyperVHost2", "TenantA-Web2"]);
+    let host = did(&r, "HyperVHost2").join("\n");
+    assert!(
+        host.contains("VFP rewrites the source 192.168.100.82:")
+            && host.contains("→ 192.168.133.80:1032"),
+        "{host}"
+    );
+    assert!(
+        host.contains("layer SLB_SNAT flow state (reply): dst 192.168.100.82:"),
+        "{host}"
+    );
+    let mux = did(&r, &back[3]).join("\n");
+    assert!(
+        mux.contains(
+            "sends it to DIP 192.168.100.82 (TenantA-Web2), which holds the SNAT ports 192.168.133.80:1032-1039"
+        ),
+        "{mux}"
+    );
+}

@@ -190,7 +190,20 @@ impl Lab {
                         distribution_name(config.distribution)
                     ));
                 }
-                None => did.push(format!("sends it to DIP {dip_name}")),
+                None => {
+                    let range = strata_node::slb::mux::SnatKey::of(key.vip, key.port);
+                    let snat = mux.snat().into_iter().any(|(k, _)| k == range);
+                    did.push(if snat {
+                        format!(
+                            "sends it to DIP {dip_name}, which holds the SNAT ports {}:{}-{} (a stateless range entry)",
+                            range.vip,
+                            range.start,
+                            range.start + strata_node::slb::mux::SNAT_RANGE - 1
+                        )
+                    } else {
+                        format!("sends it to DIP {dip_name}")
+                    });
+                }
             }
             let host = self
                 .owner_of_addr(v.dst)
