@@ -7,6 +7,7 @@
 
 /// One's-complement sum of `data` as big-endian 16-bit words, folded to 16 bits but not
 /// complemented. An odd trailing byte is padded with zero.
+#[inline]
 pub fn sum(data: &[u8]) -> u16 {
     fold(sum_raw(data))
 }
@@ -17,6 +18,7 @@ pub fn checksum(data: &[u8]) -> u16 {
 }
 
 /// Unfolded 32-bit accumulation, for callers that combine several ranges.
+#[inline]
 pub fn sum_raw(data: &[u8]) -> u32 {
     let mut acc: u32 = 0;
     let mut chunks = data.chunks_exact(2);
@@ -30,6 +32,7 @@ pub fn sum_raw(data: &[u8]) -> u32 {
 }
 
 /// Fold a 32-bit one's-complement accumulator to 16 bits.
+#[inline]
 pub fn fold(mut acc: u32) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);

@@ -52,6 +52,7 @@ pub struct Header {
 
 impl Header {
     /// Reads the header; returns it and the offset at which the payload starts.
+    #[inline]
     pub fn parse(frame: &[u8]) -> Result<(Header, usize), Error> {
         need("ethernet", frame, 14)?;
         let dst = EthernetAddress::from_bytes(&frame[0..6]);

@@ -61,6 +61,7 @@ pub struct Ipv4Layout {
 impl Ipv4Layout {
     /// Validates an IPv4 header: version, IHL, total length against the buffer, header
     /// checksum. Options are skipped (their length comes from IHL), never interpreted.
+    #[inline]
     pub fn parse(packet: &[u8]) -> Result<Ipv4Layout, Error> {
         need("ipv4", packet, 20)?;
         if packet[0] >> 4 != 4 {
@@ -110,6 +111,7 @@ impl Ipv4Layout {
     }
 
     /// The transport flow key. Later fragments carry no ports and give [`Error::Fragment`].
+    #[inline]
     pub fn flow_key(&self, packet: &[u8]) -> Result<FlowKey, Error> {
         let (src_port, dst_port) = match self.proto {
             proto::TCP | proto::UDP | proto::ICMP if self.frag_offset != 0 => {

@@ -49,6 +49,7 @@ impl std::fmt::Display for Vni {
 }
 
 /// Reads a VXLAN header: the VNI and the inner Ethernet frame behind it.
+#[inline]
 pub fn parse(udp_payload: &[u8]) -> Result<(Vni, &[u8]), Error> {
     need("vxlan", udp_payload, HEADER_LEN)?;
     if udp_payload[0] & FLAG_I == 0 {

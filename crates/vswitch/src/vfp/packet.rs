@@ -247,16 +247,77 @@ pub enum ParseError {
 
 impl Metadata {
     /// Reads a frame, looking inside VXLAN (UDP port 4789 over IPv4) if it is
-    /// encapsulated.
+    /// encapsulated (once: VXLAN inside VXLAN is read as the outer packet alone).
     pub fn parse(frame: &[u8]) -> Result<Metadata, ParseError> {
+        let outer = Metadata::parse_plain(frame)?;
+        let Some(len) = outer.vxlan_len(frame) else {
+            return Ok(outer);
+        };
+        let IpLayout::V4(layout) = outer.ip else {
+            return Ok(outer);
+        };
+        let inner_frame = &frame[len..];
+        // The VNI was read by `vxlan_len`.
+        let Ok((vni, _)) = vxlan::parse(&frame[len - vxlan::HEADER_LEN..]) else {
+            return Ok(outer);
+        };
+        let inner = Metadata::parse_plain(inner_frame)?;
+        if inner.vxlan_len(inner_frame).is_some() {
+            return Ok(outer);
+        }
+        Ok(Metadata {
+            encap: Some(Encap {
+                src_pa: layout.src,
+                dst_pa: layout.dst,
+                vni,
+                len,
+            }),
+            ..inner
+        })
+    }
+
+    /// Where the inner frame starts, if this IPv4 packet is VXLAN (UDP to port 4789 with
+    /// a valid VXLAN header).
+    #[inline(always)]
+    fn vxlan_len(&self, frame: &[u8]) -> Option<usize> {
+        let (IpLayout::V4(layout), Flow::V4(flow)) = (&self.ip, &self.flow) else {
+            return None;
+        };
+        if flow.proto != proto::UDP || flow.dst_port != vxlan::UDP_PORT {
+            return None;
+        }
+        let udp =
+            frame.get(self.l3_offset + layout.header_len..self.l3_offset + layout.total_len)?;
+        if udp.len() < 8 {
+            return None;
+        }
+        vxlan::parse(&udp[8..]).ok()?;
+        Some(self.l3_offset + layout.header_len + 8 + vxlan::HEADER_LEN)
+    }
+
+    /// Reads a frame's Ethernet and IP headers, whatever it carries.
+    #[inline(always)]
+    fn parse_plain(frame: &[u8]) -> Result<Metadata, ParseError> {
         let (eth, off) = Header::parse(frame).map_err(ParseError::Malformed)?;
+        let ip = &frame[off..];
         match eth.ethertype {
-            ETHERTYPE_IPV4 => {}
+            ETHERTYPE_IPV4 => {
+                let layout = Ipv4Layout::parse(ip).map_err(ParseError::Malformed)?;
+                let flow = layout.flow_key(ip).map_err(ParseError::Malformed)?;
+                Ok(Metadata {
+                    encap: None,
+                    eth_src: eth.src,
+                    eth_dst: eth.dst,
+                    flow: Flow::V4(flow),
+                    tcp_flags: tcp_flags(flow.proto, ip, layout.header_len),
+                    l3_offset: off,
+                    ip: IpLayout::V4(layout),
+                })
+            }
             ETHERTYPE_IPV6 => {
-                let ip = &frame[off..];
                 let layout = Ipv6Layout::parse(ip).map_err(ParseError::Malformed)?;
                 let flow = layout.flow_key(ip).map_err(ParseError::Malformed)?;
-                return Ok(Metadata {
+                Ok(Metadata {
                     encap: None,
                     eth_src: eth.src,
                     eth_dst: eth.dst,
@@ -264,42 +325,10 @@ impl Metadata {
                     tcp_flags: tcp_flags(flow.proto, ip, layout.l4_offset),
                     l3_offset: off,
                     ip: IpLayout::V6(layout),
-                });
+                })
             }
-            _ => return Err(ParseError::NotIp),
+            _ => Err(ParseError::NotIp),
         }
-        let ip = &frame[off..];
-        let layout = Ipv4Layout::parse(ip).map_err(ParseError::Malformed)?;
-        let flow = layout.flow_key(ip).map_err(ParseError::Malformed)?;
-        if flow.proto == proto::UDP && flow.dst_port == vxlan::UDP_PORT {
-            let udp = &ip[layout.header_len..layout.total_len];
-            if udp.len() >= 8
-                && let Ok((vni, inner_frame)) = vxlan::parse(&udp[8..])
-            {
-                let len = off + layout.header_len + 8 + vxlan::HEADER_LEN;
-                let inner = Metadata::parse(inner_frame)?;
-                if inner.encap.is_none() {
-                    return Ok(Metadata {
-                        encap: Some(Encap {
-                            src_pa: layout.src,
-                            dst_pa: layout.dst,
-                            vni,
-                            len,
-                        }),
-                        ..inner
-                    });
-                }
-            }
-        }
-        Ok(Metadata {
-            encap: None,
-            eth_src: eth.src,
-            eth_dst: eth.dst,
-            flow: Flow::V4(flow),
-            tcp_flags: tcp_flags(flow.proto, ip, layout.header_len),
-            l3_offset: off,
-            ip: IpLayout::V4(layout),
-        })
     }
 }
 
