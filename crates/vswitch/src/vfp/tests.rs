@@ -1302,3 +1302,35 @@ fn an_encapsulation_pushed_and_removed_leaves_the_frames_own_encapsulation() {
 }
 
 mod state;
+
+#[test]
+fn metadata_reads_vxlan_once_and_vxlan_inside_vxlan_as_the_outer_packet() {
+    let inner = tcp_frame(CLIENT, 49152, VIP, 80, 0x02, DIP_MAC);
+    let once = encapsulate(&inner);
+    let m = Metadata::parse(&once).unwrap();
+    let e = m.encap.expect("encapsulated");
+    assert_eq!(
+        (e.src_pa, e.dst_pa, e.vni, e.len),
+        (MUX_PA, HOST_PA, vni(), 50)
+    );
+    assert_eq!(m.flow.dst(), std::net::IpAddr::V4(VIP));
+    assert_eq!(m.tcp_flags, 0x02);
+    // VXLAN in VXLAN: the outer packet alone, a UDP flow to port 4789.
+    let twice = encapsulate(&once);
+    let m = Metadata::parse(&twice).unwrap();
+    assert_eq!(m.encap, None);
+    assert_eq!(m.flow.proto(), 17);
+    assert_eq!(m.flow.dst_port(), vxlan::UDP_PORT);
+    assert_eq!(m.flow.dst(), std::net::IpAddr::V4(HOST_PA));
+    // A malformed inner packet makes the frame malformed.
+    let mut bad = once.clone();
+    bad[50 + 14] = 0x35;
+    assert!(matches!(
+        Metadata::parse(&bad),
+        Err(ParseError::Malformed(_))
+    ));
+    // Not VXLAN after all (reserved flag clear): the outer packet.
+    let mut plain = once.clone();
+    plain[42] = 0;
+    assert_eq!(Metadata::parse(&plain).unwrap().encap, None);
+}
