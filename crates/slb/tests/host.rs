@@ -157,6 +157,12 @@ fn from_mux(packet: &[u8], v: u32) -> Vec<u8> {
         distribution: Distribution::FiveTuple,
         vni: vni(v),
     });
+    sent_by(&mut mux, packet)
+}
+
+/// What `mux` makes of `packet`, in the Ethernet frame that reaches the host's provider
+/// NIC.
+fn sent_by(mux: &mut Mux, packet: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; ENCAP_LEN + packet.len()];
     let e = mux.encapsulate(T, packet, &mut out).unwrap();
     let mut f = Vec::new();
@@ -295,13 +301,7 @@ fn from_mux_snat(packet: &[u8], start: u16) -> Vec<u8> {
             vni: vni(4096),
         },
     );
-    let mut out = vec![0u8; ENCAP_LEN + packet.len()];
-    let e = mux.encapsulate(T, packet, &mut out).unwrap();
-    let mut f = Vec::new();
-    f.extend_from_slice(&[0x00, 0x15, 0x5d, 0x64, 6, 1, 0x00, 0x15, 0x5d, 0x64, 5, 1]);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(&out[..e.len]);
-    f
+    sent_by(&mut mux, packet)
 }
 
 #[test]
