@@ -1334,3 +1334,21 @@ fn metadata_reads_vxlan_once_and_vxlan_inside_vxlan_as_the_outer_packet() {
     plain[42] = 0;
     assert_eq!(Metadata::parse(&plain).unwrap().encap, None);
 }
+
+#[test]
+fn a_udp_header_cut_short_to_the_vxlan_port_is_read_as_it_is() {
+    // Six bytes of UDP: the ports are there, the length and checksum are not.
+    let mut f = vec![
+        0x00, 0x15, 0x5d, 0, 0, 1, 0x00, 0x15, 0x5d, 0, 0, 2, 0x08, 0x00,
+    ];
+    let mut ip = vec![0x45, 0, 0, 26, 0, 0, 0, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&MUX_PA.octets());
+    ip.extend_from_slice(&HOST_PA.octets());
+    let c = checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&[0x12, 0xb5, 0x12, 0xb5, 0, 6]);
+    let m = Metadata::parse(&f).unwrap();
+    assert_eq!(m.encap, None);
+    assert_eq!(m.flow.dst_port(), vxlan::UDP_PORT);
+}
