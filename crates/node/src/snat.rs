@@ -146,3 +146,170 @@ impl SnatAgent {
         status.insert("snatIdle".into(), idle.into());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use strata_slb::host::{OutboundNat, snat_layer};
+    use strata_vswitch::vfp::{DEFAULT_FLOW_LIMIT, Direction, Verdict};
+    use strata_wire::EthernetAddress;
+
+    use super::*;
+
+    const DIP: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 81);
+    const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 133, 80);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
+
+    fn t(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    /// A host switch with the DIP's port, its SNAT layer holding `ranges`.
+    fn switch(ranges: Vec<u16>) -> (VSwitch, strata_vswitch::switch::SwitchPort) {
+        let mut vswitch = VSwitch::new("s");
+        let port = vswitch.add_vm(
+            "vm",
+            EthernetAddress([2, 0, 0, 0, 0, 81]),
+            DEFAULT_FLOW_LIMIT,
+        );
+        let layer = snat_layer(
+            DIP,
+            &[OutboundNat {
+                name: "out".into(),
+                vip: VIP,
+                protocols: vec![6],
+                ranges,
+                exempt: Vec::new(),
+            }],
+        )
+        .unwrap();
+        vswitch.vfp_mut(port).unwrap().set_layer(layer);
+        (vswitch, port)
+    }
+
+    /// The DIP opens a TCP connection from `sport` to the server (a SYN, then an ACK:
+    /// established, it lives 240 s idle); its SNAT port.
+    fn open(
+        vswitch: &mut VSwitch,
+        port: strata_vswitch::switch::SwitchPort,
+        sport: u16,
+    ) -> Option<u16> {
+        let segment = |syn: bool| {
+            let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 81], [2, 0, 0, 0, 0, 1])
+                .ipv4(DIP.octets(), SERVER.octets(), 64)
+                .tcp(sport, 80, 1, 64000);
+            let b = if syn { b.syn() } else { b.ack(1) };
+            let mut f = Vec::new();
+            b.write(&mut f, &[]).unwrap();
+            f
+        };
+        let vfp = vswitch.vfp_mut(port).unwrap();
+        let mut f = segment(true);
+        if vfp.process(t(1), Direction::Out, &mut f) != Verdict::Forward {
+            return None;
+        }
+        let mut ack = segment(false);
+        assert_eq!(
+            vfp.process(t(1), Direction::Out, &mut ack),
+            Verdict::Forward
+        );
+        Some(u16::from_be_bytes([f[34], f[35]]))
+    }
+
+    fn report(agent: &mut SnatAgent, vswitch: &VSwitch) -> Value {
+        let mut status = serde_json::Map::new();
+        agent.report(vswitch, &mut status);
+        Value::Object(status)
+    }
+
+    #[test]
+    fn it_looks_once_a_second_while_a_port_has_snat() {
+        let (mut vswitch, _) = switch(vec![1024]);
+        let mut agent = SnatAgent::default();
+        assert_eq!(agent.poll_at(), None);
+        assert!(!agent.poll(t(1), &mut vswitch), "not scheduled: nothing");
+        agent.schedule(t(1));
+        assert_eq!(agent.poll_at(), Some(t(1)));
+        agent.poll(t(1), &mut vswitch);
+        assert_eq!(agent.poll_at(), Some(t(2)));
+        // Before it is due, nothing moves.
+        agent.poll(Duration::from_millis(1500), &mut vswitch);
+        assert_eq!(agent.poll_at(), Some(t(2)));
+        // Without a SNAT layer, it stops looking.
+        let mut plain = VSwitch::new("p");
+        agent.schedule(t(3));
+        agent.poll(t(3), &mut plain);
+        assert_eq!(agent.poll_at(), None);
+    }
+
+    #[test]
+    fn a_shortfall_is_demanded_and_a_range_in_use_is_never_idle() {
+        let (mut vswitch, port) = switch(vec![1024, 1032]);
+        // Ten connections to one server: the first range, then two of the second.
+        for i in 0..10 {
+            assert_eq!(open(&mut vswitch, port, 40000 + i), Some(1024 + i));
+        }
+        let mut agent = SnatAgent::default();
+        agent.schedule(t(1));
+        assert!(!agent.poll(t(1), &mut vswitch), "nothing to say yet");
+        let held = report(&mut agent, &vswitch);
+        assert_eq!(
+            held["snat"],
+            json!([
+                {"vip": VIP, "dip": DIP, "start": 1024},
+                {"vip": VIP, "dip": DIP, "start": 1032},
+            ])
+        );
+        assert_eq!(held["snatDemand"], json!([]));
+        // All but the connection on 1033 reset: the second range is held by a port
+        // other than its first.
+        for sport in 40000..40009 {
+            let rst = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 81], [2, 0, 0, 0, 0, 1])
+                .ipv4(DIP.octets(), SERVER.octets(), 64)
+                .tcp(sport, 80, 2, 64000)
+                .rst();
+            let mut f = Vec::new();
+            rst.write(&mut f, &[]).unwrap();
+            let vfp = vswitch.vfp_mut(port).unwrap();
+            assert_eq!(vfp.process(t(1), Direction::Out, &mut f), Verdict::Forward);
+        }
+        // Long after, the connection (established: 240 s idle) still holds the second
+        // range: nothing is idle (the first range never is). (Half-open, it would have
+        // gone after 30 s.)
+        for s in 2..=100 {
+            assert!(!agent.poll(t(s), &mut vswitch), "at {s} s");
+        }
+        assert_eq!(
+            vswitch
+                .vfp(port)
+                .unwrap()
+                .snat_ports_in_use(SNAT_LAYER, VIP.into()),
+            [1033],
+            "the others went with their resets"
+        );
+        // A range of a DIP with no connection there idles out after 60 s.
+        let (mut idle_switch, _) = switch(vec![1024, 1040]);
+        let mut agent = SnatAgent::default();
+        agent.schedule(t(1));
+        agent.poll(t(1), &mut idle_switch);
+        assert!(!agent.poll(t(60), &mut idle_switch));
+        assert!(agent.poll(t(61), &mut idle_switch), "idle for 60 s");
+        let idle = report(&mut agent, &idle_switch);
+        assert_eq!(idle["snatIdle"], json!([{"vip": VIP, "start": 1040}]));
+        assert_eq!(idle["snatDemand"], json!([]));
+        assert!(!agent.poll(t(62), &mut idle_switch), "reported once");
+        // Out of ports: the demand names VIP and DIP, once.
+        let (mut full, port) = switch(vec![1024]);
+        for i in 0..8 {
+            open(&mut full, port, 40000 + i).unwrap();
+        }
+        assert_eq!(open(&mut full, port, 40100), None);
+        let mut agent = SnatAgent::default();
+        agent.schedule(t(1));
+        assert!(agent.poll(t(1), &mut full));
+        let demand = report(&mut agent, &full);
+        assert_eq!(demand["snatDemand"], json!([{"vip": VIP, "dip": DIP}]));
+        assert_eq!(report(&mut agent, &full)["snatDemand"], json!([]), "taken");
+    }
+}
