@@ -138,6 +138,9 @@ pub struct SlbManager {
     events: Vec<SnatEvent>,
     /// The ports ranges are cut from ([`SNAT_PORTS`] unless made smaller).
     ports: Option<std::ops::RangeInclusive<u16>>,
+    /// DIPs told their VIP had no ports left, until they get a range: a host asks again
+    /// every second while its connections wait, and is told once.
+    exhausted: BTreeSet<(IpAddr, IpAddr)>,
 }
 
 /// A DIP whose health a report changed.
@@ -257,12 +260,15 @@ impl SlbManager {
                     .entry(vip)
                     .or_default()
                     .insert(start, dip);
+                self.exhausted.remove(&(vip, dip));
                 self.events.push(SnatEvent::Granted { vip, dip, start });
                 true
             }
             None => {
-                tracing::warn!(%vip, %dip, "SNAT ports of the VIP exhausted");
-                self.events.push(SnatEvent::Exhausted { vip, dip });
+                if self.exhausted.insert((vip, dip)) {
+                    tracing::warn!(%vip, %dip, "SNAT ports of the VIP exhausted");
+                    self.events.push(SnatEvent::Exhausted { vip, dip });
+                }
                 false
             }
         }
@@ -573,6 +579,9 @@ mod tests {
                 },
             ]
         );
+        // Asked again while nothing came back: no second event.
+        assert!(!m.report("HostA", &demand(B)).1);
+        assert!(m.take_events().is_empty(), "told once");
         // A's second range idles and comes back; its first stays, however idle.
         let idle = |start: u16| json!({"snatIdle": [{"vip": VIP, "start": start}]});
         assert!(m.report("HostA", &idle(1040)).1);
@@ -583,6 +592,16 @@ mod tests {
         assert_eq!(
             ranges(&m, VIP),
             [(1024, ip(A)), (1032, ip(B)), (1040, ip(B))]
+        );
+        // Having had a range, B is told again when the pool is out once more.
+        m.take_events();
+        assert!(!m.report("HostA", &demand(B)).1);
+        assert_eq!(
+            m.take_events(),
+            [SnatEvent::Exhausted {
+                vip: ip(VIP),
+                dip: ip(B)
+            }]
         );
     }
 
