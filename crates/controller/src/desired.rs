@@ -206,7 +206,18 @@ impl Compiler {
     /// same as the last time.
     pub fn compile<S: Store>(&mut self, c: &Controller<S>, observed: &Observed) -> Compiled {
         let vips = self.entries(c);
-        assemble(c, &vips, observed, &mut self.written)
+        self.assemble(c, &vips, observed)
+    }
+
+    /// [`Compiler::compile`] of the entries [`Compiler::entries`] just gave (for a caller
+    /// that reads them first: the SLB manager hands out ports for them).
+    pub fn assemble<S: Store>(
+        &mut self,
+        c: &Controller<S>,
+        vips: &[Vip],
+        observed: &Observed,
+    ) -> Compiled {
+        assemble(c, vips, observed, &mut self.written)
     }
 
     /// Every entry of every load balancer, as [`compile::vips`] gives them.

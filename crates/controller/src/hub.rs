@@ -85,9 +85,8 @@ impl Hub {
         // Ports for the outbound rules' DIPs first: they are part of what is compiled.
         let entries = self.compiler.entries(c);
         self.slb.allocate(&entries);
-        let (changed, gone) = self
-            .publisher
-            .update(revision, self.compiler.compile(c, self.slb.observed()));
+        let compiled = self.compiler.assemble(c, &entries, self.slb.observed());
+        let (changed, gone) = self.publisher.update(revision, compiled);
         if !changed.is_empty() {
             self.revision = revision;
         }
