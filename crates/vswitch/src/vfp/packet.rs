@@ -2,10 +2,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use strata_wire::EthernetAddress;
 use strata_wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, Header};
 use strata_wire::flow::{FlowKey, FlowKey6, Ipv4Layout, Ipv6Layout, proto};
 use strata_wire::vxlan::{self, Vni};
+use strata_wire::{ETHERNET_HEADER_LEN, EthernetAddress};
 
 /// An IP version: groups hold the rules of one (as VFP's groups are IPv4 or IPv6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -248,7 +248,17 @@ pub enum ParseError {
 impl Metadata {
     /// Reads a frame, looking inside VXLAN (UDP port 4789 over IPv4) if it is
     /// encapsulated (once: VXLAN inside VXLAN is read as the outer packet alone).
+    #[inline(always)]
     pub fn parse(frame: &[u8]) -> Result<Metadata, ParseError> {
+        match Metadata::parse_common(frame) {
+            Some(m) => Ok(m),
+            None => Metadata::parse_general(frame),
+        }
+    }
+
+    /// [`Self::parse`] of any frame.
+    #[inline(never)]
+    pub(super) fn parse_general(frame: &[u8]) -> Result<Metadata, ParseError> {
         let outer = Metadata::parse_plain(frame)?;
         let Some(len) = outer.vxlan_len(frame) else {
             return Ok(outer);
@@ -274,6 +284,31 @@ impl Metadata {
             }),
             ..inner
         })
+    }
+
+    /// The common case, read at fixed offsets into one value: an untagged Ethernet frame
+    /// of IPv4 TCP or UDP (not a later fragment), alone or inside VXLAN over such a
+    /// frame. It gives exactly what the general reading below gives, or `None` to leave
+    /// the frame to it (a VLAN tag, IPv6, ICMP, anything malformed or unusual).
+    #[inline(always)]
+    pub(super) fn parse_common(frame: &[u8]) -> Option<Metadata> {
+        let outer = Common::read(frame)?;
+        if !outer.is_vxlan() {
+            return Some(outer.metadata(None));
+        }
+        let udp = &frame[ETHERNET_HEADER_LEN + outer.layout.header_len..][..outer.l4_len()];
+        let (vni, _) = vxlan::parse(udp.get(8..)?).ok()?;
+        let len = ETHERNET_HEADER_LEN + outer.layout.header_len + 8 + vxlan::HEADER_LEN;
+        let inner = Common::read(&frame[len..])?;
+        if inner.is_vxlan() {
+            return None;
+        }
+        Some(inner.metadata(Some(Encap {
+            src_pa: outer.layout.src,
+            dst_pa: outer.layout.dst,
+            vni,
+            len,
+        })))
     }
 
     /// Where the inner frame starts, if this IPv4 packet is VXLAN (UDP to port 4789 with
@@ -328,6 +363,61 @@ impl Metadata {
                 })
             }
             _ => Err(ParseError::NotIp),
+        }
+    }
+}
+
+/// An untagged Ethernet frame of IPv4 TCP or UDP, as [`Metadata::parse_common`] reads it.
+struct Common {
+    eth_src: EthernetAddress,
+    eth_dst: EthernetAddress,
+    layout: Ipv4Layout,
+    flow: FlowKey,
+    tcp_flags: u8,
+}
+
+impl Common {
+    /// The frame's headers, if it is of the common shape and valid.
+    #[inline(always)]
+    fn read(frame: &[u8]) -> Option<Common> {
+        let ethertype = frame.get(12..ETHERNET_HEADER_LEN)?;
+        if ethertype != ETHERTYPE_IPV4.to_be_bytes() {
+            return None;
+        }
+        let ip = &frame[ETHERNET_HEADER_LEN..];
+        let layout = Ipv4Layout::parse(ip).ok()?;
+        if !matches!(layout.proto, proto::TCP | proto::UDP) {
+            return None;
+        }
+        let flow = layout.flow_key(ip).ok()?;
+        Some(Common {
+            eth_dst: EthernetAddress::from_bytes(&frame[0..6]),
+            eth_src: EthernetAddress::from_bytes(&frame[6..12]),
+            layout,
+            flow,
+            tcp_flags: tcp_flags(flow.proto, ip, layout.header_len),
+        })
+    }
+
+    /// Bytes of the transport header and payload.
+    fn l4_len(&self) -> usize {
+        self.layout.total_len - self.layout.header_len
+    }
+
+    fn is_vxlan(&self) -> bool {
+        self.flow.proto == proto::UDP && self.flow.dst_port == vxlan::UDP_PORT
+    }
+
+    #[inline(always)]
+    fn metadata(&self, encap: Option<Encap>) -> Metadata {
+        Metadata {
+            encap,
+            eth_src: self.eth_src,
+            eth_dst: self.eth_dst,
+            flow: Flow::V4(self.flow),
+            tcp_flags: self.tcp_flags,
+            l3_offset: ETHERNET_HEADER_LEN,
+            ip: IpLayout::V4(self.layout),
         }
     }
 }

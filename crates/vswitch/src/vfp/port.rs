@@ -2,15 +2,16 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use strata_wire::flow::{FlowKey, FlowKey6};
+use strata_wire::vxlan::Vni;
 
 use super::packet::{Direction, Flow, Metadata, ParseError};
 use super::rule::{Action, Group, Layer, NatSpec, Rule};
 use super::state::{LayerFlow, LayerKey, LayerState, Liveness};
-use super::transposition::HeaderTransposition;
+use super::transposition::{HeaderTransposition, Ipv4Rewrite};
 
 /// The facts' figure: a port holds up to 500,000 flows.
 pub const DEFAULT_FLOW_LIMIT: usize = 500_000;
@@ -65,6 +66,8 @@ pub struct UftEntry {
     pub timeout: Duration,
     pub packets: u64,
     fin_seen: bool,
+    /// The action's address rewrite compiled for the flow, if it is IPv4 TCP or UDP.
+    compiled: Option<Ipv4Rewrite>,
 }
 
 /// Why a port does what it does with a packet ([`Port::explain`]).
@@ -241,88 +244,148 @@ pub struct Port {
 }
 
 /// The unified flow table: one map per IP family, so that an IPv4 flow's key stays as
-/// small as an IPv4 5-tuple (20 bytes, not the 48 of an IPv6 one). Keyed with foldhash:
-/// fast on small keys, and seeded per process, so that flows chosen from outside cannot
-/// be made to collide.
+/// small as an IPv4 5-tuple and its VNI (16 bytes, not the 48 of an IPv6 one), and for
+/// IPv4 one per direction, so that the key is two words to hash and compare. Keyed with
+/// foldhash: fast on small keys, and seeded per process, so that flows chosen from
+/// outside cannot be made to collide.
 #[derive(Debug, Default)]
 struct Uft {
-    v4: HashMap<Key<FlowKey>, UftEntry, foldhash::fast::RandomState>,
-    v6: HashMap<Key<FlowKey6>, UftEntry, foldhash::fast::RandomState>,
+    /// Indexed by [`direction_index`].
+    v4: [HashMap<V4Key, UftEntry, foldhash::fast::RandomState>; 2],
+    v6: HashMap<V6Key, UftEntry, foldhash::fast::RandomState>,
 }
 
-/// A [`FlowId`] of one family.
+/// An IPv4 flow and its VNI, packed: the addresses; the ports, the protocol and the
+/// 24-bit VNI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key<K> {
+struct V4Key {
+    addrs: u64,
+    rest: u64,
+}
+
+impl V4Key {
+    fn new(flow: &FlowKey, vni: u32) -> V4Key {
+        V4Key {
+            addrs: u64::from(u32::from(flow.src)) << 32 | u64::from(u32::from(flow.dst)),
+            rest: u64::from(flow.src_port) << 48
+                | u64::from(flow.dst_port) << 32
+                | u64::from(flow.proto) << 24
+                | u64::from(vni & Vni::MAX),
+        }
+    }
+
+    fn flow(&self) -> FlowKey {
+        FlowKey {
+            proto: (self.rest >> 24) as u8,
+            src: Ipv4Addr::from((self.addrs >> 32) as u32),
+            dst: Ipv4Addr::from(self.addrs as u32),
+            src_port: (self.rest >> 48) as u16,
+            dst_port: (self.rest >> 32) as u16,
+        }
+    }
+
+    fn vni(&self) -> u32 {
+        self.rest as u32 & Vni::MAX
+    }
+}
+
+/// A [`FlowId`] of IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct V6Key {
     direction: Direction,
-    flow: K,
+    flow: FlowKey6,
     vni: u32,
+}
+
+fn direction_index(direction: Direction) -> usize {
+    match direction {
+        Direction::In => 0,
+        Direction::Out => 1,
+    }
 }
 
 impl Uft {
     fn get(&self, id: &FlowId) -> Option<&UftEntry> {
         match id.flow {
-            Flow::V4(flow) => self.v4.get(&key(id, flow)),
-            Flow::V6(flow) => self.v6.get(&key(id, flow)),
+            Flow::V4(flow) => {
+                self.v4[direction_index(id.direction)].get(&V4Key::new(&flow, id.vni))
+            }
+            Flow::V6(flow) => self.v6.get(&v6_key(id, flow)),
         }
     }
 
+    #[inline(always)]
     fn get_mut(&mut self, id: &FlowId) -> Option<&mut UftEntry> {
         match id.flow {
-            Flow::V4(flow) => self.v4.get_mut(&key(id, flow)),
-            Flow::V6(flow) => self.v6.get_mut(&key(id, flow)),
+            Flow::V4(flow) => {
+                self.v4[direction_index(id.direction)].get_mut(&V4Key::new(&flow, id.vni))
+            }
+            Flow::V6(flow) => self.v6.get_mut(&v6_key(id, flow)),
         }
     }
 
     fn contains_key(&self, id: &FlowId) -> bool {
-        match id.flow {
-            Flow::V4(flow) => self.v4.contains_key(&key(id, flow)),
-            Flow::V6(flow) => self.v6.contains_key(&key(id, flow)),
-        }
+        self.get(id).is_some()
     }
 
     fn insert(&mut self, id: FlowId, entry: UftEntry) {
         match id.flow {
-            Flow::V4(flow) => self.v4.insert(key(&id, flow), entry),
-            Flow::V6(flow) => self.v6.insert(key(&id, flow), entry),
+            Flow::V4(flow) => {
+                self.v4[direction_index(id.direction)].insert(V4Key::new(&flow, id.vni), entry)
+            }
+            Flow::V6(flow) => self.v6.insert(v6_key(&id, flow), entry),
         };
     }
 
     fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.v4.iter().map(HashMap::len).sum::<usize>() + self.v6.len()
     }
 
     fn remove(&mut self, id: &FlowId) {
         match id.flow {
-            Flow::V4(flow) => self.v4.remove(&key(id, flow)),
-            Flow::V6(flow) => self.v6.remove(&key(id, flow)),
+            Flow::V4(flow) => {
+                self.v4[direction_index(id.direction)].remove(&V4Key::new(&flow, id.vni))
+            }
+            Flow::V6(flow) => self.v6.remove(&v6_key(id, flow)),
         };
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&UftEntry) -> bool) {
-        self.v4.retain(|_, e| keep(e));
+        for map in &mut self.v4 {
+            map.retain(|_, e| keep(e));
+        }
         self.v6.retain(|_, e| keep(e));
     }
 
     fn iter(&self) -> impl Iterator<Item = (FlowId, UftEntry)> + '_ {
-        let id = |direction, flow, vni| FlowId {
-            direction,
-            flow,
-            vni,
-        };
-        let v4 = self
-            .v4
-            .iter()
-            .map(move |(k, e)| (id(k.direction, Flow::V4(k.flow), k.vni), *e));
-        let v6 = self
-            .v6
-            .iter()
-            .map(move |(k, e)| (id(k.direction, Flow::V6(k.flow), k.vni), *e));
+        let v4 = [Direction::In, Direction::Out]
+            .into_iter()
+            .flat_map(move |direction| {
+                self.v4[direction_index(direction)]
+                    .iter()
+                    .map(move |(k, e)| {
+                        let id = FlowId {
+                            direction,
+                            flow: Flow::V4(k.flow()),
+                            vni: k.vni(),
+                        };
+                        (id, *e)
+                    })
+            });
+        let v6 = self.v6.iter().map(|(k, e)| {
+            let id = FlowId {
+                direction: k.direction,
+                flow: Flow::V6(k.flow),
+                vni: k.vni,
+            };
+            (id, *e)
+        });
         v4.chain(v6)
     }
 }
 
-fn key<K>(id: &FlowId, flow: K) -> Key<K> {
-    Key {
+fn v6_key(id: &FlowId, flow: FlowKey6) -> V6Key {
+    V6Key {
         direction: id.direction,
         flow,
         vni: id.vni,
@@ -403,13 +466,15 @@ impl Port {
     /// Runs a frame through the port: the unified flow table's transposition if the flow
     /// is cached and current, else the layers (and the result is cached).
     pub fn process(&mut self, now: Duration, direction: Direction, frame: &mut Vec<u8>) -> Verdict {
-        let m = match Metadata::parse(frame) {
+        // Borrowed where parsing left it: a moved copy costs more than the lookup.
+        let parsed = Metadata::parse(frame);
+        let m = match &parsed {
             Ok(m) => m,
             Err(ParseError::NotIp | ParseError::Malformed(_)) => {
                 return self.refuse(DropReason::Unparsed);
             }
         };
-        let id = FlowId::of(direction, &m);
+        let id = FlowId::of(direction, m);
         let generation = self.generation;
         let timeouts = self.timeouts;
         if let Some(entry) = self.uft.get_mut(&id)
@@ -419,51 +484,58 @@ impl Port {
             self.counters.fast_path += 1;
             entry.last_used = now;
             entry.packets += 1;
-            track_tcp(entry, &m, &timeouts);
-            let action = entry.action;
-            return self.carry_out(action, frame, &m);
+            track_tcp(entry, m, &timeouts);
+            return match entry.action {
+                Some(ht) => {
+                    let compiled = entry.compiled;
+                    ht.apply_with(frame, m, compiled.as_ref());
+                    Verdict::Forward
+                }
+                None => self.refuse(DropReason::Blocked),
+            };
         }
         self.slow_path(now, direction, id, m, frame)
     }
 
+    #[inline(never)]
     fn slow_path(
         &mut self,
         now: Duration,
         direction: Direction,
         id: FlowId,
-        m: Metadata,
+        m: &Metadata,
         frame: &mut Vec<u8>,
     ) -> Verdict {
         self.counters.slow_path += 1;
-        let action = match self.walk_with(direction, &m, false, |_| {}) {
+        let action = match self.walk_with(direction, m, false, |_| {}) {
             Ok(walked) => {
                 let opened = walked.steps.iter().any(|s| matches!(s, Step::New { .. }));
                 if let Err(reason) = self.commit(now, id, walked.steps) {
                     return self.refuse(reason);
                 }
-                self.cache(now, id, Some(walked.ht), &m);
+                self.cache(now, id, Some(walked.ht), m);
                 if opened {
-                    self.forget_replies(direction, &walked.ht, &m);
-                    self.prepare_replies(now, direction, &walked.ht, &m);
+                    self.forget_replies(direction, &walked.ht, m);
+                    self.prepare_replies(now, direction, &walked.ht, m);
                 }
                 Some(walked.ht)
             }
             Err(DropReason::Blocked) => {
-                self.cache(now, id, None, &m);
+                self.cache(now, id, None, m);
                 None
             }
             // Not cached: the next packet tries again (a port may have come).
             Err(reason) => {
                 if reason == DropReason::SnatExhausted {
                     self.shortfall = Some(SnatShortfall {
-                        vip: self.snat_vip(direction, &m).unwrap_or(m.flow.src()),
+                        vip: self.snat_vip(direction, m).unwrap_or(m.flow.src()),
                         src: m.flow.src(),
                     });
                 }
                 return self.refuse(reason);
             }
         };
-        self.carry_out(action, frame, &m)
+        self.carry_out(action, frame, m)
     }
 
     /// Walks the replies of a connection just opened back through the layers and caches
@@ -743,6 +815,7 @@ impl Port {
             timeout: self.timeouts.other,
             packets: 1,
             fin_seen: false,
+            compiled: action.and_then(|ht| Ipv4Rewrite::compile(&ht, m)),
         };
         track_tcp(&mut entry, m, &self.timeouts);
         if !self.vnis.contains(&id.vni) {

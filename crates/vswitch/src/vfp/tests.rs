@@ -54,6 +54,37 @@ fn tcp_frame(
     f
 }
 
+/// TCP, TCP in VXLAN, UDP, UDP in VXLAN, and TCP in VXLAN in VXLAN (which only the
+/// general reading reads).
+fn common_shapes() -> Vec<Vec<u8>> {
+    let tcp = tcp_frame(CLIENT, 40000, VIP, 80, 0x02, DIP_MAC);
+    let mut udp = tcp.clone();
+    udp[23] = 17;
+    udp[24..26].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(&udp[14..34]);
+    udp[24..26].copy_from_slice(&c.to_be_bytes());
+    vec![
+        tcp.clone(),
+        encapsulate(&tcp),
+        udp.clone(),
+        encapsulate(&udp),
+        encapsulate(&encapsulate(&tcp)),
+    ]
+}
+
+#[test]
+fn the_common_shapes_are_read_at_fixed_offsets_and_vxlan_in_vxlan_is_not() {
+    let shapes = common_shapes();
+    for (i, f) in shapes.iter().enumerate() {
+        let m = Metadata::parse_common(f);
+        assert_eq!(m.is_some(), i < 4, "shape {i}");
+        assert_eq!(Metadata::parse(f), Metadata::parse_general(f), "shape {i}");
+    }
+    // The general reading takes VXLAN in VXLAN as the outer packet alone.
+    let m = Metadata::parse(&shapes[4]).unwrap();
+    assert_eq!((m.encap, m.flow.dst_port()), (None, vxlan::UDP_PORT));
+}
+
 /// `inner` inside VXLAN from the Mux's PA to the host's PA, as the Mux sends it.
 fn encapsulate(inner: &[u8]) -> Vec<u8> {
     let mut f = Vec::new();
@@ -453,6 +484,28 @@ proptest::proptest! {
         let d = if inbound { Direction::In } else { Direction::Out };
         let _ = port.process(T, d, &mut f);
         let _ = port.process(T, d, &mut f);
+    }
+
+    /// Frames of the common shape, with a few bytes changed and maybe cut short: where
+    /// the reading at fixed offsets takes a frame, it reads what the general one reads.
+    #[test]
+    fn the_common_reading_agrees_with_the_general_one(
+        base in 0usize..5,
+        changes in proptest::collection::vec((0usize..160, proptest::prelude::any::<u8>()), 0..4),
+        cut in proptest::option::of(0usize..160),
+    ) {
+        let mut f = common_shapes().swap_remove(base);
+        for (at, byte) in changes {
+            if let Some(b) = f.get_mut(at) {
+                *b = byte;
+            }
+        }
+        if let Some(len) = cut {
+            f.truncate(len);
+        }
+        if let Some(m) = Metadata::parse_common(&f) {
+            proptest::prop_assert_eq!(Ok(m), Metadata::parse_general(&f));
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Header transpositions: what a flow's packets have done to them, header by header.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use strata_wire::EthernetAddress;
 use strata_wire::checksum;
@@ -162,6 +162,18 @@ impl HeaderTransposition {
     /// `m` must be what [`Metadata::parse`] read from this very frame: the offsets it
     /// found are used as they are.
     pub fn apply(&self, frame: &mut Vec<u8>, m: &Metadata) {
+        self.apply_with(frame, m, None);
+    }
+
+    /// [`Self::apply`], with the address rewrite compiled for the frame's flow (see
+    /// [`Ipv4Rewrite`]) if there is one.
+    #[inline(always)]
+    pub(crate) fn apply_with(
+        &self,
+        frame: &mut Vec<u8>,
+        m: &Metadata,
+        compiled: Option<&Ipv4Rewrite>,
+    ) {
         // Where the inner frame starts: after an encapsulation that stays on.
         let inner = match (self.encap, m.encap) {
             (EncapOp::Pop, Some(e)) => {
@@ -178,8 +190,10 @@ impl HeaderTransposition {
             frame[inner + 6..inner + 12].copy_from_slice(mac.as_bytes());
         }
         let ip = &mut frame[inner + m.l3_offset..];
-        if self.rewrites_flow() {
-            self.rewrite(ip, m);
+        match compiled {
+            Some(c) => c.apply(ip, m.ip.l4()),
+            None if self.rewrites_flow() => self.rewrite(ip, m),
+            None => {}
         }
         if let Some(mss) = self.mss
             && m.flow.proto() == proto::TCP
@@ -222,6 +236,116 @@ impl HeaderTransposition {
                 _ => {}
             }
         }
+    }
+}
+
+/// A transposition's address and port rewrite, compiled for one IPv4 TCP or UDP flow.
+///
+/// Every packet of a flow carries the same addresses and ports, so what the rewrite adds
+/// to each checksum (RFC 1624: the new words less the old) is the same for all of them:
+/// it is summed once, when the flow is cached, and each packet takes one addition per
+/// checksum. The result is the checksum [`HeaderTransposition::apply`] writes (the same
+/// one's-complement value; in theory one may write 0xffff where the other writes 0x0000,
+/// both of which a receiver accepts in an IPv4 header and neither of which a UDP
+/// checksum of zero becomes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ipv4Rewrite {
+    /// The flow's addresses and ports after the rewrite.
+    src: [u8; 4],
+    dst: [u8; 4],
+    src_port: u16,
+    dst_port: u16,
+    /// Summed changes: to the IPv4 header (the addresses), to the transport checksum
+    /// (the addresses through the pseudo-header, and the ports).
+    ip_delta: u16,
+    l4_delta: u16,
+    /// Where the transport checksum sits (TCP 16, UDP 6).
+    check_at: usize,
+    udp: bool,
+}
+
+impl Ipv4Rewrite {
+    /// The rewrite of `ht` compiled for `m`'s flow: `None` if `ht` rewrites nothing or
+    /// the flow is not IPv4 TCP or UDP.
+    pub(crate) fn compile(ht: &HeaderTransposition, m: &Metadata) -> Option<Ipv4Rewrite> {
+        let (Flow::V4(old), Flow::V4(new)) = (m.flow, ht.flow_after(m)) else {
+            return None;
+        };
+        let check_at = match old.proto {
+            proto::TCP => 16,
+            proto::UDP => 6,
+            _ => return None,
+        };
+        if !ht.rewrites_flow() {
+            return None;
+        }
+        // The words of an endpoint that changes, old complemented and new (as eqn. 3 adds
+        // them), into the header's and the transport checksum's sums.
+        let mut ip = 0u32;
+        let mut l4 = 0u32;
+        let words = |a: Ipv4Addr| {
+            let [a, b, c, d] = a.octets();
+            [u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d])]
+        };
+        let ends = [
+            (
+                ht.ip_src.is_some() || ht.src_port.is_some(),
+                (old.src, old.src_port),
+                (new.src, new.src_port),
+            ),
+            (
+                ht.ip_dst.is_some() || ht.dst_port.is_some(),
+                (old.dst, old.dst_port),
+                (new.dst, new.dst_port),
+            ),
+        ];
+        for (_, (old_addr, old_port), (new_addr, new_port)) in ends.into_iter().filter(|e| e.0) {
+            for (o, n) in words(old_addr).into_iter().zip(words(new_addr)) {
+                ip += u32::from(!o) + u32::from(n);
+            }
+            l4 += u32::from(!old_port) + u32::from(new_port);
+        }
+        Some(Ipv4Rewrite {
+            src: new.src.octets(),
+            dst: new.dst.octets(),
+            src_port: new.src_port,
+            dst_port: new.dst_port,
+            ip_delta: checksum::fold(ip),
+            l4_delta: checksum::fold(l4 + ip),
+            check_at,
+            udp: old.proto == proto::UDP,
+        })
+    }
+
+    /// Rewrites an IPv4 packet of the flow this was compiled for, whose transport header
+    /// parsing found at `l4` and which ends at `end`. A transport header too short to
+    /// hold its checksum keeps its ports (as [`strata_wire::rewrite::rewrite`] does).
+    #[inline(always)]
+    fn apply(&self, ip: &mut [u8], (l4, end): (usize, usize)) {
+        let add = |check: u16, delta: u16| !checksum::fold(u32::from(!check) + u32::from(delta));
+        ip[12..16].copy_from_slice(&self.src);
+        ip[16..20].copy_from_slice(&self.dst);
+        let check = u16::from_be_bytes([ip[10], ip[11]]);
+        ip[10..12].copy_from_slice(&add(check, self.ip_delta).to_be_bytes());
+        let Some(l4) = ip.get_mut(l4..end) else {
+            return;
+        };
+        if l4.len() < self.check_at + 2 {
+            return;
+        }
+        l4[..2].copy_from_slice(&self.src_port.to_be_bytes());
+        l4[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+        let field = &mut l4[self.check_at..self.check_at + 2];
+        let check = u16::from_be_bytes([field[0], field[1]]);
+        if self.udp && check == 0 {
+            // RFC 768: zero means the sender computed no checksum; leave it so.
+            return;
+        }
+        let new = match add(check, self.l4_delta) {
+            0 if self.udp => 0xffff,
+            c => c,
+        };
+        field.copy_from_slice(&new.to_be_bytes());
     }
 }
 
@@ -275,4 +399,121 @@ fn push_vxlan(frame: &mut Vec<u8>, spec: &EncapSpec, m: &Metadata) {
     // Only a frame longer than an IPv4 packet can hold fails here, and the link MTU keeps
     // frames far below that.
     let _ = outer.emit(inner_len, headers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+    use proptest::prelude::*;
+
+    const MAC: [u8; 6] = [0x00, 0x15, 0x5d, 0, 0, 1];
+
+    /// An Ethernet frame of IPv4 TCP or UDP from etherparse's builder: an independent
+    /// writer of every checksum.
+    fn frame(udp: bool, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(MAC, MAC).ipv4(src.octets(), dst.octets(), 64);
+        let mut out = Vec::new();
+        if udp {
+            b.udp(sport, dport).write(&mut out, b"payload").unwrap();
+        } else {
+            b.tcp(sport, dport, 7, 1000)
+                .write(&mut out, b"payload")
+                .unwrap();
+        }
+        out
+    }
+
+    fn nat(src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>) -> HeaderTransposition {
+        HeaderTransposition {
+            ip_src: src.map(|(a, _)| a.into()),
+            src_port: src.map(|(_, p)| p),
+            ip_dst: dst.map(|(a, _)| a.into()),
+            dst_port: dst.map(|(_, p)| p),
+            ..HeaderTransposition::default()
+        }
+    }
+
+    /// The frame after `ht`, compiled for its flow and not.
+    fn both(ht: &HeaderTransposition, f: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let m = Metadata::parse(f).unwrap();
+        let compiled = Ipv4Rewrite::compile(ht, &m).expect("an IPv4 TCP or UDP rewrite");
+        let (mut a, mut b) = (f.to_vec(), f.to_vec());
+        ht.apply_with(&mut a, &m, Some(&compiled));
+        ht.apply(&mut b, &m);
+        (a, b)
+    }
+
+    proptest! {
+        #[test]
+        fn a_compiled_rewrite_writes_the_packet_of_the_new_flow(
+            udp in any::<bool>(),
+            (src, dst, sport, dport) in any::<([u8; 4], [u8; 4], u16, u16)>(),
+            new_src in proptest::option::of(any::<([u8; 4], u16)>()),
+            new_dst in proptest::option::of(any::<([u8; 4], u16)>()),
+        ) {
+            prop_assume!(new_src.is_some() || new_dst.is_some());
+            let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+            let new_src = new_src.map(|(a, p)| (Ipv4Addr::from(a), p));
+            let new_dst = new_dst.map(|(a, p)| (Ipv4Addr::from(a), p));
+            let ht = nat(new_src, new_dst);
+            let (compiled, general) = both(&ht, &frame(udp, src, dst, sport, dport));
+            let (s, sp) = new_src.unwrap_or((src, sport));
+            let (d, dp) = new_dst.unwrap_or((dst, dport));
+            let expected = frame(udp, s, d, sp, dp);
+            // A sum of 0xffff may be written as 0x0000 by one side: both mean the same.
+            let ip_check = |f: &[u8]| u16::from_be_bytes([f[24], f[25]]) % 0xffff;
+            prop_assert_eq!(ip_check(&compiled), ip_check(&expected));
+            prop_assert_eq!(&compiled[26..], &expected[26..]);
+            prop_assert_eq!(&compiled[..24], &expected[..24]);
+            prop_assert_eq!(ip_check(&general), ip_check(&expected));
+            prop_assert_eq!(&general[26..], &expected[26..]);
+        }
+    }
+
+    #[test]
+    fn a_udp_checksum_of_zero_stays_zero() {
+        let mut f = frame(true, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 5000, 53);
+        f[40..42].copy_from_slice(&[0, 0]);
+        let ht = nat(None, Some(([10, 0, 0, 9].into(), 5353)));
+        let (compiled, general) = both(&ht, &f);
+        assert_eq!(compiled, general);
+        assert_eq!(&compiled[40..42], &[0, 0]);
+        assert_eq!(&compiled[36..38], &5353u16.to_be_bytes());
+    }
+
+    #[test]
+    fn a_transport_header_cut_short_keeps_its_ports() {
+        // The IPv4 total length covers 8 bytes of the TCP header (the ports, no
+        // checksum); the rest of the frame is link padding.
+        let mut f = frame(false, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 5000, 80);
+        f[16..18].copy_from_slice(&28u16.to_be_bytes());
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = strata_wire::checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        let ht = nat(None, Some(([10, 0, 0, 9].into(), 8080)));
+        let (compiled, general) = both(&ht, &f);
+        assert_eq!(compiled, general);
+        assert_eq!(&compiled[30..34], &[10, 0, 0, 9]);
+        assert_eq!(&compiled[36..38], &80u16.to_be_bytes());
+    }
+
+    #[test]
+    fn only_ipv4_tcp_and_udp_rewrites_compile() {
+        let f = frame(false, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 5000, 80);
+        let m = Metadata::parse(&f).unwrap();
+        assert_eq!(
+            Ipv4Rewrite::compile(&HeaderTransposition::default(), &m),
+            None
+        );
+        let mut icmp = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .icmpv4_echo_request(7, 1)
+            .write(&mut icmp, b"ping")
+            .unwrap();
+        let m = Metadata::parse(&icmp).unwrap();
+        let ht = nat(None, Some(([10, 0, 0, 9].into(), 7)));
+        assert_eq!(Ipv4Rewrite::compile(&ht, &m), None);
+    }
 }
