@@ -281,6 +281,9 @@ pub struct Mux {
     generation: u64,
     /// The SNAT ranges of the VIPs and the DIPs that hold them.
     snat: HashMap<SnatKey, SnatTarget, foldhash::fast::RandomState>,
+    /// The slots of the VIP entries each DIP serves: a change of its health touches
+    /// those alone.
+    by_dip: HashMap<Ipv4Addr, Vec<usize>>,
 }
 
 /// Flow table value: VIP slot in the high half, DIP position in the low half.
@@ -308,6 +311,7 @@ impl Mux {
             ident: 0,
             generation: 0,
             snat: HashMap::default(),
+            by_dip: HashMap::new(),
         }
     }
 
@@ -333,16 +337,52 @@ impl Mux {
             .and_then(|slot| self.vips[slot].as_ref())
             .map(|state| state.replaced(config.clone()));
         match (old, replaced) {
-            (Some(slot), Some(Some(state))) => self.vips[slot] = Some(state),
+            (Some(slot), Some(Some(state))) => {
+                self.unindex_dips(slot);
+                self.vips[slot] = Some(state);
+                self.index_dips(slot);
+            }
             _ => {
                 // New, or its positions ran out: a fresh entry in another slot, so the
                 // flows remembered in the old one are chosen afresh.
                 let slot = self.free_slot();
                 self.vips[slot] = Some(VipState::new(config));
+                self.index_dips(slot);
                 self.index.insert(key, slot);
                 match old {
-                    Some(old) => self.vips[old] = None,
+                    Some(old) => {
+                        self.unindex_dips(old);
+                        self.vips[old] = None;
+                    }
                     None => *self.addresses.entry(key.vip).or_default() += 1,
+                }
+            }
+        }
+    }
+
+    /// Records that the VIP entry in `slot` is served by its DIPs.
+    fn index_dips(&mut self, slot: usize) {
+        let Some(state) = &self.vips[slot] else {
+            return;
+        };
+        for dip in &state.config.dips {
+            let slots = self.by_dip.entry(dip.addr).or_default();
+            if !slots.contains(&slot) {
+                slots.push(slot);
+            }
+        }
+    }
+
+    /// Forgets that the VIP entry in `slot` is served by its DIPs.
+    fn unindex_dips(&mut self, slot: usize) {
+        let Some(state) = &self.vips[slot] else {
+            return;
+        };
+        for dip in &state.config.dips {
+            if let Some(slots) = self.by_dip.get_mut(&dip.addr) {
+                slots.retain(|&s| s != slot);
+                if slots.is_empty() {
+                    self.by_dip.remove(&dip.addr);
                 }
             }
         }
@@ -361,6 +401,7 @@ impl Mux {
 
     pub fn remove_vip(&mut self, key: &VipKey) {
         if let Some(slot) = self.index.remove(key) {
+            self.unindex_dips(slot);
             self.vips[slot] = None;
             self.generation += 1;
             self.forget_address(key.vip);
@@ -423,7 +464,11 @@ impl Mux {
     /// whether anything changed.
     pub fn set_dip_health(&mut self, dip: Ipv4Addr, healthy: bool) -> bool {
         let mut changed = false;
-        for state in self.vips.iter_mut().flatten() {
+        let slots = self.by_dip.get(&dip).map_or(&[][..], Vec::as_slice);
+        for &slot in slots {
+            let Some(state) = self.vips[slot].as_mut() else {
+                continue;
+            };
             let mut touched = false;
             for m in state.members.iter_mut().flatten() {
                 if m.dip.addr == dip && m.healthy != healthy {

@@ -101,6 +101,15 @@ mod tests {
     }
 
     #[test]
+    fn a_fold_carries_twice_at_most() {
+        assert_eq!(fold(0x0000_ffff), 0xffff);
+        assert_eq!(fold(0x0001_0000), 0x0001);
+        // ffff + ffff = 1fffe, then fffe + 1.
+        assert_eq!(fold(0xffff_ffff), 0xffff);
+        assert_eq!(fold(0x0002_fffe), 0x0001);
+    }
+
+    #[test]
     fn an_odd_trailing_byte_is_padded_with_zero() {
         // 0102 + 0300 (the last byte, padded).
         assert_eq!(sum(&[0x01, 0x02, 0x03]), 0x0402);

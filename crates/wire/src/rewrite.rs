@@ -204,6 +204,19 @@ mod tests {
         assert_eq!((layout.l4_offset, layout.proto), (48, proto::TCP));
         assert_eq!(layout.flow_key(&hbh).unwrap(), key);
 
+        // Behind a 24-byte authentication header: its length field counts 4-byte words,
+        // less 2 (RFC 4302 section 2.2).
+        let mut ah = p[..40].to_vec();
+        ah[6] = 51;
+        let payload_len = u16::from_be_bytes([p[4], p[5]]) + 24;
+        ah[4..6].copy_from_slice(&payload_len.to_be_bytes());
+        ah.extend_from_slice(&[proto::TCP, 4, 0, 0, 0, 0, 0, 1]);
+        ah.extend_from_slice(&[0; 16]);
+        ah.extend_from_slice(&p[40..]);
+        let layout = Ipv6Layout::parse(&ah).unwrap();
+        assert_eq!((layout.l4_offset, layout.proto), (64, proto::TCP));
+        assert_eq!(layout.flow_key(&ah).unwrap(), key);
+
         // A later fragment has no ports.
         let mut frag = p[..40].to_vec();
         frag[6] = 44;
@@ -219,6 +232,12 @@ mod tests {
     #[test]
     fn truncated_and_wrong_version_ipv6_are_refused() {
         let p = tcp6(A, B, 40000, 80);
+        // An authentication header cut after its first byte.
+        let mut ah = p[..40].to_vec();
+        ah[4..6].copy_from_slice(&1u16.to_be_bytes());
+        ah[6] = 51;
+        ah.push(proto::TCP);
+        assert!(Ipv6Layout::parse(&ah).is_err());
         assert!(Ipv6Layout::parse(&p[..39]).is_err());
         assert!(Ipv6Layout::parse(&p[..p.len() - 1]).is_err());
         let mut v4 = p.clone();

@@ -791,3 +791,33 @@ fn only_tcp_and_udp_have_snat_ranges() {
     assert!(m.encapsulate(T, &udp, &mut out).is_ok());
     assert_eq!(m.counters().snat_returned, 1);
 }
+
+#[test]
+fn a_dips_health_reaches_every_entry_it_serves_and_no_other() {
+    let mut m = mux();
+    let other = VipKey {
+        port: 443,
+        ..vip(vec![], Distribution::FiveTuple).key
+    };
+    m.set_vip(VipConfig {
+        key: other,
+        ..vip(vec![dip(75), dip(80)], Distribution::FiveTuple)
+    });
+    let health = |m: &Mux| -> Vec<Vec<bool>> { m.vips().into_iter().map(|(_, h)| h).collect() };
+    // .75 serves both entries.
+    assert!(m.set_dip_health(dip(75).addr, false));
+    assert_eq!(health(&m), [vec![true, false, true], vec![false, true]]);
+    // The first entry loses .76 and gains .81; .76 serves nothing now, .81 one entry.
+    m.set_vip(vip(vec![dip(74), dip(75), dip(81)], Distribution::FiveTuple));
+    assert!(!m.set_dip_health(dip(76).addr, false));
+    assert!(m.set_dip_health(dip(81).addr, false));
+    assert_eq!(health(&m), [vec![true, false, false], vec![false, true]]);
+    // .75 still serves both.
+    assert!(m.set_dip_health(dip(75).addr, true));
+    assert_eq!(health(&m), [vec![true, true, false], vec![true, true]]);
+    // Removed: its DIPs serve only what is left.
+    m.remove_vip(&other);
+    assert!(!m.set_dip_health(dip(80).addr, false));
+    assert!(m.set_dip_health(dip(74).addr, false));
+    assert_eq!(health(&m), [vec![false, true, false]]);
+}

@@ -425,11 +425,18 @@ mod tests {
     }
 
     fn nat(src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>) -> HeaderTransposition {
+        nat_to(src.map(|(a, p)| (a, Some(p))), dst.map(|(a, p)| (a, Some(p))))
+    }
+
+    /// A NAT of either end to an address and maybe a port.
+    type End = Option<(Ipv4Addr, Option<u16>)>;
+
+    fn nat_to(src: End, dst: End) -> HeaderTransposition {
         HeaderTransposition {
             ip_src: src.map(|(a, _)| a.into()),
-            src_port: src.map(|(_, p)| p),
+            src_port: src.and_then(|(_, p)| p),
             ip_dst: dst.map(|(a, _)| a.into()),
-            dst_port: dst.map(|(_, p)| p),
+            dst_port: dst.and_then(|(_, p)| p),
             ..HeaderTransposition::default()
         }
     }
@@ -449,17 +456,17 @@ mod tests {
         fn a_compiled_rewrite_writes_the_packet_of_the_new_flow(
             udp in any::<bool>(),
             (src, dst, sport, dport) in any::<([u8; 4], [u8; 4], u16, u16)>(),
-            new_src in proptest::option::of(any::<([u8; 4], u16)>()),
-            new_dst in proptest::option::of(any::<([u8; 4], u16)>()),
+            new_src in proptest::option::of(any::<([u8; 4], Option<u16>)>()),
+            new_dst in proptest::option::of(any::<([u8; 4], Option<u16>)>()),
         ) {
             prop_assume!(new_src.is_some() || new_dst.is_some());
             let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
             let new_src = new_src.map(|(a, p)| (Ipv4Addr::from(a), p));
             let new_dst = new_dst.map(|(a, p)| (Ipv4Addr::from(a), p));
-            let ht = nat(new_src, new_dst);
+            let ht = nat_to(new_src, new_dst);
             let (compiled, general) = both(&ht, &frame(udp, src, dst, sport, dport));
-            let (s, sp) = new_src.unwrap_or((src, sport));
-            let (d, dp) = new_dst.unwrap_or((dst, dport));
+            let (s, sp) = new_src.map_or((src, sport), |(a, p)| (a, p.unwrap_or(sport)));
+            let (d, dp) = new_dst.map_or((dst, dport), |(a, p)| (a, p.unwrap_or(dport)));
             let expected = frame(udp, s, d, sp, dp);
             // A sum of 0xffff may be written as 0x0000 by one side: both mean the same.
             let ip_check = |f: &[u8]| u16::from_be_bytes([f[24], f[25]]) % 0xffff;
@@ -482,20 +489,56 @@ mod tests {
         assert_eq!(&compiled[36..38], &5353u16.to_be_bytes());
     }
 
-    #[test]
-    fn a_transport_header_cut_short_keeps_its_ports() {
-        // The IPv4 total length covers 8 bytes of the TCP header (the ports, no
-        // checksum); the rest of the frame is link padding.
-        let mut f = frame(false, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 5000, 80);
-        f[16..18].copy_from_slice(&28u16.to_be_bytes());
+    /// `f` with its IPv4 total length cut to `len` (the rest is link padding).
+    fn cut(mut f: Vec<u8>, len: u16) -> Vec<u8> {
+        f[16..18].copy_from_slice(&len.to_be_bytes());
         f[24..26].copy_from_slice(&[0, 0]);
         let c = strata_wire::checksum::checksum(&f[14..34]);
         f[24..26].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn a_transport_header_cut_short_of_its_checksum_keeps_its_ports() {
         let ht = nat(None, Some(([10, 0, 0, 9].into(), 8080)));
-        let (compiled, general) = both(&ht, &f);
+        let tcp = frame(false, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 5000, 80);
+        // 8 and 17 bytes of the TCP header: the ports, but not all of the checksum.
+        for l4 in [8, 17] {
+            let (compiled, general) = both(&ht, &cut(tcp.clone(), 20 + l4));
+            assert_eq!(compiled, general);
+            assert_eq!(&compiled[30..34], &[10, 0, 0, 9]);
+            assert_eq!(&compiled[36..38], &80u16.to_be_bytes());
+        }
+        // 18 bytes hold the checksum: rewritten.
+        let (compiled, general) = both(&ht, &cut(tcp, 38));
         assert_eq!(compiled, general);
-        assert_eq!(&compiled[30..34], &[10, 0, 0, 9]);
-        assert_eq!(&compiled[36..38], &80u16.to_be_bytes());
+        assert_eq!(&compiled[36..38], &8080u16.to_be_bytes());
+        // A UDP datagram of no payload: the header alone, rewritten.
+        let udp = frame(true, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 5000, 53);
+        let (compiled, general) = both(&ht, &cut(udp, 28));
+        assert_eq!(compiled, general);
+        assert_eq!(&compiled[36..38], &8080u16.to_be_bytes());
+    }
+
+    /// A NAT of the destination port whose new transport checksum sums to zero: TCP
+    /// writes 0x0000, UDP 0xffff (zero would mean no checksum).
+    #[test]
+    fn a_checksum_that_comes_out_zero_is_written_as_the_protocol_wants() {
+        for (udp, want) in [(false, 0x0000), (true, 0xffff)] {
+            let f = frame(udp, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 5000, 53);
+            let m = Metadata::parse(&f).unwrap();
+            let ht = (1..=u16::MAX)
+                .map(|p| nat(None, Some(([10, 0, 0, 9].into(), p))))
+                .find(|ht| {
+                    let mut g = f.clone();
+                    ht.apply(&mut g, &m);
+                    let at = if udp { 40 } else { 50 };
+                    u16::from_be_bytes([g[at], g[at + 1]]) == want
+                })
+                .expect("a port that makes the sum zero");
+            let (compiled, general) = both(&ht, &f);
+            assert_eq!(compiled, general, "udp {udp}");
+        }
     }
 
     #[test]
