@@ -237,9 +237,15 @@ impl Lab {
     /// A lab whose controller's API token (and the secret its agents' tokens derive
     /// from) is `secret`.
     pub fn with_secret(topology: Topology, clock: Clock, secret: String) -> Result<Lab, LabError> {
+        // A bridge learns every MAC of the lab if need be (a VM's comes through its
+        // host's uplink): a full table floods unicast to every port, which at the scale
+        // of a datacenter's management network costs as much as all else together.
+        let nics: usize = topology.nodes.iter().map(|n| n.nics.len()).sum();
+        let defaults = SegmentConfig::default();
         let segment_config = SegmentConfig {
             latency: topology.latency,
-            ..SegmentConfig::default()
+            mac_table_limit: defaults.mac_table_limit.max(nics),
+            ..defaults
         };
         let mut segments: Vec<Segment> = topology
             .networks

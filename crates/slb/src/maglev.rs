@@ -40,6 +40,13 @@ pub struct Maglev {
 }
 
 impl Maglev {
+    /// A table in which every lookup finds nothing: one empty slot, not 65,537 of them.
+    pub fn empty() -> Maglev {
+        Maglev {
+            table: Box::new([EMPTY]),
+        }
+    }
+
     /// Builds the table of [`TABLE_SIZE`] slots for backends given as (identity, weight).
     /// Backends of weight 0 get no slots. With no backend of positive weight, every lookup
     /// finds nothing.
@@ -69,7 +76,6 @@ impl Maglev {
             .ok()
             .filter(|m| *m <= 1 << 31)
             .ok_or(MaglevError::TooLarge(size))?;
-        let mut table = vec![EMPTY; size].into_boxed_slice();
         // Weights reduced by their common divisor, so turns stay short (gcd(d, 0) = d:
         // weights of 0 change nothing).
         let divisor = backends.iter().map(|b| b.1).fold(0, gcd).max(1);
@@ -86,8 +92,9 @@ impl Maglev {
             })
             .collect();
         if turns.is_empty() {
-            return Ok(Maglev { table });
+            return Ok(Maglev::empty());
         }
+        let mut table = vec![EMPTY; size].into_boxed_slice();
         let mut filled = 0usize;
         if turns.iter().all(|t| t.weight == 1) {
             // Two backends' walks at once: the second's search overlaps the first's (the
@@ -324,6 +331,10 @@ mod tests {
         let t = Maglev::build([(&ids[0][..], 0), (&ids[1][..], 0)]);
         assert!(t.slots().iter().all(|s| *s == EMPTY));
         assert_eq!(t.lookup(7), None);
+        // One slot, not a table's worth of empty ones.
+        assert_eq!(t, Maglev::empty());
+        assert_eq!(t.slots().len(), 1);
+        assert!((0..1000).all(|h| Maglev::empty().lookup(h).is_none()));
     }
 
     #[test]

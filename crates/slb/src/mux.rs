@@ -138,7 +138,7 @@ impl VipState {
             config,
             members,
             positions,
-            table: Maglev::build(std::iter::empty()),
+            table: Maglev::empty(),
             active: Vec::new(),
         };
         state.rebuild();
@@ -175,7 +175,7 @@ impl VipState {
             config,
             members,
             positions,
-            table: Maglev::build(std::iter::empty()),
+            table: Maglev::empty(),
             active: Vec::new(),
         };
         state.rebuild();

@@ -11,7 +11,10 @@
 //! ```
 //!
 //! IPv4 and IPv6 frames entering a VM port from the switch go through its VFP layers
-//! inbound; frames leaving the VM go through them outbound. Other frames (ARP) pass.
+//! inbound; frames leaving the VM go through them outbound. Other frames (ARP) pass. An
+//! ARP request for an address the controller gave one of the VM ports goes to that port
+//! alone ([`VSwitch::set_addresses`]): a host probing its own VMs floods nobody else's,
+//! which on a datacenter's management network would be every VM of every host.
 //!
 //! Networks are VLANs, as Hyper-V's access mode has them: a VM or host port is on one
 //! VLAN (or on none, the untagged network), its frames are untagged, and MAC learning,
@@ -31,10 +34,11 @@
 //! counts what it could not learn), each forgotten [`MAC_AGE`] after it was last seen.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use strata_wire::EthernetAddress;
-use strata_wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, Header};
+use strata_wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Header};
+use strata_wire::{ETHERNET_HEADER_LEN, EthernetAddress};
 use strata_wire::vxlan::Vni;
 
 use crate::vfp::{self, Direction, Metadata, Verdict};
@@ -59,6 +63,9 @@ enum Kind {
         vfp: Box<vfp::Port>,
         /// The virtual network whose VXLAN the port takes (none until programmed).
         vni: Option<Vni>,
+        /// The IPv4 addresses the controller gave the VM's NIC (see
+        /// [`VSwitch::set_addresses`]).
+        addresses: Vec<Ipv4Addr>,
     },
 }
 
@@ -91,6 +98,8 @@ pub struct Counters {
     pub mac_table_full: u64,
     /// Learned MACs forgotten after [`MAC_AGE`] without a frame.
     pub mac_aged: u64,
+    /// ARP requests sent to the one VM port with the address asked for, not flooded.
+    pub arp_steered: u64,
 }
 
 /// What the switch learned on the uplink: bounded, aged.
@@ -256,6 +265,7 @@ impl VSwitch {
                 mac,
                 vfp,
                 vni: None,
+                addresses: Vec::new(),
             },
         )
     }
@@ -270,6 +280,31 @@ impl VSwitch {
             }
             _ => false,
         }
+    }
+
+    /// The IPv4 addresses of a VM port's NIC, as the controller configured it: an ARP
+    /// request for one of them goes to that port alone, not to every port and the
+    /// uplink (so a host probing its VMs floods nobody else's). False for a port that is
+    /// not a VM's.
+    pub fn set_addresses(&mut self, port: SwitchPort, addrs: Vec<Ipv4Addr>) -> bool {
+        match self.ports.get_mut(port.0).map(|p| &mut p.kind) {
+            Some(Kind::Vm { addresses, .. }) => {
+                *addresses = addrs;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The VM port on `network` whose NIC has `addr`.
+    fn port_of_address(&self, network: Network, addr: Ipv4Addr) -> Option<SwitchPort> {
+        self.ports
+            .iter()
+            .position(|p| {
+                p.vlan == network
+                    && matches!(&p.kind, Kind::Vm { addresses, .. } if addresses.contains(&addr))
+            })
+            .map(SwitchPort)
     }
 
     /// The virtual network of a VM port.
@@ -384,6 +419,12 @@ impl VSwitch {
                 }
                 _ => {}
             }
+        } else if let Some(to) = arp_request_target(&frame)
+            .and_then(|target| self.port_of_address(network, target))
+            .filter(|to| *to != from)
+        {
+            self.counters.arp_steered += 1;
+            self.deliver(now, to, network, frame);
         } else {
             self.counters.flooded += 1;
             let targets: Vec<SwitchPort> = (0..self.ports.len())
@@ -453,6 +494,15 @@ impl VSwitch {
     }
 }
 
+/// The address an untagged Ethernet frame of an ARP request for IPv4 asks for.
+fn arp_request_target(frame: &[u8]) -> Option<Ipv4Addr> {
+    let arp = frame.get(ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + 28)?;
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    // Hardware Ethernet, protocol IPv4, lengths 6 and 4, operation request.
+    (ethertype == ETHERTYPE_ARP && arp[..8] == [0, 1, 8, 0, 6, 4, 0, 1])
+        .then(|| Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]))
+}
+
 /// Removes a frame's 802.1Q tag (the frame parsed as tagged).
 fn untag(frame: &mut Vec<u8>) {
     frame.drain(12..16);
@@ -494,6 +544,64 @@ mod tests {
         std::iter::from_fn(|| s.poll_transmit())
             .map(|(p, _)| p)
             .collect()
+    }
+
+    /// An ARP request from `src` (sender `sender`) for `target`, as etherparse writes it.
+    fn arp_request(src: EthernetAddress, sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+        let arp = etherparse::ArpPacket::new(
+            etherparse::ArpHardwareId::ETHERNET,
+            etherparse::EtherType::IPV4,
+            etherparse::ArpOperation::REQUEST,
+            src.as_bytes(),
+            &sender,
+            &[0; 6],
+            &target,
+        )
+        .unwrap();
+        let mut f = frame(EthernetAddress::BROADCAST, src, ETHERTYPE_ARP);
+        f.truncate(ETHERNET_HEADER_LEN);
+        f.extend_from_slice(&arp.to_bytes());
+        f
+    }
+
+    #[test]
+    fn an_arp_request_for_a_vms_address_goes_to_that_vm_alone() {
+        let mut s = VSwitch::new("CCI_External");
+        let up = s.add_uplink("uplink");
+        let host = s.add_internal("vEthernet 1001", HOST);
+        let vm = s.add_vm("PortalVM", VM, 1024);
+        let other = s.add_vm("Other", EthernetAddress([0x00, 0x15, 0x5d, 0, 0, 8]), 1024);
+        let tenant = s.add_vm("Tenant", EthernetAddress([0x00, 0x15, 0x5d, 0, 0, 9]), 1024);
+        assert!(s.set_addresses(vm, vec![[192, 168, 100, 74].into()]));
+        assert!(s.set_vlan(tenant, Some(10)));
+        assert!(s.set_addresses(tenant, vec![[192, 168, 100, 75].into()]));
+        assert!(!s.set_addresses(host, vec![[192, 168, 100, 2].into()]), "not a VM");
+        let t = Duration::ZERO;
+        // The host probing its VM: the request reaches the VM, not the uplink.
+        s.receive(t, host, arp_request(HOST, [192, 168, 100, 2], [192, 168, 100, 74]));
+        assert_eq!(drain(&mut s), vec![vm]);
+        // The router asking from outside: the same.
+        s.receive(t, up, arp_request(ROUTER, [192, 168, 100, 1], [192, 168, 100, 74]));
+        assert_eq!(drain(&mut s), vec![vm]);
+        assert_eq!(s.counters().arp_steered, 2);
+        // An address no port has, and one a port of another VLAN has: flooded.
+        s.receive(t, up, arp_request(ROUTER, [192, 168, 100, 1], [192, 168, 100, 9]));
+        assert_eq!(drain(&mut s), vec![host, vm, other]);
+        s.receive(t, host, arp_request(HOST, [192, 168, 100, 2], [192, 168, 100, 75]));
+        assert_eq!(drain(&mut s), vec![up, vm, other]);
+        // The VM announcing its own address (gratuitous ARP): flooded.
+        s.receive(t, vm, arp_request(VM, [192, 168, 100, 74], [192, 168, 100, 74]));
+        assert_eq!(drain(&mut s), vec![up, host, other]);
+        assert_eq!((s.counters().arp_steered, s.counters().flooded), (2, 3));
+        // An ARP reply is not a request, whatever it names.
+        let mut reply = arp_request(ROUTER, [192, 168, 100, 1], [192, 168, 100, 74]);
+        reply[21] = 2;
+        s.receive(t, up, reply);
+        assert_eq!(drain(&mut s), vec![host, vm, other]);
+        // Addresses taken away: flooded again.
+        s.set_addresses(vm, Vec::new());
+        s.receive(t, up, arp_request(ROUTER, [192, 168, 100, 1], [192, 168, 100, 74]));
+        assert_eq!(drain(&mut s), vec![host, vm, other]);
     }
 
     #[test]
