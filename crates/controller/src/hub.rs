@@ -4,6 +4,7 @@
 //! drive one.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use strata_southbound::peer::Event;
 
@@ -11,6 +12,11 @@ use crate::core::Controller;
 use crate::desired::{Compiler, Publisher};
 use crate::slb::{HealthChange, SlbManager};
 use crate::store::Store;
+
+/// Reports change what the Muxes carry (a DIP programmed, its health, SNAT ranges), and
+/// a compilation costs the whole configuration: reports that come within this long of
+/// the last compilation wait for the next, and go in together. Writes compile at once.
+pub const REPORT_BATCH: Duration = Duration::from_millis(50);
 
 /// What a node's agent last said about its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +38,8 @@ pub struct Hub {
     /// changed what the Muxes must carry since.
     compiled_at: Option<u64>,
     observed_changed: bool,
+    /// When the configurations were last compiled.
+    compiled_when: Option<Duration>,
     revision: u64,
     nodes: BTreeMap<String, NodeState>,
     /// For the writes in `(after, upto]`: the configuration revision they were compiled
@@ -64,6 +72,7 @@ impl Hub {
             slb: SlbManager::new(),
             compiled_at: None,
             observed_changed: false,
+            compiled_when: None,
             revision: 0,
             nodes: BTreeMap::new(),
             compilations: Vec::new(),
@@ -71,14 +80,22 @@ impl Hub {
         }
     }
 
-    /// Compiles again if the resources or the reports changed since the last time.
-    /// Returns the nodes whose configuration changed (or appeared) and those now gone.
-    pub fn refresh<S: Store>(&mut self, c: &Controller<S>) -> (Vec<String>, Vec<String>) {
-        if self.compiled_at == Some(c.revision()) && !self.observed_changed {
+    /// Compiles again if the resources changed since the last time, or the reports did
+    /// and [`REPORT_BATCH`] has passed since (see [`Hub::refresh_at`]). Returns the
+    /// nodes whose configuration changed (or appeared) and those now gone.
+    pub fn refresh<S: Store>(
+        &mut self,
+        c: &Controller<S>,
+        now: Duration,
+    ) -> (Vec<String>, Vec<String>) {
+        let written = self.compiled_at != Some(c.revision());
+        let reported = self.refresh_at().is_some_and(|at| at <= now);
+        if !written && !reported {
             return (Vec::new(), Vec::new());
         }
         let after = self.compiled_at.unwrap_or(0);
         self.compiled_at = Some(c.revision());
+        self.compiled_when = Some(now);
         self.observed_changed = false;
         // A report changes configurations without a write: the revision still moves on.
         let revision = c.revision().max(self.revision + 1);
@@ -108,6 +125,14 @@ impl Hub {
             });
         }
         (changed, gone)
+    }
+
+    /// When reports wait to be compiled: the time [`Hub::refresh`] takes them in.
+    pub fn refresh_at(&self) -> Option<Duration> {
+        self.observed_changed.then(|| {
+            self.compiled_when
+                .map_or(Duration::ZERO, |t| t + REPORT_BATCH)
+        })
     }
 
     /// What became of the writes of one compilation: applied by every node they changed,
@@ -228,15 +253,20 @@ impl Hub {
 
     /// Whether every node has applied its current configuration.
     pub fn converged(&self) -> bool {
-        self.publisher.all().iter().all(|(node, (revision, _))| {
-            self.nodes.get(node) == Some(&NodeState::Applied(*revision))
-        })
+        // Reports waiting for their batch will change what some nodes carry.
+        self.refresh_at().is_none()
+            && self.publisher.all().iter().all(|(node, (revision, _))| {
+                self.nodes.get(node) == Some(&NodeState::Applied(*revision))
+            })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The time of the tests' first compilation.
+    const T: Duration = Duration::from_secs(1);
     use crate::MemStore;
     use serde_json::json;
     use strata_model::kind;
@@ -266,36 +296,39 @@ mod tests {
         let mut hub = Hub::new("s");
         put(&mut c, "servers", "HyperVHost", json!({"properties": {}}));
         put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64501));
-        let (changed, gone) = hub.refresh(&c);
+        let (changed, gone) = hub.refresh(&c, T);
         assert_eq!((changed.len(), gone.len()), (2, 0));
         let first = hub.configs()["MuxVM"].0;
         assert_eq!(first, c.revision());
         // Nothing new: nothing compiled.
-        assert_eq!(hub.refresh(&c), (Vec::new(), Vec::new()));
+        assert_eq!(hub.refresh(&c, T), (Vec::new(), Vec::new()));
         // A host's report that changes nothing the nodes carry: no new revision.
         hub.event(&Event::Report {
             node: "HyperVHost".into(),
             status: json!({"bgp": []}),
         });
-        assert_eq!(hub.refresh(&c), (Vec::new(), Vec::new()));
+        assert_eq!(hub.refresh_at(), None);
+        assert_eq!(hub.refresh(&c, T), (Vec::new(), Vec::new()));
         // One that changes what the SLB manager knows (a provider address): compiled
-        // again.
+        // again, once the batch's time has come.
         hub.event(&Event::Report {
             node: "HyperVHost".into(),
             status: json!({"providerAddresses": ["192.168.233.21"], "dips": []}),
         });
+        assert_eq!(hub.refresh_at(), Some(T + REPORT_BATCH));
         // Nothing the nodes carry depends on it without a VIP: no node changes.
-        assert_eq!(hub.refresh(&c), (Vec::new(), Vec::new()));
+        assert_eq!(hub.refresh(&c, T + REPORT_BATCH), (Vec::new(), Vec::new()));
+        assert_eq!(hub.refresh_at(), None);
         // A write changes the Mux; its revision is the write's.
         put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64502));
-        let (changed, _) = hub.refresh(&c);
+        let (changed, _) = hub.refresh(&c, T);
         assert_eq!(changed, ["MuxVM"]);
         assert_eq!(hub.configs()["MuxVM"].0, c.revision());
         assert_eq!(hub.configs()["HyperVHost"].0, first);
         // Gone: out of the configurations served.
         c.delete(kind("loadBalancerMuxes").unwrap(), "MuxVM", None)
             .unwrap();
-        let (_, gone) = hub.refresh(&c);
+        let (_, gone) = hub.refresh(&c, T);
         assert_eq!(gone, ["MuxVM"]);
         assert!(!hub.configs().contains_key("MuxVM"));
         assert_eq!(
@@ -309,7 +342,7 @@ mod tests {
         let mut c = Controller::open(MemStore::default(), 1).unwrap();
         crate::desired::tests_support::portal(&mut c);
         let mut hub = Hub::new("s");
-        hub.refresh(&c);
+        hub.refresh(&c, T);
         let before = hub.configs()["MuxVM"].0;
         // The host says it has the DIP: the Muxes get it, without any write.
         hub.event(&Event::Report {
@@ -317,7 +350,7 @@ mod tests {
             status: json!({"providerAddresses": ["192.168.233.21"],
                 "dips": [{"dip": "192.168.100.74", "healthy": true}]}),
         });
-        let (changed, _) = hub.refresh(&c);
+        let (changed, _) = hub.refresh(&c, T + REPORT_BATCH);
         assert!(changed.contains(&"MuxVM".to_string()), "{changed:?}");
         let after = hub.configs()["MuxVM"].0;
         assert!(after > before, "{after} after {before}");
@@ -326,8 +359,51 @@ mod tests {
             node: "HyperVHost".into(),
             status: json!({"dips": [{"dip": "192.168.100.74", "healthy": false}]}),
         });
-        hub.refresh(&c);
+        hub.refresh(&c, T + 2 * REPORT_BATCH);
         assert!(hub.configs()["MuxVM"].0 > after);
+    }
+
+    #[test]
+    fn reports_wait_for_the_batch_and_a_write_takes_them_in_at_once() {
+        let mut c = Controller::open(MemStore::default(), 1).unwrap();
+        crate::desired::tests_support::portal(&mut c);
+        let mut hub = Hub::new("s");
+        hub.refresh(&c, T);
+        let report = |hub: &mut Hub, healthy: bool| {
+            hub.event(&Event::Report {
+                node: "HyperVHost".into(),
+                status: json!({"providerAddresses": ["192.168.233.21"],
+                    "dips": [{"dip": "192.168.100.74", "healthy": healthy}]}),
+            });
+        };
+        let dip_in_mux = |hub: &Hub| {
+            hub.configs()["MuxVM"].1["mux"]["vips"]["192.168.133.74 tcp 80"]["backends"][0]
+                ["healthy"]
+                .clone()
+        };
+        // Two reports within the batch: nothing compiled until its end, then both.
+        report(&mut hub, true);
+        let soon = T + REPORT_BATCH / 5;
+        assert_eq!(hub.refresh(&c, soon), (Vec::new(), Vec::new()));
+        report(&mut hub, false);
+        assert_eq!(hub.refresh_at(), Some(T + REPORT_BATCH));
+        let just_before = T + REPORT_BATCH - Duration::from_micros(1);
+        assert_eq!(hub.refresh(&c, just_before), (Vec::new(), Vec::new()));
+        assert_eq!(dip_in_mux(&hub), serde_json::Value::Null);
+        for node in ["MuxVM", "HyperVHost"] {
+            let revision = hub.configs()[node].0;
+            hub.event(&applied(node, revision));
+        }
+        assert!(!hub.converged(), "reports wait to be compiled");
+        let (changed, _) = hub.refresh(&c, T + REPORT_BATCH);
+        assert!(changed.contains(&"MuxVM".to_string()), "{changed:?}");
+        assert_eq!(dip_in_mux(&hub), json!(false));
+        // A report, then a write before its batch ends: compiled with the write.
+        report(&mut hub, true);
+        put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64502));
+        hub.refresh(&c, T + REPORT_BATCH + Duration::from_millis(1));
+        assert_eq!(dip_in_mux(&hub), json!(true));
+        assert_eq!(hub.refresh_at(), None);
     }
 
     #[test]
@@ -336,7 +412,7 @@ mod tests {
         let mut hub = Hub::new("s");
         put(&mut c, "servers", "HyperVHost", json!({"properties": {}}));
         put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64501));
-        hub.refresh(&c);
+        hub.refresh(&c, T);
         hub.settle(&mut c);
         assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Updating");
         assert!(!hub.converged());
@@ -351,7 +427,7 @@ mod tests {
         assert!(hub.converged());
         // A second write, then a third: each settles as its node applies it.
         put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64502));
-        hub.refresh(&c);
+        hub.refresh(&c, T);
         let second = c.revision();
         put(
             &mut c,
@@ -359,7 +435,7 @@ mod tests {
             "x",
             json!({"properties": {"type": "UsernamePassword"}}),
         );
-        hub.refresh(&c);
+        hub.refresh(&c, T);
         hub.settle(&mut c);
         assert_eq!(
             state(&c, "credentials", "x"),
@@ -372,7 +448,7 @@ mod tests {
         assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Succeeded");
         // A node that cannot apply: Failed, with its reason.
         put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64503));
-        hub.refresh(&c);
+        hub.refresh(&c, T);
         hub.event(&Event::Failed {
             node: "MuxVM".into(),
             revision: c.revision(),
@@ -389,7 +465,7 @@ mod tests {
         );
         // A reconnecting agent that had applied a revision counts as having it.
         put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64504));
-        hub.refresh(&c);
+        hub.refresh(&c, T);
         hub.event(&Event::Accepted {
             node: "MuxVM".into(),
             applied: Some(c.revision()),
@@ -398,7 +474,7 @@ mod tests {
         assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Succeeded");
         // A failure of an earlier revision says nothing of a later write.
         put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64505));
-        hub.refresh(&c);
+        hub.refresh(&c, T);
         let earlier = c.revision();
         hub.event(&Event::Failed {
             node: "MuxVM".into(),
@@ -406,7 +482,7 @@ mod tests {
             reason: "no".into(),
         });
         put(&mut c, "loadBalancerMuxes", "MuxVM", mux(64506));
-        hub.refresh(&c);
+        hub.refresh(&c, T);
         hub.settle(&mut c);
         assert_eq!(state(&c, "loadBalancerMuxes", "MuxVM"), "Updating");
         hub.event(&applied("MuxVM", c.revision()));
@@ -420,7 +496,7 @@ mod tests {
         let mut c = Controller::open(MemStore::default(), 1).unwrap();
         crate::desired::tests_support::portal(&mut c);
         let mut hub = Hub::new("s");
-        hub.refresh(&c);
+        hub.refresh(&c, T);
         for node in ["MuxVM", "HyperVHost"] {
             let revision = hub.configs()[node].0;
             hub.event(&applied(node, revision));
@@ -431,14 +507,14 @@ mod tests {
         let mut lb = c.get(kind("loadBalancers").unwrap(), "portal").unwrap();
         lb["properties"]["loadBalancingRules"][0]["properties"]["backendPort"] = json!(8080);
         put(&mut c, "loadBalancers", "portal", lb);
-        let (changed, _) = hub.refresh(&c);
+        let (changed, _) = hub.refresh(&c, T);
         assert_eq!(changed, ["HyperVHost"]);
         // The host goes before it applied (its NIC first, which refers to it).
         c.delete(kind("networkInterfaces").unwrap(), "PortalVM", None)
             .unwrap();
         c.delete(kind("servers").unwrap(), "HyperVHost", None)
             .unwrap();
-        let (_, gone) = hub.refresh(&c);
+        let (_, gone) = hub.refresh(&c, T);
         assert_eq!(gone, ["HyperVHost"]);
         hub.settle(&mut c);
         assert_eq!(state(&c, "loadBalancers", "portal"), "Succeeded");

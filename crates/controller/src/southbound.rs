@@ -32,9 +32,9 @@ fn lock(hub: &SharedHub) -> std::sync::MutexGuard<'_, Hub> {
 }
 
 /// Compiles each node's configuration whenever the resources change (after a write,
-/// at most every 5 ms) or an agent's report changes what the Muxes carry (`reported`),
-/// publishes it to the connections, and settles the resources' provisioningState as the
-/// agents apply what they were sent.
+/// at most every 5 ms) or an agent's report changes what the Muxes carry (`reported`;
+/// in batches, see [`crate::hub::REPORT_BATCH`]), publishes it to the connections, and
+/// settles the resources' provisioningState as the agents apply what they were sent.
 pub async fn compile_loop<S: Store + 'static>(
     api: Arc<Api<S>>,
     hub: SharedHub,
@@ -42,20 +42,30 @@ pub async fn compile_loop<S: Store + 'static>(
     reported: Arc<Notify>,
     configs: watch::Sender<Configs>,
 ) {
+    let start = tokio::time::Instant::now();
     loop {
-        {
+        let refresh_at = {
             let mut c = api.controller.lock().unwrap_or_else(|e| e.into_inner());
             let mut hub = lock(&hub);
-            let (changed, gone) = hub.refresh(&c);
+            let (changed, gone) = hub.refresh(&c, start.elapsed());
             if !changed.is_empty() || !gone.is_empty() {
                 tracing::info!(revision = c.revision(), ?changed, ?gone, "compiled");
                 configs.send_replace(hub.configs().clone());
             }
             hub.settle(&mut c);
-        }
+            hub.refresh_at()
+        };
+        // Reports waiting for their batch: wake for it, whatever else comes.
+        let batch = async {
+            match refresh_at {
+                Some(at) => tokio::time::sleep_until(start + at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
             () = reported.notified() => {}
+            () = batch => {}
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -53,7 +53,7 @@ struct Driven {
 impl Driven {
     fn new(node: &str, token: String, at: std::net::SocketAddr) -> Driven {
         let mut agent = Agent::new(node, token, Timers::default());
-        agent.start();
+        agent.start(std::time::Duration::ZERO);
         Driven {
             agent,
             at,

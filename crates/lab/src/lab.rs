@@ -202,6 +202,10 @@ pub struct Lab {
     poll_all: bool,
     nc: Option<Nc>,
     waker: Waker,
+    /// The nodes with a BGP speaker, and the Muxes: what booting and convergence are
+    /// judged by at every step, without a walk over every node.
+    speakers: Vec<usize>,
+    muxes: Vec<usize>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -227,6 +231,10 @@ pub fn mac_of(node: usize, nic: usize) -> EthernetAddress {
     let [high, low] = ((node % MAX_NODES) as u16).to_be_bytes();
     EthernetAddress([0x00, 0x15, 0x5d, 0x64 + high, low, nic as u8])
 }
+
+/// The splay of the agents' first connections: 208 agents in it keep well under a
+/// port's queue (each sends a handful of frames as it connects).
+const AGENT_SPLAY: Duration = Duration::from_millis(20);
 
 impl Lab {
     pub fn new(topology: Topology, clock: Clock) -> Result<Lab, LabError> {
@@ -308,6 +316,12 @@ impl Lab {
             }
             link_ports.push(attached);
         }
+        let speakers = (0..nodes.len())
+            .filter(|&n| nodes[n].bgp_status().is_some())
+            .collect();
+        let muxes = (0..nodes.len())
+            .filter(|&n| nodes[n].mux().is_some())
+            .collect();
         Ok(Lab {
             topology,
             clock,
@@ -327,6 +341,8 @@ impl Lab {
             poll_all: true,
             nc,
             waker: Waker::default(),
+            speakers,
+            muxes,
         })
     }
 
@@ -456,9 +472,8 @@ impl Lab {
             }
         }
         // The controller: what its agents said, then what each node should now carry
-        // (sent by the node's listener when it is polled below).
+        // (sent by the node's listener, polled below when there is something new).
         if let Some(nc) = self.nc.as_mut() {
-            due.push(nc.node);
             let node = &mut self.nodes[nc.node];
             for event in node.take_control_events() {
                 for change in nc.hub.event(&event) {
@@ -469,11 +484,12 @@ impl Lab {
                 }
             }
             let mut controller = locked(&nc.api.controller);
-            let (changed, gone) = nc.hub.refresh(&controller);
+            let (changed, gone) = nc.hub.refresh(&controller, now);
             self.snat_log
                 .extend(nc.hub.slb_mut().take_events().into_iter().map(|e| (now, e)));
             if !changed.is_empty() || !gone.is_empty() {
                 node.publish_configs(nc.hub.configs());
+                due.push(nc.node);
             }
             nc.hub.settle(&mut controller);
         }
@@ -528,7 +544,7 @@ impl Lab {
         let count = |lab: &Lab| {
             let mut up = 0;
             let mut all = 0;
-            for node in &lab.nodes {
+            for node in lab.speakers.iter().map(|&n| &lab.nodes[n]) {
                 for n in node.bgp_status().unwrap_or_default() {
                     all += 1;
                     let bfd_up = n
@@ -554,7 +570,7 @@ impl Lab {
         if self.nc.as_ref().is_some_and(|nc| !nc.hub.converged()) {
             return false;
         }
-        self.nodes.iter().all(|node| {
+        self.muxes.iter().map(|&n| &self.nodes[n]).all(|node| {
             let Some(mux) = node.mux() else {
                 return true;
             };
@@ -604,11 +620,14 @@ impl Lab {
         } else {
             self.next_node_deadline()
         };
+        // The controller's reports waiting for their batch.
+        let controller_next = self.nc.as_ref().and_then(|nc| nc.hub.refresh_at());
         let next = self
             .segments
             .iter()
             .filter_map(|s| s.poll_at())
             .chain(node_next)
+            .chain(controller_next)
             .min()
             .unwrap_or(limit)
             .min(limit)
@@ -762,13 +781,20 @@ pub fn node_config(topology: &Topology, n: usize, secret: &str) -> NodeConfig {
         .enumerate()
         .find_map(|(c, node)| Some((c, node.controller.as_ref()?)))
         .and_then(|(c, controller)| {
-            let timers = strata_southbound::Timers::default();
+            let agents = topology
+                .nodes
+                .iter()
+                .filter(|node| node.mux.is_some() || node.vswitch.is_some())
+                .count();
+            // The agents boot together: their first connections are spread over a
+            // splay, as a fleet's are, not sent in one burst that overflows the
+            // controller's port (the SYNs lost then wait a second to be sent again, and
+            // the lab boots in stages).
+            let timers = strata_southbound::Timers {
+                splay: AGENT_SPLAY,
+                ..strata_southbound::Timers::default()
+            };
             if c == n {
-                let agents = topology
-                    .nodes
-                    .iter()
-                    .filter(|node| node.mux.is_some() || node.vswitch.is_some())
-                    .count();
                 return Some(ControlConfig::Server {
                     port: controller.southbound_port,
                     secret: secret.to_string(),

@@ -390,6 +390,7 @@ impl Node {
                     &token,
                     controller,
                     timers,
+                    now,
                 )),
                 None,
             ),

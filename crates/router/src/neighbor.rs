@@ -6,7 +6,7 @@
 //! holds at most `pending_limit` frames (the oldest is dropped first, as Linux's
 //! `unres_qlen` does).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -65,6 +65,9 @@ pub(crate) struct Expired {
 #[derive(Debug)]
 pub(crate) struct NeighborCache {
     entries: HashMap<(IfIndex, Ipv4Addr), Entry>,
+    /// The keys of the incomplete entries: the timers walk these, not the whole cache
+    /// (a router's holds every host of its networks).
+    incomplete: BTreeSet<(IfIndex, Ipv4Addr)>,
     limit: usize,
     pending_limit: usize,
 }
@@ -73,6 +76,7 @@ impl NeighborCache {
     pub(crate) fn new(limit: usize, pending_limit: usize) -> NeighborCache {
         NeighborCache {
             entries: HashMap::new(),
+            incomplete: BTreeSet::new(),
             limit,
             pending_limit: pending_limit.max(1),
         }
@@ -112,6 +116,7 @@ impl NeighborCache {
             mac,
             expires: now + REACHABLE_TIME,
         };
+        self.incomplete.remove(&key);
         match self.entries.insert(key, fresh) {
             Some(Entry::Incomplete { pending, .. }) => pending,
             _ => VecDeque::new(),
@@ -150,6 +155,7 @@ impl NeighborCache {
                         next_probe: now + RETRANS_TIME,
                     },
                 );
+                self.incomplete.insert(key);
                 Enqueued::Resolve
             }
         }
@@ -171,40 +177,47 @@ impl NeighborCache {
     /// Advances timers: re-probes unresolved neighbours, fails those out of probes.
     pub(crate) fn poll(&mut self, now: Duration) -> Expired {
         let mut out = Expired::default();
-        for (key, entry) in self.entries.iter_mut() {
-            if let Entry::Incomplete {
+        let mut failed = Vec::new();
+        // In key order: the lab's traces must be deterministic.
+        for key in &self.incomplete {
+            let Some(entry) = self.entries.get_mut(key) else {
+                continue;
+            };
+            let Entry::Incomplete {
                 pending,
                 probes,
                 next_probe,
             } = entry
-            {
-                if *next_probe > now {
-                    continue;
-                }
-                if *probes >= MAX_PROBES {
-                    out.unreachable
-                        .extend(pending.drain(..).map(|frame| (key.0, frame)));
-                    *entry = Entry::Failed {
-                        until: now + FAILED_HOLD,
-                    };
-                } else {
-                    *probes += 1;
-                    *next_probe = now + RETRANS_TIME;
-                    out.probe.push(*key);
-                }
+            else {
+                continue;
+            };
+            if *next_probe > now {
+                continue;
+            }
+            if *probes >= MAX_PROBES {
+                out.unreachable
+                    .extend(pending.drain(..).map(|frame| (key.0, frame)));
+                *entry = Entry::Failed {
+                    until: now + FAILED_HOLD,
+                };
+                failed.push(*key);
+            } else {
+                *probes += 1;
+                *next_probe = now + RETRANS_TIME;
+                out.probe.push(*key);
             }
         }
-        // HashMap order is not deterministic; the lab's traces must be.
-        out.probe.sort();
-        out.unreachable.sort_by_key(|(iface, _)| *iface);
+        for key in &failed {
+            self.incomplete.remove(key);
+        }
         out
     }
 
     pub(crate) fn poll_at(&self) -> Option<Duration> {
-        self.entries
-            .values()
-            .filter_map(|e| match e {
-                Entry::Incomplete { next_probe, .. } => Some(*next_probe),
+        self.incomplete
+            .iter()
+            .filter_map(|key| match self.entries.get(key) {
+                Some(Entry::Incomplete { next_probe, .. }) => Some(*next_probe),
                 _ => None,
             })
             .min()

@@ -82,11 +82,17 @@ impl Agent {
         }
     }
 
-    /// Starts connecting.
-    pub fn start(&mut self) {
-        if self.state == State::Idle {
+    /// Starts connecting: at once, or after the node's share of the splay.
+    pub fn start(&mut self, now: Duration) {
+        if self.state != State::Idle {
+            return;
+        }
+        let wait = splay_share(&self.node, self.timers.splay);
+        if wait.is_zero() {
             self.state = State::Connecting;
             self.outputs.push_back(Output::Connect);
+        } else {
+            self.state = State::Waiting { until: now + wait };
         }
     }
 
@@ -254,4 +260,17 @@ impl Agent {
             _ => None,
         }
     }
+}
+
+/// The part of `splay` a node waits before its first connection: the same for a node
+/// every time (a keyed hash of its name), spread evenly over a fleet.
+fn splay_share(node: &str, splay: Duration) -> Duration {
+    use std::hash::Hasher;
+    let nanos = u64::try_from(splay.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    let mut h = siphasher::sip::SipHasher24::new_with_keys(0x5374_7261_7461_5370, 0x6c61_7921);
+    h.write(node.as_bytes());
+    Duration::from_nanos(h.finish() % nanos)
 }

@@ -35,6 +35,10 @@ pub struct Timers {
     /// The first wait before reconnecting; it doubles up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// An agent's first connection waits a share of this, fixed by its node's name: a
+    /// fleet started at once reaches the controller spread over the splay, not in one
+    /// burst. Zero: at once.
+    pub splay: Duration,
 }
 
 impl Default for Timers {
@@ -44,6 +48,7 @@ impl Default for Timers {
             hold: Duration::from_secs(3),
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_secs(8),
+            splay: Duration::ZERO,
         }
     }
 }

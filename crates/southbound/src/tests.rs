@@ -44,7 +44,7 @@ struct Link {
 impl Link {
     fn new(token: &str) -> Link {
         let mut agent = Agent::new("MuxVM", token, Timers::default());
-        agent.start();
+        agent.start(Duration::ZERO);
         Link {
             agent,
             peer: None,
@@ -295,7 +295,7 @@ fn keepalives_keep_both_ends_up_and_silence_ends_them() {
 #[test]
 fn backoff_doubles_up_to_its_limit_and_resets_once_welcome() {
     let mut a = Agent::new("MuxVM", "t", Timers::default());
-    a.start();
+    a.start(Duration::ZERO);
     let mut now = Duration::ZERO;
     let mut waits = Vec::new();
     for _ in 0..7 {
@@ -336,7 +336,7 @@ fn out_of_order_messages_end_the_connection() {
     assert!(matches!(p.poll_event(), Some(Event::Close(r)) if r.contains("before Hello")));
     // The agent is sent a delta on a base it does not hold: it reconnects for a snapshot.
     let mut a = Agent::new("MuxVM", "t", Timers::default());
-    a.start();
+    a.start(Duration::ZERO);
     a.poll_output();
     a.connected(Duration::ZERO);
     a.poll_output();
@@ -413,7 +413,41 @@ mod units {
             hold: 3 * S,
             backoff_min: 250 * MS,
             backoff_max: 8 * S,
+            splay: Duration::ZERO,
         }
+    }
+
+    #[test]
+    fn a_splay_delays_the_first_connection_by_the_nodes_share_of_it() {
+        let splay = 100 * MS;
+        let start = S;
+        let share = |node: &str| {
+            let mut a = Agent::new(node, "t", Timers { splay, ..timers() });
+            a.start(start);
+            assert_eq!(outputs(&mut a), [], "{node} waits");
+            let at = a.poll_at().expect("a time to connect");
+            assert!(at >= start && at < start + splay, "{node}: {at:?}");
+            a.poll(at - Duration::from_nanos(1));
+            assert_eq!(outputs(&mut a), []);
+            a.poll(at);
+            assert_eq!(outputs(&mut a), [Output::Connect]);
+            at - start
+        };
+        // The same for a node every time; spread over a fleet.
+        assert_eq!(share("Host1"), share("Host1"));
+        let shares: std::collections::BTreeSet<Duration> =
+            (1..=50).map(|i| share(&format!("Host{i}"))).collect();
+        assert_eq!(shares.len(), 50);
+        assert!(
+            shares.first().unwrap() < &(splay / 4) && shares.last().unwrap() > &(splay * 3 / 4)
+        );
+        // Without a splay: at once.
+        let mut a = Agent::new("Host1", "t", timers());
+        a.start(start);
+        assert_eq!(outputs(&mut a), [Output::Connect]);
+        // Started twice: nothing more.
+        a.start(start);
+        assert_eq!(outputs(&mut a), []);
     }
 
     fn outputs(a: &mut Agent) -> Vec<Output> {
@@ -451,7 +485,7 @@ mod units {
     #[test]
     fn the_agent_keeps_alive_holds_reconnects_and_reports_only_when_accepted() {
         let mut a = Agent::new("MuxVM", "t", timers());
-        a.start();
+        a.start(Duration::ZERO);
         assert_eq!(outputs(&mut a), [Output::Connect]);
         a.report(json!({"x": 1}));
         assert!(
@@ -503,7 +537,7 @@ mod units {
     #[test]
     fn a_delta_on_another_base_is_not_applied() {
         let mut a = Agent::new("MuxVM", "t", timers());
-        a.start();
+        a.start(Duration::ZERO);
         a.connected(Duration::ZERO);
         a.received(MS, Message::Welcome { revision: 1 });
         a.received(

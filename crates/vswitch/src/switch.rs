@@ -13,8 +13,10 @@
 //! IPv4 and IPv6 frames entering a VM port from the switch go through its VFP layers
 //! inbound; frames leaving the VM go through them outbound. Other frames (ARP) pass. An
 //! ARP request for an address the controller gave one of the VM ports goes to that port
-//! alone ([`VSwitch::set_addresses`]): a host probing its own VMs floods nobody else's,
-//! which on a datacenter's management network would be every VM of every host.
+//! alone ([`VSwitch::set_addresses`]), and a request for any other address (but an
+//! announcement of the sender's own) skips the VM ports whose addresses it knows: a host
+//! probing its own VMs floods nobody else's, and a host asking for its controller does
+//! not reach every VM of every host (on a datacenter's management network, thousands).
 //!
 //! Networks are VLANs, as Hyper-V's access mode has them: a VM or host port is on one
 //! VLAN (or on none, the untagged network), its frames are untagged, and MAC learning,
@@ -38,8 +40,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use strata_wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Header};
-use strata_wire::{ETHERNET_HEADER_LEN, EthernetAddress};
 use strata_wire::vxlan::Vni;
+use strata_wire::{ETHERNET_HEADER_LEN, EthernetAddress};
 
 use crate::vfp::{self, Direction, Metadata, Verdict};
 
@@ -296,6 +298,11 @@ impl VSwitch {
         }
     }
 
+    /// Whether `port` is a VM's whose addresses the controller gave.
+    fn has_addresses(&self, port: SwitchPort) -> bool {
+        matches!(&self.ports[port.0].kind, Kind::Vm { addresses, .. } if !addresses.is_empty())
+    }
+
     /// The VM port on `network` whose NIC has `addr`.
     fn port_of_address(&self, network: Network, addr: Ipv4Addr) -> Option<SwitchPort> {
         self.ports
@@ -427,9 +434,14 @@ impl VSwitch {
             self.deliver(now, to, network, frame);
         } else {
             self.counters.flooded += 1;
+            // An ARP request for an address no VM port here has is no business of a VM
+            // port whose addresses the switch knows (a gratuitous one, which announces
+            // the sender's own address, is everyone's).
+            let asks_others = arp_request_target(&frame).is_some() && !is_gratuitous_arp(&frame);
             let targets: Vec<SwitchPort> = (0..self.ports.len())
                 .map(SwitchPort)
                 .filter(|p| *p != from && self.carries(*p, network))
+                .filter(|p| !(asks_others && self.has_addresses(*p)))
                 .collect();
             for to in targets {
                 self.deliver(now, to, network, frame.clone());
@@ -501,6 +513,13 @@ fn arp_request_target(frame: &[u8]) -> Option<Ipv4Addr> {
     // Hardware Ethernet, protocol IPv4, lengths 6 and 4, operation request.
     (ethertype == ETHERTYPE_ARP && arp[..8] == [0, 1, 8, 0, 6, 4, 0, 1])
         .then(|| Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]))
+}
+
+/// Whether an ARP frame asks for its sender's own address (an announcement).
+fn is_gratuitous_arp(frame: &[u8]) -> bool {
+    let arp = &frame[ETHERNET_HEADER_LEN..];
+    arp.get(14..18)
+        .is_some_and(|sender| Some(sender) == arp.get(24..28))
 }
 
 /// Removes a frame's 802.1Q tag (the frame parsed as tagged).
@@ -575,33 +594,58 @@ mod tests {
         assert!(s.set_addresses(vm, vec![[192, 168, 100, 74].into()]));
         assert!(s.set_vlan(tenant, Some(10)));
         assert!(s.set_addresses(tenant, vec![[192, 168, 100, 75].into()]));
-        assert!(!s.set_addresses(host, vec![[192, 168, 100, 2].into()]), "not a VM");
+        assert!(
+            !s.set_addresses(host, vec![[192, 168, 100, 2].into()]),
+            "not a VM"
+        );
         let t = Duration::ZERO;
         // The host probing its VM: the request reaches the VM, not the uplink.
-        s.receive(t, host, arp_request(HOST, [192, 168, 100, 2], [192, 168, 100, 74]));
+        s.receive(
+            t,
+            host,
+            arp_request(HOST, [192, 168, 100, 2], [192, 168, 100, 74]),
+        );
         assert_eq!(drain(&mut s), vec![vm]);
         // The router asking from outside: the same.
-        s.receive(t, up, arp_request(ROUTER, [192, 168, 100, 1], [192, 168, 100, 74]));
+        s.receive(
+            t,
+            up,
+            arp_request(ROUTER, [192, 168, 100, 1], [192, 168, 100, 74]),
+        );
         assert_eq!(drain(&mut s), vec![vm]);
         assert_eq!(s.counters().arp_steered, 2);
-        // An address no port has, and one a port of another VLAN has: flooded.
-        s.receive(t, up, arp_request(ROUTER, [192, 168, 100, 1], [192, 168, 100, 9]));
-        assert_eq!(drain(&mut s), vec![host, vm, other]);
-        s.receive(t, host, arp_request(HOST, [192, 168, 100, 2], [192, 168, 100, 75]));
-        assert_eq!(drain(&mut s), vec![up, vm, other]);
-        // The VM announcing its own address (gratuitous ARP): flooded.
-        s.receive(t, vm, arp_request(VM, [192, 168, 100, 74], [192, 168, 100, 74]));
-        assert_eq!(drain(&mut s), vec![up, host, other]);
-        assert_eq!((s.counters().arp_steered, s.counters().flooded), (2, 3));
-        // An ARP reply is not a request, whatever it names.
-        let mut reply = arp_request(ROUTER, [192, 168, 100, 1], [192, 168, 100, 74]);
+        // An address no port has, and one a port of another VLAN has: flooded, but not
+        // to the VM whose address is known (and is another).
+        let ask = |s: &mut VSwitch, from, mac, sender: [u8; 4], target: [u8; 4]| {
+            s.receive(t, from, arp_request(mac, sender, target));
+            drain(s)
+        };
+        let router = [192, 168, 100, 1];
+        assert_eq!(
+            ask(&mut s, up, ROUTER, router, [192, 168, 100, 9]),
+            [host, other]
+        );
+        let from_host = ask(&mut s, host, HOST, [192, 168, 100, 2], [192, 168, 100, 75]);
+        assert_eq!(from_host, [up, other]);
+        // Announcements (gratuitous ARP) reach everyone: the VM's own, the router's.
+        let own = [192, 168, 100, 74];
+        assert_eq!(ask(&mut s, vm, VM, own, own), [up, host, other]);
+        assert_eq!(ask(&mut s, up, ROUTER, router, router), [host, vm, other]);
+        assert_eq!((s.counters().arp_steered, s.counters().flooded), (2, 4));
+        // An ARP reply is not a request, whatever it names; nor is anything else.
+        let mut reply = arp_request(ROUTER, router, own);
         reply[21] = 2;
         s.receive(t, up, reply);
         assert_eq!(drain(&mut s), vec![host, vm, other]);
-        // Addresses taken away: flooded again.
-        s.set_addresses(vm, Vec::new());
-        s.receive(t, up, arp_request(ROUTER, [192, 168, 100, 1], [192, 168, 100, 74]));
+        s.receive(t, up, frame(EthernetAddress::BROADCAST, ROUTER, 0x88cc));
         assert_eq!(drain(&mut s), vec![host, vm, other]);
+        // Addresses taken away: flooded to the VM again.
+        s.set_addresses(vm, Vec::new());
+        assert_eq!(ask(&mut s, up, ROUTER, router, own), [host, vm, other]);
+        assert_eq!(
+            ask(&mut s, up, ROUTER, router, [192, 168, 100, 9]),
+            [host, vm, other]
+        );
     }
 
     #[test]

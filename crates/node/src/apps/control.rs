@@ -71,9 +71,15 @@ pub struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(node: &str, token: &str, controller: SocketAddrV4, timers: Timers) -> Client {
+    pub(crate) fn new(
+        node: &str,
+        token: &str,
+        controller: SocketAddrV4,
+        timers: Timers,
+        now: Duration,
+    ) -> Client {
         let mut agent = Agent::new(node, token, timers);
-        agent.start();
+        agent.start(now);
         Client {
             agent,
             controller,

@@ -808,7 +808,10 @@ fn a_dips_health_reaches_every_entry_it_serves_and_no_other() {
     assert!(m.set_dip_health(dip(75).addr, false));
     assert_eq!(health(&m), [vec![true, false, true], vec![false, true]]);
     // The first entry loses .76 and gains .81; .76 serves nothing now, .81 one entry.
-    m.set_vip(vip(vec![dip(74), dip(75), dip(81)], Distribution::FiveTuple));
+    m.set_vip(vip(
+        vec![dip(74), dip(75), dip(81)],
+        Distribution::FiveTuple,
+    ));
     assert!(!m.set_dip_health(dip(76).addr, false));
     assert!(m.set_dip_health(dip(81).addr, false));
     assert_eq!(health(&m), [vec![true, false, false], vec![false, true]]);

@@ -425,7 +425,10 @@ mod tests {
     }
 
     fn nat(src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>) -> HeaderTransposition {
-        nat_to(src.map(|(a, p)| (a, Some(p))), dst.map(|(a, p)| (a, Some(p))))
+        nat_to(
+            src.map(|(a, p)| (a, Some(p))),
+            dst.map(|(a, p)| (a, Some(p))),
+        )
     }
 
     /// A NAT of either end to an address and maybe a port.
