@@ -63,8 +63,10 @@ pub struct Controller<S> {
     vips: HashMap<IpAddr, String>,
     /// The last VIP allocated: the next search starts after it.
     last_allocated: Option<IpAddr>,
-    /// Resources whose provisioningState is Updating, with the revision of their write.
+    /// Resources whose provisioningState is Updating, with the revision of their write,
+    /// and the same by revision (writes settle by ranges of revisions).
     updating: BTreeMap<Key, u64>,
+    updating_at: BTreeMap<u64, BTreeSet<Key>>,
     /// The last writes, oldest first: revision, collection, id (lowercase).
     log: std::collections::VecDeque<(u64, &'static str, String)>,
     rng: u64,
@@ -92,6 +94,7 @@ impl<S: Store> Controller<S> {
             vips: HashMap::new(),
             last_allocated: None,
             updating: BTreeMap::new(),
+            updating_at: BTreeMap::new(),
             log: std::collections::VecDeque::new(),
             rng: seed,
         };
@@ -105,27 +108,45 @@ impl<S: Store> Controller<S> {
                 continue;
             };
             if doc.pointer("/properties/provisioningState") == Some(&Value::from(UPDATING)) {
-                c.updating
-                    .insert((kind.name, id.clone()), snapshot.revision);
+                c.set_updating((kind.name, id.clone()), Some(snapshot.revision));
             }
             c.index((kind.name, id), doc);
         }
         Ok(c)
     }
 
-    /// Settles the provisioningState of the resources still Updating: `outcome(w)` says,
-    /// for a write at revision `w`, whether every node it changed has applied it
-    /// (`Some(Ok)`: Succeeded), one could not (`Some(Err(reason))`: Failed, the reason in
-    /// configurationState), or it is not known yet (`None`). The state is kept in memory:
-    /// after a restart a resource reads Updating until its nodes have it again.
-    pub fn settle(&mut self, outcome: impl Fn(u64) -> Option<Result<(), String>>) {
-        let decided: Vec<(Key, Result<(), String>)> = self
-            .updating
-            .iter()
-            .filter_map(|(key, w)| Some((key.clone(), outcome(*w)?)))
+    /// Records that `key` is Updating since the write of `revision` (`None`: no longer).
+    fn set_updating(&mut self, key: Key, revision: Option<u64>) {
+        if let Some(old) = self.updating.remove(&key)
+            && let Some(keys) = self.updating_at.get_mut(&old)
+        {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.updating_at.remove(&old);
+            }
+        }
+        if let Some(r) = revision {
+            self.updating_at.entry(r).or_default().insert(key.clone());
+            self.updating.insert(key, r);
+        }
+    }
+
+    /// Settles the provisioningState of the resources still Updating whose writes came
+    /// after revision `after`, up to `upto`: every node the writes changed has applied
+    /// them (`Ok`: Succeeded), or one could not (`Err(reason)`: Failed, the reason in
+    /// configurationState). The state is kept in memory: after a restart a resource
+    /// reads Updating until its nodes have it again.
+    pub fn settle(&mut self, after: u64, upto: u64, result: &Result<(), String>) {
+        if after >= upto {
+            return;
+        }
+        let decided: Vec<Key> = self
+            .updating_at
+            .range(after + 1..=upto)
+            .flat_map(|(_, keys)| keys.iter().cloned())
             .collect();
-        for (key, result) in decided {
-            self.updating.remove(&key);
+        for key in decided {
+            self.set_updating(key.clone(), None);
             let (Some(kind), Some(doc)) = (strata_model::kind(key.0), self.docs.get_mut(&key))
             else {
                 continue;
@@ -176,7 +197,7 @@ impl<S: Store> Controller<S> {
 
     /// The revision of the oldest write still Updating.
     pub fn oldest_updating(&self) -> Option<u64> {
-        self.updating.values().min().copied()
+        self.updating_at.keys().next().copied()
     }
 
     /// The revision of the last write.
@@ -396,7 +417,7 @@ impl<S: Store> Controller<S> {
         )?;
         self.unindex(&key);
         self.logged(kind.name, &key.1);
-        self.updating.insert(key.clone(), self.revision);
+        self.set_updating(key.clone(), Some(self.revision));
         self.index(key, doc.clone());
         if allocated.is_some() {
             self.last_allocated = allocated;
@@ -425,7 +446,7 @@ impl<S: Store> Controller<S> {
         )?;
         self.unindex(&key);
         self.logged(kind.name, &key.1);
-        self.updating.remove(&key);
+        self.set_updating(key, None);
         Ok(())
     }
 

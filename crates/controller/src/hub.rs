@@ -163,18 +163,12 @@ impl Hub {
             return;
         }
         if c.oldest_updating().is_some() {
-            // Each compilation's outcome once, whatever number of writes it holds.
-            let outcomes: Vec<(u64, u64, Outcome)> = self
-                .compilations
-                .iter()
-                .map(|k| (k.after, k.upto, self.compilation_outcome(k)))
-                .collect();
-            c.settle(|w| {
-                outcomes
-                    .iter()
-                    .find(|(after, upto, _)| *after < w && w <= *upto)
-                    .and_then(|(.., outcome)| outcome.clone())
-            });
+            // Each compilation's outcome once, for the writes it holds together.
+            for k in &self.compilations {
+                if let Some(result) = self.compilation_outcome(k) {
+                    c.settle(k.after, k.upto, &result);
+                }
+            }
         }
         // What no resource waits for any more.
         match c.oldest_updating() {

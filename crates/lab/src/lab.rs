@@ -759,6 +759,7 @@ pub fn node_config(topology: &Topology, n: usize, secret: &str) -> NodeConfig {
                 name: vm.name.clone(),
                 mac: mac_of(m, j),
                 vlan: nic.vlan,
+                addresses: vec![nic.addr.addr()],
                 layers: Vec::new(),
             })
             .collect();

@@ -39,4 +39,32 @@ fn the_datacenter_lab_at_a_tenth_passes_its_scenarios() {
     for n in &status {
         assert_eq!(n.received.len(), 10, "each tenant's /32 from {}", n.address);
     }
+    // The agents boot together without overflowing a port (their first connections are
+    // splayed): each connected once, no frame was lost anywhere.
+    for node in lab.nodes().iter().filter(|n| n.agent().is_some()) {
+        assert_eq!(node.agent().unwrap().sessions, 1, "{}", node.name());
+    }
+    for segment in lab.segments() {
+        for port in 0..segment.ports() {
+            let c = segment.counters(strata_fabric::PortId(port)).unwrap();
+            assert_eq!(c.queue_drops, 0, "{} port {port}", segment.name());
+        }
+    }
+    // A host's ARP requests for its VMs went to them alone, and its VMs heard no host's
+    // request for anyone else: a VM's link carried a few broadcasts at most (its own, and
+    // those of the nodes whose addresses no VM has, before its host knew its address).
+    for h in 1..=10 {
+        let host = lab.node(&format!("Host{h}")).unwrap().vswitch().unwrap();
+        assert!(host.counters().arp_steered >= 20, "Host{h}: {:?}", host.counters());
+    }
+    let vm_links = lab.segments().iter().filter(|s| s.name().contains(".VM"));
+    let broadcasts: usize = vm_links
+        .map(|s| {
+            s.captured()
+                .iter()
+                .filter(|c| c.bytes[0] == 0xff && c.bytes[12..14] == [0x08, 0x06])
+                .count()
+        })
+        .sum();
+    assert!(broadcasts <= 200 * 3, "{broadcasts} ARP broadcasts on 200 VMs' links");
 }

@@ -466,7 +466,6 @@ fn plan_host<'a>(
 /// that VNI only.
 fn program_port(vswitch: &mut VSwitch, port: SwitchPort, plan: Option<&PortPlan>) {
     vswitch.set_vni(port, plan.map(|p| p.vni));
-    vswitch.set_addresses(port, plan.map(|p| vec![p.dip]).unwrap_or_default());
     let Some(vfp) = vswitch.vfp_mut(port) else {
         return;
     };

@@ -126,6 +126,7 @@ impl Dataplane {
                         vm.mac,
                         strata_vswitch::vfp::DEFAULT_FLOW_LIMIT,
                     );
+                    vswitch.set_addresses(port, vm.addresses);
                     if !vswitch.set_vlan(port, vm.vlan) {
                         return Err(NodeError::Vlan {
                             node: config.name.clone(),

@@ -91,6 +91,10 @@ pub struct VmPortConfig {
     pub mac: EthernetAddress,
     /// An access port of this VLAN (the uplink carries its frames tagged), or untagged.
     pub vlan: Option<u16>,
+    /// The VM NIC's IPv4 addresses, as the VM was given them (none: not known): ARP for
+    /// them is steered to the port, other ARP kept from it (see
+    /// [`strata_vswitch::VSwitch::set_addresses`]).
+    pub addresses: Vec<std::net::Ipv4Addr>,
     /// The VFP layers on the port.
     pub layers: Vec<Layer>,
 }

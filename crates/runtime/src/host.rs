@@ -21,6 +21,7 @@
 //! interface = "vm-portal"            # the link to the VM
 //! mac = "00:15:5d:64:08:00"          # the VM NIC's MAC
 //! vlan = 10                          # optional: an access port of this VLAN
+//! address = "192.168.100.74/24"      # optional: the VM NIC's, for ARP to go to it alone
 //! [[route]]
 //! prefix = "0.0.0.0/0"
 //! via = "192.168.100.1"
@@ -83,6 +84,9 @@ pub struct VmDef {
     pub mac: String,
     #[serde(default)]
     pub vlan: Option<u16>,
+    /// The VM NIC's address, if known: ARP for it is steered to the VM's port alone.
+    #[serde(default)]
+    pub address: Option<ipnet::Ipv4Net>,
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
@@ -169,6 +173,7 @@ pub fn driver(file: &HostFile) -> Result<crate::Driver, String> {
             name: vm.name.clone(),
             mac: strata_wire::EthernetAddress(parse_mac(&vm.mac).ok_or("bad mac")?),
             vlan: vm.vlan,
+            addresses: vm.address.map(|a| a.addr()).into_iter().collect(),
             layers: Vec::new(),
         });
     }

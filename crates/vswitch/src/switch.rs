@@ -12,8 +12,8 @@
 //!
 //! IPv4 and IPv6 frames entering a VM port from the switch go through its VFP layers
 //! inbound; frames leaving the VM go through them outbound. Other frames (ARP) pass. An
-//! ARP request for an address the controller gave one of the VM ports goes to that port
-//! alone ([`VSwitch::set_addresses`]), and a request for any other address (but an
+//! ARP request for the address of one of the VM ports' NICs goes to that port alone
+//! ([`VSwitch::set_addresses`]), and a request for any other address (but an
 //! announcement of the sender's own) skips the VM ports whose addresses it knows: a host
 //! probing its own VMs floods nobody else's, and a host asking for its controller does
 //! not reach every VM of every host (on a datacenter's management network, thousands).
@@ -65,8 +65,7 @@ enum Kind {
         vfp: Box<vfp::Port>,
         /// The virtual network whose VXLAN the port takes (none until programmed).
         vni: Option<Vni>,
-        /// The IPv4 addresses the controller gave the VM's NIC (see
-        /// [`VSwitch::set_addresses`]).
+        /// The IPv4 addresses of the VM's NIC (see [`VSwitch::set_addresses`]).
         addresses: Vec<Ipv4Addr>,
     },
 }
@@ -284,10 +283,10 @@ impl VSwitch {
         }
     }
 
-    /// The IPv4 addresses of a VM port's NIC, as the controller configured it: an ARP
-    /// request for one of them goes to that port alone, not to every port and the
-    /// uplink (so a host probing its VMs floods nobody else's). False for a port that is
-    /// not a VM's.
+    /// The IPv4 addresses of a VM port's NIC, as the VM was given them: an ARP request
+    /// for one of them goes to that port alone, not to every port and the uplink (so a
+    /// host probing its VMs floods nobody else's), and an ARP request for an address
+    /// the NIC does not have skips the port. False for a port that is not a VM's.
     pub fn set_addresses(&mut self, port: SwitchPort, addrs: Vec<Ipv4Addr>) -> bool {
         match self.ports.get_mut(port.0).map(|p| &mut p.kind) {
             Some(Kind::Vm { addresses, .. }) => {
@@ -298,7 +297,7 @@ impl VSwitch {
         }
     }
 
-    /// Whether `port` is a VM's whose addresses the controller gave.
+    /// Whether `port` is a VM's whose addresses the switch knows.
     fn has_addresses(&self, port: SwitchPort) -> bool {
         matches!(&self.ports[port.0].kind, Kind::Vm { addresses, .. } if !addresses.is_empty())
     }

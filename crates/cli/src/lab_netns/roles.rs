@@ -128,6 +128,7 @@ pub(crate) fn role_file(
             if let Some(vlan) = vm.nics[nic].vlan {
                 let _ = writeln!(c, "vlan = {vlan}");
             }
+            let _ = writeln!(c, "address = \"{}\"", vm.nics[nic].addr);
         }
         routes(&mut c, node);
         return Some(RoleFile {

@@ -452,7 +452,7 @@ fn provisioning_settles_in_memory_and_a_reopen_finds_what_was_still_updating() {
             .unwrap();
         assert_eq!(c.oldest_updating(), Some(first));
         // The first write settles; the second not yet.
-        c.settle(|w| (w == first).then_some(Ok(())));
+        c.settle(first - 1, first, &Ok(()));
         assert_eq!(c.oldest_updating(), Some(first + 1));
         let doc = c.get(k("logicalNetworks"), "public").unwrap();
         assert_eq!(doc["properties"]["provisioningState"], "Succeeded");
@@ -460,7 +460,19 @@ fn provisioning_settles_in_memory_and_a_reopen_finds_what_was_still_updating() {
             doc["properties"]["subnets"][0]["properties"]["provisioningState"], "Succeeded",
             "its children too"
         );
-        c.settle(|_| Some(Err("MuxVM: no".into())));
+        // An empty range settles nothing.
+        c.settle(first + 1, first + 1, &Ok(()));
+        c.settle(first + 1, first, &Ok(()));
+        assert_eq!(c.oldest_updating(), Some(first + 1));
+        // Written again: Updating since the new write, which the old one's outcome does
+        // not settle.
+        let second = c.revision();
+        c.put(k("loadBalancerManager"), "config", manager(), None)
+            .unwrap();
+        assert_eq!(c.oldest_updating(), Some(second + 1));
+        c.settle(first, second, &Ok(()));
+        assert_eq!(c.oldest_updating(), Some(second + 1));
+        c.settle(first, c.revision(), &Err("MuxVM: no".into()));
         let doc = c.get(k("loadBalancerManager"), "config").unwrap();
         assert_eq!(doc["properties"]["provisioningState"], "Failed");
         assert_eq!(
