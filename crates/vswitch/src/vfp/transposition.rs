@@ -174,15 +174,9 @@ impl HeaderTransposition {
         m: &Metadata,
         compiled: Option<&Ipv4Rewrite>,
     ) {
-        // Where the inner frame starts: after an encapsulation that stays on.
-        let inner = match (self.encap, m.encap) {
-            (EncapOp::Pop, Some(e)) => {
-                frame.drain(..e.len);
-                0
-            }
-            (_, Some(e)) => e.len,
-            (_, None) => 0,
-        };
+        // Where the inner frame starts. An encapsulation popped goes last: the headers
+        // are rewritten where parsing just read them, then moved once.
+        let inner = m.encap.map_or(0, |e| e.len);
         if let Some(mac) = self.eth_dst {
             frame[inner..inner + 6].copy_from_slice(mac.as_bytes());
         }
@@ -202,8 +196,10 @@ impl HeaderTransposition {
             let (l4, end) = m.ip.l4();
             clamp_mss(&mut ip[l4..end], mss);
         }
-        if let EncapOp::Push(spec) = self.encap {
-            push_vxlan(frame, &spec, m);
+        match self.encap {
+            EncapOp::Pop if inner > 0 => _ = frame.drain(..inner),
+            EncapOp::Push(spec) => push_vxlan(frame, &spec, m),
+            _ => {}
         }
     }
 }
