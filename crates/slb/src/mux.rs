@@ -560,6 +560,7 @@ impl Mux {
         self.snat.get(&SnatKey::of(key.dst, key.dst_port)).copied()
     }
 
+    #[inline(always)]
     fn flow_key(&mut self, layout: &Ipv4Layout, packet: &[u8]) -> Result<FlowKey, MuxDrop> {
         layout.flow_key(packet).map_err(|e| match e {
             strata_wire::Error::Fragment => {
