@@ -55,7 +55,11 @@ fn the_datacenter_lab_at_a_tenth_passes_its_scenarios() {
     // those of the nodes whose addresses no VM has, before its host knew its address).
     for h in 1..=10 {
         let host = lab.node(&format!("Host{h}")).unwrap().vswitch().unwrap();
-        assert!(host.counters().arp_steered >= 20, "Host{h}: {:?}", host.counters());
+        assert!(
+            host.counters().arp_steered >= 20,
+            "Host{h}: {:?}",
+            host.counters()
+        );
     }
     let vm_links = lab.segments().iter().filter(|s| s.name().contains(".VM"));
     let broadcasts: usize = vm_links
@@ -66,5 +70,8 @@ fn the_datacenter_lab_at_a_tenth_passes_its_scenarios() {
                 .count()
         })
         .sum();
-    assert!(broadcasts <= 200 * 3, "{broadcasts} ARP broadcasts on 200 VMs' links");
+    assert!(
+        broadcasts <= 200 * 3,
+        "{broadcasts} ARP broadcasts on 200 VMs' links"
+    );
 }
