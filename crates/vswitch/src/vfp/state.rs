@@ -69,16 +69,18 @@ pub(crate) enum Liveness {
 /// A layer's flow state.
 #[derive(Debug, Default)]
 pub(crate) struct LayerState {
-    flows: HashMap<LayerKey, LayerFlow, foldhash::fast::RandomState>,
+    /// Boxed: an entry is some 200 bytes, which growing the table would otherwise move
+    /// (and the first packet of every connection pays for growth).
+    flows: HashMap<LayerKey, Box<LayerFlow>, foldhash::fast::RandomState>,
 }
 
 impl LayerState {
     pub(crate) fn get(&self, key: &LayerKey) -> Option<&LayerFlow> {
-        self.flows.get(key)
+        self.flows.get(key).map(|b| &**b)
     }
 
     pub(crate) fn get_mut(&mut self, key: &LayerKey) -> Option<&mut LayerFlow> {
-        self.flows.get_mut(key)
+        self.flows.get_mut(key).map(|b| &mut **b)
     }
 
     pub(crate) fn contains(&self, key: &LayerKey) -> bool {
@@ -92,8 +94,8 @@ impl LayerState {
 
     /// Records a connection: its opening side and its replies.
     pub(crate) fn insert(&mut self, opening: LayerKey, side: LayerFlow, reply: LayerFlow) {
-        self.flows.insert(side.peer, reply);
-        self.flows.insert(opening, side);
+        self.flows.insert(side.peer, Box::new(reply));
+        self.flows.insert(opening, Box::new(side));
     }
 
     /// Drops the connections that are over: those with no side `live` says is `Live`,
@@ -136,7 +138,7 @@ impl LayerState {
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&LayerKey, &LayerFlow)> {
-        self.flows.iter()
+        self.flows.iter().map(|(k, e)| (k, &**e))
     }
 
     /// A source port of `ranges` (each [`SNAT_RANGE`] ports from its start) for a
