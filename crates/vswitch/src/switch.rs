@@ -425,8 +425,11 @@ impl VSwitch {
                 }
                 _ => {}
             }
-        } else if let Some(to) = arp_request_target(&frame)
-            .and_then(|target| self.port_of_address(network, target))
+            return;
+        }
+        let arp = arp_request(&frame);
+        if let Some(to) = arp
+            .and_then(|(_, target)| self.port_of_address(network, target))
             .filter(|to| *to != from)
         {
             self.counters.arp_steered += 1;
@@ -436,7 +439,7 @@ impl VSwitch {
             // An ARP request for an address no VM port here has is no business of a VM
             // port whose addresses the switch knows (a gratuitous one, which announces
             // the sender's own address, is everyone's).
-            let asks_others = arp_request_target(&frame).is_some() && !is_gratuitous_arp(&frame);
+            let asks_others = arp.is_some_and(|(sender, target)| sender != target);
             let targets: Vec<SwitchPort> = (0..self.ports.len())
                 .map(SwitchPort)
                 .filter(|p| *p != from && self.carries(*p, network))
@@ -505,20 +508,14 @@ impl VSwitch {
     }
 }
 
-/// The address an untagged Ethernet frame of an ARP request for IPv4 asks for.
-fn arp_request_target(frame: &[u8]) -> Option<Ipv4Addr> {
+/// The sender's address and the address asked for, if an untagged Ethernet frame is an
+/// ARP request for IPv4.
+fn arp_request(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
     let arp = frame.get(ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + 28)?;
     let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
     // Hardware Ethernet, protocol IPv4, lengths 6 and 4, operation request.
-    (ethertype == ETHERTYPE_ARP && arp[..8] == [0, 1, 8, 0, 6, 4, 0, 1])
-        .then(|| Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]))
-}
-
-/// Whether an ARP frame asks for its sender's own address (an announcement).
-fn is_gratuitous_arp(frame: &[u8]) -> bool {
-    let arp = &frame[ETHERNET_HEADER_LEN..];
-    arp.get(14..18)
-        .is_some_and(|sender| Some(sender) == arp.get(24..28))
+    let ip = |at: usize| Ipv4Addr::new(arp[at], arp[at + 1], arp[at + 2], arp[at + 3]);
+    (ethertype == ETHERTYPE_ARP && arp[..8] == [0, 1, 8, 0, 6, 4, 0, 1]).then(|| (ip(14), ip(24)))
 }
 
 /// Removes a frame's 802.1Q tag (the frame parsed as tagged).
