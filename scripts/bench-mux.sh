@@ -8,8 +8,10 @@
 # The sender (crates/fabric/examples/blast.rs: pre-built UDP frames, 64 per sendmmsg,
 # over FLOWS flows) runs on CPU 0. The load balancer runs on CPU 1: the Strata Mux
 # process is pinned there (crates/runtime/examples/bench_mux.rs, the driver of `strata
-# mux` with a fixed VIP table of four DIPs), and receive processing in the mux namespace
-# is steered there with RPS, so the kernel's DNAT runs there too. The sink drops what
+# mux` with a fixed VIP table of four DIPs), once per link backend (LINKS: AF_PACKET
+# sockets, then AF_XDP sockets fed by an XDP program, whose veth NAPI poll runs in a
+# thread pinned to CPU 1 as well), and receive processing in the mux namespace is
+# steered there with RPS, so the kernel's DNAT runs there too. The sink drops what
 # arrives at its ingress hook and counts it. Reported per variant: packets per second
 # out of the load balancer, CPU 1's busy share, and CPU 1's time per million packets
 # (the fair figure when the sender saturates first).
@@ -30,10 +32,11 @@
 # process's CPU time per thousand requests.
 #
 # Root only. Usage: scripts/bench-mux.sh [SECONDS] [FLOWS]   (default 10 s, 1024 flows)
-# STAGES="pps http" chooses the stages (default both); CONNS the HTTP connections (32).
-# Also: RATE (the sender's pps, 0 flat out), INGRESS_DROP=1, PROFILE=FILE, RPS_CPUS=MASK
-# (where the load balancer's receive processing runs, default CPU 1), MUX_PRIORITY=N
-# (the Strata Mux at SCHED_FIFO priority N), STRATA_LINK=ring (read by the ring).
+# STAGES="pps http" chooses the stages (default both); CONNS the HTTP connections (32);
+# LINKS the Strata Mux's link backends, as STRATA_LINK names them (default "socket xdp";
+# "ring" too). Also: RATE (the sender's pps, 0 flat out), INGRESS_DROP=1, PROFILE=FILE,
+# RPS_CPUS=MASK (where the load balancer's receive processing runs, default CPU 1),
+# MUX_PRIORITY=N (the Strata Mux at SCHED_FIFO priority N).
 # Everything it creates is removed when it ends, also on failure.
 set -euo pipefail
 
@@ -44,6 +47,8 @@ RATE=${RATE:-0}
 # PROFILE=FILE records the Strata Mux process with perf while it is measured.
 PROFILE=${PROFILE:-}
 STAGES=${STAGES:-pps http}
+# The Strata Mux's link backends measured (STRATA_LINK: socket, ring, xdp).
+LINKS=${LINKS-socket xdp}
 CONNS=${CONNS:-32}
 G=strata-bench-gen
 M=strata-bench-mux
@@ -65,7 +70,7 @@ command -v nft >/dev/null || { echo "bench-mux: needs nft (nftables)" >&2; exit 
 
 echo "building (release)..." >&2
 cargo build -q --release -p strata-runtime --example bench_mux --example http_server \
-    -p strata-fabric --example blast
+    -p strata-fabric --example blast --example soak
 BIN=target/release/examples
 
 MUX_PID=
@@ -83,10 +88,24 @@ proc_ticks() {
     if [ -n "$MUX_PID" ]; then awk '{ print $14 + $15 }' "/proc/$MUX_PID/stat"; else echo 0; fi
 }
 sink_rx() { ip netns exec $S cat /sys/class/net/sink0/statistics/rx_packets; }
-# CPU 1's busy and total jiffies.
-cpu1() { awk '$1 == "cpu1" { print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat; }
+# CPU 1's busy share is what the soaker (crates/fabric/examples/soak.rs, spinning at
+# the lowest priority on CPU 1) does not get: 1 - its rate / its rate alone (IDLE_RATE,
+# measured first). /proc/stat would miss the short bursts out of idle a load balancer
+# below saturation is made of.
+soak() { taskset -c 1 "$BIN/soak" "$1"; }
 send() {
     taskset -c 0 ip netns exec $G "$BIN/blast" gen0 "$MAC" 10.1.0.2 10.9.0.100:9 "$1" "$FLOWS" "$RATE"
+}
+
+# With AF_XDP the Mux's XDP program runs in the veth's NAPI poll, which the
+# kernel schedules on the CPU that sent the frame (the sender's): it is run by a thread
+# of its own instead (threaded NAPI), pinned to CPU 1 with the rest of the load balancer.
+pin_napi() {
+    local ns=$1 dev=$2 pid
+    # A veth has NAPI only with a native XDP program (generic XDP runs where RPS says).
+    ip netns exec "$ns" sh -c "echo 1 > /sys/class/net/$dev/threaded" 2>/dev/null || return 0
+    for pid in $(pgrep "^napi/$dev-"); do taskset -pc 1 "$pid" >/dev/null; done
+    echo "  NAPI threads of $dev on CPU 1: $(pgrep -d, "^napi/$dev-")" >&2
 }
 
 RESULTS=()
@@ -94,10 +113,11 @@ measure() {
     local label=$1
     send 1 >/dev/null # warm up: neighbors resolved, flows known
     sleep 0.5
-    local rx0 rx1 b0 t0 b1 t1 w0 w1 sender p0 p1
+    local rx0 rx1 w0 w1 sender p0 p1 soaked soak_pid
     rx0=$(sink_rx)
     p0=$(proc_ticks)
-    read -r b0 t0 < <(cpu1)
+    soak "$DURATION" >/tmp/strata-bench-soak.out &
+    soak_pid=$!
     w0=$(date +%s.%N)
     local perf_pid=
     if [ -n "$MUX_PID" ] && [ -n "$PROFILE" ]; then
@@ -107,19 +127,21 @@ measure() {
     sender=$(send "$DURATION")
     [ -z "$perf_pid" ] || wait "$perf_pid"
     w1=$(date +%s.%N)
+    wait "$soak_pid"
+    soaked=$(cat /tmp/strata-bench-soak.out)
     sleep 0.2
     rx1=$(sink_rx)
     p1=$(proc_ticks)
-    read -r b1 t1 < <(cpu1)
     if [ -n "$MUX_PID" ]; then
         echo "  the Mux process: $(awk -v p=$((p1 - p0)) -v n=$((rx1 - rx0)) -v hz="$(getconf CLK_TCK)" \
             'BEGIN { printf "%.3f CPU-s per Mpkt (user and system)", (p / hz) / (n / 1e6) }')" >&2
     fi
     local line
     line=$(awk -v l="$label" -v n=$((rx1 - rx0)) -v w="$(echo "$w1 - $w0" | bc)" \
-        -v b=$((b1 - b0)) -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {
-            busy = t > 0 ? b / t : 0
-            printf "%-22s %12.0f %9.0f%% %14.3f", l, n / w, busy * 100, (b / hz) / (n / 1e6)
+        -v s="$soaked" -v idle="$IDLE_RATE" 'BEGIN {
+            busy = 1 - s / idle
+            if (busy < 0) busy = 0
+            printf "%-24s %12.0f %9.0f%% %14.3f", l, n / w, busy * 100, busy * w / (n / 1e6)
         }')
     echo "  sender: $sender" >&2
     RESULTS+=("$line")
@@ -151,29 +173,34 @@ EOF
     MAC=$(ip -n $M -o link show in0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
 
 
-    echo "Strata's Mux (VXLAN to the host's PA)..." >&2
-    # The kernel's own stack has nothing to do with the frames Strata takes (AF_PACKET sees
-    # them before this hook); dropping them here spares it routing and discarding each.
-    if [ -n "${INGRESS_DROP:-}" ]; then
-    ip netns exec $M nft -f - <<EOF
+    local link
+    for link in $LINKS; do
+        echo "Strata's Mux by $link (VXLAN to the host's PA)..." >&2
+        # The kernel's own stack has nothing to do with the frames Strata takes (AF_PACKET
+        # sees them before this hook; XDP takes them before the kernel builds anything):
+        # dropping them here spares it routing and discarding each.
+        if [ -n "${INGRESS_DROP:-}" ]; then
+            ip netns exec $M nft -f - <<EOF
     table netdev strata {
         chain in0 { type filter hook ingress device "in0" priority 0; policy drop; }
         chain out0 { type filter hook ingress device "out0" priority 0; policy drop; }
     }
 EOF
-    fi
-    taskset -c 1 ${MUX_PRIORITY:+chrt -f "$MUX_PRIORITY"} ip netns exec $M "$BIN/bench_mux" in0 out0 \
-        >/tmp/strata-bench-mux.out &
-    MUX_PID=$!
-    sleep 0.5
-    measure "strata mux"
-    kill -TERM $MUX_PID
-    wait $MUX_PID || true
-    MUX_PID=
-    echo "  mux: $(cat /tmp/strata-bench-mux.out)" >&2
+        fi
+        STRATA_LINK=$link taskset -c 1 ${MUX_PRIORITY:+chrt -f "$MUX_PRIORITY"} \
+            ip netns exec $M "$BIN/bench_mux" in0 out0 >/tmp/strata-bench-mux.out &
+        MUX_PID=$!
+        sleep 0.5
+        [ "$link" = xdp ] && pin_napi $M in0
+        measure "strata mux ($link)"
+        kill -TERM $MUX_PID
+        wait $MUX_PID || true
+        MUX_PID=
+        echo "  mux: $(cat /tmp/strata-bench-mux.out)" >&2
+        ip netns exec $M nft delete table netdev strata 2>/dev/null || true
+    done
 
     echo "The kernel: nftables DNAT over the same four DIPs..." >&2
-    ip netns exec $M nft delete table netdev strata 2>/dev/null || true
     ip -n $M addr add 10.1.0.1/24 dev in0
     ip -n $M addr add 10.2.0.1/24 dev out0
     ip -n $M route add 10.3.0.0/24 via 10.2.0.2
@@ -190,7 +217,7 @@ EOF
     measure "kernel nftables DNAT"
 
     echo
-    printf "%-22s %12s %10s %14s\n" "load balancer" "pps out" "CPU 1" "CPU-s per Mpkt"
+    printf "%-24s %12s %10s %14s\n" "load balancer" "pps out" "CPU 1" "CPU-s per Mpkt"
     for r in "${RESULTS[@]}"; do echo "$r"; done
     echo "(sender on CPU 0, load balancer on CPU 1; $DURATION s, $FLOWS flows, 60-byte frames)"
 }
@@ -202,21 +229,26 @@ http_measure() {
     [ "$mode" = close ] && header=(-H "Connection: close")
     # Warm up: neighbors resolved, the server's threads started.
     ip netns exec $C wrk -t1 -c"$CONNS" -d1s "${header[@]}" http://10.9.0.100/ >/dev/null
-    local p0 p1 b0 t0 b1 t1 out rps errors
+    local p0 p1 out rps errors soak_pid soaked
     p0=$(proc_ticks)
-    read -r b0 t0 < <(cpu1)
+    soak "$DURATION" >/tmp/strata-bench-soak.out &
+    soak_pid=$!
     out=$(taskset -c 0 ip netns exec $C wrk -t1 -c"$CONNS" -d"${DURATION}s" "${header[@]}" \
         http://10.9.0.100/)
     p1=$(proc_ticks)
-    read -r b1 t1 < <(cpu1)
+    wait "$soak_pid"
+    soaked=$(cat /tmp/strata-bench-soak.out)
     rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
     errors=$(echo "$out" | awk '/Non-2xx|Socket errors/' | tr '\n' ' ')
     [ -z "$errors" ] || echo "  $label ($mode): $errors" >&2
     HTTP_RESULTS+=("$(awk -v l="$label" -v m="$mode" -v r="${rps:-0}" -v d="$DURATION" \
-        -v p=$((p1 - p0)) -v b=$((b1 - b0)) -v t=$((t1 - t0)) -v mux="$MUX_PID" \
+        -v p=$((p1 - p0)) -v s="$soaked" -v idle="$IDLE_RATE" -v mux="$MUX_PID" \
         -v hz="$(getconf CLK_TCK)" 'BEGIN {
+            busy = 1 - s / idle
+            if (busy < 0) busy = 0
+            cpu1 = r > 0 ? sprintf("%.3f", busy * d * 1000 / (r * d / 1000)) : "-"
             per = mux != "" && r > 0 ? sprintf("%.3f", (p / hz * 1000) / (r * d / 1000)) : "-"
-            printf "%-22s %-11s %12.0f %9.0f%% %16s", l, m, r, (t > 0 ? b / t : 0) * 100, per
+            printf "%-24s %-11s %12.0f %9.0f%% %14s %16s", l, m, r, busy * 100, cpu1, per
         }')")
 }
 
@@ -269,18 +301,25 @@ EOF
     taskset -c 0 ip netns exec $H "$BIN/http_server" 0.0.0.0:80 &
     SERVER_PID=$!
 
-    echo "HTTP through Strata's Mux (VXLAN to a kernel VXLAN host, direct server return)..." >&2
+    # The client computes its own TCP checksums: a frame an XDP program takes carries no
+    # word of a checksum left to the device (see XdpLink). The same for every variant.
+    ip netns exec $C ethtool -K c0 tx off >/dev/null
     ip -n $H route add 10.1.0.0/24 via 10.4.0.1
-    taskset -c 1 ip netns exec $L "$BIN/bench_mux" in0 out0 tcp 80 $dip_mac \
-        >/tmp/strata-bench-mux.out &
-    MUX_PID=$!
-    sleep 0.5
-    http_measure "strata mux" keep-alive
-    http_measure "strata mux" close
-    kill -TERM $MUX_PID
-    wait $MUX_PID || true
-    MUX_PID=
-    echo "  mux: $(cat /tmp/strata-bench-mux.out)" >&2
+    local link
+    for link in $LINKS; do
+        echo "HTTP through Strata's Mux by $link (VXLAN to a kernel VXLAN host, DSR)..." >&2
+        STRATA_LINK=$link taskset -c 1 ip netns exec $L "$BIN/bench_mux" in0 out0 tcp 80 \
+            $dip_mac >/tmp/strata-bench-mux.out &
+        MUX_PID=$!
+        sleep 0.5
+        [ "$link" = xdp ] && pin_napi $L in0
+        http_measure "strata mux ($link)" keep-alive
+        http_measure "strata mux ($link)" close
+        kill -TERM $MUX_PID
+        wait $MUX_PID || true
+        MUX_PID=
+        echo "  mux: $(cat /tmp/strata-bench-mux.out)" >&2
+    done
 
     echo "HTTP through the kernel's nftables DNAT (replies back through it)..." >&2
     ip -n $H route replace 10.1.0.0/24 via 10.2.0.1
@@ -301,13 +340,15 @@ EOF
     http_measure "kernel nftables DNAT" close
 
     echo
-    printf "%-22s %-11s %12s %10s %16s\n" "load balancer" "connection" "requests/s" "CPU 1" \
-        "Mux CPU-ms/1k"
+    printf "%-24s %-11s %12s %10s %14s %16s\n" "load balancer" "connection" "requests/s" \
+        "CPU 1" "CPU 1 ms/1k" "Mux CPU-ms/1k"
     local r
     for r in "${HTTP_RESULTS[@]}"; do echo "$r"; done
     echo "(wrk -t1 -c$CONNS and the server on CPU 0, the load balancer on CPU 1; $DURATION s each)"
 }
 
+IDLE_RATE=$(soak 2)
+echo "CPU 1 alone: $IDLE_RATE soaker rounds per second" >&2
 for stage in $STAGES; do
     case $stage in
     pps) pps_stage ;;

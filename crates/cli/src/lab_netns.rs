@@ -135,7 +135,9 @@ pub(crate) fn node(
     let mut opened = Vec::new();
     for i in &names {
         opened.push(
-            strata_fabric::linux::PacketLink::open(i).with_context(|| format!("interface {i}"))?,
+            strata_fabric::linux::PacketLink::open(i)
+                .with_context(|| format!("interface {i}"))?
+                .into(),
         );
     }
     let mut driver = strata_runtime::Driver::new(config, opened)?;

@@ -16,6 +16,9 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 mod ring;
+mod xdp;
+
+pub use xdp::{XdpLink, XdpStatistics};
 
 use crate::batch::Span;
 use crate::{Batch, Link, gso};
@@ -64,16 +67,7 @@ impl PacketLink {
     /// Opens a raw socket on `interface` of the calling thread's network namespace.
     /// It does not see the frames it sends itself.
     pub fn open(interface: &str) -> io::Result<PacketLink> {
-        let c_name = CString::new(interface)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the name"))?;
-        // SAFETY: a NUL-terminated string that lives across the call.
-        let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-        if ifindex == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no interface {interface:?} in this network namespace"),
-            ));
-        }
+        let ifindex = index_of(interface)?;
         // SAFETY: plain system call; the descriptor is owned at once.
         let raw = unsafe {
             libc::socket(
@@ -91,7 +85,7 @@ impl PacketLink {
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
         addr.sll_protocol = ALL;
-        addr.sll_ifindex = ifindex as i32;
+        addr.sll_ifindex = ifindex;
         // SAFETY: the address and its size describe a live sockaddr_ll.
         let bound = unsafe {
             libc::bind(
@@ -132,7 +126,7 @@ impl PacketLink {
         }
         Ok(PacketLink {
             fd,
-            ifindex: ifindex as i32,
+            ifindex,
             name: interface.to_string(),
             ring: None,
         })
@@ -158,25 +152,117 @@ impl PacketLink {
         self.ifindex
     }
 
-    /// The interface's MAC address (`SIOCGIFHWADDR`).
+    /// The interface's MAC address.
     pub fn mac(&self) -> io::Result<[u8; 6]> {
-        // SAFETY: ifreq is plain data; zeroed is a valid value.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in req.ifr_name.iter_mut().zip(self.name.bytes()) {
-            *dst = src as libc::c_char;
+        mac_of(self.fd.as_raw_fd(), &self.name)
+    }
+}
+
+/// The index of `interface` in the calling thread's namespace.
+fn index_of(interface: &str) -> io::Result<i32> {
+    let c_name = CString::new(interface)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the name"))?;
+    // SAFETY: a NUL-terminated string that lives across the call.
+    let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {interface:?} in this network namespace"),
+        ));
+    }
+    Ok(ifindex as i32)
+}
+
+/// The MAC address of `interface` (`SIOCGIFHWADDR` on any socket of its namespace).
+fn mac_of(socket: RawFd, interface: &str) -> io::Result<[u8; 6]> {
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(interface.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: the request names the interface (NUL-terminated: the name is shorter
+    // than IFNAMSIZ, as the kernel found it) and is live across the call.
+    if unsafe { libc::ioctl(socket, libc::SIOCGIFHWADDR, &raw mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFHWADDR filled the union's hardware address.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (m, d) in mac.iter_mut().zip(data.iter()) {
+        *m = *d as u8;
+    }
+    Ok(mac)
+}
+
+/// A link on a Linux interface, by either backend: what the role processes' driver
+/// holds.
+#[derive(Debug)]
+pub enum LinuxLink {
+    Packet(PacketLink),
+    /// Boxed: its rings and counters make it several times a packet socket's size.
+    Xdp(Box<XdpLink>),
+}
+
+impl LinuxLink {
+    /// The interface's name.
+    pub fn name(&self) -> &str {
+        match self {
+            LinuxLink::Packet(l) => l.name(),
+            LinuxLink::Xdp(l) => l.name(),
         }
-        // SAFETY: the request names the interface (NUL-terminated: the name is shorter
-        // than IFNAMSIZ, as the kernel found it) and is live across the call.
-        if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFHWADDR, &raw mut req) } < 0 {
-            return Err(io::Error::last_os_error());
+    }
+
+    /// The interface's index in its namespace.
+    pub fn ifindex(&self) -> i32 {
+        match self {
+            LinuxLink::Packet(l) => l.ifindex(),
+            LinuxLink::Xdp(l) => l.ifindex(),
         }
-        // SAFETY: SIOCGIFHWADDR filled the union's hardware address.
-        let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
-        let mut mac = [0u8; 6];
-        for (m, d) in mac.iter_mut().zip(data.iter()) {
-            *m = *d as u8;
+    }
+
+    /// The interface's MAC address.
+    pub fn mac(&self) -> io::Result<[u8; 6]> {
+        match self {
+            LinuxLink::Packet(l) => l.mac(),
+            LinuxLink::Xdp(l) => l.mac(),
         }
-        Ok(mac)
+    }
+}
+
+impl From<PacketLink> for LinuxLink {
+    fn from(l: PacketLink) -> LinuxLink {
+        LinuxLink::Packet(l)
+    }
+}
+
+impl From<XdpLink> for LinuxLink {
+    fn from(l: XdpLink) -> LinuxLink {
+        LinuxLink::Xdp(Box::new(l))
+    }
+}
+
+impl AsRawFd for LinuxLink {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            LinuxLink::Packet(l) => l.as_raw_fd(),
+            LinuxLink::Xdp(l) => l.as_raw_fd(),
+        }
+    }
+}
+
+impl Link for LinuxLink {
+    fn send<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> io::Result<usize> {
+        match self {
+            LinuxLink::Packet(l) => l.send(frames),
+            LinuxLink::Xdp(l) => l.send(frames),
+        }
+    }
+
+    fn recv(&mut self, batch: &mut Batch) -> io::Result<usize> {
+        match self {
+            LinuxLink::Packet(l) => l.recv(batch),
+            LinuxLink::Xdp(l) => l.recv(batch),
+        }
     }
 }
 
@@ -225,7 +311,10 @@ impl Link for PacketLink {
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock {
+                // A full socket buffer, or a device whose queue is full (a veth whose
+                // peer's XDP ring is full says ENOBUFS): the rest waits.
+                if e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
+                {
                     break;
                 }
                 return if sent > 0 { Ok(sent) } else { Err(e) };

@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use strata_fabric::linux::{PacketLink, netns};
+use strata_fabric::linux::{LinuxLink, PacketLink, XdpLink, netns};
 use strata_fabric::{Batch, Link};
 use strata_testkit::netns::{Scene, allowed as netns_allowed, run};
 use strata_wire::{ArpPacket, EthernetFrame, Icmpv4Packet, Ipv4Packet};
@@ -80,16 +80,36 @@ fn python(namespace: &str, script: &str) {
     );
 }
 
-/// Our end of the pair, reading by `recvmmsg` or by the receive ring.
-fn open(namespace: &str, ring: bool) -> PacketLink {
+/// How our end of the pair reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// An AF_PACKET socket, by `recvmmsg`.
+    Socket,
+    /// An AF_PACKET socket, by its receive ring.
+    Ring,
+    /// An AF_XDP socket fed by an XDP program.
+    Xdp,
+}
+
+/// Our end of the pair.
+fn open(namespace: &str, backend: Backend) -> LinuxLink {
     netns::run_in(namespace, move || {
-        if ring {
-            PacketLink::open_ring("va")
-        } else {
-            PacketLink::open("va")
-        }
+        Ok(match backend {
+            Backend::Socket => PacketLink::open("va")?.into(),
+            Backend::Ring => PacketLink::open_ring("va")?.into(),
+            Backend::Xdp => XdpLink::open("va")?.into(),
+        })
     })
     .unwrap()
+}
+
+/// A namespace tag per test and backend (tests run at once).
+fn tag(name: &str, backend: Backend) -> String {
+    match backend {
+        Backend::Socket => name.to_string(),
+        Backend::Ring => format!("{name}-r"),
+        Backend::Xdp => format!("{name}-x"),
+    }
 }
 
 fn arp_request() -> Vec<u8> {
@@ -124,7 +144,7 @@ fn echo_request(to: [u8; 6], seq: u16) -> Vec<u8> {
 }
 
 /// Receives until `seen` says so or two seconds pass.
-fn receive_until(link: &mut PacketLink, mut seen: impl FnMut(&[u8]) -> bool) -> bool {
+fn receive_until(link: &mut LinuxLink, mut seen: impl FnMut(&[u8]) -> bool) -> bool {
     let mut batch = Batch::new(32, 2048);
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
@@ -139,20 +159,20 @@ fn receive_until(link: &mut PacketLink, mut seen: impl FnMut(&[u8]) -> bool) -> 
 
 #[test]
 fn the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back() {
-    the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_with(false);
+    the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_with(Backend::Socket);
 }
 
 /// [`the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back`], reading by the receive ring.
 #[test]
 fn the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_by_the_ring() {
-    the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_with(true);
+    the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_with(Backend::Ring);
 }
 
-fn the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_with(ring: bool) {
-    let Some(pair) = Pair::new(if ring { "batch-r" } else { "batch" }) else {
+fn the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_with(backend: Backend) {
+    let Some(pair) = Pair::new(&tag("batch", backend)) else {
         return;
     };
-    let mut link = open(&pair.a, ring);
+    let mut link = open(&pair.a, backend);
     assert_eq!(link.name(), "va");
     // The interface as the kernel numbers and addresses it.
     let shown = run("ip", &["-n", &pair.a, "-o", "link", "show", "va"]);
@@ -234,22 +254,34 @@ fn the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_with(ring
     }
 }
 
+/// [`the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back`], by AF_XDP.
+#[test]
+fn the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_by_af_xdp() {
+    the_kernel_answers_frames_sent_in_batches_and_its_answers_come_back_with(Backend::Xdp);
+}
+
 #[test]
 fn a_frame_larger_than_a_slot_is_dropped_and_counted() {
-    a_frame_larger_than_a_slot_is_dropped_and_counted_with(false);
+    a_frame_larger_than_a_slot_is_dropped_and_counted_with(Backend::Socket);
 }
 
 /// [`a_frame_larger_than_a_slot_is_dropped_and_counted`], reading by the receive ring.
 #[test]
 fn a_frame_larger_than_a_slot_is_dropped_and_counted_by_the_ring() {
-    a_frame_larger_than_a_slot_is_dropped_and_counted_with(true);
+    a_frame_larger_than_a_slot_is_dropped_and_counted_with(Backend::Ring);
 }
 
-fn a_frame_larger_than_a_slot_is_dropped_and_counted_with(ring: bool) {
-    let Some(pair) = Pair::new(if ring { "slot-r" } else { "slot" }) else {
+/// [`a_frame_larger_than_a_slot_is_dropped_and_counted`], by AF_XDP.
+#[test]
+fn a_frame_larger_than_a_slot_is_dropped_and_counted_by_af_xdp() {
+    a_frame_larger_than_a_slot_is_dropped_and_counted_with(Backend::Xdp);
+}
+
+fn a_frame_larger_than_a_slot_is_dropped_and_counted_with(backend: Backend) {
+    let Some(pair) = Pair::new(&tag("slot", backend)) else {
         return;
     };
-    let mut link = open(&pair.a, ring);
+    let mut link = open(&pair.a, backend);
     link.send(&[&arp_request()]).unwrap();
     // The ARP reply is 42 bytes: too long for 20-byte slots.
     let mut batch = Batch::new(4, 20);
@@ -281,20 +313,20 @@ fn opening_a_missing_interface_or_namespace_says_which() {
 /// (the veth carries the offload): the link completes them, so what it hands on checks.
 #[test]
 fn checksums_a_kernel_left_to_the_device_are_completed() {
-    checksums_a_kernel_left_to_the_device_are_completed_with(false);
+    checksums_a_kernel_left_to_the_device_are_completed_with(Backend::Socket);
 }
 
 /// [`checksums_a_kernel_left_to_the_device_are_completed`], reading by the receive ring.
 #[test]
 fn checksums_a_kernel_left_to_the_device_are_completed_by_the_ring() {
-    checksums_a_kernel_left_to_the_device_are_completed_with(true);
+    checksums_a_kernel_left_to_the_device_are_completed_with(Backend::Ring);
 }
 
-fn checksums_a_kernel_left_to_the_device_are_completed_with(ring: bool) {
-    let Some(pair) = Pair::new(if ring { "csum-r" } else { "csum" }) else {
+fn checksums_a_kernel_left_to_the_device_are_completed_with(backend: Backend) {
+    let Some(pair) = Pair::new(&tag("csum", backend)) else {
         return;
     };
-    let mut link = open(&pair.a, ring);
+    let mut link = open(&pair.a, backend);
     pair.knows_us();
     python(
         &pair.b,
@@ -379,20 +411,20 @@ fn syn_ack(syn: &[u8]) -> Vec<u8> {
 /// whole, in order and with right checksums.
 #[test]
 fn tcp_super_frames_from_the_kernel_are_cut_into_segments() {
-    tcp_super_frames_from_the_kernel_are_cut_into_segments_with(false);
+    tcp_super_frames_from_the_kernel_are_cut_into_segments_with(Backend::Socket);
 }
 
 /// [`tcp_super_frames_from_the_kernel_are_cut_into_segments`], reading by the receive ring.
 #[test]
 fn tcp_super_frames_from_the_kernel_are_cut_into_segments_by_the_ring() {
-    tcp_super_frames_from_the_kernel_are_cut_into_segments_with(true);
+    tcp_super_frames_from_the_kernel_are_cut_into_segments_with(Backend::Ring);
 }
 
-fn tcp_super_frames_from_the_kernel_are_cut_into_segments_with(ring: bool) {
-    let Some(pair) = Pair::new(if ring { "gso-r" } else { "gso" }) else {
+fn tcp_super_frames_from_the_kernel_are_cut_into_segments_with(backend: Backend) {
+    let Some(pair) = Pair::new(&tag("gso", backend)) else {
         return;
     };
-    let mut link = open(&pair.a, ring);
+    let mut link = open(&pair.a, backend);
     pair.knows_us();
     // The kernel's client connects to us and writes 40,000 bytes at once; we answer the
     // handshake and never acknowledge, so it sends its first window and waits.
@@ -483,7 +515,7 @@ fn a_udp_super_frame_is_dropped_and_counted() {
     let Some(pair) = Pair::new("ugso") else {
         return;
     };
-    let mut link = open(&pair.a, false);
+    let mut link = open(&pair.a, Backend::Socket);
     pair.knows_us();
     // UDP_SEGMENT (103): the kernel sends 4,000 bytes as one super-frame of 1,000-byte
     // datagrams, and one plain datagram after it.
@@ -528,7 +560,7 @@ fn a_burst_across_the_rings_blocks_arrives_once_and_in_order() {
     let Some(pair) = Pair::new("burst") else {
         return;
     };
-    let mut link = open(&pair.a, true);
+    let mut link = open(&pair.a, Backend::Ring);
     pair.knows_us();
     python(
         &pair.b,
@@ -561,4 +593,106 @@ fn a_burst_across_the_rings_blocks_arrives_once_and_in_order() {
         link.recv(&mut batch).unwrap();
         assert_eq!(burst(&batch), Vec::<u32>::new(), "a block was read twice");
     }
+}
+
+/// The XDP backend's program runs in the veth's driver while the link is open, one
+/// program to an interface; closing the link (or its process ending) takes it away, and
+/// the kernel has its frames again.
+#[test]
+fn an_xdp_link_owns_its_interface_while_it_is_open() {
+    let Some(pair) = Pair::new("xdp-own") else {
+        return;
+    };
+    let link = netns::run_in(&pair.a, || XdpLink::open("va")).unwrap();
+    assert!(link.native(), "a veth runs XDP in its driver");
+    let shown = run("ip", &["-n", &pair.a, "link", "show", "va"]);
+    assert!(
+        shown.contains("prog/xdp") && !shown.contains("xdpgeneric"),
+        "{shown}"
+    );
+    let e = netns::run_in(&pair.a, || XdpLink::open("va")).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ResourceBusy, "{e}");
+    assert!(
+        e.to_string().contains("va has an AF_XDP socket already"),
+        "{e}"
+    );
+    let e = netns::run_in(&pair.a, || XdpLink::open("nosuch0")).unwrap_err();
+    assert!(e.to_string().contains("no interface \"nosuch0\""), "{e}");
+    assert_eq!(link.statistics().unwrap(), Default::default());
+    drop(link);
+    let shown = run("ip", &["-n", &pair.a, "link", "show", "va"]);
+    assert!(!shown.contains("prog/xdp"), "{shown}");
+    // The kernel's own stack on our side sees frames again: it answers a ping.
+    run(
+        "ip",
+        &["-n", &pair.a, "addr", "add", "10.77.0.1/24", "dev", "va"],
+    );
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &pair.b,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "10.77.0.1",
+        ],
+    );
+}
+
+/// More frames than the fill ring has chunks, in bursts the link reads as they come:
+/// every chunk goes back to the kernel, so none is lost to a ring left empty, and the
+/// sending side reuses the chunks the kernel has finished with.
+#[test]
+fn an_xdp_link_recycles_its_chunks() {
+    let Some(pair) = Pair::new("xdp-chunks") else {
+        return;
+    };
+    let mut link = open(&pair.a, Backend::Xdp);
+    pair.knows_us();
+    let mut batch = Batch::new(64, 2048);
+    let mut replies = 0;
+    let theirs = {
+        assert_eq!(link.send(&[&arp_request()]).unwrap(), 1);
+        let mut mac = [0u8; 6];
+        assert!(receive_until(&mut link, |f| {
+            let found = f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[21] == 2;
+            if found {
+                mac.copy_from_slice(&f[22..28]);
+            }
+            found
+        }));
+        mac
+    };
+    // 5,000 echo requests, 50 at a time: 2.5 times the receiving chunks, and as many
+    // sending chunks.
+    for round in 0..100u16 {
+        let requests: Vec<Vec<u8>> = (0..50)
+            .map(|i| echo_request(theirs, round * 50 + i))
+            .collect();
+        assert_eq!(link.send(&requests).unwrap(), 50, "round {round}");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut got = 0;
+        while got < 50 && Instant::now() < deadline {
+            link.recv(&mut batch).unwrap();
+            got += batch
+                .iter()
+                .filter(|f| f.len() >= 34 && f[14 + 9] == 1 && f[34] == 0)
+                .count();
+        }
+        assert_eq!(got, 50, "round {round}");
+        replies += got;
+    }
+    assert_eq!(replies, 5000);
+    let LinuxLink::Xdp(link) = link else {
+        unreachable!()
+    };
+    assert_eq!(
+        link.statistics().unwrap(),
+        Default::default(),
+        "nothing dropped"
+    );
 }

@@ -1,7 +1,8 @@
 //! The Mux of `scripts/bench-mux.sh`: Strata's Mux node on two interfaces of the
 //! calling namespace, run by the same driver as `strata mux`, with a fixed VIP table
 //! instead of the controller's (the benchmark measures the data path, not the
-//! southbound protocol). Until SIGINT or SIGTERM; then prints its counters.
+//! southbound protocol). Until SIGINT or SIGTERM; then prints its counters. Its links
+//! are opened as `STRATA_LINK` says (see `strata_runtime::open_link`).
 //!
 //! ```text
 //! bench_mux IN_INTERFACE OUT_INTERFACE [udp|tcp PORT [DIP_MAC]]
@@ -15,7 +16,7 @@
 
 use std::net::Ipv4Addr;
 
-use strata_fabric::linux::PacketLink;
+use strata_fabric::linux::LinuxLink;
 use strata_node::slb::hash::Distribution;
 use strata_node::slb::mux::{Dip, MuxConfig, VipConfig, VipKey};
 use strata_node::{MuxRole, NicConfig, NodeConfig};
@@ -54,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         strata_runtime::open_link(input)?,
         strata_runtime::open_link(output)?,
     ];
-    let nic = |link: &PacketLink, addr: &str| -> Result<NicConfig, Box<dyn std::error::Error>> {
+    let nic = |link: &LinuxLink, addr: &str| -> Result<NicConfig, Box<dyn std::error::Error>> {
         Ok(NicConfig {
             name: link.name().to_string(),
             mac: EthernetAddress(link.mac()?),
@@ -106,9 +107,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .mux()
         .map(|m| *m.counters())
         .unwrap_or_default();
-    println!(
+    print!(
         "received {} sent {} send_dropped {} errors {}; encapsulated {} no_vip {}",
         c.received, c.sent, c.send_dropped, c.errors, m.encapsulated, m.no_vip
     );
+    for link in driver.links() {
+        if let LinuxLink::Xdp(x) = link {
+            let s = x.statistics()?;
+            print!(
+                "; {}: XDP {}, rx ring full {}, fill ring empty {}, rx dropped {}",
+                x.name(),
+                if x.native() { "native" } else { "generic" },
+                s.rx_ring_full,
+                s.rx_fill_ring_empty,
+                s.rx_dropped
+            );
+        }
+    }
+    println!();
     Ok(())
 }

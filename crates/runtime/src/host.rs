@@ -31,7 +31,7 @@ use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use strata_fabric::linux::{PacketLink, netns};
+use strata_fabric::linux::{LinuxLink, netns};
 use strata_node::{ControlConfig, LinkKind, NicConfig, NodeConfig, VSwitchConfig, VmPortConfig};
 
 use crate::router::{RouteDef, check_routes, split_routes};
@@ -143,7 +143,7 @@ pub fn driver(file: &HostFile) -> Result<crate::Driver, String> {
     let open = |name: &str| crate::open_link(name).map_err(|e| format!("{name}: {e}"));
     let provider = open(&file.provider.interface)?;
     let uplink = open(&file.uplink)?;
-    let mac = |l: &PacketLink| {
+    let mac = |l: &LinuxLink| {
         l.mac()
             .map(strata_wire::EthernetAddress)
             .map_err(|e| format!("{}: {e}", l.name()))

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use strata_fabric::linux::PacketLink;
+use strata_fabric::linux::{LinuxLink, PacketLink, XdpLink};
 use strata_fabric::{Batch, Link};
 use strata_node::{Node, NodeConfig, NodeError};
 
@@ -84,7 +84,7 @@ pub struct DriverCounters {
 #[derive(Debug)]
 pub struct Driver {
     node: Node,
-    links: Vec<PacketLink>,
+    links: Vec<LinuxLink>,
     start: Instant,
     batch: Batch,
     /// Frames the node sent, per link, until the next send.
@@ -98,7 +98,7 @@ pub struct Driver {
 impl Driver {
     /// The node of `config`, link `i` on `links[i]` (the node's links are its NICs in
     /// order, then its vSwitch's uplink and VM ports; see `Node::links`).
-    pub fn new(config: NodeConfig, links: Vec<PacketLink>) -> Result<Driver, DriverError> {
+    pub fn new(config: NodeConfig, links: Vec<LinuxLink>) -> Result<Driver, DriverError> {
         let node = Node::new(config, Duration::ZERO).map_err(DriverError::Node)?;
         if node.links().len() != links.len() {
             return Err(DriverError::Links {
@@ -124,6 +124,11 @@ impl Driver {
 
     pub fn counters(&self) -> DriverCounters {
         self.counters
+    }
+
+    /// The links, in the node's order.
+    pub fn links(&self) -> &[LinuxLink] {
+        &self.links
     }
 
     fn now(&self) -> Duration {
@@ -278,20 +283,30 @@ pub(crate) fn node_token(
 }
 
 /// Opens a link on an interface of the calling thread's namespace, as the role
-/// processes do: by `recvmmsg`, or by the receive ring when `STRATA_LINK=ring` (less CPU
-/// per packet under load, up to a millisecond more latency per hop when traffic is
-/// light; see `PacketLink::open_ring`).
-pub fn open_link(interface: &str) -> io::Result<PacketLink> {
+/// processes do, by the backend `STRATA_LINK` names:
+/// - `socket` (the default): an AF_PACKET socket read by `recvmmsg`;
+/// - `ring`: the same socket read by its receive ring (less CPU per packet under load,
+///   up to a millisecond more latency per hop when traffic is light; see
+///   `PacketLink::open_ring`);
+/// - `xdp`: an AF_XDP socket fed by an XDP program on the interface, so that the
+///   kernel builds nothing for the frames it hands over (the least CPU per packet; see
+///   `XdpLink` for what it leaves out).
+pub fn open_link(interface: &str) -> io::Result<LinuxLink> {
     match std::env::var("STRATA_LINK").as_deref() {
         Ok("ring") => {
             let link = PacketLink::open_ring(interface)?;
             tracing::info!(interface, "receiving by the ring");
-            Ok(link)
+            Ok(link.into())
         }
-        Ok("socket") | Err(_) => PacketLink::open(interface),
+        Ok("xdp") => {
+            let link = XdpLink::open(interface)?;
+            tracing::info!(interface, native = link.native(), "receiving by AF_XDP");
+            Ok(link.into())
+        }
+        Ok("socket") | Err(_) => Ok(PacketLink::open(interface)?.into()),
         Ok(other) => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("STRATA_LINK={other}: expected \"socket\" or \"ring\""),
+            format!("STRATA_LINK={other}: expected \"socket\", \"ring\" or \"xdp\""),
         )),
     }
 }

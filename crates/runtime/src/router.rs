@@ -44,7 +44,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
 use serde::Deserialize;
-use strata_fabric::linux::{PacketLink, netns};
+use strata_fabric::linux::{LinuxLink, netns};
 use strata_node::router::RouteKind;
 use strata_node::{NatRole, NicConfig, NodeConfig};
 
@@ -357,7 +357,7 @@ fn check_bgp(path: &Path, bgp: &BgpDef) -> Result<(), String> {
 /// with its own MAC.
 pub(crate) fn open_interfaces(
     interfaces: &[InterfaceDef],
-) -> Result<(Vec<PacketLink>, Vec<NicConfig>), String> {
+) -> Result<(Vec<LinuxLink>, Vec<NicConfig>), String> {
     let mut links = Vec::new();
     let mut nics = Vec::new();
     for i in interfaces {

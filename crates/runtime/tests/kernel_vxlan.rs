@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use strata_fabric::linux::{PacketLink, netns};
+use strata_fabric::linux::{LinuxLink, PacketLink, XdpLink, netns};
 use strata_node::slb::hash::Distribution;
 use strata_node::slb::mux::{Dip, MuxConfig, VipConfig, VipKey};
 use strata_node::{MuxRole, NicConfig, NodeConfig};
@@ -21,7 +21,7 @@ use strata_runtime::Driver;
 use strata_testkit::netns::{Scene, allowed as netns_allowed, run};
 use strata_wire::EthernetAddress;
 
-fn nic(link: &PacketLink, addr: &str) -> NicConfig {
+fn nic(link: &LinuxLink, addr: &str) -> NicConfig {
     NicConfig {
         name: link.name().to_string(),
         mac: EthernetAddress(link.mac().unwrap()),
@@ -48,6 +48,18 @@ fn mac_of(ns: &str, dev: &str) -> EthernetAddress {
 
 #[test]
 fn a_kernel_vxlan_host_serves_the_vip_the_mux_sends_it() {
+    serve_through(false);
+}
+
+/// [`a_kernel_vxlan_host_serves_the_vip_the_mux_sends_it`], the Mux's links AF_XDP
+/// sockets fed by its XDP program; the program is gone from the interfaces once the
+/// links are.
+#[test]
+fn a_kernel_vxlan_host_serves_the_vip_the_mux_sends_it_by_af_xdp() {
+    serve_through(true);
+}
+
+fn serve_through(xdp: bool) {
     if !netns_allowed() {
         return;
     }
@@ -79,6 +91,16 @@ fn a_kernel_vxlan_host_serves_the_vip_the_mux_sends_it() {
         "via",
         "10.1.0.1",
     ]);
+    // XDP carries no word of a checksum the sender left to the device (see `XdpLink`):
+    // the kernels that send to the XDP links compute theirs.
+    if xdp {
+        for (ns, dev) in [(&client, "c0"), (&host, "h0")] {
+            run(
+                "ip",
+                &["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"],
+            );
+        }
+    }
     // The host: its provider address and a kernel VXLAN device for VNI 4096 (the IANA
     // port), whose decapsulated side is the VM's namespace, as a VM sits behind a host.
     // In the VM: the DIP, and a DNAT from the VIP to it. Replies leave the VM by a link
@@ -175,10 +197,26 @@ fn a_kernel_vxlan_host_serves_the_vip_the_mux_sends_it() {
     );
 
     // The Mux: a router between the client and the provider network, with the VIP.
-    let links = netns::run_in(&mux, || {
-        Ok(vec![PacketLink::open("m0")?, PacketLink::open("m1")?])
+    let links = netns::run_in(&mux, move || {
+        let open = |name: &str| -> std::io::Result<LinuxLink> {
+            Ok(if xdp {
+                XdpLink::open(name)?.into()
+            } else {
+                PacketLink::open(name)?.into()
+            })
+        };
+        Ok(vec![open("m0")?, open("m1")?])
     })
     .unwrap();
+    if xdp {
+        for dev in ["m0", "m1"] {
+            let shown = run("ip", &["-n", &mux, "link", "show", dev]);
+            assert!(
+                shown.contains("prog/xdp"),
+                "no XDP program on {dev}: {shown}"
+            );
+        }
+    }
     let provider = nic(&links[1], "192.168.233.20/24");
     let vip = VipConfig {
         key: VipKey {
@@ -251,8 +289,13 @@ fn a_kernel_vxlan_host_serves_the_vip_the_mux_sends_it() {
 
     stop.store(true, Ordering::Relaxed);
     let driver = running.join().unwrap();
-    let mux = driver.node().mux().unwrap();
-    assert!(mux.counters().encapsulated >= 3, "{:?}", mux.counters());
+    let counters = *driver.node().mux().unwrap().counters();
+    assert!(counters.encapsulated >= 3, "{counters:?}");
     // The replies came back as plain routed packets, not through the Mux.
     assert!(driver.node().router().counters().forwarded >= 2);
+    drop(driver);
+    for dev in ["m0", "m1"] {
+        let shown = run("ip", &["-n", &mux, "link", "show", dev]);
+        assert!(!shown.contains("prog/xdp"), "XDP left on {dev}: {shown}");
+    }
 }

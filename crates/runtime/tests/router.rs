@@ -10,13 +10,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use strata_fabric::linux::{PacketLink, netns};
+use strata_fabric::linux::{LinuxLink, PacketLink, netns};
 use strata_node::{NicConfig, NodeConfig};
 use strata_runtime::Driver;
 use strata_testkit::netns::{Scene, allowed as netns_allowed, run};
 use strata_wire::EthernetAddress;
 
-fn nic(link: &PacketLink, addr: &str) -> NicConfig {
+fn nic(link: &LinuxLink, addr: &str) -> NicConfig {
     NicConfig {
         name: link.name().to_string(),
         mac: EthernetAddress(link.mac().unwrap()),
@@ -57,7 +57,10 @@ fn the_kernels_ping_crosses_a_strata_router() {
 
     // The router namespace's interfaces have no address: Strata is the router there.
     let links = netns::run_in(&router, || {
-        Ok(vec![PacketLink::open("r0")?, PacketLink::open("r1")?])
+        Ok(vec![
+            PacketLink::open("r0")?.into(),
+            PacketLink::open("r1")?.into(),
+        ])
     })
     .unwrap();
     let config = NodeConfig {
@@ -141,7 +144,8 @@ fn a_link_that_goes_down_and_up_is_counted_and_survived() {
         "ip",
         &["-n", &peer, "addr", "add", "10.5.0.2/24", "dev", "p0"],
     );
-    let links = netns::run_in(&node, || Ok(vec![PacketLink::open("n0")?])).unwrap();
+    let links =
+        netns::run_in(&node, || Ok(vec![LinuxLink::from(PacketLink::open("n0")?)])).unwrap();
     let config = NodeConfig {
         name: "node".into(),
         nics: vec![nic(&links[0], "10.5.0.1/24")],

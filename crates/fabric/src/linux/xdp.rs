@@ -1,0 +1,744 @@
+//! AF_XDP: an interface's frames handed to us by an XDP program before the kernel builds
+//! anything for them, and ours handed to the interface, through rings of memory shared
+//! with the kernel.
+//!
+//! ```text
+//!   interface ─► XDP program: bpf_redirect_map(sockets, rx queue) ─► RX ring ─► recv
+//!        ▲                                    fill ring ◄─ chunks given back ◄─┘
+//!        └── the kernel sends (copy mode) ◄── TX ring ◄── send
+//!                    completion ring ─► chunks free again ─┘
+//! ```
+//!
+//! One region of memory (the UMEM) is cut into chunks of [`CHUNK`] bytes: half of them
+//! wait in the fill ring for frames to arrive, half carry frames out. The program is six
+//! instructions, written here, loaded with `bpf(2)` and attached by a BPF link, so it
+//! goes with the link's descriptor: when the [`XdpLink`] is dropped or its process dies,
+//! the interface is as it was.
+//!
+//! What the backend does not do, and says so: a frame whose checksum the sending kernel
+//! left to the device (a veth carries its peer's checksum offload) arrives unfinished,
+//! for XDP carries no word of it (turn the peer's offload off, `ethtool -K PEER tx off`,
+//! when such frames matter); frames larger than a chunk are neither received nor sent
+//! (XDP on a veth turns its peer's segmentation offload off, so none come whole); and
+//! only queue 0 is read (a veth made by `ip link add` has one).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::Batch;
+use crate::batch::Span;
+
+/// A chunk of the UMEM: one frame (the kernel leaves its own headroom inside it).
+pub(super) const CHUNK: usize = 2048;
+/// Chunks in all: the first half for receiving, the second for sending.
+const CHUNKS: usize = 4096;
+/// Entries of each ring (the fill ring holds every receiving chunk at once).
+const RING: u32 = (CHUNKS / 2) as u32;
+
+// `<linux/bpf.h>`
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_XDP: u32 = 37;
+const BPF_PSEUDO_MAP_FD: u8 = 1;
+const BPF_FUNC_REDIRECT_MAP: i32 = 51;
+// `<linux/if_link.h>`
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+/// The action when no socket is on the frame's queue: give it to the kernel.
+const XDP_PASS: i32 = 2;
+
+/// One BPF instruction (`struct bpf_insn`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Insn {
+    code: u8,
+    /// `dst_reg` in the low nibble, `src_reg` in the high.
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    Insn {
+        code,
+        regs: dst | (src << 4),
+        off,
+        imm,
+    }
+}
+
+/// `return bpf_redirect_map(&sockets, ctx->rx_queue_index, XDP_PASS);`
+fn program(map: RawFd) -> [Insn; 6] {
+    [
+        // r2 = *(u32 *)(r1 + offsetof(struct xdp_md, rx_queue_index))
+        insn(0x61, 2, 1, 16, 0),
+        // r1 = the map (a 64-bit immediate over two instructions)
+        insn(0x18, 1, BPF_PSEUDO_MAP_FD, 0, map),
+        insn(0, 0, 0, 0, 0),
+        // r3 = the action when the queue has no socket
+        insn(0xb7, 3, 0, 0, XDP_PASS),
+        // call bpf_redirect_map; its answer is the program's
+        insn(0x85, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),
+        insn(0x95, 0, 0, 0, 0),
+    ]
+}
+
+/// `bpf(2)` with the command's attributes; returns the descriptor it made, if any.
+fn bpf<A>(cmd: libc::c_long, attr: &A) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a live, initialized `repr(C)` prefix of `union bpf_attr` for
+    // `cmd`, and its size goes with it (the kernel zero-fills the rest).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_ref(attr),
+            std::mem::size_of::<A>(),
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn owned(fd: libc::c_long) -> OwnedFd {
+    // SAFETY: a descriptor the kernel just returned to us, owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+}
+
+#[repr(C)]
+struct MapCreate {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+}
+
+#[repr(C)]
+struct MapUpdate {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+#[repr(C)]
+struct ProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+#[repr(C)]
+struct LinkCreate {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+}
+
+/// A shared mapping, unmapped when dropped.
+#[derive(Debug)]
+struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` at `offset` (a ring), or anonymous memory (`fd` None).
+    fn new(len: usize, fd: Option<RawFd>, offset: libc::off_t) -> io::Result<Mapping> {
+        let (flags, fd) = match fd {
+            Some(fd) => (libc::MAP_SHARED | libc::MAP_POPULATE, fd),
+            None => (
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+            ),
+        };
+        // SAFETY: a new mapping of our choosing; the result is checked.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                offset,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = NonNull::new(map.cast()).ok_or_else(io::Error::last_os_error)?;
+        Ok(Mapping { base, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the whole mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// One of the four rings: a power-of-two array of `T` with a producer and a consumer
+/// index, one of them ours.
+#[derive(Debug)]
+struct Ring<T> {
+    producer: NonNull<AtomicU32>,
+    consumer: NonNull<AtomicU32>,
+    descs: NonNull<T>,
+    mask: u32,
+    _map: Mapping,
+}
+
+impl<T: Copy> Ring<T> {
+    /// Maps ring `offsets` of `fd` at page offset `pgoff`.
+    fn map(fd: RawFd, offsets: &libc::xdp_ring_offset, pgoff: libc::off_t) -> io::Result<Ring<T>> {
+        let len = offsets.desc as usize + RING as usize * std::mem::size_of::<T>();
+        let map = Mapping::new(len, Some(fd), pgoff)?;
+        let at = |off: u64| {
+            // SAFETY: the kernel's offsets lie inside the mapping it sized for them.
+            unsafe { NonNull::new_unchecked(map.base.as_ptr().add(off as usize)) }
+        };
+        Ok(Ring {
+            producer: at(offsets.producer).cast(),
+            consumer: at(offsets.consumer).cast(),
+            descs: at(offsets.desc).cast(),
+            mask: RING - 1,
+            _map: map,
+        })
+    }
+
+    fn producer(&self) -> &AtomicU32 {
+        // SAFETY: an aligned u32 inside the live mapping, shared with the kernel, which
+        // reads and writes it atomically too.
+        unsafe { self.producer.as_ref() }
+    }
+
+    fn consumer(&self) -> &AtomicU32 {
+        // SAFETY: as for the producer.
+        unsafe { self.consumer.as_ref() }
+    }
+
+    /// Entries the kernel has produced and we have not consumed, and the first's index.
+    fn ready(&self) -> (u32, u32) {
+        let at = self.consumer().load(Ordering::Relaxed);
+        (self.producer().load(Ordering::Acquire).wrapping_sub(at), at)
+    }
+
+    /// Entries we may produce, and the first's index.
+    fn room(&self) -> (u32, u32) {
+        let at = self.producer().load(Ordering::Relaxed);
+        let used = at.wrapping_sub(self.consumer().load(Ordering::Acquire));
+        (RING - used, at)
+    }
+
+    fn read(&self, index: u32) -> T {
+        // SAFETY: the index is masked into the ring, and the entry is one the kernel
+        // produced before the producer index we acquired.
+        unsafe { self.descs.as_ptr().add((index & self.mask) as usize).read() }
+    }
+
+    fn write(&mut self, index: u32, value: T) {
+        // SAFETY: the index is masked into the ring, and the entry is ours to fill until
+        // the producer index we release passes it.
+        unsafe {
+            self.descs
+                .as_ptr()
+                .add((index & self.mask) as usize)
+                .write(value)
+        };
+    }
+
+    /// Hands `n` entries after `at` to the kernel (a ring we produce).
+    fn produce(&self, at: u32, n: u32) {
+        self.producer().store(at.wrapping_add(n), Ordering::Release);
+    }
+
+    /// Gives back `n` entries after `at` (a ring we consume).
+    fn consume(&self, at: u32, n: u32) {
+        self.consumer().store(at.wrapping_add(n), Ordering::Release);
+    }
+}
+
+/// What the kernel counted for a socket (`XDP_STATISTICS`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpStatistics {
+    /// Frames dropped for another reason than those below (too large for a chunk).
+    pub rx_dropped: u64,
+    /// Frames dropped because the RX ring was full (we read too slowly).
+    pub rx_ring_full: u64,
+    /// Frames dropped because no chunk waited in the fill ring.
+    pub rx_fill_ring_empty: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+}
+
+/// The XDP program on an interface, with the map of sockets it hands frames to. It
+/// stays attached as long as its BPF link's descriptor is open.
+#[derive(Debug)]
+struct Program {
+    // Declared in the order they go: the attachment first.
+    _attachment: OwnedFd,
+    _program: OwnedFd,
+    _map: OwnedFd,
+    /// Whether the program runs in the driver (native XDP) rather than on socket
+    /// buffers the kernel built first (generic XDP).
+    native: bool,
+}
+
+impl Program {
+    /// Loads the program with `socket` for queue 0 and attaches it to the interface.
+    fn attach(interface: &str, ifindex: i32, socket: RawFd) -> io::Result<Program> {
+        let map = owned(bpf(
+            BPF_MAP_CREATE,
+            &MapCreate {
+                map_type: BPF_MAP_TYPE_XSKMAP,
+                key_size: 4,
+                value_size: 4,
+                max_entries: 1,
+                map_flags: 0,
+            },
+        )?);
+        let (key, value) = (0u32, socket as u32);
+        bpf(
+            BPF_MAP_UPDATE_ELEM,
+            &MapUpdate {
+                map_fd: map.as_raw_fd() as u32,
+                _pad: 0,
+                key: std::ptr::from_ref(&key) as u64,
+                value: std::ptr::from_ref(&value) as u64,
+                flags: 0,
+            },
+        )?;
+        let insns = program(map.as_raw_fd());
+        let license = c"Dual MIT/GPL";
+        let mut name = [0u8; 16];
+        name[..10].copy_from_slice(b"strata_xsk");
+        let program = owned(bpf(
+            BPF_PROG_LOAD,
+            &ProgLoad {
+                prog_type: BPF_PROG_TYPE_XDP,
+                insn_cnt: insns.len() as u32,
+                insns: insns.as_ptr() as u64,
+                license: license.as_ptr() as u64,
+                log_level: 0,
+                log_size: 0,
+                log_buf: 0,
+                kern_version: 0,
+                prog_flags: 0,
+                prog_name: name,
+                prog_ifindex: 0,
+                expected_attach_type: BPF_XDP,
+            },
+        )?);
+        let attach = |flags| {
+            bpf(
+                BPF_LINK_CREATE,
+                &LinkCreate {
+                    prog_fd: program.as_raw_fd() as u32,
+                    target_ifindex: ifindex as u32,
+                    attach_type: BPF_XDP,
+                    flags,
+                },
+            )
+        };
+        let (attachment, native) = match attach(XDP_FLAGS_DRV_MODE) {
+            Ok(fd) => (fd, true),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!("{interface} has an XDP program already"),
+                ));
+            }
+            Err(_) => (attach(XDP_FLAGS_SKB_MODE)?, false),
+        };
+        Ok(Program {
+            _attachment: owned(attachment),
+            _program: program,
+            _map: map,
+            native,
+        })
+    }
+}
+
+/// An AF_XDP socket on queue 0 of one interface, and the XDP program that hands it the
+/// interface's frames.
+#[derive(Debug)]
+pub struct XdpLink {
+    // Declared in the order they go: the program first (the interface is itself again),
+    // then the socket, then the memory it used.
+    program: Program,
+    socket: OwnedFd,
+    fill: Ring<u64>,
+    completion: Ring<u64>,
+    rx: Ring<libc::xdp_desc>,
+    tx: Ring<libc::xdp_desc>,
+    umem: Mapping,
+    /// Sending chunks not in flight.
+    free: Vec<u64>,
+    name: String,
+    ifindex: i32,
+    mac: [u8; 6],
+}
+
+// SAFETY: the mappings are owned by this value alone (the socket that shares them with
+// the kernel lives beside them), so they may move to another thread with it.
+unsafe impl Send for XdpLink {}
+
+fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: the option value is a live `T`, its size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_XDP,
+            name,
+            std::ptr::from_ref(value).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads a `T` option of the XDP level (a plain-data structure).
+fn getsockopt<T: Default>(fd: RawFd, name: libc::c_int) -> io::Result<T> {
+    let mut value = T::default();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into the live `value`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            name,
+            std::ptr::from_mut(&mut value).cast(),
+            &raw mut len,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value)
+    }
+}
+
+#[derive(Default)]
+#[repr(C)]
+struct Statistics {
+    rx_dropped: u64,
+    rx_invalid_descs: u64,
+    tx_invalid_descs: u64,
+    rx_ring_full: u64,
+    rx_fill_ring_empty_descs: u64,
+    tx_ring_empty_descs: u64,
+}
+
+#[derive(Default)]
+#[repr(C)]
+struct Offsets {
+    rx: RingOffsets,
+    tx: RingOffsets,
+    fr: RingOffsets,
+    cr: RingOffsets,
+}
+
+#[derive(Default)]
+#[repr(C)]
+struct RingOffsets {
+    producer: u64,
+    consumer: u64,
+    desc: u64,
+    flags: u64,
+}
+
+impl From<&RingOffsets> for libc::xdp_ring_offset {
+    fn from(o: &RingOffsets) -> libc::xdp_ring_offset {
+        libc::xdp_ring_offset {
+            producer: o.producer,
+            consumer: o.consumer,
+            desc: o.desc,
+            flags: o.flags,
+        }
+    }
+}
+
+impl XdpLink {
+    /// Opens a socket on queue 0 of `interface` (of the calling thread's namespace) and
+    /// attaches the program that gives it every frame, in the driver if the interface
+    /// can (a veth can), else on the kernel's socket buffers. Fails (`ResourceBusy`) if
+    /// another socket or XDP program is on the interface.
+    pub fn open(interface: &str) -> io::Result<XdpLink> {
+        let ifindex = super::index_of(interface)?;
+        let mac = {
+            // SAFETY: plain system call; the descriptor is owned at once.
+            let raw =
+                unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+            if raw < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            super::mac_of(owned(raw.into()).as_raw_fd(), interface)?
+        };
+        // SAFETY: plain system call; the descriptor is owned at once.
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let socket = owned(raw.into());
+        let fd = socket.as_raw_fd();
+        let umem = Mapping::new(CHUNK * CHUNKS, None, 0)?;
+        setsockopt(
+            fd,
+            libc::XDP_UMEM_REG,
+            &libc::xdp_umem_reg {
+                addr: umem.base.as_ptr() as u64,
+                len: (CHUNK * CHUNKS) as u64,
+                chunk_size: CHUNK as u32,
+                headroom: 0,
+                flags: 0,
+                tx_metadata_len: 0,
+            },
+        )?;
+        for ring in [
+            libc::XDP_UMEM_FILL_RING,
+            libc::XDP_UMEM_COMPLETION_RING,
+            libc::XDP_RX_RING,
+            libc::XDP_TX_RING,
+        ] {
+            setsockopt(fd, ring, &RING)?;
+        }
+        let offsets: Offsets = getsockopt(fd, libc::XDP_MMAP_OFFSETS)?;
+        let mut fill = Ring::map(
+            fd,
+            &(&offsets.fr).into(),
+            libc::XDP_UMEM_PGOFF_FILL_RING as libc::off_t,
+        )?;
+        let completion = Ring::map(
+            fd,
+            &(&offsets.cr).into(),
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t,
+        )?;
+        let rx = Ring::map(fd, &(&offsets.rx).into(), libc::XDP_PGOFF_RX_RING)?;
+        let tx = Ring::map(fd, &(&offsets.tx).into(), libc::XDP_PGOFF_TX_RING)?;
+        // Every receiving chunk waits in the fill ring.
+        let (_, at) = fill.room();
+        for c in 0..RING {
+            fill.write(at.wrapping_add(c), u64::from(c) * CHUNK as u64);
+        }
+        fill.produce(at, RING);
+        let addr = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: libc::XDP_COPY,
+            sxdp_ifindex: ifindex as u32,
+            sxdp_queue_id: 0,
+            sxdp_shared_umem_fd: 0,
+        };
+        // SAFETY: the address and its size describe a live sockaddr_xdp.
+        let bound = unsafe {
+            libc::bind(
+                fd,
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_xdp>() as u32,
+            )
+        };
+        if bound < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EBUSY) => io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!("{interface} has an AF_XDP socket already"),
+                ),
+                _ => e,
+            });
+        }
+        let program = Program::attach(interface, ifindex, fd)?;
+        Ok(XdpLink {
+            program,
+            socket,
+            fill,
+            completion,
+            rx,
+            tx,
+            umem,
+            free: (CHUNKS / 2..CHUNKS).map(|c| (c * CHUNK) as u64).collect(),
+            name: interface.to_string(),
+            ifindex,
+            mac,
+        })
+    }
+
+    /// The interface's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The interface's index in its namespace.
+    pub fn ifindex(&self) -> i32 {
+        self.ifindex
+    }
+
+    /// Whether the program runs in the interface's driver (native XDP).
+    pub fn native(&self) -> bool {
+        self.program.native
+    }
+
+    /// The interface's MAC address when the link was opened (an AF_XDP socket answers
+    /// no interface request, and the link may be used outside the namespace).
+    pub fn mac(&self) -> io::Result<[u8; 6]> {
+        Ok(self.mac)
+    }
+
+    /// What the kernel counted for the socket.
+    pub fn statistics(&self) -> io::Result<XdpStatistics> {
+        let s: Statistics = getsockopt(self.socket.as_raw_fd(), libc::XDP_STATISTICS)?;
+        Ok(XdpStatistics {
+            rx_dropped: s.rx_dropped,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_ring_empty: s.rx_fill_ring_empty_descs,
+            rx_invalid_descs: s.rx_invalid_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+        })
+    }
+
+    /// The chunks the kernel has finished sending are free again.
+    fn reap(&mut self) {
+        let (n, at) = self.completion.ready();
+        for i in 0..n {
+            let addr = self.completion.read(at.wrapping_add(i));
+            self.free.push(addr - addr % CHUNK as u64);
+        }
+        self.completion.consume(at, n);
+    }
+
+    /// Asks the kernel to send what the TX ring holds (in copy mode it takes a few dozen
+    /// frames per call, so it is asked until the ring is empty or it is busy).
+    fn kick(&self) -> io::Result<()> {
+        for _ in 0..=RING / 16 {
+            let (room, _) = self.tx.room();
+            if room == RING {
+                break;
+            }
+            // SAFETY: a send of nothing: the frames are in the TX ring.
+            let r = unsafe {
+                libc::sendto(
+                    self.socket.as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN | libc::EINTR) => continue,
+                    // The device's queue is full: the rest goes with the next send.
+                    Some(libc::EBUSY | libc::ENOBUFS) => break,
+                    _ => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The chunk `addr` of the UMEM, `len` bytes of it.
+    fn chunk(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let end = (addr as usize).checked_add(len)?;
+        if end > self.umem.len {
+            return None;
+        }
+        // SAFETY: inside the UMEM, which lives as long as `self`; the kernel wrote this
+        // chunk before producing its descriptor and does not touch it until we give it
+        // back.
+        Some(unsafe { std::slice::from_raw_parts(self.umem.base.as_ptr().add(addr as usize), len) })
+    }
+
+    fn chunk_mut(&mut self, addr: u64, len: usize) -> &mut [u8] {
+        debug_assert!(addr as usize + len <= self.umem.len);
+        // SAFETY: a sending chunk of the free list, inside the UMEM, which the kernel does
+        // not read until we produce its descriptor.
+        unsafe { std::slice::from_raw_parts_mut(self.umem.base.as_ptr().add(addr as usize), len) }
+    }
+}
+
+impl AsRawFd for XdpLink {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+impl crate::Link for XdpLink {
+    fn send<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> io::Result<usize> {
+        self.reap();
+        let (room, at) = self.tx.room();
+        let mut taken = 0u32;
+        for frame in frames.iter().take(room as usize) {
+            let frame = frame.as_ref();
+            if frame.len() > CHUNK {
+                break;
+            }
+            let Some(addr) = self.free.pop() else { break };
+            self.chunk_mut(addr, frame.len()).copy_from_slice(frame);
+            self.tx.write(
+                at.wrapping_add(taken),
+                libc::xdp_desc {
+                    addr,
+                    len: frame.len() as u32,
+                    options: 0,
+                },
+            );
+            taken += 1;
+        }
+        self.tx.produce(at, taken);
+        self.kick()?;
+        Ok(taken as usize)
+    }
+
+    fn recv(&mut self, batch: &mut Batch) -> io::Result<usize> {
+        batch.clear();
+        let (ready, at) = self.rx.ready();
+        let n = ready.min(batch.capacity() as u32);
+        let (_, fill_at) = self.fill.room();
+        for i in 0..n {
+            let desc = self.rx.read(at.wrapping_add(i));
+            let start = i as usize * batch.slot;
+            match self.chunk(desc.addr, desc.len as usize) {
+                Some(frame) if frame.len() <= batch.slot => {
+                    batch.data[start..start + frame.len()].copy_from_slice(frame);
+                    batch.frames.push(Span {
+                        spilled: false,
+                        start,
+                        len: frame.len(),
+                    });
+                }
+                _ => batch.truncated += 1,
+            }
+            // The chunk waits for the next frame (the kernel aligns the address down).
+            self.fill.write(fill_at.wrapping_add(i), desc.addr);
+        }
+        self.rx.consume(at, n);
+        self.fill.produce(fill_at, n);
+        Ok(batch.len())
+    }
+}
