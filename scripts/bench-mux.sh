@@ -49,6 +49,11 @@ PROFILE=${PROFILE:-}
 STAGES=${STAGES:-pps http}
 # The Strata Mux's link backends measured (STRATA_LINK: socket, ring, xdp).
 LINKS=${LINKS-socket xdp}
+# How the sender sends: "socket" (sendmmsg on a packet socket: the receiving veth frees
+# the sender's socket buffers on CPU 1) or "xdp" (the kernel's XDP live frames, as a NIC
+# hands frames over; the mux namespace's veth then runs NAPI, with GRO on, for every
+# variant).
+SENDER=${SENDER:-socket}
 CONNS=${CONNS:-32}
 G=strata-bench-gen
 M=strata-bench-mux
@@ -94,14 +99,19 @@ sink_rx() { ip netns exec $S cat /sys/class/net/sink0/statistics/rx_packets; }
 # below saturation is made of.
 soak() { taskset -c 1 "$BIN/soak" "$1"; }
 send() {
-    taskset -c 0 ip netns exec $G "$BIN/blast" gen0 "$MAC" 10.1.0.2 10.9.0.100:9 "$1" "$FLOWS" "$RATE"
+    local how=()
+    [ "$SENDER" = xdp ] && how=(--xdp)
+    taskset -c 0 ip netns exec $G "$BIN/blast" "${how[@]}" gen0 "$MAC" 10.1.0.2 10.9.0.100:9 \
+        "$1" "$FLOWS" "$RATE"
 }
 
-# With AF_XDP the Mux's XDP program runs in the veth's NAPI poll, which the
-# kernel schedules on the CPU that sent the frame (the sender's): it is run by a thread
-# of its own instead (threaded NAPI), pinned to CPU 1 with the rest of the load balancer.
+# A veth's NAPI poll (where an XDP program runs, and where XDP frames become socket
+# buffers) is scheduled on the CPU that sent the frame, the sender's: it is run by a
+# thread of its own instead (threaded NAPI), pinned to CPU 1 with the rest of the load
+# balancer.
 pin_napi() {
     local ns=$1 dev=$2 pid
+    [ "${NAPI:-thread}" = thread ] || return 0
     # A veth has NAPI only with a native XDP program (generic XDP runs where RPS says).
     ip netns exec "$ns" sh -c "echo 1 > /sys/class/net/$dev/threaded" 2>/dev/null || return 0
     for pid in $(pgrep "^napi/$dev-"); do taskset -pc 1 "$pid" >/dev/null; done
@@ -170,6 +180,7 @@ pps_stage() {
 EOF
     # Receive processing in the mux namespace on CPU 1.
     ip netns exec $M sh -c "echo ${RPS_CPUS:-2} > /sys/class/net/in0/queues/rx-0/rps_cpus"
+    [ "$SENDER" = xdp ] && ip netns exec $M ethtool -K in0 gro on >/dev/null
     MAC=$(ip -n $M -o link show in0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
 
 
@@ -191,7 +202,7 @@ EOF
             ip netns exec $M "$BIN/bench_mux" in0 out0 >/tmp/strata-bench-mux.out &
         MUX_PID=$!
         sleep 0.5
-        [ "$link" = xdp ] && pin_napi $M in0
+        pin_napi $M in0
         measure "strata mux ($link)"
         kill -TERM $MUX_PID
         wait $MUX_PID || true
@@ -214,12 +225,13 @@ EOF
         }
     }
 EOF
+    pin_napi $M in0
     measure "kernel nftables DNAT"
 
     echo
     printf "%-24s %12s %10s %14s\n" "load balancer" "pps out" "CPU 1" "CPU-s per Mpkt"
     for r in "${RESULTS[@]}"; do echo "$r"; done
-    echo "(sender on CPU 0, load balancer on CPU 1; $DURATION s, $FLOWS flows, 60-byte frames)"
+    echo "(sender by $SENDER on CPU 0, load balancer on CPU 1; $DURATION s, $FLOWS flows, 60-byte frames)"
 }
 
 # One HTTP run of wrk against the VIP; its line of the table.

@@ -2,10 +2,18 @@
 //! `sendmmsg`, for a number of seconds, spread over many flows (source ports).
 //!
 //! ```text
-//! blast INTERFACE DST_MAC SRC_IP DST_IP:PORT SECONDS FLOWS [PPS]
+//! blast [--xdp] INTERFACE DST_MAC SRC_IP DST_IP:PORT SECONDS FLOWS [PPS]
 //! ```
 //!
 //! With PPS, it paces itself to that rate (in batches of 64); without, it sends flat out.
+//!
+//! With `--xdp`, the kernel sends instead, as a NIC would hand frames over: an XDP
+//! program run on one frame again and again (`BPF_PROG_TEST_RUN` with live frames)
+//! gives each a random flow's source port and redirects it out of INTERFACE, so the
+//! frames reach the other end as XDP frames, no socket buffer built and none to free
+//! on the receiving CPU. The other end must take XDP frames: a veth whose peer has an
+//! XDP program or GRO on. (What the other end could not take is not counted: count at
+//! the receiver.)
 //!
 //! Prints what it sent and the rate. Run it in the sender's namespace (`ip netns exec`).
 
@@ -13,7 +21,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use strata_fabric::Link;
-use strata_fabric::linux::PacketLink;
+use strata_fabric::linux::{PacketLink, bpf};
 
 /// One frame: Ethernet, IPv4, UDP and 18 bytes of payload (60 bytes, the minimum).
 fn frame(
@@ -61,14 +69,85 @@ fn mac(s: &str) -> Option<[u8; 6]> {
     bytes.try_into().ok()
 }
 
+/// The XDP generator's program: a random source port among `flows` from 10,000 up,
+/// then out of the interface `ifindex`.
+fn generator(ifindex: i32, flows: u16) -> [bpf::Insn; 15] {
+    use bpf::insn;
+    [
+        insn(0xbf, 6, 1, 0, 0),                         // r6 = ctx
+        insn(0x85, 0, 0, 0, bpf::FUNC_GET_PRANDOM_U32), // r0 = random
+        insn(0x97, 0, 0, 0, i32::from(flows.max(1))),   // r0 %= flows
+        insn(0x07, 0, 0, 0, 10_000),                    // r0 += 10000
+        insn(0xdc, 0, 0, 0, 16),                        // r0 = htons(r0)
+        insn(0x61, 2, 6, 0, 0),                         // r2 = ctx->data
+        insn(0x61, 3, 6, 4, 0),                         // r3 = ctx->data_end
+        insn(0xbf, 4, 2, 0, 0),                         // r4 = r2
+        insn(0x07, 4, 0, 0, 36),                        // r4 += 36
+        insn(0x2d, 4, 3, 1, 0),                         // if r4 > r3 skip the store
+        insn(0x6b, 2, 0, 34, 0),                        // UDP source port = r0
+        insn(0xb7, 1, 0, 0, ifindex),                   // r1 = ifindex
+        insn(0xb7, 2, 0, 0, 0),                         // r2 = 0
+        insn(0x85, 0, 0, 0, bpf::FUNC_REDIRECT),        // bpf_redirect(r1, r2)
+        insn(0x95, 0, 0, 0, 0),                         // return it
+    ]
+}
+
+/// `--xdp`: runs the generator for `seconds`, in runs of up to 65,536 frames (paced to
+/// `rate` if above 0); returns how many frames it made.
+fn generate(
+    interface: &str,
+    frame: &[u8],
+    flows: u16,
+    seconds: f64,
+    rate: f64,
+) -> Result<u64, Box<dyn std::error::Error>> {
+    let ifindex = netns_index(interface)?;
+    let program = bpf::load_xdp(&generator(ifindex, flows), "strata_blast")?;
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(seconds);
+    let run: u32 = if rate > 0.0 {
+        ((rate / 1000.0) as u32).clamp(1, 65_536)
+    } else {
+        65_536
+    };
+    let mut made = 0u64;
+    while Instant::now() < until {
+        if rate > 0.0 {
+            let due = start + Duration::from_secs_f64(made as f64 / rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        bpf::run_live(&program, frame, run)?;
+        made += u64::from(run);
+    }
+    Ok(made)
+}
+
+/// The index of `interface` in this namespace.
+fn netns_index(interface: &str) -> Result<i32, Box<dyn std::error::Error>> {
+    let path = format!("/sys/class/net/{interface}/ifindex");
+    Ok(std::fs::read_to_string(&path)
+        .map_err(|e| format!("{path}: {e}"))?
+        .trim()
+        .parse()?)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let xdp = args.first().is_some_and(|a| a == "--xdp");
+    if xdp {
+        args.remove(0);
+    }
     let (args, rate) = match args.as_slice() {
         [rest @ .., rate] if args.len() == 7 => (rest, rate.parse::<f64>()?),
         _ => (args.as_slice(), 0.0),
     };
     let [interface, dst_mac, src, dst, seconds, flows] = args else {
-        return Err("usage: blast INTERFACE DST_MAC SRC_IP DST_IP:PORT SECONDS FLOWS [PPS]".into());
+        return Err(
+            "usage: blast [--xdp] INTERFACE DST_MAC SRC_IP DST_IP:PORT SECONDS FLOWS [PPS]".into(),
+        );
     };
     let mut link = PacketLink::open(interface)?;
     let dst_mac = mac(dst_mac).ok_or("DST_MAC: expected aa:bb:cc:dd:ee:ff")?;
@@ -77,6 +156,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: f64 = seconds.parse()?;
     let flows: u16 = flows.parse()?;
     let own = link.mac()?;
+    if xdp {
+        let start = Instant::now();
+        let made = generate(
+            interface,
+            &frame(own, dst_mac, src, dst, 10_000),
+            flows,
+            seconds,
+            rate,
+        )?;
+        let took = start.elapsed().as_secs_f64();
+        println!(
+            "made {made} frames by XDP in {took:.2} s: {:.0} pps",
+            made as f64 / took
+        );
+        return Ok(());
+    }
     let frames: Vec<Vec<u8>> = (0..flows.max(1))
         .map(|i| frame(own, dst_mac, src, dst, 10_000u16.wrapping_add(i)))
         .collect();

@@ -15,10 +15,11 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+pub mod bpf;
 mod ring;
 mod xdp;
 
-pub use xdp::{XdpLink, XdpStatistics};
+pub use xdp::{FRAMES as XDP_FRAMES, XdpLink, XdpStatistics};
 
 use crate::batch::Span;
 use crate::{Batch, Link, gso};

@@ -696,3 +696,61 @@ fn an_xdp_link_recycles_its_chunks() {
         "nothing dropped"
     );
 }
+
+/// A program the verifier refuses: the error says which and carries the verifier's
+/// reason (here, a return value never set).
+#[test]
+fn a_program_the_verifier_refuses_says_why() {
+    if !netns_allowed() {
+        return;
+    }
+    let exit = [strata_fabric::linux::bpf::insn(0x95, 0, 0, 0, 0)];
+    let e = strata_fabric::linux::bpf::load_xdp(&exit, "strata_bad").unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("loading XDP program strata_bad"), "{text}");
+    assert!(text.contains("R0 !read_ok"), "{text}");
+}
+
+/// The kernel's live frames: a program run 200 times over one frame redirects each
+/// copy out of our veth, and the other side (which takes XDP frames: GRO on) receives
+/// all 200, unchanged.
+#[test]
+fn live_frames_redirected_by_a_program_arrive_whole() {
+    use strata_fabric::linux::bpf::{self, insn};
+    let Some(pair) = Pair::new("live") else {
+        return;
+    };
+    run(
+        "ip",
+        &["netns", "exec", &pair.b, "ethtool", "-K", "vb", "gro", "on"],
+    );
+    // Read by the ring: a burst of 200 would overflow a socket's receive buffer.
+    let mut theirs = netns::run_in(&pair.b, || PacketLink::open_ring("vb"))
+        .map(LinuxLink::from)
+        .unwrap();
+    let mut frame = echo_request(theirs.mac().unwrap(), 7);
+    frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x09]);
+    let ours = run("ip", &["-n", &pair.a, "-o", "link", "show", "va"]);
+    let index: i32 = ours.split(':').next().unwrap().trim().parse().unwrap();
+    let program = [
+        insn(0xb7, 1, 0, 0, index),
+        insn(0xb7, 2, 0, 0, 0),
+        insn(0x85, 0, 0, 0, bpf::FUNC_REDIRECT),
+        insn(0x95, 0, 0, 0, 0),
+    ];
+    let sent = frame.clone();
+    netns::run_in(&pair.a, move || {
+        let program = bpf::load_xdp(&program, "strata_live")?;
+        bpf::run_live(&program, &sent, 200)
+    })
+    .unwrap();
+    let mut got = 0;
+    receive_until(&mut theirs, |f| {
+        if f[6..12] == [0x02, 0, 0, 0, 0, 0x09] {
+            assert_eq!(f, &frame[..]);
+            got += 1;
+        }
+        got == 200
+    });
+    assert_eq!(got, 200);
+}

@@ -290,7 +290,8 @@ pub(crate) fn node_token(
 ///   `PacketLink::open_ring`);
 /// - `xdp`: an AF_XDP socket fed by an XDP program on the interface, so that the
 ///   kernel builds nothing for the frames it hands over (the least CPU per packet; see
-///   `XdpLink` for what it leaves out).
+///   `XdpLink` for what it leaves out), with `STRATA_XDP_FRAMES` frames each way (a
+///   power of two, 2,048 by default; more absorb longer bursts, at 4 KiB each).
 pub fn open_link(interface: &str) -> io::Result<LinuxLink> {
     match std::env::var("STRATA_LINK").as_deref() {
         Ok("ring") => {
@@ -299,7 +300,16 @@ pub fn open_link(interface: &str) -> io::Result<LinuxLink> {
             Ok(link.into())
         }
         Ok("xdp") => {
-            let link = XdpLink::open(interface)?;
+            let frames = match std::env::var("STRATA_XDP_FRAMES") {
+                Ok(n) => n.parse().map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("STRATA_XDP_FRAMES={n}: expected a number of frames"),
+                    )
+                })?,
+                Err(_) => strata_fabric::linux::XDP_FRAMES,
+            };
+            let link = XdpLink::open_with(interface, frames)?;
             tracing::info!(interface, native = link.native(), "receiving by AF_XDP");
             Ok(link.into())
         }

@@ -9,8 +9,8 @@
 //!                    completion ring ─► chunks free again ─┘
 //! ```
 //!
-//! One region of memory (the UMEM) is cut into chunks of [`CHUNK`] bytes: half of them
-//! wait in the fill ring for frames to arrive, half carry frames out. The program is six
+//! One region of memory (the UMEM) is cut into chunks of 2 KiB: half of them wait in
+//! the fill ring for frames to arrive, half carry frames out. The program is six
 //! instructions, written here, loaded with `bpf(2)` and attached by a BPF link, so it
 //! goes with the link's descriptor: when the [`XdpLink`] is dropped or its process dies,
 //! the interface is as it was.
@@ -27,132 +27,36 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::bpf::{self, Insn, insn};
 use crate::Batch;
 use crate::batch::Span;
 
 /// A chunk of the UMEM: one frame (the kernel leaves its own headroom inside it).
 pub(super) const CHUNK: usize = 2048;
-/// Chunks in all: the first half for receiving, the second for sending.
-const CHUNKS: usize = 4096;
-/// Entries of each ring (the fill ring holds every receiving chunk at once).
-const RING: u32 = (CHUNKS / 2) as u32;
+/// Frames each way by default: 2,048 chunks for receiving and as many for sending,
+/// 8 MiB. More absorb longer bursts (see [`XdpLink::open_with`]).
+pub const FRAMES: u32 = 2048;
 
-// `<linux/bpf.h>`
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_LINK_CREATE: libc::c_long = 28;
-const BPF_MAP_TYPE_XSKMAP: u32 = 17;
-const BPF_PROG_TYPE_XDP: u32 = 6;
-const BPF_XDP: u32 = 37;
-const BPF_PSEUDO_MAP_FD: u8 = 1;
-const BPF_FUNC_REDIRECT_MAP: i32 = 51;
-// `<linux/if_link.h>`
-const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
-const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
-/// The action when no socket is on the frame's queue: give it to the kernel.
-const XDP_PASS: i32 = 2;
-
-/// One BPF instruction (`struct bpf_insn`).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Insn {
-    code: u8,
-    /// `dst_reg` in the low nibble, `src_reg` in the high.
-    regs: u8,
-    off: i16,
-    imm: i32,
-}
-
-const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-    Insn {
-        code,
-        regs: dst | (src << 4),
-        off,
-        imm,
-    }
-}
-
-/// `return bpf_redirect_map(&sockets, ctx->rx_queue_index, XDP_PASS);`
+/// `return bpf_redirect_map(&sockets, ctx->rx_queue_index, XDP_PASS);`: a frame on a
+/// queue without a socket goes to the kernel.
 fn program(map: RawFd) -> [Insn; 6] {
     [
         // r2 = *(u32 *)(r1 + offsetof(struct xdp_md, rx_queue_index))
         insn(0x61, 2, 1, 16, 0),
         // r1 = the map (a 64-bit immediate over two instructions)
-        insn(0x18, 1, BPF_PSEUDO_MAP_FD, 0, map),
+        insn(0x18, 1, bpf::PSEUDO_MAP_FD, 0, map),
         insn(0, 0, 0, 0, 0),
         // r3 = the action when the queue has no socket
-        insn(0xb7, 3, 0, 0, XDP_PASS),
+        insn(0xb7, 3, 0, 0, bpf::XDP_PASS),
         // call bpf_redirect_map; its answer is the program's
-        insn(0x85, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),
+        insn(0x85, 0, 0, 0, bpf::FUNC_REDIRECT_MAP),
         insn(0x95, 0, 0, 0, 0),
     ]
-}
-
-/// `bpf(2)` with the command's attributes; returns the descriptor it made, if any.
-fn bpf<A>(cmd: libc::c_long, attr: &A) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a live, initialized `repr(C)` prefix of `union bpf_attr` for
-    // `cmd`, and its size goes with it (the kernel zero-fills the rest).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            std::ptr::from_ref(attr),
-            std::mem::size_of::<A>(),
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
 }
 
 fn owned(fd: libc::c_long) -> OwnedFd {
     // SAFETY: a descriptor the kernel just returned to us, owned by nobody else.
     unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
-}
-
-#[repr(C)]
-struct MapCreate {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-}
-
-#[repr(C)]
-struct MapUpdate {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-}
-
-#[repr(C)]
-struct ProgLoad {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-}
-
-#[repr(C)]
-struct LinkCreate {
-    prog_fd: u32,
-    target_ifindex: u32,
-    attach_type: u32,
-    flags: u32,
 }
 
 /// A shared mapping, unmapped when dropped.
@@ -202,6 +106,7 @@ impl Drop for Mapping {
 /// index, one of them ours.
 #[derive(Debug)]
 struct Ring<T> {
+    size: u32,
     producer: NonNull<AtomicU32>,
     consumer: NonNull<AtomicU32>,
     descs: NonNull<T>,
@@ -210,9 +115,14 @@ struct Ring<T> {
 }
 
 impl<T: Copy> Ring<T> {
-    /// Maps ring `offsets` of `fd` at page offset `pgoff`.
-    fn map(fd: RawFd, offsets: &libc::xdp_ring_offset, pgoff: libc::off_t) -> io::Result<Ring<T>> {
-        let len = offsets.desc as usize + RING as usize * std::mem::size_of::<T>();
+    /// Maps ring `offsets` of `fd` at page offset `pgoff`, of `size` entries.
+    fn map(
+        fd: RawFd,
+        offsets: &libc::xdp_ring_offset,
+        pgoff: libc::off_t,
+        size: u32,
+    ) -> io::Result<Ring<T>> {
+        let len = offsets.desc as usize + size as usize * std::mem::size_of::<T>();
         let map = Mapping::new(len, Some(fd), pgoff)?;
         let at = |off: u64| {
             // SAFETY: the kernel's offsets lie inside the mapping it sized for them.
@@ -222,7 +132,8 @@ impl<T: Copy> Ring<T> {
             producer: at(offsets.producer).cast(),
             consumer: at(offsets.consumer).cast(),
             descs: at(offsets.desc).cast(),
-            mask: RING - 1,
+            size,
+            mask: size - 1,
             _map: map,
         })
     }
@@ -248,7 +159,7 @@ impl<T: Copy> Ring<T> {
     fn room(&self) -> (u32, u32) {
         let at = self.producer().load(Ordering::Relaxed);
         let used = at.wrapping_sub(self.consumer().load(Ordering::Acquire));
-        (RING - used, at)
+        (self.size - used, at)
     }
 
     fn read(&self, index: u32) -> T {
@@ -308,60 +219,11 @@ struct Program {
 impl Program {
     /// Loads the program with `socket` for queue 0 and attaches it to the interface.
     fn attach(interface: &str, ifindex: i32, socket: RawFd) -> io::Result<Program> {
-        let map = owned(bpf(
-            BPF_MAP_CREATE,
-            &MapCreate {
-                map_type: BPF_MAP_TYPE_XSKMAP,
-                key_size: 4,
-                value_size: 4,
-                max_entries: 1,
-                map_flags: 0,
-            },
-        )?);
-        let (key, value) = (0u32, socket as u32);
-        bpf(
-            BPF_MAP_UPDATE_ELEM,
-            &MapUpdate {
-                map_fd: map.as_raw_fd() as u32,
-                _pad: 0,
-                key: std::ptr::from_ref(&key) as u64,
-                value: std::ptr::from_ref(&value) as u64,
-                flags: 0,
-            },
-        )?;
-        let insns = program(map.as_raw_fd());
-        let license = c"Dual MIT/GPL";
-        let mut name = [0u8; 16];
-        name[..10].copy_from_slice(b"strata_xsk");
-        let program = owned(bpf(
-            BPF_PROG_LOAD,
-            &ProgLoad {
-                prog_type: BPF_PROG_TYPE_XDP,
-                insn_cnt: insns.len() as u32,
-                insns: insns.as_ptr() as u64,
-                license: license.as_ptr() as u64,
-                log_level: 0,
-                log_size: 0,
-                log_buf: 0,
-                kern_version: 0,
-                prog_flags: 0,
-                prog_name: name,
-                prog_ifindex: 0,
-                expected_attach_type: BPF_XDP,
-            },
-        )?);
-        let attach = |flags| {
-            bpf(
-                BPF_LINK_CREATE,
-                &LinkCreate {
-                    prog_fd: program.as_raw_fd() as u32,
-                    target_ifindex: ifindex as u32,
-                    attach_type: BPF_XDP,
-                    flags,
-                },
-            )
-        };
-        let (attachment, native) = match attach(XDP_FLAGS_DRV_MODE) {
+        let map = bpf::map_u32(bpf::BPF_MAP_TYPE_XSKMAP, 1)?;
+        bpf::update_u32(&map, 0, socket as u32)?;
+        let program = bpf::load_xdp(&program(map.as_raw_fd()), "strata_xsk")?;
+        let (attachment, native) = match bpf::attach_xdp(&program, ifindex, bpf::XDP_FLAGS_DRV_MODE)
+        {
             Ok(fd) => (fd, true),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 return Err(io::Error::new(
@@ -369,10 +231,13 @@ impl Program {
                     format!("{interface} has an XDP program already"),
                 ));
             }
-            Err(_) => (attach(XDP_FLAGS_SKB_MODE)?, false),
+            Err(_) => (
+                bpf::attach_xdp(&program, ifindex, bpf::XDP_FLAGS_SKB_MODE)?,
+                false,
+            ),
         };
         Ok(Program {
-            _attachment: owned(attachment),
+            _attachment: attachment,
             _program: program,
             _map: map,
             native,
@@ -489,6 +354,20 @@ impl XdpLink {
     /// can (a veth can), else on the kernel's socket buffers. Fails (`ResourceBusy`) if
     /// another socket or XDP program is on the interface.
     pub fn open(interface: &str) -> io::Result<XdpLink> {
+        XdpLink::open_with(interface, FRAMES)
+    }
+
+    /// [`XdpLink::open`] with `frames` chunks for receiving and as many for sending, and
+    /// rings of as many entries: a power of two from 64 to 65,536 (4 KiB of memory per
+    /// frame in all).
+    pub fn open_with(interface: &str, frames: u32) -> io::Result<XdpLink> {
+        if !frames.is_power_of_two() || !(64..=65_536).contains(&frames) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{frames} frames: expected a power of two from 64 to 65536"),
+            ));
+        }
+        let chunks = frames as usize * 2;
         let ifindex = super::index_of(interface)?;
         let mac = {
             // SAFETY: plain system call; the descriptor is owned at once.
@@ -506,13 +385,13 @@ impl XdpLink {
         }
         let socket = owned(raw.into());
         let fd = socket.as_raw_fd();
-        let umem = Mapping::new(CHUNK * CHUNKS, None, 0)?;
+        let umem = Mapping::new(CHUNK * chunks, None, 0)?;
         setsockopt(
             fd,
             libc::XDP_UMEM_REG,
             &libc::xdp_umem_reg {
                 addr: umem.base.as_ptr() as u64,
-                len: (CHUNK * CHUNKS) as u64,
+                len: (CHUNK * chunks) as u64,
                 chunk_size: CHUNK as u32,
                 headroom: 0,
                 flags: 0,
@@ -525,27 +404,29 @@ impl XdpLink {
             libc::XDP_RX_RING,
             libc::XDP_TX_RING,
         ] {
-            setsockopt(fd, ring, &RING)?;
+            setsockopt(fd, ring, &frames)?;
         }
         let offsets: Offsets = getsockopt(fd, libc::XDP_MMAP_OFFSETS)?;
         let mut fill = Ring::map(
             fd,
             &(&offsets.fr).into(),
             libc::XDP_UMEM_PGOFF_FILL_RING as libc::off_t,
+            frames,
         )?;
         let completion = Ring::map(
             fd,
             &(&offsets.cr).into(),
             libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t,
+            frames,
         )?;
-        let rx = Ring::map(fd, &(&offsets.rx).into(), libc::XDP_PGOFF_RX_RING)?;
-        let tx = Ring::map(fd, &(&offsets.tx).into(), libc::XDP_PGOFF_TX_RING)?;
+        let rx = Ring::map(fd, &(&offsets.rx).into(), libc::XDP_PGOFF_RX_RING, frames)?;
+        let tx = Ring::map(fd, &(&offsets.tx).into(), libc::XDP_PGOFF_TX_RING, frames)?;
         // Every receiving chunk waits in the fill ring.
         let (_, at) = fill.room();
-        for c in 0..RING {
+        for c in 0..frames {
             fill.write(at.wrapping_add(c), u64::from(c) * CHUNK as u64);
         }
-        fill.produce(at, RING);
+        fill.produce(at, frames);
         let addr = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
             sxdp_flags: libc::XDP_COPY,
@@ -580,7 +461,7 @@ impl XdpLink {
             rx,
             tx,
             umem,
-            free: (CHUNKS / 2..CHUNKS).map(|c| (c * CHUNK) as u64).collect(),
+            free: (chunks / 2..chunks).map(|c| (c * CHUNK) as u64).collect(),
             name: interface.to_string(),
             ifindex,
             mac,
@@ -633,9 +514,9 @@ impl XdpLink {
     /// Asks the kernel to send what the TX ring holds (in copy mode it takes a few dozen
     /// frames per call, so it is asked until the ring is empty or it is busy).
     fn kick(&self) -> io::Result<()> {
-        for _ in 0..=RING / 16 {
+        for _ in 0..=self.tx.size / 16 {
             let (room, _) = self.tx.room();
-            if room == RING {
+            if room == self.tx.size {
                 break;
             }
             // SAFETY: a send of nothing: the frames are in the TX ring.
@@ -740,5 +621,24 @@ impl crate::Link for XdpLink {
         self.rx.consume(at, n);
         self.fill.produce(fill_at, n);
         Ok(batch.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::XdpLink;
+
+    #[test]
+    fn a_ring_size_that_is_no_power_of_two_or_out_of_range_is_refused() {
+        for frames in [0, 1, 32, 100, 3000, 131_072] {
+            let e = XdpLink::open_with("lo", frames).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{frames}");
+            assert!(e.to_string().contains("power of two"), "{e}");
+        }
+        // In range, it goes on to the interface (here, one that does not exist).
+        for frames in [64, 2048, 65_536] {
+            let e = XdpLink::open_with("strata-none0", frames).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{frames}: {e}");
+        }
     }
 }
