@@ -5,16 +5,23 @@
 #
 #   strata-bench-gen (sender) -- strata-bench-mux (the load balancer) -- strata-bench-sink
 #
-# The sender (crates/fabric/examples/blast.rs: pre-built UDP frames, 64 per sendmmsg,
-# over FLOWS flows) runs on CPU 0. The load balancer runs on CPU 1: the Strata Mux
-# process is pinned there (crates/runtime/examples/bench_mux.rs, the driver of `strata
-# mux` with a fixed VIP table of four DIPs), once per link backend (LINKS: AF_PACKET
-# sockets, then AF_XDP sockets fed by an XDP program, whose veth NAPI poll runs in a
-# thread pinned to CPU 1 as well), and receive processing in the mux namespace is
-# steered there with RPS, so the kernel's DNAT runs there too. The sink drops what
-# arrives at its ingress hook and counts it. Reported per variant: packets per second
-# out of the load balancer, CPU 1's busy share, and CPU 1's time per million packets
-# (the fair figure when the sender saturates first).
+# The sender (crates/fabric/examples/blast.rs, over FLOWS flows) runs on CPU 0. By
+# default (SENDER=xdp) the kernel makes the frames (XDP live frames) and hands them to
+# the mux namespace's veth as XDP frames, as a NIC hands over what it received; the
+# veth's NAPI poll (the driver's receive: where an XDP program runs, or where the frame
+# becomes a socket buffer) runs on CPU 0 too, as a NIC's interrupt would (NAPI=sender).
+# SENDER=socket sends by sendmmsg on a packet socket instead (the receiving veth must
+# then copy each socket buffer, and free it on the receiving CPU).
+#
+# The load balancer runs on CPU 1: the Strata Mux process is pinned there
+# (crates/runtime/examples/bench_mux.rs, the driver of `strata mux` with a fixed VIP
+# table of four DIPs), once per link backend (LINKS: AF_PACKET sockets, then AF_XDP
+# sockets fed by an XDP program), and receive processing after the driver is steered
+# there with RPS, so the kernel's DNAT runs there too. NAPI=thread runs the NAPI poll
+# in a thread pinned to CPU 1 as well. The sink drops what arrives at its ingress hook
+# and counts it. Reported per variant: packets per second out of the load balancer,
+# CPU 1's busy share (what a soaker spinning at the lowest priority does not get), and
+# CPU 1's time per million packets (the fair figure when the sender saturates first).
 #
 # Then the HTTP stage (needs wrk): requests per second from wrk to a VIP whose four DIPs
 # are served by one web server (crates/runtime/examples/http_server.rs) on a host built
@@ -28,15 +35,17 @@
 # the SLB. Through the kernel's nftables DNAT, the reply goes back through the load
 # balancer, which must undo its translation. wrk and the server run on CPU 0, the load
 # balancer on CPU 1; each variant runs with keep-alive and with a new connection per
-# request. Reported: requests per second, CPU 1's busy share, and the Strata Mux
-# process's CPU time per thousand requests.
+# request. Reported: requests per second, CPU 1's busy share and its time per thousand
+# requests, and the Strata Mux process's CPU time per thousand requests.
 #
 # Root only. Usage: scripts/bench-mux.sh [SECONDS] [FLOWS]   (default 10 s, 1024 flows)
 # STAGES="pps http" chooses the stages (default both); CONNS the HTTP connections (32);
 # LINKS the Strata Mux's link backends, as STRATA_LINK names them (default "socket xdp";
-# "ring" too). Also: RATE (the sender's pps, 0 flat out), INGRESS_DROP=1, PROFILE=FILE,
-# RPS_CPUS=MASK (where the load balancer's receive processing runs, default CPU 1),
-# MUX_PRIORITY=N (the Strata Mux at SCHED_FIFO priority N).
+# "ring" too); SENDER (xdp or socket) and NAPI (sender or thread), above. Also: RATE
+# (the sender's pps, 0 flat out; SENDER=socket only), STRATA_XDP_FRAMES (the AF_XDP rings' size, 2048),
+# INGRESS_DROP=1, PROFILE=FILE, RPS_CPUS=MASK (where the load balancer's receive
+# processing runs, default CPU 1), MUX_PRIORITY=N (the Strata Mux at SCHED_FIFO
+# priority N).
 # Everything it creates is removed when it ends, also on failure.
 set -euo pipefail
 
@@ -53,7 +62,15 @@ LINKS=${LINKS-socket xdp}
 # the sender's socket buffers on CPU 1) or "xdp" (the kernel's XDP live frames, as a NIC
 # hands frames over; the mux namespace's veth then runs NAPI, with GRO on, for every
 # variant).
-SENDER=${SENDER:-socket}
+SENDER=${SENDER:-xdp}
+if [ "$SENDER" = xdp ] && [ "$RATE" != 0 ]; then
+    echo "bench-mux: RATE needs SENDER=socket (the kernel's XDP generator sends flat out)" >&2
+    exit 1
+fi
+# Where a veth's NAPI poll runs (the driver's receive, for a veth with an XDP program or
+# GRO): "sender" (the default: on the CPU that sent the frame, CPU 0, as a NIC's
+# interrupt would be) or "thread" (a thread of its own pinned to CPU 1).
+NAPI=${NAPI:-sender}
 CONNS=${CONNS:-32}
 G=strata-bench-gen
 M=strata-bench-mux
@@ -111,7 +128,7 @@ send() {
 # balancer.
 pin_napi() {
     local ns=$1 dev=$2 pid
-    [ "${NAPI:-thread}" = thread ] || return 0
+    [ "$NAPI" = thread ] || return 0
     # A veth has NAPI only with a native XDP program (generic XDP runs where RPS says).
     ip netns exec "$ns" sh -c "echo 1 > /sys/class/net/$dev/threaded" 2>/dev/null || return 0
     for pid in $(pgrep "^napi/$dev-"); do taskset -pc 1 "$pid" >/dev/null; done

@@ -4,7 +4,9 @@
 //! sends what the program redirects: a packet generator in the kernel.
 //!
 //! Layouts are prefixes of `union bpf_attr` (`<linux/bpf.h>`); the kernel takes a
-//! shorter attribute as zero beyond its end.
+//! shorter attribute as zero beyond its end, and refuses one with bytes that are not
+//! zero past the command's fields, so no layout here has implicit padding (a test
+//! checks their sizes).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -135,6 +137,9 @@ struct TestRun {
     flags: u32,
     cpu: u32,
     batch_size: u32,
+    /// The struct's padding, made explicit: the kernel refuses (EINVAL) an attribute
+    /// whose bytes past the command's last field are not zero.
+    _pad: u32,
 }
 
 /// A map of `u32` keys and values with `entries` entries.
@@ -232,7 +237,25 @@ pub fn run_live(program: &OwnedFd, frame: &[u8], repeat: u32) -> io::Result<()> 
             flags: LIVE_FRAMES,
             cpu: 0,
             batch_size: 0,
+            _pad: 0,
         },
     )
     .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte of each attribute is a field the code sets: a struct with implicit
+    /// padding would hand the kernel uninitialized bytes, which it refuses at random.
+    #[test]
+    fn the_attributes_have_no_padding() {
+        assert_eq!(std::mem::size_of::<MapCreate>(), 5 * 4);
+        assert_eq!(std::mem::size_of::<MapUpdate>(), 2 * 4 + 3 * 8);
+        assert_eq!(std::mem::size_of::<ProgLoad>(), 8 * 4 + 3 * 8 + 16);
+        assert_eq!(std::mem::size_of::<LinkCreate>(), 4 * 4);
+        assert_eq!(std::mem::size_of::<TestRun>(), 12 * 4 + 4 * 8);
+        assert_eq!(std::mem::size_of::<Insn>(), 8);
+    }
 }
