@@ -601,9 +601,12 @@ impl crate::Link for XdpLink {
         let (ready, at) = self.rx.ready();
         let n = ready.min(batch.capacity() as u32);
         let (_, fill_at) = self.fill.room();
+        // Frames are packed one after another (no frame is larger than a chunk, so they
+        // fit: a batch holds `capacity` slots), not one per slot: slots are sized for a
+        // socket's super-frames, and a frame per slot would touch a page per frame.
+        let mut start = 0;
         for i in 0..n {
             let desc = self.rx.read(at.wrapping_add(i));
-            let start = i as usize * batch.slot;
             match self.chunk(desc.addr, desc.len as usize) {
                 Some(frame) if frame.len() <= batch.slot => {
                     batch.data[start..start + frame.len()].copy_from_slice(frame);
@@ -612,6 +615,7 @@ impl crate::Link for XdpLink {
                         start,
                         len: frame.len(),
                     });
+                    start += frame.len();
                 }
                 _ => batch.truncated += 1,
             }
