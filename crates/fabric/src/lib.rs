@@ -8,9 +8,9 @@
 //!
 //! Sans-IO: time is passed in; nothing here reads a clock.
 //!
-//! [`linux`] is the other backend: AF_PACKET sockets on the interfaces of Linux network
-//! namespaces, for the roles run as real processes. Both carry frames in batches
-//! through [`Link`].
+//! [`linux`] is the other backend: AF_PACKET sockets, or AF_XDP sockets fed by an XDP
+//! program, on the interfaces of Linux network namespaces, for the roles run as real
+//! processes. All carry frames in batches through [`Link`].
 
 mod batch;
 pub mod gso;

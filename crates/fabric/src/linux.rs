@@ -1,4 +1,6 @@
-//! The real backend: Linux AF_PACKET sockets on interfaces of network namespaces.
+//! The real backends: Linux AF_PACKET sockets ([`PacketLink`]) and AF_XDP sockets
+//! ([`XdpLink`], in `xdp`) on interfaces of network namespaces, either held as a
+//! [`LinuxLink`].
 //!
 //! A [`PacketLink`] is a raw socket bound to one interface. It sends and receives
 //! Ethernet frames in batches, one system call per batch (`sendmmsg`, `recvmmsg`), into
@@ -7,7 +9,9 @@
 //! and the socket may then be used from any thread.
 //!
 //! The unsafe code is the system calls themselves (the `libc` declarations); every
-//! buffer they are given is a live Rust slice whose length goes with it.
+//! buffer they are given is a live Rust slice whose length goes with it. The AF_XDP
+//! rings and frame memory are mappings shared with the kernel, read and written through
+//! pointers; `xdp` says at each use why it is sound.
 
 #![allow(unsafe_code)]
 

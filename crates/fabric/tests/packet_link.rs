@@ -674,17 +674,22 @@ fn an_xdp_link_recycles_its_chunks() {
             .map(|i| echo_request(theirs, round * 50 + i))
             .collect();
         assert_eq!(link.send(&requests).unwrap(), 50, "round {round}");
+        // Each request was sent from a chunk of its own: the replies answer 50
+        // different sequence numbers, those of the round.
         let deadline = Instant::now() + Duration::from_secs(2);
-        let mut got = 0;
-        while got < 50 && Instant::now() < deadline {
+        let mut got = std::collections::BTreeSet::new();
+        while got.len() < 50 && Instant::now() < deadline {
             link.recv(&mut batch).unwrap();
-            got += batch
-                .iter()
-                .filter(|f| f.len() >= 34 && f[14 + 9] == 1 && f[34] == 0)
-                .count();
+            got.extend(
+                batch
+                    .iter()
+                    .filter(|f| f.len() >= 42 && f[14 + 9] == 1 && f[34] == 0)
+                    .map(|f| u16::from_be_bytes([f[40], f[41]])),
+            );
         }
-        assert_eq!(got, 50, "round {round}");
-        replies += got;
+        let want: std::collections::BTreeSet<u16> = (round * 50..round * 50 + 50).collect();
+        assert_eq!(got, want, "round {round}");
+        replies += got.len();
     }
     assert_eq!(replies, 5000);
     let LinuxLink::Xdp(link) = link else {
@@ -753,4 +758,175 @@ fn live_frames_redirected_by_a_program_arrive_whole() {
         got == 200
     });
     assert_eq!(got, 200);
+}
+
+/// An interface whose driver has no XDP of its own (a namespace's loopback) gets the
+/// program on the kernel's socket buffers (generic XDP), and the link says so.
+#[test]
+fn an_xdp_link_on_a_driver_without_xdp_runs_generic() {
+    let Some(pair) = Pair::new("xdp-generic") else {
+        return;
+    };
+    run("ip", &["-n", &pair.a, "link", "set", "lo", "up"]);
+    let link = netns::run_in(&pair.a, || XdpLink::open("lo")).unwrap();
+    assert!(!link.native());
+    let shown = run("ip", &["-n", &pair.a, "link", "show", "lo"]);
+    assert!(shown.contains("xdpgeneric"), "{shown}");
+}
+
+/// Another XDP program on the interface (here one that passes everything, attached
+/// by hand) keeps the link from attaching its own: it says so, and leaves that one be.
+#[test]
+fn an_xdp_link_does_not_displace_another_program() {
+    use strata_fabric::linux::bpf::{self, insn};
+    let Some(pair) = Pair::new("xdp-other") else {
+        return;
+    };
+    let index = pair_index(&pair.a);
+    let other = netns::run_in(&pair.a, move || {
+        let pass = [insn(0xb7, 0, 0, 0, bpf::XDP_PASS), insn(0x95, 0, 0, 0, 0)];
+        let program = bpf::load_xdp(&pass, "strata_pass")?;
+        let attached = bpf::attach_xdp(&program, index, bpf::XDP_FLAGS_DRV_MODE)?;
+        Ok((program, attached))
+    })
+    .unwrap();
+    let e = netns::run_in(&pair.a, || XdpLink::open("va")).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ResourceBusy, "{e}");
+    assert!(
+        e.to_string().contains("va has an XDP program already"),
+        "{e}"
+    );
+    let shown = run("ip", &["-n", &pair.a, "link", "show", "va"]);
+    assert!(shown.contains("name strata_pass"), "{shown}");
+    drop(other);
+}
+
+/// The index of `va` in `namespace`, as `ip` numbers it.
+fn pair_index(namespace: &str) -> i32 {
+    let shown = run("ip", &["-n", namespace, "-o", "link", "show", "va"]);
+    shown.split(':').next().unwrap().trim().parse().unwrap()
+}
+
+/// A veth whose peer's MTU is too large for XDP in its driver (without multi-buffer
+/// support) gets the program on socket buffers instead.
+#[test]
+fn an_xdp_link_falls_back_to_generic_when_the_driver_refuses() {
+    let Some(pair) = Pair::new("xdp-mtu") else {
+        return;
+    };
+    run("ip", &["-n", &pair.b, "link", "set", "vb", "mtu", "9000"]);
+    let link = netns::run_in(&pair.a, || XdpLink::open("va")).unwrap();
+    assert!(!link.native());
+    let shown = run("ip", &["-n", &pair.a, "link", "show", "va"]);
+    assert!(shown.contains("xdpgeneric"), "{shown}");
+}
+
+/// The link's descriptor is what `poll(2)` waits on: not readable while nothing has
+/// come, readable once a frame has.
+#[test]
+#[allow(unsafe_code)]
+fn an_xdp_link_is_readable_when_a_frame_waits() {
+    use std::os::fd::AsRawFd;
+    let Some(pair) = Pair::new("xdp-poll") else {
+        return;
+    };
+    let mut link = open(&pair.a, Backend::Xdp);
+    let readable = |link: &LinuxLink, ms: i32| {
+        let mut fd = libc::pollfd {
+            fd: link.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd, its count given.
+        let n = unsafe { libc::poll(&raw mut fd, 1, ms) };
+        n == 1 && fd.revents & libc::POLLIN != 0
+    };
+    assert!(!readable(&link, 50), "readable with nothing received");
+    assert_eq!(link.send(&[&arp_request()]).unwrap(), 1);
+    assert!(
+        readable(&link, 2000),
+        "the ARP reply never made it readable"
+    );
+    let mut batch = Batch::new(8, 2048);
+    assert!(link.recv(&mut batch).unwrap() >= 1);
+}
+
+/// A frame fills at most a chunk (2 KiB): one that long is taken, a longer one is not
+/// (and what follows it waits for the next send).
+#[test]
+fn an_xdp_link_sends_frames_up_to_a_chunk() {
+    let Some(pair) = Pair::new("xdp-chunk") else {
+        return;
+    };
+    let mut link = open(&pair.a, Backend::Xdp);
+    let mut whole = arp_request();
+    whole.resize(2048, 0);
+    let mut longer = whole.clone();
+    longer.push(0);
+    assert_eq!(link.send(&[&whole]).unwrap(), 1);
+    assert_eq!(link.send(&[&longer, &whole]).unwrap(), 0);
+    assert_eq!(link.send(&[&whole, &longer, &whole]).unwrap(), 1);
+}
+
+/// Frames the link does not read in time are dropped by the kernel, and counted: with
+/// 64 chunks to receive into, a burst of 300 loses some, and the statistics say how.
+#[test]
+fn an_xdp_link_counts_what_it_could_not_take() {
+    let Some(pair) = Pair::new("xdp-full") else {
+        return;
+    };
+    let mut link = netns::run_in(&pair.a, || XdpLink::open_with("va", 64)).unwrap();
+    pair.knows_us();
+    python(
+        &pair.b,
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor _ in range(300): s.sendto(b'x', ('10.77.0.1', 9))",
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    let stats = link.statistics().unwrap();
+    assert!(stats.rx_dropped > 0, "{stats:?}");
+    assert_eq!(
+        stats.rx_dropped,
+        stats.rx_fill_ring_empty + stats.rx_ring_full,
+        "{stats:?}"
+    );
+    // What did arrive is there to read, no more than the chunks.
+    let mut batch = Batch::new(64, 2048);
+    let mut read = 0;
+    while link.recv(&mut batch).unwrap() > 0 {
+        read += batch.len();
+    }
+    assert!((1..=64).contains(&read), "{read}");
+    // (The peer's kernel may have sent a frame of its own, IPv6 neighbour discovery.)
+    assert!(read as u64 + stats.rx_dropped >= 300, "{stats:?} {read}");
+}
+
+/// Sending on an interface that is down is an error the caller sees (the kernel's own).
+#[test]
+fn an_xdp_link_says_when_its_interface_is_down() {
+    let Some(pair) = Pair::new("xdp-down") else {
+        return;
+    };
+    let mut link = open(&pair.a, Backend::Xdp);
+    run("ip", &["-n", &pair.a, "link", "set", "va", "down"]);
+    let e = link.send(&[&arp_request()]).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NetworkDown, "{e}");
+}
+
+/// A frame the device drops (its peer is down: no carrier) is taken and lost, as on a
+/// wire; the link goes on.
+#[test]
+fn an_xdp_link_without_carrier_drops_what_it_sends() {
+    let Some(pair) = Pair::new("xdp-carrier") else {
+        return;
+    };
+    let mut link = open(&pair.a, Backend::Xdp);
+    run("ip", &["-n", &pair.b, "link", "set", "vb", "down"]);
+    assert_eq!(link.send(&[&arp_request(), &arp_request()]).unwrap(), 2);
+    run("ip", &["-n", &pair.b, "link", "set", "vb", "up"]);
+    // Once the peer is back, what is sent arrives and is answered.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(link.send(&[&arp_request()]).unwrap(), 1);
+    assert!(receive_until(&mut link, |f| f.len() >= 42
+        && f[12..14] == [0x08, 0x06]
+        && f[21] == 2));
 }

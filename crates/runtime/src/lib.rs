@@ -1,5 +1,6 @@
 //! Strata's roles on real networks: a [`Node`] driven on the wall clock over Linux
-//! interfaces, each of its links an AF_PACKET socket ([`strata_fabric::linux`]).
+//! interfaces, each of its links an AF_PACKET or AF_XDP socket
+//! ([`strata_fabric::linux`], chosen by [`open_link`]).
 //!
 //! ```text
 //!   poll(2) on every link, until the node's next deadline

@@ -73,7 +73,8 @@ fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
     }
 }
 
-fn owned(fd: libc::c_long) -> OwnedFd {
+/// Owns a descriptor a system call just returned.
+pub(super) fn owned(fd: libc::c_long) -> OwnedFd {
     // SAFETY: a descriptor the kernel just returned to us, owned by nobody else.
     unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
 }

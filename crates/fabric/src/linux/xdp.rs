@@ -23,16 +23,19 @@
 //! only queue 0 is read (a veth made by `ip link add` has one).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::bpf::{self, Insn, insn};
+use super::bpf::{self, Insn, insn, owned};
 use crate::Batch;
 use crate::batch::Span;
 
 /// A chunk of the UMEM: one frame (the kernel leaves its own headroom inside it).
-pub(super) const CHUNK: usize = 2048;
+const CHUNK: usize = 2048;
+/// At most this many `sendto` calls per send: in copy mode each sends up to 32 frames,
+/// so a batch of a few hundred goes in one send; what is left goes with the next.
+const KICKS: usize = 16;
 /// Frames each way by default: 2,048 chunks for receiving and as many for sending,
 /// 8 MiB. More absorb longer bursts (see [`XdpLink::open_with`]).
 pub const FRAMES: u32 = 2048;
@@ -52,11 +55,6 @@ fn program(map: RawFd) -> [Insn; 6] {
         insn(0x85, 0, 0, 0, bpf::FUNC_REDIRECT_MAP),
         insn(0x95, 0, 0, 0, 0),
     ]
-}
-
-fn owned(fd: libc::c_long) -> OwnedFd {
-    // SAFETY: a descriptor the kernel just returned to us, owned by nobody else.
-    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
 }
 
 /// A shared mapping, unmapped when dropped.
@@ -106,7 +104,6 @@ impl Drop for Mapping {
 /// index, one of them ours.
 #[derive(Debug)]
 struct Ring<T> {
-    size: u32,
     producer: NonNull<AtomicU32>,
     consumer: NonNull<AtomicU32>,
     descs: NonNull<T>,
@@ -116,12 +113,7 @@ struct Ring<T> {
 
 impl<T: Copy> Ring<T> {
     /// Maps ring `offsets` of `fd` at page offset `pgoff`, of `size` entries.
-    fn map(
-        fd: RawFd,
-        offsets: &libc::xdp_ring_offset,
-        pgoff: libc::off_t,
-        size: u32,
-    ) -> io::Result<Ring<T>> {
+    fn map(fd: RawFd, offsets: &RingOffsets, pgoff: libc::off_t, size: u32) -> io::Result<Ring<T>> {
         let len = offsets.desc as usize + size as usize * std::mem::size_of::<T>();
         let map = Mapping::new(len, Some(fd), pgoff)?;
         let at = |off: u64| {
@@ -132,7 +124,6 @@ impl<T: Copy> Ring<T> {
             producer: at(offsets.producer).cast(),
             consumer: at(offsets.consumer).cast(),
             descs: at(offsets.desc).cast(),
-            size,
             mask: size - 1,
             _map: map,
         })
@@ -155,11 +146,17 @@ impl<T: Copy> Ring<T> {
         (self.producer().load(Ordering::Acquire).wrapping_sub(at), at)
     }
 
-    /// Entries we may produce, and the first's index.
-    fn room(&self) -> (u32, u32) {
-        let at = self.producer().load(Ordering::Relaxed);
-        let used = at.wrapping_sub(self.consumer().load(Ordering::Acquire));
-        (self.size - used, at)
+    /// The index of the next entry we produce (a ring we produce). There is always room
+    /// for what we produce: each entry carries a chunk, and a ring has an entry for
+    /// every chunk of its kind.
+    fn next(&self) -> u32 {
+        self.producer().load(Ordering::Relaxed)
+    }
+
+    /// Entries we produced that the kernel has not consumed yet.
+    fn pending(&self) -> u32 {
+        self.next()
+            .wrapping_sub(self.consumer().load(Ordering::Acquire))
     }
 
     fn read(&self, index: u32) -> T {
@@ -269,6 +266,16 @@ pub struct XdpLink {
 // the kernel lives beside them), so they may move to another thread with it.
 unsafe impl Send for XdpLink {}
 
+/// A new socket of `family` and `kind`, closed on exec.
+fn socket(family: libc::c_int, kind: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call; its result is checked before it is owned.
+    let raw = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(owned(raw.into()))
+}
+
 fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
     // SAFETY: the option value is a live `T`, its size given.
     let r = unsafe {
@@ -308,6 +315,7 @@ fn getsockopt<T: Default>(fd: RawFd, name: libc::c_int) -> io::Result<T> {
     }
 }
 
+/// `struct xdp_statistics` (`XDP_STATISTICS`).
 #[derive(Default)]
 #[repr(C)]
 struct Statistics {
@@ -319,6 +327,8 @@ struct Statistics {
     tx_ring_empty_descs: u64,
 }
 
+/// `struct xdp_mmap_offsets` (`XDP_MMAP_OFFSETS`): where each ring's parts lie in its
+/// mapping.
 #[derive(Default)]
 #[repr(C)]
 struct Offsets {
@@ -335,17 +345,6 @@ struct RingOffsets {
     consumer: u64,
     desc: u64,
     flags: u64,
-}
-
-impl From<&RingOffsets> for libc::xdp_ring_offset {
-    fn from(o: &RingOffsets) -> libc::xdp_ring_offset {
-        libc::xdp_ring_offset {
-            producer: o.producer,
-            consumer: o.consumer,
-            desc: o.desc,
-            flags: o.flags,
-        }
-    }
 }
 
 impl XdpLink {
@@ -370,20 +369,10 @@ impl XdpLink {
         let chunks = frames as usize * 2;
         let ifindex = super::index_of(interface)?;
         let mac = {
-            // SAFETY: plain system call; the descriptor is owned at once.
-            let raw =
-                unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-            if raw < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            super::mac_of(owned(raw.into()).as_raw_fd(), interface)?
+            let probe = socket(libc::AF_INET, libc::SOCK_DGRAM)?;
+            super::mac_of(probe.as_raw_fd(), interface)?
         };
-        // SAFETY: plain system call; the descriptor is owned at once.
-        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let socket = owned(raw.into());
+        let socket = socket(libc::AF_XDP, libc::SOCK_RAW)?;
         let fd = socket.as_raw_fd();
         let umem = Mapping::new(CHUNK * chunks, None, 0)?;
         setsockopt(
@@ -409,20 +398,20 @@ impl XdpLink {
         let offsets: Offsets = getsockopt(fd, libc::XDP_MMAP_OFFSETS)?;
         let mut fill = Ring::map(
             fd,
-            &(&offsets.fr).into(),
+            &offsets.fr,
             libc::XDP_UMEM_PGOFF_FILL_RING as libc::off_t,
             frames,
         )?;
         let completion = Ring::map(
             fd,
-            &(&offsets.cr).into(),
+            &offsets.cr,
             libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t,
             frames,
         )?;
-        let rx = Ring::map(fd, &(&offsets.rx).into(), libc::XDP_PGOFF_RX_RING, frames)?;
-        let tx = Ring::map(fd, &(&offsets.tx).into(), libc::XDP_PGOFF_TX_RING, frames)?;
+        let rx = Ring::map(fd, &offsets.rx, libc::XDP_PGOFF_RX_RING, frames)?;
+        let tx = Ring::map(fd, &offsets.tx, libc::XDP_PGOFF_TX_RING, frames)?;
         // Every receiving chunk waits in the fill ring.
-        let (_, at) = fill.room();
+        let at = fill.next();
         for c in 0..frames {
             fill.write(at.wrapping_add(c), u64::from(c) * CHUNK as u64);
         }
@@ -501,22 +490,22 @@ impl XdpLink {
         })
     }
 
-    /// The chunks the kernel has finished sending are free again.
+    /// The chunks the kernel has finished sending are free again (it gives back the
+    /// addresses the TX descriptors had: chunks' own).
     fn reap(&mut self) {
         let (n, at) = self.completion.ready();
         for i in 0..n {
-            let addr = self.completion.read(at.wrapping_add(i));
-            self.free.push(addr - addr % CHUNK as u64);
+            self.free.push(self.completion.read(at.wrapping_add(i)));
         }
         self.completion.consume(at, n);
     }
 
     /// Asks the kernel to send what the TX ring holds (in copy mode it takes a few dozen
-    /// frames per call, so it is asked until the ring is empty or it is busy).
+    /// frames per call, so it is asked until the ring is empty or it is busy, at most
+    /// [`KICKS`] times).
     fn kick(&self) -> io::Result<()> {
-        for _ in 0..=self.tx.size / 16 {
-            let (room, _) = self.tx.room();
-            if room == self.tx.size {
+        for _ in 0..KICKS {
+            if self.tx.pending() == 0 {
                 break;
             }
             // SAFETY: a send of nothing: the frames are in the TX ring.
@@ -572,9 +561,9 @@ impl AsRawFd for XdpLink {
 impl crate::Link for XdpLink {
     fn send<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> io::Result<usize> {
         self.reap();
-        let (room, at) = self.tx.room();
+        let at = self.tx.next();
         let mut taken = 0u32;
-        for frame in frames.iter().take(room as usize) {
+        for frame in frames {
             let frame = frame.as_ref();
             if frame.len() > CHUNK {
                 break;
@@ -600,7 +589,7 @@ impl crate::Link for XdpLink {
         batch.clear();
         let (ready, at) = self.rx.ready();
         let n = ready.min(batch.capacity() as u32);
-        let (_, fill_at) = self.fill.room();
+        let fill_at = self.fill.next();
         // Frames are packed one after another (no frame is larger than a chunk, so they
         // fit: a batch holds `capacity` slots), not one per slot: slots are sized for a
         // socket's super-frames, and a frame per slot would touch a page per frame.
@@ -630,7 +619,65 @@ impl crate::Link for XdpLink {
 
 #[cfg(test)]
 mod tests {
-    use super::XdpLink;
+    use super::{XdpLink, getsockopt, setsockopt, socket};
+    use crate::linux::netns;
+    use std::os::fd::AsRawFd;
+
+    /// A failed call says so (the kernel's error), on every path that makes one.
+    #[test]
+    fn failed_socket_calls_are_errors() {
+        assert!(socket(-1, libc::SOCK_RAW).is_err(), "no such family");
+        let udp = socket(libc::AF_INET, libc::SOCK_DGRAM).unwrap_or_else(|e| panic!("{e}"));
+        // A UDP socket has no XDP options.
+        assert!(setsockopt(udp.as_raw_fd(), libc::XDP_RX_RING, &64u32).is_err());
+        assert!(getsockopt::<super::Statistics>(udp.as_raw_fd(), libc::XDP_STATISTICS).is_err());
+    }
+
+    use strata_testkit::netns::{Scene, allowed, run};
+
+    /// Whether `/proc/self/maps` has a mapping that starts at `base`.
+    fn mapped(base: usize) -> bool {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(&format!("{base:x}-")))
+    }
+
+    /// The link's memory and rings are unmapped when it goes (root: the test makes a
+    /// namespace with a veth).
+    #[test]
+    fn a_link_unmaps_its_memory_when_it_goes() {
+        if !allowed() {
+            return;
+        }
+        let (_scene, names) = Scene::new(&["xdp-unmap-a", "xdp-unmap-b"]);
+        run(
+            "ip",
+            &[
+                "-n", &names[0], "link", "add", "va", "type", "veth", "peer", "name", "vb",
+                "netns", &names[1],
+            ],
+        );
+        run("ip", &["-n", &names[0], "link", "set", "va", "up"]);
+        let link = netns::run_in(&names[0], || XdpLink::open_with("va", 64))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let bases = [
+            link.umem.base.as_ptr() as usize,
+            link.fill._map.base.as_ptr() as usize,
+            link.completion._map.base.as_ptr() as usize,
+            link.rx._map.base.as_ptr() as usize,
+            link.tx._map.base.as_ptr() as usize,
+        ];
+        assert!(bases.iter().all(|&b| mapped(b)), "mapped while open");
+        assert_eq!(link.umem.len, 64 * 2 * super::CHUNK);
+        // The sending chunks are the second half, apart from those the fill ring holds.
+        let mut free = link.free.clone();
+        free.sort_unstable();
+        let second: Vec<u64> = (64..128).map(|c| (c * super::CHUNK) as u64).collect();
+        assert_eq!(free, second);
+        drop(link);
+        assert!(bases.iter().all(|&b| !mapped(b)), "all unmapped once gone");
+    }
 
     #[test]
     fn a_ring_size_that_is_no_power_of_two_or_out_of_range_is_refused() {
