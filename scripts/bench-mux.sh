@@ -89,6 +89,7 @@ if [ "$(nproc)" -lt 2 ]; then
     exit 1
 fi
 command -v nft >/dev/null || { echo "bench-mux: needs nft (nftables)" >&2; exit 1; }
+command -v ethtool >/dev/null || { echo "bench-mux: needs ethtool" >&2; exit 1; }
 
 echo "building (release)..." >&2
 cargo build -q --release -p strata-runtime --example bench_mux --example http_server \

@@ -18,6 +18,8 @@ command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 command -v ping >/dev/null 2>&1 || packages+=(iputils-ping)
 command -v nft >/dev/null 2>&1 || packages+=(nftables)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
+# ethtool: the AF_XDP tests turn a peer's checksum offload off, or its GRO on.
+command -v ethtool >/dev/null 2>&1 || packages+=(ethtool)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
 command -v bird >/dev/null 2>&1 || packages+=(bird2)
 command -v gobgpd >/dev/null 2>&1 || packages+=(gobgpd)

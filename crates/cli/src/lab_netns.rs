@@ -45,6 +45,35 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Turns off transmit checksum offload (and so segmentation offload) on every interface
+/// of namespace `name` but its loopback.
+fn checksums_in_software(name: &str) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(["-n", name, "-o", "link", "show"])
+        .output()
+        .context("running ip")?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "2: eth0@if7: <BROADCAST,...> ..."
+        let Some(dev) = line.split(": ").nth(1).and_then(|d| d.split('@').next()) else {
+            continue;
+        };
+        if dev == "lo" {
+            continue;
+        }
+        let out = Command::new("ip")
+            .args(["netns", "exec", name, "ethtool", "-K", dev, "tx", "off"])
+            .output()
+            .context("running ethtool (needed with STRATA_LINK=xdp)")?;
+        if !out.status.success() {
+            bail!(
+                "ethtool -K {dev} tx off in {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn mac(n: usize, nic: usize) -> String {
     strata_lab::mac_of(n, nic)
         .0
@@ -134,11 +163,7 @@ pub(crate) fn node(
     strata_fabric::linux::netns::enter(netns)?;
     let mut opened = Vec::new();
     for i in &names {
-        opened.push(
-            strata_fabric::linux::PacketLink::open(i)
-                .with_context(|| format!("interface {i}"))?
-                .into(),
-        );
+        opened.push(strata_runtime::open_link(i).with_context(|| format!("interface {i}"))?);
     }
     let mut driver = strata_runtime::Driver::new(config, opened)?;
     tracing::info!(node = name, netns, interfaces = ?names, "node up");
@@ -277,6 +302,15 @@ fn build(
                 "up",
             ])?;
             ip(&["-n", &here, "link", "set", "uplink", "up"])?;
+        }
+    }
+    // With the role processes on AF_XDP (STRATA_LINK=xdp), the kernels on the other side
+    // of their links (the VMs', BIRD's or FRR's) must finish their own checksums: XDP
+    // carries no word of one left to the device. So no interface of a node's namespace
+    // leaves its checksum to the device then.
+    if std::env::var("STRATA_LINK").as_deref() == Ok("xdp") {
+        for node in &t.nodes {
+            checksums_in_software(&ns(&node.name))?;
         }
     }
     // Names, for the kernel's resolver in every namespace: the lab's DNS records, and

@@ -80,7 +80,7 @@ fn strata_namespaces() -> Vec<String> {
 }
 
 /// The whole check, with `router` running BGPVM and the role processes reading their
-/// links by `link` (`STRATA_LINK`: socket or ring).
+/// links by `link` (`STRATA_LINK`: socket, ring or xdp).
 fn lab(router: &str, link: &str) {
     let guard = Down;
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -104,6 +104,17 @@ fn lab(router: &str, link: &str) {
         link == "ring",
         "{link}: {log}"
     );
+    assert_eq!(
+        log.contains("receiving by AF_XDP"),
+        link == "xdp",
+        "{link}: {log}"
+    );
+    let shown = Command::new("ip")
+        .args(["-n", "strata-MuxVM", "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(shown.contains("prog/xdp"), link == "xdp", "{link}: {shown}");
     let namespaces = strata_namespaces();
     for node in [
         "ClientVM",
@@ -406,7 +417,8 @@ fn the_poc_lab_runs_as_namespaces_and_comes_down_clean() {
         );
     }
     if std::path::Path::new("/usr/lib/frr/bgpd").exists() {
-        lab("frr", "socket");
+        // FRR's kernel on the other side of the Muxes' AF_XDP links.
+        lab("frr", "xdp");
     } else {
         assert!(
             std::env::var_os("STRATA_REQUIRE_FRR").is_none(),

@@ -29,6 +29,14 @@ struct Wire {
     vm: Option<(String, String)>,
 }
 
+impl Wire {
+    /// Whether `s` was captured on this wire (interfaces of different namespaces may
+    /// share a name: every VM has an `eth0`).
+    fn captured(&self, s: &Seen) -> bool {
+        self.netns == s.netns && self.interface == s.interface
+    }
+}
+
 /// Every wire of the lab, as `lab up --netns` built it.
 fn wires(t: &Topology) -> Vec<Wire> {
     let mut out = Vec::new();
@@ -43,9 +51,18 @@ fn wires(t: &Topology) -> Vec<Wire> {
                     .filter(|v| v.nics.iter().any(|c| c.vswitch_host == Some(h)))
                     .position(|v| v.name == node.name)
                     .unwrap_or(0);
+                // A VM on the kernel's stack is listened to on its own end: the host's
+                // end may be an AF_XDP socket's, whose program takes frames before the
+                // kernel's captures see them (and sends past them).
+                let (netns, interface) =
+                    if super::role(t, n, super::RouterImpl::Strata) == super::Role::Kernel {
+                        (ns(&node.name), format!("eth{i}"))
+                    } else {
+                        (ns(&t.nodes[h].name), format!("vm{k}"))
+                    };
                 out.push(Wire {
-                    netns: ns(&t.nodes[h].name),
-                    interface: format!("vm{k}"),
+                    netns,
+                    interface,
                     node: node.name.clone(),
                     network,
                     vm: Some((node.name.clone(), t.nodes[h].name.clone())),
@@ -95,6 +112,8 @@ pub(crate) struct Trace {
 #[derive(Debug, Clone)]
 struct Seen {
     time: f64,
+    /// Where it was captured: the namespace and its interface.
+    netns: String,
     interface: String,
     src_mac: String,
     dst_mac: String,
@@ -121,7 +140,8 @@ fn capture(netns: &str, interfaces: &[&str], file: &Path) -> anyhow::Result<Chil
         .context("starting dumpcap (Wireshark's; install tshark)")
 }
 
-fn read(file: &Path) -> anyhow::Result<Vec<Seen>> {
+/// The frames of a capture made in namespace `netns`.
+fn read(file: &Path, netns: &str) -> anyhow::Result<Vec<Seen>> {
     let out = Command::new("tshark")
         .args(["-o", "frame.generate_md5_hash:TRUE", "-r"])
         .arg(file)
@@ -168,6 +188,7 @@ fn read(file: &Path) -> anyhow::Result<Vec<Seen>> {
                 .collect();
             Some(Seen {
                 time: f[0].parse().ok()?,
+                netns: netns.to_string(),
                 interface: f[1].to_string(),
                 src_mac: f[2].split(',').next()?.to_string(),
                 dst_mac: f[3].split(',').next()?.to_string(),
@@ -231,7 +252,7 @@ fn hops(seen: &[Seen], wires: &[Wire], t: &Topology, pick: impl Fn(&Seen) -> boo
     let mut done: Vec<(String, String)> = Vec::new();
     let mut out = Vec::new();
     for s in frames {
-        let Some(w) = wires.iter().find(|w| w.interface == s.interface) else {
+        let Some(w) = wires.iter().find(|w| w.captured(s)) else {
             continue;
         };
         let key = (w.network.clone(), s.md5.clone());
@@ -282,7 +303,7 @@ pub(crate) fn trace(t: &Topology, from: &str, url: &str) -> anyhow::Result<Trace
     for (k, (netns, interfaces)) in by_ns.iter().enumerate() {
         let file = dir.join(format!("{k}.pcapng"));
         children.push(capture(netns, interfaces, &file)?);
-        files.push(file);
+        files.push((file, *netns));
     }
     // dumpcap has its interfaces open once its file exists and has been written to.
     std::thread::sleep(Duration::from_millis(1500));
@@ -314,8 +335,8 @@ pub(crate) fn trace(t: &Topology, from: &str, url: &str) -> anyhow::Result<Trace
         bail!("curl {url} from {from} failed");
     }
     let mut seen = Vec::new();
-    for f in &files {
-        seen.extend(read(f)?);
+    for (f, netns) in &files {
+        seen.extend(read(f, netns)?);
     }
     let _ = std::fs::remove_dir_all(&dir);
     let result = follow(&seen, &wires, t, from)?;
@@ -330,7 +351,7 @@ fn follow(seen: &[Seen], wires: &[Wire], t: &Topology, from: &str) -> anyhow::Re
             s.flags.trim() == "S"
                 && wires
                     .iter()
-                    .any(|w| w.interface == s.interface && w.node == from && w.vm.is_none())
+                    .any(|w| w.captured(s) && w.node == from && w.vm.is_none())
         })
         .min_by(|a, b| a.time.total_cmp(&b.time))
         .with_context(|| format!("no SYN from {from} was captured"))?;
@@ -417,7 +438,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             (vm.netns.as_str(), vm.interface.as_str()),
-            ("strata-HyperVHost", "vm0")
+            ("strata-PortalVM", "eth0"),
+            "a VM on the kernel's stack is listened to on its own end"
         );
         // The host's management vNIC is on its own switch: no wire of its own.
         assert!(!w.iter().any(|x| x.interface == format!("p{host}x0")));

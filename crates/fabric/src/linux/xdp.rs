@@ -635,12 +635,27 @@ mod tests {
 
     use strata_testkit::netns::{Scene, allowed, run};
 
-    /// Whether `/proc/self/maps` has a mapping that starts at `base`.
-    fn mapped(base: usize) -> bool {
+    /// Whether `/proc/self/maps` has a mapping of exactly `len` bytes at `base`.
+    fn mapped(base: usize, len: usize) -> bool {
+        let range = format!("{base:x}-{:x} ", base + len);
         std::fs::read_to_string("/proc/self/maps")
             .unwrap_or_default()
             .lines()
-            .any(|l| l.starts_with(&format!("{base:x}-")))
+            .any(|l| l.starts_with(&range))
+    }
+
+    /// The mappings of the socket's file (its rings), as `/proc/self/maps` lists them.
+    fn socket_maps(link: &XdpLink) -> usize {
+        use std::os::fd::AsFd;
+        let socket = format!(
+            "socket:[{}]",
+            crate::linux::tests::inode(link.socket.as_fd())
+        );
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.ends_with(&socket))
+            .count()
     }
 
     /// The link's memory and rings are unmapped when it goes (root: the test makes a
@@ -661,14 +676,16 @@ mod tests {
         run("ip", &["-n", &names[0], "link", "set", "va", "up"]);
         let link = netns::run_in(&names[0], || XdpLink::open_with("va", 64))
             .unwrap_or_else(|e| panic!("{e}"));
-        let bases = [
-            link.umem.base.as_ptr() as usize,
-            link.fill._map.base.as_ptr() as usize,
-            link.completion._map.base.as_ptr() as usize,
-            link.rx._map.base.as_ptr() as usize,
-            link.tx._map.base.as_ptr() as usize,
-        ];
-        assert!(bases.iter().all(|&b| mapped(b)), "mapped while open");
+        // (Tests run beside each other in one process: a range unmapped may be mapped
+        // again at once by another's allocation, so the rings are known by their socket
+        // and the memory by its exact range.)
+        let umem = (link.umem.base.as_ptr() as usize, link.umem.len);
+        assert!(mapped(umem.0, umem.1), "mapped while open");
+        assert_eq!(socket_maps(&link), 4, "four rings");
+        let name = format!(
+            "socket:[{}]",
+            crate::linux::tests::inode(std::os::fd::AsFd::as_fd(&link.socket))
+        );
         assert_eq!(link.umem.len, 64 * 2 * super::CHUNK);
         // The sending chunks are the second half, apart from those the fill ring holds.
         let mut free = link.free.clone();
@@ -676,7 +693,12 @@ mod tests {
         let second: Vec<u64> = (64..128).map(|c| (c * super::CHUNK) as u64).collect();
         assert_eq!(free, second);
         drop(link);
-        assert!(bases.iter().all(|&b| !mapped(b)), "all unmapped once gone");
+        assert!(!mapped(umem.0, umem.1), "the memory is unmapped once gone");
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        assert!(
+            !maps.lines().any(|l| l.ends_with(&name)),
+            "the rings are unmapped"
+        );
     }
 
     #[test]
