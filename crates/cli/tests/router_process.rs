@@ -242,7 +242,20 @@ fn a_router_file_that_breaks_a_rule_is_refused() {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("STRATA_LINK=telepathy: expected \"socket\" or \"ring\""),
+        err.contains("STRATA_LINK=telepathy: expected \"socket\", \"ring\" or \"xdp\""),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["router", "--config"])
+        .arg(&file)
+        .env("STRATA_LINK", "xdp")
+        .env("STRATA_XDP_FRAMES", "lots")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("STRATA_XDP_FRAMES=lots: expected a number of frames"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
