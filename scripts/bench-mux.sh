@@ -23,7 +23,7 @@
 # CPU 1's busy share (what a soaker spinning at the lowest priority does not get), and
 # CPU 1's time per million packets (the fair figure when the sender saturates first).
 #
-# Then the HTTP stage (needs wrk): requests per second from wrk to a VIP whose four DIPs
+# Then the HTTP stage: requests per second from wrk to a VIP whose four DIPs
 # are served by one web server (crates/runtime/examples/http_server.rs) on a host built
 # from a kernel VXLAN device, on a topology of its own:
 #
@@ -88,8 +88,18 @@ if [ "$(nproc)" -lt 2 ]; then
     echo "bench-mux: needs two CPUs (the sender and the load balancer each get one)" >&2
     exit 1
 fi
-command -v nft >/dev/null || { echo "bench-mux: needs nft (nftables)" >&2; exit 1; }
-command -v ethtool >/dev/null || { echo "bench-mux: needs ethtool" >&2; exit 1; }
+# What it uses from Debian, installed when missing: nft (the kernel's load balancer and
+# the sink), ethtool (GRO on the load balancer's veth), wrk (the HTTP stage).
+packages=()
+command -v nft >/dev/null || packages+=(nftables)
+command -v ethtool >/dev/null || packages+=(ethtool)
+command -v wrk >/dev/null || packages+=(wrk)
+if [ ${#packages[@]} -gt 0 ]; then
+    echo "installing: ${packages[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null ||
+        { echo "bench-mux: could not install ${packages[*]}" >&2; exit 1; }
+fi
 
 echo "building (release)..." >&2
 cargo build -q --release -p strata-runtime --example bench_mux --example http_server \
@@ -283,10 +293,6 @@ http_measure() {
 }
 
 http_stage() {
-    if ! command -v wrk >/dev/null; then
-        echo "bench-mux: the HTTP stage needs wrk (apt-get install wrk); skipped" >&2
-        return
-    fi
     local dip_mac=00:15:5d:03:00:01
     for ns in $C $L $H; do
         ip netns add "$ns"
