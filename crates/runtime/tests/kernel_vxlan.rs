@@ -64,7 +64,11 @@ fn serve_through(xdp: bool) {
         return;
     }
     let id = std::process::id();
-    let (mut cleanup, names) = Scene::new(&["vc", "vm", "vh", "vd"]);
+    let (mut cleanup, names) = Scene::new(if xdp {
+        &["xc", "xm", "xh", "xd"]
+    } else {
+        &["vc", "vm", "vh", "vd"]
+    });
     let (client, mux, host, vm) = (
         names[0].clone(),
         names[1].clone(),
@@ -163,7 +167,7 @@ fn serve_through(xdp: bool) {
     ] {
         run("ip", &["netns", "exec", &vm, "sysctl", "-qw", knob]);
     }
-    let dir = std::env::temp_dir().join(format!("strata-vxlan-{id}"));
+    let dir = std::env::temp_dir().join(format!("strata-vxlan-{id}-{xdp}"));
     std::fs::create_dir_all(&dir).unwrap();
     cleanup.dir = Some(dir.clone());
     let rules = dir.join("slb.nft");
