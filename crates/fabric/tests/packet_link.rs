@@ -898,11 +898,9 @@ fn an_xdp_link_counts_what_it_could_not_take() {
     std::thread::sleep(Duration::from_millis(50));
     let stats = link.statistics().unwrap();
     assert!(stats.rx_dropped > 0, "{stats:?}");
-    assert_eq!(
-        stats.rx_dropped,
-        stats.rx_fill_ring_empty + stats.rx_ring_full,
-        "{stats:?}"
-    );
+    // Chunks ran out (the RX ring has an entry for each, so it is never full first).
+    assert_eq!(stats.rx_dropped, stats.rx_fill_ring_empty, "{stats:?}");
+    assert_eq!(stats.rx_ring_full, 0, "{stats:?}");
     // What did arrive is there to read, no more than the chunks.
     let mut batch = Batch::new(64, 2048);
     let mut read = 0;

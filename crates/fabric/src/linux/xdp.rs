@@ -190,11 +190,13 @@ impl<T: Copy> Ring<T> {
 /// What the kernel counted for a socket (`XDP_STATISTICS`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct XdpStatistics {
-    /// Frames dropped for another reason than those below (too large for a chunk).
+    /// Frames the socket dropped for want of a chunk to copy them into (we read too
+    /// slowly), or too large for one.
     pub rx_dropped: u64,
-    /// Frames dropped because the RX ring was full (we read too slowly).
+    /// Frames dropped, apart from those, because the RX ring was full (it has an entry
+    /// for every receiving chunk, so chunks run out first).
     pub rx_ring_full: u64,
-    /// Frames dropped because no chunk waited in the fill ring.
+    /// Times a frame found no chunk waiting in the fill ring.
     pub rx_fill_ring_empty: u64,
     pub rx_invalid_descs: u64,
     pub tx_invalid_descs: u64,
