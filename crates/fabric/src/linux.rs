@@ -574,11 +574,7 @@ mod tests {
     /// An interface that is not there has no MAC: the kernel's error, not a made-up one.
     #[test]
     fn the_mac_of_a_missing_interface_is_an_error() {
-        // SAFETY: plain system call; the descriptor is owned at once.
-        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
-        assert!(raw >= 0);
-        // SAFETY: a descriptor just returned, owned by nobody else.
-        let socket = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
         assert!(super::mac_of(fd, "strata-none0").is_err());
         // The loopback has one (all zeros).

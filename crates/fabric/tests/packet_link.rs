@@ -882,6 +882,31 @@ fn an_xdp_link_sends_frames_up_to_a_chunk() {
     assert_eq!(link.send(&[&whole, &longer, &whole]).unwrap(), 1);
 }
 
+/// A send of more frames than the kernel takes a call (32, in copy mode) sends them
+/// all, without another send to push the rest: 1,000 echo requests leave at once.
+#[test]
+fn an_xdp_link_sends_a_large_batch_whole() {
+    let Some(pair) = Pair::new("xdp-large") else {
+        return;
+    };
+    let mut link = open(&pair.a, Backend::Xdp);
+    let mut theirs = netns::run_in(&pair.b, || PacketLink::open_ring("vb"))
+        .map(LinuxLink::from)
+        .unwrap();
+    let requests: Vec<Vec<u8>> = (0..1000)
+        .map(|seq| echo_request(theirs.mac().unwrap(), seq))
+        .collect();
+    assert_eq!(link.send(&requests).unwrap(), 1000);
+    let mut seqs = std::collections::BTreeSet::new();
+    receive_until(&mut theirs, |f| {
+        if f[6..12] == OURS && f.len() >= 42 && f[34] == 8 {
+            seqs.insert(u16::from_be_bytes([f[40], f[41]]));
+        }
+        seqs.len() == 1000
+    });
+    assert_eq!(seqs.len(), 1000);
+}
+
 /// Frames the link does not read in time are dropped by the kernel, and counted: with
 /// 64 chunks to receive into, a burst of 300 loses some, and the statistics say how.
 #[test]

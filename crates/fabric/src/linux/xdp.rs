@@ -33,9 +33,9 @@ use crate::batch::Span;
 
 /// A chunk of the UMEM: one frame (the kernel leaves its own headroom inside it).
 const CHUNK: usize = 2048;
-/// At most this many `sendto` calls per send: in copy mode each sends up to 32 frames,
-/// so a batch of a few hundred goes in one send; what is left goes with the next.
-const KICKS: usize = 16;
+/// In copy mode a `sendto` sends at most this many frames of the TX ring (the kernel's
+/// `TX_BATCH_SIZE`), and says EAGAIN if more wait.
+const PER_KICK: u32 = 32;
 /// Frames each way by default: 2,048 chunks for receiving and as many for sending,
 /// 8 MiB. More absorb longer bursts (see [`XdpLink::open_with`]).
 pub const FRAMES: u32 = 2048;
@@ -502,11 +502,10 @@ impl XdpLink {
         self.completion.consume(at, n);
     }
 
-    /// Asks the kernel to send what the TX ring holds (in copy mode it takes a few dozen
-    /// frames per call, so it is asked until the ring is empty or it is busy, at most
-    /// [`KICKS`] times).
+    /// Asks the kernel to send what the TX ring holds: [`PER_KICK`] frames a call, so as
+    /// many calls as that takes (and one more), unless the device refuses one.
     fn kick(&self) -> io::Result<()> {
-        for _ in 0..KICKS {
+        for _ in 0..=self.tx.pending().div_ceil(PER_KICK) {
             if self.tx.pending() == 0 {
                 break;
             }
@@ -525,7 +524,8 @@ impl XdpLink {
                 let e = io::Error::last_os_error();
                 match e.raw_os_error() {
                     Some(libc::EAGAIN | libc::EINTR) => continue,
-                    // The device's queue is full: the rest goes with the next send.
+                    // The device dropped a frame (EBUSY: no carrier, its queue full) or
+                    // no buffer was to be had: the rest goes with the next send.
                     Some(libc::EBUSY | libc::ENOBUFS) => break,
                     _ => return Err(e),
                 }
